@@ -1,0 +1,107 @@
+"""What a backend and a host adapter are: the contracts plugins implement.
+
+A *backend* turns media items into raw outputs (`RawResult`); it never decides labels.
+A *host adapter* reads a manifest of media from a data manager's files and writes decisions
+back into them; it never runs a model.  Both are plain objects registered through the
+`register_backends` / `register_hosts` hooks.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping, Protocol, Sequence, runtime_checkable
+
+from .types import ClassTable, Decision, Manifest, MediaItem, RawResult
+
+DETECTOR_MODES = ("DF", "MDS", "DFbsMDS", "DFMDS")
+
+
+@dataclass
+class RunSettings:
+    """Everything a user can set for a run; decisions are a pure function of raw outputs + these."""
+
+    model_version: str = "1.4"
+    detector_mode: str = "DFbsMDS"
+    threshold: float = 0.8
+    maxlag: float = 10.0
+    lang: str = "fr"
+    exclude: tuple[str, ...] = ()
+    bird: bool = False
+    models_dir: Path | None = None
+    threads: int | None = None
+    backend: str = "deepfaune"
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.threshold < 1.0:
+            raise ValueError(f"threshold must be between 0 and 1, got {self.threshold}")
+        if self.maxlag < 0:
+            raise ValueError(f"maxlag must be >= 0 seconds, got {self.maxlag}")
+        if self.detector_mode not in DETECTOR_MODES:
+            raise ValueError(
+                f"unknown detector mode {self.detector_mode!r}; choose one of {', '.join(DETECTOR_MODES)}"
+            )
+
+
+@runtime_checkable
+class Predictor(Protocol):
+    """A backend's loaded models; yields one RawResult per item, in the items' order."""
+
+    classes: ClassTable
+    info: dict[str, Any]  # model version, file names and sha256, stand-in flag...
+
+    def predict(self, items: Iterable[MediaItem]) -> Iterator[RawResult]: ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class Backend(Protocol):
+    name: str
+    description: str
+
+    def open(self, settings: RunSettings) -> Predictor: ...
+
+
+@dataclass(frozen=True)
+class HostOption:
+    """A command-line option a host adds to `deepfaune run` (e.g. Timelapse's --write-ddb)."""
+
+    name: str  # long option without dashes, e.g. "write-ddb"
+    help: str
+    flag: bool = False  # a boolean switch rather than a value
+    default: Any = None
+    multiple: bool = False  # may be given several times (collected in a list)
+
+    @property
+    def dest(self) -> str:
+        return self.name.replace("-", "_")
+
+
+@dataclass
+class RunResults:
+    """What a run produced, handed to the host adapter's write()."""
+
+    settings: RunSettings
+    classes: ClassTable
+    raw: Mapping[str, RawResult]
+    decisions: list[Decision]
+    backend_info: dict[str, Any] = field(default_factory=dict)
+    output: Path | None = None
+    started: datetime | None = None
+    finished: datetime | None = None
+
+
+@runtime_checkable
+class Host(Protocol):
+    name: str
+    description: str
+    options: Sequence[HostOption]
+
+    def detect(self, source: Path) -> bool:
+        """True when `source` is this host's kind of data (used by --host auto)."""
+
+    def read(self, source: Path, options: Mapping[str, Any]) -> Manifest: ...
+
+    def write(self, manifest: Manifest, results: RunResults, options: Mapping[str, Any]) -> list[Path]:
+        """Write results back; return the files written."""

@@ -1,0 +1,185 @@
+"""The `deepfaune` command: run, models, plugins, sort."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from . import __version__
+from .api import DETECTOR_MODES, RunSettings
+from .errors import DeepfauneError
+from .models_cli import add_models_parser, run_models_command
+from .plugins import PluginError, Registry, default_registry
+
+
+class CliError(DeepfauneError):
+    """A user-facing error: printed as one line, exit status 1."""
+
+
+def _split_list(values: Sequence[str] | None) -> tuple[str, ...]:
+    out: list[str] = []
+    for value in values or ():
+        out.extend(part.strip() for part in value.split(",") if part.strip())
+    return tuple(out)
+
+
+def _add_run(sub, registry: Registry) -> None:
+    p = sub.add_parser("run", help="classify the media of a source and write the results back into it",
+                       description="Classify every image of SOURCE with DeepFaune and write the results where the "
+                                   "source's data manager expects them.")
+    p.add_argument("source", type=Path, help="a folder, a Timelapse root, a camtrapR tree or record table, a Camtrap DP package")
+    p.add_argument("--host", default="auto", help="data manager of SOURCE (default: auto-detect); see `deepfaune plugins`")
+    p.add_argument("--backend", default="deepfaune", help="classification backend (default: deepfaune)")
+    p.add_argument("--model-version", default="1.4", help="DeepFaune model version (default: 1.4)")
+    p.add_argument("--detector", default="DFbsMDS", choices=DETECTOR_MODES,
+                   help="detector mode (default DFbsMDS: DeepFaune's detector, MegaDetector when it finds nothing)")
+    p.add_argument("--threshold", type=float, default=0.8, help="score under which a label is 'undefined' (default 0.8)")
+    p.add_argument("--maxlag", type=float, default=10, help="max seconds between images of a sequence (default 10)")
+    p.add_argument("--lang", default="fr", help="label language: fr, en, it, de, es (+ no, se, pt for 1.5)")
+    p.add_argument("--exclude", action="append", metavar="SPECIES",
+                   help="species absent from the study area (repeat, or comma-separated)")
+    p.add_argument("--bird", dest="bird", action="store_true", default=False, help="refine 'bird' into 8 bird groups")
+    p.add_argument("--no-bird", dest="bird", action="store_false")
+    p.add_argument("--models-dir", type=Path, default=None,
+                   help="folder of ONNX models and their manifest (default: $DEEPFAUNE_MODELS or the user cache)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for inference (default: all cores)")
+    p.add_argument("--output", "-o", type=Path, default=None, help="output file (.csv or .xlsx for a folder)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    seen: dict[str, str] = {}
+    group = p.add_argument_group("host options")
+    for reg in registry.hosts.values():
+        for opt in getattr(reg.obj, "options", ()):
+            if opt.name in seen:
+                continue
+            seen[opt.name] = reg.name
+            if opt.flag:
+                group.add_argument(f"--{opt.name}", dest=f"host_{opt.dest}", action="store_true",
+                                   default=bool(opt.default), help=f"[{reg.name}] {opt.help}")
+            else:
+                group.add_argument(f"--{opt.name}", dest=f"host_{opt.dest}",
+                                   action="append" if opt.multiple else "store",
+                                   default=opt.default, help=f"[{reg.name}] {opt.help}")
+
+
+def _cmd_run(args, registry: Registry) -> int:
+    from .pipeline import RunError, run
+
+    try:
+        settings = RunSettings(
+            model_version=args.model_version, detector_mode=args.detector, threshold=args.threshold,
+            maxlag=args.maxlag, lang=args.lang, exclude=_split_list(args.exclude), bird=args.bird,
+            models_dir=args.models_dir, threads=args.threads, backend=args.backend,
+        )
+    except ValueError as err:
+        raise CliError(str(err)) from err
+    host_options = {k[len("host_"):]: v for k, v in vars(args).items() if k.startswith("host_")}
+    try:
+        summary = run(args.source, settings, host=args.host, host_options=host_options, output=args.output,
+                      registry=registry, progress=not args.quiet)
+    except RunError as err:
+        raise CliError(str(err)) from err
+    _print_summary(summary)
+    return 0
+
+
+def _print_summary(summary) -> None:
+    out = sys.stderr
+    decisions = summary.results.decisions
+    n_seq = len({d.seqnum for d in decisions if not d.failure})
+    print(f"\n{len(decisions)} files, {n_seq} sequences, {len(summary.failures)} failed, "
+          f"{summary.elapsed:.1f} s ({len(decisions) / summary.elapsed if summary.elapsed else 0:.2f} files/s)", file=out)
+    counts = summary.label_counts()
+    if counts:
+        print("sequences per label:", file=out)
+        for label, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
+            print(f"  {label:<24} {n}", file=out)
+    if summary.failures:
+        print("failures:", file=out)
+        for rel, reason in summary.failures[:20]:
+            print(f"  {rel}: {reason}", file=out)
+        if len(summary.failures) > 20:
+            print(f"  ... and {len(summary.failures) - 20} more (see the 'failure' column)", file=out)
+    if summary.results.backend_info.get("standin"):
+        print("STAND-IN MODELS were used: these labels are meaningless.", file=out)
+    for path in summary.written:
+        print(f"wrote {path}", file=out)
+
+
+def _cmd_plugins(args, registry: Registry) -> int:
+    rows = []
+    for kind, table in (("backend", registry.backends), ("host", registry.hosts)):
+        for reg in table.values():
+            rows.append({"kind": kind, "name": reg.name, "plugin": reg.plugin, "origin": reg.origin,
+                         "description": getattr(reg.obj, "description", "")})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        for r in rows:
+            print(f"{r['kind']:<8} {r['name']:<12} from {r['plugin']} ({r['origin']}): {r['description']}")
+    return 0
+
+
+def _add_sort(sub) -> None:
+    p = sub.add_parser("sort", help="copy, move or hard-link files into one folder per label")
+    p.add_argument("results", type=Path, help="a result table written by `deepfaune run` (CSV or XLSX)")
+    p.add_argument("--root", type=Path, default=None, help="folder the table's filenames are relative to "
+                                                           "(default: the table's folder)")
+    p.add_argument("--dest", type=Path, required=True, help="where to create deepfaune_<date>/<label>/ folders")
+    p.add_argument("--mode", choices=("copy", "move", "link"), default="copy")
+    p.add_argument("--blur-humans", action="store_true", help="blur person boxes in the copies")
+
+
+def _cmd_sort(args) -> int:
+    from .sorting import SortError, sort_files
+
+    try:
+        report = sort_files(args.results, dest=args.dest, root=args.root, mode=args.mode, blur_humans=args.blur_humans)
+    except SortError as err:
+        raise CliError(str(err)) from err
+    for rel, reason in report.failures:
+        print(f"warning: {rel}: {reason}", file=sys.stderr)
+    print(f"{report.done} files sorted into {report.folder} ({len(report.failures)} failed)")
+    return 0 if not report.failures else 1
+
+
+def build_parser(registry: Registry) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="deepfaune", description="DeepFaune on ONNX Runtime, inside your camera-trap tools.")
+    parser.add_argument("--version", action="version", version=f"deepfaune-plugin {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_run(sub, registry)
+    add_models_parser(sub)
+    p = sub.add_parser("plugins", help="list registered backends and hosts and where they come from")
+    p.add_argument("--json", action="store_true")
+    _add_sort(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, registry: Registry | None = None) -> int:
+    try:
+        registry = registry or default_registry()
+    except PluginError as err:
+        print(f"deepfaune: error: {err}", file=sys.stderr)
+        return 1
+    args = build_parser(registry).parse_args(argv)
+    try:
+        if args.command == "run":
+            return _cmd_run(args, registry)
+        if args.command == "plugins":
+            return _cmd_plugins(args, registry)
+        if args.command == "models":
+            return run_models_command(args)
+        if args.command == "sort":
+            return _cmd_sort(args)
+    except (CliError, DeepfauneError) as err:
+        print(f"deepfaune: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("deepfaune: interrupted", file=sys.stderr)
+        return 130
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

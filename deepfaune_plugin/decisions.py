@@ -1,0 +1,243 @@
+"""DeepFaune's decision logic as pure functions: raw outputs + settings → labels and scores.
+
+Reproduces `PredictorBase.__averageLogitInSequence` of DeepFaune 1.4.1 (predictTools.py) for a
+group of rows (one image, a sequence, a video's frames):
+
+1. every row empty → "empty", 1.0;
+2. any animal row → mean of the animal rows' logits over the non-excluded species, divided by
+   the temperature (single / multi by the number of animal rows), softmax; best class and its
+   probability.  Bird option: when that class is the bird class with score >= threshold, the
+   8 bird logits go through the same steps (bird temperature); a bird score >= threshold turns
+   the label into "bird <subclass>", otherwise it stays "bird undefined" (DeepFaune renames the
+   bird class so when the option is on);
+3. otherwise human when #human rows >= #vehicle rows, else vehicle, 1.0;
+4. "undefined" when score < threshold; the score is truncated (not rounded) to 2 decimals and
+   top1 is the best class whatever the threshold.
+
+Arithmetic is float32 end to end, as DeepFaune does on NumPy >= 2 (its logits live in a
+float32 array and NEP 50 keeps Python scalars weak): float32 mean and temperature division,
+float32 exp, a left-to-right float32 sum, float32 division, the threshold compared as float32,
+and `int(score * 100) / 100` with a float32 product.  That is what decides on which side of a
+2-decimal or threshold boundary a score falls.
+
+Failed rows (`RawResult.failure`) are left out of every pool.  DeepFaune would have counted an
+unreadable file as an empty row, which changes no pooled answer (empty rows never vote), so
+the other files of its sequence get DeepFaune's answer; the failed file itself gets `FAILED`.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from .api import RunSettings
+from .sequences import assign_sequences
+from .types import ANIMAL, EMPTY, PERSON, VEHICLE, ClassTable, Decision, MediaItem, RawResult
+
+FAILED = "failed"  # key of a group whose every row failed; its label is ""
+UNDEFINED = "undefined"
+_KEY_LANG = "en"  # keys are the English labels, whatever the output language
+
+
+@dataclass(frozen=True)
+class GroupDecision:
+    """The answer for one group of rows; `key`/`top1_key` do not depend on the language."""
+
+    key: str
+    label: str
+    score: float  # truncated to 2 decimals, as DeepFaune reports it
+    top1_key: str
+    top1: str
+    category: int  # EMPTY, ANIMAL, PERSON or VEHICLE (ANIMAL also when undefined)
+    raw_score: float = 0.0  # the float32 score before truncation
+
+    @property
+    def failed(self) -> bool:
+        return self.key == FAILED
+
+
+def _keys(classes: ClassTable) -> list[str]:
+    return list(classes.names.get(_KEY_LANG) or next(iter(classes.names.values())))
+
+
+def excluded_indices(classes: ClassTable, exclude: Sequence[str], lang: str) -> list[int]:
+    """Species indices named in `exclude` (case-insensitive).
+
+    A name is looked up in the run language first (DeepFaune only knows that one), then in
+    the English keys, then in the other languages: "nutria" is the otter in Spanish but the
+    coypu in English.
+    """
+    languages = [lang, _KEY_LANG] + [l for l in classes.names if l not in (lang, _KEY_LANG)]
+    tables = [[label.casefold() for label in classes.names[l]] for l in languages if l in classes.names]
+    indices: set[int] = set()
+    unknown = []
+    for name in exclude:
+        folded = name.strip().casefold()
+        for labels in tables:
+            if folded in labels:
+                indices.add(labels.index(folded))
+                break
+        else:
+            unknown.append(name)
+    if unknown:
+        raise ValueError(f"unknown species to exclude: {', '.join(map(repr, unknown))}")
+    return sorted(indices)
+
+
+def pooled_softmax(rows: np.ndarray, temperature: float) -> tuple[int, np.float32]:
+    """Best column and its probability after mean → /T → softmax, in DeepFaune's float32 steps."""
+    mean = np.mean(np.asarray(rows, dtype=np.float32), axis=0)  # float32 accumulation
+    scaled = mean / np.float32(temperature)
+    best = int(np.argmax(scaled))
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = np.float32(0.0)
+        for value in np.exp(scaled):  # Python's sum(): left to right, float32 each step
+            total = np.float32(total + value)
+        score = np.float32(np.exp(scaled[best]) / total)
+    if not np.isfinite(score):  # logits so large that exp overflows: DeepFaune would crash
+        shifted = np.exp(scaled.astype(np.float64) - float(scaled[best]))
+        score = np.float32(1.0 / shifted.sum())
+    return best, score
+
+
+def truncate2(score: float | np.floating) -> float:
+    """int(score * 100) / 100 with a float32 product, as DeepFaune reports scores."""
+    return int(np.float32(np.float32(score) * np.float32(100))) / 100.0
+
+
+def _failed() -> GroupDecision:
+    return GroupDecision(FAILED, "", 0.0, FAILED, "", EMPTY, 0.0)
+
+
+def _fixed(kind: str, category: int, classes: ClassTable, lang: str) -> GroupDecision:
+    label = classes.non_animal_label(kind, lang)
+    return GroupDecision(kind, label, 1.0, kind, label, category, 1.0)
+
+
+def _stack(rows: Sequence[RawResult], attr: str, width: int) -> np.ndarray:
+    arrays = []
+    for row in rows:
+        values = getattr(row, attr)
+        if values is None:
+            raise ValueError(f"{row.relpath}: animal row without {attr}")
+        values = np.asarray(values, dtype=np.float32).reshape(-1)
+        if values.shape != (width,):
+            raise ValueError(f"{row.relpath}: {attr} has {values.shape[0]} values, the model has {width}")
+        arrays.append(values)
+    return np.stack(arrays)
+
+
+def decide_group(
+    rows: Sequence[RawResult],
+    classes: ClassTable,
+    threshold: float,
+    lang: str,
+    exclude: Sequence[str] = (),
+    bird: bool = False,
+) -> GroupDecision:
+    """DeepFaune's answer for one image, sequence or video (failed rows ignored)."""
+    if not rows:
+        raise ValueError("decide_group needs at least one row")
+    labels = classes.labels(lang)
+    keys = _keys(classes)
+    bird_idx = keys.index(classes.bird_class) if classes.bird_class in keys else None
+    if bird and (classes.bird_names is None or bird_idx is None):
+        raise ValueError(f"model {classes.version} has no bird head; run without the bird option")
+    ok = [r for r in rows if r.failure is None]
+    if not ok:
+        return _failed()
+    if all(r.category == EMPTY for r in ok):
+        return _fixed("empty", EMPTY, classes, lang)
+    animals = [r for r in ok if r.category == ANIMAL]
+    if not animals:
+        humans = sum(r.category == PERSON for r in ok)
+        vehicles = sum(r.category == VEHICLE for r in ok)
+        return _fixed("human", PERSON, classes, lang) if humans >= vehicles else _fixed("vehicle", VEHICLE, classes, lang)
+
+    undefined_label = classes.non_animal_label(UNDEFINED, lang)
+    # the threshold and every comparison with it are float32, as in DeepFaune on NumPy >= 2
+    limit = np.float32(threshold)
+
+    logits = _stack(animals, "logits", classes.num_classes)
+    dropped = set(excluded_indices(classes, exclude, lang))
+    kept = [i for i in range(classes.num_classes) if i not in dropped]
+    if not kept:
+        raise ValueError("every species is excluded")
+    temperature = classes.temperature_single if len(animals) == 1 else classes.temperature_multi
+    local, score = pooled_softmax(logits[:, kept], temperature)
+    best = kept[local]
+    top1_key, top1 = keys[best], labels[best]
+
+    if bird and best == bird_idx:
+        top1_key, top1 = f"{keys[best]} {UNDEFINED}", f"{labels[best]} {undefined_label}"
+        if score >= limit:
+            bird_keys = list(classes.bird_names.get(_KEY_LANG) or next(iter(classes.bird_names.values())))
+            if lang not in classes.bird_names:
+                raise ValueError(f"language {lang!r} has no bird labels for model {classes.version}")
+            bird_labels = list(classes.bird_names[lang])
+            sub, bird_score = pooled_softmax(_stack(animals, "bird_logits", len(bird_keys)), classes.temperature_bird)
+            if bird_score >= limit:
+                score = bird_score
+                top1_key, top1 = f"{keys[best]} {bird_keys[sub]}", f"{labels[best]} {bird_labels[sub]}"
+
+    if score < limit:
+        return GroupDecision(UNDEFINED, undefined_label, truncate2(score), top1_key, top1, ANIMAL, float(score))
+    return GroupDecision(top1_key, top1, truncate2(score), top1_key, top1, ANIMAL, float(score))
+
+
+def _sequence_group(item: MediaItem) -> str:
+    # DeepFaune's video mode never pools two videos: each one is a sequence of its own
+    return f"{item.group}\x00{item.relpath}" if item.is_video else item.group
+
+
+def decide_run(
+    items: Sequence[MediaItem],
+    raws: Sequence[RawResult],
+    classes: ClassTable,
+    settings: RunSettings,
+) -> list[Decision]:
+    """Per-image and per-sequence decisions for a run, sorted by (seqnum, relpath) like DeepFaune's table.
+
+    Failed files keep a sequence number (so the others' numbers match DeepFaune's) but are
+    left out of their sequence's pool and get prediction "", score 0 and key `FAILED`.
+    """
+    by_path = {r.relpath: r for r in raws}
+    missing = [item.relpath for item in items if item.relpath not in by_path]
+    if missing:
+        raise ValueError(f"no raw result for {len(missing)} file(s), e.g. {missing[0]}")
+    rows = [by_path[item.relpath] for item in items]
+    seqnums = assign_sequences(
+        [(_sequence_group(item), raw.date, item.relpath) for item, raw in zip(items, rows)], settings.maxlag
+    )
+
+    def decide(group: Sequence[RawResult]) -> GroupDecision:
+        return decide_group(group, classes, settings.threshold, settings.lang, settings.exclude, settings.bird)
+
+    members: dict[int, list[RawResult]] = defaultdict(list)
+    for seqnum, raw in zip(seqnums, rows):
+        members[seqnum].append(raw)
+    per_sequence = {seqnum: decide(group) for seqnum, group in members.items()}
+
+    decisions = []
+    for item, raw, seqnum in zip(items, rows, seqnums):
+        if raw.failure is not None:
+            decisions.append(Decision(
+                relpath=item.relpath, date=raw.date, seqnum=seqnum, predictionbase="", scorebase=0.0,
+                prediction="", score=0.0, top1="", count=0, humancount=0, category=EMPTY,
+                prediction_key=FAILED, top1_key=FAILED, failure=raw.failure,
+            ))
+            continue
+        base, seq = decide([raw]), per_sequence[seqnum]
+        selected = raw.selected_detection
+        decisions.append(Decision(
+            relpath=item.relpath, date=raw.date, seqnum=seqnum,
+            predictionbase=base.label, scorebase=base.score,
+            prediction=seq.label, score=seq.score, top1=seq.top1,
+            count=raw.count, humancount=raw.humancount, category=seq.category,
+            prediction_key=seq.key, top1_key=seq.top1_key,
+            box=selected.box if selected else None, box_conf=selected.conf if selected else None,
+        ))
+    decisions.sort(key=lambda d: (d.seqnum, d.relpath))
+    return decisions

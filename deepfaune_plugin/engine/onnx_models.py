@@ -1,0 +1,150 @@
+"""The detector and classifier as ONNX Runtime sessions, checked against the ONNX contract at load.
+
+Contract (the same for exported weights, stand-ins and anyone's own models):
+- detector: input ``images`` float32 [1,3,H,W] (H, W dynamic multiples of 32, RGB/255); output
+  ``output0`` float32 [1, 4+3, A]: cx, cy, w, h in input pixels, then animal/person/vehicle scores.
+- classifier: input ``input`` float32 [B,3,S,S] (ImageNet-normalised); output ``logits`` [B,N] and,
+  with a bird head, ``bird_logits`` [B,8].
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import onnxruntime as ort
+
+from ..errors import DeepfauneError
+from ..types import Detection
+from .detection import postprocess
+from .letterbox import letterbox, plan_letterbox
+
+DETECTOR_ROWS = 4 + 3
+BIRD_CLASSES = 8
+
+
+class ModelContractError(DeepfauneError):
+    """A model file that does not follow the ONNX contract; the message names the file."""
+
+    def __init__(self, path: str | os.PathLike, what: str):
+        self.path = str(path)
+        self.what = what
+        super().__init__(f"{self.path}: {what}")
+
+
+def session_options(threads: int | None = None) -> ort.SessionOptions:
+    """One image at a time, all cores on each operator: what a batch run on a laptop wants."""
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads or os.cpu_count() or 1
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return opts
+
+
+def _open(path: str | os.PathLike, threads: int | None) -> ort.InferenceSession:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model file not found: {path}")
+    try:
+        return ort.InferenceSession(str(path), sess_options=session_options(threads),
+                                    providers=["CPUExecutionProvider"])
+    except Exception as err:  # onnxruntime raises its own exception types for bad files
+        raise ModelContractError(path, f"not a loadable ONNX model ({err})") from err
+
+
+def _by_name(args: Sequence[ort.NodeArg], name: str) -> ort.NodeArg | None:
+    return next((a for a in args if a.name == name), None)
+
+
+def _require(path, args: Sequence[ort.NodeArg], name: str, kind: str, rank: int) -> ort.NodeArg:
+    arg = _by_name(args, name)
+    if arg is None:
+        found = ", ".join(a.name for a in args) or "none"
+        raise ModelContractError(path, f"{kind} {name!r} missing (the model has: {found})")
+    if len(arg.shape) != rank:
+        raise ModelContractError(path, f"{kind} {name!r} must have rank {rank}, has shape {arg.shape}")
+    if arg.type != "tensor(float)":
+        raise ModelContractError(path, f"{kind} {name!r} must be float32, is {arg.type}")
+    return arg
+
+
+def _static(dim) -> int | None:
+    return dim if isinstance(dim, int) and dim > 0 else None
+
+
+class OnnxDetector:
+    """A YOLOv8-style detector: BGR image in, DeepFaune detections (original pixels) out."""
+
+    def __init__(self, path: str | os.PathLike, size: int = 960, conf: float = 0.6, source: str = "DF",
+                 threads: int | None = None):
+        self.path = Path(path)
+        self.size, self.conf, self.source = size, conf, source
+        self.session = _open(self.path, threads)
+        inp = _require(self.path, self.session.get_inputs(), "images", "input", 4)
+        out = _require(self.path, self.session.get_outputs(), "output0", "output", 3)
+        if _static(inp.shape[1]) not in (None, 3):
+            raise ModelContractError(self.path, f"input 'images' must have 3 channels, has shape {inp.shape}")
+        if _static(inp.shape[2]) or _static(inp.shape[3]):
+            raise ModelContractError(self.path, "input 'images' must have dynamic height and width "
+                                                f"(export with dynamic axes), has shape {inp.shape}")
+        if _static(out.shape[1]) not in (None, DETECTOR_ROWS):
+            raise ModelContractError(self.path, f"output 'output0' must have {DETECTOR_ROWS} rows "
+                                                f"(4 box + 3 classes), has shape {out.shape}")
+
+    def input_shape_for(self, h: int, w: int) -> tuple[int, int]:
+        """(H, W) of the network input for an h x w image."""
+        lb = plan_letterbox(h, w, self.size)
+        return lb.input_h, lb.input_w
+
+    def __call__(self, image_bgr: np.ndarray) -> list[Detection]:
+        tensor, lb = letterbox(image_bgr, self.size)
+        (output,) = self.session.run(["output0"], {"images": tensor})
+        if output.ndim != 3 or output.shape[:2] != (1, DETECTOR_ROWS):
+            raise ModelContractError(self.path, f"output 'output0' has shape {output.shape}, "
+                                                f"expected [1, {DETECTOR_ROWS}, anchors]")
+        return postprocess(output, lb, self.conf, source=self.source)
+
+
+class OnnxClassifier:
+    """The species classifier: normalised crops in, raw logits (and bird-head logits) out."""
+
+    def __init__(self, path: str | os.PathLike, threads: int | None = None, size: int | None = None):
+        self.path = Path(path)
+        self.session = _open(self.path, threads)
+        inp = _require(self.path, self.session.get_inputs(), "input", "input", 4)
+        outputs = self.session.get_outputs()
+        logits = _require(self.path, outputs, "logits", "output", 2)
+        bird = _by_name(outputs, "bird_logits")
+        if _static(inp.shape[1]) not in (None, 3):
+            raise ModelContractError(self.path, f"input 'input' must have 3 channels, has shape {inp.shape}")
+        h, w = _static(inp.shape[2]), _static(inp.shape[3])
+        if h != w:
+            raise ModelContractError(self.path, f"input 'input' must be square [B,3,S,S], has shape {inp.shape}")
+        if h is not None and size is not None and size != h:
+            raise ModelContractError(self.path, f"model input is {h} px but size={size} was asked")
+        if h is None and size is None:
+            raise ModelContractError(self.path, "input size is dynamic: pass the crop size (size=...)")
+        self.size: int = h if h is not None else int(size)
+        n = _static(logits.shape[1])
+        if n is None:
+            raise ModelContractError(self.path, "output 'logits' must have a fixed class count, "
+                                                f"has shape {logits.shape}")
+        self.num_classes: int = n
+        if bird is not None:
+            _require(self.path, outputs, "bird_logits", "output", 2)
+            if _static(bird.shape[1]) != BIRD_CLASSES:
+                raise ModelContractError(self.path, f"output 'bird_logits' must be [B,{BIRD_CLASSES}], "
+                                                    f"has shape {bird.shape}")
+        self.has_bird_head: bool = bird is not None
+        self._outputs = ["logits", "bird_logits"] if self.has_bird_head else ["logits"]
+
+    def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """float32 [B,3,S,S] -> (logits [B,N], bird_logits [B,8] or None)."""
+        batch = np.asarray(batch)
+        expected = (3, self.size, self.size)
+        if batch.ndim != 4 or batch.shape[1:] != expected or batch.dtype != np.float32:
+            raise ValueError(f"expected float32 [B,3,{self.size},{self.size}], got {batch.dtype} {batch.shape}")
+        results = self.session.run(self._outputs, {"input": batch})
+        return results[0], (results[1] if self.has_bird_head else None)

@@ -1,0 +1,21 @@
+"""Hook specifications: the two ways a plugin extends deepfaune.
+
+Each hook receives a `register` callback, so one plugin module can add any number of
+backends or hosts, and the core keeps the registry (name → object, plus where it came from).
+"""
+from __future__ import annotations
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("deepfaune")
+hookimpl = pluggy.HookimplMarker("deepfaune")
+
+
+@hookspec
+def register_backends(register):
+    """Add classification backends: call ``register(backend)`` for each (see `deepfaune_plugin.api.Backend`)."""
+
+
+@hookspec
+def register_hosts(register):
+    """Add host adapters: call ``register(host)`` for each (see `deepfaune_plugin.api.Host`)."""

@@ -1,0 +1,259 @@
+"""The models directory: ONNX files plus a manifest of their sha256, checked before every use.
+
+Weights are large and come from several places (exports, stand-ins, downloads); the manifest
+`deepfaune-models.json` says which file serves which model version and role, and its hashes make
+a truncated download or a swapped file an error instead of silently different answers.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Mapping
+
+MANIFEST_NAME = "deepfaune-models.json"
+MANIFEST_VERSION = 1
+KINDS = ("detector", "classifier")
+_CHUNK = 1 << 20
+from .errors import DeepfauneError
+
+_RACY_SECONDS = 2.0
+
+# (resolved path, size, mtime_ns) -> sha256: a file is hashed once per process unless it changes.
+_HASH_CACHE: dict[tuple[str, int, int], str] = {}
+
+
+class ModelFileError(DeepfauneError):
+    """A model file is missing, altered, or not registered in the models directory."""
+
+
+def default_models_dir() -> Path:
+    """$DEEPFAUNE_MODELS, else the user cache directory of the platform + deepfaune-plugin/models."""
+    env = os.environ.get("DEEPFAUNE_MODELS")
+    if env:
+        return Path(env).expanduser()
+    home = Path.home()
+    if sys.platform.startswith("win"):
+        local = os.environ.get("LOCALAPPDATA")
+        base = Path(local) if local else home / "AppData" / "Local"
+    elif sys.platform == "darwin":
+        base = home / "Library" / "Caches"
+    else:
+        xdg = os.environ.get("XDG_CACHE_HOME", "")
+        base = Path(xdg) if xdg and os.path.isabs(xdg) else home / ".cache"  # XDG: relative values are ignored
+    return base / "deepfaune-plugin" / "models"
+
+
+def sha256_file(path: Path) -> str:
+    """Streamed sha256 of a file, cached by (path, size, mtime_ns).
+
+    A file modified in the last couple of seconds is not cached: a second write within the same
+    timestamp tick would otherwise go unnoticed (git's "racy" files).
+    """
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    digest = _HASH_CACHE.get(key)
+    if digest is None:
+        h = hashlib.sha256()
+        with path.open("rb") as fh:
+            while chunk := fh.read(_CHUNK):
+                h.update(chunk)
+        digest = h.hexdigest()
+        if time.time() - st.st_mtime > _RACY_SECONDS:
+            _HASH_CACHE[key] = digest
+    return digest
+
+
+def _empty_manifest() -> dict[str, Any]:
+    return {"manifest_version": MANIFEST_VERSION, "files": {}, "versions": {}, "created": None, "tools": {}}
+
+
+class ModelStore:
+    """One models directory and its manifest; reads lazily, writes only on save()."""
+
+    def __init__(self, root: Path | str | None = None) -> None:
+        self.root = Path(root) if root is not None else default_models_dir()
+        self._manifest: dict[str, Any] | None = None
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / MANIFEST_NAME
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        if self._manifest is None:
+            path = self.manifest_path
+            if not path.is_file():
+                raise ModelFileError(
+                    f"no models installed in {self.root}: run `deepfaune models stand-in {self.root}` "
+                    f"or `deepfaune models install 1.4`"
+                )
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise ModelFileError(f"cannot read the models manifest {path}: {exc}") from exc
+            if data.get("manifest_version") != MANIFEST_VERSION:
+                raise ModelFileError(
+                    f"{path}: manifest_version {data.get('manifest_version')!r} is not supported "
+                    f"(expected {MANIFEST_VERSION})"
+                )
+            data.setdefault("files", {})
+            data.setdefault("versions", {})
+            self._manifest = data
+        return self._manifest
+
+    def _manifest_or_new(self) -> dict[str, Any]:
+        if self._manifest is None and not self.manifest_path.exists():
+            self._manifest = _empty_manifest()
+        return self.manifest
+
+    # -- reading -------------------------------------------------------------------------
+    def versions(self) -> list[str]:
+        return sorted(self.manifest["versions"], key=lambda v: tuple(int(p) for p in v.split(".")))
+
+    def file_name(self, version: str, role: str, mode: str | None = None) -> str:
+        """The registered file name for a role: "classifier", "classifier_int8" or "detector" (+ mode)."""
+        versions = self.manifest["versions"]
+        if version not in versions:
+            have = ", ".join(self.versions()) or "none"
+            raise ModelFileError(f"model version {version} is not installed in {self.root} (installed: {have})")
+        entry = versions[version]
+        if role == "detector":
+            if mode is None:
+                raise ValueError("role 'detector' needs a mode (e.g. 'DF' or 'MDS')")
+            detectors = entry.get("detectors", {})
+            if mode not in detectors:
+                raise ModelFileError(
+                    f"no {mode} detector installed for model {version} in {self.root} "
+                    f"(installed: {', '.join(detectors) or 'none'})"
+                )
+            return detectors[mode]
+        if role not in ("classifier", "classifier_int8"):
+            raise ValueError(f"unknown role {role!r}; use classifier, classifier_int8 or detector")
+        if not entry.get(role):
+            raise ModelFileError(f"no {role} installed for model {version} in {self.root}")
+        return entry[role]
+
+    def file_info(self, name: str) -> dict[str, Any]:
+        files = self.manifest["files"]
+        if name not in files:
+            raise ModelFileError(f"{name} is not registered in {self.manifest_path}")
+        return dict(files[name])
+
+    def is_standin(self, version: str) -> bool:
+        """True when any file of this version is a stand-in (random weights): its labels mean nothing."""
+        entry = self.manifest["versions"].get(version, {})
+        names = [entry.get("classifier"), entry.get("classifier_int8"), *entry.get("detectors", {}).values()]
+        return any(self.manifest["files"].get(n, {}).get("standin") for n in names if n)
+
+    def file_for(self, version: str, role: str, mode: str | None = None) -> Path:
+        """The path of a verified file: its size and sha256 match the manifest."""
+        name = self.file_name(version, role, mode)
+        problem = self._check(name)
+        if problem:
+            raise ModelFileError(problem)
+        return self.root / name
+
+    def verify(self) -> list[str]:
+        """Every problem found: missing or altered files, versions pointing at unregistered files."""
+        problems = [p for name in sorted(self.manifest["files"]) if (p := self._check(name))]
+        for version, entry in sorted(self.manifest["versions"].items()):
+            refs = [entry.get("classifier"), entry.get("classifier_int8"), *entry.get("detectors", {}).values()]
+            for ref in refs:
+                if ref and ref not in self.manifest["files"]:
+                    problems.append(f"model {version} refers to {ref}, which the manifest does not list")
+        return problems
+
+    def _check(self, name: str) -> str | None:
+        info = self.file_info(name)
+        path = self.root / name
+        if not path.is_file():
+            return f"model file {path} is missing"
+        size = path.stat().st_size
+        if info.get("bytes") is not None and size != info["bytes"]:
+            return f"model file {path} has {size} bytes, the manifest expects {info['bytes']} (truncated or replaced?)"
+        actual = sha256_file(path)
+        if actual != info["sha256"]:
+            return f"model file {path} does not match the manifest: expected sha256 {info['sha256']}, actual {actual}"
+        return None
+
+    # -- writing -------------------------------------------------------------------------
+    def add_file(self, path: Path | str, kind: str, **meta: Any) -> str:
+        """Register a file (copied into the directory when it lies elsewhere); returns its name."""
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+        src = Path(path)
+        if not src.is_file():
+            raise ModelFileError(f"cannot register {src}: no such file")
+        self.root.mkdir(parents=True, exist_ok=True)
+        dest = self.root / src.name
+        if src.resolve() != dest.resolve():
+            shutil.copyfile(src, dest)
+        standin = bool(meta.pop("standin", False))
+        entry = {
+            "sha256": sha256_file(dest),
+            "bytes": dest.stat().st_size,
+            "kind": kind,
+            "standin": standin,
+            "source": meta.pop("source", "standin" if standin else "export"),
+            **meta,
+        }
+        self._manifest_or_new()["files"][dest.name] = entry
+        return dest.name
+
+    def set_version(self, version: str, classifier: str, detectors: Mapping[str, str],
+                    classifier_int8: str | None = None) -> None:
+        """Say which registered files serve a model version."""
+        files = self._manifest_or_new()["files"]
+        for name in [classifier, classifier_int8, *detectors.values()]:
+            if name is not None and name not in files:
+                raise ModelFileError(f"{name} is not registered: add_file() it first")
+        entry: dict[str, Any] = {"classifier": classifier, "detectors": dict(detectors)}
+        if classifier_int8 is not None:
+            entry["classifier_int8"] = classifier_int8
+        self.manifest["versions"][version] = entry
+
+    def save(self) -> Path:
+        """Write the manifest atomically (temp file in the same directory, then os.replace)."""
+        data = self._manifest_or_new()
+        data["created"] = data.get("created") or datetime.now(timezone.utc).isoformat(timespec="seconds")
+        data["tools"] = {**data.get("tools", {}), **_tool_versions()}
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".deepfaune-models-", suffix=".tmp", dir=self.root)
+        try:
+            os.chmod(tmp, _file_mode())  # mkstemp makes 0600; the manifest is as readable as the models
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(data, fh, indent=2, sort_keys=True, ensure_ascii=False)
+                fh.write("\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.manifest_path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return self.manifest_path
+
+
+def _file_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def _tool_versions() -> dict[str, str]:
+    from ._version import __version__
+
+    tools = {"deepfaune-plugin": __version__, "python": platform.python_version()}
+    for module in ("onnx", "onnxruntime", "numpy"):
+        try:
+            tools[module] = __import__(module).__version__
+        except ImportError:
+            pass
+    return tools

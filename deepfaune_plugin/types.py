@@ -1,0 +1,166 @@
+"""The data that crosses module boundaries: manifest → media → raw outputs → decisions.
+
+Hosts produce `Manifest`s of `MediaItem`s, backends turn each item into a `RawResult`
+(boxes, logits: nothing decided yet), and `decisions` turns raw results plus settings into
+`Decision`s that hosts write back.  Nothing here knows a host format.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+#: DeepFaune's detection categories (class index of the detector + 1); 0 means "no box".
+EMPTY, ANIMAL, PERSON, VEHICLE = 0, 1, 2, 3
+CATEGORY_NAMES = {ANIMAL: "animal", PERSON: "person", VEHICLE: "vehicle"}
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".webp"})
+VIDEO_SUFFIXES = frozenset({".avi", ".mp4", ".mov", ".m4v", ".mpeg", ".mpg", ".mkv", ".asf"})
+
+
+@dataclass(frozen=True)
+class MediaItem:
+    """One file a host knows about.
+
+    `relpath` (POSIX, relative to the manifest root) is the file's identity everywhere
+    downstream; `group` is what sequences are formed within (DeepFaune: the directory).
+    `host_key` is opaque host data handed back at write time (e.g. a database row id).
+    """
+
+    path: Path
+    relpath: str
+    group: str
+    timestamp: datetime | None = None  # host-provided date, used when the file has no EXIF date
+    station: str | None = None
+    camera: str | None = None
+    host_key: Any = None
+
+    @property
+    def is_video(self) -> bool:
+        return self.path.suffix.lower() in VIDEO_SUFFIXES
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something wrong with one entry of a source, reported without stopping the run."""
+
+    relpath: str
+    reason: str
+
+
+@dataclass
+class Manifest:
+    """What a host adapter read from a source: the media to process and what it could not use."""
+
+    root: Path
+    items: list[MediaItem]
+    problems: list[Problem] = field(default_factory=list)
+    host: str = ""
+    host_state: Any = None  # opaque to the core; the host adapter's own notes for write()
+
+
+@dataclass(frozen=True)
+class Detection:
+    """A detector box after NMS, in original-image pixels (x1, y1, x2, y2)."""
+
+    box: tuple[float, float, float, float]
+    conf: float
+    category: int  # ANIMAL, PERSON or VEHICLE
+    source: str = "DF"  # which detector found it (DF, MDS, ...)
+
+
+@dataclass
+class RawResult:
+    """Everything a backend computed for one file; a pure input to decisions.
+
+    `logits`/`bird_logits` are raw classifier outputs for the selected box, present only when
+    that box is an animal.  `failure` is set (and everything else empty) when the file could
+    not be processed.
+    """
+
+    relpath: str
+    width: int = 0
+    height: int = 0
+    detections: list[Detection] = field(default_factory=list)
+    selected: int | None = None  # index into detections of the box DeepFaune keeps
+    logits: np.ndarray | None = None
+    bird_logits: np.ndarray | None = None
+    date: datetime | None = None  # EXIF DateTimeOriginal (or the host's date when EXIF has none)
+    date_source: str = ""  # "exif", "host", "" (none)
+    failure: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def selected_detection(self) -> Detection | None:
+        return None if self.selected is None else self.detections[self.selected]
+
+    @property
+    def category(self) -> int:
+        det = self.selected_detection
+        return EMPTY if det is None else det.category
+
+    @property
+    def count(self) -> int:
+        return sum(1 for d in self.detections if d.category == ANIMAL)
+
+    @property
+    def humancount(self) -> int:
+        return sum(1 for d in self.detections if d.category == PERSON)
+
+
+@dataclass(frozen=True)
+class ClassTable:
+    """The labels and decision constants of a classifier, as a model card states them."""
+
+    version: str
+    names: Mapping[str, Sequence[str]]  # language -> N animal labels in model output order
+    bird_names: Mapping[str, Sequence[str]] | None  # language -> 8 bird labels, or None
+    non_animal: Mapping[str, Mapping[str, str]]  # human/vehicle/empty/undefined -> language -> label
+    temperature_single: float = 1.0
+    temperature_multi: float = 1.0
+    temperature_bird: float = 1.0
+    bird_class: str = "bird"  # English key of the class the bird head refines
+
+    @property
+    def languages(self) -> list[str]:
+        return list(self.names)
+
+    @property
+    def num_classes(self) -> int:
+        return len(next(iter(self.names.values())))
+
+    def labels(self, lang: str) -> list[str]:
+        if lang not in self.names:
+            raise ValueError(
+                f"language {lang!r} not available for model {self.version}; "
+                f"choose one of {', '.join(self.names)}"
+            )
+        return list(self.names[lang])
+
+    def non_animal_label(self, kind: str, lang: str) -> str:
+        return self.non_animal[kind][lang]
+
+
+@dataclass
+class Decision:
+    """DeepFaune's answer for one file: per-image and per-sequence labels, in one language."""
+
+    relpath: str
+    date: datetime | None
+    seqnum: int
+    predictionbase: str
+    scorebase: float
+    prediction: str
+    score: float
+    top1: str
+    count: int
+    humancount: int
+    category: int  # category of the per-sequence decision: EMPTY, ANIMAL, PERSON, VEHICLE
+    prediction_key: str  # language-independent key of `prediction` (English label, "undefined", ...)
+    top1_key: str
+    box: tuple[float, float, float, float] | None = None
+    box_conf: float | None = None
+    failure: str | None = None

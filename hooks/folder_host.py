@@ -1,0 +1,46 @@
+"""Host adapter for a plain folder tree: DeepFaune's own workflow, writing its result table."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+from deepfaune_plugin.api import HostOption, RunResults
+from deepfaune_plugin.hookspecs import hookimpl
+from deepfaune_plugin.table import result_table, write_table
+from deepfaune_plugin.types import Manifest, MediaItem, Problem
+from deepfaune_plugin.walk import iter_media
+
+DEFAULT_OUTPUT = "deepfaune.csv"
+
+
+class FolderHost:
+    name = "folder"
+    description = "a folder tree of images; writes DeepFaune's result table (CSV, or XLSX by --output name)"
+    options: tuple[HostOption, ...] = ()
+    priority = 0  # the fallback: any folder is a plain folder, so specific hosts win --host auto
+
+    def detect(self, source: Path) -> bool:
+        return Path(source).is_dir()
+
+    def read(self, source: Path, options: Mapping[str, Any]) -> Manifest:
+        root = Path(source)
+        if not root.is_dir():
+            raise FileNotFoundError(f"{root}: not a folder")
+        problems: list[Problem] = []
+        items = [
+            MediaItem(path=path, relpath=rel, group=str(Path(rel).parent.as_posix()))
+            for path, rel in iter_media(root, problems=problems)
+        ]
+        return Manifest(root=root, items=items, problems=problems, host=self.name)
+
+    def default_output(self, manifest: Manifest) -> Path:
+        return manifest.root / DEFAULT_OUTPUT
+
+    def write(self, manifest: Manifest, results: RunResults, options: Mapping[str, Any]) -> list[Path]:
+        target = results.output or self.default_output(manifest)
+        return [write_table(result_table(results), target)]
+
+
+@hookimpl
+def register_hosts(register):
+    register(FolderHost())

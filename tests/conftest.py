@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
+SHARED = REPO.parent / "shared"
+sys.path.insert(0, str(TESTS))
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    """../shared (reference data beside the repo); tests that need it skip cleanly when it is absent."""
+    if not SHARED.is_dir():
+        pytest.skip("../shared is not present beside the repository")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def standin_models(tmp_path_factory) -> Path:
+    """Small stand-in models of DeepFaune 1.4 (the exact ONNX contract, random weights), built once."""
+    from deepfaune_plugin.standins import write_standins
+
+    root = tmp_path_factory.mktemp("models")
+    write_standins(root, "1.4", seed=0)
+    return root

@@ -1,0 +1,184 @@
+"""The plugin system: built-ins come through entry points, and an outside plugin runs end to end."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from deepfaune_plugin import __version__
+from deepfaune_plugin.cli import main
+from deepfaune_plugin.plugins import PluginError, build_registry, new_plugin_manager
+
+TOY_PLUGIN = textwrap.dedent('''
+    """An outside plugin: a toy backend and a toy host, as another package would ship them."""
+    import json
+    from pathlib import Path
+
+    import numpy as np
+
+    from deepfaune_plugin.hookspecs import hookimpl
+    from deepfaune_plugin.types import ANIMAL, PERSON, ClassTable, Detection, Manifest, MediaItem, RawResult
+
+    CLASSES = ClassTable(
+        version="toy-1", names={"en": ["cat", "dog", "bird"], "fr": ["chat", "chien", "oiseau"]},
+        bird_names=None,
+        non_animal={k: {"en": k, "fr": k + "-fr"} for k in ("human", "vehicle", "empty", "undefined")},
+    )
+
+    class ToyPredictor:
+        classes = CLASSES
+        info = {"backend": "toy", "standin": False}
+
+        def predict(self, items):
+            for item in items:
+                text = item.path.read_text().strip()
+                if text == "broken":
+                    yield RawResult(relpath=item.relpath, failure="toy cannot read this")
+                elif text == "person":
+                    yield RawResult(relpath=item.relpath, width=10, height=10,
+                                    detections=[Detection((0, 0, 5, 5), 0.9, PERSON)], selected=0)
+                else:
+                    logits = np.array([float(v) for v in text.split()], dtype=np.float32)
+                    yield RawResult(relpath=item.relpath, width=10, height=10,
+                                    detections=[Detection((1, 1, 9, 9), 0.95, ANIMAL)], selected=0, logits=logits)
+
+        def close(self):
+            pass
+
+    class ToyBackend:
+        name = "toy"
+        description = "reads logits from text files"
+
+        def open(self, settings):
+            return ToyPredictor()
+
+    class ToyHost:
+        name = "toyhost"
+        description = "a list.txt of files; writes toy-out.json"
+        options = ()
+        priority = 50
+
+        def detect(self, source):
+            return (Path(source) / "list.txt").is_file()
+
+        def read(self, source, options):
+            root = Path(source)
+            names = (root / "list.txt").read_text().split()
+            items = [MediaItem(path=root / n, relpath=n, group="") for n in names]
+            return Manifest(root=root, items=items, host=self.name)
+
+        def write(self, manifest, results, options):
+            out = manifest.root / "toy-out.json"
+            out.write_text(json.dumps({d.relpath: [d.prediction, d.score, d.seqnum, d.failure]
+                                       for d in results.decisions}))
+            return [out]
+
+    @hookimpl
+    def register_backends(register):
+        register(ToyBackend())
+
+    @hookimpl
+    def register_hosts(register):
+        register(ToyHost())
+''')
+
+
+@pytest.fixture
+def toy_dist(tmp_path, monkeypatch) -> Path:
+    """Install the toy plugin the way pip would: a module and a dist-info with an entry point."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "toyplugin.py").write_text(TOY_PLUGIN)
+    info = site / "toy_plugin-0.3.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-plugin\nVersion: 0.3\n")
+    (info / "entry_points.txt").write_text("[deepfaune]\ntoy = toyplugin\n")
+    monkeypatch.syspath_prepend(str(site))
+    return site
+
+
+def test_builtins_are_loaded_through_entry_points():
+    registry = build_registry(new_plugin_manager())
+    assert registry.backends["deepfaune"].plugin == "deepfaune"
+    assert registry.backends["deepfaune"].origin == f"deepfaune-plugin {__version__}"
+    assert registry.hosts["folder"].origin == f"deepfaune-plugin {__version__}"
+    # without entry points nothing is registered: the built-ins have no private path in
+    assert build_registry(new_plugin_manager(load_entry_points=False)).backends == {}
+
+
+def test_outside_plugin_runs_end_to_end(toy_dist, tmp_path, capsys):
+    registry = build_registry(new_plugin_manager())
+    assert registry.backends["toy"].origin == "toy-plugin 0.3"
+    assert registry.hosts["toyhost"].plugin == "toy"
+    src = tmp_path / "src"
+    src.mkdir()
+    # logits (2, 0, 0) with T=1: softmax 0.7870 -> "cat" when threshold 0.5, a person, a failure
+    (src / "a.txt").write_text("2 0 0")
+    (src / "b.txt").write_text("person")
+    (src / "c.txt").write_text("broken")
+    (src / "list.txt").write_text("a.txt b.txt c.txt")
+    code = main(["run", str(src), "--backend", "toy", "--lang", "en", "--threshold", "0.5", "-q"], registry=registry)
+    assert code == 0
+    out = json.loads((src / "toy-out.json").read_text())  # --host auto picked the toy host
+    assert out["a.txt"][:2] == ["cat", 0.78]
+    assert out["b.txt"][:2] == ["human", 1.0]
+    assert out["c.txt"][3] == "toy cannot read this"
+    assert "toy-out.json" in capsys.readouterr().err
+
+
+def test_plugins_command_lists_origin(toy_dist):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(toy_dist), os.environ.get("PYTHONPATH", "")]))
+    res = subprocess.run([sys.executable, "-m", "deepfaune_plugin.cli", "plugins", "--json"],
+                         capture_output=True, text=True, env=env, check=True)
+    rows = {(r["kind"], r["name"]): r for r in json.loads(res.stdout)}
+    assert rows[("backend", "toy")]["origin"] == "toy-plugin 0.3"
+    assert rows[("host", "toyhost")]["plugin"] == "toy"
+    assert rows[("host", "folder")]["origin"].startswith("deepfaune-plugin ")
+
+
+def test_duplicate_names_are_refused(toy_dist, tmp_path):
+    pm = new_plugin_manager()
+
+    class Again:
+        from deepfaune_plugin.hookspecs import hookimpl
+
+        @hookimpl
+        def register_backends(self, register):
+            class B:
+                name = "toy"
+                description = ""
+
+                def open(self, settings):
+                    raise AssertionError
+
+            register(B())
+
+    pm.register(Again(), name="again")
+    with pytest.raises(PluginError, match="'toy', already registered by plugin 'toy'"):
+        build_registry(pm)
+
+
+def test_incomplete_host_is_refused():
+    pm = new_plugin_manager(load_entry_points=False)
+
+    class Bad:
+        from deepfaune_plugin.hookspecs import hookimpl
+
+        @hookimpl
+        def register_hosts(self, register):
+            class H:
+                name = "half"
+
+                def detect(self, source):
+                    return False
+
+            register(H())
+
+    pm.register(Bad(), name="bad")
+    with pytest.raises(PluginError, match="lacks read, write"):
+        build_registry(pm)
