@@ -9,6 +9,9 @@ TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
 SHARED = REPO.parent / "shared"
 sys.path.insert(0, str(TESTS))
+# Test what users get: the installed package (`python -m pytest` would otherwise put the source tree first,
+# where hooks/ and models/ are not yet mapped to deepfaune_plugin.hooks and deepfaune_plugin.models).
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != REPO]
 
 
 @pytest.fixture(scope="session")

@@ -131,10 +131,11 @@ def test_outside_plugin_runs_end_to_end(toy_dist, tmp_path, capsys):
     assert "toy-out.json" in capsys.readouterr().err
 
 
-def test_plugins_command_lists_origin(toy_dist):
+def test_plugins_command_lists_origin(toy_dist, tmp_path):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(toy_dist), os.environ.get("PYTHONPATH", "")]))
-    res = subprocess.run([sys.executable, "-m", "deepfaune_plugin.cli", "plugins", "--json"],
-                         capture_output=True, text=True, env=env, check=True)
+    deepfaune = Path(sys.executable).parent / "deepfaune"  # the console script pip installed
+    res = subprocess.run([str(deepfaune), "plugins", "--json"], capture_output=True, text=True, env=env, check=True,
+                         cwd=tmp_path)
     rows = {(r["kind"], r["name"]): r for r in json.loads(res.stdout)}
     assert rows[("backend", "toy")]["origin"] == "toy-plugin 0.3"
     assert rows[("host", "toyhost")]["plugin"] == "toy"

@@ -119,10 +119,11 @@ def test_console_script_from_scratch(tmp_path: Path, shared: Path):
     """The README's walk-through: stand-ins, then the Camtrap DP example's media as a plain folder."""
     media = shared / "data" / "camtrap-dp-1.0.2" / "example" / "media"
     models, out = tmp_path / "M", tmp_path / "out.csv"
-    cmd = [sys.executable, "-m", "deepfaune_plugin.cli"]
-    subprocess.run(cmd + ["models", "stand-in", str(models), "--version", "1.4"], check=True, capture_output=True)
+    cmd = [str(Path(sys.executable).parent / "deepfaune")]  # the console script pip installed
+    subprocess.run(cmd + ["models", "stand-in", str(models), "--version", "1.4"], check=True, capture_output=True,
+                   cwd=tmp_path)
     res = subprocess.run(cmd + ["run", str(media), "--models-dir", str(models), "--output", str(out)],
-                         capture_output=True, text=True)
+                         capture_output=True, text=True, cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     table = pd.read_csv(out, keep_default_na=False)
     assert len(table) == 10
