@@ -1,0 +1,230 @@
+"""Host adapter for camtrapR (R): reads a station tree or a record table, writes camtrapR's record table.
+
+`deepfaune run SOURCE --host camtrapr` where SOURCE is camtrapR's inDir (Station/[Camera/]files)
+or a record-table CSV (Directory, FileName, Station columns).  The output is a record table in
+recordTable()'s column names, order and formats, filtered for temporal independence exactly as
+recordTable() does it (see camtrapr_independence), so that cameraOperation(), detectionHistory(),
+surveyReport(), activityDensity() and filterRecordTable() take it after a plain read.csv().
+Optionally: a camera-trap table and the species folder tree recordTable(IDfrom = "directory") reads.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from deepfaune_plugin.api import HostOption, RunResults
+from deepfaune_plugin.errors import DeepfauneError
+from deepfaune_plugin.hookspecs import hookimpl
+from deepfaune_plugin.types import Decision, Manifest
+
+from .camtrapr_independence import COMPARED_TO, LAST_INDEPENDENT, assess
+from .camtrapr_output import (
+    NON_ANIMAL_KEYS, Image, build_species_tree, camera_table, check_species_root, record_rows, select,
+    to_record, write_csv,
+)
+from .camtrapr_source import (
+    SourceState, TableKey, inside_listed_tree, looks_like_record_table, read_record_table, read_tree,
+)
+
+DEFAULT_OUTPUT = "deepfaune_recordTable.csv"
+
+
+class CamtrapROptionError(DeepfauneError):
+    pass
+
+
+@dataclass(frozen=True)
+class CamtrapROptions:
+    min_delta_time: int = 0
+    compared_to: str = LAST_INDEPENDENT
+    include: frozenset[str] = frozenset()
+    cameras_independent: bool = False
+    scientific_names: bool = False
+    species_folders: Path | None = None
+    camera_table: bool = False
+
+    @classmethod
+    def parse(cls, options: Mapping[str, Any]) -> "CamtrapROptions":
+        return cls(
+            min_delta_time=_minutes(options.get("min_delta_time")),
+            compared_to=_compared_to(options.get("delta_time_compared_to")),
+            include=_include(options.get("include")),
+            cameras_independent=bool(options.get("cameras_independent")),
+            scientific_names=bool(options.get("scientific_names")),
+            species_folders=Path(options["species_folders"]) if options.get("species_folders") else None,
+            camera_table=bool(options.get("camera_table")),
+        )
+
+
+def _minutes(value: Any) -> int:
+    if value in (None, ""):
+        return 0
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise CamtrapROptionError(f"--min-delta-time: {value!r} is not a number of minutes") from None
+    if number < 0 or not number.is_integer():
+        raise CamtrapROptionError(f"--min-delta-time: {value!r} must be a whole number of minutes >= 0 "
+                                  "(camtrapR's minDeltaTime is an integer)")
+    return int(number)
+
+
+def _compared_to(value: Any) -> str:
+    if value in (None, ""):
+        return LAST_INDEPENDENT
+    for choice in COMPARED_TO:
+        if str(value).strip().lower() == choice.lower():
+            return choice
+    raise CamtrapROptionError(f"--delta-time-compared-to: {value!r}; choose {' or '.join(COMPARED_TO)}")
+
+
+def _include(value: Any) -> frozenset[str]:
+    if not value:
+        return frozenset()
+    values = [value] if isinstance(value, str) else list(value)
+    kinds = {part.strip().lower() for v in values for part in str(v).split(",") if part.strip()}
+    unknown = sorted(kinds - set(NON_ANIMAL_KEYS))
+    if unknown:
+        raise CamtrapROptionError(f"--include: unknown {', '.join(map(repr, unknown))}; "
+                                  f"choose among {', '.join(NON_ANIMAL_KEYS)}")
+    return frozenset(kinds)
+
+
+def scientific_namer() -> Callable[[str], str]:
+    """key → scientific name, from deepfaune_plugin.taxonomy.
+
+    The bird option's keys ("bird passerine", "bird undefined") fall back to the group, then to
+    "bird" (Aves); keys without a taxon (empty, vehicle, undefined) stay as their English key.
+    """
+    try:
+        from deepfaune_plugin.taxonomy import taxon
+    except ImportError:
+        raise CamtrapROptionError("--scientific-names is not available yet in this version "
+                                  "(deepfaune_plugin.taxonomy is missing); run without it") from None
+
+    def name(key: str) -> str:
+        head, _, rest = key.partition(" ")
+        for candidate in (key, rest, head) if rest else (key,):
+            try:
+                found = taxon(candidate)
+            except (LookupError, ValueError):
+                continue
+            if getattr(found, "scientific_name", None):
+                return found.scientific_name
+        return key
+
+    return name
+
+
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+class CamtrapRHost:
+    name = "camtrapr"
+    description = ("camtrapR: a station tree (inDir/Station/[Camera/]files) or a record-table CSV; "
+                   "writes camtrapR's record table (independence filter, delta times, n_images)")
+    priority = 10
+    options: tuple[HostOption, ...] = (
+        HostOption("min-delta-time", "minutes between independent records of a species at a station "
+                   "(camtrapR's minDeltaTime; default 0: every record)", default=0),
+        HostOption("delta-time-compared-to", "lastIndependentRecord (default) or lastRecord "
+                   "(camtrapR's deltaTimeComparedTo)", default=LAST_INDEPENDENT),
+        HostOption("include", "also write these non-animal records: undefined, empty, human, vehicle "
+                   "(repeat, or comma-separated)", multiple=True),
+        HostOption("cameras-independent", "records at different cameras of a station are independent "
+                   "(camtrapR's camerasIndependent)", flag=True),
+        HostOption("scientific-names", "Species as scientific names instead of labels in --lang", flag=True),
+        HostOption("species-folders", "also build OUTDIR/Station/[Camera/]Species/files (hard links, else "
+                   "copies) for recordTable(IDfrom = \"directory\")"),
+        HostOption("camera-table", "also write a camera-trap table (Station, [Camera,] Setup_date, "
+                   "Retrieval_date from the first and last image)", flag=True),
+    )
+
+    def detect(self, source: Path) -> bool:
+        """Only a record table is recognised; a station tree looks like any folder, so it needs --host camtrapr."""
+        return looks_like_record_table(Path(source))
+
+    def read(self, source: Path, options: Mapping[str, Any]) -> Manifest:
+        opts = CamtrapROptions.parse(options)  # bad options fail before any model runs
+        if opts.scientific_names:
+            scientific_namer()
+        source = Path(source)
+        manifest = read_tree(source) if source.is_dir() else read_record_table(source)
+        if opts.species_folders is not None:
+            check_species_root(opts.species_folders)
+            if manifest.host_state.kind == "tree" and inside_listed_tree(source, opts.species_folders):
+                raise CamtrapROptionError(
+                    f"--species-folders {opts.species_folders}: inside the source tree, where the next run would "
+                    "read it as stations; choose a folder outside it (or name it deepfaune_...)")
+        return manifest
+
+    def default_output(self, manifest: Manifest) -> Path:
+        state: SourceState = manifest.host_state
+        return (state.source if state.kind == "tree" else state.source.parent) / DEFAULT_OUTPUT
+
+    def write(self, manifest: Manifest, results: RunResults, options: Mapping[str, Any]) -> list[Path]:
+        opts = CamtrapROptions.parse(options)
+        state: SourceState = manifest.host_state
+        target = Path(results.output) if results.output else self.default_output(manifest)
+        if target.suffix.lower() != ".csv":
+            raise CamtrapROptionError(f"--output {target}: the camtrapR record table is a .csv file")
+        if state.kind == "table" and os.path.abspath(target) == os.path.abspath(state.source):
+            raise CamtrapROptionError(f"--output {target}: would overwrite the source record table; "
+                                      "choose another file")
+
+        species_of = scientific_namer() if opts.scientific_names else None
+        items = {item.relpath: item for item in manifest.items}
+        images, undated = [], []
+        for d in select(results.decisions, opts.include):
+            item = items[d.relpath]
+            image = self._image(item, d, species_of(d.prediction_key) if species_of else d.prediction)
+            (images if d.date is not None else undated).append(image)
+        if undated:
+            names = ", ".join(i.item.relpath for i in undated[:5]) + (", ..." if len(undated) > 5 else "")
+            _warn(f"{len(undated)} file(s) without a date are left out of the record table "
+                  f"(camtrapR omits them too): {names}")
+
+        independent = assess([to_record(i) for i in images], opts.min_delta_time, opts.compared_to,
+                             opts.cameras_independent and state.has_camera)
+        written = [write_csv(target, *record_rows(independent, state.has_camera))]
+
+        if opts.camera_table:
+            dated = [(items[d.relpath], d.date) for d in results.decisions if not d.failure and d.date is not None]
+            cam_path = target.with_name(_camera_table_name(target))
+            written.append(write_csv(cam_path, *camera_table(dated, state.has_camera)))
+            for station, first, last in _same_instant(dated):
+                _warn(f"camera table: {station} has images at one instant only ({first}); cameraOperation() "
+                      "refuses setup == retrieval, edit that row")
+        if opts.species_folders is not None:
+            build_species_tree(opts.species_folders, images + undated)
+            written.append(Path(opts.species_folders))
+        return written
+
+    @staticmethod
+    def _image(item, decision: Decision, species: str) -> Image:
+        if isinstance(item.host_key, TableKey):
+            return Image(item, decision, species, item.host_key.directory, item.host_key.filename)
+        return Image(item, decision, species, Path(os.path.abspath(item.path.parent)).as_posix(), item.path.name)
+
+
+def _camera_table_name(target: Path) -> str:
+    stem = target.stem
+    stem = stem.replace("recordTable", "cameraTable") if "recordTable" in stem else f"{stem}_cameraTable"
+    return stem + target.suffix
+
+
+def _same_instant(dated) -> list[tuple[str, Any, Any]]:
+    spans: dict[tuple, list] = {}
+    for item, when in dated:
+        span = spans.setdefault((item.station, item.camera), [when, when])
+        span[0], span[1] = min(span[0], when), max(span[1], when)
+    return [(f"{s}" + (f"/{c}" if c else ""), a, b) for (s, c), (a, b) in sorted(spans.items(), key=str) if a == b]
+
+
+@hookimpl
+def register_hosts(register):
+    register(CamtrapRHost())

@@ -1,0 +1,192 @@
+"""What camtrapR reads back: its record table, a camera-trap table, a species folder tree.
+
+The record table has recordTable()'s columns, in its order and formats, so that read.csv()
+gives what camtrapR's own functions expect; DeepFaune's columns follow n_images, where
+recordTable() puts its extra metadata columns.
+"""
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+from deepfaune_plugin.atomic import atomic_output
+from deepfaune_plugin.errors import DeepfauneError
+from deepfaune_plugin.sorting import unique_target
+from deepfaune_plugin.types import Decision, MediaItem
+
+from .camtrapr_independence import IndependentRecord, Record
+
+RECORD_COLUMNS = [
+    "Station", "Camera", "Species", "DateTimeOriginal", "Date", "Time",
+    "delta.time.secs", "delta.time.mins", "delta.time.hours", "delta.time.days",
+    "Directory", "FileName", "n_images",
+]
+DEEPFAUNE_COLUMNS = ["score", "top1", "seqnum", "predictionbase", "scorebase", "count"]
+CAMERA_TABLE_COLUMNS = ["Station", "Camera", "Setup_date", "Retrieval_date"]
+DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # how R writes a POSIXct, and camtrapR's recordDateTimeFormat
+NA = "NA"
+MARKER = ".deepfaune_species_folders"  # marks a species tree we built, so a rerun may replace it
+
+#: prediction keys that are not animals, and the --include value that lets each through
+NON_ANIMAL_KEYS = ("undefined", "empty", "human", "vehicle")
+FAILED_KEY = "failed"
+
+
+class CamtrapROutputError(DeepfauneError):
+    pass
+
+
+@dataclass(frozen=True)
+class Image:
+    """One classified file, ready to become a camtrapR record."""
+
+    item: MediaItem
+    decision: Decision
+    species: str
+    directory: str
+    filename: str
+
+
+def select(decisions: Iterable[Decision], include: Iterable[str]) -> list[Decision]:
+    """Animal decisions, plus the non-animal kinds asked for; failures never."""
+    allowed = set(include)
+    out = []
+    for d in decisions:
+        if d.failure or d.prediction_key == FAILED_KEY:
+            continue
+        if d.prediction_key in NON_ANIMAL_KEYS and d.prediction_key not in allowed:
+            continue
+        out.append(d)
+    return out
+
+
+def to_record(image: Image) -> Record:
+    return Record(station=image.item.station or NA, species=image.species, time=image.decision.date,
+                  camera=image.item.camera, payload=image)
+
+
+def _num(value: float | int) -> str:
+    """A number as R's write.csv prints it: integers without a decimal point, no float noise."""
+    if isinstance(value, int):
+        return str(value)
+    if float(value).is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return repr(float(value))
+
+
+def record_rows(records: Sequence[IndependentRecord], has_camera: bool) -> tuple[list[str], list[list[str]]]:
+    header = [c for c in RECORD_COLUMNS if has_camera or c != "Camera"] + DEEPFAUNE_COLUMNS
+    rows = []
+    for ind in records:
+        image: Image = ind.record.payload
+        d, when = image.decision, ind.record.time
+        row = [ind.record.station]
+        if has_camera:
+            row.append(image.item.camera if image.item.camera is not None else NA)
+        row += [
+            image.species, when.strftime(DATETIME_FORMAT), when.strftime("%Y-%m-%d"), when.strftime("%H:%M:%S"),
+            _num(ind.delta_secs), _num(ind.delta_mins), _num(ind.delta_hours), _num(ind.delta_days),
+            image.directory, image.filename, _num(ind.n_images),
+            _num(d.score), d.top1, _num(d.seqnum), d.predictionbase, _num(d.scorebase), _num(d.count),
+        ]
+        rows.append(row)
+    return header, rows
+
+
+def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
+    """UTF-8 without BOM (read.csv(fileEncoding = "UTF-8") reads it; a BOM would rename the first column)."""
+    with atomic_output(path) as tmp:
+        with open(tmp, "w", encoding="utf-8", newline="") as fh:
+            writer = csv.writer(fh, lineterminator="\n")
+            writer.writerow(header)
+            writer.writerows(rows)
+    return Path(path)
+
+
+def camera_table(images: Iterable[tuple[MediaItem, datetime]], has_camera: bool) -> tuple[list[str], list[list[str]]]:
+    """Station, [Camera,] Setup_date, Retrieval_date: first and last image time of each station (camera)."""
+    spans: dict[tuple[str, str | None], list[datetime]] = {}
+    for item, when in images:
+        key = (item.station or NA, item.camera if has_camera else None)
+        span = spans.setdefault(key, [when, when])
+        span[0], span[1] = min(span[0], when), max(span[1], when)
+    header = [c for c in CAMERA_TABLE_COLUMNS if has_camera or c != "Camera"]
+    rows = []
+    for (station, camera), (first, last) in sorted(spans.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
+        row = [station] + ([camera if camera is not None else NA] if has_camera else [])
+        rows.append(row + [first.strftime(DATETIME_FORMAT), last.strftime(DATETIME_FORMAT)])
+    return header, rows
+
+
+# ---------------------------------------------------------------- species folders
+
+
+def safe_name(label: str) -> str:
+    """A label as a folder name: no path separators or characters Windows refuses."""
+    cleaned = "".join("_" if ch in '<>:"/\\|?*' or ord(ch) < 32 else ch for ch in label).strip(" .")
+    return cleaned or "_"
+
+
+def check_species_root(out: Path) -> None:
+    """Refuse a non-empty folder we did not build: a rebuild replaces the whole tree."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise CamtrapROutputError(f"--species-folders {out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file():
+        raise CamtrapROutputError(f"--species-folders {out}: folder is not empty and was not made by deepfaune; "
+                                  "choose a new or empty folder (it is rebuilt from scratch on every run)")
+
+
+def link_or_copy(src: Path, dst: Path) -> str:
+    try:
+        os.link(src, dst)
+        return "link"
+    except OSError:
+        shutil.copy2(src, dst)
+        return "copy"
+
+
+def build_species_tree(out: Path, images: Iterable[Image],
+                       place: Callable[[Path, Path], str] = link_or_copy) -> dict[str, int]:
+    """OUT/Station/[Camera/]Species/file, built beside OUT then swapped in, so OUT is never half-built."""
+    out = Path(os.path.abspath(out))
+    check_species_root(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent))
+    counts = {"link": 0, "copy": 0}
+    try:
+        (work / MARKER).write_text("species folders written by deepfaune for camtrapR's "
+                                   "recordTable(IDfrom = \"directory\"); rebuilt on every run\n", encoding="utf-8")
+        for image in images:
+            folder = work / safe_name(image.item.station or NA)
+            if image.item.camera is not None:
+                folder = folder / safe_name(image.item.camera)
+            folder = folder / safe_name(image.species)
+            folder.mkdir(parents=True, exist_ok=True)
+            counts[place(image.item.path, unique_target(folder, image.item.path.name))] += 1
+        _swap_in(work, out)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return counts
+
+
+def _swap_in(work: Path, out: Path) -> None:
+    if not out.exists():
+        os.replace(work, out)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+    old.rmdir()
+    os.replace(out, old)
+    try:
+        os.replace(work, out)
+    except BaseException:
+        os.replace(old, out)
+        raise
+    shutil.rmtree(old, ignore_errors=True)

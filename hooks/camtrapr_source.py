@@ -1,0 +1,263 @@
+"""Read what a camtrapR user has: a station tree, or a record table written by recordTable().
+
+Tree: ``inDir/Station/[Camera/]files``, as recordTable() requires (station folders mandatory;
+a first sub-folder of a station is its camera). Files directly in inDir are reported, not read.
+
+Record table: a CSV with camtrapR's ``Directory`` and ``FileName`` columns (and ``Station``,
+optionally ``Camera``, ``DateTimeOriginal``), as written by ``write.csv`` (leading unnamed
+row-name column, quoted fields), UTF-8 or the Windows code page R uses there, "," ";" or tab
+separated. ``Directory`` is what exiftool wrote: absolute, or relative to R's working folder;
+when it does not exist as written it is looked up under the table's folder, dropping leading
+components one by one (data moved to another disk or machine).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path, PurePosixPath
+
+from deepfaune_plugin.errors import DeepfauneError
+from deepfaune_plugin.types import IMAGE_SUFFIXES, Manifest, MediaItem, Problem
+from deepfaune_plugin.walk import OWN_FOLDER_PREFIXES, iter_media
+
+HOST = "camtrapr"
+ENCODINGS = ("utf-8-sig", "cp1252", "latin-1")  # R on Windows writes CSVs in the native code page
+REQUIRED = ("Directory", "FileName")
+NA_VALUES = frozenset({"", "NA"})
+DATE_FORMATS = (
+    "%Y-%m-%d %H:%M:%S", "%Y:%m:%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y/%m/%d %H:%M:%S",
+    "%Y-%m-%d %H:%M", "%d/%m/%Y %H:%M:%S", "%d/%m/%Y %H:%M", "%d.%m.%Y %H:%M:%S",
+)
+
+
+class CamtrapRSourceError(DeepfauneError):
+    pass
+
+
+@dataclass(frozen=True)
+class TableKey:
+    """What a record-table row said, written back unchanged in Directory / FileName."""
+
+    row: int  # 1-based data row number in the CSV
+    directory: str
+    filename: str
+
+
+@dataclass
+class SourceState:
+    """Manifest.host_state: what write() needs to know about the source."""
+
+    kind: str  # "tree" or "table"
+    source: Path
+    has_camera: bool
+
+
+# ---------------------------------------------------------------- station tree
+
+
+def read_tree(root: Path) -> Manifest:
+    root = Path(root)
+    if not root.is_dir():
+        raise CamtrapRSourceError(f"{root}: not a folder (camtrapR's inDir holds one folder per station)")
+    problems: list[Problem] = []
+    items: list[MediaItem] = []
+    for path, rel in iter_media(root, problems=problems):
+        parts = rel.split("/")
+        if len(parts) == 1:
+            problems.append(Problem(rel, "directly in the source folder: camtrapR needs station folders "
+                                         "(inDir/Station/[Camera/]file); move it into its station's folder"))
+            continue
+        camera = parts[1] if len(parts) > 2 else None
+        items.append(MediaItem(path=path, relpath=rel, group=str(PurePosixPath(rel).parent),
+                               station=parts[0], camera=camera))
+    if not items:
+        raise CamtrapRSourceError(f"{root}: no images in station folders (expected inDir/Station/[Camera/]file)"
+                                  + (f"; {len(problems)} file(s) reported" if problems else ""))
+    state = SourceState("tree", root, has_camera=any(i.camera is not None for i in items))
+    return Manifest(root=root, items=items, problems=problems, host=HOST, host_state=state)
+
+
+def inside_listed_tree(root: Path, folder: Path) -> bool:
+    """True when `folder` is inside `root` where the tree walk would list it (not a deepfaune_*/hidden folder)."""
+    try:
+        rel = Path(os.path.abspath(folder)).relative_to(os.path.abspath(root))
+    except ValueError:
+        return False
+    return not any(part.startswith(OWN_FOLDER_PREFIXES) or part.startswith(".") for part in rel.parts)
+
+
+# ---------------------------------------------------------------- record table
+
+
+def decode(data: bytes, path: Path) -> str:
+    for encoding in ENCODINGS:
+        try:
+            return data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    raise CamtrapRSourceError(f"{path}: cannot decode the file")  # latin-1 never fails; kept for clarity
+
+
+def _dialect(text: str) -> tuple[str, list[str]]:
+    """The delimiter whose header holds Directory and FileName, and that header."""
+    first = text.splitlines()[0] if text else ""
+    for delimiter in (",", ";", "\t"):
+        header = next(csv.reader([first], delimiter=delimiter), [])
+        names = {h.strip().lower() for h in header}
+        if all(r.lower() in names for r in REQUIRED):
+            return delimiter, header
+    return ",", next(csv.reader([first]), [])
+
+
+def looks_like_record_table(path: Path) -> bool:
+    path = Path(path)
+    if not path.is_file() or path.suffix.lower() not in (".csv", ".txt", ".tsv"):
+        return False
+    with open(path, "rb") as fh:
+        head = fh.read(65536)
+    text = decode(head, path)
+    _, header = _dialect(text)
+    names = {h.strip().lower() for h in header}
+    return all(r.lower() in names for r in REQUIRED)
+
+
+def _column(header: list[str], name: str) -> int | None:
+    for i, h in enumerate(header):
+        if h.strip() == name:
+            return i
+    for i, h in enumerate(header):
+        if h.strip().lower() == name.lower():
+            return i
+    return None
+
+
+def parse_datetime(text: str) -> datetime | None:
+    text = text.strip()
+    if text in NA_VALUES:
+        return None
+    for fmt in DATE_FORMATS:
+        try:
+            return datetime.strptime(text, fmt)
+        except ValueError:
+            continue
+    return None
+
+
+_SEPARATORS = re.compile(r"[\\/]+")
+
+
+class _Resolver:
+    """Finds a row's file: as written, relative to the table's folder, then by trailing components."""
+
+    def __init__(self, base: Path):
+        self.base = base
+        self._dirs: dict[str, list[Path]] = {}
+
+    def _candidates(self, directory: str) -> list[Path]:
+        if directory not in self._dirs:
+            found: list[Path] = []
+            written = Path(directory)
+            found.append(written if written.is_absolute() else self.base / written)
+            parts = [p for p in _SEPARATORS.split(directory) if p]
+            for k in range(len(parts)):
+                tail = parts[k:]
+                if k == 0 and re.match(r"^[A-Za-z]:$", tail[0]):
+                    continue  # a Windows drive letter read on another system
+                found.append(self.base.joinpath(*tail))
+            unique: list[Path] = []
+            for c in found:
+                if c not in unique and c.is_dir():
+                    unique.append(c)
+            self._dirs[directory] = unique
+        return self._dirs[directory]
+
+    def find(self, directory: str, filename: str) -> Path | None:
+        for folder in self._candidates(directory):
+            path = folder / filename
+            if path.is_file():
+                return Path(os.path.abspath(path))
+        return None
+
+
+def read_record_table(csv_path: Path) -> Manifest:
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise CamtrapRSourceError(f"{csv_path}: no such record table")
+    text = decode(csv_path.read_bytes(), csv_path)
+    delimiter, _ = _dialect(text)
+    rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
+    if not rows:
+        raise CamtrapRSourceError(f"{csv_path}: empty file")
+    header = rows[0]
+    cols = {name: _column(header, name) for name in (*REQUIRED, "Station", "Camera", "DateTimeOriginal")}
+    missing = [name for name in (*REQUIRED, "Station") if cols[name] is None]
+    if missing:
+        shown = ", ".join(repr(h) for h in header if h.strip()) or "none"
+        raise CamtrapRSourceError(f"{csv_path}: not a camtrapR record table: missing column(s) "
+                                  f"{', '.join(missing)} (columns found: {shown})")
+    resolver = _Resolver(csv_path.parent.absolute())
+    problems: list[Problem] = []
+    found: list[tuple[Path, str | None, str | None, datetime | None, TableKey]] = []
+    seen: dict[Path, int] = {}
+
+    def cell(row: list[str], name: str) -> str:
+        i = cols[name]
+        return row[i].strip() if i is not None and i < len(row) else ""
+
+    for number, row in enumerate(rows[1:], start=1):
+        if not any(v.strip() for v in row):
+            continue
+        where = f"{csv_path.name} row {number}"
+        directory, filename = cell(row, "Directory"), cell(row, "FileName")
+        if directory in NA_VALUES or filename in NA_VALUES:
+            problems.append(Problem(where, "no Directory or FileName"))
+            continue
+        station = cell(row, "Station")
+        if station in NA_VALUES:
+            problems.append(Problem(where, f"{filename}: no Station"))
+            continue
+        if PurePosixPath(filename).suffix.lower() not in IMAGE_SUFFIXES:
+            problems.append(Problem(where, f"{filename}: not an image this host reads (videos are not supported)"))
+            continue
+        path = resolver.find(directory, filename)
+        if path is None:
+            problems.append(Problem(where, f"{directory}/{filename}: file not found (looked as written and "
+                                           f"under {csv_path.parent})"))
+            continue
+        if path in seen:
+            problems.append(Problem(where, f"{filename}: same file as row {seen[path]}; classified once"))
+            continue
+        seen[path] = number
+        camera = cell(row, "Camera")
+        found.append((path, station, None if camera in NA_VALUES else camera,
+                      parse_datetime(cell(row, "DateTimeOriginal")), TableKey(number, directory, filename)))
+    if not found:
+        raise CamtrapRSourceError(f"{csv_path}: none of the table's files could be used"
+                                  + (f" ({len(problems)} problem(s), first: {problems[0].relpath}: "
+                                     f"{problems[0].reason})" if problems else " (no data rows)"))
+    root = _common_root([f[0] for f in found], csv_path.parent.absolute())
+    items = []
+    for path, station, camera, when, key in found:
+        rel = _relpath(path, root)
+        items.append(MediaItem(path=path, relpath=rel, group=str(PurePosixPath(rel).parent), timestamp=when,
+                               station=station, camera=camera, host_key=key))
+    state = SourceState("table", csv_path, has_camera=cols["Camera"] is not None)
+    return Manifest(root=root, items=items, problems=problems, host=HOST, host_state=state)
+
+
+def _common_root(paths: list[Path], fallback: Path) -> Path:
+    try:
+        return Path(os.path.commonpath([str(p.parent) for p in paths]))
+    except ValueError:  # different drives
+        return fallback
+
+
+def _relpath(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return path.as_posix()

@@ -1,0 +1,333 @@
+"""The camtrapR host end to end on the fake backend: trees, record tables, options, outputs.
+
+The fake backend labels files by name ("fox" → renard/fox, "reddeer" → cerf/red deer, "person",
+"empty", "broken"), so every expected row below is computed by hand from the file dates.
+"""
+from __future__ import annotations
+
+import csv
+import os
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from deepfaune_plugin.api import RunSettings
+from deepfaune_plugin.cli import main
+from deepfaune_plugin.errors import DeepfauneError
+from deepfaune_plugin.hooks.camtrapr_host import CamtrapRHost
+from deepfaune_plugin.hooks.camtrapr_output import MARKER, select
+from deepfaune_plugin.pipeline import run
+from deepfaune_plugin.plugins import Registered
+from deepfaune_plugin.types import ANIMAL, EMPTY, Decision
+from fakes import registry_with_fake
+from imagegen import make_jpeg
+
+T0 = datetime(2024, 5, 3, 6, 0, 0)
+HEADER = ["Station", "Camera", "Species", "DateTimeOriginal", "Date", "Time", "delta.time.secs", "delta.time.mins",
+          "delta.time.hours", "delta.time.days", "Directory", "FileName", "n_images",
+          "score", "top1", "seqnum", "predictionbase", "scorebase", "count"]
+
+
+def jpeg(path: Path, seconds: float | None) -> Path:
+    return make_jpeg(path, width=64, height=48, date=None if seconds is None else T0 + timedelta(seconds=seconds))
+
+
+@pytest.fixture
+def registry():
+    reg = registry_with_fake()
+    reg.hosts["camtrapr"] = Registered("camtrapr", CamtrapRHost(), "camtrapr", "tests")
+    return reg
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    """Two stations; StationB keeps its images in a camera sub-folder; one stray file in inDir."""
+    root = tmp_path / "inDir"
+    sta = root / "StationA"
+    jpeg(sta / "fox_1.jpg", 0)
+    jpeg(sta / "fox_2.jpg", 5)            # 5 s later: same DeepFaune sequence
+    jpeg(sta / "fox_3.jpg", 2400)         # 40 min after fox_1, 39 min 55 s after fox_2
+    jpeg(sta / "person_1.jpg", 3600)
+    jpeg(sta / "empty_1.jpg", 7200)
+    (sta / "broken_1.jpg").write_bytes(b"not a jpeg")
+    jpeg(root / "StationB" / "Cam1" / "reddeer_1.jpg", 86400)
+    jpeg(root / "StationB" / "Cam1" / "reddeer_2.jpg", 86400 + 90)
+    jpeg(root / "stray_fox.jpg", 0)
+    return root
+
+
+def go(source: Path, registry, output: Path | None = None, lang: str = "fr", **options):
+    return run(source, RunSettings(backend="fake", lang=lang), host="camtrapr", host_options=options,
+               output=output, registry=registry, progress=False, log=lambda msg: None)
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with open(path, encoding="utf-8", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def col(rows, *names):
+    return [tuple(r[n] for n in names) for r in rows]
+
+
+# ---------------------------------------------------------------- station tree
+
+
+def test_tree_record_table_names_order_and_formats(tree: Path, registry):
+    summary = go(tree, registry)
+    out = tree / "deepfaune_recordTable.csv"
+    assert summary.written == [out]
+    with open(out, encoding="utf-8") as fh:
+        assert next(csv.reader(fh)) == HEADER
+    rows = read_rows(out)
+    assert col(rows, "Station", "Camera", "Species", "FileName") == [
+        ("StationA", "NA", "renard", "fox_1.jpg"), ("StationA", "NA", "renard", "fox_2.jpg"),
+        ("StationA", "NA", "renard", "fox_3.jpg"),
+        ("StationB", "Cam1", "cerf", "reddeer_1.jpg"), ("StationB", "Cam1", "cerf", "reddeer_2.jpg"),
+    ]
+    first = rows[0]
+    assert (first["DateTimeOriginal"], first["Date"], first["Time"]) == ("2024-05-03 06:00:00", "2024-05-03", "06:00:00")
+    assert first["Directory"] == (tree / "StationA").absolute().as_posix()
+    # min-delta-time 0: every record, delta to the previous record of the species at the station
+    assert col(rows, "delta.time.secs", "delta.time.mins", "delta.time.hours", "delta.time.days", "n_images") == [
+        ("0", "0", "0", "0", "1"),
+        ("5", "0.1", "0", "0", "1"),          # 5/60 = 0.083 → 0.1
+        ("2395", "39.9", "0.7", "0", "1"),    # 39.92 → 39.9; 39.9/60 = 0.665 → 0.7; 0.7/24 → 0
+        ("0", "0", "0", "0", "1"),
+        ("90", "1.5", "0", "0", "1"),
+    ]
+    # DeepFaune's columns: the two fox images share sequence 1 and its pooled score
+    assert col(rows, "seqnum", "top1", "predictionbase", "count")[:2] == [("1", "renard", "renard", "1")] * 2
+    assert rows[0]["score"] == rows[1]["score"] and float(rows[0]["score"]) >= 0.8
+    # the stray file was reported, never read
+    assert [p.relpath for p in summary.problems] == ["stray_fox.jpg"]
+    assert "stray_fox.jpg" not in {d.relpath for d in summary.results.decisions}
+
+
+@pytest.mark.parametrize("compared_to, fox3_delta", [
+    ("lastIndependentRecord", ("2400", "40", "0.7", "0")),   # from fox_1, the last independent record
+    ("lastRecord", ("2395", "39.9", "0.7", "0")),            # from fox_2, the last record
+])
+def test_tree_independence_30_minutes(tree: Path, registry, compared_to, fox3_delta):
+    go(tree, registry, min_delta_time="30", delta_time_compared_to=compared_to)
+    rows = read_rows(tree / "deepfaune_recordTable.csv")
+    assert col(rows, "FileName", "n_images") == [("fox_1.jpg", "2"), ("fox_3.jpg", "1"), ("reddeer_1.jpg", "2")]
+    assert col(rows, "delta.time.secs", "delta.time.mins", "delta.time.hours", "delta.time.days")[1] == fox3_delta
+
+
+def test_include_non_animals_in_the_run_language(tree: Path, registry, tmp_path: Path):
+    out = tmp_path / "rt.csv"
+    go(tree, registry, output=out, lang="en", include=["human", "empty"])
+    rows = read_rows(out)
+    assert col(rows, "Station", "Species", "FileName") == [
+        ("StationA", "empty", "empty_1.jpg"),
+        ("StationA", "fox", "fox_1.jpg"), ("StationA", "fox", "fox_2.jpg"), ("StationA", "fox", "fox_3.jpg"),
+        ("StationA", "human", "person_1.jpg"),
+        ("StationB", "red deer", "reddeer_1.jpg"), ("StationB", "red deer", "reddeer_2.jpg"),
+    ]
+    assert not (tree / "deepfaune_recordTable.csv").exists()  # --output wins over the default place
+
+
+def test_select_keeps_animals_and_asked_non_animals_never_failures():
+    def d(key, failure=None):
+        return Decision(relpath=key, date=T0, seqnum=1, predictionbase="", scorebase=0.0, prediction=key, score=1.0,
+                        top1=key, count=0, humancount=0, category=ANIMAL if key in ("fox", "undefined") else EMPTY,
+                        prediction_key=key, top1_key=key, failure=failure)
+
+    decisions = [d("fox"), d("undefined"), d("empty"), d("human"), d("vehicle"), d("failed", "unreadable")]
+    assert [x.prediction_key for x in select(decisions, ())] == ["fox"]
+    assert [x.prediction_key for x in select(decisions, {"undefined", "vehicle"})] == ["fox", "undefined", "vehicle"]
+
+
+def test_camera_table_from_first_and_last_image(tree: Path, registry, capsys):
+    summary = go(tree, registry, camera_table=True)
+    cam = tree / "deepfaune_cameraTable.csv"
+    assert cam in summary.written
+    # every dated image counts (the person and the empty one too), failures do not
+    assert read_rows(cam) == [
+        {"Station": "StationA", "Camera": "NA", "Setup_date": "2024-05-03 06:00:00", "Retrieval_date": "2024-05-03 08:00:00"},
+        {"Station": "StationB", "Camera": "Cam1", "Setup_date": "2024-05-04 06:00:00", "Retrieval_date": "2024-05-04 06:01:30"},
+    ]
+    assert "warning" not in capsys.readouterr().err  # no station has setup == retrieval
+
+
+def test_species_folders_hard_links_rebuilt_on_rerun(tree: Path, registry, tmp_path: Path):
+    out = tmp_path / "species"
+    summary = go(tree, registry, species_folders=str(out))
+    assert out in summary.written
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert files == [MARKER, "StationA/renard/fox_1.jpg", "StationA/renard/fox_2.jpg", "StationA/renard/fox_3.jpg",
+                     "StationB/Cam1/cerf/reddeer_1.jpg", "StationB/Cam1/cerf/reddeer_2.jpg"]
+    assert os.path.samefile(out / "StationA/renard/fox_1.jpg", tree / "StationA/fox_1.jpg")  # a hard link
+    # a rerun with other options rebuilds the tree from scratch (no fox_1_2.jpg duplicates)
+    go(tree, registry, lang="en", species_folders=str(out), include=["human"])
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.jpg"))
+    assert files == ["StationA/fox/fox_1.jpg", "StationA/fox/fox_2.jpg", "StationA/fox/fox_3.jpg",
+                     "StationA/human/person_1.jpg", "StationB/Cam1/red deer/reddeer_1.jpg",
+                     "StationB/Cam1/red deer/reddeer_2.jpg"]
+
+
+def test_species_folders_never_overwrite_a_users_folder(tree: Path, registry, tmp_path: Path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    with pytest.raises(DeepfauneError, match="not empty and was not made by deepfaune"):
+        go(tree, registry, species_folders=str(mine))
+    assert (mine / "notes.txt").read_text() == "keep me"
+    assert not (tree / "deepfaune_recordTable.csv").exists()  # refused before anything ran
+    with pytest.raises(DeepfauneError, match="inside the source tree"):
+        go(tree, registry, species_folders=str(tree / "sorted"))
+
+
+def test_files_only_directly_in_indir_are_refused(tmp_path: Path, registry):
+    jpeg(tmp_path / "flat" / "fox_1.jpg", 0)
+    with pytest.raises(DeepfauneError, match="no images in station folders"):
+        go(tmp_path / "flat", registry)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"min_delta_time": "2.5"}, "whole number of minutes"),
+    ({"min_delta_time": "-1"}, "whole number of minutes"),
+    ({"delta_time_compared_to": "lastIndependent"}, "lastIndependentRecord or lastRecord"),
+    ({"include": ["human,cat"]}, "unknown 'cat'"),
+])
+def test_bad_options_fail_before_the_run(tree: Path, registry, options, message):
+    with pytest.raises(DeepfauneError, match=message):
+        go(tree, registry, **options)
+    assert not (tree / "deepfaune_recordTable.csv").exists()
+
+
+def test_output_must_be_csv(tree: Path, registry, tmp_path: Path):
+    with pytest.raises(DeepfauneError, match="is a .csv file"):
+        go(tree, registry, output=tmp_path / "rt.xlsx")
+
+
+def test_scientific_names(tree: Path, registry):
+    try:
+        from deepfaune_plugin.taxonomy import taxon
+    except ImportError:
+        with pytest.raises(DeepfauneError, match="--scientific-names is not available yet"):
+            go(tree, registry, scientific_names=True)
+        return
+    go(tree, registry, scientific_names=True)
+    rows = read_rows(tree / "deepfaune_recordTable.csv")
+    assert {r["Species"] for r in rows} == {taxon("fox").scientific_name, taxon("red deer").scientific_name}
+
+
+def test_scientific_names_of_bird_groups_and_non_animals():
+    pytest.importorskip("deepfaune_plugin.taxonomy")
+    from deepfaune_plugin.hooks.camtrapr_host import scientific_namer
+
+    name = scientific_namer()
+    assert name("red deer") == "Cervus elaphus" and name("human") == "Homo sapiens"
+    assert name("bird undefined") == "Aves"                      # bird, subgroup below threshold
+    assert name("bird passerine") == name("passerine") != "passerine"
+    assert [name(k) for k in ("empty", "vehicle", "undefined")] == ["empty", "vehicle", "undefined"]
+
+
+def test_cli_options_reach_the_host(tree: Path, registry, tmp_path: Path):
+    out = tmp_path / "cli.csv"
+    code = main(["run", str(tree), "--host", "camtrapr", "--backend", "fake", "--lang", "en", "-q",
+                 "--output", str(out), "--min-delta-time", "30", "--delta-time-compared-to", "lastRecord",
+                 "--include", "human", "--include", "empty", "--camera-table"], registry=registry)
+    assert code == 0
+    rows = read_rows(out)
+    assert col(rows, "Species", "FileName", "delta.time.secs") == [
+        ("empty", "empty_1.jpg", "0"), ("fox", "fox_1.jpg", "0"), ("fox", "fox_3.jpg", "2395"),
+        ("human", "person_1.jpg", "0"), ("red deer", "reddeer_1.jpg", "0")]
+    assert (tmp_path / "cli_cameraTable.csv").is_file()
+
+
+# ---------------------------------------------------------------- record table source
+
+
+def write_r_csv(path: Path, rows: list[list[str]], encoding: str = "utf-8") -> Path:
+    """As R's write.csv(): an unnamed row-name column, every string quoted, NA unquoted."""
+    header = ["", "Station", "Species", "DateTimeOriginal", "Directory", "FileName"]
+    lines = [",".join(f'"{h}"' for h in header)]
+    for i, row in enumerate(rows, start=1):
+        cells = [f'"{i}"'] + [v if v == "NA" else f'"{v}"' for v in row]
+        lines.append(",".join(cells))
+    path.write_bytes(("\n".join(lines) + "\n").encode(encoding))
+    return path
+
+
+@pytest.fixture
+def survey(tmp_path: Path) -> Path:
+    """Images in folders with spaces and accents, listed by a record table beside them."""
+    base = tmp_path / "Été 2024"
+    nord = base / "Station Nord"
+    jpeg(nord / "renard fox 1.JPG", 0)
+    jpeg(nord / "renard fox 2.JPG", 4000)
+    jpeg(nord / "cerf reddeer é.JPG", None)  # no EXIF date: the table's DateTimeOriginal is used
+    jpeg(base / "Sud Forêt" / "fox Sud.JPG", 600)
+    return base
+
+
+def survey_rows(base: Path) -> list[list[str]]:
+    nord = (base / "Station Nord").as_posix()
+    return [
+        ["Station Nord", "UNID", "2024-05-03 06:00:00", nord, "renard fox 1.JPG"],
+        ["Station Nord", "UNID", "2024-05-03 07:06:40", nord, "renard fox 2.JPG"],
+        ["Station Nord", "UNID", "2024-05-03 09:00:00", nord, "cerf reddeer é.JPG"],
+        ["Sud Forêt", "UNID", "2024-05-03 06:10:00", "Sud Forêt", "fox Sud.JPG"],     # relative to the table
+        ["Station Nord", "UNID", "2024-05-03 06:00:00", nord, "renard fox 1.JPG"],    # listed twice
+        ["Station Nord", "UNID", "NA", nord, "gone.JPG"],                            # missing file
+    ]
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "cp1252"])
+def test_record_table_with_spaces_and_accents(survey: Path, registry, encoding):
+    table = write_r_csv(survey / "record_table_0min_deltaT_2024-06-01.csv", survey_rows(survey), encoding)
+    host = registry.host("camtrapr")
+    assert host.detect(table) and not host.detect(survey)
+    summary = go(table, registry, lang="en", min_delta_time=60)
+    out = survey / "deepfaune_recordTable.csv"
+    assert summary.written == [out]
+    assert [p.relpath for p in summary.problems] == [f"{table.name} row 5", f"{table.name} row 6"]
+    assert "same file as row 1" in summary.problems[0].reason and "file not found" in summary.problems[1].reason
+    rows = read_rows(out)
+    assert list(rows[0]) == [h for h in HEADER if h != "Camera"]  # the table had no Camera column
+    nord = (survey / "Station Nord").as_posix()
+    assert col(rows, "Station", "Species", "DateTimeOriginal", "delta.time.secs", "n_images", "Directory", "FileName") == [
+        ("Station Nord", "fox", "2024-05-03 06:00:00", "0", "1", nord, "renard fox 1.JPG"),
+        ("Station Nord", "fox", "2024-05-03 07:06:40", "4000", "1", nord, "renard fox 2.JPG"),
+        ("Station Nord", "red deer", "2024-05-03 09:00:00", "0", "1", nord, "cerf reddeer é.JPG"),
+        ("Sud Forêt", "fox", "2024-05-03 06:10:00", "0", "1", "Sud Forêt", "fox Sud.JPG"),
+    ]
+
+
+def test_record_table_of_moved_data_and_camera_column(survey: Path, registry, tmp_path: Path):
+    """Directory written on another machine (C:/...): found again under the table's folder."""
+    lines = ['"","Station","Camera","Species","DateTimeOriginal","Directory","FileName"',
+             '"1","Station Nord","CT 01","UNID",2024-05-03 06:00:00,"C:/Users/léa/Été 2024/Station Nord","renard fox 1.JPG"',
+             '"2","Station Nord","CT 02","UNID",2024-05-03 07:06:40,"C:/Users/léa/Été 2024/Station Nord","renard fox 2.JPG"']
+    table = survey / "moved.csv"
+    table.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    summary = go(table, registry, lang="en", camera_table=True)
+    assert summary.problems == []
+    rows = read_rows(survey / "deepfaune_recordTable.csv")
+    assert col(rows, "Station", "Camera", "Directory") == [
+        ("Station Nord", "CT 01", "C:/Users/léa/Été 2024/Station Nord"),
+        ("Station Nord", "CT 02", "C:/Users/léa/Été 2024/Station Nord")]
+    assert col(read_rows(survey / "deepfaune_cameraTable.csv"), "Camera", "Setup_date") == [
+        ("CT 01", "2024-05-03 06:00:00"), ("CT 02", "2024-05-03 07:06:40")]
+
+
+def test_record_table_problems_name_the_file(tmp_path: Path, registry):
+    bad = tmp_path / "rt.csv"
+    bad.write_text('"","Species","Directory","FileName"\n"1","fox","x","y.JPG"\n', encoding="utf-8")
+    with pytest.raises(DeepfauneError, match=r"rt\.csv: not a camtrapR record table: missing column\(s\) Station"):
+        go(bad, registry)
+    nothing = write_r_csv(tmp_path / "none.csv", [["S1", "fox", "NA", "nowhere", "a.JPG"]])
+    with pytest.raises(DeepfauneError, match=r"none\.csv: none of the table's files could be used"):
+        go(nothing, registry)
+
+
+def test_record_table_output_never_overwrites_the_source(survey: Path, registry):
+    table = write_r_csv(survey / "rt.csv", survey_rows(survey)[:1])
+    before = table.read_bytes()
+    with pytest.raises(DeepfauneError, match="would overwrite the source record table"):
+        go(table, registry, output=table)
+    assert table.read_bytes() == before
