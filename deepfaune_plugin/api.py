@@ -55,8 +55,24 @@ class Predictor(Protocol):
     def close(self) -> None: ...
 
 
+@dataclass(frozen=True)
+class BackendDescription:
+    """What a backend will compute, known without loading its models.
+
+    `fingerprint` must change whenever raw outputs could change (model files, detector mode...):
+    stored outputs are reused only under the same fingerprint.
+    """
+
+    classes: ClassTable
+    fingerprint: str
+    info: dict[str, Any] = field(default_factory=dict)
+
+
 @runtime_checkable
 class Backend(Protocol):
+    """`open` loads models; an optional `describe(settings) -> BackendDescription` lets runs resume
+    and re-decide from stored outputs without loading them (backends without it always recompute)."""
+
     name: str
     description: str
 

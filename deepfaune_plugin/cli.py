@@ -46,6 +46,10 @@ def _add_run(sub, registry: Registry) -> None:
                    help="folder of ONNX models and their manifest (default: $DEEPFAUNE_MODELS or the user cache)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for inference (default: all cores)")
     p.add_argument("--output", "-o", type=Path, default=None, help="output file (.csv or .xlsx for a folder)")
+    p.add_argument("--store", type=Path, default=None,
+                   help="result store (SQLite) that makes runs resumable and re-decisions instant "
+                        "(default: one per source in the user cache)")
+    p.add_argument("--no-store", action="store_true", help="keep nothing between runs")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     seen: dict[str, str] = {}
     group = p.add_argument_group("host options")
@@ -64,7 +68,7 @@ def _add_run(sub, registry: Registry) -> None:
 
 
 def _cmd_run(args, registry: Registry) -> int:
-    from .pipeline import RunError, run
+    from .pipeline import RunError, RunInterrupted, run
 
     try:
         settings = RunSettings(
@@ -77,7 +81,11 @@ def _cmd_run(args, registry: Registry) -> int:
     host_options = {k[len("host_"):]: v for k, v in vars(args).items() if k.startswith("host_")}
     try:
         summary = run(args.source, settings, host=args.host, host_options=host_options, output=args.output,
-                      registry=registry, progress=not args.quiet)
+                      registry=registry, progress=not args.quiet,
+                      store=False if args.no_store else (args.store or True))
+    except RunInterrupted as err:
+        print(f"deepfaune: {err}", file=sys.stderr)
+        return 130
     except RunError as err:
         raise CliError(str(err)) from err
     _print_summary(summary)

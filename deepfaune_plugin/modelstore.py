@@ -34,11 +34,8 @@ class ModelFileError(DeepfauneError):
     """A model file is missing, altered, or not registered in the models directory."""
 
 
-def default_models_dir() -> Path:
-    """$DEEPFAUNE_MODELS, else the user cache directory of the platform + deepfaune-plugin/models."""
-    env = os.environ.get("DEEPFAUNE_MODELS")
-    if env:
-        return Path(env).expanduser()
+def user_cache_dir() -> Path:
+    """The platform's user cache directory + deepfaune-plugin (models, result stores)."""
     home = Path.home()
     if sys.platform.startswith("win"):
         local = os.environ.get("LOCALAPPDATA")
@@ -48,7 +45,15 @@ def default_models_dir() -> Path:
     else:
         xdg = os.environ.get("XDG_CACHE_HOME", "")
         base = Path(xdg) if xdg and os.path.isabs(xdg) else home / ".cache"  # XDG: relative values are ignored
-    return base / "deepfaune-plugin" / "models"
+    return base / "deepfaune-plugin"
+
+
+def default_models_dir() -> Path:
+    """$DEEPFAUNE_MODELS, else the user cache directory of the platform + deepfaune-plugin/models."""
+    env = os.environ.get("DEEPFAUNE_MODELS")
+    if env:
+        return Path(env).expanduser()
+    return user_cache_dir() / "models"
 
 
 def sha256_file(path: Path) -> str:

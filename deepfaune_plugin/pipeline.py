@@ -1,13 +1,17 @@
 """One run, in one direction: manifest → media → raw outputs → decisions → host writer."""
 from __future__ import annotations
 
+import signal
+import sqlite3
 import sys
+import threading
 import time
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from .api import Host, RunResults, RunSettings
 from .decisions import decide_run
@@ -15,7 +19,11 @@ from .errors import DeepfauneError
 from .exifdate import read_exif_date
 from .plugins import PluginError, Registry, default_registry
 from .progress import Progress
+from .store import ResultStore, default_store_path
 from .types import ClassTable, Manifest, MediaItem, Problem, RawResult
+
+
+STORE_BATCH = 8  # files per store transaction
 
 
 class RunError(DeepfauneError):
@@ -68,19 +76,6 @@ def _safe_detect(host: Host, source: Path) -> bool:
         return False
 
 
-def media_date(item: MediaItem) -> tuple[datetime | None, str]:
-    """EXIF DateTimeOriginal first (as DeepFaune), then the date the host knows (e.g. Timelapse's DateTime)."""
-    try:
-        date = read_exif_date(item.path)
-    except OSError:
-        date = None
-    if date is not None:
-        return date, "exif"
-    if item.timestamp is not None:
-        return item.timestamp, "host"
-    return None, ""
-
-
 def check_settings(settings: RunSettings, classes: ClassTable) -> None:
     if settings.lang not in classes.languages:
         raise RunError(f"language {settings.lang!r} is not available for model {classes.version}; "
@@ -92,6 +87,128 @@ def check_settings(settings: RunSettings, classes: ClassTable) -> None:
                        f"known: {', '.join(classes.labels(settings.lang))}")
 
 
+class RunInterrupted(RunError):
+    """Ctrl-C: what was computed is stored; the same command resumes."""
+
+
+@dataclass
+class Inference:
+    """Where raw outputs come from: the store first, the backend for the rest."""
+
+    raws: dict[str, RawResult]
+    classes: ClassTable
+    info: dict[str, Any]
+    computed: int = 0
+    reused: int = 0
+
+
+def _open_store(path: Path | None) -> ResultStore | None:
+    if path is None:
+        return None
+    try:
+        return ResultStore(path)
+    except (OSError, sqlite3.Error, RuntimeError) as err:
+        raise RunError(f"result store {path}: {err}") from err
+
+
+def infer(items: Sequence[MediaItem], backend, settings: RunSettings, store: ResultStore | None,
+          progress: bool, log) -> Inference:
+    """Raw outputs for every item, in manifest order of relpath; stored as they come, batch by batch."""
+    describe = getattr(backend, "describe", None)
+    description = describe(settings) if describe and store is not None else None
+    raws: dict[str, RawResult] = {}
+    if description is not None:
+        raws = store.lookup(description.fingerprint, items)
+    todo = [item for item in items if item.relpath not in raws]
+    result = Inference(raws=raws, classes=description.classes if description else None,
+                       info=dict(description.info) if description else {}, reused=len(raws))
+    if description is not None:
+        check_settings(settings, description.classes)
+    if result.reused:
+        log(f"{result.reused} of {len(items)} files already computed (result store {store.path})")
+    if not todo:
+        return result
+    predictor = backend.open(settings)
+    try:
+        result.classes, result.info = predictor.classes, dict(predictor.info)
+        check_settings(settings, result.classes)
+        if result.info.get("standin"):
+            log(_STANDIN_BANNER)
+        bar = Progress(len(todo)) if progress else None
+        batch: list[tuple[MediaItem, RawResult]] = []
+        last_flush = time.monotonic()
+        with _graceful_interrupt() as stop:
+            for item, raw in zip(todo, predictor.predict(iter(todo))):
+                if raw.failure is None and raw.date_source != "exif":
+                    raw.date = read_exif_date_safely(item.path)
+                    raw.date_source = "exif" if raw.date else ""
+                raws[item.relpath] = raw
+                result.computed += 1
+                batch.append((item, raw))
+                if bar:
+                    bar.update(failed=raw.failure is not None)
+                if description is not None and (len(batch) >= STORE_BATCH or time.monotonic() - last_flush > 5.0):
+                    store.save(description.fingerprint, batch)
+                    batch, last_flush = [], time.monotonic()
+                if stop.requested:
+                    break
+            if description is not None and batch:
+                store.save(description.fingerprint, batch)
+        if bar:
+            bar.close()
+        if stop.requested:
+            done = len(raws)
+            raise RunInterrupted(f"interrupted: {done} of {len(items)} files are computed and stored"
+                                 + (f" in {store.path}" if description is not None else "")
+                                 + "; run the same command again to resume")
+    finally:
+        predictor.close()
+    return result
+
+
+class _Stop:
+    requested = False
+
+
+@contextmanager
+def _graceful_interrupt():
+    """First Ctrl-C: finish the current file, store the batch, stop. Second Ctrl-C: stop now."""
+    stop = _Stop()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def handler(signum, frame):
+        if stop.requested:
+            raise KeyboardInterrupt
+        stop.requested = True
+        print("\nstopping after the current file (Ctrl-C again to stop at once)...", file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def read_exif_date_safely(path: Path) -> datetime | None:
+    try:
+        return read_exif_date(path)
+    except OSError:
+        return None
+
+
+def with_host_dates(items: Sequence[MediaItem], raws: dict[str, RawResult]) -> list[RawResult]:
+    """Raw results in manifest order; a file without an EXIF date takes the date its host knows."""
+    ordered = []
+    for item in items:
+        raw = raws[item.relpath]
+        if raw.failure is None and raw.date is None and item.timestamp is not None:
+            raw.date, raw.date_source = item.timestamp, "host"
+        ordered.append(raw)
+    return ordered
+
+
 def run(
     source: Path,
     settings: RunSettings,
@@ -101,7 +218,9 @@ def run(
     registry: Registry | None = None,
     progress: bool = True,
     log=None,
+    store: Path | None | bool = True,
 ) -> RunSummary:
+    """One run. `store`: True = the default result store of this source, a path, or False/None = none."""
     log = log or (lambda msg: print(msg, file=sys.stderr))
     registry = registry or default_registry()
     host_options = dict(host_options or {})
@@ -124,32 +243,18 @@ def run(
         raise RunError(f"{source}: cannot read as a {adapter.name} source: {err}") from err
     for problem in manifest.problems:
         log(f"warning: {problem.relpath}: {problem.reason}")
-    predictor = backend.open(settings)
+    items = manifest.items
+    result_store = _open_store(default_store_path(source) if store is True else (store or None))
     try:
-        classes = predictor.classes
-        check_settings(settings, classes)
-        if predictor.info.get("standin"):
-            log(_STANDIN_BANNER)
-        items = manifest.items
-        bar = Progress(len(items)) if progress and items else None
-        raws: list[RawResult] = []
-        for item, raw in zip(items, predictor.predict(iter(items))):
-            if raw.failure is None:
-                raw.date, raw.date_source = media_date(item)
-            raws.append(raw)
-            if bar:
-                bar.update(failed=raw.failure is not None)
-        if bar:
-            bar.close()
-        if len(raws) != len(items):
-            raise RunError(f"backend {backend.name!r} returned {len(raws)} results for {len(items)} files")
-        info = dict(predictor.info)
+        inference = infer(items, backend, settings, result_store, progress, log)
     finally:
-        predictor.close()
-
-    decisions = decide_run(items, raws, classes, settings)
+        if result_store is not None:
+            result_store.close()
+    raws = with_host_dates(items, inference.raws)
+    decisions = decide_run(items, raws, inference.classes, settings)
+    info = dict(inference.info, computed=inference.computed, reused=inference.reused)
     results = RunResults(
-        settings=settings, classes=classes, raw={r.relpath: r for r in raws}, decisions=decisions,
+        settings=settings, classes=inference.classes, raw={r.relpath: r for r in raws}, decisions=decisions,
         backend_info=info, output=Path(output) if output else None, started=started, finished=datetime.now(),
     )
     written = adapter.write(manifest, results, host_options)

@@ -1,40 +1,77 @@
 """The DeepFaune backend: detector(s) then classifier on ONNX Runtime, as DeepFaune 1.4.1 runs them."""
 from __future__ import annotations
 
+import hashlib
+import json
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from deepfaune_plugin.api import RunSettings
+from deepfaune_plugin.api import BackendDescription, RunSettings
 from deepfaune_plugin.engine.crop import crop_rgb, normalise, resize_pillow, square_box
 from deepfaune_plugin.engine.detection import combine, needs_mds, select_box
 from deepfaune_plugin.engine.imageio import MediaError, read_image
 from deepfaune_plugin.engine.onnx_models import OnnxClassifier, OnnxDetector
 from deepfaune_plugin.errors import DeepfauneError
 from deepfaune_plugin.hookspecs import hookimpl
-from deepfaune_plugin.modelcards import load_card
+from deepfaune_plugin.modelcards import ModelCard, load_card
 from deepfaune_plugin.modelstore import ModelStore, default_models_dir
 from deepfaune_plugin.types import ANIMAL, ClassTable, MediaItem, RawResult
 
 PREFETCH = 2  # images decoded ahead of inference, on another thread
+#: Bump when a change of this backend's code changes raw outputs: stored outputs are then recomputed.
+ENGINE_REVISION = 1
+
+
+@dataclass(frozen=True)
+class ModelPlan:
+    """Which card and which verified-on-load files a run uses; known without loading a model."""
+
+    card: ModelCard
+    store: ModelStore
+    mode: str
+    classifier: str  # file names in the models directory
+    detectors: dict[str, str]
+
+    @classmethod
+    def for_settings(cls, settings: RunSettings) -> "ModelPlan":
+        try:
+            card = load_card(settings.model_version)
+        except ValueError as err:
+            raise DeepfauneError(str(err)) from err
+        mode = settings.detector_mode
+        if mode not in card.detector_modes:
+            raise DeepfauneError(f"detector mode {mode} is not available for DeepFaune {card.version} "
+                                 f"(available: {', '.join(card.detector_modes)})")
+        store = ModelStore(settings.models_dir or default_models_dir())
+        detectors = {m: store.file_name(card.version, "detector", mode=m) for m in ("DF", "MDS") if m in mode}
+        return cls(card, store, mode, store.file_name(card.version, "classifier"), detectors)
+
+    def info(self) -> dict[str, Any]:
+        files = [("classifier", self.classifier)] + [(f"detector-{m}", f) for m, f in self.detectors.items()]
+        return {
+            "backend": "deepfaune",
+            "model_version": self.card.version,
+            "detector_mode": self.mode,
+            "standin": self.store.is_standin(self.card.version),
+            "files": {role: {"file": name, "sha256": self.store.file_info(name)["sha256"]} for role, name in files},
+        }
+
+    def fingerprint(self) -> str:
+        info = self.info()
+        key = {"card": self.card.version, "mode": self.mode, "files": info["files"], "engine": ENGINE_REVISION}
+        return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
 
 class DeepFaunePredictor:
     def __init__(self, settings: RunSettings):
-        try:
-            self.card = load_card(settings.model_version)
-        except ValueError as err:
-            raise DeepfauneError(str(err)) from err
-        mode = settings.detector_mode
-        if mode not in self.card.detector_modes:
-            raise DeepfauneError(f"detector mode {mode} is not available for DeepFaune {self.card.version} "
-                                 f"(available: {', '.join(self.card.detector_modes)})")
-        self.mode = mode
+        plan = ModelPlan.for_settings(settings)
+        self.card, self.store, self.mode = plan.card, plan.store, plan.mode
         self.threads = settings.threads
-        self.store = ModelStore(settings.models_dir or default_models_dir())
         version = self.card.version
         clf_path = self.store.file_for(version, "classifier")
         self.classifier = OnnxClassifier(clf_path, threads=self.threads, size=self.card.classifier.crop_size)
@@ -44,20 +81,12 @@ class DeepFaunePredictor:
         self.crop_size = self.card.classifier.crop_size
         self.classes: ClassTable = self.card.class_table()
         self._detectors: dict[str, OnnxDetector] = {}
-        needed = [m for m in ("DF", "MDS") if m in mode]
-        self._detector_files = {m: self.store.file_for(version, "detector", mode=m) for m in needed}
+        self._detector_files = {m: self.store.file_for(version, "detector", mode=m) for m in plan.detectors}
         # Load what every image needs now; the MegaDetector backstop of DFbsMDS only when first needed.
-        for m in needed:
-            if not (mode == "DFbsMDS" and m == "MDS"):
+        for m in plan.detectors:
+            if not (self.mode == "DFbsMDS" and m == "MDS"):
                 self._detector(m)
-        self.info: dict[str, Any] = {
-            "backend": "deepfaune",
-            "model_version": version,
-            "detector_mode": mode,
-            "standin": self.store.is_standin(version),
-            "files": {role: {"file": p.name, "sha256": self.store.file_info(p.name)["sha256"]}
-                      for role, p in [("classifier", clf_path)] + [(f"detector-{m}", p) for m, p in self._detector_files.items()]},
-        }
+        self.info: dict[str, Any] = plan.info()
 
     def _detector(self, m: str) -> OnnxDetector:
         if m not in self._detectors:
@@ -119,6 +148,10 @@ class DeepFaunePredictor:
 class DeepFauneBackend:
     name = "deepfaune"
     description = "DeepFaune 1.3-1.5 detector + classifier on ONNX Runtime (CPU)"
+
+    def describe(self, settings: RunSettings) -> BackendDescription:
+        plan = ModelPlan.for_settings(settings)
+        return BackendDescription(classes=plan.card.class_table(), fingerprint=plan.fingerprint(), info=plan.info())
 
     def open(self, settings: RunSettings) -> DeepFaunePredictor:
         return DeepFaunePredictor(settings)

@@ -30,3 +30,10 @@ def standin_models(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("models")
     write_standins(root, "1.4", seed=0)
     return root
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path_factory, monkeypatch):
+    """Result stores and default model folders go to a temporary cache, never the user's."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+    monkeypatch.delenv("DEEPFAUNE_MODELS", raising=False)
