@@ -50,6 +50,9 @@ def _add_run(sub, registry: Registry) -> None:
                    help="result store (SQLite) that makes runs resumable and re-decisions instant "
                         "(default: one per source in the user cache)")
     p.add_argument("--no-store", action="store_true", help="keep nothing between runs")
+    p.add_argument("--no-report", dest="report", action="store_false",
+                   help="do not write deepfaune-report.html (the run record deepfaune-run.json is always written)")
+    p.add_argument("--blur-humans", action="store_true", help="blur people in the report's thumbnails")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     seen: dict[str, str] = {}
     group = p.add_argument_group("host options")
@@ -82,7 +85,8 @@ def _cmd_run(args, registry: Registry) -> int:
     try:
         summary = run(args.source, settings, host=args.host, host_options=host_options, output=args.output,
                       registry=registry, progress=not args.quiet,
-                      store=False if args.no_store else (args.store or True))
+                      store=False if args.no_store else (args.store or True),
+                      report=args.report, blur_humans=args.blur_humans, command=["deepfaune", *args.argv])
     except RunInterrupted as err:
         print(f"deepfaune: {err}", file=sys.stderr)
         return 130
@@ -111,7 +115,7 @@ def _print_summary(summary) -> None:
             print(f"  ... and {len(summary.failures) - 20} more (see the 'failure' column)", file=out)
     if summary.results.backend_info.get("standin"):
         print("STAND-IN MODELS were used: these labels are meaningless.", file=out)
-    for path in summary.written:
+    for path in summary.written + summary.review_files:
         print(f"wrote {path}", file=out)
 
 
@@ -171,6 +175,7 @@ def main(argv: Sequence[str] | None = None, registry: Registry | None = None) ->
         print(f"deepfaune: error: {err}", file=sys.stderr)
         return 1
     args = build_parser(registry).parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if args.command == "run":
             return _cmd_run(args, registry)

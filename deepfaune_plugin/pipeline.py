@@ -37,6 +37,7 @@ class RunSummary:
     written: list[Path]
     elapsed: float
     problems: list[Problem] = field(default_factory=list)
+    review_files: list[Path] = field(default_factory=list)  # the review page and the run record
 
     @property
     def failures(self) -> list[tuple[str, str]]:
@@ -219,8 +220,15 @@ def run(
     progress: bool = True,
     log=None,
     store: Path | None | bool = True,
+    report: bool = True,
+    blur_humans: bool = False,
+    command: Sequence[str] | None = None,
 ) -> RunSummary:
-    """One run. `store`: True = the default result store of this source, a path, or False/None = none."""
+    """One run. `store`: True = the default result store of this source, a path, or False/None = none.
+
+    Besides the host's outputs, every run writes its record (deepfaune-run.json) and, unless
+    `report` is off, the review page (deepfaune-report.html) next to the first output.
+    """
     log = log or (lambda msg: print(msg, file=sys.stderr))
     registry = registry or default_registry()
     host_options = dict(host_options or {})
@@ -258,8 +266,23 @@ def run(
         backend_info=info, output=Path(output) if output else None, started=started, finished=datetime.now(),
     )
     written = adapter.write(manifest, results, host_options)
-    return RunSummary(results=results, manifest=manifest, written=written, elapsed=time.monotonic() - t0,
-                      problems=list(manifest.problems))
+    summary = RunSummary(results=results, manifest=manifest, written=list(written), elapsed=time.monotonic() - t0,
+                         problems=list(manifest.problems))
+    _write_review(summary, report, blur_humans, command, log)
+    return summary
+
+
+def _write_review(summary: RunSummary, report: bool, blur_humans: bool, command, log) -> None:
+    """The page and the record come after the results: failing to write them loses no result."""
+    from .report import report_dir, write_report, write_run_record
+
+    out_dir = report_dir(summary)
+    try:
+        if report:
+            summary.review_files.append(write_report(summary, out_dir, blur_humans=blur_humans))
+        summary.review_files.append(write_run_record(summary, out_dir, command=command))
+    except OSError as err:
+        log(f"warning: could not write the report or run record in {out_dir}: {err}")
 
 
 _STANDIN_BANNER = (

@@ -1,0 +1,124 @@
+"""deepfaune-run.json: what made a result, so that any output can be traced back to its run.
+
+It names the plugin and model versions, the sha256 of the model files actually loaded, every
+setting, the host and source, the times, the counts and failures, and each output written with
+its own sha256 (so a table found later can be matched to the record of the run that wrote it).
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import platform
+import sys
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .._version import __version__
+from ..atomic import write_bytes_atomic as write_atomic
+
+RECORD_NAME = "deepfaune-run.json"
+RECORD_FORMAT = "deepfaune-run/1"
+
+
+def jsonable(value: Any) -> Any:
+    """Paths, tuples, datetimes, sets and NumPy scalars as plain JSON values (recursively)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = dataclasses.asdict(value)
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = sorted(value, key=str) if isinstance(value, (set, frozenset)) else value
+        return [jsonable(v) for v in items]
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, datetime):
+        return _iso(value)
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+def _iso(value: datetime | None) -> str | None:
+    """ISO 8601 with the local UTC offset (a naive time is taken as this machine's local time)."""
+    if value is None:
+        return None
+    return value.astimezone().isoformat(timespec="seconds") if value.tzinfo is None else value.isoformat(timespec="seconds")
+
+
+def _file_entry(path: Path) -> dict[str, Any]:
+    path = Path(path)
+    entry: dict[str, Any] = {"path": str(path.resolve())}
+    try:
+        h = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        entry.update(bytes=path.stat().st_size, sha256=h.hexdigest())
+    except OSError as err:
+        entry["error"] = err.strerror or str(err)
+    return entry
+
+
+def _machine() -> dict[str, Any]:
+    out = {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count()}
+    for name in ("onnxruntime", "numpy", "cv2", "PIL"):
+        module = sys.modules.get(name)
+        if module is not None:
+            out[name] = getattr(module, "__version__", "?")
+    return out
+
+
+def run_record(summary, command: Sequence[str] | str | None = None) -> dict[str, Any]:
+    """The record as a dict (what write_run_record writes)."""
+    results, manifest = summary.results, summary.manifest
+    decisions = results.decisions
+    info = dict(results.backend_info or {})
+    ok = [d for d in decisions if not d.failure]
+    return {
+        "format": RECORD_FORMAT,
+        "plugin": {"name": "deepfaune-plugin", "version": __version__},
+        "command": list(command) if command is not None and not isinstance(command, str) else command,
+        "host": manifest.host,
+        "source": str(Path(manifest.root).resolve()),
+        "started": _iso(results.started),
+        "finished": _iso(results.finished),
+        "elapsed_s": round(float(summary.elapsed), 3),
+        "settings": jsonable(dataclasses.asdict(results.settings)),
+        "models": {
+            "backend": info.get("backend", results.settings.backend),
+            "version": info.get("model_version", results.classes.version),
+            "class_table": results.classes.version,
+            "standin": bool(info.get("standin", False)),
+            "files": jsonable(info.get("files", {})),
+        },
+        "backend_info": jsonable({k: v for k, v in info.items() if k != "files"}),
+        "counts": {
+            "files": len(decisions),
+            "sequences": len({d.seqnum for d in ok}),
+            "failed": len(decisions) - len(ok),
+            "problems": len(summary.problems),
+            "sequences_per_label": dict(sorted(summary.label_counts().items())),
+            "files_per_label": dict(sorted(Counter(d.prediction for d in ok).items())),
+        },
+        "failures": [{"file": rel, "reason": reason} for rel, reason in summary.failures],
+        "problems": [{"file": p.relpath, "reason": p.reason} for p in summary.problems],
+        "outputs": [_file_entry(p) for p in summary.written],
+        "machine": _machine(),
+    }
+
+
+def write_run_record(summary, out_dir: Path, command: Sequence[str] | str | None = None) -> Path:
+    """Write deepfaune-run.json into out_dir (atomically) and return its path."""
+    target = Path(out_dir) / RECORD_NAME
+    text = json.dumps(run_record(summary, command), indent=2, ensure_ascii=False)
+    return write_atomic(target, (text + "\n").encode("utf-8"))

@@ -1,0 +1,323 @@
+/* Lays out the run data embedded in this page. Nothing is fetched: the data is in #df-data, the
+ * thumbnails are files beside the page. Filters live in the URL hash (#label=...&station=...), so a
+ * filtered view can be bookmarked or opened directly. */
+(function () {
+  "use strict";
+  var D = JSON.parse(document.getElementById("df-data").textContent);
+  var CHUNK = 24;   // sequences drawn per label before "show more"
+  var STRIP = 12;   // thumbnails drawn per sequence before "+N more"
+  var CATS = ["animal", "person", "vehicle", "empty"];
+  var byId = {};
+  D.sequences.forEach(function (s) { byId[s.id] = s; });
+  var state = { label: "", station: "" };
+
+  function el(tag, props) {
+    var node = document.createElement(tag);
+    Object.keys(props || {}).forEach(function (k) {
+      var v = props[k];
+      if (v === null || v === undefined || v === false) return;
+      if (k === "text") node.textContent = v;
+      else if (k === "cls") node.className = v;
+      else if (k === "data") Object.keys(v).forEach(function (d) { node.dataset[d] = v[d]; });
+      else if (k === "on") Object.keys(v).forEach(function (e) { node.addEventListener(e, v[e]); });
+      else if (k === "style") node.style.cssText = v;
+      else node.setAttribute(k, v === true ? "" : v);
+    });
+    return add(node, Array.prototype.slice.call(arguments, 2));
+  }
+  /* Append children: nodes, strings, numbers, nested arrays; null/false/undefined are skipped. */
+  function add(node, children) {
+    children.forEach(function (c) {
+      if (c === null || c === undefined || c === false) return;
+      if (Array.isArray(c)) add(node, c);
+      else node.appendChild(typeof c === "string" || typeof c === "number" ? document.createTextNode(String(c)) : c);
+    });
+    return node;
+  }
+  function fmtScore(x) { return (Math.floor(x * 100 + 1e-6) / 100).toFixed(2); }
+  function plural(n, one, many) { return n + " " + (n === 1 ? one : (many || one + "s")); }
+  function stationName(s) { return s === "" ? "(top folder)" : s; }
+  function catClass(entry) { return entry.key === "undefined" ? "cat-undefined" : "cat-" + entry.cat; }
+  function duration(sec) {
+    if (sec < 90) return sec.toFixed(1) + " s";
+    if (sec < 5400) return (sec / 60).toFixed(1) + " min";
+    return (sec / 3600).toFixed(1) + " h";
+  }
+
+  /* ---- filters (URL hash) ---- */
+  function readHash() {
+    var params = {};
+    location.hash.replace(/^#/, "").split("&").forEach(function (part) {
+      if (!part) return;
+      var i = part.indexOf("=");
+      var k = i < 0 ? part : part.slice(0, i), v = i < 0 ? "" : part.slice(i + 1);
+      try { params[decodeURIComponent(k)] = decodeURIComponent(v.replace(/\+/g, " ")); } catch (e) { /* ignore */ }
+    });
+    state.label = params.label || "";
+    state.station = params.station !== undefined ? params.station : "";
+    state.stationSet = params.station !== undefined;
+  }
+  function writeHash(label, station, stationSet) {
+    var parts = [];
+    if (label) parts.push("label=" + encodeURIComponent(label));
+    if (stationSet) parts.push("station=" + encodeURIComponent(station));
+    var h = parts.length ? "#" + parts.join("&") : "";
+    if (h !== location.hash && !(h === "" && location.hash === "#")) location.hash = h;
+    else update();
+  }
+  function matches(s) {
+    return (!state.label || s.label === state.label) && (!state.stationSet || s.station === state.station);
+  }
+  function setLabel(label) { writeHash(label, state.station, state.stationSet); scrollToList(); }
+  function setStation(st) { writeHash(state.label, st, true); scrollToList(); }
+  function scrollToList() { var f = document.getElementById("filters"); if (f) f.scrollIntoView({ block: "start" }); }
+
+  /* ---- header, summary, charts ---- */
+  function header() {
+    var sub = [D.source, D.host ? "host: " + D.host : null, D.started ? "run " + D.started : null].filter(Boolean).join("  ·  ");
+    return [
+      D.standin ? el("div", { cls: "standin", id: "standin" }, "Stand-in models (random weights): every label and score in this report is meaningless.") : null,
+      el("header", { cls: "top" }, el("div", { cls: "inner" },
+        el("h1", {}, "DeepFaune review"),
+        el("div", { cls: "sub" }, sub)))
+    ];
+  }
+  function card(id, num, label, cls) {
+    return el("div", { cls: "card " + (cls || "") }, el("div", { cls: "num", id: id }, String(num)), el("div", { cls: "lbl" }, label));
+  }
+  function cards() {
+    var t = D.totals, rate = D.elapsed > 0 ? (t.files / D.elapsed).toFixed(2) + " files/s" : "";
+    return el("div", { cls: "cards", id: "summary" },
+      card("n-files", t.files, "files"),
+      card("n-sequences", t.sequences, "sequences"),
+      card("n-review", t.review, "sequences to review", t.review ? "review" : ""),
+      card("n-failed", t.failed, "files failed", t.failed ? "warn" : ""),
+      card("t-elapsed", duration(D.elapsed), "run time " + rate),
+      card("model", "v" + D.model_version, D.backend + (D.standin ? " (stand-in)" : "")));
+  }
+  function labelBars() {
+    var max = Math.max.apply(null, D.labels.map(function (l) { return l.sequences; }).concat([1]));
+    return el("div", { cls: "bars", id: "label-bars" }, D.labels.map(function (l) {
+      return el("div", { cls: "bar-row", data: { label: l.label, count: l.sequences } },
+        el("button", { cls: "name", title: "show only " + l.label, on: { click: function () { setLabel(l.label); } } }, l.label || "(none)"),
+        el("div", { cls: "track" }, el("div", { cls: "fill " + catClass(l), style: "width:" + (100 * l.sequences / max) + "%" })),
+        el("span", { cls: "n", title: plural(l.files, "file") }, String(l.sequences)));
+    }));
+  }
+  function stationBars() {
+    var max = Math.max.apply(null, D.stations.map(function (s) { return s.sequences; }).concat([1]));
+    return el("div", { cls: "bars", id: "station-bars" }, D.stations.map(function (s) {
+      return el("div", { cls: "bar-row", data: { station: s.name, count: s.sequences } },
+        el("button", { cls: "name", on: { click: function () { setStation(s.name); } } }, stationName(s.name)),
+        el("div", { cls: "track" }, CATS.filter(function (c) { return s.cats[c]; }).map(function (c) {
+          return el("div", { cls: "fill cat-" + c, title: c + ": " + s.cats[c], style: "width:" + (100 * s.cats[c] / max) + "%" });
+        })),
+        el("span", { cls: "n" }, String(s.sequences)));
+    }));
+  }
+  function legend() {
+    return el("div", { cls: "legend" }, CATS.map(function (c) { return el("span", {}, el("i", { cls: "cat-" + c }), c); }));
+  }
+  function activityChart() {
+    var A = D.activity, bins = A.bins;
+    if (!bins.length) return el("p", { cls: "empty-note" }, "No dated sequences.");
+    var max = Math.max.apply(null, bins.map(function (b) { return b.n; }).concat([1]));
+    var cols = bins.map(function (b) {
+      var tip = b.t + ": " + plural(b.n, "sequence") + CATS.filter(function (c) { return b.cats[c]; })
+        .map(function (c) { return ", " + c + " " + b.cats[c]; }).join("");
+      return el("div", { cls: "col", title: tip, data: { t: b.t, n: b.n } }, CATS.filter(function (c) { return b.cats[c]; }).map(function (c) {
+        return el("div", { cls: "seg cat-" + c, style: "height:" + (100 * b.cats[c] / max) + "%" });
+      }));
+    });
+    var mid = bins[Math.floor(bins.length / 2)].t;
+    return el("div", {},
+      el("div", { cls: "activity", id: "activity" }, cols),
+      el("div", { cls: "axis" }, el("span", {}, bins[0].t), bins.length > 2 ? el("span", {}, mid) : null,
+        bins.length > 1 ? el("span", {}, bins[bins.length - 1].t) : null),
+      el("div", { cls: "muted", style: "font-size:12px" }, "sequences per " + A.unit + ", tallest bar " + max +
+        (A.undated ? "; " + plural(A.undated, "undated sequence") + " not shown" : "")),
+      legend());
+  }
+  function panels() {
+    return el("div", { cls: "panels" },
+      el("section", { cls: "panel" }, el("h2", {}, "Sequences per label"), labelBars()),
+      el("section", { cls: "panel" }, el("h2", {}, "Activity"), activityChart(),
+        D.stations.length > 1 ? [el("h2", { style: "margin-top:16px" }, "Sequences per station"), stationBars()] : null));
+  }
+  function issueTable(rows, id) {
+    return el("table", { cls: "plain", id: id }, el("thead", {}, el("tr", {}, el("th", {}, "file"), el("th", {}, "reason"))),
+      el("tbody", {}, rows.map(function (r) { return el("tr", { data: { file: r.f } }, el("td", { cls: "mono" }, r.f), el("td", { cls: "reason" }, r.reason)); })));
+  }
+  function failures() {
+    var out = [];
+    if (D.failures.length) out.push(el("details", { open: D.failures.length <= 20, id: "failures" },
+      el("summary", {}, plural(D.failures.length, "file") + " could not be processed"), issueTable(D.failures, "failure-table")));
+    if (D.problems.length) out.push(el("details", { open: D.problems.length <= 20, id: "problems" },
+      el("summary", {}, plural(D.problems.length, "entry", "entries") + " of the source could not be used"), issueTable(D.problems, "problem-table")));
+    return out;
+  }
+
+  /* ---- sequences ---- */
+  function thumb(s, i) {
+    var f = s.files[i];
+    var cap = el("figcaption", { title: f.f + (f.d ? "  " + f.d : "") }, el("b", {}, f.pb), " " + fmtScore(f.sb) + "  ", f.f.split("/").pop());
+    var missing = function (why) { return el("div", { cls: "missing", data: { broken: why } }, why === "none" ? "no thumbnail" : "thumbnail not found (copy the .deepfaune-thumbs folder with this page)"); };
+    var pic = f.t ? el("img", { src: f.t, loading: "lazy", alt: f.f, width: 164, height: 123,
+                                on: { error: function () { this.replaceWith(missing("error")); } } })
+                  : missing("none");
+    var link = el("a", { href: f.h || f.t || null, title: f.f, on: { click: function (e) { if (e.button === 0 && !e.ctrlKey && !e.metaKey) { e.preventDefault(); openBox(s, i); } } } }, pic);
+    return el("figure", { cls: "th", data: { file: f.f } }, link, cap);
+  }
+  function seqCard(s) {
+    var n = s.files.length;
+    var when = s.start ? (s.end && s.end !== s.start ? s.start + " → " + s.end.slice(s.start.slice(0, 10) === s.end.slice(0, 10) ? 11 : 0) : s.start) : "no date";
+    var strip = el("div", { cls: "strip" });
+    function fill(upto) {
+      strip.textContent = "";
+      for (var i = 0; i < Math.min(n, upto); i++) strip.appendChild(thumb(s, i));
+      if (n > upto) strip.appendChild(el("button", { cls: "more", on: { click: function () { fill(n); } } }, "+" + (n - upto) + " more"));
+    }
+    fill(STRIP);
+    return el("article", { cls: "seq", data: { seq: s.id, label: s.label, station: s.station, cat: s.cat, review: s.review || "" } },
+      el("div", { cls: "head" },
+        el("span", { cls: "label" }, s.label),
+        el("span", { cls: "score", title: "sequence score" }, fmtScore(s.score)),
+        s.review ? el("span", { cls: "badge " + s.review }, s.review === "near" ? "near threshold" : "undefined") : null,
+        s.top1 && s.top1 !== s.label ? el("span", { cls: "top1" }, "top1: ", el("b", {}, s.top1)) : null,
+        el("span", { cls: "muted" }, "station " + stationName(s.station)),
+        el("span", { cls: "muted" }, when),
+        el("span", { cls: "muted" }, plural(n, "image") + "  ·  seq #" + s.id)),
+      strip);
+  }
+  function chunked(list, container) {
+    var shown = 0;
+    var more = el("button", { cls: "more" });
+    function next() {
+      var upto = Math.min(list.length, shown + CHUNK);
+      for (; shown < upto; shown++) container.insertBefore(seqCard(list[shown]), more);
+      if (shown < list.length) more.textContent = "show " + Math.min(CHUNK, list.length - shown) + " more of " + (list.length - shown);
+      else more.remove();
+    }
+    more.addEventListener("click", next);
+    container.appendChild(more);
+    next();
+  }
+  function byStationTime(a, b) {
+    return a.station < b.station ? -1 : a.station > b.station ? 1 : (a.start || "~") < (b.start || "~") ? -1 : (a.start || "~") > (b.start || "~") ? 1 : a.id - b.id;
+  }
+
+  var filterBox = el("div", { cls: "filters", id: "filters" });
+  var reviewBox = el("section", { id: "review" });
+  var groupsBox = el("section", { id: "sequences" });
+
+  function filterBar() {
+    var labelSel = el("select", { id: "filter-label", on: { change: function () { setLabel(this.value); } } },
+      el("option", { value: "" }, "all labels"),
+      D.labels.map(function (l) { return el("option", { value: l.label, selected: l.label === state.label }, l.label + " (" + l.sequences + ")"); }));
+    var stSel = el("select", { id: "filter-station", on: { change: function () {
+      if (this.value === "*") writeHash(state.label, "", false); else setStation(this.value.slice(1)); } } },
+      el("option", { value: "*" }, "all stations"),
+      D.stations.map(function (s) { return el("option", { value: "=" + s.name, selected: state.stationSet && s.name === state.station }, stationName(s.name) + " (" + s.sequences + ")"); }));
+    var shown = D.sequences.filter(matches).length;
+    filterBox.textContent = "";
+    add(filterBox, [el("label", { for: "filter-label" }, "Label"), labelSel, el("label", { for: "filter-station" }, "Station"), stSel,
+      (state.label || state.stationSet) ? el("button", { on: { click: function () { writeHash("", "", false); } } }, "show all") : null,
+      el("span", { cls: "shown", id: "shown" }, plural(shown, "sequence") + " shown")]);
+  }
+  function reviewSection() {
+    var list = D.review.map(function (id) { return byId[id]; }).filter(matches);
+    reviewBox.textContent = "";
+    add(reviewBox, [el("h2", {}, "To review (" + list.length + ")"),
+      el("p", { cls: "muted" }, "Undefined sequences, then those whose score is within " + D.margin + " of the threshold (" + D.threshold + "), least certain first.")]);
+    if (!list.length) reviewBox.appendChild(el("p", { cls: "empty-note" }, "Nothing to review" + (state.label || state.stationSet ? " in this selection." : ".")));
+    else chunked(list, reviewBox);
+  }
+  function groupsSection() {
+    groupsBox.textContent = "";
+    groupsBox.appendChild(el("h2", {}, "All sequences, by label"));
+    var any = false;
+    D.labels.forEach(function (l) {
+      if (state.label && l.label !== state.label) return;
+      var list = D.sequences.filter(function (s) { return s.label === l.label && matches(s); }).sort(byStationTime);
+      if (!list.length) return;
+      any = true;
+      var box = el("section", { cls: "group", data: { label: l.label } },
+        el("h3", {}, l.label, " ", el("span", { cls: "count" }, "— " + plural(list.length, "sequence"))));
+      chunked(list, box);
+      groupsBox.appendChild(box);
+    });
+    if (!any) groupsBox.appendChild(el("p", { cls: "empty-note" }, "No sequence matches this filter."));
+  }
+
+  /* ---- run details ---- */
+  function kvTable(rows, id) {
+    return el("table", { cls: "plain", id: id }, el("tbody", {}, rows.map(function (r) {
+      return el("tr", {}, el("th", {}, r[0]), el("td", { cls: r[2] || "" }, r[1]));
+    })));
+  }
+  function details() {
+    var settings = Object.keys(D.settings).map(function (k) {
+      var v = D.settings[k];
+      return [k, v === null ? "—" : Array.isArray(v) ? (v.length ? v.join(", ") : "—") : String(v), "mono"];
+    });
+    var models = D.models.length ? el("table", { cls: "plain", id: "models" },
+      el("thead", {}, el("tr", {}, el("th", {}, "role"), el("th", {}, "file"), el("th", {}, "sha256"))),
+      el("tbody", {}, D.models.map(function (m) { return el("tr", {}, el("td", {}, m.role), el("td", { cls: "mono" }, m.file), el("td", { cls: "mono" }, m.sha256)); })))
+      : el("p", { cls: "empty-note" }, "The backend named no model files.");
+    var outputs = (D.outputs || []).map(function (o) { return el("li", {}, el("a", { href: o.href }, o.name)); });
+    return el("section", { id: "run" },
+      el("h2", {}, "Run"),
+      kvTable([["plugin", "deepfaune-plugin " + D.plugin_version], ["backend", D.backend], ["model version", D.model_version],
+        ["source", D.source, "mono"], ["host", D.host || "—"], ["started", D.started || "—"], ["finished", D.finished || "—"],
+        ["elapsed", duration(D.elapsed)]], "run-table"),
+      el("h3", {}, "Models"), models,
+      el("h3", {}, "Settings"), kvTable(settings, "settings"),
+      outputs.length ? [el("h3", {}, "Outputs"), el("ul", {}, outputs)] : null,
+      D.record ? el("p", {}, "Full record of this run: ", el("a", { href: D.record }, D.record)) : null);
+  }
+
+  /* ---- full view ---- */
+  var box = { seq: null, i: 0 };
+  var lb = el("div", { id: "lightbox", role: "dialog", on: { click: function (e) { if (e.target === lb) closeBox(); } } });
+  function openBox(s, i) { box.seq = s; box.i = i; drawBox(); lb.classList.add("open"); }
+  function closeBox() { lb.classList.remove("open"); lb.textContent = ""; box.seq = null; }
+  function step(d) { if (!box.seq) return; box.i = (box.i + d + box.seq.files.length) % box.seq.files.length; drawBox(); }
+  function drawBox() {
+    var s = box.seq, f = s.files[box.i];
+    var src = f.h || f.t;
+    var frame = el("div", { cls: "frame" }, src ? el("img", { src: src, alt: f.f, on: { error: function () {
+      frame.replaceChildren(el("p", { data: { broken: "full" } }, "Cannot show " + f.f + " (moved, or not copied with this page?)"));
+    } } }) : el("p", {}, "no image"));
+    if (f.b) frame.appendChild(el("div", { cls: "box " + f.bcat, style: "left:" + 100 * f.b[0] + "%;top:" + 100 * f.b[1] + "%;width:" + 100 * f.b[2] + "%;height:" + 100 * f.b[3] + "%" }));
+    lb.textContent = "";
+    add(lb, [frame,
+      el("div", { cls: "cap" }, el("b", {}, f.f), "  ·  image: " + f.pb + " " + fmtScore(f.sb) + "  ·  sequence: " + s.label + " " + fmtScore(s.score) +
+        (f.bc !== null ? "  ·  box " + f.bc.toFixed(2) : "") + (f.d ? "  ·  " + f.d : "") + "  ·  " + (box.i + 1) + "/" + s.files.length + "  ",
+        f.h ? el("a", { href: f.h, target: "_blank" }, "open file") : null),
+      s.files.length > 1 ? [el("button", { cls: "nav prev", title: "previous (←)", on: { click: function () { step(-1); } } }, "‹"),
+        el("button", { cls: "nav next", title: "next (→)", on: { click: function () { step(1); } } }, "›")] : null,
+      el("button", { cls: "close", title: "close (Esc)", on: { click: closeBox } }, "×")]);
+  }
+  document.addEventListener("keydown", function (e) {
+    if (!box.seq) return;
+    if (e.key === "Escape") closeBox(); else if (e.key === "ArrowLeft") step(-1); else if (e.key === "ArrowRight") step(1);
+  });
+
+  function update() { readHash(); filterBar(); reviewSection(); groupsSection(); }
+  /* "#open=SEQ.I" opens image I (from 0) of sequence SEQ in the full view: a link to one picture. */
+  function openFromHash() {
+    var m = /(?:^#|&)open=(\d+)(?:\.(\d+))?/.exec(location.hash);
+    var s = m && byId[m[1]];
+    if (s) openBox(s, Math.min(Number(m[2] || 0), s.files.length - 1));
+  }
+
+  var app = document.getElementById("app");
+  readHash();
+  var main = el("main", {}, cards(), panels(), failures(), filterBox, reviewBox, groupsBox, details(),
+    el("footer", {}, "Made by deepfaune-plugin " + D.plugin_version + ". Self-contained: opens offline; thumbnails are in the folder beside this page."));
+  add(app, [header(), main, lb]);
+  update();
+  openFromHash();
+  window.addEventListener("hashchange", function () { update(); openFromHash(); });
+  document.documentElement.dataset.ready = "1";
+})();

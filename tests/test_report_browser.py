@@ -1,0 +1,148 @@
+"""The review page in a real browser (Debian's headless Chromium), with every network route closed.
+
+Skips when no Chromium is installed (CI installs Debian's `chromium` package).  The screenshot is
+kept in the test's temporary folder, and copied to $DEEPFAUNE_TEST_ARTIFACTS when that is set.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import quote
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from deepfaune_plugin.report import report_dir, write_report, write_run_record
+from test_report import build_run, csv_numbers
+
+CHROMIUM = os.environ.get("DEEPFAUNE_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (apt-get install chromium)")
+
+FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars",
+    # no network at all: every proxied request goes to a closed port, every host name fails to resolve
+    "--proxy-server=127.0.0.1:9", "--proxy-bypass-list=<-loopback>", "--host-resolver-rules=MAP * ~NOTFOUND",
+    "--virtual-time-budget=4000", "--enable-logging=stderr", "--log-level=0",
+]
+
+
+def chromium(url: str, tmp: Path, *args: str) -> str:
+    profile = tmp / f"profile-{len(list(tmp.glob('profile-*')))}"
+    profile.mkdir()
+    res = subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", *args, url],
+                         capture_output=True, text=True, timeout=90)
+    assert res.returncode == 0, res.stderr[-2000:]
+    console = [line for line in res.stderr.splitlines() if ":CONSOLE" in line]
+    assert console == []  # no script error, no request refused by the page's content policy
+    return res.stdout
+
+
+class Dom(HTMLParser):
+    """Elements of a DOM dump as (tag, attrs, text inside), enough to read numbers and data-* attributes."""
+
+    VOID = {"img", "br", "meta", "input", "link", "hr", "source"}
+
+    def __init__(self, text: str):
+        super().__init__()
+        self.elements: list[list] = []
+        self._open: list[list] = []
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        element = [tag, dict(attrs), ""]
+        self.elements.append(element)
+        if tag not in self.VOID:
+            self._open.append(element)
+
+    def handle_endtag(self, tag):
+        while self._open:
+            if self._open.pop()[0] == tag:
+                break
+
+    def handle_data(self, data):
+        for element in self._open:
+            element[2] += data
+
+    def by_id(self, ident: str) -> str:
+        (element,) = [e for e in self.elements if e[1].get("id") == ident]
+        return element[2].strip()
+
+    def having(self, attr: str) -> list[dict]:
+        return [e[1] for e in self.elements if attr in e[1]]
+
+
+@pytest.fixture
+def page(tmp_path: Path) -> Path:
+    summary = build_run(tmp_path)
+    out = report_dir(summary)
+    write_run_record(summary, out)
+    return write_report(summary, out)
+
+
+def test_summary_numbers_equal_the_csv(page: Path, tmp_path: Path):
+    expected = csv_numbers(page.parent / "deepfaune.csv")
+    dom = Dom(chromium(page.as_uri(), tmp_path, "--dump-dom"))
+    assert dom.elements[0][1].get("data-ready") == "1"  # the script ran to its end
+    assert int(dom.by_id("n-files")) == expected["files"] == 10
+    assert int(dom.by_id("n-sequences")) == expected["sequences"] == 7
+    assert int(dom.by_id("n-failed")) == expected["failed"] == 1
+    assert int(dom.by_id("n-review")) == 2
+    bars = {a["data-label"]: int(a["data-count"]) for a in dom.having("data-count") if "data-label" in a}
+    assert bars == expected["labels"]
+    # unfiltered: every sequence once in the list by label, the two to review once more in the queue
+    seqs = [a for a in dom.having("data-seq")]
+    assert len({a["data-seq"] for a in seqs}) == 7 and len(seqs) == 7 + 2
+    assert "cam2/broken_1.jpg" in dom.by_id("failure-table")
+    # thumbnails and links are files beside the page; none failed to load
+    srcs = [a["src"] for a in dom.having("src")]
+    assert len(srcs) == 9 + 2 and all(s.startswith(".deepfaune-thumbs/t-") for s in srcs)
+    assert not dom.having("data-broken")
+    links = [a["href"] for a in dom.having("href")]
+    assert links and not [h for h in links if re.match(r"[a-z]+:", h)]
+
+
+@pytest.mark.parametrize("label, in_review", [("renard", 0), ("indéfini", 1)])
+def test_filtering_by_label_shows_only_that_label(page: Path, tmp_path: Path, label: str, in_review: int):
+    expected = csv_numbers(page.parent / "deepfaune.csv")["labels"][label]
+    dom = Dom(chromium(page.as_uri() + "#label=" + quote(label), tmp_path, "--dump-dom"))
+    seqs = dom.having("data-seq")
+    assert {a["data-label"] for a in seqs} == {label}
+    assert len({a["data-seq"] for a in seqs}) == expected and len(seqs) == expected + in_review
+    assert dom.by_id("shown") == f"{expected} sequence{'s' if expected > 1 else ''} shown"
+    assert [e[1]["value"] for e in dom.elements if e[0] == "option" and "selected" in e[1]] == [label]
+
+
+def test_full_view_opens_the_original_or_a_blurred_preview(tmp_path: Path):
+    summary = build_run(tmp_path)
+    page = write_report(summary, tmp_path / "review", blur_humans=True)
+    seqnum = {d.relpath: d.seqnum for d in summary.results.decisions}
+    for rel, expected in (("cam2/person_1.jpg", r"\.deepfaune-thumbs/p-[0-9a-f]{24}\.jpg"),
+                          ("cam2/near_badger_1.jpg", r"\.\./season/cam2/near_badger_1\.jpg")):
+        dom = Dom(chromium(f"{page.as_uri()}#open={seqnum[rel]}.0", tmp_path, "--dump-dom"))
+        (box,) = [e for e in dom.elements if e[1].get("id") == "lightbox"]
+        assert "open" in box[1]["class"].split() and rel in box[2]
+        full = [e[1]["src"] for e in dom.elements if e[0] == "img" and e[1].get("alt") == rel and "loading" not in e[1]]
+        assert len(full) == 1 and re.fullmatch(expected, full[0])
+        assert not dom.having("data-broken")
+
+
+def test_screenshot_looks_like_a_report(page: Path, tmp_path: Path):
+    shot = tmp_path / "deepfaune-report.png"
+    chromium(page.as_uri(), tmp_path, f"--screenshot={shot}", "--window-size=1280,1600")
+    image = np.asarray(Image.open(shot).convert("RGB")).astype(int)
+    assert image.shape == (1600, 1280, 3)
+    header = image[60:120, 40:400]  # the green title bar, under the red stand-in banner
+    assert abs(header.mean(axis=(0, 1)) - [46, 107, 79]).max() < 40
+    banner = image[5:30, 300:900]
+    assert banner[..., 0].mean() > 150 and banner[..., 1].mean() < 80
+    assert image.std() > 20  # not a blank page
+    artifacts = os.environ.get("DEEPFAUNE_TEST_ARTIFACTS")
+    if artifacts:
+        Path(artifacts).mkdir(parents=True, exist_ok=True)
+        shutil.copy(shot, Path(artifacts) / shot.name)
