@@ -117,7 +117,8 @@ class Host(Protocol):
     def detect(self, source: Path) -> bool:
         """True when `source` is this host's kind of data (used by --host auto)."""
 
-    def read(self, source: Path, options: Mapping[str, Any]) -> Manifest: ...
+    def read(self, source: Path, options: Mapping[str, Any]) -> Manifest:
+        """The media of `source`; `options` holds the host's own options and "output" (the --output path or None)."""
 
     def write(self, manifest: Manifest, results: RunResults, options: Mapping[str, Any]) -> list[Path]:
         """Write results back; return the files written."""

@@ -232,6 +232,7 @@ def run(
     log = log or (lambda msg: print(msg, file=sys.stderr))
     registry = registry or default_registry()
     host_options = dict(host_options or {})
+    host_options["output"] = Path(output) if output else None  # so that read() can refuse a bad target early
     source = Path(source)
     if not source.exists():
         raise RunError(f"{source}: no such file or folder")

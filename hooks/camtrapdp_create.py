@@ -1,0 +1,358 @@
+"""Creating a new Camtrap DP 1.0.2 package from a plain folder or a camtrapR station tree.
+
+One deployment per station folder (the first folder level, as camtrapR's inDir/Station/...).
+Nothing about the place or time is guessed: coordinates and deployment dates come from a CSV
+the user gives (--deployments-csv), contributors and project from a metadata file
+(--package-metadata), the UTC offset of the camera clocks from the CSV or --utc-offset.
+Media without an EXIF date cannot have a Camtrap DP timestamp and are left out (reported).
+The package is assembled in a temporary sibling folder, validated, then renamed into place.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import mimetypes
+import os
+import re
+import shutil
+import tempfile
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from deepfaune_plugin.api import RunResults
+from deepfaune_plugin.exifdate import read_exif_date
+from deepfaune_plugin.types import Manifest, MediaItem, Problem
+from deepfaune_plugin.walk import iter_media
+
+from .camtrapdp_observations import MediaInfo, build_rows, classification_time, update_descriptor
+from .camtrapdp_package import PackageError
+from .camtrapdp_schema import (DEPLOYMENTS, MEDIA, OBSERVATIONS, SAMPLING_DESIGNS, SCHEMA_BASE, format_datetime,
+                               parse_datetime, validate_descriptor, validate_foreign_keys, validate_rows)
+
+VERSION = "1.0.2"
+STATION_COLUMNS = ("station", "Station", "deploymentID", "locationName")
+OFFSET_COLUMN = "utcOffset"
+_OFFSET = re.compile(r"^(?:Z|UTC|[+-]\d{2}:?\d{2})$")
+METADATA_EXAMPLE = """contributors:
+  - title: Jane Doe
+    email: jane@example.org
+    role: principalInvestigator
+project:
+  title: Wolves of the Vercors
+  samplingDesign: opportunistic        # simpleRandom, systematicRandom, clusteredRandom, experimental, targeted
+  captureMethod: [activityDetection]   # and/or timeLapse
+licenses:                              # optional, passed through
+  - {name: CC0-1.0, scope: data}
+  - {path: "http://creativecommons.org/licenses/by/4.0/", scope: media}"""
+
+
+@dataclass
+class FolderState:
+    """Manifest.host_state when a package is being created."""
+
+    source: Path
+    deployments: list[dict[str, str]]  # Camtrap DP deployments rows
+    metadata: dict[str, Any]
+    media: dict[str, MediaInfo] = field(default_factory=dict)  # relpath -> MediaInfo
+    mediatypes: dict[str, str] = field(default_factory=dict)  # relpath -> fileMediatype
+    link: bool = False
+
+
+def _offset(text: str, where: str) -> timezone:
+    text = text.strip()
+    if not _OFFSET.match(text):
+        raise PackageError(f"{where}: {text!r} is not a UTC offset such as +01:00, -05:00 or Z")
+    if text in ("Z", "UTC"):
+        return timezone.utc
+    sign = -1 if text[0] == "-" else 1
+    digits = text[1:].replace(":", "")
+    return timezone(sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:])))
+
+
+def _when(text: str, tz: timezone | None, end: bool, where: str) -> str:
+    """A deployment date/time from the user's CSV as a Camtrap DP datetime (offset added when absent)."""
+    text = text.strip()
+    try:
+        return format_datetime(parse_datetime(text))
+    except ValueError:
+        pass
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise PackageError(f"{where}: {text!r} is not a date (YYYY-MM-DD) or date-time (YYYY-MM-DDThh:mm:ss[+hh:mm])")
+    if len(text) == 10 and end:  # a date alone: the whole of its last day
+        value = value.replace(hour=23, minute=59, second=59)
+    if value.tzinfo is None:
+        if tz is None:
+            raise PackageError(f"{where}: {text!r} has no UTC offset; add one (e.g. {text}+01:00), a "
+                               f"{OFFSET_COLUMN} column, or --utc-offset")
+        value = value.replace(tzinfo=tz)
+    return format_datetime(value)
+
+
+def _read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise PackageError(f"--deployments-csv: {path} not found") from None
+    except UnicodeDecodeError as err:
+        raise PackageError(f"{path}: not UTF-8 text ({err})") from err
+    first = text.split("\n", 1)[0]
+    delimiter = max(",;\t", key=first.count)
+    reader = csv.DictReader(io.StringIO(text), delimiter=delimiter)
+    rows = [{k: (v or "").strip() for k, v in row.items() if k is not None} for row in reader]
+    return [h.strip() for h in reader.fieldnames or []], rows
+
+
+def read_deployments(path: Path, stations: set[str], default_tz: timezone | None
+                     ) -> tuple[list[dict[str, str]], dict[str, timezone]]:
+    """Deployments rows (one per CSV row) and the UTC offset of each station's camera clock."""
+    header, rows = _read_csv(path)
+    key = next((c for c in STATION_COLUMNS if c in header), None)
+    if key is None:
+        raise PackageError(f"{path}: needs a station column ({' or '.join(STATION_COLUMNS)}) naming the station folders")
+    known = {f.name for f in DEPLOYMENTS}
+    unknown = [h for h in header if h not in known and h not in (key, OFFSET_COLUMN, "station", "Station")]
+    if unknown:
+        raise PackageError(f"{path}: unknown column(s) {', '.join(unknown)}; use Camtrap DP deployment fields "
+                           f"({', '.join(sorted(known))}) or {OFFSET_COLUMN}")
+    missing = [c for c in ("latitude", "longitude", "deploymentStart", "deploymentEnd") if c not in header]
+    if missing:
+        raise PackageError(f"{path}: column(s) {', '.join(missing)} missing; coordinates and deployment dates "
+                           "are never guessed")
+    out: list[dict[str, str]] = []
+    offsets: dict[str, timezone] = {}
+    seen: set[str] = set()
+    for n, row in enumerate(rows, start=2):
+        where = f"{path} line {n}"
+        station = row[key]
+        if not station:
+            raise PackageError(f"{where}: no station name")
+        if station in seen:
+            raise PackageError(f"{where}: station {station!r} is listed twice")
+        seen.add(station)
+        tz = _offset(row[OFFSET_COLUMN], where) if row.get(OFFSET_COLUMN) else default_tz
+        for name in ("latitude", "longitude"):
+            if not row[name]:
+                raise PackageError(f"{where}: no {name} for station {station!r}")
+        deployment = {f.name: row.get(f.name, "") for f in DEPLOYMENTS}
+        deployment["deploymentID"] = station
+        deployment["locationName"] = deployment["locationName"] or station
+        deployment["deploymentStart"] = _when(row["deploymentStart"], tz, False, f"{where} deploymentStart")
+        deployment["deploymentEnd"] = _when(row["deploymentEnd"], tz, True, f"{where} deploymentEnd")
+        if tz is None:  # the clock's offset, as the user wrote it on the deployment start
+            tz = parse_datetime(deployment["deploymentStart"]).tzinfo  # type: ignore[assignment]
+        offsets[station] = tz  # type: ignore[assignment]
+        out.append(deployment)
+    absent = sorted(stations - seen)
+    if absent:
+        raise PackageError(f"{path}: no row for station folder(s) {', '.join(absent)}; every station needs its "
+                           "coordinates and dates (they are never guessed)")
+    issues = validate_rows(str(path), DEPLOYMENTS, [f.name for f in DEPLOYMENTS], out)
+    if issues:
+        raise PackageError("; ".join(f"{path}: station {out[i.row - 1]['deploymentID']!r} {i.field}: {i.message}"
+                                     for i in issues[:10]))
+    return out, offsets
+
+
+def read_metadata(path: str | None, source: Path) -> dict[str, Any]:
+    if not path:
+        raise PackageError("creating a Camtrap DP package needs --package-metadata FILE (YAML or JSON) with at "
+                           f"least contributors and the project's sampling design and capture method, e.g.:\n"
+                           f"{METADATA_EXAMPLE}")
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PackageError(f"--package-metadata: {path} not found") from None
+    except yaml.YAMLError as err:
+        raise PackageError(f"{path}: not valid YAML/JSON ({err})") from err
+    if not isinstance(data, dict):
+        raise PackageError(f"{path}: must hold a mapping (contributors:, project:, ...)")
+    project = data.setdefault("project", {})
+    if not isinstance(project, dict):
+        raise PackageError(f"{path}: 'project' must be a mapping")
+    project.setdefault("title", source.name)
+    project.setdefault("individualAnimals", False)  # DeepFaune recognises species, not individuals
+    if isinstance(project.get("captureMethod"), str):
+        project["captureMethod"] = [project["captureMethod"]]
+    lacking = [k for k in ("contributors",) if not data.get(k)]
+    lacking += [f"project.{k}" for k in ("samplingDesign", "captureMethod") if not project.get(k)]
+    if lacking:
+        raise PackageError(f"{path}: {', '.join(lacking)} missing (sampling design: one of "
+                           f"{', '.join(SAMPLING_DESIGNS)}); for example:\n{METADATA_EXAMPLE}")
+    for key in ("created", "resources", "profile", "spatial", "temporal", "taxonomic"):
+        if key in data:
+            raise PackageError(f"{path}: '{key}' is computed from the data; remove it from the metadata file")
+    issues = validate_descriptor({**_skeleton(), **data, "project": {**project, "observationLevel": []}})
+    if issues:
+        raise PackageError(f"{path}: " + "; ".join(str(i).split(": ", 1)[1] for i in issues[:10]))
+    return data
+
+
+def media_id(relpath: str) -> str:
+    return hashlib.sha1(relpath.encode("utf-8")).hexdigest()[:16]
+
+
+def read_folder(source: Path, options: Mapping[str, Any], host: str) -> Manifest:
+    source = Path(source)
+    csv_path = options.get("deployments_csv")
+    if not csv_path:
+        raise PackageError(f"{source} is not a Camtrap DP package (no datapackage.json). To create one from this "
+                           "folder, give --deployments-csv FILE (station, latitude, longitude, deploymentStart, "
+                           "deploymentEnd per station folder), --package-metadata FILE and --output NEWDIR")
+    metadata = read_metadata(options.get("package_metadata"), source)
+    default_tz = _offset(options["utc_offset"], "--utc-offset") if options.get("utc_offset") else None
+
+    problems: list[Problem] = []
+    found: list[tuple[Path, str, str, str | None]] = []
+    for path, rel in iter_media(source, problems=problems):
+        parts = rel.split("/")
+        if len(parts) == 1:
+            problems.append(Problem(rel, "not in a station folder (expected SOURCE/Station/[Camera/]file); skipped"))
+            continue
+        found.append((path, rel, parts[0], parts[1] if len(parts) > 2 else None))
+    if not found:
+        raise PackageError(f"{source}: no media in station folders (expected SOURCE/Station/[Camera/]file)")
+    deployments, offsets = read_deployments(Path(csv_path), {s for _, _, s, _ in found}, default_tz)
+    state = FolderState(source, deployments, metadata, link=bool(options.get("link_media")))
+    items: list[MediaItem] = []
+    for path, rel, station, camera in found:
+        date = read_exif_date(path)
+        if date is None:
+            problems.append(Problem(rel, "no EXIF date, so no Camtrap DP timestamp; left out of the package"))
+            continue
+        stamp = format_datetime(date.replace(tzinfo=offsets[station]))
+        state.media[rel] = MediaInfo(media_id(rel), station, stamp)
+        state.mediatypes[rel] = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        items.append(MediaItem(path=path, relpath=rel, group=rel.rsplit("/", 1)[0], station=station, camera=camera,
+                               host_key=media_id(rel)))
+    check_target(Path(options["output"]) if options.get("output") else default_output(source), source)
+    return Manifest(root=source, items=items, problems=problems, host=host, host_state=state)
+
+
+def _skeleton() -> dict[str, Any]:
+    return {
+        "resources": [{"name": n, "path": f"{n}.csv", "profile": "tabular-data-resource", "format": "csv",
+                       "mediatype": "text/csv", "encoding": "utf-8",
+                       "schema": SCHEMA_BASE.format(version=VERSION) + f"{n}-table-schema.json"}
+                      for n in ("deployments", "media", "observations")],
+        "profile": SCHEMA_BASE.format(version=VERSION) + "camtrap-dp-profile.json",
+        "created": "2000-01-01T00:00:00Z", "contributors": [], "project": {},
+        "spatial": {"type": "Point", "coordinates": [0, 0]}, "temporal": {"start": "2000-01-01", "end": "2000-01-01"},
+        "taxonomic": [],
+    }
+
+
+def _spatial(deployments: list[dict[str, str]]) -> dict[str, Any]:
+    points = sorted({(round(float(d["longitude"]), 6), round(float(d["latitude"]), 6)) for d in deployments})
+    if len(points) == 1:
+        return {"type": "Point", "coordinates": list(points[0])}
+    return {"type": "MultiPoint", "coordinates": [list(p) for p in points]}
+
+
+def _csv(fields, rows: list[dict[str, str]]) -> bytes:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow([f.name for f in fields])
+    for row in rows:
+        writer.writerow([row.get(f.name, "") for f in fields])
+    return buf.getvalue().encode("utf-8")
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^-a-z0-9._]+", "-", name.lower()).strip("-.") or "camtrap-dp-package"
+
+
+def check_target(target: Path, source: Path) -> None:
+    """A new package goes into a new (or empty) folder outside the source; checked before any model runs."""
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise PackageError(f"{target}: already exists and is not empty; a new package is only written into a new "
+                           "folder (give another --output)")
+    try:
+        target.resolve().relative_to(source.resolve())
+        raise PackageError(f"{target}: the new package cannot be inside the source folder {source}")
+    except ValueError:
+        pass
+
+
+def default_output(source: Path) -> Path:
+    return source.parent / f"{source.name}-camtrapdp"
+
+
+def write_package(manifest: Manifest, results: RunResults, options: Mapping[str, Any]) -> list[Path]:
+    state: FolderState = manifest.host_state
+    target = Path(results.output) if results.output else default_output(state.source)
+    check_target(target, state.source)
+    when = format_datetime(classification_time(results.finished))
+    media = {rel: info for rel, info in state.media.items() if rel in results.raw}
+    observations = build_rows(results.decisions, media, results.raw, results.classes.version,
+                              results.settings.threshold, when)
+    media_rows = [{"mediaID": info.media_id, "deploymentID": info.deployment_id,
+                   "captureMethod": state.metadata["project"]["captureMethod"][0]
+                   if len(state.metadata["project"]["captureMethod"]) == 1 else "",
+                   "timestamp": info.timestamp, "filePath": f"media/{rel}", "filePublic": "false",
+                   "fileName": rel.rsplit("/", 1)[-1], "fileMediatype": state.mediatypes[rel]}
+                  for rel, info in sorted(media.items(), key=lambda kv: kv[0])]
+    starts = [parse_datetime(d["deploymentStart"]) for d in state.deployments]
+    ends = [parse_datetime(d["deploymentEnd"]) for d in state.deployments]
+    descriptor: dict[str, Any] = {
+        **_skeleton(),
+        "name": _slug(target.name),
+        "id": str(uuid.uuid4()),
+        "created": format_datetime(datetime.now(timezone.utc).replace(microsecond=0)),
+        **{k: v for k, v in state.metadata.items() if k != "project"},
+        "project": {**state.metadata["project"], "observationLevel": []},
+        "spatial": _spatial(state.deployments),
+        "temporal": {"start": min(starts).date().isoformat(), "end": max(ends).date().isoformat()},
+    }
+    descriptor.setdefault("title", state.metadata["project"]["title"])
+    names = {r["scientificName"] for r in observations if r.get("scientificName")}
+    descriptor = update_descriptor(descriptor, names, names)
+
+    dep_ids = {d["deploymentID"] for d in state.deployments}
+    media_ids = {r["mediaID"] for r in media_rows}
+    issues = validate_descriptor(descriptor)
+    for name, fields, rows in (("deployments", DEPLOYMENTS, state.deployments), ("media", MEDIA, media_rows),
+                               ("observations", OBSERVATIONS, observations)):
+        issues += validate_rows(f"{name}.csv", fields, [f.name for f in fields], rows)
+        issues += validate_foreign_keys(f"{name}.csv", name, rows, {"deployments": dep_ids, "media": media_ids})
+    if issues:
+        shown = "\n  ".join(str(i) for i in issues[:20])
+        raise PackageError(f"the new package would not be valid Camtrap DP; nothing was written:\n  {shown}")
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent))
+    try:
+        for rel in media:
+            dest = work / "media" / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            _place(manifest.root / rel, dest, state.link)
+        files = {"datapackage.json": (json.dumps(descriptor, indent=2, ensure_ascii=False) + "\n").encode("utf-8"),
+                 "deployments.csv": _csv(DEPLOYMENTS, state.deployments), "media.csv": _csv(MEDIA, media_rows),
+                 "observations.csv": _csv(OBSERVATIONS, observations)}
+        for name, data in files.items():
+            (work / name).write_bytes(data)
+        if target.exists():
+            target.rmdir()  # empty, checked above
+        os.replace(work, target)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return [target / name for name in files]
+
+
+def _place(source: Path, dest: Path, link: bool) -> None:
+    if link:
+        try:
+            os.link(source, dest)
+            return
+        except OSError:
+            pass  # another disk, or links not allowed: copy instead
+    shutil.copy2(source, dest)

@@ -1,0 +1,186 @@
+"""Host adapter for Camtrap DP packages (1.0, 1.0.1, 1.0.2).
+
+Reading: every media with a local filePath (and, with --fetch-remote, every http(s) one) is
+classified; sequences are formed within each deployment.  Writing: DeepFaune's observations
+are added at media and event level, the package metadata (taxonomic, observationLevel) is
+completed, the result is validated, the previous files are backed up and the new ones
+swapped in.  With a plain folder or camtrapR tree as source, a new package is created instead
+(see camtrapdp_create).
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from deepfaune_plugin.api import HostOption, RunResults
+from deepfaune_plugin.hookspecs import hookimpl
+from deepfaune_plugin.types import Manifest, MediaItem, Problem
+
+from . import camtrapdp_create as create
+from .camtrapdp_observations import MediaInfo, build_rows, classification_time
+from .camtrapdp_package import (DESCRIPTOR, Package, PackageError, RawTable, cache_name, fetch, is_package,
+                                list_media, load_package, media_rows, read_table)
+from .camtrapdp_schema import OBSERVATIONS, format_datetime, parse_datetime
+from .camtrapdp_write import backup, enrich, swap_in
+
+CACHE_DIR = ".deepfaune_cache"
+REMOTE_PREFIX = "~remote/"  # relpaths of fetched media: no package filePath can start with "~"
+MAX_LISTED = 10
+
+
+@dataclass
+class PackageState:
+    """What read() learnt and write() needs (Manifest.host_state)."""
+
+    package: Package
+    observations_bytes: bytes | None
+    observations: RawTable
+    deployment_ids: set[str]
+    media_ids: set[str]
+    media: dict[str, MediaInfo] = field(default_factory=dict)  # relpath -> MediaInfo
+
+
+def _listed(rows, what: str) -> str:
+    names = [r.file_path for r in rows[:MAX_LISTED]]
+    more = f" and {len(rows) - MAX_LISTED} more" if len(rows) > MAX_LISTED else ""
+    return f"{len(rows)} {what}: {', '.join(names)}{more}"
+
+
+class CamtrapDPHost:
+    name = "camtrapdp"
+    description = ("a Camtrap DP package (datapackage.json): adds DeepFaune observations; "
+                   "or a folder/camtrapR tree turned into a new package with --output NEWDIR")
+    options: tuple[HostOption, ...] = (
+        HostOption("fetch-remote", "download media given by an http(s) URL into a cache and classify them", flag=True),
+        HostOption("media-cache", "folder for downloaded media (default: <package>/.deepfaune_cache)"),
+        HostOption("skip-missing", "classify the other media when some local media files are missing "
+                                   "(default: stop)", flag=True),
+        HostOption("deployments-csv", "new package: CSV with one row per station (station, latitude, longitude, "
+                                      "deploymentStart, deploymentEnd, ...)"),
+        HostOption("package-metadata", "new package: YAML or JSON with contributors, project and other metadata"),
+        HostOption("utc-offset", "new package: UTC offset of the camera clocks, e.g. +01:00"),
+        HostOption("link-media", "new package: hard-link the media into it instead of copying them", flag=True),
+    )
+    priority = 20
+
+    def detect(self, source: Path) -> bool:
+        return is_package(Path(source))
+
+    # ------------------------------------------------------------------ read
+    def read(self, source: Path, options: Mapping[str, Any]) -> Manifest:
+        source = Path(source)
+        if source.is_dir() and not (source / DESCRIPTOR).exists():
+            return create.read_folder(source, options, self.name)
+        package = load_package(source)
+        root = package.root
+        where_media = str(package.paths["media"].relative_to(root))
+        media_table = read_table(package.paths["media"], where_media)
+        rows = media_rows(media_table, where_media)
+        dep_table = read_table(package.paths["deployments"], str(package.paths["deployments"].relative_to(root)))
+        if "deploymentID" not in dep_table.header:
+            raise PackageError(f"{package.paths['deployments']}: no 'deploymentID' column")
+        deployment_ids = {r["deploymentID"] for r in dep_table.rows}
+        self._check_media(rows, deployment_ids, where_media)
+        obs_path = package.paths["observations"]
+        observations_bytes = obs_path.read_bytes() if obs_path.is_file() else None
+        observations = read_table(obs_path, str(obs_path.relative_to(root)), [f.name for f in OBSERVATIONS])
+        needed = [f.name for f in OBSERVATIONS if f.name not in ("cameraSetupType", "lifeStage", "sex", "behavior",
+                                                                  "individualID", "individualPositionRadius",
+                                                                  "individualPositionAngle", "individualSpeed",
+                                                                  "observationTags")]
+        absent = [name for name in needed if name not in observations.header]
+        if absent:
+            raise PackageError(f"{obs_path}: no column {', '.join(absent)}; DeepFaune's observations need them")
+
+        state = PackageState(package, observations_bytes, observations, deployment_ids, {r.media_id for r in rows})
+        listing = list_media(root, rows, where_media)
+        problems: list[Problem] = []
+        if listing.missing:
+            message = _listed(listing.missing, "media files are missing")
+            if not options.get("skip_missing"):
+                raise PackageError(f"{root}: {message}; nothing was classified "
+                                   "(use --skip-missing to classify the others)")
+            problems.extend(Problem(r.file_path, "media file is missing; skipped") for r in listing.missing)
+        problems.extend(Problem(r.file_path, f"skipped: {why}") for r, why in listing.unsupported)
+
+        items: list[MediaItem] = []
+        for row, path in listing.local:
+            items.append(self._item(state, row, path, row.file_path))
+        if listing.remote and not options.get("fetch_remote"):
+            problems.append(Problem(where_media, _listed(listing.remote, "media given by URL were skipped") +
+                                    " (use --fetch-remote to download and classify them)"))
+        elif listing.remote:
+            cache = Path(options.get("media_cache") or root / CACHE_DIR)
+            print(f"fetching {len(listing.remote)} remote media into {cache} (once; kept for later runs)",
+                  file=sys.stderr)
+            for row in listing.remote:
+                try:
+                    path = fetch(row, cache)
+                except (OSError, ValueError) as err:
+                    problems.append(Problem(row.file_path, f"download failed ({err}); skipped"))
+                    continue
+                items.append(self._item(state, row, path, REMOTE_PREFIX + cache_name(row)))
+        return Manifest(root=root, items=items, problems=problems, host=self.name, host_state=state)
+
+    @staticmethod
+    def _check_media(rows, deployment_ids: set[str], where: str) -> None:
+        seen: set[str] = set()
+        duplicates = sorted({r.media_id for r in rows if r.media_id in seen or seen.add(r.media_id)})
+        if duplicates:
+            raise PackageError(f"{where}: mediaID used more than once: {', '.join(duplicates[:MAX_LISTED])}")
+        orphans = sorted({r.deployment_id for r in rows if r.deployment_id not in deployment_ids})
+        if orphans:
+            raise PackageError(f"{where}: deploymentID not in the deployments table: {', '.join(orphans[:MAX_LISTED])}")
+
+    @staticmethod
+    def _item(state: PackageState, row, path: Path, relpath: str) -> MediaItem:
+        state.media[relpath] = MediaInfo(row.media_id, row.deployment_id, row.timestamp)
+        wall_clock = parse_datetime(row.timestamp).replace(tzinfo=None)  # EXIF-like local time
+        # sequences stay within a deployment and, as in DeepFaune, within a folder
+        folder = "" if row.is_remote else row.file_path.rpartition("/")[0]
+        group = f"{row.deployment_id}:{folder}" if folder else row.deployment_id
+        return MediaItem(path=path, relpath=relpath, group=group, timestamp=wall_clock,
+                         station=row.deployment_id, host_key=row.media_id)
+
+    # ------------------------------------------------------------------ write
+    def write(self, manifest: Manifest, results: RunResults, options: Mapping[str, Any]) -> list[Path]:
+        state = manifest.host_state
+        if isinstance(state, create.FolderState):
+            return create.write_package(manifest, results, options)
+        package = state.package
+        root = package.root
+        obs_path = package.paths["observations"]
+        when = format_datetime(classification_time(results.finished))
+        new = build_rows(results.decisions, state.media, results.raw, results.classes.version,
+                         results.settings.threshold, when)
+        classified = {info.media_id for info in state.media.values()}
+        change = enrich(package.descriptor_bytes, package.descriptor, state.observations, state.observations_bytes,
+                        new, classified, state.deployment_ids, state.media_ids, str(obs_path.relative_to(root)))
+        for warning in change.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        files = [(obs_path, change.observations), (package.descriptor_path, change.descriptor)]
+        files = [(path, data) for path, data in files if data is not None]
+        if not files:
+            return []
+        self._check_unchanged(state)
+        backup(root, [package.descriptor_path, obs_path])
+        swap_in(files)
+        return [path for path, _ in files]
+
+
+    @staticmethod
+    def _check_unchanged(state: PackageState) -> None:
+        """The files read at the start are still the same: never overwrite someone's concurrent edit."""
+        package = state.package
+        obs_path = package.paths["observations"]
+        now_obs = obs_path.read_bytes() if obs_path.is_file() else None
+        if now_obs != state.observations_bytes or package.descriptor_path.read_bytes() != package.descriptor_bytes:
+            raise PackageError(f"{package.root}: datapackage.json or {obs_path.name} changed while DeepFaune was "
+                               "running; nothing was written (run again)")
+
+
+@hookimpl
+def register_hosts(register):
+    register(CamtrapDPHost())

@@ -1,0 +1,210 @@
+"""DeepFaune decisions as Camtrap DP observations, and the package metadata they need.
+
+One media-level observation per classified media (DeepFaune's per-file answer, which is the
+answer of its sequence, as in DeepFaune's own table) and one event-level observation per
+DeepFaune sequence, sharing an `eventID` with its media rows.  Identifiers are derived from
+the mediaIDs, so a re-run finds (and replaces) this plugin's earlier rows.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Iterable, Mapping, Sequence
+
+from deepfaune_plugin import __version__
+from deepfaune_plugin.decisions import FAILED, UNDEFINED
+from deepfaune_plugin.taxonomy import Taxon, taxa, taxon
+from deepfaune_plugin.types import ANIMAL, PERSON, VEHICLE, Decision, RawResult
+
+from .camtrapdp_schema import parse_datetime
+
+CLASSIFIED_BY = "DeepFaune {model} (deepfaune-plugin {plugin})"
+_OURS = re.compile(r"^DeepFaune \S+ \(deepfaune-plugin \S+\)$")
+ID_PREFIX = "deepfaune-"
+VERNACULAR_ORDER = ("eng", "fra", "deu", "ita", "spa", "por", "nor", "swe")
+_BOX_CATEGORY = {"animal": ANIMAL, "unknown": ANIMAL, "human": PERSON, "vehicle": VEHICLE}
+_NON_ANIMAL_TYPES = {"empty": "blank", "human": "human", "vehicle": "vehicle", UNDEFINED: "unknown",
+                     FAILED: "unclassified"}
+
+
+def classified_by(model_version: str) -> str:
+    return CLASSIFIED_BY.format(model=model_version, plugin=__version__)
+
+
+def is_ours(row: Mapping[str, str]) -> bool:
+    """A machine observation written by this plugin (any version): the only rows a re-run replaces."""
+    return row.get("classificationMethod") == "machine" and bool(_OURS.match(row.get("classifiedBy", "")))
+
+
+def key_taxon(key: str) -> Taxon | None:
+    """The taxon of a decision key: a species key, "human", or "bird <group>" from the bird option."""
+    if key in ("empty", "vehicle", UNDEFINED, FAILED):
+        return None
+    if key.startswith("bird "):
+        group = key[len("bird "):]
+        return taxon(group) if group in taxa() else taxon("bird")
+    return taxon(key)
+
+
+def observation_type(key: str) -> str:
+    return _NON_ANIMAL_TYPES.get(key, "animal")
+
+
+def event_id(media_ids: Iterable[str]) -> str:
+    digest = hashlib.sha1("\n".join(sorted(media_ids)).encode("utf-8")).hexdigest()[:16]
+    return f"{ID_PREFIX}{digest}"
+
+
+def _number(value: float) -> str:
+    text = f"{value:.6f}".rstrip("0").rstrip(".")
+    return text if text not in ("", "-0") else "0"
+
+
+def _bbox(box: tuple[float, float, float, float], width: int, height: int) -> dict[str, str]:
+    """Pixels (x1, y1, x2, y2) → Camtrap DP's top-left x, y, width, height in [0, 1]."""
+    if width <= 0 or height <= 0:
+        return {}
+    x1, y1 = min(max(box[0] / width, 0.0), 1.0), min(max(box[1] / height, 0.0), 1.0)
+    x2, y2 = min(max(box[2] / width, 0.0), 1.0), min(max(box[3] / height, 0.0), 1.0)
+    w, h = round(x2 - x1, 6), round(y2 - y1, 6)
+    if w <= 0 or h <= 0:
+        return {}
+    return {"bboxX": _number(x1), "bboxY": _number(y1), "bboxWidth": _number(w), "bboxHeight": _number(h)}
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    """What the package says about a classified media."""
+
+    media_id: str
+    deployment_id: str
+    timestamp: str  # media.csv text, reused verbatim as eventStart/eventEnd
+
+
+def _describe(d: Decision, count: int, humancount: int, threshold: float) -> dict[str, str]:
+    key = d.prediction_key
+    obs_type = observation_type(key)
+    row = {"observationType": obs_type}
+    t = key_taxon(key)
+    if t is not None:
+        row["scientificName"] = t.scientific_name
+    n = count if obs_type == "animal" else humancount if obs_type == "human" else 0
+    if n >= 1:
+        row["count"] = str(n)
+    if key == UNDEFINED:
+        row["observationComments"] = (f"DeepFaune: undefined; best guess {d.top1_key} with score "
+                                      f"{_number(d.score)} < threshold {_number(threshold)}")
+    if key != FAILED:
+        row["classificationProbability"] = _number(d.score)
+    return row
+
+
+def build_rows(decisions: Sequence[Decision], media: Mapping[str, MediaInfo], raws: Mapping[str, RawResult],
+               model_version: str, threshold: float, when: str) -> list[dict[str, str]]:
+    """Event row then media rows for each DeepFaune sequence, in sequence order.
+
+    `media`: relpath -> MediaInfo; `raws`: relpath -> the backend's output (image size, box
+    category); `when`: the classificationTimestamp text.  A media row gets its file's box only
+    when that box is of the observation's kind (no person box on an animal observation).
+    """
+    common = {"classificationMethod": "machine", "classifiedBy": classified_by(model_version),
+              "classificationTimestamp": when}
+    sequences: dict[int, list[Decision]] = {}
+    for d in decisions:
+        if d.relpath in media:
+            sequences.setdefault(d.seqnum, []).append(d)
+    rows: list[dict[str, str]] = []
+    for members in sequences.values():
+        infos = [media[d.relpath] for d in members]
+        eid = event_id(i.media_id for i in infos)
+        ok = [d for d in members if d.failure is None]
+        lead = ok[0] if ok else members[0]
+        stamps = sorted(infos, key=lambda i: parse_datetime(i.timestamp))
+        event = {"observationID": f"{ID_PREFIX}event-{eid[len(ID_PREFIX):]}", "deploymentID": infos[0].deployment_id,
+                 "mediaID": "", "eventID": eid, "eventStart": stamps[0].timestamp, "eventEnd": stamps[-1].timestamp,
+                 "observationLevel": "event", **common}
+        event.update(_describe(lead, max((d.count for d in ok), default=0),
+                               max((d.humancount for d in ok), default=0), threshold))
+        if not ok:
+            event["observationComments"] = "DeepFaune could not process any file of this event"
+        rows.append(event)
+        for d, info in zip(members, infos):
+            row = {"observationID": f"{ID_PREFIX}{info.media_id}", "deploymentID": info.deployment_id,
+                   "mediaID": info.media_id, "eventID": eid, "eventStart": info.timestamp, "eventEnd": info.timestamp,
+                   "observationLevel": "media", **common}
+            if d.failure is not None:
+                row.update(observationType="unclassified",
+                           observationComments=f"DeepFaune could not process this file: {d.failure}")
+            else:
+                row.update(_describe(d, d.count, d.humancount, threshold))
+                raw = raws.get(d.relpath)
+                if d.box is not None and raw is not None and raw.category == _BOX_CATEGORY.get(row["observationType"]):
+                    row.update(_bbox(d.box, raw.width, raw.height))
+            rows.append(row)
+    return rows
+
+
+def classification_time(finished: datetime | None) -> datetime:
+    """When DeepFaune classified (the run's end), in UTC to the second."""
+    return (finished or datetime.now()).astimezone(timezone.utc).replace(microsecond=0)
+
+
+# ---------------------------------------------------------------- package metadata
+
+def taxonomic_entry(t: Taxon) -> dict[str, Any]:
+    entry: dict[str, Any] = {"scientificName": t.scientific_name, "taxonRank": t.rank, "kingdom": t.kingdom}
+    for name, value in (("class", t.class_), ("order", t.order), ("family", t.family), ("genus", t.genus)):
+        if value:
+            entry[name] = value
+    entry["vernacularNames"] = {lang: t.vernacular[lang] for lang in VERNACULAR_ORDER if lang in t.vernacular}
+    return entry
+
+
+def _our_entries() -> dict[str, dict[str, Any]]:
+    """scientificName -> the entry this plugin writes (several keys may share a name, e.g. Aves)."""
+    out: dict[str, dict[str, Any]] = {}
+    preferred = {"Aves": "bird", "Mammalia": "micromammal"}  # the plain class labels name these taxa
+    for key, t in taxa().items():
+        if t.scientific_name in out and preferred.get(t.scientific_name) != key:
+            continue
+        out[t.scientific_name] = taxonomic_entry(t)
+    return out
+
+
+def update_descriptor(descriptor: Mapping[str, Any], all_names: set[str], our_names: set[str]) -> dict[str, Any]:
+    """A copy of `descriptor` with project.observationLevel and taxonomic updated for our observations.
+
+    `all_names`: every scientificName used in the new observations table; `our_names`: those of
+    our rows.  Existing taxonomic entries are only completed (missing rank or vernacular names),
+    never changed; an entry exactly as this plugin writes it is dropped when no row uses it.
+    """
+    new = copy.deepcopy(dict(descriptor))
+    project = new.setdefault("project", {})
+    levels = list(project.get("observationLevel", []))
+    for level in ("media", "event"):
+        if level not in levels:
+            levels.append(level)
+    project["observationLevel"] = levels
+
+    ours = _our_entries()
+    kept = []
+    present = set()
+    for entry in new.get("taxonomic", []):
+        name = entry.get("scientificName") if isinstance(entry, Mapping) else None
+        if name in ours and name not in all_names and entry == ours[name]:
+            continue  # written by an earlier run, no longer used
+        if name in our_names:
+            mine = ours[name]
+            entry.setdefault("taxonRank", mine["taxonRank"])
+            names = entry.setdefault("vernacularNames", {})
+            for lang, label in mine["vernacularNames"].items():
+                names.setdefault(lang, label)
+        present.add(name)
+        kept.append(entry)
+    for name in sorted(our_names - present):
+        kept.append(ours[name])
+    new["taxonomic"] = kept
+    return new
