@@ -1,0 +1,216 @@
+"""Host adapter for Timelapse (Saul Greenberg, University of Calgary): DeepFaune inside a Timelapse image set.
+
+`deepfaune run <root>` on a folder holding TimelapseData.ddb processes exactly the files the
+database lists, forms DeepFaune's sequences within each RelativePath (the .ddb's DateTime stands
+in when a file has no EXIF date) and writes a recognition file Timelapse imports
+(deepfaune-recognitions.json).  With --write-ddb the same recognitions go straight into the
+.ddb, as Timelapse's own import would store them, after a backup in Backups/.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from deepfaune_plugin.api import HostOption, RunResults
+from deepfaune_plugin.atomic import atomic_output
+from deepfaune_plugin.hookspecs import hookimpl
+from deepfaune_plugin.table import result_table, write_table
+from deepfaune_plugin.types import Manifest, MediaItem, Problem
+
+from .timelapse_ddb import (DEFAULT_DDB, DataRow, FieldSpec, TimelapseError, find_ddb, read_ddb,
+                            windows_to_posix)
+from .timelapse_import import ImportReport, check_field, write_ddb
+from .timelapse_json import build_recognitions
+
+DEFAULT_JSON = "deepfaune-recognitions.json"
+DEFAULT_WAIT = 30.0
+TABLE_SUFFIXES = (".csv", ".xlsx")  # --output with these names: DeepFaune's result table, besides the JSON
+#: Which field values DeepFaune wrote (a hidden file beside the .ddb; the .ddb itself gets nothing extra).
+LEDGER = ".deepfaune-timelapse.json"
+
+
+@dataclass
+class TimelapseState:
+    """What read() learnt and write() needs; `report` is filled by write() when the .ddb is written."""
+
+    ddb: Path
+    version: str
+    rows: dict[str, list[DataRow]]
+    field_spec: FieldSpec | None = None
+    report: ImportReport | None = None
+    recognitions: Path | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _opt(options: Mapping[str, Any], name: str, default=None):
+    value = options.get(name)
+    return default if value is None else value
+
+
+def _ledger_path(state: "TimelapseState") -> Path:
+    return state.ddb.parent / LEDGER
+
+
+def read_ledger(state: "TimelapseState") -> dict[int, str]:
+    """The values DeepFaune wrote into the field last time (row Id -> value), so that a re-run may refresh them."""
+    try:
+        data = json.loads(_ledger_path(state).read_text(encoding="utf-8"))
+        values = data[state.ddb.name][state.field_spec.data_label]
+        return {int(k): str(v) for k, v in values.items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+
+
+def write_ledger(state: "TimelapseState", values: Mapping[int, str]) -> Path:
+    path = _ledger_path(state)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            data = {}
+    except (OSError, ValueError):
+        data = {}
+    data.setdefault(state.ddb.name, {})[state.field_spec.data_label] = {str(k): v for k, v in sorted(values.items())}
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+class TimelapseHost:
+    name = "timelapse"
+    description = ("a Timelapse image set (folder with TimelapseData.ddb); writes a recognition file Timelapse "
+                   "imports, or with --write-ddb the recognitions straight into the .ddb")
+    priority = 10
+    options: tuple[HostOption, ...] = (
+        HostOption("write-ddb", "also store the recognitions in the .ddb as Timelapse's import would "
+                                "(backup in Backups/ first; one transaction)", flag=True, default=False),
+        HostOption("field", "with --write-ddb: put each file's sequence-level label in this data field "
+                            "(a Note, or a FixedChoice whose choices hold the labels)"),
+        HostOption("per-image", "label each box with its own image's answer instead of its sequence's",
+                   flag=True, default=False),
+        HostOption("ddb", "the .ddb file to use when the folder holds several"),
+        HostOption("ddb-wait", f"seconds to wait for a locked .ddb (default {DEFAULT_WAIT:g})"),
+    )
+
+    def detect(self, source: Path) -> bool:
+        return find_ddb(Path(source)) is not None
+
+    def _ddb(self, source: Path, options: Mapping[str, Any]) -> Path:
+        chosen = options.get("ddb")
+        if chosen:
+            path = Path(chosen)
+            if not path.is_absolute() and Path(source).is_dir():
+                path = Path(source) / path
+            return path
+        found = find_ddb(source)
+        if found is None:
+            if Path(source).is_dir() and len(list(Path(source).glob("*.ddb"))) > 1:
+                raise TimelapseError(f"{source}: several .ddb files; choose one with --ddb")
+            raise TimelapseError(f"{source}: no Timelapse data file ({DEFAULT_DDB}) here")
+        return found
+
+    def read(self, source: Path, options: Mapping[str, Any]) -> Manifest:
+        source = Path(source)
+        ddb = self._ddb(source, options)
+        field_name = options.get("field")
+        if field_name and not options.get("write_ddb"):
+            raise TimelapseError("--field fills a data field of the .ddb: add --write-ddb")
+        output = options.get("output")
+        if output is not None and Path(output).suffix.lower() not in (".json", *TABLE_SUFFIXES):
+            raise TimelapseError(f"--output {output}: name a .json file (the recognition file) or a .csv/.xlsx "
+                                 "file (DeepFaune's result table, written besides the recognition file)")
+        wait = _wait(options)  # a bad value fails now, not after hours of inference
+        contents = read_ddb(ddb, timeout=wait)
+        spec = check_field(contents.fields, field_name) if field_name else None
+        root = ddb.parent
+        by_relpath: dict[str, list[DataRow]] = {}
+        problems: list[Problem] = []
+        for row in contents.rows:
+            if not row.file:
+                problems.append(Problem(f"DataTable row {row.id}", f"{ddb.name}: row without a file name"))
+                continue
+            by_relpath.setdefault(row.relpath, []).append(row)
+        items = []
+        for relpath, rows in sorted(by_relpath.items()):
+            path = root / relpath
+            if not path.is_file():
+                problems.append(Problem(relpath, f"listed in {ddb.name} but missing on disk"))
+                continue
+            folder = windows_to_posix(rows[0].relative_path) or "."
+            items.append(MediaItem(path=path, relpath=relpath, group=folder, timestamp=rows[0].date_time,
+                                   host_key=tuple(r.id for r in rows)))
+        state = TimelapseState(ddb=ddb, version=contents.version, rows=by_relpath, field_spec=spec)
+        return Manifest(root=root, items=items, problems=problems, host=self.name, host_state=state)
+
+    def write(self, manifest: Manifest, results: RunResults, options: Mapping[str, Any]) -> list[Path]:
+        state: TimelapseState = manifest.host_state
+        level = "image" if options.get("per_image") else "sequence"
+        recognitions = build_recognitions(manifest, results, level=level)
+        written: list[Path] = []
+        target = manifest.root / DEFAULT_JSON
+        if results.output is not None:
+            output = Path(results.output)
+            if output.suffix.lower() in TABLE_SUFFIXES:  # DeepFaune's own table was asked for: give it too
+                written.append(write_table(result_table(results), output))
+            else:
+                target = output
+        with atomic_output(target) as tmp:
+            with open(tmp, "w", encoding="utf-8") as fh:
+                json.dump(recognitions, fh, indent=1, ensure_ascii=False)
+        state.recognitions = target
+        written.insert(0, target)
+        if options.get("write_ddb"):
+            with open(target, encoding="utf-8") as fh:  # exactly what Timelapse would read from the file
+                as_read = json.load(fh)
+            values = {d.relpath: d.prediction for d in results.decisions if not d.failure} if state.field_spec else None
+            previous = read_ledger(state) if state.field_spec else {}
+            report = write_ddb(state.ddb, as_read, field_spec=state.field_spec, field_values=values,
+                               previous=previous, wait=_wait(options))
+            state.report = report
+            if state.field_spec is not None:
+                kept = {k: v for k, v in previous.items() if k not in report.field_kept_ids}
+                write_ledger(state, {**kept, **report.field_values})
+            state.notes.extend(_notes(report, state))
+            for note in state.notes:
+                print(f"timelapse: {note}", file=sys.stderr)
+            written.append(state.ddb)
+        return written
+
+
+def _wait(options: Mapping[str, Any]) -> float:
+    raw = _opt(options, "ddb_wait", DEFAULT_WAIT)
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise TimelapseError(f"--ddb-wait: expected a number of seconds, got {raw!r}") from None
+    if value < 0:
+        raise TimelapseError(f"--ddb-wait: expected a number of seconds >= 0, got {raw!r}")
+    return value
+
+
+def _notes(report: ImportReport, state: TimelapseState) -> list[str]:
+    notes = [f"{report.detections} recognition rows for {report.images} files written to {state.ddb.name}"
+             + (" (merged with the recognitions already there)" if report.merged else "")
+             + (f"; backup: {report.backup}" if report.backup else "")]
+    if report.failed_kept:
+        notes.append(f"{len(report.failed_kept)} file(s) could not be processed and keep their earlier recognitions, "
+                     f"e.g. {report.failed_kept[0]}")
+    if report.unmatched:
+        notes.append(f"{len(report.unmatched)} file(s) no longer in {state.ddb.name}, skipped, e.g. {report.unmatched[0]}")
+    if state.field_spec is not None:
+        notes.append(f"field {state.field_spec.data_label}: {report.field_written} row(s) set")
+        if report.field_rejected:
+            labels = sorted({label for _, label in report.field_rejected})
+            notes.append(f"field {state.field_spec.data_label}: {len(report.field_rejected)} file(s) left unchanged because "
+                         f"their label is not one of the field's choices: {', '.join(labels)}")
+        if report.field_kept:
+            notes.append(f"field {state.field_spec.data_label}: {len(report.field_kept)} value(s) typed by a person kept, "
+                         f"e.g. {report.field_kept[0][0]}: {report.field_kept[0][1]!r}")
+    return notes
+
+
+@hookimpl
+def register_hosts(register):
+    register(TimelapseHost())

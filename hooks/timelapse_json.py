@@ -1,0 +1,235 @@
+"""DeepFaune's results as a MegaDetector batch-output file (format 1.6), the way recognitions reach Timelapse.
+
+What Timelapse needs (its Recognition/*.cs and FileDatabase.cs, 2.5): `info` (without it the
+import stops), `detection_categories` "1" animal, "2" person, "3" vehicle, classification
+categories whose labels never repeat a detection label, optional taxonomy descriptions
+"guid;class;order;family;genus;species;common name", `file` relative to the root, and per
+detection `[[category, conf]]` classifications (never null).  Failures are `failure` entries
+with `detections: null`.  Videos need `frame_rate` and per-detection `frame_number`.
+
+DeepFaune classifies one box per image (the selected one), so only that box carries a
+classification.  By default it is the image's *sequence* answer (DeepFaune's `top1` and its
+probability, what the DeepFaune GUI reports); `level="image"` gives each image's own answer.
+Confidences of classifications are the float32 probability truncated to 3 decimals, so a
+probability below the threshold never rounds up to it in Timelapse.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from deepfaune_plugin import __version__
+from deepfaune_plugin.api import RunResults
+from deepfaune_plugin.decisions import UNDEFINED, GroupDecision, decide_group
+from deepfaune_plugin.types import ANIMAL, CATEGORY_NAMES, ClassTable, Manifest, MediaItem, RawResult
+
+FORMAT_VERSION = "1.6"
+DETECTION_CATEGORIES = {str(k): v for k, v in sorted(CATEGORY_NAMES.items())}  # "1" animal, "2" person, "3" vehicle
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+LEVELS = ("sequence", "image")
+#: DeepFaune's detector confidence thresholds by detector mode: (typical, conservative).
+_MODE_THRESHOLDS = {"DF": (0.6, 0.6), "MDS": (0.5, 0.5), "DFbsMDS": (0.6, 0.5), "DFMDS": (0.6, 0.5)}
+
+
+def truncate3(score: float) -> float:
+    """int(score * 1000) / 1000 with a float32 product, like DeepFaune's 2-decimal `truncate2`.
+
+    Truncating (not rounding) keeps a probability below a 3-decimal threshold below it in Timelapse.
+    """
+    return int(np.float32(np.float32(score) * np.float32(1000))) / 1000.0
+
+
+def normalised_box(box: Sequence[float], width: int, height: int) -> list[float]:
+    """Pixel x1, y1, x2, y2 → MegaDetector's [x, y, w, h] in 0..1, top-left origin, 4 decimals."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    values = (x1 / width, y1 / height, (x2 - x1) / width, (y2 - y1) / height)
+    return [round(min(max(v, 0.0), 1.0), 4) for v in values]
+
+
+def _english(classes: ClassTable) -> list[str]:
+    return list(classes.names.get("en") or next(iter(classes.names.values())))
+
+
+def classification_categories(classes: ClassTable, lang: str, bird: bool) -> tuple[dict[str, str], dict[str, str]]:
+    """(category id → label in `lang`, English key → category id): the species, then the bird groups."""
+    labels = list(classes.labels(lang))
+    keys = _english(classes)
+    by_key = {key: str(i + 1) for i, key in enumerate(keys)}
+    categories = {str(i + 1): label for i, label in enumerate(labels)}
+    if bird and classes.bird_names:
+        bird_keys = list(classes.bird_names.get("en") or next(iter(classes.bird_names.values())))
+        bird_labels = list(classes.bird_names[lang])
+        bird_label = labels[keys.index(classes.bird_class)] if classes.bird_class in keys else classes.bird_class
+        for j, (key, label) in enumerate(zip(bird_keys, bird_labels)):
+            cid = str(len(keys) + j + 1)
+            categories[cid] = f"{bird_label} {label}"
+            by_key[f"{classes.bird_class} {key}"] = cid
+    seen: dict[str, str] = {}
+    for cid, label in categories.items():
+        if label in seen:
+            raise ValueError(f"classification label {label!r} is used twice (categories {seen[label]} and {cid})")
+        if label in DETECTION_CATEGORIES.values():
+            raise ValueError(f"classification label {label!r} is also a detection category; Timelapse would warn")
+        seen[label] = cid
+    return categories, by_key
+
+
+def category_descriptions(classes: ClassTable, by_key: Mapping[str, str]) -> dict[str, str]:
+    """Taxonomy strings for Timelapse's "By taxonomy" tree (empty when a key has no taxon)."""
+    try:
+        from deepfaune_plugin.taxonomy import taxon, timelapse_description
+    except ImportError:  # an older core without the taxonomy table
+        return {cid: "" for cid in by_key.values()}
+    out = {}
+    for key, cid in by_key.items():
+        lookup = key.split(" ", 1)[1] if key.startswith(classes.bird_class + " ") else key
+        try:
+            out[cid] = timelapse_description(taxon(lookup))
+        except KeyError:
+            out[cid] = ""
+    return out
+
+
+def _classification_key(decision: GroupDecision) -> str | None:
+    """The classified class of an animal decision (its top1, "bird undefined" counting as bird)."""
+    if decision.category != ANIMAL or decision.failed:
+        return None
+    key = decision.top1_key
+    suffix = f" {UNDEFINED}"
+    return key[: -len(suffix)] if key.endswith(suffix) else key
+
+
+def group_decisions(items: Sequence[MediaItem], results: RunResults, level: str) -> dict[str, GroupDecision]:
+    """relpath → the decision whose class labels that file's selected box."""
+    if level not in LEVELS:
+        raise ValueError(f"classification level must be one of {', '.join(LEVELS)}, got {level!r}")
+    s = results.settings
+
+    def decide(rows: Sequence[RawResult]) -> GroupDecision:
+        return decide_group(rows, results.classes, s.threshold, s.lang, s.exclude, s.bird)
+
+    raws = results.raw
+    if level == "image":
+        return {it.relpath: decide([raws[it.relpath]]) for it in items if it.relpath in raws}
+    members: dict[int, list[str]] = defaultdict(list)
+    for d in results.decisions:
+        members[d.seqnum].append(d.relpath)
+    out: dict[str, GroupDecision] = {}
+    for relpaths in members.values():
+        decision = decide([raws[r] for r in relpaths if r in raws])
+        out.update({r: decision for r in relpaths})
+    return out
+
+
+def _thresholds(mode: str) -> tuple[float, float]:
+    return _MODE_THRESHOLDS.get(mode, (0.6, 0.5))
+
+
+def build_info(results: RunResults, completed: datetime | None = None) -> dict[str, Any]:
+    s = results.settings
+    info = results.backend_info or {}
+    version = str(info.get("model_version", s.model_version))
+    mode = str(info.get("detector_mode", s.detector_mode))
+    files = info.get("files") or {}
+    detector_files = ", ".join(v.get("file", "") for k, v in sorted(files.items()) if k.startswith("detector"))
+    classifier_file = (files.get("classifier") or {}).get("file", "")
+    standin = " [STAND-IN MODELS: random weights, meaningless labels]" if info.get("standin") else ""
+    when = (completed or results.finished or datetime.now()).strftime(TIME_FORMAT)
+    typical, conservative = _thresholds(mode)
+    return {
+        "format_version": FORMAT_VERSION,
+        "detector": f"DeepFaune {version} detector, mode {mode}" + (f" ({detector_files})" if detector_files else "")
+                    + standin,
+        "detection_completion_time": when,
+        "classifier": f"DeepFaune {version} classifier" + (f" ({classifier_file})" if classifier_file else "")
+                      + standin,
+        "classification_completion_time": when,
+        "detector_metadata": {
+            "megadetector_version": f"deepfaune-{version}-{mode}",
+            "typical_detection_threshold": typical,
+            "conservative_detection_threshold": conservative,
+        },
+        "classifier_metadata": {"typical_classification_threshold": float(s.threshold)},
+        "deepfaune": {  # provenance; Timelapse and MegaDetector tools ignore unknown info keys
+            "plugin_version": __version__,
+            "backend": info.get("backend", s.backend),
+            "model_version": version,
+            "detector_mode": mode,
+            "threshold": s.threshold,
+            "maxlag": s.maxlag,
+            "language": s.lang,
+            "exclude": list(s.exclude),
+            "bird": s.bird,
+            "files": files,
+        },
+    }
+
+
+def _video_frame_rate(item: MediaItem) -> float:
+    try:
+        import cv2
+
+        capture = cv2.VideoCapture(str(item.path))
+        try:
+            fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
+        finally:
+            capture.release()
+        return fps if fps > 0 else 0.0
+    except Exception:  # unknown rate: 0 (the validator accepts it; Timelapse then keeps no box)
+        return 0.0
+
+
+def image_entry(item: MediaItem, raw: RawResult, classification: tuple[str, float] | None) -> dict[str, Any]:
+    entry: dict[str, Any] = {"file": item.relpath}
+    if raw.failure is not None:
+        entry["failure"] = raw.failure
+        entry["detections"] = None
+        return entry
+    detections = []
+    if raw.width > 0 and raw.height > 0:
+        for index, det in enumerate(raw.detections):
+            out: dict[str, Any] = {
+                "category": str(det.category),
+                "conf": float(round(float(det.conf), 3)),
+                "bbox": normalised_box(det.box, raw.width, raw.height),
+            }
+            if index == raw.selected and classification is not None:
+                out["classifications"] = [[classification[0], float(classification[1])]]
+            if item.is_video:
+                out["frame_number"] = int(getattr(det, "frame_number", 0) or 0)
+            detections.append(out)
+    entry["detections"] = detections
+    if item.is_video:
+        entry["frame_rate"] = _video_frame_rate(item)
+        entry["frames_processed"] = sorted({d["frame_number"] for d in detections})
+    return entry
+
+
+def build_recognitions(manifest: Manifest, results: RunResults, level: str = "sequence") -> dict[str, Any]:
+    """The whole recognition file as a dict (json.dump it)."""
+    s = results.settings
+    categories, by_key = classification_categories(results.classes, s.lang, s.bird)
+    decided = group_decisions(manifest.items, results, level)
+    images = []
+    for item in sorted(manifest.items, key=lambda it: it.relpath):
+        raw = results.raw.get(item.relpath)
+        if raw is None:
+            continue
+        classification = None
+        selected = raw.selected_detection
+        decision = decided.get(item.relpath)
+        if selected is not None and selected.category == ANIMAL and decision is not None:
+            key = _classification_key(decision)
+            if key is not None and key in by_key:
+                classification = (by_key[key], truncate3(decision.raw_score))
+        images.append(image_entry(item, raw, classification))
+    return {
+        "info": build_info(results),
+        "detection_categories": dict(DETECTION_CATEGORIES),
+        "classification_categories": categories,
+        "classification_category_descriptions": category_descriptions(results.classes, by_key),
+        "images": images,
+    }
