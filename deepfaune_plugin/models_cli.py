@@ -1,10 +1,16 @@
-"""`deepfaune models ...`: stand-ins, list, verify (and install/export with the export extra)."""
+"""`deepfaune models ...`: stand-ins, install, export, list and verify.
+
+install/export need the optional export extra (torch, timm, ultralytics); everything else runs
+with the core dependencies only.
+"""
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
 from .errors import DeepfauneError
+
+_EXPORT_HINT = "pip install 'deepfaune-plugin[export]'"
 
 
 def add_models_parser(sub) -> None:
@@ -15,7 +21,47 @@ def add_models_parser(sub) -> None:
     s.add_argument("--version", default="1.4", dest="model_version")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--full-size", action="store_true", help="the real architectures' sizes (benchmarks; ~1.3 GB)")
-    for name, text in (("list", "installed and available model versions"),
+
+    i = msub.add_parser("install", help="download DeepFaune's official weights, export them to ONNX, check parity "
+                                        f"(needs {_EXPORT_HINT})")
+    i.add_argument("model_version", metavar="VERSION", help="DeepFaune version: 1.3, 1.4 or 1.5")
+    i.add_argument("--from", dest="source_dir", type=Path, default=None,
+                   help="take the official .pt files from this folder instead of downloading them (offline machines)")
+    i.add_argument("--models-dir", type=Path, default=None)
+    i.add_argument("--download-dir", type=Path, default=None,
+                   help="where downloads collect (default: beside the models directory, or $DEEPFAUNE_DOWNLOADS)")
+    i.add_argument("--base-url", default=None, help="fetch every file from this address instead of the card's")
+    i.add_argument("--keep-downloads", action="store_true", help="keep the downloaded .pt files after the export")
+    i.add_argument("--no-int8", dest="int8", action="store_false", help="skip the int8 classifier variant")
+    i.add_argument("--probes", type=Path, default=None,
+                   help="folder of JPEG/PNG photos to check parity on (default: scenes made in code)")
+
+    e = msub.add_parser("export", help=f"export one PyTorch checkpoint to ONNX with a parity check (needs {_EXPORT_HINT})")
+    esub = e.add_subparsers(dest="export_kind", required=True)
+    c = esub.add_parser("classifier", help="a DeepFaune classifier checkpoint (+ bird head) -> one ONNX graph")
+    c.add_argument("checkpoint", type=Path)
+    c.add_argument("-o", "--output", type=Path, required=True)
+    c.add_argument("--bird-head", type=Path, default=None, help="the -bird_head.pt file; merged as output bird_logits")
+    c.add_argument("--crop-size", type=int, default=None, help="default: 182 for DINOv2, 224 for DINOv3")
+    c.add_argument("--global-pool", default=None, help="default: 'token' for DINOv3, timm's for DINOv2")
+    c.add_argument("--int8", type=Path, default=None, help="also write an int8 variant here")
+    d = esub.add_parser("detector", help="an ultralytics detector checkpoint -> ONNX with dynamic H and W")
+    d.add_argument("checkpoint", type=Path)
+    d.add_argument("-o", "--output", type=Path, required=True)
+    d.add_argument("--size", type=int, default=960)
+    d.add_argument("--conf", type=float, default=None, help="also check parity at this confidence (e.g. 0.6)")
+    for sp in (c, d):
+        sp.add_argument("--probes", type=Path, default=None, help="folder of photos to check parity on")
+
+    q = msub.add_parser("quantize", help="add int8 variants of an installed version's models, for `run --fast` "
+                                         "(needs onnx and onnxruntime only)")
+    q.add_argument("--models-dir", type=Path, default=None)
+    q.add_argument("--version", default="1.4", dest="model_version")
+    q.add_argument("--calibration", type=Path, default=None,
+                   help="folder of photos to calibrate the int8 detectors on (default: scenes made in code)")
+    q.add_argument("--calibration-count", type=int, default=8, help="how many of its photos (default 8)")
+
+    for name, text in (("list", "installed and available model versions: sizes, licence, origin"),
                        ("verify", "re-hash every model file; non-zero exit on any mismatch")):
         q = msub.add_parser(name, help=text)
         q.add_argument("--models-dir", type=Path, default=None)
@@ -27,8 +73,112 @@ def _models_dir(value: Path | None) -> Path:
     return value if value is not None else default_models_dir()
 
 
-def run_models_command(args) -> int:
+def _export_api():
+    """The export package, or a DeepfauneError saying how to install it."""
+    try:
+        from .models.export import deps  # deepfaune_plugin.models.export: core dependencies only
+    except ImportError as err:
+        raise DeepfauneError(f"the exporter is not installed ({err}); {_EXPORT_HINT}") from err
+    return deps
+
+
+def _mb(n: int | None) -> str:
+    return "size unknown" if n is None else f"{n / 1e6:,.1f} MB"
+
+
+def _cmd_list(store) -> int:
     from .modelcards import available_versions, load_card
+    from .modelstore import ModelFileError
+
+    print(f"models directory: {store.root}")
+    installed: dict = {}
+    if store.manifest_path.exists():
+        try:
+            installed = store.manifest["versions"]
+        except ModelFileError as err:
+            print(f"  (manifest unreadable: {err})")
+    for version in available_versions():
+        card = load_card(version)
+        entry = installed.get(version)
+        if entry is None:
+            print(f"{version}  available  weights {card.licence_weights}, code {card.licence_code}")
+            print(f"      classifier {card.classifier.file} ({_mb(card.classifier.size_bytes)}) from {card.classifier.url}")
+            for name, spec in card.detectors.items():
+                print(f"      detector {name} {spec.file} from {spec.url}")
+            continue
+        tag = " (stand-in: random weights)" if store.is_standin(version) else ""
+        print(f"{version}  installed{tag}  weights {card.licence_weights}, code {card.licence_code}")
+        roles = [("classifier", entry.get("classifier")), ("classifier int8", entry.get("classifier_int8"))]
+        roles += [(f"detector {m}", f) for m, f in entry.get("detectors", {}).items()]
+        for role, name in roles:
+            if not name:
+                continue
+            info = store.manifest["files"].get(name, {})
+            origin = ((info.get("exported_from") or {}).get("url")
+                      or (f"{info['derived_from']} (quantised)" if info.get("derived_from") else info.get("source", "?")))
+            parity = info.get("parity") or {}
+            figures = ""
+            if "max_abs_logit" in parity:
+                figures = f"  parity max|dlogit| {parity['max_abs_logit']:.1e}"
+            elif "min_iou" in parity:
+                figures = f"  parity min IoU {parity['min_iou']:.6f}"
+            elif info.get("drift"):
+                figures = f"  int8 drift max|dlogit| {info['drift']['max_abs_logit']:.2f}"
+            print(f"      {role}: {name} ({_mb(info.get('bytes'))}) from {origin}{figures}")
+    return 0
+
+
+def _cmd_install(args) -> int:
+    from .modelcards import available_versions
+
+    if args.model_version not in available_versions():
+        raise DeepfauneError(f"unknown model version {args.model_version!r}; available: {', '.join(available_versions())}")
+    deps = _export_api()
+    deps.require("torch")  # the clear message before anything else
+    from .models.export.install import install
+
+    install(args.model_version, _models_dir(args.models_dir), source_dir=args.source_dir,
+            download_dir=args.download_dir, base_url=args.base_url, int8=args.int8,
+            keep_downloads=args.keep_downloads, probe_dir=args.probes)
+    return 0
+
+
+def _cmd_export(args) -> int:
+    deps = _export_api()
+    deps.require("torch")
+    from .models.export.probes import probe_crops, probe_images
+
+    images = probe_images(directory=args.probes)
+    if args.export_kind == "classifier":
+        from .models.export.classifier import export_classifier
+
+        result = export_classifier(args.checkpoint, args.output, bird_head=args.bird_head,
+                                   crop_size=args.crop_size, global_pool=args.global_pool)
+        p = result.parity
+        print(f"wrote {result.path}: {result.backbone}, {result.num_classes} classes at {result.crop_size} px, "
+              f"position table {result.position_table}")
+        print(f"parity on {p.probes} crops: max |delta logit| {p.max_abs_logit:.2e}"
+              + (f", bird {p.max_abs_bird_logit:.2e}" if p.max_abs_bird_logit is not None else ""))
+        if args.int8 is not None:
+            from .models.export.quantize import quantize_classifier
+
+            d = quantize_classifier(args.output, args.int8, probe_crops(result.crop_size, images=images),
+                                    result.crop_size)
+            print(f"wrote {args.int8}: int8 drift max |delta logit| {d.max_abs_logit:.3f}, "
+                  f"top-1 agreement {d.top1_agree:.0%}")
+        return 0
+    from .models.export.detector import export_detector
+
+    result = export_detector(args.checkpoint, args.output, size=args.size, card_conf=args.conf, images=images)
+    q = result.parity
+    print(f"wrote {result.path}: {result.architecture}, {result.anchors_at_960x736} anchors at 960x736")
+    print(f"parity on {q.images} images: {q.boxes} boxes, min IoU {q.min_iou:.6f}, "
+          f"max |delta score| {q.max_abs_raw_score:.2e}")
+    return 0
+
+
+def run_models_command(args) -> int:
+    from .modelcards import available_versions
     from .modelstore import ModelFileError, ModelStore
 
     if args.models_cmd == "stand-in":
@@ -40,16 +190,23 @@ def run_models_command(args) -> int:
         print(f"wrote stand-in models for DeepFaune {args.model_version} (seed {args.seed}) and {manifest}")
         print("stand-ins have random weights: their labels are meaningless; use them to test integrations only.")
         return 0
+    if args.models_cmd == "install":
+        return _cmd_install(args)
+    if args.models_cmd == "export":
+        return _cmd_export(args)
+    if args.models_cmd == "quantize":
+        from .models.export.quantize import quantize_installed
+
+        try:
+            made = quantize_installed(_models_dir(args.models_dir), args.model_version, args.calibration,
+                                      args.calibration_count, log=lambda m: print(m, file=sys.stderr))
+        except (ValueError, ModelFileError) as err:
+            raise DeepfauneError(str(err)) from err
+        print(f"int8 models ready for --fast ({len(made)} written)")
+        return 0
     store = ModelStore(_models_dir(args.models_dir))
     if args.models_cmd == "list":
-        installed = store.versions() if store.manifest_path.exists() else {}
-        print(f"models directory: {store.root}")
-        for version in available_versions():
-            card = load_card(version)
-            state = "installed" if version in installed else "available"
-            extra = " (stand-in)" if version in installed and store.is_standin(version) else ""
-            print(f"  {version}  {state}{extra}  weights licence {card.licence_weights}  from {card.classifier.url}")
-        return 0
+        return _cmd_list(store)
     if args.models_cmd == "verify":
         try:
             problems = store.verify()
@@ -59,6 +216,7 @@ def run_models_command(args) -> int:
             print(problem, file=sys.stderr)
         if problems:
             return 1
-        print(f"all model files in {store.root} match their sha256")
+        count = len(store.manifest["files"])
+        print(f"all {count} model files in {store.root} match their sha256")
         return 0
     raise DeepfauneError(f"unknown models command {args.models_cmd}")

@@ -1,0 +1,198 @@
+"""`deepfaune models install`: official files -> ONNX exports -> models directory + manifest.
+
+The official PyTorch files are fetched (or taken from `--from DIR`) into a download folder beside
+the models directory, never inside it. Exports are written in a staging folder inside the models
+directory and moved into place only when every file passed its parity check; the manifest is
+saved last, so an interrupted install leaves the previous state, not a half-written one.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from deepfaune_plugin.download import DownloadError, download
+from deepfaune_plugin.errors import DeepfauneError
+from deepfaune_plugin.modelcards import ModelCard, load_card
+from deepfaune_plugin.modelstore import ModelStore
+
+Log = Callable[[str], None]
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class OfficialFile:
+    role: str  # "classifier", "bird_head", "detector:DF", "detector:MDS"
+    name: str
+    urls: tuple[str, ...]  # tried in order
+    size: int | None
+
+
+def official_files(card: ModelCard, base_url: str | None = None) -> list[OfficialFile]:
+    """The PyTorch files a version needs, with where they come from (`base_url` replaces every origin)."""
+    def urls(name: str, *candidates: str | None) -> tuple[str, ...]:
+        if base_url:
+            return (f"{base_url.rstrip('/')}/{name}",)
+        return tuple(u for u in candidates if u)
+
+    c = card.classifier
+    files = [OfficialFile("classifier", c.file, urls(c.file, c.url), c.size_bytes)]
+    if card.bird_head is not None:
+        files.append(OfficialFile("bird_head", card.bird_head.file, urls(card.bird_head.file, card.bird_head.url), None))
+    for name, d in card.detectors.items():
+        files.append(OfficialFile(f"detector:{name}", d.file, urls(d.file, d.url, d.mirror_url), None))
+    return files
+
+
+def default_download_dir(models_dir: Path) -> Path:
+    """A sibling of the models directory (same disk, so nothing large crosses filesystems)."""
+    env = os.environ.get("DEEPFAUNE_DOWNLOADS")
+    return Path(env).expanduser() if env else models_dir.parent / f"{models_dir.name}-downloads"
+
+
+def fetch(card: ModelCard, download_dir: Path, *, source_dir: Path | None = None, base_url: str | None = None,
+          progress: bool = True, log: Log = _stderr) -> dict[str, Path]:
+    """The official files of a version on local disk: found in `source_dir`, or downloaded."""
+    wanted = official_files(card, base_url)
+    found: dict[str, Path] = {}
+    if source_dir is not None:
+        missing = [f.name for f in wanted if not (Path(source_dir) / f.name).is_file()]
+        if missing:
+            raise DeepfauneError(f"{source_dir} lacks {', '.join(missing)} (DeepFaune {card.version} needs "
+                                 f"{', '.join(f.name for f in wanted)})")
+        for f in wanted:
+            path = Path(source_dir) / f.name
+            if f.size is not None and path.stat().st_size != f.size:
+                raise DeepfauneError(f"{path} has {path.stat().st_size} bytes, the model card expects {f.size}: "
+                                     f"a different or damaged file")
+            found[f.role] = path
+        return found
+    for f in wanted:
+        errors = []
+        for url in f.urls:
+            log(f"downloading {f.name} from {url}")
+            try:
+                found[f.role] = download(url, download_dir / f.name, expected_size=f.size, progress=progress)
+                break
+            except DownloadError as err:
+                errors.append(str(err))
+        else:
+            raise DownloadError("; ".join(errors) or f"no address known for {f.name}")
+    return found
+
+
+def _file_facts(path: Path, url: str | None) -> dict[str, Any]:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    out = {"file": path.name, "bytes": path.stat().st_size, "sha256": h.hexdigest()}
+    if url:
+        out["url"] = url
+    return out
+
+
+def int8_name(onnx_name: str) -> str:
+    stem = onnx_name[:-5] if onnx_name.endswith(".onnx") else onnx_name
+    return f"{stem}-int8.onnx"
+
+
+def export_version(card: ModelCard, files: Mapping[str, Path], models_dir: Path, *, int8: bool = True,
+                   probe_dir: Path | None = None, backbone_kwargs: Mapping[str, Any] | None = None,
+                   log: Log = _stderr) -> Path:
+    """Export every file of a version, check parity, move them into `models_dir`, save the manifest."""
+    from .classifier import export_classifier
+    from .deps import tool_versions
+    from .detector import export_detector
+    from .probes import probe_crops, probe_images
+    from .quantize import SETTINGS, quantize_classifier
+
+    models_dir = Path(models_dir)
+    models_dir.mkdir(parents=True, exist_ok=True)
+    store = ModelStore(models_dir)
+    if store.manifest_path.exists():
+        store.manifest  # a damaged manifest fails now, before an hour of exporting
+    origins = {f.role: f.urls[0] if f.urls else None for f in official_files(card)}
+    tools = tool_versions()
+    images = probe_images(directory=probe_dir)
+    c = card.classifier
+    crops = probe_crops(c.crop_size, images=images)
+    entries: list[tuple[str, str, dict[str, Any]]] = []  # (file name, kind, metadata)
+    with tempfile.TemporaryDirectory(prefix=".staging-", dir=models_dir) as staging:
+        stage = Path(staging)
+        log(f"exporting the {c.backbone} classifier ({c.file}) at {c.crop_size} px")
+        cls = export_classifier(files["classifier"], stage / c.onnx, bird_head=files.get("bird_head"),
+                                crop_size=c.crop_size, global_pool=c.global_pool, expect_backbone=c.backbone,
+                                expect_classes=c.num_classes, backbone_kwargs=backbone_kwargs, probes=crops)
+        p = cls.parity
+        log(f"  parity: max |delta logit| {p.max_abs_logit:.2e}"
+            + (f", bird {p.max_abs_bird_logit:.2e}" if p.max_abs_bird_logit is not None else "")
+            + f" on {p.probes} probe crops ({cls.seconds:.0f} s)")
+        sources = {"exported_from": _file_facts(files["classifier"], origins.get("classifier"))}
+        if "bird_head" in files:
+            sources["bird_head_from"] = _file_facts(files["bird_head"], origins.get("bird_head"))
+        entries.append((c.onnx, "classifier", {**sources, **cls.metadata()}))
+        int8_file = None
+        if int8:
+            int8_file = int8_name(c.onnx)
+            log(f"quantising the classifier to int8 ({int8_file}; never the default)")
+            d = quantize_classifier(stage / c.onnx, stage / int8_file, crops, c.crop_size)
+            log(f"  drift from fp32: max |delta logit| {d.max_abs_logit:.3f}, top-1 agreement {d.top1_agree:.0%}")
+            entries.append((int8_file, "classifier", {"source": "export-int8", "derived_from": c.onnx,
+                                                      "quantization": SETTINGS, "drift": d.as_dict(),
+                                                      "crop_size": c.crop_size, "default": False}))
+        detectors = {}
+        for name, spec in card.detectors.items():
+            log(f"exporting the {name} detector ({spec.file}) at {spec.size} px")
+            det = export_detector(files[f"detector:{name}"], stage / spec.onnx, size=spec.size,
+                                  card_conf=spec.conf, images=images)
+            q = det.parity
+            log(f"  parity: {q.boxes} boxes on {q.images} probe images, min IoU {q.min_iou:.6f}, "
+                f"max |delta score| {q.max_abs_raw_score:.2e} ({det.seconds:.0f} s)")
+            entries.append((spec.onnx, "detector", {"detector": name, "conf": spec.conf,
+                                                    "exported_from": _file_facts(files[f"detector:{name}"],
+                                                                                 origins.get(f"detector:{name}")),
+                                                    **det.metadata()}))
+            detectors[name] = spec.onnx
+        for name, _kind, _meta in entries:
+            os.replace(stage / name, models_dir / name)
+    for name, kind, meta in entries:
+        meta.setdefault("source", "export")
+        store.add_file(models_dir / name, kind, version=card.version, tools=tools, **meta)
+    store.set_version(card.version, classifier=c.onnx, detectors=detectors, classifier_int8=int8_file)
+    return store.save()
+
+
+def install(version: str, models_dir: Path, *, source_dir: Path | None = None, download_dir: Path | None = None,
+            base_url: str | None = None, card: ModelCard | None = None, int8: bool = True,
+            keep_downloads: bool = False, probe_dir: Path | None = None, progress: bool = True,
+            backbone_kwargs: Mapping[str, Any] | None = None, log: Log = _stderr) -> Path:
+    """Fetch (or take from `source_dir`) a version's official files, export them, write the manifest."""
+    from .deps import require, require_ultralytics
+
+    require("torch")
+    require("timm")
+    require_ultralytics()  # fail before a 1.2 GB download, not after
+    card = card or load_card(version)
+    models_dir = Path(models_dir)
+    download_dir = Path(download_dir) if download_dir else default_download_dir(models_dir)
+    files = fetch(card, download_dir, source_dir=source_dir, base_url=base_url, progress=progress, log=log)
+    manifest = export_version(card, files, models_dir, int8=int8, probe_dir=probe_dir,
+                              backbone_kwargs=backbone_kwargs, log=log)
+    if source_dir is None and not keep_downloads:
+        for path in files.values():
+            path.unlink(missing_ok=True)
+        try:
+            download_dir.rmdir()
+        except OSError:
+            pass
+    log(f"installed DeepFaune {card.version} in {models_dir}")
+    return manifest

@@ -1,0 +1,186 @@
+"""`deepfaune models install` end to end against a local HTTP server serving official-format checkpoints.
+
+The checkpoints are random and shrunk (a 1-block DINOv2-layout ViT, YOLOv8n-sized detectors) so
+that the whole install runs in seconds; the code path is the one real weights take.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("timm")
+try:  # offline, no auto-install, quiet: as the exporter imports it
+    __import__("deepfaune_plugin.models.export.deps", fromlist=["x"]).require_ultralytics()
+except Exception as exc:  # ExportDepsMissing
+    pytest.skip(str(exc), allow_module_level=True)
+
+from test_download import FileServer  # noqa: E402
+
+from deepfaune_plugin import cli  # noqa: E402
+from deepfaune_plugin.download import DownloadError  # noqa: E402
+from deepfaune_plugin.engine.onnx_models import OnnxClassifier, OnnxDetector  # noqa: E402
+from deepfaune_plugin.modelcards import load_card  # noqa: E402
+from deepfaune_plugin.models.export import deps, fakes  # noqa: E402
+from deepfaune_plugin.models.export.checkpoint import CheckpointError  # noqa: E402
+from deepfaune_plugin.models.export.install import install, official_files  # noqa: E402
+from deepfaune_plugin.models.export.probes import scene  # noqa: E402
+from deepfaune_plugin.modelstore import MANIFEST_NAME, ModelStore  # noqa: E402
+
+SMALL_VIT = {"depth": 1, "embed_dim": 128, "num_heads": 2}
+
+
+@pytest.fixture(scope="module")
+def official(tmp_path_factory):
+    """DeepFaune 1.4's files, random and small, under their official names; plus two probe photos."""
+    card = load_card("1.4")
+    www = tmp_path_factory.mktemp("www")
+    c = card.classifier
+    fakes.write_classifier_checkpoint(www / c.file, c.backbone, c.num_classes, c.crop_size, backbone_kwargs=SMALL_VIT)
+    fakes.write_bird_head(www / card.bird_head.file, dim=SMALL_VIT["embed_dim"], hidden=256)
+    for name, spec in card.detectors.items():  # MegaDetector v1000 sorrel is a YOLO11
+        cfg = "yolov8n.yaml" if name == "DF" else "yolo11n.yaml"
+        fakes.write_detector_checkpoint(www / spec.file, cfg, seed=0, score_bias=-5.0)
+    probes = tmp_path_factory.mktemp("probes")
+    for i, (h, w) in enumerate(((480, 640), (600, 450))):
+        cv2.imwrite(str(probes / f"p{i}.jpg"), scene(h, w, 20 + i))
+    sized = dataclasses.replace(card, classifier=dataclasses.replace(c, size_bytes=(www / c.file).stat().st_size))
+    return sized, www, probes
+
+
+def _leftovers(models: Path) -> list[str]:
+    return sorted(p.name for p in models.iterdir()) if models.exists() else []
+
+
+@pytest.fixture(scope="module")
+def installed(official, tmp_path_factory, monkeypatch_module):
+    """`deepfaune models install 1.4` from the local server, whose connection drops once mid-file."""
+    card, www, probes = official
+    root = tmp_path_factory.mktemp("install")
+    models, downloads = root / "models", root / "downloads"
+    from deepfaune_plugin.models.export import install as install_module
+
+    shrunk = functools.partial(install_module.install, card=card, backbone_kwargs=SMALL_VIT, progress=False,
+                               log=lambda m: None)
+    monkeypatch_module.setattr(install_module, "install", shrunk)  # the real card's ViT-L would not fit these files
+    with FileServer(www) as server:
+        cut = card.classifier.size_bytes // 2
+        server.drop_once[card.classifier.file] = cut
+        code = cli.main(["models", "install", "1.4", "--base-url", server.url, "--models-dir", str(models),
+                         "--download-dir", str(downloads), "--probes", str(probes)])
+    ranges = [r for name, r in server.requests if name == card.classifier.file]
+    return code, models, downloads, ranges, cut
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    mp = pytest.MonkeyPatch()
+    yield mp
+    mp.undo()
+
+
+def test_install_resumes_an_interrupted_download_and_writes_the_manifest(official, installed):
+    card, www, _ = official
+    code, models, downloads, ranges, cut = installed
+    assert code == 0
+    assert ranges == [None, f"bytes={cut}-"]
+    assert _leftovers(models) == sorted([MANIFEST_NAME, card.classifier.onnx, "deepfaune-vit_large_patch14_dinov2"
+                                         ".lvd142m.v4-int8.onnx", "deepfaune-yolov8s_960.onnx", "md_v1000.0.0-sorrel.onnx"])
+    assert not downloads.exists()  # downloads are removed once exported
+
+    store = ModelStore(models)
+    assert store.verify() == []
+    entry = store.manifest["versions"]["1.4"]
+    assert entry == {"classifier": card.classifier.onnx, "classifier_int8": card.classifier.onnx[:-5] + "-int8.onnx",
+                     "detectors": {"DF": "deepfaune-yolov8s_960.onnx", "MDS": "md_v1000.0.0-sorrel.onnx"}}
+    cls = store.file_info(card.classifier.onnx)
+    assert cls["source"] == "export" and cls["standin"] is False and cls["version"] == "1.4"
+    assert cls["parity"]["ok"] and cls["parity"]["max_abs_logit"] <= 1e-4 and cls["parity"]["max_abs_bird_logit"] <= 1e-4
+    assert cls["exported_from"]["bytes"] == (www / card.classifier.file).stat().st_size
+    assert cls["position_table"] == "37x37 resampled to 13x13 (bicubic, antialias) and baked in"
+    assert set(cls["tools"]) >= {"torch", "timm", "ultralytics", "onnxruntime"}
+    int8 = store.file_info(entry["classifier_int8"])
+    assert int8["default"] is False and int8["drift"]["probes"] == 8 and int8["drift"]["max_abs_logit"] > 0
+    for name in entry["detectors"].values():
+        det = store.file_info(name)
+        assert det["parity"]["ok"] and det["parity"]["images"] == 2 and det["parity"]["min_iou"] >= 0.999
+        assert det["parity"]["boxes"] > 0
+    assert store.file_info("md_v1000.0.0-sorrel.onnx")["architecture"] == "yolo11n"
+
+    # the installed files run in the engine
+    logits, bird = OnnxClassifier(store.file_for("1.4", "classifier"))(np.zeros((2, 3, 182, 182), np.float32))
+    assert logits.shape == (2, 38) and bird.shape == (2, 8)
+    assert isinstance(OnnxDetector(store.file_for("1.4", "detector", "DF"))(scene(300, 400, 1)), list)
+
+
+def test_list_and_verify(official, installed, tmp_path, capsys):
+    card, _, _ = official
+    _, installed_models, _, _, _ = installed
+    models = tmp_path / "models"
+    shutil.copytree(installed_models, models)
+    assert cli.main(["models", "list", "--models-dir", str(models)]) == 0
+    out = capsys.readouterr().out
+    assert "1.4  installed  weights CC-BY-SA-4.0" in out and "1.5  available" in out
+    assert f"classifier: {card.classifier.onnx}" in out and "parity max|dlogit|" in out
+    assert "int8 drift max|dlogit|" in out and "parity min IoU 0.99" in out
+    assert cli.main(["models", "verify", "--models-dir", str(models)]) == 0
+    assert "all 4 model files" in capsys.readouterr().out
+    with open(models / "deepfaune-yolov8s_960.onnx", "r+b") as fh:
+        fh.seek(1000)
+        fh.write(b"\x00\x01\x02")
+    assert cli.main(["models", "verify", "--models-dir", str(models)]) == 1
+    assert "deepfaune-yolov8s_960.onnx does not match the manifest" in capsys.readouterr().err
+
+
+def test_a_file_of_the_wrong_size_is_refused_and_nothing_is_installed(official, tmp_path):
+    card, www, probes = official
+    models = tmp_path / "models"
+    with FileServer(www) as server:
+        server.lie_size[card.classifier.file] = card.classifier.size_bytes + 1000
+        with pytest.raises(DownloadError, match="the model card expects"):
+            install("1.4", models, card=card, base_url=server.url, download_dir=tmp_path / "dl",
+                    probe_dir=probes, backbone_kwargs=SMALL_VIT, progress=False, log=lambda m: None)
+    assert _leftovers(models) == []
+    assert not list((tmp_path / "dl").glob("*.part"))
+
+
+def test_a_corrupted_checkpoint_is_refused_and_nothing_half_written_remains(official, tmp_path):
+    card, www, probes = official
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for f in official_files(card):
+        (bad / f.name).write_bytes((www / f.name).read_bytes())
+    data = bytearray((bad / card.classifier.file).read_bytes())
+    data[len(data) // 2: len(data) // 2 + 4096] = b"\xff" * 4096  # same size, damaged inside
+    (bad / card.classifier.file).write_bytes(bytes(data))
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "keep.txt").write_text("the user's own file")
+    with pytest.raises(CheckpointError, match="non-finite"):
+        install("1.4", models, card=card, source_dir=bad, probe_dir=probes, backbone_kwargs=SMALL_VIT,
+                progress=False, log=lambda m: None)
+    assert _leftovers(models) == ["keep.txt"]  # no staging folder, no ONNX, no manifest
+    assert (bad / card.classifier.file).exists()  # --from files are never deleted
+
+
+def test_from_dir_with_a_missing_file_names_it(official, tmp_path):
+    card, www, _ = official
+    with pytest.raises(Exception, match=card.bird_head.file):
+        install("1.4", tmp_path / "m", card=card, source_dir=tmp_path, log=lambda m: None)
+
+
+def test_cli_without_the_export_extra_says_how_to_get_it(monkeypatch, capsys, tmp_path):
+    def missing(name):
+        raise deps._missing(name, ImportError(f"No module named '{name}'"))
+
+    monkeypatch.setattr(deps, "require", missing)
+    code = cli.main(["models", "install", "1.4", "--models-dir", str(tmp_path / "m")])
+    err = capsys.readouterr().err
+    assert code == 1 and "pip install 'deepfaune-plugin[export]'" in err and "torch" in err
+    assert not (tmp_path / "m").exists()
