@@ -23,6 +23,7 @@ MANIFEST_VERSION = 1
 KINDS = ("detector", "classifier")
 _CHUNK = 1 << 20
 from .errors import DeepfauneError
+from .paths import is_plain_name
 
 _RACY_SECONDS = 2.0
 
@@ -111,6 +112,7 @@ class ModelStore:
                 )
             data.setdefault("files", {})
             data.setdefault("versions", {})
+            _check_names(data, path)
             self._manifest = data
         return self._manifest
 
@@ -124,24 +126,26 @@ class ModelStore:
         return sorted(self.manifest["versions"], key=lambda v: tuple(int(p) for p in v.split(".")))
 
     def file_name(self, version: str, role: str, mode: str | None = None) -> str:
-        """The registered file name for a role: "classifier", "classifier_int8" or "detector" (+ mode)."""
+        """The registered file name for a role: "classifier", "classifier_int8", "detector" or
+        "detector_int8" (+ mode)."""
         versions = self.manifest["versions"]
         if version not in versions:
             have = ", ".join(self.versions()) or "none"
             raise ModelFileError(f"model version {version} is not installed in {self.root} (installed: {have})")
         entry = versions[version]
-        if role == "detector":
+        if role in ("detector", "detector_int8"):
             if mode is None:
-                raise ValueError("role 'detector' needs a mode (e.g. 'DF' or 'MDS')")
-            detectors = entry.get("detectors", {})
+                raise ValueError(f"role {role!r} needs a mode (e.g. 'DF' or 'MDS')")
+            detectors = entry.get("detectors" if role == "detector" else "detectors_int8", {})
             if mode not in detectors:
+                what = "detector" if role == "detector" else "int8 detector (deepfaune models quantize)"
                 raise ModelFileError(
-                    f"no {mode} detector installed for model {version} in {self.root} "
+                    f"no {mode} {what} installed for model {version} in {self.root} "
                     f"(installed: {', '.join(detectors) or 'none'})"
                 )
             return detectors[mode]
         if role not in ("classifier", "classifier_int8"):
-            raise ValueError(f"unknown role {role!r}; use classifier, classifier_int8 or detector")
+            raise ValueError(f"unknown role {role!r}; use classifier, classifier_int8, detector or detector_int8")
         if not entry.get(role):
             raise ModelFileError(f"no {role} installed for model {version} in {self.root}")
         return entry[role]
@@ -155,7 +159,7 @@ class ModelStore:
     def is_standin(self, version: str) -> bool:
         """True when any file of this version is a stand-in (random weights): its labels mean nothing."""
         entry = self.manifest["versions"].get(version, {})
-        names = [entry.get("classifier"), entry.get("classifier_int8"), *entry.get("detectors", {}).values()]
+        names = _referenced(entry)
         return any(self.manifest["files"].get(n, {}).get("standin") for n in names if n)
 
     def file_for(self, version: str, role: str, mode: str | None = None) -> Path:
@@ -170,7 +174,7 @@ class ModelStore:
         """Every problem found: missing or altered files, versions pointing at unregistered files."""
         problems = [p for name in sorted(self.manifest["files"]) if (p := self._check(name))]
         for version, entry in sorted(self.manifest["versions"].items()):
-            refs = [entry.get("classifier"), entry.get("classifier_int8"), *entry.get("detectors", {}).values()]
+            refs = _referenced(entry)
             for ref in refs:
                 if ref and ref not in self.manifest["files"]:
                     problems.append(f"model {version} refers to {ref}, which the manifest does not list")
@@ -225,6 +229,21 @@ class ModelStore:
             entry["classifier_int8"] = classifier_int8
         self.manifest["versions"][version] = entry
 
+    def set_int8(self, version: str, classifier_int8: str | None = None,
+                 detectors_int8: Mapping[str, str] | None = None) -> None:
+        """Add int8 variants (`--fast`) to an installed version; the fp32 files stay its defaults."""
+        files = self.manifest["files"]
+        entry = self.manifest["versions"].get(version)
+        if entry is None:
+            raise ModelFileError(f"model version {version} is not installed in {self.root}")
+        for name in [classifier_int8, *(detectors_int8 or {}).values()]:
+            if name is not None and name not in files:
+                raise ModelFileError(f"{name} is not registered: add_file() it first")
+        if classifier_int8 is not None:
+            entry["classifier_int8"] = classifier_int8
+        if detectors_int8:
+            entry["detectors_int8"] = {**entry.get("detectors_int8", {}), **detectors_int8}
+
     def save(self) -> Path:
         """Write the manifest atomically (temp file in the same directory, then os.replace)."""
         data = self._manifest_or_new()
@@ -244,6 +263,23 @@ class ModelStore:
             Path(tmp).unlink(missing_ok=True)
             raise
         return self.manifest_path
+
+
+def _referenced(entry: Mapping[str, Any]) -> list[str | None]:
+    """The file names a version entry points at (fp32 and int8 variants)."""
+    return [entry.get("classifier"), entry.get("classifier_int8"), *entry.get("detectors", {}).values(),
+            *entry.get("detectors_int8", {}).values()]
+
+
+def _check_names(data: Mapping[str, Any], path: Path) -> None:
+    """Every file the manifest names must be a plain name inside the models directory (no ../, no /abs)."""
+    names = list(data["files"])
+    for entry in data["versions"].values():
+        names += _referenced(entry)
+    for name in names:
+        if name is not None and not is_plain_name(name):
+            raise ModelFileError(f"{path}: file name {name!r} refused: model files must be plain names "
+                                 "inside the models directory")
 
 
 def _file_mode() -> int:

@@ -16,9 +16,10 @@ DEEPFAUNE_COLUMNS = [
     "prediction", "score", "top1", "count", "humancount",
 ]
 #: Ours, after DeepFaune's: the box DeepFaune kept (normalised x, y, w, h, top-left origin, as MegaDetector
-#: and Camtrap DP write them), its confidence and detector, the person boxes (for blurring), failures.
+#: and Camtrap DP write them), its confidence and detector, the person boxes (for blurring), failures, and
+#: warnings about a file that was still used (e.g. a truncated JPEG decoded as far as it goes), "; "-joined.
 EXTRA_COLUMNS = [
-    "bbox_x", "bbox_y", "bbox_width", "bbox_height", "bbox_conf", "detector", "person_boxes", "failure",
+    "bbox_x", "bbox_y", "bbox_width", "bbox_height", "bbox_conf", "detector", "person_boxes", "failure", "warning",
 ]
 DATE_FORMAT = "%Y:%m:%d %H:%M:%S"  # EXIF's own format, which DeepFaune writes back unchanged
 
@@ -46,6 +47,7 @@ def result_table(results: RunResults) -> pd.DataFrame:
             "bbox_x": None, "bbox_y": None, "bbox_width": None, "bbox_height": None,
             "bbox_conf": None, "detector": "", "person_boxes": "",
             "failure": d.failure or "",
+            "warning": "; ".join(raw.warnings) if raw is not None else "",
         }
         if raw is not None and raw.width and raw.height:
             sel = raw.selected_detection
@@ -79,4 +81,5 @@ def read_table(path: Path) -> pd.DataFrame:
         from .xlsx import read_xlsx
 
         return read_xlsx(path)
-    return pd.read_csv(path, keep_default_na=False, dtype={"filename": str, "person_boxes": str, "failure": str})
+    return pd.read_csv(path, keep_default_na=False, dtype={"filename": str, "person_boxes": str, "failure": str,
+                                                            "warning": str})

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deepfaune_plugin.engine.imageio import MediaError, image_format, jpeg_is_complete, read_image
+from deepfaune_plugin.engine.imageio import (MediaError, decode_image, image_format, jpeg_is_complete,
+                                             read_image)
 
 
 def jpeg_bytes(w=40, h=20, colour=(200, 30, 10), exif=None) -> bytes:
@@ -47,11 +48,22 @@ def test_text_file_named_jpg(tmp_path):
     assert reason(path) == "not an image (unrecognised format)"
 
 
-def test_truncated_jpeg(tmp_path):
+def test_truncated_jpeg_decodes_the_part_present(tmp_path):
     data = jpeg_bytes(200, 150)
     path = tmp_path / "cut.jpg"
     path.write_bytes(data[: len(data) * 2 // 3])
-    assert reason(path) == "truncated JPEG (no end marker)"
+    decoded = decode_image(path)
+    assert decoded.warnings == ("truncated JPEG: decoded the part present",)
+    assert decoded.image.shape == (150, 200, 3)
+    assert abs(int(decoded.image[0, 0, 2]) - 200) <= 3  # the top is the photo (red 200)...
+    assert decoded.image[-1, -1].tolist() == [128, 128, 128]  # ...the missing bottom libjpeg's mid-grey
+
+
+def test_jpeg_cut_before_its_pixels_fails(tmp_path):
+    data = jpeg_bytes(200, 150)
+    path = tmp_path / "cut.jpg"
+    path.write_bytes(data[: data.find(b"\xff\xda") + 4])  # headers only
+    assert reason(path) == "truncated JPEG: no image data present"
 
 
 def test_jpeg_with_trailing_zero_padding_is_fine(tmp_path):
@@ -68,7 +80,7 @@ def test_jpeg_end_marker_check():
 
 
 def test_missing_file_and_directory(tmp_path):
-    assert reason(tmp_path / "nope.jpg") == "file not found"
+    assert reason(tmp_path / "nope.jpg") == "file vanished during the run"
     assert reason(tmp_path) == "not a file (a directory)"
 
 

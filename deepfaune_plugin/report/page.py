@@ -33,7 +33,7 @@ def page_href(target: Path, base: Path) -> str:
         rel = os.path.relpath(target, base)
     except ValueError:  # another drive on Windows
         return target.as_uri()
-    return "/".join(quote(part) for part in Path(rel).parts)
+    return "/".join(quote(os.fsencode(part)) for part in Path(rel).parts)  # bytes: non-UTF-8 names work too
 
 
 def _asset(name: str) -> str:
