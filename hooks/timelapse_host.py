@@ -4,17 +4,20 @@
 database lists, forms DeepFaune's sequences within each RelativePath (the .ddb's DateTime stands
 in when a file has no EXIF date) and writes a recognition file Timelapse imports
 (deepfaune-recognitions.json).  With --write-ddb the same recognitions go straight into the
-.ddb, as Timelapse's own import would store them, after a backup in Backups/.
+.ddb, as Timelapse's own import would store them, after a backup in Backups/.  With
+--use-existing-detections no detector runs: the boxes already in the .ddb (MegaDetector's) are
+classified, as DeepFaune classifies a MegaDetector file.
 """
 from __future__ import annotations
 
 import json
+import sqlite3
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from deepfaune_plugin.api import HostOption, RunResults
+from deepfaune_plugin.api import EXISTING_DETECTIONS, HostOption, RunResults
 from deepfaune_plugin.atomic import atomic_output
 from deepfaune_plugin.hookspecs import hookimpl
 from deepfaune_plugin.table import result_table, write_table
@@ -22,6 +25,9 @@ from deepfaune_plugin.types import Manifest, MediaItem, Problem
 
 from .timelapse_ddb import (DEFAULT_DDB, DataRow, FieldSpec, TimelapseError, find_ddb, read_ddb,
                             windows_to_posix)
+from .timelapse_existing import ExistingDetections, describe_existing, ids_written, read_existing, record_written
+from .timelapse_existing import notes as existing_notes
+from .timelapse_existing import summary as existing_summary
 from .timelapse_import import ImportReport, check_field, write_ddb
 from .timelapse_json import build_recognitions
 
@@ -43,6 +49,7 @@ class TimelapseState:
     report: ImportReport | None = None
     recognitions: Path | None = None
     notes: list[str] = field(default_factory=list)
+    existing: ExistingDetections | None = None  # --use-existing-detections: the boxes read from the .ddb
 
 
 def _opt(options: Mapping[str, Any], name: str, default=None):
@@ -92,6 +99,9 @@ class TimelapseHost:
                    flag=True, default=False),
         HostOption("ddb", "the .ddb file to use when the folder holds several"),
         HostOption("ddb-wait", f"seconds to wait for a locked .ddb (default {DEFAULT_WAIT:g})"),
+        HostOption("use-existing-detections", "classify the boxes of the recognitions already in the .ddb (e.g. "
+                                              "MegaDetector's) instead of running a detector (detector mode "
+                                              "'existing')", flag=True, default=False),
     )
 
     def detect(self, source: Path) -> bool:
@@ -124,6 +134,7 @@ class TimelapseHost:
         wait = _wait(options)  # a bad value fails now, not after hours of inference
         contents = read_ddb(ddb, timeout=wait)
         spec = check_field(contents.fields, field_name) if field_name else None
+        existing = _existing(ddb, wait) if options.get("use_existing_detections") else None
         root = ddb.parent
         by_relpath: dict[str, list[DataRow]] = {}
         problems: list[Problem] = []
@@ -139,15 +150,22 @@ class TimelapseHost:
                 problems.append(Problem(relpath, f"listed in {ddb.name} but missing on disk"))
                 continue
             folder = windows_to_posix(rows[0].relative_path) or "."
+            ids = tuple(r.id for r in rows)
             items.append(MediaItem(path=path, relpath=relpath, group=folder, timestamp=rows[0].date_time,
-                                   host_key=tuple(r.id for r in rows)))
-        state = TimelapseState(ddb=ddb, version=contents.version, rows=by_relpath, field_spec=spec)
-        return Manifest(root=root, items=items, problems=problems, host=self.name, host_state=state)
+                                   host_key=ids, known_boxes=existing.boxes_for(ids) if existing else None))
+        state = TimelapseState(ddb=ddb, version=contents.version, rows=by_relpath, field_spec=spec, existing=existing)
+        if existing is not None:
+            print(f"timelapse: {existing_summary(existing, ddb.name)}", file=sys.stderr)
+            problems.extend(Problem(ddb.name, note) for note in existing_notes(existing))
+        return Manifest(root=root, items=items, problems=problems, host=self.name, host_state=state,
+                        detector_mode=EXISTING_DETECTIONS if existing is not None else None)
 
     def write(self, manifest: Manifest, results: RunResults, options: Mapping[str, Any]) -> list[Path]:
         state: TimelapseState = manifest.host_state
         level = "image" if options.get("per_image") else "sequence"
         recognitions = build_recognitions(manifest, results, level=level)
+        if state.existing is not None:
+            describe_existing(recognitions["info"], state.existing)
         written: list[Path] = []
         target = manifest.root / DEFAULT_JSON
         if results.output is not None:
@@ -172,11 +190,28 @@ class TimelapseHost:
             if state.field_spec is not None:
                 kept = {k: v for k, v in previous.items() if k not in report.field_kept_ids}
                 write_ledger(state, {**kept, **report.field_values})
+            try:  # which rows DeepFaune's own detector wrote: --use-existing-detections must not take them
+                record_written(state.ddb, ids_written(manifest.items, results.raw), results.settings.detector_mode,
+                               timeout=_wait(options))
+            except (OSError, sqlite3.Error) as err:
+                state.notes.append(f"could not note which recognitions DeepFaune wrote ({err}); a later "
+                                   "--use-existing-detections may take them for another detector's")
             state.notes.extend(_notes(report, state))
             for note in state.notes:
                 print(f"timelapse: {note}", file=sys.stderr)
             written.append(state.ddb)
         return written
+
+
+def _existing(ddb: Path, wait: float) -> ExistingDetections:
+    existing = read_existing(ddb, timeout=wait)
+    if not existing.boxes:
+        raise TimelapseError(
+            f"{ddb}: --use-existing-detections, but the database holds no image recognitions from another detector"
+            + (f" (those of {existing.own_rows} file(s) were written by DeepFaune's own detector)"
+               if existing.own_rows else "")
+            + ": import MegaDetector's results in Timelapse first, or run without --use-existing-detections")
+    return existing
 
 
 def _wait(options: Mapping[str, Any]) -> float:

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from deepfaune_plugin import modelcards
-from deepfaune_plugin.api import DETECTOR_MODES
+from deepfaune_plugin.api import MODEL_DETECTOR_MODES
 from deepfaune_plugin.modelcards import available_versions, load_card
 
 BASE_LANGS = ["fr", "en", "it", "de", "es"]
@@ -45,7 +45,7 @@ def test_card_1_4():
     df, mds = card.detector("DF"), card.detector("MDS")
     assert (df.file, df.size, df.conf) == ("deepfaune-yolov8s_960.pt", 960, 0.6)
     assert (mds.file, mds.size, mds.conf) == ("md_v1000.0.0-sorrel.pt", 960, 0.5)
-    assert card.detector_modes == DETECTOR_MODES
+    assert card.detector_modes == MODEL_DETECTOR_MODES
     assert card.default_detector_mode == "DFbsMDS"
     with pytest.raises(ValueError, match="no detector 'MDR'; choose one of DF, MDS"):
         card.detector("MDR")
