@@ -20,6 +20,9 @@ float32 exp, a left-to-right float32 sum, float32 division, the threshold compar
 and `int(score * 100) / 100` with a float32 product.  That is what decides on which side of a
 2-decimal or threshold boundary a score falls.
 
+A video stands for its frames wherever it is a row (PredictorVideo pools a video's 12 frames
+exactly as a sequence, repeated frames counted each time); its key frame is `key_frame`.
+
 Failed rows (`RawResult.failure`) are left out of every pool.  DeepFaune would have counted an
 unreadable file as an empty row, which changes no pooled answer (empty rows never vote), so
 the other files of its sequence get DeepFaune's answer; the failed file itself gets `FAILED`.
@@ -140,6 +143,7 @@ def decide_group(
     """DeepFaune's answer for one image, sequence or video (failed rows ignored)."""
     if not rows:
         raise ValueError("decide_group needs at least one row")
+    rows = frame_rows(rows)
     labels = classes.labels(lang)
     keys = _keys(classes)
     bird_idx = keys.index(classes.bird_class) if classes.bird_class in keys else None
@@ -185,6 +189,37 @@ def decide_group(
     if score < limit:
         return GroupDecision(UNDEFINED, undefined_label, truncate2(score), top1_key, top1, ANIMAL, float(score))
     return GroupDecision(top1_key, top1, truncate2(score), top1_key, top1, ANIMAL, float(score))
+
+
+def frame_rows(rows: Sequence[RawResult]) -> list[RawResult]:
+    """The rows a pool sees: a video's frames in place of the video."""
+    return [frame for row in rows for frame in (row.frames or [row])]
+
+
+def key_frame(frames: Sequence[RawResult]) -> int | None:
+    """Index into `frames` of a video's key frame (PredictorVideo's `keyframes`), None if all are empty.
+
+    Among the non-empty frames: a video with no animal frame takes its first person frame (first
+    vehicle frame when vehicles outnumber people, as the pooled answer does); otherwise the frame
+    holding the largest animal logit, non-animal frames counting as logits of 0 (DeepFaune's
+    argmax over the animal columns of those rows, first one on ties).  It depends on the frames
+    only, never on the threshold, language or excluded species.
+    """
+    nonempty = [i for i, f in enumerate(frames) if f.failure is None and f.category != EMPTY]
+    if not nonempty:
+        return None
+    if not any(frames[i].category == ANIMAL for i in nonempty):
+        humans = sum(frames[i].category == PERSON for i in nonempty)
+        vehicles = sum(frames[i].category == VEHICLE for i in nonempty)
+        wanted = PERSON if humans >= vehicles else VEHICLE
+        return next(i for i in nonempty if frames[i].category == wanted)
+    best, best_value = nonempty[0], None
+    for i in nonempty:
+        logits = frames[i].logits if frames[i].category == ANIMAL else None
+        value = np.float32(0.0) if logits is None else np.max(np.asarray(logits, dtype=np.float32))
+        if best_value is None or value > best_value:
+            best, best_value = i, value
+    return best
 
 
 def _sequence_group(item: MediaItem) -> str:

@@ -63,29 +63,55 @@ def _unarray(text: str | None) -> np.ndarray | None:
     return np.frombuffer(base64.b64decode(text), dtype=np.float32).copy()
 
 
-def encode(raw: RawResult) -> str:
-    """Lossless JSON: floats round-trip exactly, logits as their float32 bytes."""
-    return json.dumps({
+_STORED_DATES = ("exif", "container", "file date")  # found in the file itself; a host's date is re-applied
+
+
+def _to_dict(raw: RawResult) -> dict:
+    data = {
         "w": raw.width, "h": raw.height,
         "det": [[*d.box, d.conf, d.category, d.source] for d in raw.detections],
         "sel": raw.selected,
         "logits": _array(raw.logits), "bird": _array(raw.bird_logits),
-        "exif_date": raw.date.isoformat() if raw.date and raw.date_source == "exif" else None,
         "warnings": raw.warnings,
-    }, separators=(",", ":"))
+    }
+    if raw.date is not None and raw.date_source == "exif":
+        data["exif_date"] = raw.date.isoformat()
+    elif raw.date is not None and raw.date_source in _STORED_DATES:
+        data["date"], data["date_source"] = raw.date.isoformat(), raw.date_source
+    if raw.frame_number is not None:
+        data["frame"] = raw.frame_number
+    if raw.frame_rate is not None:
+        data["fps"] = raw.frame_rate
+    if raw.failure is not None:  # only a video's unreadable frames: failed files are not stored
+        data["failure"] = raw.failure
+    if raw.frames:
+        data["frames"] = [_to_dict(f) for f in raw.frames]
+    return data
 
 
-def decode(relpath: str, payload: str) -> RawResult:
-    data = json.loads(payload)
+def _from_dict(relpath: str, data: dict) -> RawResult:
     raw = RawResult(
         relpath=relpath, width=data["w"], height=data["h"],
         detections=[Detection((d[0], d[1], d[2], d[3]), d[4], d[5], d[6]) for d in data["det"]],
         selected=data["sel"], logits=_unarray(data["logits"]), bird_logits=_unarray(data["bird"]),
         warnings=list(data.get("warnings", [])),
+        failure=data.get("failure"), frame_number=data.get("frame"), frame_rate=data.get("fps"),
+        frames=[_from_dict(relpath, f) for f in data.get("frames", [])],
     )
     if data.get("exif_date"):
         raw.date, raw.date_source = datetime.fromisoformat(data["exif_date"]), "exif"
+    elif data.get("date"):
+        raw.date, raw.date_source = datetime.fromisoformat(data["date"]), data["date_source"]
     return raw
+
+
+def encode(raw: RawResult) -> str:
+    """Lossless JSON: floats round-trip exactly, logits as their float32 bytes; a video's frames nested."""
+    return json.dumps(_to_dict(raw), separators=(",", ":"))
+
+
+def decode(relpath: str, payload: str) -> RawResult:
+    return _from_dict(relpath, json.loads(payload))
 
 
 class ResultStore:

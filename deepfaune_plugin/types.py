@@ -22,6 +22,26 @@ VIDEO_SUFFIXES = frozenset({".avi", ".mp4", ".mov", ".m4v", ".mpeg", ".mpg", ".m
 
 
 @dataclass(frozen=True)
+class KnownBox:
+    """A box another detector already found (e.g. MegaDetector), as its output states it.
+
+    Normalised to the image (0..1), top-left origin: x, y of the corner, w, h the size;
+    `category` is ANIMAL, PERSON or VEHICLE.  Backends use these in detector mode "existing".
+    """
+
+    x: float
+    y: float
+    w: float
+    h: float
+    conf: float
+    category: int
+
+    def __post_init__(self) -> None:
+        if self.category not in CATEGORY_NAMES:
+            raise ValueError(f"known box category must be 1 animal, 2 person or 3 vehicle, got {self.category!r}")
+
+
+@dataclass(frozen=True)
 class MediaItem:
     """One file a host knows about.
 
@@ -37,6 +57,9 @@ class MediaItem:
     station: str | None = None
     camera: str | None = None
     host_key: Any = None
+    #: Boxes another detector found in this file: None = the host has none for it; () = that detector
+    #: ran and found nothing.  Used in detector mode "existing" instead of running a detector.
+    known_boxes: tuple[KnownBox, ...] | None = None
 
     @property
     def is_video(self) -> bool:
@@ -60,6 +83,7 @@ class Manifest:
     problems: list[Problem] = field(default_factory=list)
     host: str = ""
     host_state: Any = None  # opaque to the core; the host adapter's own notes for write()
+    detector_mode: str | None = None  # a mode the source requires (e.g. "existing"); the run switches to it
 
 
 @dataclass(frozen=True)
@@ -79,6 +103,12 @@ class RawResult:
     `logits`/`bird_logits` are raw classifier outputs for the selected box, present only when
     that box is an animal.  `failure` is set (and everything else empty) when the file could
     not be processed.
+
+    A video has one result per sampled frame in `frames` (DeepFaune's order, repeats kept, each
+    with its `frame_number`); decisions pool those frames like a sequence.  Its own
+    detections/selected/logits/frame_number are those of its key frame (the frame DeepFaune
+    shows and takes the box from; none when every frame is empty), and count/humancount are
+    the maxima over its frames.
     """
 
     relpath: str
@@ -89,9 +119,12 @@ class RawResult:
     logits: np.ndarray | None = None
     bird_logits: np.ndarray | None = None
     date: datetime | None = None  # EXIF DateTimeOriginal (or the host's date when EXIF has none)
-    date_source: str = ""  # "exif", "host", "" (none)
+    date_source: str = ""  # "exif", "host", videos: "container" or "file date" (mtime); "" (none)
     failure: str | None = None
     warnings: list[str] = field(default_factory=list)
+    frame_number: int | None = None  # the video frame this result is for (a video's own result: its key frame)
+    frames: list["RawResult"] = field(default_factory=list)  # a video's sampled frames; empty for an image
+    frame_rate: float | None = None  # a video's frames per second, as its container states it
 
     @property
     def selected_detection(self) -> Detection | None:
@@ -104,10 +137,14 @@ class RawResult:
 
     @property
     def count(self) -> int:
+        if self.frames:
+            return max(f.count for f in self.frames)
         return sum(1 for d in self.detections if d.category == ANIMAL)
 
     @property
     def humancount(self) -> int:
+        if self.frames:
+            return max(f.humancount for f in self.frames)
         return sum(1 for d in self.detections if d.category == PERSON)
 
 

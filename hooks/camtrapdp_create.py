@@ -5,6 +5,8 @@ Nothing about the place or time is guessed: coordinates and deployment dates com
 the user gives (--deployments-csv), contributors and project from a metadata file
 (--package-metadata), the UTC offset of the camera clocks from the CSV or --utc-offset.
 Media without an EXIF date cannot have a Camtrap DP timestamp and are left out (reported).
+A video's timestamp is its container's creation time, else its file's modification time
+(reported: an AVI carries no date), as DeepFaune dates videos.
 The package is assembled in a temporary sibling folder, validated, then renamed into place.
 """
 from __future__ import annotations
@@ -27,9 +29,10 @@ from typing import Any, Mapping
 import yaml
 
 from deepfaune_plugin.api import RunResults
+from deepfaune_plugin.engine.video import FILE_DATE, video_date
 from deepfaune_plugin.exifdate import read_exif_date
 from deepfaune_plugin.types import Manifest, MediaItem, Problem
-from deepfaune_plugin.walk import iter_media
+from deepfaune_plugin.walk import MEDIA_SUFFIXES, iter_media
 
 from .camtrapdp_observations import MediaInfo, build_rows, classification_time, update_descriptor
 from .camtrapdp_package import PackageError
@@ -40,6 +43,9 @@ VERSION = "1.0.2"
 STATION_COLUMNS = ("station", "Station", "deploymentID", "locationName")
 OFFSET_COLUMN = "utcOffset"
 _OFFSET = re.compile(r"^(?:Z|UTC|[+-]\d{2}:?\d{2})$")
+#: fileMediatype of videos, fixed here (the platform's MIME table varies: .m4v, .asf...).
+VIDEO_MEDIATYPES = {".mp4": "video/mp4", ".avi": "video/x-msvideo", ".mov": "video/quicktime", ".m4v": "video/x-m4v",
+                    ".mpeg": "video/mpeg", ".mpg": "video/mpeg", ".mkv": "video/x-matroska", ".asf": "video/x-ms-asf"}
 METADATA_EXAMPLE = """contributors:
   - title: Jane Doe
     email: jane@example.org
@@ -212,7 +218,7 @@ def read_folder(source: Path, options: Mapping[str, Any], host: str) -> Manifest
 
     problems: list[Problem] = []
     found: list[tuple[Path, str, str, str | None]] = []
-    for path, rel in iter_media(source, problems=problems):
+    for path, rel in iter_media(source, MEDIA_SUFFIXES, problems=problems):
         parts = rel.split("/")
         if len(parts) == 1:
             problems.append(Problem(rel, "not in a station folder (expected SOURCE/Station/[Camera/]file); skipped"))
@@ -224,17 +230,28 @@ def read_folder(source: Path, options: Mapping[str, Any], host: str) -> Manifest
     state = FolderState(source, deployments, metadata, link=bool(options.get("link_media")))
     items: list[MediaItem] = []
     for path, rel, station, camera in found:
-        date = read_exif_date(path)
+        video = path.suffix.lower() in VIDEO_MEDIATYPES
+        date = _video_date(path, rel, problems) if video else read_exif_date(path)
         if date is None:
-            problems.append(Problem(rel, "no EXIF date, so no Camtrap DP timestamp; left out of the package"))
+            problems.append(Problem(rel, f"no {'date' if video else 'EXIF date'}, so no Camtrap DP timestamp; "
+                                         "left out of the package"))
             continue
         stamp = format_datetime(date.replace(tzinfo=offsets[station]))
         state.media[rel] = MediaInfo(media_id(rel), station, stamp)
-        state.mediatypes[rel] = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        state.mediatypes[rel] = VIDEO_MEDIATYPES[path.suffix.lower()] if video else \
+            mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         items.append(MediaItem(path=path, relpath=rel, group=rel.rsplit("/", 1)[0], station=station, camera=camera,
                                host_key=media_id(rel)))
     check_target(Path(options["output"]) if options.get("output") else default_output(source), source)
     return Manifest(root=source, items=items, problems=problems, host=host, host_state=state)
+
+
+def _video_date(path: Path, rel: str, problems: list[Problem]) -> datetime | None:
+    date, source = video_date(path)
+    if source == FILE_DATE:
+        problems.append(Problem(rel, "video without a creation date in its container; its timestamp is the file's "
+                                     "modification time (check it)"))
+    return date
 
 
 def _skeleton() -> dict[str, Any]:

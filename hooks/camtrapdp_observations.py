@@ -108,7 +108,8 @@ def build_rows(decisions: Sequence[Decision], media: Mapping[str, MediaInfo], ra
 
     `media`: relpath -> MediaInfo; `raws`: relpath -> the backend's output (image size, box
     category); `when`: the classificationTimestamp text.  A media row gets its file's box only
-    when that box is of the observation's kind (no person box on an animal observation).
+    when that box is of the observation's kind (no person box on an animal observation), and
+    never for a video: its box is one frame's, and Camtrap DP has no field saying which.
     """
     common = {"classificationMethod": "machine", "classifiedBy": classified_by(model_version),
               "classificationTimestamp": when}
@@ -141,7 +142,8 @@ def build_rows(decisions: Sequence[Decision], media: Mapping[str, MediaInfo], ra
             else:
                 row.update(_describe(d, d.count, d.humancount, threshold))
                 raw = raws.get(d.relpath)
-                if d.box is not None and raw is not None and raw.category == _BOX_CATEGORY.get(row["observationType"]):
+                if d.box is not None and raw is not None and not raw.frames \
+                        and raw.category == _BOX_CATEGORY.get(row["observationType"]):
                     row.update(_bbox(d.box, raw.width, raw.height))
             rows.append(row)
     return rows

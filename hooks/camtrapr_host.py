@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from deepfaune_plugin.api import HostOption, RunResults
+from deepfaune_plugin.engine.video import FILE_DATE
 from deepfaune_plugin.errors import DeepfauneError
 from deepfaune_plugin.hookspecs import hookimpl
 from deepfaune_plugin.types import Decision, Manifest
@@ -187,6 +188,11 @@ class CamtrapRHost:
             names = ", ".join(i.item.relpath for i in undated[:5]) + (", ..." if len(undated) > 5 else "")
             _warn(f"{len(undated)} file(s) without a date are left out of the record table "
                   f"(camtrapR omits them too): {names}")
+        file_dated = [i.item.relpath for i in images if _file_dated(results.raw.get(i.item.relpath))]
+        if file_dated:
+            names = ", ".join(file_dated[:5]) + (", ..." if len(file_dated) > 5 else "")
+            _warn(f"{len(file_dated)} video(s) carry no creation date (AVI has none): their DateTimeOriginal is the "
+                  f"file's modification time, which copying may have changed: {names}")
 
         independent = assess([to_record(i) for i in images], opts.min_delta_time, opts.compared_to,
                              opts.cameras_independent and state.has_camera)
@@ -209,6 +215,10 @@ class CamtrapRHost:
         if isinstance(item.host_key, TableKey):
             return Image(item, decision, species, item.host_key.directory, item.host_key.filename)
         return Image(item, decision, species, Path(os.path.abspath(item.path.parent)).as_posix(), item.path.name)
+
+
+def _file_dated(raw) -> bool:
+    return raw is not None and raw.date_source == FILE_DATE
 
 
 def _camera_table_name(target: Path) -> str:

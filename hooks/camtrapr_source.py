@@ -2,6 +2,7 @@
 
 Tree: ``inDir/Station/[Camera/]files``, as recordTable() requires (station folders mandatory;
 a first sub-folder of a station is its camera). Files directly in inDir are reported, not read.
+Images and videos alike (recordTable(video = ...) lists videos too).
 
 Record table: a CSV with camtrapR's ``Directory`` and ``FileName`` columns (and ``Station``,
 optionally ``Camera``, ``DateTimeOriginal``), as written by ``write.csv`` (leading unnamed
@@ -21,8 +22,8 @@ from datetime import datetime
 from pathlib import Path, PurePosixPath
 
 from deepfaune_plugin.errors import DeepfauneError
-from deepfaune_plugin.types import IMAGE_SUFFIXES, Manifest, MediaItem, Problem
-from deepfaune_plugin.walk import OWN_FOLDER_PREFIXES, iter_media
+from deepfaune_plugin.types import Manifest, MediaItem, Problem
+from deepfaune_plugin.walk import MEDIA_SUFFIXES, OWN_FOLDER_PREFIXES, iter_media
 
 HOST = "camtrapr"
 ENCODINGS = ("utf-8-sig", "cp1252", "latin-1")  # R on Windows writes CSVs in the native code page
@@ -65,7 +66,7 @@ def read_tree(root: Path) -> Manifest:
         raise CamtrapRSourceError(f"{root}: not a folder (camtrapR's inDir holds one folder per station)")
     problems: list[Problem] = []
     items: list[MediaItem] = []
-    for path, rel in iter_media(root, problems=problems):
+    for path, rel in iter_media(root, MEDIA_SUFFIXES, problems=problems):
         parts = rel.split("/")
         if len(parts) == 1:
             problems.append(Problem(rel, "directly in the source folder: camtrapR needs station folders "
@@ -220,8 +221,8 @@ def read_record_table(csv_path: Path) -> Manifest:
         if station in NA_VALUES:
             problems.append(Problem(where, f"{filename}: no Station"))
             continue
-        if PurePosixPath(filename).suffix.lower() not in IMAGE_SUFFIXES:
-            problems.append(Problem(where, f"{filename}: not an image this host reads (videos are not supported)"))
+        if PurePosixPath(filename).suffix.lower() not in MEDIA_SUFFIXES:
+            problems.append(Problem(where, f"{filename}: not an image or video this host reads"))
             continue
         path = resolver.find(directory, filename)
         if path is None:

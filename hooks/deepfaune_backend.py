@@ -5,26 +5,32 @@ import hashlib
 import json
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from deepfaune_plugin.api import BackendDescription, RunSettings
+from deepfaune_plugin.api import EXISTING_DETECTIONS, BackendDescription, RunSettings
+from deepfaune_plugin.decisions import key_frame
 from deepfaune_plugin.engine.crop import crop_rgb, normalise, resize_pillow, square_box
 from deepfaune_plugin.engine.detection import combine, needs_mds, select_box
-from deepfaune_plugin.engine.imageio import MediaError, read_image
+from deepfaune_plugin.engine.imageio import Decoded, MediaError, decode_image
+from deepfaune_plugin.engine.known_boxes import select_known
+from deepfaune_plugin.engine.letterbox import letterbox
 from deepfaune_plugin.engine.onnx_models import OnnxClassifier, OnnxDetector
+from deepfaune_plugin.engine.video import VideoFrames, read_frames
 from deepfaune_plugin.errors import DeepfauneError
 from deepfaune_plugin.hookspecs import hookimpl
 from deepfaune_plugin.modelcards import ModelCard, load_card
 from deepfaune_plugin.modelstore import ModelStore, default_models_dir
 from deepfaune_plugin.types import ANIMAL, ClassTable, MediaItem, RawResult
 
-PREFETCH = 2  # images decoded ahead of inference, on another thread
+PREFETCH = 2  # files decoded ahead of inference, on another thread (a video: its sampled frames)
 #: Bump when a change of this backend's code changes raw outputs: stored outputs are then recomputed.
 ENGINE_REVISION = 1
+#: The same for what `--fast` does besides its model files (half-resolution decoding).
+FAST_REVISION = 1
 
 
 @dataclass(frozen=True)
@@ -36,6 +42,7 @@ class ModelPlan:
     mode: str
     classifier: str  # file names in the models directory
     detectors: dict[str, str]
+    fast: bool = False
 
     @classmethod
     def for_settings(cls, settings: RunSettings) -> "ModelPlan":
@@ -44,12 +51,14 @@ class ModelPlan:
         except ValueError as err:
             raise DeepfauneError(str(err)) from err
         mode = settings.detector_mode
-        if mode not in card.detector_modes:
+        if mode != EXISTING_DETECTIONS and mode not in card.detector_modes:
             raise DeepfauneError(f"detector mode {mode} is not available for DeepFaune {card.version} "
                                  f"(available: {', '.join(card.detector_modes)})")
         store = ModelStore(settings.models_dir or default_models_dir())
-        detectors = {m: store.file_name(card.version, "detector", mode=m) for m in ("DF", "MDS") if m in mode}
-        return cls(card, store, mode, store.file_name(card.version, "classifier"), detectors)
+        int8 = "_int8" if settings.fast else ""  # --fast: the int8 files, so the fingerprint changes with them
+        detectors = {m: store.file_name(card.version, "detector" + int8, mode=m) for m in ("DF", "MDS")
+                     if m in mode and mode != EXISTING_DETECTIONS}  # "existing": the host's boxes, no detector
+        return cls(card, store, mode, store.file_name(card.version, "classifier" + int8), detectors, settings.fast)
 
     def info(self) -> dict[str, Any]:
         files = [("classifier", self.classifier)] + [(f"detector-{m}", f) for m, f in self.detectors.items()]
@@ -58,12 +67,15 @@ class ModelPlan:
             "model_version": self.card.version,
             "detector_mode": self.mode,
             "standin": self.store.is_standin(self.card.version),
+            **({"fast": True} if self.fast else {}),
             "files": {role: {"file": name, "sha256": self.store.file_info(name)["sha256"]} for role, name in files},
         }
 
     def fingerprint(self) -> str:
         info = self.info()
         key = {"card": self.card.version, "mode": self.mode, "files": info["files"], "engine": ENGINE_REVISION}
+        if self.fast:  # half-resolution decoding changes outputs even with the same files
+            key["fast"] = FAST_REVISION
         return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
 
@@ -73,7 +85,8 @@ class DeepFaunePredictor:
         self.card, self.store, self.mode = plan.card, plan.store, plan.mode
         self.threads = settings.threads
         version = self.card.version
-        clf_path = self.store.file_for(version, "classifier")
+        int8 = "_int8" if plan.fast else ""
+        clf_path = self.store.file_for(version, "classifier" + int8)
         self.classifier = OnnxClassifier(clf_path, threads=self.threads, size=self.card.classifier.crop_size)
         if self.classifier.num_classes != self.card.classifier.num_classes:
             raise DeepfauneError(f"{clf_path}: {self.classifier.num_classes} classes, but DeepFaune {version} has "
@@ -81,7 +94,7 @@ class DeepFaunePredictor:
         self.crop_size = self.card.classifier.crop_size
         self.classes: ClassTable = self.card.class_table()
         self._detectors: dict[str, OnnxDetector] = {}
-        self._detector_files = {m: self.store.file_for(version, "detector", mode=m) for m in plan.detectors}
+        self._detector_files = {m: self.store.file_for(version, "detector" + int8, mode=m) for m in plan.detectors}
         # Load what every image needs now; the MegaDetector backstop of DFbsMDS only when first needed.
         for m in plan.detectors:
             if not (self.mode == "DFbsMDS" and m == "MDS"):
@@ -95,23 +108,71 @@ class DeepFaunePredictor:
                                               threads=self.threads)
         return self._detectors[m]
 
-    def _detect(self, image: np.ndarray):
-        df = self._detector("DF")(image) if "DF" in self.mode else None
-        mds = self._detector("MDS")(image) if needs_mds(self.mode, df) else None
+    def _run(self, m: str, image: np.ndarray, tensors: dict[int, tuple]) -> list:
+        detector = self._detector(m)
+        if detector.size not in tensors:  # both detectors take 960 px: one letterbox serves both
+            tensors[detector.size] = detector.prepare(image)
+        return detector.detect(*tensors[detector.size])
+
+    def _detect(self, image: np.ndarray, tensors: dict[int, tuple] | None = None):
+        tensors = {} if tensors is None else tensors
+        df = self._run("DF", image, tensors) if "DF" in self.mode else None
+        mds = self._run("MDS", image, tensors) if needs_mds(self.mode, df) else None
         return combine(self.mode, df, mds)
 
-    def infer(self, relpath: str, image: np.ndarray) -> RawResult:
+    def _load_image(self, path) -> tuple[Decoded, dict[int, tuple]]:
+        """Decode and letterbox for the first detector, on the prefetch thread (cv2 releases the GIL)."""
+        decoded = decode_image(path)
+        size = self.card.detectors["DF" if "DF" in self.mode else "MDS"].size
+        return decoded, {size: letterbox(decoded.image, size)}
+
+    def infer(self, relpath: str, image: np.ndarray, tensors: dict[int, tuple] | None = None) -> RawResult:
         height, width = image.shape[:2]
-        detections = self._detect(image)
+        detections = self._detect(image, tensors)
         selected = select_box(detections)
         raw = RawResult(relpath=relpath, width=width, height=height, detections=detections, selected=selected)
         if selected is not None and detections[selected].category == ANIMAL:
-            box = square_box(detections[selected].box, width, height)
-            crop = resize_pillow(crop_rgb(image, box), self.crop_size)
-            logits, bird = self.classifier(normalise(crop[None]))
-            raw.logits = logits[0]
-            raw.bird_logits = None if bird is None else bird[0]
+            self._classify(raw, image, detections[selected].box)
         return raw
+
+    def _classify(self, raw: RawResult, image: np.ndarray, box) -> None:
+        """Logits of DeepFaune's square crop around `box` (pixels x1, y1, x2, y2)."""
+        crop = resize_pillow(crop_rgb(image, square_box(box, raw.width, raw.height)), self.crop_size)
+        logits, bird = self.classifier(normalise(crop[None]))
+        raw.logits = logits[0]
+        raw.bird_logits = None if bird is None else bird[0]
+
+    def infer_known(self, item: MediaItem, image: np.ndarray) -> RawResult:
+        """Detector mode "existing": the item's known boxes under DeepFaune's MegaDetector-file rules."""
+        height, width = image.shape[:2]
+        chosen = select_known(item.known_boxes, width, height)
+        raw = RawResult(relpath=item.relpath, width=width, height=height, detections=chosen.detections,
+                        selected=chosen.selected)
+        if chosen.selected is not None and chosen.detections[chosen.selected].category == ANIMAL:
+            self._classify(raw, image, chosen.crop)
+        return raw
+
+    def infer_video(self, relpath: str, video: VideoFrames) -> RawResult:
+        """Each sampled frame through `infer`, as PredictorVideo sends each frame through the detector."""
+        frames: list[RawResult] = []
+        done: dict[int, RawResult] = {}
+        unreadable = []
+        for number, image in zip(video.indices, video.frames):
+            if image is None:
+                beyond = number >= video.total
+                reason = "beyond the last frame" if beyond else "frame could not be decoded"
+                if not beyond:
+                    unreadable.append(number)
+                frames.append(RawResult(relpath=relpath, frame_number=number, failure=reason))
+            elif number in done:  # a short video repeats frames: same pixels, same outputs
+                frames.append(replace(done[number], detections=list(done[number].detections), warnings=[]))
+            else:
+                done[number] = self.infer(relpath, image)
+                done[number].frame_number = number
+                frames.append(done[number])
+        return video_result(relpath, frames, video.fps, notes=video.notes + (
+            [f"frames not decoded: {', '.join(map(str, unreadable))} (DeepFaune counts them empty)"]
+            if unreadable else []))
 
     def predict(self, items: Iterable[MediaItem]) -> Iterator[RawResult]:
         items = iter(items)
@@ -122,7 +183,10 @@ class DeepFaunePredictor:
                 item = next(items, None)
                 if item is None:
                     return False
-                pending.append((item, pool.submit(read_image, item.path)))
+                unusable = no_known_boxes(item) if self.mode == EXISTING_DETECTIONS else None
+                load = read_frames if item.is_video else (
+                    decode_image if self.mode == EXISTING_DETECTIONS else self._load_image)
+                pending.append((item, unusable or pool.submit(load, item.path)))
                 return True
 
             for _ in range(PREFETCH):
@@ -130,19 +194,60 @@ class DeepFaunePredictor:
             while pending:
                 item, future = pending.popleft()
                 submit()
+                if isinstance(future, str):  # nothing to decode: the reason is known already
+                    yield RawResult(relpath=item.relpath, failure=future)
+                    continue
                 try:
-                    image = future.result()
+                    media = future.result()
                 except MediaError as err:
                     yield RawResult(relpath=item.relpath, failure=str(err))
                     continue
+                warnings: tuple[str, ...] = ()
+                tensors = None
+                if isinstance(media, tuple):  # an image with its detector input made ahead
+                    media, tensors = media
+                if isinstance(media, Decoded):  # an image, with what its decoding noticed (a truncated JPEG)
+                    media, warnings = media.image, media.warnings
                 try:
-                    yield self.infer(item.relpath, image)
+                    if self.mode == EXISTING_DETECTIONS:
+                        raw = self.infer_known(item, media)
+                    elif isinstance(media, VideoFrames):
+                        raw = self.infer_video(item.relpath, media)
+                    else:
+                        raw = self.infer(item.relpath, media, tensors)
                 except Exception as err:  # one bad file never stops a season's run
                     yield RawResult(relpath=item.relpath, failure=f"inference failed: {err}")
+                    continue
+                raw.warnings.extend(warnings)
+                yield raw
 
     def close(self) -> None:
         self._detectors.clear()
         self.classifier = None
+
+
+def no_known_boxes(item: MediaItem) -> str | None:
+    """Why an item cannot be classified in detector mode "existing", or None."""
+    if item.is_video:
+        return "existing detections are used for images only: run videos with a detector mode"
+    if item.known_boxes is None:
+        return "no existing detections for this file"
+    return None
+
+
+def video_result(relpath: str, frames: list[RawResult], frame_rate: float | None,
+                 notes: list[str] = ()) -> RawResult:
+    """A video's result from its frames' results: the key frame's box and sizes stand for the video."""
+    key = key_frame(frames)
+    sized = next((f for f in frames if f.failure is None), None)
+    raw = RawResult(relpath=relpath, frames=frames, frame_rate=frame_rate, warnings=list(notes))
+    if sized is not None:
+        raw.width, raw.height = sized.width, sized.height
+    if key is not None:
+        chosen = frames[key]
+        raw.detections, raw.selected = list(chosen.detections), chosen.selected
+        raw.logits, raw.bird_logits, raw.frame_number = chosen.logits, chosen.bird_logits, chosen.frame_number
+    return raw
 
 
 class DeepFauneBackend:

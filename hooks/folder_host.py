@@ -8,14 +8,14 @@ from deepfaune_plugin.api import HostOption, RunResults
 from deepfaune_plugin.hookspecs import hookimpl
 from deepfaune_plugin.table import result_table, write_table
 from deepfaune_plugin.types import Manifest, MediaItem, Problem
-from deepfaune_plugin.walk import iter_media
+from deepfaune_plugin.walk import MEDIA_SUFFIXES, iter_media
 
 DEFAULT_OUTPUT = "deepfaune.csv"
 
 
 class FolderHost:
     name = "folder"
-    description = "a folder tree of images; writes DeepFaune's result table (CSV, or XLSX by --output name)"
+    description = "a folder tree of images and videos; writes DeepFaune's result table (CSV, or XLSX by --output)"
     options: tuple[HostOption, ...] = ()
     priority = 0  # the fallback: any folder is a plain folder, so specific hosts win --host auto
 
@@ -29,7 +29,7 @@ class FolderHost:
         problems: list[Problem] = []
         items = [
             MediaItem(path=path, relpath=rel, group=str(Path(rel).parent.as_posix()))
-            for path, rel in iter_media(root, problems=problems)
+            for path, rel in iter_media(root, MEDIA_SUFFIXES, problems=problems)
         ]
         return Manifest(root=root, items=items, problems=problems, host=self.name)
 

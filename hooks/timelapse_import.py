@@ -7,7 +7,8 @@ merging on, RecognitionDatabases.CreateRecognitionTables / PopulateTables, Recog
 - trimming: box x, y -= 0.002 and w, h += 0.004 (float constants), negatives → 0, every value
   and every confidence rounded to 3 decimals (.NET Math.Round: scale, round half to even,
   unscale); detections under max(0.03, conservative/2.5) dropped; only the best classification
-  at or above max(0.03, typical_classification/2.5) kept;
+  at or above max(0.03, typical_classification/2.5) kept; each file's detections then sorted by
+  frame_number with .NET's List.Sort (an unstable introsort: `dotnet_sort`);
 - merging (what "Merge" does when recognitions exist): info fields taken from the newer
   detector version, thresholds the smaller of the two; detection and classification categories
   matched by label (new labels get new numbers), unions of categories and descriptions; every
@@ -15,7 +16,9 @@ merging on, RecognitionDatabases.CreateRecognitionTables / PopulateTables, Recog
 - storage: category keys as text in STRING columns (so SQLite keeps them as integers: compare
   as text), conf as the float32's shortest text, bbox as "x, y, w, h" with .NET's shortest
   double text, one best classification per detection, one row (category 0, conf 0, bbox '')
-  for an image without detections, nothing for a failed image.
+  for an image without detections, nothing for a failed image; a detection of a file that is not
+  a .jpg/.jpeg (a video) also gets a DetectionsVideo (frame_number, frame_rate, detectionID) row,
+  and is dropped when the file's frame_rate is not > 0.
 
 Deliberate differences, each keeping more of the user's data than Timelapse would:
 a failed image keeps the detections it had (Timelapse deletes them), every duplicate row of a
@@ -108,6 +111,107 @@ def newer_version_preferred(db_version: str | None, new_version: str | None) -> 
     return compare_ordinal(db_version, new_version) == -1
 
 
+def dotnet_sort(items: Sequence[Any], key) -> list[Any]:
+    """List<T>.Sort(Comparison<T>) of .NET Core (ArraySortHelper's introsort) comparing key(item) values.
+
+    Not stable: past 16 items, equal keys (a video frame's boxes) come out in the order its
+    median-of-three quicksort leaves them, which decides the detectionIDs Timelapse gives them.
+    """
+    keys = list(items)
+    if len(keys) > 1:
+        _intro_sort(keys, 0, len(keys), 2 * len(keys).bit_length(), _comparer(key))  # 2 * (floor(log2 n) + 1)
+    return keys
+
+
+def _comparer(key):
+    def compare(a, b) -> int:
+        ka, kb = key(a), key(b)
+        return (ka > kb) - (ka < kb)
+    return compare
+
+
+def _swap_if_greater(a: list, compare, i: int, j: int) -> None:
+    if compare(a[i], a[j]) > 0:
+        a[i], a[j] = a[j], a[i]
+
+
+def _intro_sort(a: list, lo: int, size: int, depth: int, compare) -> None:
+    """Sort a[lo:lo + size] in place: IntroSort with IntrosortSizeThreshold 16."""
+    while size > 1:
+        if size <= 16:
+            if size == 2:
+                _swap_if_greater(a, compare, lo, lo + 1)
+            elif size == 3:
+                _swap_if_greater(a, compare, lo, lo + 1)
+                _swap_if_greater(a, compare, lo, lo + 2)
+                _swap_if_greater(a, compare, lo + 1, lo + 2)
+            else:
+                _insertion_sort(a, lo, size, compare)
+            return
+        if depth == 0:
+            _heap_sort(a, lo, size, compare)
+            return
+        depth -= 1
+        p = _partition(a, lo, size, compare)
+        _intro_sort(a, lo + p + 1, size - p - 1, depth, compare)
+        size = p
+
+
+def _partition(a: list, lo: int, size: int, compare) -> int:
+    """PickPivotAndPartition: median of three, pivot parked at hi - 1; returns its index from lo."""
+    hi = size - 1
+    middle = hi >> 1
+    _swap_if_greater(a, compare, lo, lo + middle)
+    _swap_if_greater(a, compare, lo, lo + hi)
+    _swap_if_greater(a, compare, lo + middle, lo + hi)
+    pivot = a[lo + middle]
+    a[lo + middle], a[lo + hi - 1] = a[lo + hi - 1], a[lo + middle]
+    left, right = 0, hi - 1
+    while left < right:
+        left += 1
+        while compare(a[lo + left], pivot) < 0:
+            left += 1
+        right -= 1
+        while compare(pivot, a[lo + right]) < 0:
+            right -= 1
+        if left >= right:
+            break
+        a[lo + left], a[lo + right] = a[lo + right], a[lo + left]
+    if left != hi - 1:
+        a[lo + left], a[lo + hi - 1] = a[lo + hi - 1], a[lo + left]
+    return left
+
+
+def _insertion_sort(a: list, lo: int, size: int, compare) -> None:
+    for i in range(size - 1):
+        t = a[lo + i + 1]
+        j = i
+        while j >= 0 and compare(t, a[lo + j]) < 0:
+            a[lo + j + 1] = a[lo + j]
+            j -= 1
+        a[lo + j + 1] = t
+
+
+def _heap_sort(a: list, lo: int, n: int, compare) -> None:
+    def down(i: int, n: int) -> None:
+        d = a[lo + i - 1]
+        while i <= n >> 1:
+            child = 2 * i
+            if child < n and compare(a[lo + child - 1], a[lo + child]) < 0:
+                child += 1
+            if not compare(d, a[lo + child - 1]) < 0:
+                break
+            a[lo + i - 1] = a[lo + child - 1]
+            i = child
+        a[lo + i - 1] = d
+
+    for i in range(n >> 1, 0, -1):
+        down(i, n)
+    for i in range(n, 1, -1):
+        a[lo], a[lo + i - 1] = a[lo + i - 1], a[lo]
+        down(1, i - 1)
+
+
 # --- reading and trimming the recognition file -------------------------------------------------
 
 def _f32(value) -> float:
@@ -150,8 +254,7 @@ def trim_recognitions(recognizer: Mapping[str, Any]) -> dict[str, Any]:
                     best, best_conf = c, conf
             det["classifications"] = [] if best is None else [[str(best[0]), dotnet_round(best_conf)]]
             kept.append(det)
-        kept.sort(key=lambda d: int(d.get("frame_number", 0) or 0))  # stable; .NET's introsort is for <= 16
-        image["detections"] = kept
+        image["detections"] = dotnet_sort(kept, lambda d: int(d.get("frame_number", 0) or 0))
     return rec
 
 
@@ -417,10 +520,10 @@ def _populate_detections(conn: sqlite3.Connection, images: Sequence[Mapping[str,
             for det in dets:
                 det_id = next_id
                 next_id += 1
+                included = True  # Timelapse marks the file before the frame-rate check (then no Empty row)
                 frame_number = int(det.get("frame_number", 0) or 0)
                 if not is_jpg and not (frame_number >= 0 and frame_rate > 0):
                     continue  # a video detection without a usable frame rate is dropped
-                included = True
                 classes = det.get("classifications") or []
                 cls, cls_conf = (None, None) if not classes else (str(classes[0][0]),
                                                                   dotnet_double_text(float(classes[0][1])))

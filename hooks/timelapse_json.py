@@ -7,6 +7,11 @@ categories whose labels never repeat a detection label, optional taxonomy descri
 detection `[[category, conf]]` classifications (never null).  Failures are `failure` entries
 with `detections: null`.  Videos need `frame_rate` and per-detection `frame_number`.
 
+A video lists the boxes of each distinct frame DeepFaune sampled (a short video's repeated
+frames once), each with its `frame_number` and normalised by that frame's size; every animal
+frame's selected box carries the video's classification (a video is its own sequence, so both
+levels give the same answer).  `frames_processed` (required by format 1.5+) names those frames.
+
 DeepFaune classifies one box per image (the selected one), so only that box carries a
 classification.  By default it is the image's *sequence* answer (DeepFaune's `top1` and its
 probability, what the DeepFaune GUI reports); `level="image"` gives each image's own answer.
@@ -182,29 +187,50 @@ def _video_frame_rate(item: MediaItem) -> float:
         return 0.0
 
 
+def _detections(raw: RawResult, classification: tuple[str, float] | None,
+                frame_number: int | None = None) -> list[dict[str, Any]]:
+    """One image's (or video frame's) boxes; its selected box, when an animal, gets `classification`."""
+    out: list[dict[str, Any]] = []
+    if raw.width <= 0 or raw.height <= 0:
+        return out
+    for index, det in enumerate(raw.detections):
+        entry: dict[str, Any] = {
+            "category": str(det.category),
+            "conf": float(round(float(det.conf), 3)),
+            "bbox": normalised_box(det.box, raw.width, raw.height),
+        }
+        if index == raw.selected and det.category == ANIMAL and classification is not None:
+            entry["classifications"] = [[classification[0], float(classification[1])]]
+        if frame_number is not None:
+            entry["frame_number"] = frame_number
+        out.append(entry)
+    return out
+
+
+def video_frames(raw: RawResult) -> dict[int, RawResult]:
+    """Frame number -> result of each distinct decoded frame of a video, in frame order (repeats once)."""
+    if not raw.frames:  # a backend without frames: the video's own result stands for its key frame
+        return {} if raw.failure else {int(raw.frame_number or 0): raw}
+    seen: dict[int, RawResult] = {}
+    for frame in raw.frames:
+        if frame.failure is None and frame.frame_number is not None:
+            seen.setdefault(int(frame.frame_number), frame)
+    return {n: seen[n] for n in sorted(seen)}
+
+
 def image_entry(item: MediaItem, raw: RawResult, classification: tuple[str, float] | None) -> dict[str, Any]:
     entry: dict[str, Any] = {"file": item.relpath}
     if raw.failure is not None:
         entry["failure"] = raw.failure
         entry["detections"] = None
-        return entry
-    detections = []
-    if raw.width > 0 and raw.height > 0:
-        for index, det in enumerate(raw.detections):
-            out: dict[str, Any] = {
-                "category": str(det.category),
-                "conf": float(round(float(det.conf), 3)),
-                "bbox": normalised_box(det.box, raw.width, raw.height),
-            }
-            if index == raw.selected and classification is not None:
-                out["classifications"] = [[classification[0], float(classification[1])]]
-            if item.is_video:
-                out["frame_number"] = int(getattr(det, "frame_number", 0) or 0)
-            detections.append(out)
-    entry["detections"] = detections
+    elif item.is_video:
+        entry["detections"] = [d for number, frame in video_frames(raw).items()
+                               for d in _detections(frame, classification, number)]
+    else:
+        entry["detections"] = _detections(raw, classification)
     if item.is_video:
-        entry["frame_rate"] = _video_frame_rate(item)
-        entry["frames_processed"] = sorted({d["frame_number"] for d in detections})
+        entry["frame_rate"] = float(raw.frame_rate) if raw.frame_rate else _video_frame_rate(item)
+        entry["frames_processed"] = list(video_frames(raw))
     return entry
 
 
@@ -219,9 +245,8 @@ def build_recognitions(manifest: Manifest, results: RunResults, level: str = "se
         if raw is None:
             continue
         classification = None
-        selected = raw.selected_detection
         decision = decided.get(item.relpath)
-        if selected is not None and selected.category == ANIMAL and decision is not None:
+        if decision is not None:
             key = _classification_key(decision)
             if key is not None and key in by_key:
                 classification = (by_key[key], truncate3(decision.raw_score))

@@ -2,15 +2,25 @@
 
 Each file's outcome is chosen by a rule on its name (or an explicit mapping), so a host test can
 plant an animal sequence, a person, an empty image and a failure, and check what the host writes.
+
+A video (a real file the test wrote) gets DeepFaune's sampled frames, read from its frame count
+and rate as OpenCV reports them: the outcome in the even sampled frames (0, 2, 4...), nothing in
+the odd ones, two boxes in the third (so its count is 2), an animal logit growing by 0.1 per
+sampled frame (so the key frame is the last even one), boxes scaled to the video's frame size;
+a repeated frame (short videos) repeats the outputs of its first sampling.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Mapping
 
+import cv2
 import numpy as np
 
 from deepfaune_plugin.api import RunSettings
+from deepfaune_plugin.engine.video import NO_FRAMES, UNDECODABLE, sample_frame_indices
+from deepfaune_plugin.hooks.deepfaune_backend import video_result
 from deepfaune_plugin.modelcards import load_card
 from deepfaune_plugin.plugins import Registered, Registry, build_registry, new_plugin_manager
 from deepfaune_plugin.types import ANIMAL, PERSON, VEHICLE, Detection, MediaItem, RawResult
@@ -58,9 +68,49 @@ class FakePredictor:
             raw.bird_logits = np.array([0, 0, 0, 0, 0, 6.0, 0, 0], dtype=np.float32)
         return raw
 
+    def video_for(self, item: MediaItem, outcome: str) -> RawResult:
+        """A video's result as the DeepFaune backend shapes it (see the module docstring)."""
+        if outcome == "broken":
+            return RawResult(relpath=item.relpath, failure=UNDECODABLE)
+        cap = cv2.VideoCapture(str(item.path))
+        try:
+            total, fps = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), float(cap.get(cv2.CAP_PROP_FPS))
+            width, height = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+            opened = cap.isOpened()
+        finally:
+            cap.release()
+        if not opened:
+            return RawResult(relpath=item.relpath, failure=UNDECODABLE)
+        if total <= 0:
+            return RawResult(relpath=item.relpath, failure=NO_FRAMES)
+        frames: list[RawResult] = []
+        done: dict[int, RawResult] = {}
+        for k, number in enumerate(sample_frame_indices(total, fps)):
+            if number >= total:
+                frames.append(RawResult(relpath=item.relpath, frame_number=number, failure="beyond the last frame"))
+                continue
+            if number in done:  # a short video's repeated frame: the same outputs, as the backend gives
+                frames.append(replace(done[number], detections=list(done[number].detections)))
+                continue
+            frame = self.raw_for(item, outcome if k % 2 == 0 else "empty")
+            sx, sy = width / W, height / H
+            frame.detections = [Detection((d.box[0] * sx, d.box[1] * sy, d.box[2] * sx, d.box[3] * sy), d.conf,
+                                          d.category) for d in frame.detections]
+            if k == 2 and frame.detections:
+                d = frame.detections[0]
+                dx = 0.35 * width
+                frame.detections.append(Detection((d.box[0] + dx, d.box[1], d.box[2] + dx, d.box[3]), 0.8, d.category))
+            if frame.logits is not None:
+                frame.logits = frame.logits + np.float32(0.1 * k) * (frame.logits > 0)
+            frame.width, frame.height, frame.frame_number = width, height, number
+            done[number] = frame
+            frames.append(frame)
+        return video_result(item.relpath, frames, fps)
+
     def predict(self, items: Iterable[MediaItem]) -> Iterator[RawResult]:
         for item in items:
-            yield self.raw_for(item, self.rule(item))
+            outcome = self.rule(item)
+            yield self.video_for(item, outcome) if item.is_video else self.raw_for(item, outcome)
 
     def close(self) -> None:
         pass

@@ -4,6 +4,7 @@ A thumbnail is named by a hash of what it depends on (the file's relative path, 
 modification time, the box drawn, whether people are blurred), so a second report of the same
 files reuses it and a changed file or box gets a new one.  Pixels are read as the detector read
 them (EXIF orientation applied), so the boxes, in the detector's pixels, land where they belong.
+A video shows the frame its box was found in (its key frame), sought the way the detector read it.
 """
 from __future__ import annotations
 
@@ -45,6 +46,7 @@ class Job:
     category: int = ANIMAL
     people: tuple[Box, ...] = ()
     video: bool = False
+    frame: int = 0  # a video's frame to show: the one the box (and the people) belong to
 
     @classmethod
     def of(cls, item: MediaItem, raw: RawResult | None) -> "Job":
@@ -53,7 +55,7 @@ class Job:
         sel = raw.selected_detection
         people = tuple(d.box for d in raw.detections if d.category == PERSON)
         return cls(item.relpath, Path(item.path), raw.width, raw.height, sel.box if sel else None,
-                   sel.category if sel else ANIMAL, people, item.is_video)
+                   sel.category if sel else ANIMAL, people, item.is_video, raw.frame_number or 0)
 
 
 def cache_name(job: Job, kind: str, blur: bool) -> str:
@@ -66,26 +68,33 @@ def cache_name(job: Job, kind: str, blur: bool) -> str:
     box = ",".join(f"{v:.1f}" for v in job.box) if job.box else "-"
     # only pictures with people differ when blurring, so the others are shared by both kinds of report
     people = ";".join(",".join(f"{v:.1f}" for v in b) for b in job.people) if blur and job.people else "-"
-    text = "\0".join([job.relpath, stamp, kind, box, str(job.category), people, str(CACHE_VERSION)])
+    parts = [job.relpath, stamp, kind, box, str(job.category), people, str(CACHE_VERSION)]
+    if job.frame:  # frame 0 keeps the name thumbnails had before videos showed their key frame
+        parts.append(f"frame {job.frame}")
+    text = "\0".join(parts)
     return f"{kind}-{hashlib.sha1(text.encode('utf-8')).hexdigest()[:24]}.jpg"
 
 
-def _load(path: Path, size: int, video: bool) -> Image.Image:
-    """RGB pixels, EXIF orientation applied; JPEGs decoded at the smallest DCT scale still >= size."""
+def _load(path: Path, size: int, video: bool, frame: int = 0) -> Image.Image:
+    """RGB pixels, EXIF orientation applied; JPEGs decoded at the smallest DCT scale still >= size.
+
+    A video's `frame` is read as the detector read it (OpenCV seek, PyAV when OpenCV cannot)."""
     if video:
-        cap = cv2.VideoCapture(str(path))
+        from ..engine.imageio import MediaError
+        from ..engine.video import read_frames
+
         try:
-            ok, frame = cap.read()
-        finally:
-            cap.release()
-        if not ok:
-            raise OSError("cannot read a video frame")
-        return Image.fromarray(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+            pixels = read_frames(path, [frame]).frames[0]
+        except MediaError as err:
+            raise OSError(str(err)) from err
+        if pixels is None:
+            raise OSError(f"cannot read frame {frame} of the video")
+        return Image.fromarray(cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB))
     try:
         with Image.open(path) as img:
             img.draft("RGB", (size, size))
             return ImageOps.exif_transpose(img).convert("RGB")
-    except (OSError, ValueError, Image.DecompressionBombError):
+    except Exception:  # Pillow cannot (or a Pillow plugin misbehaves): decode as the detector does
         from ..engine.imageio import MediaError, read_image
 
         try:
@@ -109,7 +118,7 @@ def blur_people(image: Image.Image, boxes: Iterable[Box], sx: float, sy: float) 
 
 def render(job: Job, size: int, blur: bool, draw_box: bool) -> Image.Image:
     """The file at most `size` px on its long side, people blurred if asked, the selected box drawn if asked."""
-    image = _load(job.path, size, job.video)
+    image = _load(job.path, size, job.video, job.frame)
     if max(image.size) > size:
         image.thumbnail((size, size), Image.LANCZOS)
     # the boxes are in the detector's pixels; its image may differ in size from what was decoded here
@@ -141,7 +150,7 @@ class ThumbCache:
 
     def needs_preview(self, job: Job) -> bool:
         """A preview replaces the original on click when people must be blurred (for a video: a blurred
-        still of its first frame) or when a browser cannot show the image's format."""
+        still of its key frame) or when a browser cannot show the image's format."""
         if self.blur and job.people:
             return True
         return not job.video and job.path.suffix.lower() not in BROWSER_SUFFIXES
@@ -158,7 +167,7 @@ class ThumbCache:
                 if not preview.is_file():
                     _save(render(job, PREVIEW_PX, self.blur, draw_box=False), preview, quality=85)
             return thumb, preview
-        except (OSError, ValueError):
+        except Exception:  # one file's thumbnail never breaks the page
             return None, None
 
     def make_all(self, jobs: list[Job]) -> dict[str, tuple[Path | None, Path | None]]:
