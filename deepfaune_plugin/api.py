@@ -14,7 +14,11 @@ from typing import Any, Iterable, Iterator, Mapping, Protocol, Sequence, runtime
 
 from .types import ClassTable, Decision, Manifest, MediaItem, RawResult
 
-DETECTOR_MODES = ("DF", "MDS", "DFbsMDS", "DFMDS")
+#: Modes that run a detector (a model card lists those its models support).
+MODEL_DETECTOR_MODES = ("DF", "MDS", "DFbsMDS", "DFMDS")
+#: No detector: classify the boxes the host supplies (MediaItem.known_boxes), e.g. MegaDetector's.
+EXISTING_DETECTIONS = "existing"
+DETECTOR_MODES = (*MODEL_DETECTOR_MODES, EXISTING_DETECTIONS)
 
 
 @dataclass
@@ -30,7 +34,9 @@ class RunSettings:
     bird: bool = False
     models_dir: Path | None = None
     threads: int | None = None
+    fast: bool = False  # int8 models (`deepfaune models quantize`) and half-resolution decoding: other answers
     backend: str = "deepfaune"
+    scheduler: str | None = None  # a Dask scheduler address or "local:N": where inference runs, never what it gives
 
     def __post_init__(self) -> None:
         if not 0.0 < self.threshold < 1.0:

@@ -34,7 +34,9 @@ def _add_run(sub, registry: Registry) -> None:
     p.add_argument("--backend", default="deepfaune", help="classification backend (default: deepfaune)")
     p.add_argument("--model-version", default="1.4", help="DeepFaune model version (default: 1.4)")
     p.add_argument("--detector", default="DFbsMDS", choices=DETECTOR_MODES,
-                   help="detector mode (default DFbsMDS: DeepFaune's detector, MegaDetector when it finds nothing)")
+                   help="detector mode (default DFbsMDS: DeepFaune's detector, MegaDetector when it finds nothing; "
+                        "existing: no detector, classify the boxes the source already holds, e.g. Timelapse's "
+                        "--use-existing-detections)")
     p.add_argument("--threshold", type=float, default=0.8, help="score under which a label is 'undefined' (default 0.8)")
     p.add_argument("--maxlag", type=float, default=10, help="max seconds between images of a sequence (default 10)")
     p.add_argument("--lang", default="fr", help="label language: fr, en, it, de, es (+ no, se, pt for 1.5)")
@@ -45,6 +47,13 @@ def _add_run(sub, registry: Registry) -> None:
     p.add_argument("--models-dir", type=Path, default=None,
                    help="folder of ONNX models and their manifest (default: $DEEPFAUNE_MODELS or the user cache)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for inference (default: all cores)")
+    p.add_argument("--fast", action="store_true",
+                   help="int8 models (made by `deepfaune models quantize`): about twice as fast, answers differ "
+                        "slightly from DeepFaune's (agreement in benchmarks/RESULTS.md)")
+    p.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                   help="run inference on a Dask cluster: a scheduler address (tcp://host:8786) or local:N for N "
+                        "worker processes on this computer; needs pip install 'deepfaune-plugin[dask]' "
+                        "(see docs/cluster.md)")
     p.add_argument("--output", "-o", type=Path, default=None, help="output file (.csv or .xlsx for a folder)")
     p.add_argument("--store", type=Path, default=None,
                    help="result store (SQLite) that makes runs resumable and re-decisions instant "
@@ -77,7 +86,8 @@ def _cmd_run(args, registry: Registry) -> int:
         settings = RunSettings(
             model_version=args.model_version, detector_mode=args.detector, threshold=args.threshold,
             maxlag=args.maxlag, lang=args.lang, exclude=_split_list(args.exclude), bird=args.bird,
-            models_dir=args.models_dir, threads=args.threads, backend=args.backend,
+            models_dir=args.models_dir, threads=args.threads, fast=args.fast, backend=args.backend,
+            scheduler=args.scheduler,
         )
     except ValueError as err:
         raise CliError(str(err)) from err

@@ -1,6 +1,8 @@
 """One run, in one direction: manifest → media → raw outputs → decisions → host writer."""
 from __future__ import annotations
 
+import hashlib
+import json
 import signal
 import sqlite3
 import sys
@@ -8,7 +10,7 @@ import threading
 import time
 from collections import Counter
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -16,6 +18,7 @@ from typing import Any, Mapping, Sequence
 from .api import Host, RunResults, RunSettings
 from .decisions import decide_run
 from .errors import DeepfauneError
+from .engine.video import FILE_DATE, video_date
 from .exifdate import read_exif_date
 from .plugins import PluginError, Registry, default_registry
 from .progress import Progress
@@ -119,7 +122,8 @@ def infer(items: Sequence[MediaItem], backend, settings: RunSettings, store: Res
     description = describe(settings) if describe and store is not None else None
     raws: dict[str, RawResult] = {}
     if description is not None:
-        raws = store.lookup(description.fingerprint, items)
+        for fingerprint, group in by_fingerprint(description.fingerprint, items).items():
+            raws.update(store.lookup(fingerprint, group))
     todo = [item for item in items if item.relpath not in raws]
     result = Inference(raws=raws, classes=description.classes if description else None,
                        info=dict(description.info) if description else {}, reused=len(raws))
@@ -129,42 +133,121 @@ def infer(items: Sequence[MediaItem], backend, settings: RunSettings, store: Res
         log(f"{result.reused} of {len(items)} files already computed (result store {store.path})")
     if not todo:
         return result
+    sink = _Sink(result, store if description is not None else None,
+                 description.fingerprint if description is not None else "", len(todo), progress)
+    compute = _compute_on_cluster if settings.scheduler else _compute_here
+    try:
+        stopped = compute(todo, backend, settings, description, sink, log)
+    finally:
+        sink.close()
+    if stopped:
+        raise RunInterrupted(f"interrupted: {len(result.raws)} of {len(items)} files are computed and stored"
+                             + (f" in {store.path}" if description is not None else "")
+                             + "; run the same command again to resume")
+    return result
+
+
+class _Sink:
+    """Where computed results go, in whatever order they come: dates completed, kept by relpath, stored
+    batch by batch."""
+
+    def __init__(self, result: Inference, store: ResultStore | None, fingerprint: str, total: int, progress: bool):
+        self.result, self.store, self.fingerprint = result, store, fingerprint
+        self.total, self.progress = total, progress
+        self.bar: Progress | None = None
+        self.batch: list[tuple[MediaItem, RawResult]] = []
+        self.last_flush = time.monotonic()
+
+    def start(self) -> None:
+        if self.progress and self.bar is None:
+            self.bar = Progress(self.total)
+
+    def add(self, item: MediaItem, raw: RawResult) -> None:
+        self.start()
+        if raw.failure is None and raw.date_source != "exif":
+            raw.date, raw.date_source = media_date(item)
+        self.result.raws[item.relpath] = raw
+        self.result.computed += 1
+        if self.bar:
+            self.bar.update(failed=raw.failure is not None)
+        if self.store is not None:
+            self.batch.append((item, raw))
+            if len(self.batch) >= STORE_BATCH or time.monotonic() - self.last_flush > 5.0:
+                self.flush()
+
+    def flush(self) -> None:
+        if self.store is not None and self.batch:
+            for fingerprint, batch in by_fingerprint(self.fingerprint, self.batch, lambda entry: entry[0]).items():
+                self.store.save(fingerprint, batch)
+        self.batch, self.last_flush = [], time.monotonic()
+
+    def close(self) -> None:
+        try:
+            self.flush()
+        finally:
+            if self.bar:
+                self.bar.close()
+
+
+def item_fingerprint(fingerprint: str, item: MediaItem) -> str:
+    """The store key of an item's outputs: those computed on a host's known boxes hold only for those boxes."""
+    if item.known_boxes is None:
+        return fingerprint
+    key = json.dumps([fingerprint, [astuple(box) for box in item.known_boxes]])
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def by_fingerprint(fingerprint: str, entries, item=lambda entry: entry) -> dict[str, list]:
+    groups: dict[str, list] = {}
+    for entry in entries:
+        groups.setdefault(item_fingerprint(fingerprint, item(entry)), []).append(entry)
+    return groups
+
+
+def _begin(result: Inference, settings: RunSettings, classes: ClassTable, info, log) -> None:
+    result.classes, result.info = classes, dict(info)
+    check_settings(settings, classes)
+    if result.info.get("standin"):
+        log(_STANDIN_BANNER)
+
+
+def _compute_here(todo, backend, settings: RunSettings, description, sink: _Sink, log) -> bool:
+    """In this process: the models loaded once, files in manifest order. True when Ctrl-C stopped it."""
     predictor = backend.open(settings)
     try:
-        result.classes, result.info = predictor.classes, dict(predictor.info)
-        check_settings(settings, result.classes)
-        if result.info.get("standin"):
-            log(_STANDIN_BANNER)
-        bar = Progress(len(todo)) if progress else None
-        batch: list[tuple[MediaItem, RawResult]] = []
-        last_flush = time.monotonic()
+        _begin(sink.result, settings, predictor.classes, predictor.info, log)
+        sink.start()
         with _graceful_interrupt() as stop:
             for item, raw in zip(todo, predictor.predict(iter(todo))):
-                if raw.failure is None and raw.date_source != "exif":
-                    raw.date = read_exif_date_safely(item.path)
-                    raw.date_source = "exif" if raw.date else ""
-                raws[item.relpath] = raw
-                result.computed += 1
-                batch.append((item, raw))
-                if bar:
-                    bar.update(failed=raw.failure is not None)
-                if description is not None and (len(batch) >= STORE_BATCH or time.monotonic() - last_flush > 5.0):
-                    store.save(description.fingerprint, batch)
-                    batch, last_flush = [], time.monotonic()
+                sink.add(item, raw)
                 if stop.requested:
                     break
-            if description is not None and batch:
-                store.save(description.fingerprint, batch)
-        if bar:
-            bar.close()
-        if stop.requested:
-            done = len(raws)
-            raise RunInterrupted(f"interrupted: {done} of {len(items)} files are computed and stored"
-                                 + (f" in {store.path}" if description is not None else "")
-                                 + "; run the same command again to resume")
+        return stop.requested
     finally:
         predictor.close()
-    return result
+
+
+def _compute_on_cluster(todo, backend, settings: RunSettings, description, sink: _Sink, log) -> bool:
+    """On a Dask cluster (imported only here): shards on workers, results in completion order."""
+    from .distributed import ClusterError, compute_on_cluster
+
+    if description is not None:
+        _begin(sink.result, settings, description.classes, description.info, log)
+    log(f"computing {len(todo)} files on the Dask cluster at {settings.scheduler}")
+    sink.start()
+    try:
+        with _graceful_interrupt() as stop:
+            outcome = compute_on_cluster(todo, settings, settings.backend, settings.scheduler, sink.add,
+                                         should_stop=lambda: stop.requested,
+                                         expected_info=description.info if description is not None else None)
+    except ClusterError as err:
+        raise RunError(str(err)) from err
+    if outcome.classes is not None:
+        if description is None:
+            _begin(sink.result, settings, outcome.classes, outcome.info, log)
+        else:
+            sink.result.info = dict(outcome.info)  # what the workers loaded, checked against the description
+    return outcome.stopped
 
 
 class _Stop:
@@ -190,6 +273,18 @@ def _graceful_interrupt():
         yield stop
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def media_date(item: MediaItem) -> tuple[datetime | None, str]:
+    """(date, source) a file carries: EXIF for an image; a video's container date, else its file date
+    unless the host knows a date (left to `with_host_dates`, a better guess than a file's mtime)."""
+    if not item.is_video:
+        date = read_exif_date_safely(item.path)
+        return date, "exif" if date else ""
+    date, source = video_date(item.path)
+    if source == FILE_DATE and item.timestamp is not None:
+        return None, ""
+    return date, source
 
 
 def read_exif_date_safely(path: Path) -> datetime | None:
@@ -252,6 +347,13 @@ def run(
         raise RunError(f"{source}: cannot read as a {adapter.name} source: {err}") from err
     for problem in manifest.problems:
         log(f"warning: {problem.relpath}: {problem.reason}")
+    if manifest.detector_mode and manifest.detector_mode != settings.detector_mode:
+        log(f"detector mode {manifest.detector_mode} (the {adapter.name} source asks for it) "
+            f"instead of {settings.detector_mode}")
+        try:
+            settings = replace(settings, detector_mode=manifest.detector_mode)
+        except ValueError as err:
+            raise RunError(f"{source}: {err}") from err
     items = manifest.items
     result_store = _open_store(default_store_path(source) if store is True else (store or None))
     try:
@@ -266,7 +368,12 @@ def run(
         settings=settings, classes=inference.classes, raw={r.relpath: r for r in raws}, decisions=decisions,
         backend_info=info, output=Path(output) if output else None, started=started, finished=datetime.now(),
     )
-    written = adapter.write(manifest, results, host_options)
+    try:
+        written = adapter.write(manifest, results, host_options)
+    except OSError as err:  # a full disk, a read-only card: writers are atomic, so the old outputs stay
+        raise RunError(f"cannot write the results: {err}; the previous outputs are unchanged"
+                       + ("; what was computed is kept in the result store: free some space and run the same "
+                          "command again" if result_store is not None else "")) from err
     summary = RunSummary(results=results, manifest=manifest, written=list(written), elapsed=time.monotonic() - t0,
                          problems=list(manifest.problems))
     _write_review(summary, report, blur_humans, command, log)
@@ -282,7 +389,7 @@ def _write_review(summary: RunSummary, report: bool, blur_humans: bool, command,
         if report:
             summary.review_files.append(write_report(summary, out_dir, blur_humans=blur_humans))
         summary.review_files.append(write_run_record(summary, out_dir, command=command))
-    except OSError as err:
+    except (OSError, ValueError) as err:  # ValueError: a UnicodeError, say
         log(f"warning: could not write the report or run record in {out_dir}: {err}")
 
 
