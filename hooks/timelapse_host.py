@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from deepfaune_plugin.paths import UnsafePathError, safe_relative
 from deepfaune_plugin.api import EXISTING_DETECTIONS, HostOption, RunResults
 from deepfaune_plugin.atomic import atomic_output
 from deepfaune_plugin.hookspecs import hookimpl
@@ -145,7 +146,11 @@ class TimelapseHost:
             by_relpath.setdefault(row.relpath, []).append(row)
         items = []
         for relpath, rows in sorted(by_relpath.items()):
-            path = root / relpath
+            try:  # a RelativePath with "..", a drive or an absolute path never leaves the image set
+                path = safe_relative(root, relpath, manifest=ddb)
+            except UnsafePathError as err:
+                problems.append(Problem(relpath, f"refused: {err.reason}"))
+                continue
             if not path.is_file():
                 problems.append(Problem(relpath, f"listed in {ddb.name} but missing on disk"))
                 continue

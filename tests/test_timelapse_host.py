@@ -542,3 +542,21 @@ def test_real_backend_on_standin_models(tmp_path: Path, standin_models: Path):
     got = detections_by_file(ddb)
     assert [r[0] for r in got["cam1\\IMG_0001.JPG"]] == ["1"] and [r[0] for r in got["cam1\\IMG_0002.JPG"]] == ["2"]
     assert_healthy(ddb)
+
+
+def test_relative_paths_leaving_the_root_are_refused(tmp_path: Path):
+    """A DataTable row pointing outside the image set (.. or an absolute path) is refused, never read."""
+    import sqlite3
+
+    root = tmp_path / "set"
+    make_image_set(root)
+    outside = tmp_path / "secret.jpg"
+    outside.write_bytes((root / "cam1" / "fox_1.jpg").read_bytes())
+    conn = sqlite3.connect(root / "TimelapseData.ddb")
+    with conn:
+        conn.execute("UPDATE DataTable SET RelativePath = '..', File = 'secret.jpg' WHERE File = 'fox_1.jpg'")
+    conn.close()
+    summary = run_timelapse(root)
+    refused = {p.relpath: p.reason for p in summary.problems}
+    assert refused["../secret.jpg"].startswith("refused: ")
+    assert "../secret.jpg" not in {d.relpath for d in summary.results.decisions}
