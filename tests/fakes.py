@@ -12,7 +12,6 @@ a repeated frame (short videos) repeats the outputs of its first sampling.
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 from typing import Callable, Iterable, Iterator, Mapping
 
 import cv2

@@ -11,8 +11,6 @@ try:  # offline, no auto-install, quiet: as the exporter imports it
 except Exception as exc:  # ExportDepsMissing
     pytest.skip(str(exc), allow_module_level=True)
 
-from deepfaune_plugin.engine.detection import postprocess  # noqa: E402
-from deepfaune_plugin.engine.letterbox import letterbox  # noqa: E402
 from deepfaune_plugin.engine.onnx_models import OnnxDetector  # noqa: E402
 from deepfaune_plugin.models.export import fakes  # noqa: E402
 from deepfaune_plugin.models.export.checkpoint import CheckpointError  # noqa: E402

@@ -7,7 +7,6 @@ person box (400, 300, 1200, 2100), conf 0.91; empty files nothing; "broken" file
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import subprocess
 import sys
@@ -15,6 +14,8 @@ import threading
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
+
+from mdvalidate import megadetector_findings
 
 import pytest
 
@@ -280,20 +281,7 @@ def test_recognition_file_passes_megadetector_validator(tmp_path: Path):
     make_image_set(tmp_path / "set")
     run_timelapse(tmp_path / "set")
     path = tmp_path / "set" / DEFAULT_JSON
-    script = ("import json, sys\n"
-              "from megadetector.postprocessing.validate_batch_results import validate_batch_results, "
-              "ValidateBatchResultsOptions\n"
-              "o = ValidateBatchResultsOptions(); o.check_image_existence = True; o.relative_path_base = sys.argv[2]\n"
-              "r = validate_batch_results(sys.argv[1], o)['validation_results']\n"
-              "print(json.dumps([r['errors'], r['warnings']]))\n")
-    python = os.environ.get("MEGADETECTOR_PYTHON")
-    if not python:
-        pytest.importorskip("megadetector.postprocessing.validate_batch_results")
-        python = sys.executable
-    out = subprocess.run([python, "-c", script, str(path), str(tmp_path / "set")], capture_output=True, text=True,
-                         timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout.strip().splitlines()[-1]) == [[], []]
+    assert megadetector_findings(path, tmp_path / "set") == [[], []]
 
 
 # --- writing the .ddb ----------------------------------------------------------------------------

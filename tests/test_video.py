@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import struct
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Callable, Sequence
 

@@ -21,10 +21,10 @@ import json
 import os
 import shutil
 import sqlite3
-import subprocess
-import sys
 from datetime import datetime
 from pathlib import Path
+
+from mdvalidate import megadetector_findings
 
 import numpy as np
 import pytest
@@ -319,17 +319,4 @@ def test_timelapse_sorts_a_videos_boxes_as_dotnet_does(tmp_path: Path):
 def test_timelapse_recognitions_pass_megadetector_validator(timelapse_run):
     """megadetector is optional: set MEGADETECTOR_PYTHON to a Python that has it."""
     root, _, _ = timelapse_run
-    script = ("import json, sys\n"
-              "from megadetector.postprocessing.validate_batch_results import validate_batch_results, "
-              "ValidateBatchResultsOptions\n"
-              "o = ValidateBatchResultsOptions(); o.check_image_existence = True; o.relative_path_base = sys.argv[2]\n"
-              "r = validate_batch_results(sys.argv[1], o)['validation_results']\n"
-              "print(json.dumps([r['errors'], r['warnings']]))\n")
-    python = os.environ.get("MEGADETECTOR_PYTHON")
-    if not python:
-        pytest.importorskip("megadetector.postprocessing.validate_batch_results")
-        python = sys.executable
-    out = subprocess.run([python, "-c", script, str(root / DEFAULT_JSON), str(root)], capture_output=True, text=True,
-                         timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout.strip().splitlines()[-1]) == [[], []]
+    assert megadetector_findings(root / DEFAULT_JSON, root) == [[], []]
