@@ -75,7 +75,7 @@ def _add_run(sub, registry: Registry) -> None:
                                    default=bool(opt.default), help=f"[{reg.name}] {opt.help}")
             else:
                 group.add_argument(f"--{opt.name}", dest=f"host_{opt.dest}",
-                                   action="append" if opt.multiple else "store",
+                                   action="append" if opt.multiple else "store", metavar=opt.dest.upper(),
                                    default=opt.default, help=f"[{reg.name}] {opt.help}")
 
 
