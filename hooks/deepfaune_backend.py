@@ -6,7 +6,6 @@ import json
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import numpy as np
@@ -29,7 +28,7 @@ from deepfaune_plugin.types import ANIMAL, ClassTable, MediaItem, RawResult
 PREFETCH = 2  # files decoded ahead of inference, on another thread (a video: its sampled frames)
 #: Bump when a change of this backend's code changes raw outputs: stored outputs are then recomputed.
 ENGINE_REVISION = 1
-#: The same for what `--fast` does besides its model files (half-resolution decoding).
+#: The same for what `--fast` does besides choosing its int8 model files.
 FAST_REVISION = 1
 
 
@@ -74,7 +73,7 @@ class ModelPlan:
     def fingerprint(self) -> str:
         info = self.info()
         key = {"card": self.card.version, "mode": self.mode, "files": info["files"], "engine": ENGINE_REVISION}
-        if self.fast:  # half-resolution decoding changes outputs even with the same files
+        if self.fast:  # anything --fast does beyond its files changes outputs too
             key["fast"] = FAST_REVISION
         return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 

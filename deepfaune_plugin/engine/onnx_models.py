@@ -18,7 +18,7 @@ import onnxruntime as ort
 from ..errors import DeepfauneError
 from ..types import Detection
 from .detection import postprocess
-from .letterbox import letterbox, plan_letterbox
+from .letterbox import Letterbox, letterbox, plan_letterbox
 
 DETECTOR_ROWS = 4 + 3
 BIRD_CLASSES = 8
@@ -33,13 +33,21 @@ class ModelContractError(DeepfauneError):
         super().__init__(f"{self.path}: {what}")
 
 
-def session_options(threads: int | None = None) -> ort.SessionOptions:
+#: Whether onnxruntime's idle worker threads busy-wait for the next operator.  Off by default: the
+#: decode thread works while the models run, and spinning workers take its core (measured in
+#: benchmarks/RESULTS.md, issue 10).  DEEPFAUNE_ORT_SPINNING=1 turns it back on.
+ALLOW_SPINNING = os.environ.get("DEEPFAUNE_ORT_SPINNING", "0") == "1"
+
+
+def session_options(threads: int | None = None, spinning: bool | None = None) -> ort.SessionOptions:
     """One image at a time, all cores on each operator: what a batch run on a laptop wants."""
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads or os.cpu_count() or 1
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    allow = ALLOW_SPINNING if spinning is None else spinning
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if allow else "0")
     return opts
 
 
@@ -98,8 +106,15 @@ class OnnxDetector:
         lb = plan_letterbox(h, w, self.size)
         return lb.input_h, lb.input_w
 
+    def prepare(self, image_bgr: np.ndarray) -> tuple[np.ndarray, Letterbox]:
+        """The network input for an image; pure pixel work, safe on another thread than `detect`."""
+        return letterbox(image_bgr, self.size)
+
     def __call__(self, image_bgr: np.ndarray) -> list[Detection]:
-        tensor, lb = letterbox(image_bgr, self.size)
+        return self.detect(*self.prepare(image_bgr))
+
+    def detect(self, tensor: np.ndarray, lb: Letterbox) -> list[Detection]:
+        """Detections from a tensor made by `prepare` (or `letterbox` at this detector's size)."""
         (output,) = self.session.run(["output0"], {"images": tensor})
         if output.ndim != 3 or output.shape[:2] != (1, DETECTOR_ROWS):
             raise ModelContractError(self.path, f"output 'output0' has shape {output.shape}, "

@@ -77,8 +77,9 @@ def _quiet_root_logger():
 
 # ---------------------------------------------------------------- the detector: static QDQ int8
 
+#: reduce_range: 7-bit weights, because AVX2 without VNNI multiplies u8 x s8 pairs into saturating int16.
 DETECTOR_SETTINGS = {"method": "onnxruntime quantize_static", "format": "QDQ", "activation_type": "QUInt8",
-                     "weight_type": "QInt8", "per_channel": True, "calibration": "MinMax",
+                     "weight_type": "QInt8", "per_channel": True, "reduce_range": True, "calibration": "MinMax",
                      "op_types": ["Conv"], "excluded": "the head's last convolutions (box and class read-outs) "
                                                       "and the DFL projection stay float32"}
 
@@ -130,7 +131,7 @@ def quantize_detector(fp32: Path | str, out: Path | str, calibration: list[np.nd
     with atomic_output(Path(out)) as tmp, _quiet_root_logger():
         quantize_static(str(fp32), str(tmp), Reader(), quant_format=QuantFormat.QDQ, op_types_to_quantize=["Conv"],
                         per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        nodes_to_exclude=excluded)
+                        nodes_to_exclude=excluded, reduce_range=DETECTOR_SETTINGS["reduce_range"])
         a, b = OnnxDetector(fp32, size=size, conf=conf), OnnxDetector(tmp, size=size, conf=conf)
         same, worst = 0, 0.0
         probes = probes if probes is not None else calibration
