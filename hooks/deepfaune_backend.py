@@ -86,7 +86,9 @@ class DeepFaunePredictor:
         version = self.card.version
         int8 = "_int8" if plan.fast else ""
         clf_path = self.store.file_for(version, "classifier" + int8)
-        self.classifier = OnnxClassifier(clf_path, threads=self.threads, size=self.card.classifier.crop_size)
+        self.low_memory = plan.fast  # --fast also keeps within its memory budget (no onnxruntime arena)
+        self.classifier = OnnxClassifier(clf_path, threads=self.threads, size=self.card.classifier.crop_size,
+                                         low_memory=self.low_memory)
         if self.classifier.num_classes != self.card.classifier.num_classes:
             raise DeepfauneError(f"{clf_path}: {self.classifier.num_classes} classes, but DeepFaune {version} has "
                                  f"{self.card.classifier.num_classes}")
@@ -104,7 +106,7 @@ class DeepFaunePredictor:
         if m not in self._detectors:
             spec = self.card.detectors[m]
             self._detectors[m] = OnnxDetector(self._detector_files[m], size=spec.size, conf=spec.conf, source=m,
-                                              threads=self.threads)
+                                              threads=self.threads, low_memory=self.low_memory)
         return self._detectors[m]
 
     def _run(self, m: str, image: np.ndarray, tensors: dict[int, tuple]) -> list:

@@ -39,9 +39,16 @@ class ModelContractError(DeepfauneError):
 ALLOW_SPINNING = os.environ.get("DEEPFAUNE_ORT_SPINNING", "0") == "1"
 
 
-def session_options(threads: int | None = None, spinning: bool | None = None) -> ort.SessionOptions:
-    """One image at a time, all cores on each operator: what a batch run on a laptop wants."""
+def session_options(threads: int | None = None, spinning: bool | None = None,
+                    low_memory: bool = False) -> ort.SessionOptions:
+    """One image at a time, all cores on each operator: what a batch run on a laptop wants.
+
+    `low_memory` turns off onnxruntime's CPU memory arena: 160 MB less peak RSS with the int8
+    models of --fast, for about 8 % more time (benchmarks/RESULTS.md, issue 10).
+    """
     opts = ort.SessionOptions()
+    if low_memory:
+        opts.enable_cpu_mem_arena = False
     opts.intra_op_num_threads = threads or os.cpu_count() or 1
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -51,12 +58,12 @@ def session_options(threads: int | None = None, spinning: bool | None = None) ->
     return opts
 
 
-def _open(path: str | os.PathLike, threads: int | None) -> ort.InferenceSession:
+def _open(path: str | os.PathLike, threads: int | None, low_memory: bool = False) -> ort.InferenceSession:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"model file not found: {path}")
     try:
-        return ort.InferenceSession(str(path), sess_options=session_options(threads),
+        return ort.InferenceSession(str(path), sess_options=session_options(threads, low_memory=low_memory),
                                     providers=["CPUExecutionProvider"])
     except Exception as err:  # onnxruntime raises its own exception types for bad files
         raise ModelContractError(path, f"not a loadable ONNX model ({err})") from err
@@ -86,10 +93,10 @@ class OnnxDetector:
     """A YOLOv8-style detector: BGR image in, DeepFaune detections (original pixels) out."""
 
     def __init__(self, path: str | os.PathLike, size: int = 960, conf: float = 0.6, source: str = "DF",
-                 threads: int | None = None):
+                 threads: int | None = None, low_memory: bool = False):
         self.path = Path(path)
         self.size, self.conf, self.source = size, conf, source
-        self.session = _open(self.path, threads)
+        self.session = _open(self.path, threads, low_memory)
         inp = _require(self.path, self.session.get_inputs(), "images", "input", 4)
         out = _require(self.path, self.session.get_outputs(), "output0", "output", 3)
         if _static(inp.shape[1]) not in (None, 3):
@@ -125,9 +132,10 @@ class OnnxDetector:
 class OnnxClassifier:
     """The species classifier: normalised crops in, raw logits (and bird-head logits) out."""
 
-    def __init__(self, path: str | os.PathLike, threads: int | None = None, size: int | None = None):
+    def __init__(self, path: str | os.PathLike, threads: int | None = None, size: int | None = None,
+                 low_memory: bool = False):
         self.path = Path(path)
-        self.session = _open(self.path, threads)
+        self.session = _open(self.path, threads, low_memory)
         inp = _require(self.path, self.session.get_inputs(), "input", "input", 4)
         outputs = self.session.get_outputs()
         logits = _require(self.path, outputs, "logits", "output", 2)
