@@ -16,6 +16,8 @@ def _read_umask() -> int:
 
 
 _UMASK = _read_umask()
+NEW_FILE_MODE = 0o666 & ~_UMASK  # what open() would give a new file; mkstemp gives 0600
+NEW_DIR_MODE = 0o777 & ~_UMASK  # what mkdir() would give; mkdtemp gives 0700
 
 
 @contextlib.contextmanager
@@ -28,7 +30,7 @@ def atomic_output(path: Path) -> Iterator[Path]:
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     os.close(fd)
     tmp = Path(name)
-    os.chmod(tmp, 0o666 & ~_UMASK)  # the usual permissions of a new file, not mkstemp's 0600
+    os.chmod(tmp, NEW_FILE_MODE)  # the usual permissions of a new file, not mkstemp's 0600
     try:
         yield tmp
         with open(tmp, "rb+") as fh:

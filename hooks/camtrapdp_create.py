@@ -28,6 +28,7 @@ from typing import Any, Mapping
 
 import yaml
 
+from deepfaune_plugin.atomic import NEW_DIR_MODE
 from deepfaune_plugin.api import RunResults
 from deepfaune_plugin.engine.video import FILE_DATE, video_date
 from deepfaune_plugin.exifdate import read_exif_date
@@ -346,6 +347,7 @@ def write_package(manifest: Manifest, results: RunResults, options: Mapping[str,
 
     target.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent))
+    os.chmod(work, NEW_DIR_MODE)  # the new package is as readable as a folder made by hand
     try:
         for rel in media:
             dest = work / "media" / rel

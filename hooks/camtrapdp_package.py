@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from deepfaune_plugin.errors import DeepfauneError
+from deepfaune_plugin.paths import UnsafePathError, safe_relative
 
 from .camtrapdp_schema import FILE_PATH_PATTERN, MISSING, TABLES, parse_datetime
 
@@ -285,7 +286,11 @@ def list_media(root: Path, rows: list[MediaRow], where: str) -> MediaListing:
         except PackageError as err:
             bad.append(str(err))
             continue
-        path = root / row.file_path
+        try:
+            path = safe_relative(root, row.file_path, manifest=where)
+        except UnsafePathError as err:
+            bad.append(f"{where} (mediaID {row.media_id}): filePath {row.file_path!r} {err.reason}")
+            continue
         if path.is_file():
             listing.local.append((row, path))
         else:

@@ -10,6 +10,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from deepfaune_plugin.atomic import NEW_FILE_MODE
+
 from .camtrapdp_observations import is_ours, update_descriptor
 from .camtrapdp_package import PackageError, RawTable, join_table
 from .camtrapdp_schema import (MISSING, OBSERVATIONS, Issue, parse_datetime, validate_descriptor,
@@ -143,6 +145,7 @@ def swap_in(files: Sequence[tuple[Path, bytes]]) -> None:
         for path, data in files:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+            os.chmod(name, NEW_FILE_MODE)  # as readable as the files it replaces, not mkstemp's 0600
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
                 fh.flush()

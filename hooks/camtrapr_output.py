@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
+from deepfaune_plugin.atomic import NEW_DIR_MODE
 from deepfaune_plugin.atomic import atomic_output
 from deepfaune_plugin.errors import DeepfauneError
 from deepfaune_plugin.sorting import unique_target
@@ -159,6 +160,7 @@ def build_species_tree(out: Path, images: Iterable[Image],
     check_species_root(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent))
+    os.chmod(work, NEW_DIR_MODE)  # as readable as a folder made by hand
     counts = {"link": 0, "copy": 0}
     try:
         (work / MARKER).write_text("species folders written by deepfaune for camtrapR's "

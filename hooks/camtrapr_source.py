@@ -22,6 +22,7 @@ from datetime import datetime
 from pathlib import Path, PurePosixPath
 
 from deepfaune_plugin.errors import DeepfauneError
+from deepfaune_plugin.paths import is_plain_name
 from deepfaune_plugin.types import Manifest, MediaItem, Problem
 from deepfaune_plugin.walk import MEDIA_SUFFIXES, OWN_FOLDER_PREFIXES, iter_media
 
@@ -177,6 +178,8 @@ class _Resolver:
         return self._dirs[directory]
 
     def find(self, directory: str, filename: str) -> Path | None:
+        if not is_plain_name(filename):  # "../x" or "a/b" would reach files the table does not list
+            return None
         for folder in self._candidates(directory):
             path = folder / filename
             if path.is_file():

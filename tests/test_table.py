@@ -97,3 +97,20 @@ def test_xlsx_roundtrip_of_unicode_and_control_characters(tmp_path: Path):
     back = read_xlsx(tmp_path / "u.xlsx")
     assert back["a"].tolist() == ["Gämse é/ü", "xy"]
     assert back["b"].tolist() == [1.5, ""]
+
+
+def test_outputs_get_the_usual_permissions_not_mkstemps(tmp_path: Path):
+    """Atomic writes go through mkstemp (0600); the result must be as readable as any new file."""
+    import os
+    import stat
+
+    from deepfaune_plugin.atomic import NEW_FILE_MODE
+    from deepfaune_plugin.hooks.camtrapdp_write import swap_in
+
+    mask = os.umask(0)
+    os.umask(mask)
+    assert NEW_FILE_MODE == 0o666 & ~mask
+    path = write_table(result_table(_results()), tmp_path / "out.csv")
+    swap_in([(tmp_path / "pkg" / "observations.csv", b"a\n")])
+    for written in (path, tmp_path / "pkg" / "observations.csv"):
+        assert stat.S_IMODE(written.stat().st_mode) == NEW_FILE_MODE
