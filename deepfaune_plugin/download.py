@@ -6,7 +6,6 @@ name, so a half-downloaded checkpoint is never mistaken for a whole one.
 """
 from __future__ import annotations
 
-import hashlib
 import http.client
 import os
 import re
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Callable, TextIO
 
 from .errors import DeepfauneError
+from .modelstore import sha256_file
 
 CHUNK = 1 << 20
 USER_AGENT = "deepfaune-plugin (model installer)"
@@ -94,21 +94,13 @@ def _open(url: str, offset: int, timeout: float):
     return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _finish(part: Path, dest: Path, expected_size: int | None, sha256: str | None) -> Path:
     size = part.stat().st_size
     if expected_size is not None and size != expected_size:
         part.unlink()
         raise DownloadError(f"{dest.name}: downloaded {size} bytes, expected {expected_size}; removed it")
     if sha256 is not None:
-        actual = _sha256(part)
+        actual = sha256_file(part)
         if actual != sha256.lower():
             part.unlink()
             raise DownloadError(f"{dest.name}: sha256 {actual} does not match the expected {sha256}; removed it")
@@ -129,7 +121,7 @@ def download(url: str, dest: Path | str, *, expected_size: int | None = None, sh
     """
     dest = Path(dest)
     if dest.is_file() and (expected_size is None or dest.stat().st_size == expected_size):
-        if sha256 is None or _sha256(dest) == sha256.lower():
+        if sha256 is None or sha256_file(dest) == sha256.lower():
             return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = part_path(dest)

@@ -12,7 +12,6 @@ import os
 import platform
 import shutil
 import sys
-import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,6 +21,7 @@ MANIFEST_NAME = "deepfaune-models.json"
 MANIFEST_VERSION = 1
 KINDS = ("detector", "classifier")
 _CHUNK = 1 << 20
+from .atomic import write_bytes_atomic
 from .errors import DeepfauneError
 from .paths import is_plain_name
 
@@ -249,19 +249,8 @@ class ModelStore:
         data = self._manifest_or_new()
         data["created"] = data.get("created") or datetime.now(timezone.utc).isoformat(timespec="seconds")
         data["tools"] = {**data.get("tools", {}), **_tool_versions()}
-        self.root.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".deepfaune-models-", suffix=".tmp", dir=self.root)
-        try:
-            os.chmod(tmp, _file_mode())  # mkstemp makes 0600; the manifest is as readable as the models
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(data, fh, indent=2, sort_keys=True, ensure_ascii=False)
-                fh.write("\n")
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.manifest_path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        text = json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+        write_bytes_atomic(self.manifest_path, text.encode("utf-8"))
         return self.manifest_path
 
 
@@ -280,12 +269,6 @@ def _check_names(data: Mapping[str, Any], path: Path) -> None:
         if name is not None and not is_plain_name(name):
             raise ModelFileError(f"{path}: file name {name!r} refused: model files must be plain names "
                                  "inside the models directory")
-
-
-def _file_mode() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
 
 
 def _tool_versions() -> dict[str, str]:

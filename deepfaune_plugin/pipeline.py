@@ -54,16 +54,13 @@ class RunSummary:
                 firsts.setdefault(d.seqnum, d.prediction)
         return Counter(firsts.values())
 
-    def file_label_counts(self) -> Counter:
-        return Counter(d.prediction for d in self.results.decisions if not d.failure)
-
 
 def resolve_host(registry: Registry, name: str, source: Path) -> Host:
     if name != "auto":
         return registry.host(name)
     candidates = [r.obj for r in registry.hosts.values() if _safe_detect(r.obj, source)]
     if not candidates:
-        raise RunError(f"{source}: no host recognises this source (is it a folder, a Timelapse root, a package?); "
+        raise RunError(f"{source}: no registered host recognises this source; "
                        f"choose one with --host ({', '.join(sorted(registry.hosts))})")
     best = max(getattr(h, "priority", 10) for h in candidates)
     top = [h for h in candidates if getattr(h, "priority", 10) == best]
@@ -233,13 +230,13 @@ def _compute_on_cluster(todo, backend, settings: RunSettings, description, sink:
 
     if description is not None:
         _begin(sink.result, settings, description.classes, description.info, log)
-    log(f"computing {len(todo)} files on the Dask cluster at {settings.scheduler}")
     sink.start()
     try:
         with _graceful_interrupt() as stop:
             outcome = compute_on_cluster(todo, settings, settings.backend, settings.scheduler, sink.add,
                                          should_stop=lambda: stop.requested,
-                                         expected_info=description.info if description is not None else None)
+                                         expected_info=description.info if description is not None else None,
+                                         log=log)
     except ClusterError as err:
         raise RunError(str(err)) from err
     if outcome.classes is not None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .engine.imageio import MediaError, read_image
 from .errors import DeepfauneError
 from .table import read_table
 
@@ -65,10 +66,10 @@ def _parse_boxes(text: str) -> list[tuple[float, float, float, float]]:
 
 
 def _write_blurred(src: Path, dst: Path, boxes) -> None:
-    data = np.fromfile(str(src), dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
-    if image is None:
-        raise OSError("cannot decode image for blurring")
+    try:
+        image = read_image(src)  # as the detector read it (EXIF orientation, size limits, clear reasons)
+    except MediaError as err:
+        raise OSError(f"cannot blur: {err}") from err
     ok, encoded = cv2.imencode(src.suffix or ".jpg", blur_boxes(image, boxes), [cv2.IMWRITE_JPEG_QUALITY, 95])
     if not ok:
         raise OSError("cannot encode blurred image")

@@ -7,6 +7,7 @@ import pandas as pd
 
 from .api import RunResults
 from .atomic import atomic_output
+from .exifdate import EXIF_DATE_FORMAT
 from .types import PERSON
 from .xlsx import write_xlsx
 
@@ -21,7 +22,7 @@ DEEPFAUNE_COLUMNS = [
 EXTRA_COLUMNS = [
     "bbox_x", "bbox_y", "bbox_width", "bbox_height", "bbox_conf", "detector", "person_boxes", "failure", "warning",
 ]
-DATE_FORMAT = "%Y:%m:%d %H:%M:%S"  # EXIF's own format, which DeepFaune writes back unchanged
+DATE_FORMAT = EXIF_DATE_FORMAT  # EXIF's own format, which DeepFaune writes back unchanged
 
 
 def _norm_box(box, width: int, height: int) -> tuple[float, float, float, float]:

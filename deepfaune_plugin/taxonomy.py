@@ -84,13 +84,3 @@ def taxon(english_key: str) -> Taxon:
             f"{len(table)} keys: DeepFaune 1.3-1.5 English labels, the 8 bird groups and 'human'; "
             "'empty', 'vehicle' and 'undefined' have none)"
         ) from None
-
-
-def timelapse_description(t: Taxon) -> str:
-    """The MegaDetector/SpeciesNet taxonomy string "guid;class;order;family;genus;species;common name".
-
-    Lowercase like SpeciesNet's; ranks below the taxon's own are empty, so Timelapse's
-    "By taxonomy" tree places "mustelid" at the family level.
-    """
-    parts = [t.guid, t.class_, t.order, t.family, t.genus, t.species, t.vernacular.get("eng", t.key)]
-    return ";".join(p.lower() for p in parts)

@@ -19,6 +19,7 @@ from deepfaune_plugin.api import HostOption, RunResults
 from deepfaune_plugin.engine.video import FILE_DATE
 from deepfaune_plugin.errors import DeepfauneError
 from deepfaune_plugin.hookspecs import hookimpl
+from deepfaune_plugin.taxonomy import taxon
 from deepfaune_plugin.types import Decision, Manifest
 
 from .camtrapr_independence import COMPARED_TO, LAST_INDEPENDENT, assess
@@ -100,12 +101,6 @@ def scientific_namer() -> Callable[[str], str]:
     The bird option's keys ("bird passerine", "bird undefined") fall back to the group, then to
     "bird" (Aves); keys without a taxon (empty, vehicle, undefined) stay as their English key.
     """
-    try:
-        from deepfaune_plugin.taxonomy import taxon
-    except ImportError:
-        raise CamtrapROptionError("--scientific-names is not available yet in this version "
-                                  "(deepfaune_plugin.taxonomy is missing); run without it") from None
-
     def name(key: str) -> str:
         head, _, rest = key.partition(" ")
         for candidate in (key, rest, head) if rest else (key,):
@@ -113,8 +108,7 @@ def scientific_namer() -> Callable[[str], str]:
                 found = taxon(candidate)
             except (LookupError, ValueError):
                 continue
-            if getattr(found, "scientific_name", None):
-                return found.scientific_name
+            return found.scientific_name
         return key
 
     return name

@@ -34,11 +34,12 @@ from deepfaune_plugin.engine.known_boxes import JSON_THRESHOLD
 from deepfaune_plugin.types import ANIMAL, PERSON, VEHICLE, KnownBox
 
 from .timelapse_ddb import TimelapseError, connect_readonly, locked_message, table_names
+from .timelapse_import import BOX_SHIFT
 
 LABELS = {"animal": ANIMAL, "person": PERSON, "human": PERSON, "vehicle": VEHICLE}
 EMPTY_LABELS = ("empty",)
 #: Timelapse's import shift, as the doubles its float32 constants widen to.
-_SHIFT = (float(np.float32(-0.002)), float(np.float32(-0.002)), float(np.float32(0.004)), float(np.float32(0.004)))
+_SHIFT = BOX_SHIFT  # the trim Timelapse's import applies, undone here
 LEDGER_KEY = "#detections"  # beside the field values in the ledger; a DataLabel never starts with '#'
 
 

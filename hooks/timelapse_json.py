@@ -29,6 +29,7 @@ import numpy as np
 from deepfaune_plugin import __version__
 from deepfaune_plugin.api import RunResults
 from deepfaune_plugin.decisions import UNDEFINED, GroupDecision, decide_group
+from deepfaune_plugin.taxonomy import Taxon, taxon
 from deepfaune_plugin.types import ANIMAL, CATEGORY_NAMES, ClassTable, Manifest, MediaItem, RawResult
 
 FORMAT_VERSION = "1.6"
@@ -82,12 +83,18 @@ def classification_categories(classes: ClassTable, lang: str, bird: bool) -> tup
     return categories, by_key
 
 
+def timelapse_description(t: Taxon) -> str:
+    """The MegaDetector/SpeciesNet taxonomy string "guid;class;order;family;genus;species;common name".
+
+    Lowercase like SpeciesNet's; ranks below the taxon's own are empty, so Timelapse's
+    "By taxonomy" tree places "mustelid" at the family level.
+    """
+    parts = [t.guid, t.class_, t.order, t.family, t.genus, t.species, t.vernacular.get("eng", t.key)]
+    return ";".join(p.lower() for p in parts)
+
+
 def category_descriptions(classes: ClassTable, by_key: Mapping[str, str]) -> dict[str, str]:
     """Taxonomy strings for Timelapse's "By taxonomy" tree (empty when a key has no taxon)."""
-    try:
-        from deepfaune_plugin.taxonomy import taxon, timelapse_description
-    except ImportError:  # an older core without the taxonomy table
-        return {cid: "" for cid in by_key.values()}
     out = {}
     for key, cid in by_key.items():
         lookup = key.split(" ", 1)[1] if key.startswith(classes.bird_class + " ") else key

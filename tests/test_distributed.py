@@ -5,6 +5,7 @@ import functools
 import importlib
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -79,7 +80,8 @@ def test_cli_local_cluster_matches_single_process_run(season, standin_models, re
     out = tmp_path / "out.csv"
     assert main(["run", str(season), "--models-dir", str(standin_models), "--output", str(out),
                  "--store", str(tmp_path / "store.sqlite"), "--scheduler", "local:2", "-q", "--no-report"]) == 0
-    assert "computing 31 files on the Dask cluster at local:2" in capsys.readouterr().err
+    assert re.search(r"computing 31 files in \d+ shards on the Dask cluster at local:2 \(2 worker threads",
+                     capsys.readouterr().err)
     assert out.read_bytes() == reference["csv"]
     stored = _stored(tmp_path / "store.sqlite")
     assert stored == reference["store"] and len(stored) == N_FILES - 2  # failures are never stored

@@ -6,7 +6,8 @@ import re
 import pytest
 
 from deepfaune_plugin.modelcards import available_versions, load_card
-from deepfaune_plugin.taxonomy import RANKS, taxa, taxon, timelapse_description
+from deepfaune_plugin.hooks.timelapse_json import timelapse_description
+from deepfaune_plugin.taxonomy import RANKS, taxa, taxon
 
 ISO3 = {"en": "eng", "fr": "fra", "de": "deu", "it": "ita", "es": "spa", "pt": "por", "no": "nor", "se": "swe"}
 VERSIONS = ("1.3", "1.4", "1.5")

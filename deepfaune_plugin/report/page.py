@@ -63,7 +63,7 @@ def write_report(summary, out_dir: Path, blur_humans: bool = False, thumbs_dir: 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     results = summary.results
-    jobs = [Job.of(item, results.raw.get(item.relpath)) for item in summary.manifest.items
+    jobs = [Job.of(item, raw) for item in summary.manifest.items
             if (raw := results.raw.get(item.relpath)) is not None and not raw.failure]
     cache = ThumbCache(Path(thumbs_dir) if thumbs_dir else out_dir / THUMBS_DIR, blur=blur_humans)
     made = cache.make_all(jobs)

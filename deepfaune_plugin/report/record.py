@@ -7,7 +7,6 @@ its own sha256 (so a table found later can be matched to the record of the run t
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import platform
@@ -21,6 +20,7 @@ import numpy as np
 
 from .._version import __version__
 from ..atomic import write_bytes_atomic as write_atomic
+from ..modelstore import sha256_file
 
 RECORD_NAME = "deepfaune-run.json"
 RECORD_FORMAT = "deepfaune-run/1"
@@ -59,11 +59,7 @@ def _file_entry(path: Path) -> dict[str, Any]:
     path = Path(path)
     entry: dict[str, Any] = {"path": str(path.resolve())}
     try:
-        h = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-        entry.update(bytes=path.stat().st_size, sha256=h.hexdigest())
+        entry.update(bytes=path.stat().st_size, sha256=sha256_file(path))
     except OSError as err:
         entry["error"] = err.strerror or str(err)
     return entry
