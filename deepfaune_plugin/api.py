@@ -115,6 +115,25 @@ class RunResults:
 
 
 @runtime_checkable
+class ResultWriter(Protocol):
+    """A host's outputs written as the run goes, for hosts that can (optional `Host.open_writer`).
+
+    `add` receives the results of whole sequences, in DeepFaune's order (sequence numbers rising), so a
+    season is never held in memory; `close` finishes the outputs (nothing may replace the user's files
+    before it) and returns the files written; `abort` leaves every previous output as it was.
+    `target` is the main output file, known before the first result (the review page goes beside it).
+    """
+
+    target: Path
+
+    def add(self, batch: RunResults) -> None: ...
+
+    def close(self, results: RunResults) -> list[Path]: ...
+
+    def abort(self) -> None: ...
+
+
+@runtime_checkable
 class Host(Protocol):
     name: str
     description: str
@@ -127,4 +146,8 @@ class Host(Protocol):
         """The media of `source`; `options` holds the host's own options and "output" (the --output path or None)."""
 
     def write(self, manifest: Manifest, results: RunResults, options: Mapping[str, Any]) -> list[Path]:
-        """Write results back; return the files written."""
+        """Write results back; return the files written.
+
+        A host may instead offer `open_writer(manifest, options) -> ResultWriter` to take results as they
+        come; with a streamed manifest (`Manifest.stream`) a run then holds one block of files at a time.
+        """

@@ -96,7 +96,8 @@ def _cmd_run(args, registry: Registry) -> int:
         summary = run(args.source, settings, host=args.host, host_options=host_options, output=args.output,
                       registry=registry, progress=not args.quiet,
                       store=False if args.no_store else (args.store or True),
-                      report=args.report, blur_humans=args.blur_humans, command=["deepfaune", *args.argv])
+                      report=args.report, blur_humans=args.blur_humans, command=["deepfaune", *args.argv],
+                      keep_results=False)
     except RunInterrupted as err:
         print(f"deepfaune: {err}", file=sys.stderr)
         return 130
@@ -108,10 +109,9 @@ def _cmd_run(args, registry: Registry) -> int:
 
 def _print_summary(summary) -> None:
     out = sys.stderr
-    decisions = summary.results.decisions
-    n_seq = len({d.seqnum for d in decisions if not d.failure})
-    print(f"\n{len(decisions)} files, {n_seq} sequences, {len(summary.failures)} failed, "
-          f"{summary.elapsed:.1f} s ({len(decisions) / summary.elapsed if summary.elapsed else 0:.2f} files/s)", file=out)
+    files, n_seq = summary.tally.files, summary.tally.sequences
+    print(f"\n{files} files, {n_seq} sequences, {len(summary.failures)} failed, "
+          f"{summary.elapsed:.1f} s ({files / summary.elapsed if summary.elapsed else 0:.2f} files/s)", file=out)
     counts = summary.label_counts()
     if counts:
         print("sequences per label:", file=out)

@@ -36,7 +36,7 @@ from typing import Sequence
 import numpy as np
 
 from .api import RunSettings
-from .sequences import assign_sequences
+from .sequences import assign_sequences, sequence_unit
 from .types import ANIMAL, EMPTY, PERSON, VEHICLE, ClassTable, Decision, MediaItem, RawResult
 
 FAILED = "failed"  # key of a group whose every row failed; its label is ""
@@ -222,11 +222,6 @@ def key_frame(frames: Sequence[RawResult]) -> int | None:
     return best
 
 
-def _sequence_group(item: MediaItem) -> str:
-    # DeepFaune's video mode never pools two videos: each one is a sequence of its own
-    return f"{item.group}\x00{item.relpath}" if item.is_video else item.group
-
-
 def decide_run(
     items: Sequence[MediaItem],
     raws: Sequence[RawResult],
@@ -244,7 +239,7 @@ def decide_run(
         raise ValueError(f"no raw result for {len(missing)} file(s), e.g. {missing[0]}")
     rows = [by_path[item.relpath] for item in items]
     seqnums = assign_sequences(
-        [(_sequence_group(item), raw.date, item.relpath) for item, raw in zip(items, rows)], settings.maxlag
+        [(sequence_unit(item), raw.date, item.relpath) for item, raw in zip(items, rows)], settings.maxlag
     )
 
     def decide(group: Sequence[RawResult]) -> GroupDecision:

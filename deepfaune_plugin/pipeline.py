@@ -23,7 +23,8 @@ from .exifdate import read_exif_date
 from .plugins import PluginError, Registry, default_registry
 from .progress import Progress
 from .store import ResultStore, default_store_path
-from .types import ClassTable, Manifest, MediaItem, Problem, RawResult
+from .sequences import chunks, sequence_blocks
+from .types import ClassTable, Decision, Manifest, MediaItem, Problem, RawResult
 
 
 STORE_BATCH = 8  # files per store transaction
@@ -33,26 +34,61 @@ class RunError(DeepfauneError):
     """A run cannot start or finish (bad source, models missing...): a message for the user, not a traceback."""
 
 
+#: Files (whole sequences) decided and handed to the host at a time: a run's memory grows with this, not
+#: with the season, when the host lists its media lazily and writes as results come (the folder host does).
+CHUNK_FILES = 1000
+
+
+@dataclass
+class Tally:
+    """What the console, the run record and the summary need, counted as blocks of results go by."""
+
+    files: int = 0
+    sequences: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    sequences_per_label: Counter = field(default_factory=Counter)  # what an ecologist counts
+    files_per_label: Counter = field(default_factory=Counter)
+
+    def add(self, decisions: Sequence[Decision]) -> None:
+        """Whole sequences only: a sequence never spans two calls."""
+        seen: set[int] = set()
+        for d in decisions:
+            self.files += 1
+            if d.failure:
+                self.failures.append((d.relpath, d.failure))
+                continue
+            self.files_per_label[d.prediction] += 1
+            if d.seqnum not in seen:
+                seen.add(d.seqnum)
+                self.sequences += 1
+                self.sequences_per_label[d.prediction] += 1
+
+
 @dataclass
 class RunSummary:
+    """A finished run.  `results.decisions`/`results.raw` hold every file's only when the run kept them
+    (`run(keep_results=True)`, the default for library use); `tally` always has the counts."""
+
     results: RunResults
     manifest: Manifest
     written: list[Path]
     elapsed: float
     problems: list[Problem] = field(default_factory=list)
     review_files: list[Path] = field(default_factory=list)  # the review page and the run record
+    tally: Tally | None = None
+
+    def __post_init__(self) -> None:
+        if self.tally is None:
+            self.tally = Tally()
+            self.tally.add(self.results.decisions)
 
     @property
     def failures(self) -> list[tuple[str, str]]:
-        return [(d.relpath, d.failure) for d in self.results.decisions if d.failure]
+        return list(self.tally.failures)
 
     def label_counts(self) -> Counter:
-        """Sequences per label (what an ecologist counts), failures excluded."""
-        firsts = {}
-        for d in self.results.decisions:
-            if not d.failure:
-                firsts.setdefault(d.seqnum, d.prediction)
-        return Counter(firsts.values())
+        """Sequences per label, failures excluded."""
+        return Counter(self.tally.sequences_per_label)
 
 
 def resolve_host(registry: Registry, name: str, source: Path) -> Host:
@@ -92,17 +128,6 @@ class RunInterrupted(RunError):
     """Ctrl-C: what was computed is stored; the same command resumes."""
 
 
-@dataclass
-class Inference:
-    """Where raw outputs come from: the store first, the backend for the rest."""
-
-    raws: dict[str, RawResult]
-    classes: ClassTable
-    info: dict[str, Any]
-    computed: int = 0
-    reused: int = 0
-
-
 def _open_store(path: Path | None) -> ResultStore | None:
     if path is None:
         return None
@@ -112,78 +137,137 @@ def _open_store(path: Path | None) -> ResultStore | None:
         raise RunError(f"result store {path}: {err}") from err
 
 
-def infer(items: Sequence[MediaItem], backend, settings: RunSettings, store: ResultStore | None,
-          progress: bool, log) -> Inference:
-    """Raw outputs for every item, in manifest order of relpath; stored as they come, batch by batch."""
-    describe = getattr(backend, "describe", None)
-    description = describe(settings) if describe and store is not None else None
-    raws: dict[str, RawResult] = {}
-    if description is not None:
-        for fingerprint, group in by_fingerprint(description.fingerprint, items).items():
-            raws.update(store.lookup(fingerprint, group))
-    todo = [item for item in items if item.relpath not in raws]
-    result = Inference(raws=raws, classes=description.classes if description else None,
-                       info=dict(description.info) if description else {}, reused=len(raws))
-    if description is not None:
-        check_settings(settings, description.classes)
-    if result.reused:
-        log(f"{result.reused} of {len(items)} files already computed (result store {store.path})")
-    if not todo:
-        return result
-    sink = _Sink(result, store if description is not None else None,
-                 description.fingerprint if description is not None else "", len(todo), progress)
-    compute = _compute_on_cluster if settings.scheduler else _compute_here
-    try:
-        stopped = compute(todo, backend, settings, description, sink, log)
-    finally:
-        sink.close()
-    if stopped:
-        raise RunInterrupted(f"interrupted: {len(result.raws)} of {len(items)} files are computed and stored"
-                             + (f" in {store.path}" if description is not None else "")
-                             + "; run the same command again to resume")
-    return result
+class Inference:
+    """Raw outputs for a run, chunk after chunk: the result store first, the backend for the rest.  The
+    backend's models are loaded once, when the first file needs them, and kept until `close`."""
+
+    def __init__(self, backend, settings: RunSettings, store: ResultStore | None, total: int | None,
+                 progress: bool, log):
+        self.backend, self.settings, self.store, self.log = backend, settings, store, log
+        describe = getattr(backend, "describe", None)
+        self.description = describe(settings) if describe and store is not None else None
+        self.classes: ClassTable | None = self.description.classes if self.description else None
+        self.info: dict[str, Any] = dict(self.description.info) if self.description else {}
+        self.fingerprint = self.description.fingerprint if self.description else ""
+        if self.description is not None:
+            check_settings(settings, self.description.classes)
+        self.computed = self.reused = 0
+        self.bar = Progress(total) if progress and total else None
+        self.predictor = None
+        self._begun = False
+
+    @property
+    def stores(self) -> bool:
+        return self.description is not None
+
+    def raws(self, items: Sequence[MediaItem]) -> dict[str, RawResult]:
+        """Raw outputs of `items` by relpath; those computed are stored batch by batch as they come."""
+        raws: dict[str, RawResult] = {}
+        if self.stores:
+            for fingerprint, group in by_fingerprint(self.fingerprint, items).items():
+                raws.update(self.store.lookup(fingerprint, group))
+        self.reused += len(raws)
+        if self.bar and raws:
+            self.bar.discount(len(raws))
+        todo = [item for item in items if item.relpath not in raws]
+        if not todo:
+            return raws
+        sink = _Sink(self, raws)
+        compute = self._compute_on_cluster if self.settings.scheduler else self._compute_here
+        try:
+            stopped = compute(todo, sink)
+        finally:
+            sink.flush()
+        if stopped:
+            raise RunInterrupted(f"interrupted: {self.computed + self.reused} files are computed and stored"
+                                 + (f" in {self.store.path}" if self.stores else "")
+                                 + "; run the same command again to resume")
+        return raws
+
+    def close(self) -> None:
+        if self.bar:
+            self.bar.close()
+        if self.predictor is not None:
+            predictor, self.predictor = self.predictor, None
+            predictor.close()
+
+    def _begin(self, classes: ClassTable, info) -> None:
+        self.classes, self.info = classes, dict(info)
+        if not self._begun:
+            self._begun = True
+            if self.description is None:  # else checked already, before any model was loaded
+                check_settings(self.settings, classes)
+            if self.info.get("standin"):
+                self.log(_STANDIN_BANNER)
+
+    def _compute_here(self, todo, sink: "_Sink") -> bool:
+        """In this process, in the order given. True when Ctrl-C stopped it."""
+        if self.predictor is None:
+            self.predictor = self.backend.open(self.settings)
+        self._begin(self.predictor.classes, self.predictor.info)
+        with _graceful_interrupt() as stop:
+            for item, raw in zip(todo, self.predictor.predict(iter(todo))):
+                sink.add(item, raw)
+                if stop.requested:
+                    break
+        return stop.requested
+
+    def _compute_on_cluster(self, todo, sink: "_Sink") -> bool:
+        """On a Dask cluster (imported only here): shards on workers, results in completion order."""
+        from .distributed import ClusterError, compute_on_cluster
+
+        description = self.description
+        if description is not None:
+            self._begin(description.classes, description.info)
+        try:
+            with _graceful_interrupt() as stop:
+                outcome = compute_on_cluster(todo, self.settings, self.settings.backend, self.settings.scheduler,
+                                             sink.add, should_stop=lambda: stop.requested,
+                                             expected_info=description.info if description is not None else None,
+                                             log=self.log)
+        except ClusterError as err:
+            raise RunError(str(err)) from err
+        if outcome.classes is not None:
+            if description is None:
+                self._begin(outcome.classes, outcome.info)
+            else:
+                self.info = dict(outcome.info)  # what the workers loaded, checked against the description
+        return outcome.stopped
 
 
 class _Sink:
     """Where computed results go, in whatever order they come: dates completed, kept by relpath, stored
     batch by batch."""
 
-    def __init__(self, result: Inference, store: ResultStore | None, fingerprint: str, total: int, progress: bool):
-        self.result, self.store, self.fingerprint = result, store, fingerprint
-        self.total, self.progress = total, progress
-        self.bar: Progress | None = None
+    def __init__(self, inference: Inference, raws: dict[str, RawResult]):
+        self.inference, self.raws = inference, raws
         self.batch: list[tuple[MediaItem, RawResult]] = []
         self.last_flush = time.monotonic()
 
-    def start(self) -> None:
-        if self.progress and self.bar is None:
-            self.bar = Progress(self.total)
-
     def add(self, item: MediaItem, raw: RawResult) -> None:
-        self.start()
         if raw.failure is None and raw.date_source != "exif":
             raw.date, raw.date_source = media_date(item)
-        self.result.raws[item.relpath] = raw
-        self.result.computed += 1
-        if self.bar:
-            self.bar.update(failed=raw.failure is not None)
-        if self.store is not None:
+        self.raws[item.relpath] = raw
+        self.inference.computed += 1
+        if self.inference.bar:
+            self.inference.bar.update(failed=raw.failure is not None)
+        if self.inference.stores:
             self.batch.append((item, raw))
             if len(self.batch) >= STORE_BATCH or time.monotonic() - self.last_flush > 5.0:
                 self.flush()
 
     def flush(self) -> None:
-        if self.store is not None and self.batch:
-            for fingerprint, batch in by_fingerprint(self.fingerprint, self.batch, lambda entry: entry[0]).items():
-                self.store.save(fingerprint, batch)
+        if self.inference.stores and self.batch:
+            entries = by_fingerprint(self.inference.fingerprint, self.batch, lambda entry: entry[0])
+            store = self.inference.store
+            try:
+                for fingerprint, batch in entries.items():
+                    store.save(fingerprint, batch)
+            except (OSError, sqlite3.Error) as err:  # e.g. the disk holding the store is full
+                raise RunError(f"result store {store.path}: cannot save results ({err}); what was stored before is "
+                               "kept and the previous outputs are unchanged: free some space (or choose --store "
+                               "elsewhere) and run the same command again") from err
         self.batch, self.last_flush = [], time.monotonic()
-
-    def close(self) -> None:
-        try:
-            self.flush()
-        finally:
-            if self.bar:
-                self.bar.close()
 
 
 def item_fingerprint(fingerprint: str, item: MediaItem) -> str:
@@ -199,52 +283,6 @@ def by_fingerprint(fingerprint: str, entries, item=lambda entry: entry) -> dict[
     for entry in entries:
         groups.setdefault(item_fingerprint(fingerprint, item(entry)), []).append(entry)
     return groups
-
-
-def _begin(result: Inference, settings: RunSettings, classes: ClassTable, info, log) -> None:
-    result.classes, result.info = classes, dict(info)
-    check_settings(settings, classes)
-    if result.info.get("standin"):
-        log(_STANDIN_BANNER)
-
-
-def _compute_here(todo, backend, settings: RunSettings, description, sink: _Sink, log) -> bool:
-    """In this process: the models loaded once, files in manifest order. True when Ctrl-C stopped it."""
-    predictor = backend.open(settings)
-    try:
-        _begin(sink.result, settings, predictor.classes, predictor.info, log)
-        sink.start()
-        with _graceful_interrupt() as stop:
-            for item, raw in zip(todo, predictor.predict(iter(todo))):
-                sink.add(item, raw)
-                if stop.requested:
-                    break
-        return stop.requested
-    finally:
-        predictor.close()
-
-
-def _compute_on_cluster(todo, backend, settings: RunSettings, description, sink: _Sink, log) -> bool:
-    """On a Dask cluster (imported only here): shards on workers, results in completion order."""
-    from .distributed import ClusterError, compute_on_cluster
-
-    if description is not None:
-        _begin(sink.result, settings, description.classes, description.info, log)
-    sink.start()
-    try:
-        with _graceful_interrupt() as stop:
-            outcome = compute_on_cluster(todo, settings, settings.backend, settings.scheduler, sink.add,
-                                         should_stop=lambda: stop.requested,
-                                         expected_info=description.info if description is not None else None,
-                                         log=log)
-    except ClusterError as err:
-        raise RunError(str(err)) from err
-    if outcome.classes is not None:
-        if description is None:
-            _begin(sink.result, settings, outcome.classes, outcome.info, log)
-        else:
-            sink.result.info = dict(outcome.info)  # what the workers loaded, checked against the description
-    return outcome.stopped
 
 
 class _Stop:
@@ -315,11 +353,16 @@ def run(
     report: bool = True,
     blur_humans: bool = False,
     command: Sequence[str] | None = None,
+    keep_results: bool = True,
 ) -> RunSummary:
     """One run. `store`: True = the default result store of this source, a path, or False/None = none.
 
     Besides the host's outputs, every run writes its record (deepfaune-run.json) and, unless
     `report` is off, the review page (deepfaune-report.html) next to the first output.
+
+    Files go through in chunks of whole sequences (`CHUNK_FILES`): inferred, decided, handed to the host
+    and to the review page, then forgotten, unless `keep_results` (the summary then holds every file's
+    raw output and decision).  A host that writes at the end (no `open_writer`) always gets them all.
     """
     log = log or (lambda msg: print(msg, file=sys.stderr))
     registry = registry or default_registry()
@@ -342,8 +385,6 @@ def run(
         raise
     except (OSError, ValueError) as err:
         raise RunError(f"{source}: cannot read as a {adapter.name} source: {err}") from err
-    for problem in manifest.problems:
-        log(f"warning: {problem.relpath}: {problem.reason}")
     if manifest.detector_mode and manifest.detector_mode != settings.detector_mode:
         log(f"detector mode {manifest.detector_mode} (the {adapter.name} source asks for it) "
             f"instead of {settings.detector_mode}")
@@ -351,43 +392,149 @@ def run(
             settings = replace(settings, detector_mode=manifest.detector_mode)
         except ValueError as err:
             raise RunError(f"{source}: {err}") from err
-    items = manifest.items
+
+    streamed = manifest.stream is not None
+    blocks = manifest.stream if streamed else iter(sequence_blocks(manifest.items))
+    total = manifest.count if streamed else len(manifest.items)
+    open_writer = getattr(adapter, "open_writer", None)
+    keep = keep_results or open_writer is None
+    kept_items: list[MediaItem] = []
+    kept_raws: dict[str, RawResult] = {}
+    kept_decisions: list[Decision] = []
+    tally = Tally()
+    problems = _ProblemLog(manifest.problems, log)
+    problems.flush()
+
     result_store = _open_store(default_store_path(source) if store is True else (store or None))
+    writer = review = None
     try:
-        inference = infer(items, backend, settings, result_store, progress, log)
+        inference = Inference(backend, settings, result_store, total, progress, log)
+        try:
+            if open_writer is not None:
+                writer = _writing(lambda: open_writer(manifest, host_options), result_store)
+            if report and writer is not None:
+                review = _open_review(Path(writer.target).parent, settings, blur_humans, log)
+            offset = 0
+            # one cluster job for the whole run: a cluster's start-up is paid once
+            size = sys.maxsize if settings.scheduler else CHUNK_FILES
+            for chunk in chunks(blocks, size):
+                ordered = with_host_dates(chunk, inference.raws(chunk))
+                decisions = decide_run(chunk, ordered, inference.classes, settings)
+                for decision in decisions:  # numbers go on from the previous chunk's, as in one table
+                    decision.seqnum += offset
+                offset = max((d.seqnum for d in decisions), default=offset)
+                batch = RunResults(settings=settings, classes=inference.classes,
+                                   raw={raw.relpath: raw for raw in ordered}, decisions=decisions,
+                                   backend_info=dict(inference.info), output=Path(output) if output else None,
+                                   started=started)
+                tally.add(decisions)
+                if writer is not None:
+                    _writing(lambda: writer.add(batch), result_store)
+                if review is not None:
+                    review = _review_add(review, chunk, batch, log)
+                if keep:
+                    kept_items.extend(chunk)
+                    kept_raws.update(batch.raw)
+                    kept_decisions.extend(decisions)
+                problems.flush()
+        finally:
+            inference.close()
+        if inference.reused:
+            log(f"{inference.reused} of {tally.files} files already computed"
+                + (f" (result store {result_store.path})" if result_store is not None else ""))
+        if streamed and keep:
+            manifest.items = kept_items
+        info = dict(inference.info, computed=inference.computed, reused=inference.reused)
+        results = RunResults(
+            settings=settings, classes=inference.classes, raw=kept_raws, decisions=kept_decisions,
+            backend_info=info, output=Path(output) if output else None, started=started, finished=datetime.now(),
+        )
+        if writer is not None:
+            written = _writing(lambda: writer.close(results), result_store)
+        else:
+            written = _writing(lambda: adapter.write(manifest, results, host_options), result_store)
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        if review is not None:
+            review.close()
+        raise
     finally:
         if result_store is not None:
             result_store.close()
-    raws = with_host_dates(items, inference.raws)
-    decisions = decide_run(items, raws, inference.classes, settings)
-    info = dict(inference.info, computed=inference.computed, reused=inference.reused)
-    results = RunResults(
-        settings=settings, classes=inference.classes, raw={r.relpath: r for r in raws}, decisions=decisions,
-        backend_info=info, output=Path(output) if output else None, started=started, finished=datetime.now(),
-    )
-    try:
-        written = adapter.write(manifest, results, host_options)
-    except OSError as err:  # a full disk, a read-only card: writers are atomic, so the old outputs stay
-        raise RunError(f"cannot write the results: {err}; the previous outputs are unchanged"
-                       + ("; what was computed is kept in the result store: free some space and run the same "
-                          "command again" if result_store is not None else "")) from err
     summary = RunSummary(results=results, manifest=manifest, written=list(written), elapsed=time.monotonic() - t0,
-                         problems=list(manifest.problems))
-    _write_review(summary, report, blur_humans, command, log)
+                         problems=list(manifest.problems), tally=tally)
+    if report and review is None and writer is None:  # a host that wrote at the end: its results were kept
+        review = _open_review(_report_dir(summary), settings, blur_humans, log)
+        if review is not None:
+            review = _review_add(review, manifest.items, results, log)
+    _write_review(summary, review, command, log)
     return summary
 
 
-def _write_review(summary: RunSummary, report: bool, blur_humans: bool, command, log) -> None:
+def _writing(step, result_store: ResultStore | None):
+    """A host's writing step; a full disk or a read-only card becomes a message that says what is safe."""
+    try:
+        return step()
+    except OSError as err:  # writers are atomic, so the old outputs stay
+        raise RunError(f"cannot write the results: {err}; the previous outputs are unchanged"
+                       + ("; what was computed is kept in the result store: free some space and run the same "
+                          "command again" if result_store is not None else "")) from err
+
+
+class _ProblemLog:
+    """Warnings about a source's entries, said as the (possibly lazy) listing finds them."""
+
+    def __init__(self, problems: list[Problem], log):
+        self.problems, self.log, self.said = problems, log, 0
+
+    def flush(self) -> None:
+        for problem in self.problems[self.said:]:
+            self.log(f"warning: {problem.relpath}: {problem.reason}")
+        self.said = len(self.problems)
+
+
+def _report_dir(summary: RunSummary) -> Path:
+    from .report import report_dir
+
+    return report_dir(summary)
+
+
+def _open_review(out_dir: Path, settings: RunSettings, blur_humans: bool, log):
+    from .report.page import ReportBuilder
+
+    try:
+        return ReportBuilder(out_dir, settings.threshold, blur_humans=blur_humans)
+    except OSError as err:
+        log(f"warning: no review page: {err}")
+        return None
+
+
+def _review_add(review, items, results: RunResults, log):
+    """The page is a convenience: failing to make it never costs a result (it is dropped, with a warning)."""
+    try:
+        review.add(items, results)
+        return review
+    except (OSError, ValueError) as err:
+        log(f"warning: no review page: {err}")
+        review.close()
+        return None
+
+
+def _write_review(summary: RunSummary, review, command, log) -> None:
     """The page and the record come after the results: failing to write them loses no result."""
-    from .report import report_dir, write_report, write_run_record
+    from .report import report_dir, write_run_record
 
     out_dir = report_dir(summary)
     try:
-        if report:
-            summary.review_files.append(write_report(summary, out_dir, blur_humans=blur_humans))
+        if review is not None:
+            summary.review_files.append(review.write(summary))
         summary.review_files.append(write_run_record(summary, out_dir, command=command))
     except (OSError, ValueError) as err:  # ValueError: a UnicodeError, say
         log(f"warning: could not write the report or run record in {out_dir}: {err}")
+    finally:
+        if review is not None:
+            review.close()
 
 
 _STANDIN_BANNER = (

@@ -32,6 +32,10 @@ class Progress:
         return (f"{self.done}/{self.total} {self.label}{failed}  {rate:.2f} {self.label}/s  "
                 f"elapsed {_clock(elapsed)}  ETA {eta_text}")
 
+    def discount(self, n: int) -> None:
+        """`n` of the files counted in `total` need no work (already computed): the ETA leaves them out."""
+        self.total = max(self.total - n, self.done)
+
     def update(self, n: int = 1, failed: bool = False) -> None:
         self.done += n
         self.failed += int(failed)

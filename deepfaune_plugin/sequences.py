@@ -17,9 +17,11 @@ order.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Sequence, Union
+from typing import Iterable, Iterator, Sequence, Union
 
 import numpy as np
+
+from .types import MediaItem
 
 Entry = Union[tuple[str, "datetime | None"], tuple[str, "datetime | None", str]]
 
@@ -71,3 +73,30 @@ def assign_sequences(entries: Sequence[Entry], maxlag: float) -> list[int]:
             seqnums[i] = current
             previous = date
     return seqnums
+
+
+def sequence_unit(item: MediaItem) -> str:
+    """What an item forms sequences within: its group, except that a video is always a sequence of its own
+    (DeepFaune's video mode never pools two videos)."""
+    return f"{item.group}\x00{item.relpath}" if item.is_video else item.group
+
+
+def sequence_blocks(items: Sequence[MediaItem]) -> list[list[MediaItem]]:
+    """`items` cut into the blocks sequences never cross, in the order DeepFaune numbers them (by first
+    name), each block in name order: a run can decide, write and forget one block after another."""
+    blocks: dict[str, list[MediaItem]] = {}
+    for item in sorted(items, key=lambda it: it.relpath):
+        blocks.setdefault(sequence_unit(item), []).append(item)  # dict keeps first-appearance order
+    return list(blocks.values())
+
+
+def chunks(blocks: Iterable[list[MediaItem]], size: int) -> Iterator[list[MediaItem]]:
+    """Whole blocks gathered into lists of at least `size` items (the last may be smaller)."""
+    chunk: list[MediaItem] = []
+    for block in blocks:
+        chunk.extend(block)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

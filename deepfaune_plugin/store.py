@@ -22,6 +22,7 @@ import numpy as np
 from .types import Detection, MediaItem, RawResult
 
 SCHEMA_VERSION = 1
+LOOKUP_BATCH = 500  # keys per query: under SQLite's oldest limit of 999 variables
 _SAMPLE = 65536  # bytes hashed at each end of a file for its quick content hash
 
 
@@ -144,23 +145,30 @@ class ResultStore:
         """Stored results of the files whose identity still matches; the others must be computed."""
         found: dict[str, RawResult] = {}
         wanted = {item.relpath: item for item in items}
-        rows = self.db.execute("SELECT relpath, size, mtime_ns, quick_hash, payload FROM raw WHERE fingerprint=?",
-                               (fingerprint,))
-        for relpath, size, mtime_ns, qhash, payload in rows:
-            item = wanted.get(relpath)
-            if item is None:
-                continue
-            ident = FileIdentity.of(item)
-            if ident is None or ident.size != size:
-                continue
-            if ident.mtime_ns != mtime_ns:
-                try:
-                    if qhash is None or quick_hash(item.path, size) != qhash:
-                        continue
-                except OSError:
-                    continue
-            found[relpath] = decode(relpath, payload)
+        names = list(wanted)
+        for start in range(0, len(names), LOOKUP_BATCH):  # by key: a chunk's cost, not the whole store's
+            keys = names[start:start + LOOKUP_BATCH]
+            rows = self.db.execute(
+                "SELECT relpath, size, mtime_ns, quick_hash, payload FROM raw WHERE fingerprint=? AND relpath IN "
+                f"({','.join('?' * len(keys))})", (fingerprint, *keys))
+            for row in rows.fetchall():
+                self._match(wanted[row[0]], *row, found)
         return found
+
+    @staticmethod
+    def _match(item: MediaItem, relpath: str, size: int, mtime_ns: int, qhash, payload: str,
+               found: dict[str, RawResult]) -> None:
+        """Keep a stored row whose file is still the same (size, then mtime or content)."""
+        ident = FileIdentity.of(item)
+        if ident is None or ident.size != size:
+            return
+        if ident.mtime_ns != mtime_ns:
+            try:
+                if qhash is None or quick_hash(item.path, size) != qhash:
+                    return
+            except OSError:
+                return
+        found[relpath] = decode(relpath, payload)
 
     def save(self, fingerprint: str, batch: Iterable[tuple[MediaItem, RawResult]]) -> int:
         """Store a batch in one transaction (failures skipped); returns how many were stored."""

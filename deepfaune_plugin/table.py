@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 
 from .api import RunResults
-from .atomic import atomic_output
+from .atomic import StagedFile, atomic_output
 from .exifdate import EXIF_DATE_FORMAT
 from .types import PERSON
 from .xlsx import write_xlsx
@@ -62,18 +62,64 @@ def result_table(results: RunResults) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=DEEPFAUNE_COLUMNS + EXTRA_COLUMNS)
 
 
+def _table_kind(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix == ".xlsx":
+        return "xlsx"
+    if suffix in (".csv", ".txt", ""):
+        return "csv"
+    raise ValueError(f"{path}: unsupported output type {suffix!r}; use .csv or .xlsx")
+
+
 def write_table(table: pd.DataFrame, path: Path) -> Path:
     """Write CSV, or XLSX when the path says so; atomically, so a crash leaves the previous file intact."""
     path = Path(path)
-    suffix = path.suffix.lower()
+    kind = _table_kind(path)
     with atomic_output(path) as tmp:
-        if suffix == ".xlsx":
+        if kind == "xlsx":
             write_xlsx(table, tmp, sheet="deepfaune")
-        elif suffix in (".csv", ".txt", ""):
-            table.to_csv(tmp, index=False, encoding="utf-8")
         else:
-            raise ValueError(f"{path}: unsupported output type {suffix!r}; use .csv or .xlsx")
+            table.to_csv(tmp, index=False, encoding="utf-8")
     return path
+
+
+class TableWriter:
+    """The result table written block by block as a run goes (a CSV appends each block, byte for byte what
+    one `write_table` of the whole table gives); it replaces the previous table only on `close`.  An XLSX
+    is kept until then (a sheet holds at most 1,048,576 rows anyway)."""
+
+    def __init__(self, path: Path):
+        self.target = Path(path)
+        self.kind = _table_kind(self.target)  # refused before any model runs
+        self.staged: StagedFile | None = StagedFile(self.target)
+        self.parts: list[pd.DataFrame] = []
+        self.rows = 0
+
+    def add(self, batch: RunResults) -> None:
+        table = result_table(batch)
+        if self.kind == "xlsx":
+            self.parts.append(table)
+        else:
+            table.to_csv(self.staged.tmp, mode="a", header=self.rows == 0, index=False, encoding="utf-8")
+        self.rows += len(table)
+
+    def close(self, results: RunResults) -> list[Path]:
+        if self.kind == "xlsx":
+            table = pd.concat(self.parts, ignore_index=True) if self.parts else _empty_table()
+            write_xlsx(table, self.staged.tmp, sheet="deepfaune")
+        elif self.rows == 0:
+            _empty_table().to_csv(self.staged.tmp, index=False, encoding="utf-8")
+        staged, self.staged = self.staged, None
+        return [staged.commit()]
+
+    def abort(self) -> None:
+        if self.staged is not None:
+            self.staged.discard()
+            self.staged = None
+
+
+def _empty_table() -> pd.DataFrame:
+    return pd.DataFrame([], columns=DEEPFAUNE_COLUMNS + EXTRA_COLUMNS)
 
 
 def read_table(path: Path) -> pd.DataFrame:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -84,6 +84,11 @@ class Manifest:
     host: str = ""
     host_state: Any = None  # opaque to the core; the host adapter's own notes for write()
     detector_mode: str | None = None  # a mode the source requires (e.g. "existing"); the run switches to it
+    #: For sources too large to hold: the media listed lazily, as lists of items that form sequences only
+    #: among themselves (a folder's images, one video), in DeepFaune's order (`sequences.sequence_blocks`
+    #: gives that order for `items`).  `items` stays empty then; `count` says how many there are, if known.
+    stream: Iterator[list[MediaItem]] | None = None
+    count: int | None = None
 
 
 @dataclass(frozen=True)

@@ -19,14 +19,7 @@ MEDIA_SUFFIXES = IMAGE_SUFFIXES | VIDEO_SUFFIXES
 OWN_FOLDER_PREFIXES = ("deepfaune_", ".deepfaune")
 
 
-def iter_media(root: Path, suffixes: frozenset[str] = IMAGE_SUFFIXES, problems: list[Problem] | None = None
-               ) -> Iterator[tuple[Path, str]]:
-    """Yield (path, POSIX path relative to root) in a stable order: folders and names sorted.
-
-    Unreadable folders and broken links are reported in `problems` instead of stopping the walk.
-    """
-    root = Path(root)
-
+def _reporter(root: Path, problems: list[Problem] | None):
     def onerror(err: OSError) -> None:
         if problems is not None:
             rel = os.path.relpath(err.filename, root) if err.filename else "."
@@ -36,23 +29,93 @@ def iter_media(root: Path, suffixes: frozenset[str] = IMAGE_SUFFIXES, problems: 
         if problems is not None:
             problems.append(Problem(rel, reason))
 
-    for dirpath, dirnames, filenames in os.walk(root, onerror=onerror):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith(OWN_FOLDER_PREFIXES) and not d.startswith("."))
-        names = [n for n in sorted(filenames) if not n.startswith(".") and Path(n).suffix.lower() in suffixes]
-        taken = set(names)  # an escaped name must not pass for a real one (a file may be named "a\\xe9.jpg")
-        for name in names:
-            path = Path(dirpath) / name
-            true_rel = path.relative_to(root).as_posix()
-            rel = printable(true_rel)
-            if path.is_symlink() and not path.exists():
-                report(rel, "broken symbolic link (its target does not exist); skipped")
+    return onerror, report
+
+
+def _walked_folder(name: str) -> bool:
+    return not name.startswith(OWN_FOLDER_PREFIXES) and not name.startswith(".")
+
+
+def _media_files(root: Path, dirpath: str, filenames: list[str], suffixes: frozenset[str], report
+                 ) -> Iterator[tuple[Path, str]]:
+    """The media among one folder's file names, sorted, with what is wrong with them reported."""
+    names = [n for n in sorted(filenames) if not n.startswith(".") and Path(n).suffix.lower() in suffixes]
+    taken = set(names)  # an escaped name must not pass for a real one (a file may be named "a\\xe9.jpg")
+    for name in names:
+        path = Path(dirpath) / name
+        true_rel = path.relative_to(root).as_posix()
+        rel = printable(true_rel)
+        if path.is_symlink() and not path.exists():
+            report(rel, "broken symbolic link (its target does not exist); skipped")
+            continue
+        if rel != true_rel:
+            if printable(name) != name and printable(name) in taken:
+                report(rel, "file name is not valid UTF-8 and, written with \\xNN, is another file's; skipped")
                 continue
-            if rel != true_rel:
-                if printable(name) != name and printable(name) in taken:
-                    report(rel, "file name is not valid UTF-8 and, written with \\xNN, is another file's; skipped")
-                    continue
-                report(rel, "file name is not valid UTF-8; written with \\xNN for its odd bytes")
-            yield path, rel
+            report(rel, "file name is not valid UTF-8; written with \\xNN for its odd bytes")
+        yield path, rel
+
+
+def iter_media(root: Path, suffixes: frozenset[str] = IMAGE_SUFFIXES, problems: list[Problem] | None = None
+               ) -> Iterator[tuple[Path, str]]:
+    """Yield (path, POSIX path relative to root) in a stable order: folders and names sorted.
+
+    Unreadable folders and broken links are reported in `problems` instead of stopping the walk.
+    """
+    root = Path(root)
+    onerror, report = _reporter(root, problems)
+    for dirpath, dirnames, filenames in os.walk(root, onerror=onerror):
+        dirnames[:] = sorted(d for d in dirnames if _walked_folder(d))
+        yield from _media_files(root, dirpath, filenames, suffixes, report)
+
+
+def count_media(root: Path, suffixes: frozenset[str] = MEDIA_SUFFIXES) -> int:
+    """About how many files `iter_media` lists (broken links and clashing names included), without a stat
+    per file: for a progress line."""
+    total = 0
+    for _, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if _walked_folder(d)]
+        total += sum(1 for n in filenames if not n.startswith(".") and os.path.splitext(n)[1].lower() in suffixes)
+    return total
+
+
+def iter_media_blocks(root: Path, suffixes: frozenset[str] = MEDIA_SUFFIXES, problems: list[Problem] | None = None
+                      ) -> Iterator[list[tuple[Path, str]]]:
+    """The files of `iter_media`, listed lazily in the blocks sequences never cross -- a folder's images,
+    each video alone -- and in the order DeepFaune numbers them (by each block's first name in the sorted
+    list of every path), so a season's run holds one folder at a time, never the whole tree.
+
+    A folder's images come out whole when its first image's name is reached; a subfolder's blocks where
+    "subfolder/" sorts among the folder's names (every path under it sorts there too).
+    """
+    root = Path(root)
+    onerror, report = _reporter(root, problems)
+
+    def visit(directory: Path) -> Iterator[list[tuple[Path, str]]]:
+        try:
+            with os.scandir(directory) as listing:
+                entries = list(listing)
+        except OSError as err:
+            onerror(err)
+            return
+        folders = [e for e in entries if e.is_dir() and _walked_folder(e.name)]  # as os.walk does
+        media = sorted(_media_files(root, str(directory), [e.name for e in entries if not e.is_dir()],
+                                    suffixes, report), key=lambda m: m[1])
+        images = [m for m in media if m[0].suffix.lower() not in VIDEO_SUFFIXES]
+        units: list[tuple[str, object]] = [(rel, [(path, rel)]) for path, rel in media
+                                           if path.suffix.lower() in VIDEO_SUFFIXES]
+        if images:
+            units.append((images[0][1], images))
+        for entry in folders:
+            rel = printable(Path(entry.path).relative_to(root).as_posix())
+            units.append((rel + "/", entry))
+        for _, unit in sorted(units, key=lambda u: u[0]):
+            if isinstance(unit, list):
+                yield unit
+            elif not unit.is_symlink():  # os.walk lists links to folders but never follows them
+                yield from visit(Path(unit.path))
+
+    yield from visit(root)
 
 
 def printable(name: str) -> str:

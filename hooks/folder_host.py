@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 from deepfaune_plugin.api import HostOption, RunResults
 from deepfaune_plugin.hookspecs import hookimpl
-from deepfaune_plugin.table import result_table, write_table
+from deepfaune_plugin.table import TableWriter, result_table, write_table
 from deepfaune_plugin.types import Manifest, MediaItem, Problem
-from deepfaune_plugin.walk import MEDIA_SUFFIXES, iter_media
+from deepfaune_plugin.walk import MEDIA_SUFFIXES, count_media, iter_media_blocks
 
 DEFAULT_OUTPUT = "deepfaune.csv"
 
@@ -27,18 +27,24 @@ class FolderHost:
         if not root.is_dir():
             raise FileNotFoundError(f"{root}: not a folder")
         problems: list[Problem] = []
-        items = [
-            MediaItem(path=path, relpath=rel, group=str(Path(rel).parent.as_posix()))
-            for path, rel in iter_media(root, MEDIA_SUFFIXES, problems=problems)
-        ]
-        return Manifest(root=root, items=items, problems=problems, host=self.name)
+        count = count_media(root, MEDIA_SUFFIXES)  # for the progress line; the walk itself is lazy
+        return Manifest(root=root, items=[], problems=problems, host=self.name,
+                        stream=_blocks(root, problems), count=count)
 
     def default_output(self, manifest: Manifest) -> Path:
         return manifest.root / DEFAULT_OUTPUT
 
+    def open_writer(self, manifest: Manifest, options: Mapping[str, Any]) -> TableWriter:
+        return TableWriter(options.get("output") or self.default_output(manifest))
+
     def write(self, manifest: Manifest, results: RunResults, options: Mapping[str, Any]) -> list[Path]:
         target = results.output or self.default_output(manifest)
         return [write_table(result_table(results), target)]
+
+
+def _blocks(root: Path, problems: list[Problem]) -> Iterator[list[MediaItem]]:
+    for block in iter_media_blocks(root, MEDIA_SUFFIXES, problems=problems):
+        yield [MediaItem(path=path, relpath=rel, group=str(Path(rel).parent.as_posix())) for path, rel in block]
 
 
 @hookimpl

@@ -11,6 +11,7 @@ import io
 import json
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +30,7 @@ from deepfaune_plugin.engine.imageio import TRUNCATED_WARNING, MediaError, decod
 from deepfaune_plugin.modelstore import ModelFileError, ModelStore
 from deepfaune_plugin.paths import UnsafePathError, is_plain_name, plain_parts, safe_relative
 from deepfaune_plugin.plugins import default_registry
+from deepfaune_plugin.store import ResultStore
 from deepfaune_plugin.types import Problem
 from deepfaune_plugin.walk import iter_media, printable
 
@@ -404,9 +406,15 @@ def hostile(monkeypatch):
 
     def read_then_delete(self, source, options):
         manifest = read(self, source, options)
-        for item in manifest.items:
-            if item.path.name == "vanish.jpg" and item.path.exists():
-                item.path.unlink()
+
+        def listed_then_deleted(blocks):  # the file is gone between its listing and its decoding
+            for block in blocks:
+                for item in block:
+                    if item.path.name == "vanish.jpg" and item.path.exists():
+                        item.path.unlink()
+                yield block
+
+        manifest.stream = listed_then_deleted(manifest.stream)
         return manifest
 
     monkeypatch.setattr(folder, "read", read_then_delete)
@@ -504,3 +512,30 @@ def test_full_disk_keeps_previous_outputs_and_the_next_run_resumes(tmp_path, sta
     assert _run(src, out, standin_models) == 0
     assert "2 of 2 files already computed" in capsys.readouterr().err  # from the result store, warnings and all
     assert _table(out).equals(first)
+
+
+def test_full_disk_under_the_result_store_stops_cleanly_and_the_next_run_resumes(tmp_path, standin_models,
+                                                                                  monkeypatch, capsys):
+    src, out = tmp_path / "card", tmp_path / "results" / "deepfaune.csv"
+    good = jpeg(scene())
+    write(src / "IMG_0001.JPG", good)
+    write(src / "IMG_0002.JPG", good)
+    assert _run(src, out, standin_models) == 0
+    before = _outputs(out.parent)
+    write(src / "IMG_0003.JPG", good)  # a new file: the next run computes it and must store it
+
+    def store_disk_full(self, fingerprint, batch):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    save = ResultStore.save
+    monkeypatch.setattr(ResultStore, "save", store_disk_full)
+    capsys.readouterr()
+    assert _run(src, out, standin_models, "--threshold", "0.5") == 1
+    err = capsys.readouterr().err
+    assert "database or disk is full" in err and "free some space" in err and "Traceback" not in err
+    assert _outputs(out.parent) == before  # the table, record and page of the last good run, byte for byte
+
+    monkeypatch.setattr(ResultStore, "save", save)
+    assert _run(src, out, standin_models) == 0
+    assert "2 of 3 files already computed" in capsys.readouterr().err
+    assert len(_table(out)) == 3

@@ -11,16 +11,18 @@ import html
 import json
 import os
 import re
+import shutil
+import tempfile
 from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import quote
 
 from .._version import __version__
-from ..atomic import write_bytes_atomic as write_atomic
+from ..atomic import StagedFile
 from .record import RECORD_NAME
 from .thumbs import Job, ThumbCache
-from .view import build_view
+from .view import ViewBuilder
 
 REPORT_NAME = "deepfaune-report.html"
 THUMBS_DIR = ".deepfaune-thumbs"  # a dot folder: the folder host never reads it back as media
@@ -46,43 +48,97 @@ def embed_json(data: Any) -> str:
     return text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
 
 
-def render_page(view: Mapping[str, Any]) -> str:
+_DATA = "\x00DATA\x00"  # no title or asset can hold a NUL: the one place the data goes
+
+
+def _page_parts(view: Mapping[str, Any]) -> tuple[str, str]:
+    """The page's text before and after its data."""
     parts = {
         "TITLE": html.escape(f"DeepFaune review: {Path(view.get('source', '')).name or view.get('source', '')}"),
         "VERSION": html.escape(__version__),
         "CSS": _asset("report.css"),
         "JS": _asset("report.js"),
-        "DATA": embed_json(view),
+        "DATA": _DATA,
     }
     # one pass over the template only: text inside the parts is never taken for a placeholder
-    return re.sub(r"\{\{(\w+)\}\}", lambda m: parts[m.group(1)], _asset("template.html"))
+    text = re.sub(r"\{\{(\w+)\}\}", lambda m: parts[m.group(1)], _asset("template.html"))
+    head, _, tail = text.partition(_DATA)
+    return head, tail
+
+
+def render_page(view: Mapping[str, Any]) -> str:
+    head, tail = _page_parts(view)
+    return head + embed_json(view) + tail
+
+
+class ReportBuilder:
+    """deepfaune-report.html made as results come: each block's thumbnails are made and its sequences
+    written to a spool file at once, and the page is put together at the end, so its size is not bound
+    by memory."""
+
+    def __init__(self, out_dir: Path, threshold: float, blur_humans: bool = False, thumbs_dir: Path | None = None):
+        self.out_dir = Path(out_dir)
+        self.blur = blur_humans
+        self.cache = ThumbCache(Path(thumbs_dir) if thumbs_dir else self.out_dir / THUMBS_DIR, blur=blur_humans)
+        self.spool = tempfile.TemporaryFile("w+", encoding="utf-8")
+        self.builder = ViewBuilder(threshold, emit=self._spool)
+
+    def _spool(self, sequence: dict[str, Any]) -> None:
+        if self.builder.n_sequences > 1:
+            self.spool.write(",")
+        self.spool.write(embed_json(sequence))
+
+    def add(self, items, results) -> None:
+        """`items`: the media of `results` (whole sequences), in any order."""
+        jobs = [Job.of(item, raw) for item in items
+                if (raw := results.raw.get(item.relpath)) is not None and not raw.failure]
+        made = self.cache.make_all(jobs)
+        by_rel = {job.relpath: job for job in jobs}
+
+        def links(rel: str) -> tuple[str | None, str | None]:
+            job = by_rel.get(rel)
+            if job is None:
+                return None, None
+            thumb, preview = made.get(rel, (None, None))
+            # never fall back to the original when a blurred preview was due but could not be made
+            full = preview if self.cache.needs_preview(job) else job.path
+            return (page_href(thumb, self.out_dir) if thumb else None,
+                    page_href(full, self.out_dir) if full else None)
+
+        self.builder.add({item.relpath: item for item in items}, results.raw, results.decisions, links)
+
+    def write(self, summary) -> Path:
+        """The page, atomically, into out_dir; its path."""
+        extra = {
+            "record": RECORD_NAME,
+            "outputs": [{"name": Path(p).name, "href": page_href(p, self.out_dir)} for p in summary.written],
+            "blurred": self.blur,
+        }
+        view = self.builder.view(summary, extra)
+        head, tail = _page_parts(view)
+        data = embed_json(view)
+        staged = StagedFile(self.out_dir / REPORT_NAME)
+        try:
+            with open(staged.tmp, "w", encoding="utf-8") as out:
+                out.write(head)
+                out.write(data[:-1] + ',"sequences":[')  # the view is an object: its closing brace comes last
+                self.spool.seek(0)
+                shutil.copyfileobj(self.spool, out)
+                out.write("]}" + tail)
+        except BaseException:
+            staged.discard()
+            raise
+        return staged.commit()
+
+    def close(self) -> None:
+        self.spool.close()
 
 
 def write_report(summary, out_dir: Path, blur_humans: bool = False, thumbs_dir: Path | None = None) -> Path:
-    """Write deepfaune-report.html into out_dir, making the missing thumbnails; return the page's path."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    results = summary.results
-    jobs = [Job.of(item, raw) for item in summary.manifest.items
-            if (raw := results.raw.get(item.relpath)) is not None and not raw.failure]
-    cache = ThumbCache(Path(thumbs_dir) if thumbs_dir else out_dir / THUMBS_DIR, blur=blur_humans)
-    made = cache.make_all(jobs)
-    by_rel = {job.relpath: job for job in jobs}
-
-    def links(rel: str) -> tuple[str | None, str | None]:
-        job = by_rel.get(rel)
-        if job is None:
-            return None, None
-        thumb, preview = made.get(rel, (None, None))
-        # never fall back to the original when a blurred preview was due but could not be made
-        full = preview if cache.needs_preview(job) else job.path
-        return (page_href(thumb, out_dir) if thumb else None, page_href(full, out_dir) if full else None)
-
-    extra = {
-        "record": RECORD_NAME,
-        "outputs": [{"name": Path(p).name, "href": page_href(p, out_dir)} for p in summary.written],
-        "blurred": blur_humans,
-    }
-    target = out_dir / REPORT_NAME
-    text = render_page(build_view(summary, links=links, extra=extra))
-    return write_atomic(target, text.encode("utf-8"))
+    """Write deepfaune-report.html for a run whose results were kept, making the missing thumbnails."""
+    report = ReportBuilder(out_dir, summary.results.settings.threshold, blur_humans, thumbs_dir)
+    try:
+        report.add(summary.manifest.items, summary.results)
+        return report.write(summary)
+    finally:
+        report.close()

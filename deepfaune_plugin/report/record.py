@@ -11,7 +11,6 @@ import json
 import os
 import platform
 import sys
-from collections import Counter
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Sequence
@@ -77,9 +76,8 @@ def _machine() -> dict[str, Any]:
 def run_record(summary, command: Sequence[str] | str | None = None) -> dict[str, Any]:
     """The record as a dict (what write_run_record writes)."""
     results, manifest = summary.results, summary.manifest
-    decisions = results.decisions
+    tally = summary.tally
     info = dict(results.backend_info or {})
-    ok = [d for d in decisions if not d.failure]
     return {
         "format": RECORD_FORMAT,
         "plugin": {"name": "deepfaune-plugin", "version": __version__},
@@ -99,12 +97,12 @@ def run_record(summary, command: Sequence[str] | str | None = None) -> dict[str,
         },
         "backend_info": jsonable({k: v for k, v in info.items() if k != "files"}),
         "counts": {
-            "files": len(decisions),
-            "sequences": len({d.seqnum for d in ok}),
-            "failed": len(decisions) - len(ok),
+            "files": tally.files,
+            "sequences": tally.sequences,
+            "failed": len(tally.failures),
             "problems": len(summary.problems),
-            "sequences_per_label": dict(sorted(summary.label_counts().items())),
-            "files_per_label": dict(sorted(Counter(d.prediction for d in ok).items())),
+            "sequences_per_label": dict(sorted(tally.sequences_per_label.items())),
+            "files_per_label": dict(sorted(tally.files_per_label.items())),
         },
         "failures": [{"file": rel, "reason": reason} for rel, reason in summary.failures],
         "problems": [{"file": p.relpath, "reason": p.reason} for p in summary.problems],

@@ -6,10 +6,11 @@ result table and can be tested without a browser; the page's script only lays it
 from __future__ import annotations
 
 import dataclasses
+from array import array
 from collections import Counter, defaultdict
 from datetime import date, datetime, timedelta
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from .._version import __version__
 from ..types import ANIMAL, EMPTY, PERSON, VEHICLE, Decision, MediaItem, RawResult
@@ -76,19 +77,21 @@ def _next_bin(unit: str, start: date) -> date:
     return start + timedelta(days=1)
 
 
-def activity_bins(events: Sequence[tuple[date, str]]) -> dict[str, Any]:
+def activity_bins(events: Iterable[tuple[date, str]] | Counter) -> dict[str, Any]:
     """Sequences per day and category, every day from the first to the last (zeros included): a true time axis.
 
-    A long span (a camera clock left at 2000-01-01 makes one) is binned by week, then by month, to stay readable.
+    `events` are (day, category) pairs, or a Counter of them.  A long span (a camera clock left at
+    2000-01-01 makes one) is binned by week, then by month, to stay readable.
     """
-    if not events:
+    counted = events if isinstance(events, Counter) else Counter(events)
+    if not counted:
         return {"unit": "day", "bins": []}
-    first, last = min(day for day, _ in events), max(day for day, _ in events)
+    first, last = min(day for day, _ in counted), max(day for day, _ in counted)
     span = (last - first).days
     unit = "day" if span <= 200 else "week" if span <= 1400 else "month"
     cats: dict[date, Counter] = defaultdict(Counter)
-    for day, cat in events:
-        cats[_bin_key(unit, day)][cat] += 1
+    for (day, cat), n in counted.items():
+        cats[_bin_key(unit, day)][cat] += n
     bins, cur, end = [], _bin_key(unit, first), _bin_key(unit, last)
     while cur <= end:
         counts = cats.get(cur, Counter())
@@ -109,27 +112,40 @@ def _settings_dict(settings) -> dict[str, Any]:
     return out
 
 
-def build_view(summary, links: Links | None = None, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The page's data: totals, label and activity counts, the review queue and every sequence."""
-    results, manifest = summary.results, summary.manifest
-    settings = results.settings
-    links = links or (lambda rel: (None, None))
-    items = {item.relpath: item for item in manifest.items}
-    threshold = float(settings.threshold)
+class ViewBuilder:
+    """The page's data built block by block of results (whole sequences, in order): totals and charts are
+    counted as they go, and each sequence is handed to `emit` (kept in `sequences` when there is none),
+    so a season's page never needs the season in memory."""
 
-    members: dict[int, list[Decision]] = defaultdict(list)
-    for d in results.decisions:
-        if not d.failure:
-            members[d.seqnum].append(d)
+    def __init__(self, threshold: float, emit: Callable[[dict[str, Any]], None] | None = None):
+        self.threshold = float(threshold)
+        self.sequences: list[dict[str, Any]] = []
+        self.emit = emit or self.sequences.append
+        self.files = self.n_sequences = self.undated = 0
+        self.per_label: dict[str, dict[str, Any]] = {}
+        self.per_station: dict[str, Counter] = defaultdict(Counter)
+        self.days: Counter = Counter()
+        # the review queue's sort keys, packed (17 bytes a sequence): (not undefined, score, id)
+        self.review_near, self.review_score, self.review_id = array("b"), array("d"), array("q")
 
-    sequences = []
-    for seqnum, decisions in members.items():
+    def add(self, items: Mapping[str, MediaItem], raws: Mapping[str, RawResult], decisions: Sequence[Decision],
+            links: Links | None = None) -> None:
+        links = links or (lambda rel: (None, None))
+        self.files += len(decisions)
+        members: dict[int, list[Decision]] = defaultdict(list)
+        for d in decisions:
+            if not d.failure:
+                members[d.seqnum].append(d)
+        for seqnum in sorted(members):
+            self._sequence(seqnum, members[seqnum], items, raws, links)
+
+    def _sequence(self, seqnum: int, decisions: list[Decision], items, raws, links) -> None:
         decisions.sort(key=lambda d: (d.date is None, d.date or datetime.min, d.relpath))
         head = decisions[0]
         dates = [d.date for d in decisions if d.date]
         files = []
         for d in decisions:
-            raw = results.raw.get(d.relpath)
+            raw = raws.get(d.relpath)
             thumb, href = links(d.relpath)
             files.append({
                 "f": d.relpath, "t": thumb, "h": href, "d": _stamp(d.date),
@@ -138,61 +154,75 @@ def build_view(summary, links: Links | None = None, extra: Mapping[str, Any] | N
                 "bcat": CATEGORY_KEYS.get(raw.category if raw else EMPTY, "empty"),
                 "n": d.count, "nh": d.humancount,
             })
-        sequences.append({
+        seq = {
             "id": seqnum, "label": head.prediction, "key": head.prediction_key,
             "cat": CATEGORY_KEYS.get(head.category, "empty"), "score": head.score, "top1": head.top1,
             "station": station_of(items.get(head.relpath), head.relpath),
             "start": _stamp(min(dates)) if dates else None, "end": _stamp(max(dates)) if dates else None,
-            "review": review_reason(head, threshold), "files": files,
-        })
-    sequences.sort(key=lambda s: s["id"])
-
-    per_label: dict[str, dict[str, Any]] = {}
-    for s in sequences:
-        entry = per_label.setdefault(s["label"], {"label": s["label"], "key": s["key"], "cat": s["cat"],
-                                                  "sequences": 0, "files": 0})
+            "review": review_reason(head, self.threshold), "files": files,
+        }
+        self.n_sequences += 1
+        entry = self.per_label.setdefault(seq["label"], {"label": seq["label"], "key": seq["key"],
+                                                         "cat": seq["cat"], "sequences": 0, "files": 0})
         entry["sequences"] += 1
-        entry["files"] += len(s["files"])
-    labels = sorted(per_label.values(), key=lambda e: (_label_rank(e["key"]), -e["sequences"], e["label"]))
+        entry["files"] += len(files)
+        self.per_station[seq["station"]][seq["cat"]] += 1
+        if dates:
+            self.days[(min(dates).date(), seq["cat"])] += 1
+        else:
+            self.undated += 1
+        if seq["review"]:
+            self.review_near.append(seq["review"] != "undefined")
+            self.review_score.append(seq["score"])
+            self.review_id.append(seqnum)
+        self.emit(seq)
 
-    per_station: dict[str, Counter] = defaultdict(Counter)
-    for s in sequences:
-        per_station[s["station"]][s["cat"]] += 1
-    stations = [{"name": name, "sequences": sum(c.values()), "cats": dict(c)} for name, c in sorted(per_station.items())]
+    def view(self, summary, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Everything but the sequences (those went to `emit`)."""
+        results, manifest = summary.results, summary.manifest
+        settings = results.settings
+        info = dict(results.backend_info or {})
+        labels = sorted(self.per_label.values(), key=lambda e: (_label_rank(e["key"]), -e["sequences"], e["label"]))
+        stations = [{"name": name, "sequences": sum(c.values()), "cats": dict(c)}
+                    for name, c in sorted(self.per_station.items())]
+        activity = activity_bins(self.days)
+        activity["undated"] = self.undated
+        near, score, ids = self.review_near, self.review_score, self.review_id
+        review = [ids[i] for i in sorted(range(len(ids)), key=lambda i: (near[i], score[i], ids[i]))]
+        failures = [{"f": rel, "reason": reason} for rel, reason in summary.failures]
+        models = [{"role": role, "file": f.get("file", ""), "sha256": f.get("sha256", "")}
+                  for role, f in sorted((info.get("files") or {}).items())]
+        view = {
+            "source": str(manifest.root),
+            "host": manifest.host,
+            "plugin_version": __version__,
+            "model_version": info.get("model_version") or results.classes.version,
+            "backend": info.get("backend") or settings.backend,
+            "standin": bool(info.get("standin")),
+            "models": models,
+            "settings": _settings_dict(settings),
+            "started": _stamp(results.started), "finished": _stamp(results.finished),
+            "elapsed": round(float(summary.elapsed), 1),
+            "threshold": self.threshold, "margin": REVIEW_MARGIN,
+            "totals": {"files": self.files, "sequences": self.n_sequences, "failed": len(failures),
+                       "problems": len(summary.problems), "review": len(review)},
+            "labels": labels,
+            "stations": stations,
+            "activity": activity,
+            "failures": failures,
+            "problems": [{"f": p.relpath, "reason": p.reason} for p in summary.problems],
+            "review": review,
+        }
+        view.update(extra or {})
+        return view
 
-    events = [(datetime.strptime(s["start"][:10], "%Y-%m-%d").date(), s["cat"]) for s in sequences if s["start"]]
-    activity = activity_bins(events)
-    activity["undated"] = len(sequences) - len(events)
 
-    review = [s["id"] for s in sorted((s for s in sequences if s["review"]),
-                                      key=lambda s: (s["review"] != "undefined", s["score"], s["id"]))]
-    failures = [{"f": rel, "reason": reason} for rel, reason in summary.failures]
-    info = dict(results.backend_info or {})
-    models = [{"role": role, "file": f.get("file", ""), "sha256": f.get("sha256", "")}
-              for role, f in sorted((info.get("files") or {}).items())]
-    started, finished = results.started, results.finished
-    n_files = len(results.decisions)
-    view = {
-        "source": str(manifest.root),
-        "host": manifest.host,
-        "plugin_version": __version__,
-        "model_version": info.get("model_version") or results.classes.version,
-        "backend": info.get("backend") or settings.backend,
-        "standin": bool(info.get("standin")),
-        "models": models,
-        "settings": _settings_dict(settings),
-        "started": _stamp(started), "finished": _stamp(finished),
-        "elapsed": round(float(summary.elapsed), 1),
-        "threshold": threshold, "margin": REVIEW_MARGIN,
-        "totals": {"files": n_files, "sequences": len(sequences), "failed": len(failures),
-                   "problems": len(summary.problems), "review": len(review)},
-        "labels": labels,
-        "stations": stations,
-        "activity": activity,
-        "failures": failures,
-        "problems": [{"f": p.relpath, "reason": p.reason} for p in summary.problems],
-        "review": review,
-        "sequences": sequences,
-    }
-    view.update(extra or {})
+def build_view(summary, links: Links | None = None, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The page's data for a run whose results were kept: totals, label and activity counts, the review
+    queue and every sequence."""
+    builder = ViewBuilder(summary.results.settings.threshold)
+    builder.add({item.relpath: item for item in summary.manifest.items}, summary.results.raw,
+                summary.results.decisions, links)
+    view = builder.view(summary, extra)
+    view["sequences"] = builder.sequences
     return view
