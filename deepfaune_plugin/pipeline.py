@@ -411,7 +411,10 @@ def run(
         inference = Inference(backend, settings, result_store, total, progress, log)
         try:
             if open_writer is not None:
-                writer = _writing(lambda: open_writer(manifest, host_options), result_store)
+                try:
+                    writer = _writing(lambda: open_writer(manifest, host_options), result_store)
+                except ValueError as err:  # an output the host cannot write: said before any model runs
+                    raise RunError(str(err)) from err
             if report and writer is not None:
                 review = _open_review(Path(writer.target).parent, settings, blur_humans, log)
             offset = 0

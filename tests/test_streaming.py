@@ -147,3 +147,24 @@ def test_results_are_written_while_the_season_is_still_being_listed_and_computed
     assert summary.results.decisions == [] and summary.results.raw == {} and summary.manifest.items == []
     assert (summary.tally.files, summary.tally.sequences) == (24, 14)
     assert summary.label_counts()["renard"] == 4  # one fox sequence per card, and card3's undated fox
+
+
+def test_an_output_the_host_cannot_write_is_refused_before_any_model_runs(season, tmp_path, monkeypatch, capsys):
+    from deepfaune_plugin.cli import main
+
+    def no_model(self, settings):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr("fakes.FakeBackend.open", no_model)
+    assert main(["run", str(season), "--backend", "fake", "--output", str(tmp_path / "out.json"), "-q"],
+                registry=registry_with_fake()) == 1
+    err = capsys.readouterr().err
+    assert "out.json: unsupported output type '.json'; use .csv or .xlsx" in err and "Traceback" not in err
+    assert not (tmp_path / "out.json").exists()
+
+
+@pytest.mark.parametrize("name", ["out.csv", "out.xlsx"])
+def test_chunked_tables_are_byte_identical_in_both_formats(season: Path, tmp_path: Path, monkeypatch, name):
+    _go(season, tmp_path / "whole" / name, 10_000, monkeypatch)
+    _go(season, tmp_path / "c2" / name, 2, monkeypatch, keep_results=False)
+    assert (tmp_path / "c2" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes()
