@@ -175,6 +175,7 @@ def compute_on_cluster(
     should_stop: Callable[[], bool] | None = None,
     expected_info: Mapping[str, Any] | None = None,
     log: Callable[[str], None] | None = None,
+    client=None,
 ) -> ClusterOutcome:
     """Compute `todo` on the cluster at `address`; `on_result` receives each file once, in completion order.
 
@@ -182,6 +183,7 @@ def compute_on_cluster(
     A shard whose worker is lost is redone elsewhere; a relpath that arrives twice is ignored.
     `should_stop` is asked after each shard: when true, the shards not yet done are cancelled.
     `expected_info` (the backend's description) is compared with what workers load, before anything is kept.
+    `client`: a connection the caller keeps for several calls (`connect`); else one is opened and closed here.
     """
     outcome = ClusterOutcome()
     if not todo:
@@ -189,7 +191,10 @@ def compute_on_cluster(
     distributed = _import_dask()
     by_relpath = {item.relpath: item for item in todo}
     opened = worker_settings(settings)
-    client, cluster = connect(address)
+    own = client is None
+    cluster = None
+    if own:
+        client, cluster = connect(address)
     futures = []
     try:
         slots = sum(client.nthreads().values())  # tasks the cluster runs at once, now
@@ -235,7 +240,12 @@ def compute_on_cluster(
         pending = [f for f in futures if not f.done()]
         if pending:
             client.cancel(pending)
-        client.close()
-        if cluster is not None:
-            cluster.close()
+        if own:
+            disconnect(client, cluster)
     return outcome
+
+
+def disconnect(client, cluster) -> None:
+    client.close()
+    if cluster is not None:
+        cluster.close()

@@ -37,6 +37,9 @@ class RunError(DeepfauneError):
 #: Files (whole sequences) decided and handed to the host at a time: a run's memory grows with this, not
 #: with the season, when the host lists its media lazily and writes as results come (the folder host does).
 CHUNK_FILES = 1000
+#: The same on a Dask cluster, whose workers each take shards of a chunk: large enough that a chunk's tail
+#: (workers idle while its last shards finish) costs nothing, small enough to keep memory bounded.
+CLUSTER_CHUNK_FILES = 10_000
 
 
 @dataclass
@@ -154,6 +157,7 @@ class Inference:
         self.computed = self.reused = 0
         self.bar = Progress(total) if progress and total else None
         self.predictor = None
+        self.cluster = None  # (client, local cluster or None), opened on first need, kept for the run
         self._begun = False
 
     @property
@@ -190,6 +194,11 @@ class Inference:
         if self.predictor is not None:
             predictor, self.predictor = self.predictor, None
             predictor.close()
+        if self.cluster is not None:
+            from .distributed import disconnect
+
+            connection, self.cluster = self.cluster, None
+            disconnect(*connection)
 
     def _begin(self, classes: ClassTable, info) -> None:
         self.classes, self.info = classes, dict(info)
@@ -214,17 +223,19 @@ class Inference:
 
     def _compute_on_cluster(self, todo, sink: "_Sink") -> bool:
         """On a Dask cluster (imported only here): shards on workers, results in completion order."""
-        from .distributed import ClusterError, compute_on_cluster
+        from .distributed import ClusterError, compute_on_cluster, connect
 
         description = self.description
         if description is not None:
             self._begin(description.classes, description.info)
         try:
+            if self.cluster is None:
+                self.cluster = connect(self.settings.scheduler)
             with _graceful_interrupt() as stop:
                 outcome = compute_on_cluster(todo, self.settings, self.settings.backend, self.settings.scheduler,
                                              sink.add, should_stop=lambda: stop.requested,
                                              expected_info=description.info if description is not None else None,
-                                             log=self.log)
+                                             log=self.log, client=self.cluster[0])
         except ClusterError as err:
             raise RunError(str(err)) from err
         if outcome.classes is not None:
@@ -418,8 +429,7 @@ def run(
             if report and writer is not None:
                 review = _open_review(Path(writer.target).parent, settings, blur_humans, log)
             offset = 0
-            # one cluster job for the whole run: a cluster's start-up is paid once
-            size = sys.maxsize if settings.scheduler else CHUNK_FILES
+            size = CLUSTER_CHUNK_FILES if settings.scheduler else CHUNK_FILES
             for chunk in chunks(blocks, size):
                 ordered = with_host_dates(chunk, inference.raws(chunk))
                 decisions = decide_run(chunk, ordered, inference.classes, settings)

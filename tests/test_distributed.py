@@ -103,6 +103,22 @@ def test_cluster_fills_the_same_store_a_single_process_run_resumes_from(season, 
     assert (tmp_path / "out.csv").read_bytes() == reference["csv"]
 
 
+def test_a_cluster_run_in_chunks_connects_once_and_writes_the_same_table(season, standin_models, reference,
+                                                                          tmp_path, monkeypatch, capsys):
+    import deepfaune_plugin.pipeline as pipeline
+
+    connections = []
+    connect = dfd.connect
+    monkeypatch.setattr(dfd, "connect", lambda address: connections.append(address) or connect(address))
+    monkeypatch.setattr(pipeline, "CLUSTER_CHUNK_FILES", 10)  # the cameras' 10 + 11 + 10 files: three chunks
+    out = tmp_path / "out.csv"
+    assert main(["run", str(season), "--models-dir", str(standin_models), "--output", str(out),
+                 "--store", str(tmp_path / "store.sqlite"), "--scheduler", "local:2", "-q", "--no-report"]) == 0
+    assert connections == ["local:2"]
+    assert re.findall(r"computing (\d+) files", capsys.readouterr().err) == ["10", "11", "10"]
+    assert out.read_bytes() == reference["csv"]
+
+
 def test_models_are_loaded_once_per_worker_process(season, standin_models, cluster):
     items = [MediaItem(p, p.relative_to(season).as_posix(), p.parent.name) for p in sorted(season.rglob("IMG_*"))]
     got: list[tuple[str, RawResult]] = []
