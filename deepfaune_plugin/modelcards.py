@@ -124,13 +124,14 @@ class ModelCard:
         return self.detectors[name]
 
 
-def _version_key(version: str) -> tuple[int, ...]:
+def version_key(version: str) -> tuple[int, ...]:
+    """A model version's numbers, for sorting ("1.10" after "1.9")."""
     return tuple(int(part) for part in version.split("."))
 
 
 def available_versions() -> list[str]:
     found = [m.group(1) for p in cards_dir().glob("deepfaune-*.yaml") if (m := _CARD_NAME.match(p.name))]
-    return sorted(found, key=_version_key)
+    return sorted(found, key=version_key)
 
 
 def load_card(version: str) -> ModelCard:

@@ -17,14 +17,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
 
+from .atomic import write_bytes_atomic
+from .errors import DeepfauneError
+from .modelcards import version_key
+from .paths import is_plain_name
+
 MANIFEST_NAME = "deepfaune-models.json"
 MANIFEST_VERSION = 1
 KINDS = ("detector", "classifier")
 _CHUNK = 1 << 20
-from .atomic import write_bytes_atomic
-from .errors import DeepfauneError
-from .paths import is_plain_name
-
 _RACY_SECONDS = 2.0
 
 # (resolved path, size, mtime_ns) -> sha256: a file is hashed once per process unless it changes.
@@ -123,7 +124,7 @@ class ModelStore:
 
     # -- reading -------------------------------------------------------------------------
     def versions(self) -> list[str]:
-        return sorted(self.manifest["versions"], key=lambda v: tuple(int(p) for p in v.split(".")))
+        return sorted(self.manifest["versions"], key=version_key)
 
     def file_name(self, version: str, role: str, mode: str | None = None) -> str:
         """The registered file name for a role: "classifier", "classifier_int8", "detector" or
@@ -163,8 +164,11 @@ class ModelStore:
         return any(self.manifest["files"].get(n, {}).get("standin") for n in names if n)
 
     def file_for(self, version: str, role: str, mode: str | None = None) -> Path:
-        """The path of a verified file: its size and sha256 match the manifest."""
-        name = self.file_name(version, role, mode)
+        """The path of the verified file serving a role (see `file_name` and `verified_path`)."""
+        return self.verified_path(self.file_name(version, role, mode))
+
+    def verified_path(self, name: str) -> Path:
+        """The path of a registered file whose size and sha256 match the manifest, else ModelFileError."""
         problem = self._check(name)
         if problem:
             raise ModelFileError(problem)

@@ -16,7 +16,6 @@ from deepfaune_plugin.engine.crop import crop_rgb, normalise, resize_pillow, squ
 from deepfaune_plugin.engine.detection import combine, needs_mds, select_box
 from deepfaune_plugin.engine.imageio import Decoded, MediaError, decode_image
 from deepfaune_plugin.engine.known_boxes import select_known
-from deepfaune_plugin.engine.letterbox import letterbox
 from deepfaune_plugin.engine.onnx_models import OnnxClassifier, OnnxDetector
 from deepfaune_plugin.engine.video import VideoFrames, read_frames
 from deepfaune_plugin.errors import DeepfauneError
@@ -83,19 +82,17 @@ class DeepFaunePredictor:
         plan = ModelPlan.for_settings(settings)
         self.card, self.store, self.mode = plan.card, plan.store, plan.mode
         self.threads = settings.threads
-        version = self.card.version
-        int8 = "_int8" if plan.fast else ""
-        clf_path = self.store.file_for(version, "classifier" + int8)
+        clf_path = self.store.verified_path(plan.classifier)
         self.low_memory = plan.fast  # --fast also keeps within its memory budget (no onnxruntime arena)
         self.classifier = OnnxClassifier(clf_path, threads=self.threads, size=self.card.classifier.crop_size,
                                          low_memory=self.low_memory)
         if self.classifier.num_classes != self.card.classifier.num_classes:
-            raise DeepfauneError(f"{clf_path}: {self.classifier.num_classes} classes, but DeepFaune {version} has "
-                                 f"{self.card.classifier.num_classes}")
+            raise DeepfauneError(f"{clf_path}: {self.classifier.num_classes} classes, but DeepFaune "
+                                 f"{self.card.version} has {self.card.classifier.num_classes}")
         self.crop_size = self.card.classifier.crop_size
         self.classes: ClassTable = self.card.class_table()
         self._detectors: dict[str, OnnxDetector] = {}
-        self._detector_files = {m: self.store.file_for(version, "detector" + int8, mode=m) for m in plan.detectors}
+        self._detector_files = {m: self.store.verified_path(name) for m, name in plan.detectors.items()}
         # Load what every image needs now; the MegaDetector backstop of DFbsMDS only when first needed.
         for m in plan.detectors:
             if not (self.mode == "DFbsMDS" and m == "MDS"):
@@ -124,8 +121,8 @@ class DeepFaunePredictor:
     def _load_image(self, path) -> tuple[Decoded, dict[int, tuple]]:
         """Decode and letterbox for the first detector, on the prefetch thread (cv2 releases the GIL)."""
         decoded = decode_image(path)
-        size = self.card.detectors["DF" if "DF" in self.mode else "MDS"].size
-        return decoded, {size: letterbox(decoded.image, size)}
+        first = self._detectors["DF" if "DF" in self.mode else "MDS"]  # loaded at start: only MDS waits in DFbsMDS
+        return decoded, {first.size: first.prepare(decoded.image)}
 
     def infer(self, relpath: str, image: np.ndarray, tensors: dict[int, tuple] | None = None) -> RawResult:
         height, width = image.shape[:2]

@@ -9,11 +9,13 @@ UTC DateTime: they are refused, never written.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Iterator
 
 from deepfaune_plugin.errors import DeepfauneError
 
@@ -102,6 +104,23 @@ def connect_readonly(path: Path, timeout: float = 5.0) -> sqlite3.Connection:
     return sqlite3.connect(uri, uri=True, timeout=timeout)
 
 
+@contextlib.contextmanager
+def reading(path: Path, timeout: float, failure: str = "cannot read") -> Iterator[sqlite3.Connection]:
+    """A read-only connection whose SQLite errors become TimelapseErrors naming the file (and the wait, if locked)."""
+    try:
+        conn = connect_readonly(path, timeout)
+    except sqlite3.Error as err:
+        raise TimelapseError(f"{path}: cannot open ({err})") from err
+    try:
+        yield conn
+    except sqlite3.OperationalError as err:
+        if "locked" in str(err) or "busy" in str(err):
+            raise TimelapseError(locked_message(path, timeout, err)) from err
+        raise TimelapseError(f"{path}: {failure} ({err})") from err
+    finally:
+        conn.close()
+
+
 def table_names(conn: sqlite3.Connection) -> set[str]:
     return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
 
@@ -178,19 +197,10 @@ def read_ddb(path: Path, timeout: float = 5.0) -> DdbContents:
     path = Path(path)
     if not path.is_file():
         raise TimelapseError(f"{path}: no such Timelapse data file")
-    try:
-        conn = connect_readonly(path, timeout)
-    except sqlite3.Error as err:
-        raise TimelapseError(f"{path}: cannot open ({err})") from err
-    try:
+    with reading(path, timeout) as conn:
         version = check_schema(conn, path)
         return DdbContents(path=path, version=version, rows=read_rows(conn), fields=read_fields(conn))
-    except sqlite3.OperationalError as err:
-        if "locked" in str(err) or "busy" in str(err):
-            raise TimelapseError(locked_message(path, timeout, err)) from err
-        raise TimelapseError(f"{path}: cannot read ({err})") from err
-    finally:
-        conn.close()
+
 
 
 def locked_message(path: Path, waited: float, err: Exception) -> str:

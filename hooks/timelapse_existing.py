@@ -29,24 +29,21 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from deepfaune_plugin.api import EXISTING_DETECTIONS
-from deepfaune_plugin.atomic import atomic_output
 from deepfaune_plugin.engine.known_boxes import JSON_THRESHOLD
 from deepfaune_plugin.types import ANIMAL, PERSON, VEHICLE, KnownBox
 
-from .timelapse_ddb import TimelapseError, connect_readonly, locked_message, table_names
+from .timelapse_ddb import connect_readonly, reading, table_names
 from .timelapse_import import BOX_SHIFT
+from .timelapse_ledger import DETECTIONS, read_ledger, write_ledger
 
 LABELS = {"animal": ANIMAL, "person": PERSON, "human": PERSON, "vehicle": VEHICLE}
 EMPTY_LABELS = ("empty",)
-#: Timelapse's import shift, as the doubles its float32 constants widen to.
-_SHIFT = BOX_SHIFT  # the trim Timelapse's import applies, undone here
-LEDGER_KEY = "#detections"  # beside the field values in the ledger; a DataLabel never starts with '#'
 
 
 def untrim(stored: Sequence[float]) -> tuple[float, float, float, float]:
     """The detector's (x, y, w, h) from the box Timelapse stored (see the module docstring for the residual)."""
     out = []
-    for value, shift in zip(stored, _SHIFT):
+    for value, shift in zip(stored, BOX_SHIFT):  # the shift Timelapse's import applied
         if value <= 0.0 and shift < 0:  # the corner was clamped at 0 (or was 0)
             out.append(0.0)
         else:
@@ -93,59 +90,27 @@ def row_digests(conn: sqlite3.Connection, ids: Iterable[int] | None = None) -> d
     return {rid: hashlib.sha256(json.dumps(rows[rid]).encode()).hexdigest()[:16] for rid in wanted}
 
 
-def _ledger(ddb: Path) -> dict:
-    try:
-        data = json.loads((ddb.parent / ".deepfaune-timelapse.json").read_text(encoding="utf-8"))
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
 def written_by_deepfaune(ddb: Path) -> dict[int, dict[str, str]]:
     """Ledger: DataTable Id -> {"mode": detector mode, "rows": digest} of the recognitions DeepFaune wrote."""
-    entries = (_ledger(ddb).get(ddb.name) or {}).get(LEDGER_KEY) or {}
-    out = {}
-    for key, value in entries.items() if isinstance(entries, dict) else ():
-        if isinstance(value, dict) and str(key).isdigit():
-            out[int(key)] = value
-    return out
+    return {rid: entry for rid, entry in read_ledger(ddb, DETECTIONS).items() if isinstance(entry, dict)}
 
 
 def record_written(ddb: Path, ids: Iterable[int], mode: str, timeout: float = 30.0) -> Path:
     """After --write-ddb: remember which rows DeepFaune wrote, with which detector mode."""
-    ids = list(ids)
     conn = connect_readonly(ddb, timeout)
     try:
         digests = row_digests(conn, ids)
     finally:
         conn.close()
-    path = ddb.parent / ".deepfaune-timelapse.json"
-    data = _ledger(ddb)
-    section = data.setdefault(ddb.name, {})
-    entries = section.get(LEDGER_KEY) if isinstance(section.get(LEDGER_KEY), dict) else {}
-    for rid in ids:
-        if rid in digests:
-            entries[str(rid)] = {"mode": mode, "rows": digests[rid]}
-    section[LEDGER_KEY] = dict(sorted(entries.items(), key=lambda kv: int(kv[0])))
-    with atomic_output(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False), encoding="utf-8")
-    return path
+    entries = read_ledger(ddb, DETECTIONS)
+    entries.update((rid, {"mode": mode, "rows": digest}) for rid, digest in digests.items())
+    return write_ledger(ddb, DETECTIONS, entries)
 
 
 def read_existing(ddb: Path, timeout: float = 5.0) -> ExistingDetections:
     """The image recognitions of other detectors in `ddb`, as known boxes by DataTable Id."""
-    try:
-        conn = connect_readonly(ddb, timeout)
-    except sqlite3.Error as err:
-        raise TimelapseError(f"{ddb}: cannot open ({err})") from err
-    try:
+    with reading(ddb, timeout, "cannot read its recognitions") as conn:
         return _read(conn, ddb)
-    except sqlite3.OperationalError as err:
-        if "locked" in str(err) or "busy" in str(err):
-            raise TimelapseError(locked_message(ddb, timeout, err)) from err
-        raise TimelapseError(f"{ddb}: cannot read its recognitions ({err})") from err
-    finally:
-        conn.close()
 
 
 def _read(conn: sqlite3.Connection, ddb: Path) -> ExistingDetections:

@@ -31,12 +31,11 @@ from .timelapse_existing import notes as existing_notes
 from .timelapse_existing import summary as existing_summary
 from .timelapse_import import ImportReport, check_field, write_ddb
 from .timelapse_json import build_recognitions
+from .timelapse_ledger import read_ledger, write_ledger
 
 DEFAULT_JSON = "deepfaune-recognitions.json"
 DEFAULT_WAIT = 30.0
 TABLE_SUFFIXES = (".csv", ".xlsx")  # --output with these names: DeepFaune's result table, besides the JSON
-#: Which field values DeepFaune wrote (a hidden file beside the .ddb; the .ddb itself gets nothing extra).
-LEDGER = ".deepfaune-timelapse.json"
 
 
 @dataclass
@@ -56,34 +55,6 @@ class TimelapseState:
 def _opt(options: Mapping[str, Any], name: str, default=None):
     value = options.get(name)
     return default if value is None else value
-
-
-def _ledger_path(state: "TimelapseState") -> Path:
-    return state.ddb.parent / LEDGER
-
-
-def read_ledger(state: "TimelapseState") -> dict[int, str]:
-    """The values DeepFaune wrote into the field last time (row Id -> value), so that a re-run may refresh them."""
-    try:
-        data = json.loads(_ledger_path(state).read_text(encoding="utf-8"))
-        values = data[state.ddb.name][state.field_spec.data_label]
-        return {int(k): str(v) for k, v in values.items()}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return {}
-
-
-def write_ledger(state: "TimelapseState", values: Mapping[int, str]) -> Path:
-    path = _ledger_path(state)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(data, dict):
-            data = {}
-    except (OSError, ValueError):
-        data = {}
-    data.setdefault(state.ddb.name, {})[state.field_spec.data_label] = {str(k): v for k, v in sorted(values.items())}
-    with atomic_output(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False), encoding="utf-8")
-    return path
 
 
 class TimelapseHost:
@@ -187,14 +158,16 @@ class TimelapseHost:
         if options.get("write_ddb"):
             with open(target, encoding="utf-8") as fh:  # exactly what Timelapse would read from the file
                 as_read = json.load(fh)
-            values = {d.relpath: d.prediction for d in results.decisions if not d.failure} if state.field_spec else None
-            previous = read_ledger(state) if state.field_spec else {}
-            report = write_ddb(state.ddb, as_read, field_spec=state.field_spec, field_values=values,
+            spec = state.field_spec
+            values = {d.relpath: d.prediction for d in results.decisions if not d.failure} if spec else None
+            # the values DeepFaune wrote into the field last time: a re-run may refresh them
+            previous = {rid: str(v) for rid, v in read_ledger(state.ddb, spec.data_label).items()} if spec else {}
+            report = write_ddb(state.ddb, as_read, field_spec=spec, field_values=values,
                                previous=previous, wait=_wait(options))
             state.report = report
-            if state.field_spec is not None:
+            if spec is not None:
                 kept = {k: v for k, v in previous.items() if k not in report.field_kept_ids}
-                write_ledger(state, {**kept, **report.field_values})
+                write_ledger(state.ddb, spec.data_label, {**kept, **report.field_values})
             try:  # which rows DeepFaune's own detector wrote: --use-existing-detections must not take them
                 record_written(state.ddb, ids_written(manifest.items, results.raw), results.settings.detector_mode,
                                timeout=_wait(options))

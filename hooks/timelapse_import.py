@@ -29,7 +29,6 @@ and a taxonomy description missing on one side is filled from the other instead 
 from __future__ import annotations
 
 import json
-import shutil
 import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -38,8 +37,10 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .timelapse_ddb import (DATA_TABLE, FieldSpec, TimelapseError, check_schema, locked_message, table_columns,
-                            table_names)
+from deepfaune_plugin.atomic import atomic_output
+
+from .timelapse_ddb import (DATA_TABLE, FieldSpec, TimelapseError, check_schema, connect_readonly, locked_message,
+                            table_columns, table_names)
 
 RECOGNITION_TABLES = ("Info", "DetectionCategories", "ClassificationCategories", "Detections", "DetectionsVideo")
 #: Timelapse's CreateRecognitionTables, column for column (types as its Sql constants spell them).
@@ -631,7 +632,6 @@ def write_ddb(ddb: Path, recognizer: Mapping[str, Any], field_spec: FieldSpec | 
         try:
             check_schema(conn, ddb)
             backup = backup_path(ddb)
-            backup.parent.mkdir(parents=True, exist_ok=True)
             _snapshot(ddb, backup, wait)
             before = _fk_violations(conn)
             report = import_recognitions(conn, recognizer, keep_failed=keep_failed)
@@ -655,15 +655,13 @@ def write_ddb(ddb: Path, recognizer: Mapping[str, Any], field_spec: FieldSpec | 
 
 def _snapshot(ddb: Path, target: Path, wait: float) -> None:
     """A consistent copy of the committed database, taken while we hold the write lock."""
-    part = target.with_name(target.name + ".part")
-    source = sqlite3.connect(ddb.resolve().as_uri() + "?mode=ro", uri=True, timeout=wait)
+    source = connect_readonly(ddb, wait)
     try:
-        copy_conn = sqlite3.connect(part)
-        try:
-            source.backup(copy_conn)
-        finally:
-            copy_conn.close()
-        shutil.move(str(part), str(target))
+        with atomic_output(target) as part:
+            copy_conn = sqlite3.connect(part)
+            try:
+                source.backup(copy_conn)
+            finally:
+                copy_conn.close()
     finally:
         source.close()
-        part.unlink(missing_ok=True)

@@ -72,8 +72,8 @@ def test_session_options():
 def test_detector_returns_planted_boxes(tmp_path):
     path = save(detector_graph(planted_anchors(), hw=("H", "W")), tmp_path / "det.onnx")
     detector = OnnxDetector(path, size=960, conf=0.6, source="DF", threads=1)
-    assert detector.input_shape_for(3000, 4000) == (736, 960)
-    assert detector.input_shape_for(4000, 3000) == (960, 736)
+    assert detector.prepare(np.zeros((3000, 4000, 3), np.uint8))[0].shape == (1, 3, 736, 960)
+    assert detector.prepare(np.zeros((4000, 3000, 3), np.uint8))[0].shape == (1, 3, 960, 736)
     dets = detector(np.zeros((3000, 4000, 3), np.uint8))
     assert [(d.category, d.conf) for d in dets] == [(ANIMAL, float(np.float32(0.9))),
                                                      (VEHICLE, float(np.float32(0.75)))]

@@ -7,13 +7,15 @@ import yaml
 
 from deepfaune_plugin import modelcards
 from deepfaune_plugin.api import MODEL_DETECTOR_MODES
-from deepfaune_plugin.modelcards import available_versions, load_card
+from deepfaune_plugin.modelcards import available_versions, load_card, version_key
 
 BASE_LANGS = ["fr", "en", "it", "de", "es"]
 
 
 def test_versions_in_order():
     assert available_versions() == ["1.3", "1.4", "1.5"]
+    assert version_key("1.10") == (1, 10)
+    assert sorted(["1.10", "1.9", "2.0", "1.4.1"], key=version_key) == ["1.4.1", "1.9", "1.10", "2.0"]
 
 
 def test_unknown_version_lists_the_available_ones():

@@ -55,6 +55,16 @@ def test_verified_paths(store):
     assert store.file_for("1.4", "detector", "MDS") == store.root / "mds.onnx"
 
 
+def test_verified_path_checks_a_file_by_its_name(store):
+    assert store.verified_path("df.onnx") == store.root / "df.onnx"
+    (store.root / "df.onnx").write_bytes(b"detector-dG")  # same size, one byte changed
+    with pytest.raises(ModelFileError, match=r"df\.onnx does not match the manifest"):
+        store.verified_path("df.onnx")
+    (store.root / "stray.onnx").write_bytes(b"x")
+    with pytest.raises(ModelFileError, match=r"stray\.onnx is not registered"):
+        store.verified_path("stray.onnx")
+
+
 def test_flipped_byte_names_the_file_and_both_hashes(store):
     path = store.root / "df.onnx"
     expected = hashlib.sha256(b"detector-df").hexdigest()

@@ -18,7 +18,7 @@ import onnxruntime as ort
 from ..errors import DeepfauneError
 from ..types import Detection
 from .detection import postprocess
-from .letterbox import Letterbox, letterbox, plan_letterbox
+from .letterbox import Letterbox, letterbox
 
 DETECTOR_ROWS = 4 + 3
 BIRD_CLASSES = 8
@@ -107,11 +107,6 @@ class OnnxDetector:
         if _static(out.shape[1]) not in (None, DETECTOR_ROWS):
             raise ModelContractError(self.path, f"output 'output0' must have {DETECTOR_ROWS} rows "
                                                 f"(4 box + 3 classes), has shape {out.shape}")
-
-    def input_shape_for(self, h: int, w: int) -> tuple[int, int]:
-        """(H, W) of the network input for an h x w image."""
-        lb = plan_letterbox(h, w, self.size)
-        return lb.input_h, lb.input_w
 
     def prepare(self, image_bgr: np.ndarray) -> tuple[np.ndarray, Letterbox]:
         """The network input for an image; pure pixel work, safe on another thread than `detect`."""
