@@ -256,7 +256,7 @@ def decide_run(
             decisions.append(Decision(
                 relpath=item.relpath, date=raw.date, seqnum=seqnum, predictionbase="", scorebase=0.0,
                 prediction="", score=0.0, top1="", count=0, humancount=0, category=EMPTY,
-                prediction_key=FAILED, top1_key=FAILED, failure=raw.failure,
+                prediction_key=FAILED, top1_key=FAILED, failure=raw.failure, top1base_key=FAILED,
             ))
             continue
         base, seq = decide([raw]), per_sequence[seqnum]
@@ -268,6 +268,8 @@ def decide_run(
             count=raw.count, humancount=raw.humancount, category=seq.category,
             prediction_key=seq.key, top1_key=seq.top1_key,
             box=selected.box if selected else None, box_conf=selected.conf if selected else None,
+            raw_score=seq.raw_score, raw_scorebase=base.raw_score, categorybase=base.category,
+            top1base_key=base.top1_key,
         ))
     decisions.sort(key=lambda d: (d.seqnum, d.relpath))
     return decisions

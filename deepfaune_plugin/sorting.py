@@ -1,7 +1,6 @@
 """`deepfaune sort`: one folder per label, as DeepFaune's GUI does, from a result table."""
 from __future__ import annotations
 
-import os
 import shutil
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -12,6 +11,7 @@ import numpy as np
 
 from .engine.imageio import MediaError, read_image
 from .errors import DeepfauneError
+from .placing import place_file, safe_folder_name, unique_target
 from .table import read_table
 
 BLUR_KERNEL = 151  # DeepFaune's box filter size for human blurring
@@ -26,22 +26,6 @@ class SortReport:
     folder: Path
     done: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
-
-
-def unique_target(folder: Path, name: str) -> Path:
-    """name.ext, then name_2.ext, name_3.ext... (DeepFaune's rule for clashes)."""
-    target = folder / name
-    stem, suffix = os.path.splitext(name)
-    n = 2
-    while target.exists() or target.is_symlink():
-        target = folder / f"{stem}_{n}{suffix}"
-        n += 1
-    return target
-
-
-def _safe_label(label: str) -> str:
-    cleaned = "".join("_" if ch in '<>:"/\\|?*' or ord(ch) < 32 else ch for ch in label).strip(" .")
-    return cleaned or "_"
 
 
 def blur_boxes(image: np.ndarray, boxes: list[tuple[float, float, float, float]]) -> np.ndarray:
@@ -97,22 +81,17 @@ def sort_files(results: Path, dest: Path, root: Path | None = None, mode: str = 
             report.failures.append((rel, f"not sorted: {row.get('failure') or 'no prediction'}"))
             continue
         src = root / rel
-        label_dir = folder / _safe_label(str(row["prediction"]))
+        label_dir = folder / safe_folder_name(str(row["prediction"]))
         try:
             label_dir.mkdir(parents=True, exist_ok=True)
             target = unique_target(label_dir, src.name)
             boxes = _parse_boxes(row.get("person_boxes", "")) if blur_humans else []
             if boxes:
                 _write_blurred(src, target, boxes)
-            elif mode == "copy":
-                shutil.copy2(src, target)
             elif mode == "move":
                 shutil.move(str(src), str(target))
             else:
-                try:
-                    os.link(src, target)
-                except OSError:
-                    shutil.copy2(src, target)  # another file system: a copy is the closest thing
+                place_file(src, target, link=mode == "link")
             report.done += 1
         except OSError as err:
             report.failures.append((rel, f"{err.strerror or err}"))

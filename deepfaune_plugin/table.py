@@ -7,6 +7,7 @@ import pandas as pd
 
 from .api import RunResults
 from .atomic import StagedFile, atomic_output
+from .boxes import normalised_box
 from .exifdate import EXIF_DATE_FORMAT
 from .types import PERSON
 from .xlsx import write_xlsx
@@ -23,11 +24,6 @@ EXTRA_COLUMNS = [
     "bbox_x", "bbox_y", "bbox_width", "bbox_height", "bbox_conf", "detector", "person_boxes", "failure", "warning",
 ]
 DATE_FORMAT = EXIF_DATE_FORMAT  # EXIF's own format, which DeepFaune writes back unchanged
-
-
-def _norm_box(box, width: int, height: int) -> tuple[float, float, float, float]:
-    x1, y1, x2, y2 = box
-    return (round(x1 / width, 6), round(y1 / height, 6), round((x2 - x1) / width, 6), round((y2 - y1) / height, 6))
 
 
 def result_table(results: RunResults) -> pd.DataFrame:
@@ -53,10 +49,11 @@ def result_table(results: RunResults) -> pd.DataFrame:
         if raw is not None and raw.width and raw.height:
             sel = raw.selected_detection
             if sel is not None:
-                x, y, w, h = _norm_box(sel.box, raw.width, raw.height)
+                x, y, w, h = normalised_box(sel.box, raw.width, raw.height, decimals=6)
                 row.update(bbox_x=x, bbox_y=y, bbox_width=w, bbox_height=h,
                            bbox_conf=round(sel.conf, 4), detector=sel.source)
-            people = [_norm_box(det.box, raw.width, raw.height) for det in raw.detections if det.category == PERSON]
+            people = [normalised_box(det.box, raw.width, raw.height, decimals=6)
+                      for det in raw.detections if det.category == PERSON]
             row["person_boxes"] = ";".join(",".join(f"{v:.6f}" for v in b) for b in people)
         rows.append(row)
     return pd.DataFrame(rows, columns=DEEPFAUNE_COLUMNS + EXTRA_COLUMNS)

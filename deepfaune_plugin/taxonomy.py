@@ -84,3 +84,18 @@ def taxon(english_key: str) -> Taxon:
             f"{len(table)} keys: DeepFaune 1.3-1.5 English labels, the 8 bird groups and 'human'; "
             "'empty', 'vehicle' and 'undefined' have none)"
         ) from None
+
+
+def taxon_for_key(key: str, bird_class: str = "bird") -> Taxon | None:
+    """The taxon a decision key names, or None for a key without one ("empty", "vehicle", "undefined", "failed").
+
+    The bird option's keys "<bird_class> <group>" name their group ("bird passerine" -> Passeriformes);
+    "bird undefined" (no group above the threshold), and any group the table lacks, name the bird class.
+    """
+    table = taxa()
+    if key in table:
+        return table[key]
+    prefix = f"{bird_class} "
+    if key.startswith(prefix) and len(key) > len(prefix):
+        return table.get(key[len(prefix):], table.get(bird_class))
+    return None

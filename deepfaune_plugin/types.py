@@ -206,3 +206,9 @@ class Decision:
     box: tuple[float, float, float, float] | None = None
     box_conf: float | None = None
     failure: str | None = None
+    #: The float32 probabilities before truncation to 2 decimals (formats that keep more digits), and the
+    #: per-image answer's category and best class (`categorybase`: ANIMAL also when undefined).
+    raw_score: float = 0.0
+    raw_scorebase: float = 0.0
+    categorybase: int = EMPTY
+    top1base_key: str = ""

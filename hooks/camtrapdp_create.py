@@ -32,6 +32,7 @@ from deepfaune_plugin.atomic import NEW_DIR_MODE
 from deepfaune_plugin.api import RunResults
 from deepfaune_plugin.engine.video import FILE_DATE, video_date
 from deepfaune_plugin.exifdate import read_exif_date
+from deepfaune_plugin.placing import place_file
 from deepfaune_plugin.types import Manifest, MediaItem, Problem
 from deepfaune_plugin.walk import MEDIA_SUFFIXES, iter_media
 
@@ -352,7 +353,7 @@ def write_package(manifest: Manifest, results: RunResults, options: Mapping[str,
         for rel in media:
             dest = work / "media" / rel
             dest.parent.mkdir(parents=True, exist_ok=True)
-            _place(manifest.root / rel, dest, state.link)
+            place_file(manifest.root / rel, dest, link=state.link)
         files = {"datapackage.json": (json.dumps(descriptor, indent=2, ensure_ascii=False) + "\n").encode("utf-8"),
                  "deployments.csv": _csv(DEPLOYMENTS, state.deployments), "media.csv": _csv(MEDIA, media_rows),
                  "observations.csv": _csv(OBSERVATIONS, observations)}
@@ -365,13 +366,3 @@ def write_package(manifest: Manifest, results: RunResults, options: Mapping[str,
         shutil.rmtree(work, ignore_errors=True)
         raise
     return [target / name for name in files]
-
-
-def _place(source: Path, dest: Path, link: bool) -> None:
-    if link:
-        try:
-            os.link(source, dest)
-            return
-        except OSError:
-            pass  # another disk, or links not allowed: copy instead
-    shutil.copy2(source, dest)

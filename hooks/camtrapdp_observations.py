@@ -15,8 +15,9 @@ from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping, Sequence
 
 from deepfaune_plugin import __version__
+from deepfaune_plugin.boxes import normalised_box
 from deepfaune_plugin.decisions import FAILED, UNDEFINED
-from deepfaune_plugin.taxonomy import Taxon, taxa, taxon
+from deepfaune_plugin.taxonomy import Taxon, taxa, taxon_for_key
 from deepfaune_plugin.types import ANIMAL, PERSON, VEHICLE, Decision, RawResult
 
 from .camtrapdp_schema import parse_datetime
@@ -39,16 +40,6 @@ def is_ours(row: Mapping[str, str]) -> bool:
     return row.get("classificationMethod") == "machine" and bool(_OURS.match(row.get("classifiedBy", "")))
 
 
-def key_taxon(key: str) -> Taxon | None:
-    """The taxon of a decision key: a species key, "human", or "bird <group>" from the bird option."""
-    if key in ("empty", "vehicle", UNDEFINED, FAILED):
-        return None
-    if key.startswith("bird "):
-        group = key[len("bird "):]
-        return taxon(group) if group in taxa() else taxon("bird")
-    return taxon(key)
-
-
 def observation_type(key: str) -> str:
     return _NON_ANIMAL_TYPES.get(key, "animal")
 
@@ -64,15 +55,13 @@ def _number(value: float) -> str:
 
 
 def _bbox(box: tuple[float, float, float, float], width: int, height: int) -> dict[str, str]:
-    """Pixels (x1, y1, x2, y2) → Camtrap DP's top-left x, y, width, height in [0, 1]."""
+    """Pixels (x1, y1, x2, y2) → Camtrap DP's top-left x, y, width, height in [0, 1]; none for a box outside."""
     if width <= 0 or height <= 0:
         return {}
-    x1, y1 = min(max(box[0] / width, 0.0), 1.0), min(max(box[1] / height, 0.0), 1.0)
-    x2, y2 = min(max(box[2] / width, 0.0), 1.0), min(max(box[3] / height, 0.0), 1.0)
-    w, h = round(x2 - x1, 6), round(y2 - y1, 6)
+    x, y, w, h = normalised_box(box, width, height, decimals=6, clamp="box")
     if w <= 0 or h <= 0:
         return {}
-    return {"bboxX": _number(x1), "bboxY": _number(y1), "bboxWidth": _number(w), "bboxHeight": _number(h)}
+    return {"bboxX": _number(x), "bboxY": _number(y), "bboxWidth": _number(w), "bboxHeight": _number(h)}
 
 
 @dataclass(frozen=True)
@@ -88,7 +77,7 @@ def _describe(d: Decision, count: int, humancount: int, threshold: float) -> dic
     key = d.prediction_key
     obs_type = observation_type(key)
     row = {"observationType": obs_type}
-    t = key_taxon(key)
+    t = taxon_for_key(key)
     if t is not None:
         row["scientificName"] = t.scientific_name
     n = count if obs_type == "animal" else humancount if obs_type == "human" else 0

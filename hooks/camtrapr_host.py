@@ -19,7 +19,7 @@ from deepfaune_plugin.api import HostOption, RunResults
 from deepfaune_plugin.engine.video import FILE_DATE
 from deepfaune_plugin.errors import DeepfauneError
 from deepfaune_plugin.hookspecs import hookimpl
-from deepfaune_plugin.taxonomy import taxon
+from deepfaune_plugin.taxonomy import taxon_for_key
 from deepfaune_plugin.types import Decision, Manifest
 
 from .camtrapr_independence import COMPARED_TO, LAST_INDEPENDENT, assess
@@ -96,20 +96,11 @@ def _include(value: Any) -> frozenset[str]:
 
 
 def scientific_namer() -> Callable[[str], str]:
-    """key → scientific name, from deepfaune_plugin.taxonomy.
-
-    The bird option's keys ("bird passerine", "bird undefined") fall back to the group, then to
-    "bird" (Aves); keys without a taxon (empty, vehicle, undefined) stay as their English key.
-    """
+    """key → scientific name (`taxonomy.taxon_for_key`); keys without a taxon (empty, vehicle, undefined)
+    stay as their English key."""
     def name(key: str) -> str:
-        head, _, rest = key.partition(" ")
-        for candidate in (key, rest, head) if rest else (key,):
-            try:
-                found = taxon(candidate)
-            except (LookupError, ValueError):
-                continue
-            return found.scientific_name
-        return key
+        found = taxon_for_key(key)
+        return key if found is None else found.scientific_name
 
     return name
 
@@ -145,8 +136,6 @@ class CamtrapRHost:
 
     def read(self, source: Path, options: Mapping[str, Any]) -> Manifest:
         opts = CamtrapROptions.parse(options)  # bad options fail before any model runs
-        if opts.scientific_names:
-            scientific_namer()
         source = Path(source)
         manifest = read_tree(source) if source.is_dir() else read_record_table(source)
         if opts.species_folders is not None:

@@ -13,12 +13,12 @@ import tempfile
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Iterable, Sequence
 
 from deepfaune_plugin.atomic import NEW_DIR_MODE
 from deepfaune_plugin.atomic import atomic_output
 from deepfaune_plugin.errors import DeepfauneError
-from deepfaune_plugin.sorting import unique_target
+from deepfaune_plugin.placing import place_file, safe_folder_name, unique_target
 from deepfaune_plugin.types import Decision, MediaItem
 
 from .camtrapr_independence import IndependentRecord, Record
@@ -128,12 +128,6 @@ def camera_table(images: Iterable[tuple[MediaItem, datetime]], has_camera: bool)
 # ---------------------------------------------------------------- species folders
 
 
-def safe_name(label: str) -> str:
-    """A label as a folder name: no path separators or characters Windows refuses."""
-    cleaned = "".join("_" if ch in '<>:"/\\|?*' or ord(ch) < 32 else ch for ch in label).strip(" .")
-    return cleaned or "_"
-
-
 def check_species_root(out: Path) -> None:
     """Refuse a non-empty folder we did not build: a rebuild replaces the whole tree."""
     out = Path(out)
@@ -144,17 +138,7 @@ def check_species_root(out: Path) -> None:
                                   "choose a new or empty folder (it is rebuilt from scratch on every run)")
 
 
-def link_or_copy(src: Path, dst: Path) -> str:
-    try:
-        os.link(src, dst)
-        return "link"
-    except OSError:
-        shutil.copy2(src, dst)
-        return "copy"
-
-
-def build_species_tree(out: Path, images: Iterable[Image],
-                       place: Callable[[Path, Path], str] = link_or_copy) -> dict[str, int]:
+def build_species_tree(out: Path, images: Iterable[Image]) -> dict[str, int]:
     """OUT/Station/[Camera/]Species/file, built beside OUT then swapped in, so OUT is never half-built."""
     out = Path(os.path.abspath(out))
     check_species_root(out)
@@ -166,12 +150,12 @@ def build_species_tree(out: Path, images: Iterable[Image],
         (work / MARKER).write_text("species folders written by deepfaune for camtrapR's "
                                    "recordTable(IDfrom = \"directory\"); rebuilt on every run\n", encoding="utf-8")
         for image in images:
-            folder = work / safe_name(image.item.station or NA)
+            folder = work / safe_folder_name(image.item.station or NA)
             if image.item.camera is not None:
-                folder = folder / safe_name(image.item.camera)
-            folder = folder / safe_name(image.species)
+                folder = folder / safe_folder_name(image.item.camera)
+            folder = folder / safe_folder_name(image.species)
             folder.mkdir(parents=True, exist_ok=True)
-            counts[place(image.item.path, unique_target(folder, image.item.path.name))] += 1
+            counts[place_file(image.item.path, unique_target(folder, image.item.path.name))] += 1
         _swap_in(work, out)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)

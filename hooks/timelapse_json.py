@@ -20,24 +20,23 @@ probability below the threshold never rounds up to it in Timelapse.
 """
 from __future__ import annotations
 
-from collections import defaultdict
 from datetime import datetime
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import numpy as np
 
 from deepfaune_plugin import __version__
 from deepfaune_plugin.api import RunResults
-from deepfaune_plugin.decisions import UNDEFINED, GroupDecision, decide_group
-from deepfaune_plugin.taxonomy import Taxon, taxon
-from deepfaune_plugin.types import ANIMAL, CATEGORY_NAMES, ClassTable, Manifest, MediaItem, RawResult
+from deepfaune_plugin.boxes import normalised_box
+from deepfaune_plugin.decisions import UNDEFINED
+from deepfaune_plugin.modelcards import load_card
+from deepfaune_plugin.taxonomy import Taxon, taxon_for_key
+from deepfaune_plugin.types import ANIMAL, CATEGORY_NAMES, ClassTable, Decision, Manifest, MediaItem, RawResult
 
 FORMAT_VERSION = "1.6"
 DETECTION_CATEGORIES = {str(k): v for k, v in sorted(CATEGORY_NAMES.items())}  # "1" animal, "2" person, "3" vehicle
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 LEVELS = ("sequence", "image")
-#: DeepFaune's detector confidence thresholds by detector mode: (typical, conservative).
-_MODE_THRESHOLDS = {"DF": (0.6, 0.6), "MDS": (0.5, 0.5), "DFbsMDS": (0.6, 0.5), "DFMDS": (0.6, 0.5)}
 
 
 def truncate3(score: float) -> float:
@@ -46,13 +45,6 @@ def truncate3(score: float) -> float:
     Truncating (not rounding) keeps a probability below a 3-decimal threshold below it in Timelapse.
     """
     return int(np.float32(np.float32(score) * np.float32(1000))) / 1000.0
-
-
-def normalised_box(box: Sequence[float], width: int, height: int) -> list[float]:
-    """Pixel x1, y1, x2, y2 → MegaDetector's [x, y, w, h] in 0..1, top-left origin, 4 decimals."""
-    x1, y1, x2, y2 = (float(v) for v in box)
-    values = (x1 / width, y1 / height, (x2 - x1) / width, (y2 - y1) / height)
-    return [round(min(max(v, 0.0), 1.0), 4) for v in values]
 
 
 def _english(classes: ClassTable) -> list[str]:
@@ -97,47 +89,33 @@ def category_descriptions(classes: ClassTable, by_key: Mapping[str, str]) -> dic
     """Taxonomy strings for Timelapse's "By taxonomy" tree (empty when a key has no taxon)."""
     out = {}
     for key, cid in by_key.items():
-        lookup = key.split(" ", 1)[1] if key.startswith(classes.bird_class + " ") else key
-        try:
-            out[cid] = timelapse_description(taxon(lookup))
-        except KeyError:
-            out[cid] = ""
+        found = taxon_for_key(key, classes.bird_class)
+        out[cid] = "" if found is None else timelapse_description(found)
     return out
 
 
-def _classification_key(decision: GroupDecision) -> str | None:
-    """The classified class of an animal decision (its top1, "bird undefined" counting as bird)."""
-    if decision.category != ANIMAL or decision.failed:
-        return None
-    key = decision.top1_key
-    suffix = f" {UNDEFINED}"
-    return key[: -len(suffix)] if key.endswith(suffix) else key
+def box_classification(decision: Decision, level: str, by_key: Mapping[str, str]) -> tuple[str, float] | None:
+    """(category id, confidence) for a file's selected box: its answer at `level` when that is an animal class.
 
-
-def group_decisions(items: Sequence[MediaItem], results: RunResults, level: str) -> dict[str, GroupDecision]:
-    """relpath → the decision whose class labels that file's selected box."""
-    if level not in LEVELS:
-        raise ValueError(f"classification level must be one of {', '.join(LEVELS)}, got {level!r}")
-    s = results.settings
-
-    def decide(rows: Sequence[RawResult]) -> GroupDecision:
-        return decide_group(rows, results.classes, s.threshold, s.lang, s.exclude, s.bird)
-
-    raws = results.raw
+    "bird undefined" (no bird group above the threshold) counts as bird; the confidence is the float32
+    probability that `decide_run` pooled, truncated to 3 decimals.
+    """
     if level == "image":
-        return {it.relpath: decide([raws[it.relpath]]) for it in items if it.relpath in raws}
-    members: dict[int, list[str]] = defaultdict(list)
-    for d in results.decisions:
-        members[d.seqnum].append(d.relpath)
-    out: dict[str, GroupDecision] = {}
-    for relpaths in members.values():
-        decision = decide([raws[r] for r in relpaths if r in raws])
-        out.update({r: decision for r in relpaths})
-    return out
+        category, key, score = decision.categorybase, decision.top1base_key, decision.raw_scorebase
+    else:
+        category, key, score = decision.category, decision.top1_key, decision.raw_score
+    if category != ANIMAL:
+        return None
+    key = key.removesuffix(f" {UNDEFINED}")
+    return (by_key[key], truncate3(score)) if key in by_key else None
 
 
-def _thresholds(mode: str) -> tuple[float, float]:
-    return _MODE_THRESHOLDS.get(mode, (0.6, 0.5))
+def detection_thresholds(version: str, mode: str) -> tuple[float, float]:
+    """(typical, conservative) detector thresholds: the highest and lowest confidence that the detectors
+    `mode` runs keep (their model card's `conf`); a mode running none of them (existing boxes) reports all."""
+    detectors = load_card(version).detectors
+    confs = [d.conf for name, d in detectors.items() if name in mode] or [d.conf for d in detectors.values()]
+    return max(confs), min(confs)
 
 
 def build_info(results: RunResults, completed: datetime | None = None) -> dict[str, Any]:
@@ -150,7 +128,7 @@ def build_info(results: RunResults, completed: datetime | None = None) -> dict[s
     classifier_file = (files.get("classifier") or {}).get("file", "")
     standin = " [STAND-IN MODELS: random weights, meaningless labels]" if info.get("standin") else ""
     when = (completed or results.finished or datetime.now()).strftime(TIME_FORMAT)
-    typical, conservative = _thresholds(mode)
+    typical, conservative = detection_thresholds(version, mode)
     return {
         "format_version": FORMAT_VERSION,
         "detector": f"DeepFaune {version} detector, mode {mode}" + (f" ({detector_files})" if detector_files else "")
@@ -180,20 +158,6 @@ def build_info(results: RunResults, completed: datetime | None = None) -> dict[s
     }
 
 
-def _video_frame_rate(item: MediaItem) -> float:
-    try:
-        import cv2
-
-        capture = cv2.VideoCapture(str(item.path))
-        try:
-            fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
-        finally:
-            capture.release()
-        return fps if fps > 0 else 0.0
-    except Exception:  # unknown rate: 0 (the validator accepts it; Timelapse then keeps no box)
-        return 0.0
-
-
 def _detections(raw: RawResult, classification: tuple[str, float] | None,
                 frame_number: int | None = None) -> list[dict[str, Any]]:
     """One image's (or video frame's) boxes; its selected box, when an animal, gets `classification`."""
@@ -204,7 +168,7 @@ def _detections(raw: RawResult, classification: tuple[str, float] | None,
         entry: dict[str, Any] = {
             "category": str(det.category),
             "conf": float(round(float(det.conf), 3)),
-            "bbox": normalised_box(det.box, raw.width, raw.height),
+            "bbox": list(normalised_box(det.box, raw.width, raw.height, decimals=4, clamp="values")),
         }
         if index == raw.selected and det.category == ANIMAL and classification is not None:
             entry["classifications"] = [[classification[0], float(classification[1])]]
@@ -236,28 +200,26 @@ def image_entry(item: MediaItem, raw: RawResult, classification: tuple[str, floa
     else:
         entry["detections"] = _detections(raw, classification)
     if item.is_video:
-        entry["frame_rate"] = float(raw.frame_rate) if raw.frame_rate else _video_frame_rate(item)
+        entry["frame_rate"] = float(raw.frame_rate) if raw.frame_rate else 0.0  # unknown: Timelapse keeps no box
         entry["frames_processed"] = list(video_frames(raw))
     return entry
 
 
 def build_recognitions(manifest: Manifest, results: RunResults, level: str = "sequence") -> dict[str, Any]:
     """The whole recognition file as a dict (json.dump it)."""
+    if level not in LEVELS:
+        raise ValueError(f"classification level must be one of {', '.join(LEVELS)}, got {level!r}")
     s = results.settings
     categories, by_key = classification_categories(results.classes, s.lang, s.bird)
-    decided = group_decisions(manifest.items, results, level)
+    decided = {d.relpath: d for d in results.decisions}
     images = []
     for item in sorted(manifest.items, key=lambda it: it.relpath):
         raw = results.raw.get(item.relpath)
         if raw is None:
             continue
-        classification = None
         decision = decided.get(item.relpath)
-        if decision is not None:
-            key = _classification_key(decision)
-            if key is not None and key in by_key:
-                classification = (by_key[key], truncate3(decision.raw_score))
-        images.append(image_entry(item, raw, classification))
+        answer = None if decision is None else box_classification(decision, level, by_key)
+        images.append(image_entry(item, raw, answer))
     return {
         "info": build_info(results),
         "detection_categories": dict(DETECTION_CATEGORIES),

@@ -260,6 +260,28 @@ def test_decide_run_sequences_sorting_and_failures():
         "", 0.0, "", FAILED, "cannot identify image file")
 
 
+
+def test_decide_run_keeps_the_unrounded_scores_and_each_images_own_answer():
+    t = datetime(2024, 5, 1, 6, 0, 0)
+    raws = [animal([3, 0, 0, 0], relpath="B/img2.jpg", date=t), animal([1, 0, 0, 0], relpath="B/img1.jpg", date=t),
+            other(PERSON, relpath="B/img3.jpg", date=t), failed(relpath="B/bad.jpg")]
+    out = decide_run([_item(r.relpath) for r in raws], raws, CLASSES, RunSettings(threshold=0.6, lang="en"))
+    by = {d.relpath: d for d in out}
+    # the sequence: mean [2,0,0,0] /1.04 -> e^1.9231 = 6.8415; 6.8415 / 9.8415 = 0.69518 (float32), reported 0.69
+    for rel in ("B/img1.jpg", "B/img2.jpg", "B/img3.jpg"):
+        assert (by[rel].score, by[rel].raw_score) == (0.69, decide(raws[:3], threshold=0.6).raw_score)
+        assert by[rel].raw_score == pytest.approx(0.69518, abs=1e-5)
+    # each image alone: img2 0.83598 badger; img1 0.45277 undefined (best guess badger); img3 human 1.0
+    assert (by["B/img2.jpg"].categorybase, by["B/img2.jpg"].top1base_key) == (ANIMAL, "badger")
+    assert by["B/img2.jpg"].raw_scorebase == pytest.approx(0.83598, abs=1e-5)
+    assert (by["B/img1.jpg"].predictionbase, by["B/img1.jpg"].categorybase, by["B/img1.jpg"].top1base_key) == (
+        "undefined", ANIMAL, "badger")
+    assert by["B/img1.jpg"].raw_scorebase == pytest.approx(0.45277, abs=1e-5)
+    assert (by["B/img3.jpg"].categorybase, by["B/img3.jpg"].top1base_key, by["B/img3.jpg"].raw_scorebase) == (
+        PERSON, "human", 1.0)
+    bad = by["B/bad.jpg"]
+    assert (bad.raw_score, bad.raw_scorebase, bad.categorybase, bad.top1base_key) == (0.0, 0.0, EMPTY, FAILED)
+
 def test_decide_run_failed_file_inside_a_sequence_does_not_vote():
     t = datetime(2024, 5, 1, 6, 0, 0)
     raws = [other(PERSON, relpath="C/1.jpg", date=t), failed(relpath="C/2.jpg")]

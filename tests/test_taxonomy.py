@@ -7,7 +7,7 @@ import pytest
 
 from deepfaune_plugin.modelcards import available_versions, load_card
 from deepfaune_plugin.hooks.timelapse_json import timelapse_description
-from deepfaune_plugin.taxonomy import RANKS, taxa, taxon
+from deepfaune_plugin.taxonomy import RANKS, taxa, taxon, taxon_for_key
 
 ISO3 = {"en": "eng", "fr": "fra", "de": "deu", "it": "ita", "es": "spa", "pt": "por", "no": "nor", "se": "swe"}
 VERSIONS = ("1.3", "1.4", "1.5")
@@ -103,6 +103,28 @@ def test_unknown_key_raises_a_clear_keyerror():
     with pytest.raises(KeyError, match="English labels"):
         taxon("cerf")  # French label, not a key
 
+
+
+@pytest.mark.parametrize("key, name", [
+    ("red deer", "Cervus elaphus"),
+    ("human", "Homo sapiens"),
+    ("passerine", "Passeriformes"),       # a bird group's own key
+    ("bird passerine", "Passeriformes"),  # the bird option's key: its group
+    ("bird raptor", "Aves"),              # a group named at class rank
+    ("bird undefined", "Aves"),           # no group above the threshold: the bird class
+    ("bird", "Aves"),
+    ("empty", None), ("vehicle", None), ("undefined", None), ("failed", None),
+    ("red", None), ("fox cub", None),     # not keys, and not the bird option's
+])
+def test_taxon_for_key(key, name):
+    found = taxon_for_key(key)
+    assert (None if found is None else found.scientific_name) == name
+
+
+def test_taxon_for_key_follows_the_bird_class():
+    assert taxon_for_key("fox passerine", bird_class="fox").scientific_name == "Passeriformes"
+    assert taxon_for_key("fox undefined", bird_class="fox").scientific_name == "Vulpes vulpes"
+    assert taxon_for_key("bird undefined", bird_class="fox") is None
 
 def test_timelapse_description_strings():
     red = timelapse_description(taxon("red deer"))

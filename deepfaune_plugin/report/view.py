@@ -13,6 +13,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from .._version import __version__
+from ..boxes import normalised_box
 from ..types import ANIMAL, EMPTY, PERSON, VEHICLE, Decision, MediaItem, RawResult
 
 #: A sequence whose animal score is at most this far above the threshold is worth a second look.
@@ -52,9 +53,7 @@ def _stamp(value: datetime | None) -> str | None:
 def _norm_box(box, raw: RawResult | None) -> list[float] | None:
     if box is None or raw is None or not raw.width or not raw.height:
         return None
-    x1, y1, x2, y2 = box
-    return [round(x1 / raw.width, 5), round(y1 / raw.height, 5),
-            round((x2 - x1) / raw.width, 5), round((y2 - y1) / raw.height, 5)]
+    return list(normalised_box(box, raw.width, raw.height, decimals=5))
 
 
 def _label_rank(key: str) -> int:
