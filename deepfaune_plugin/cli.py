@@ -80,7 +80,8 @@ def _add_run(sub, registry: Registry) -> None:
 
 
 def _cmd_run(args, registry: Registry) -> int:
-    from .pipeline import RunError, RunInterrupted, run
+    from .errors import RunError, RunInterrupted
+    from .pipeline import run
 
     try:
         settings = RunSettings(

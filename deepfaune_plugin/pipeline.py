@@ -1,37 +1,27 @@
-"""One run, in one direction: manifest → media → raw outputs → decisions → host writer."""
+"""One run, in one direction: manifest → media → raw outputs → decisions → host writer.
+
+The media go through in chunks of whole sequences (a folder's images, a video), in DeepFaune's numbering
+order: each chunk's raw outputs come from `inference`, are decided, handed to the host and to the review
+page, and forgotten, so a season needs no more memory than a chunk when the host lists and writes lazily.
+"""
 from __future__ import annotations
 
-import hashlib
-import json
-import signal
-import sqlite3
 import sys
-import threading
 import time
 from collections import Counter
-from contextlib import contextmanager
-from dataclasses import astuple, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from .api import Host, RunResults, RunSettings
 from .decisions import decide_run
-from .errors import DeepfauneError
-from .engine.video import FILE_DATE, video_date
-from .exifdate import read_exif_date
+from .errors import DeepfauneError, RunError
+from .inference import Inference, open_store
 from .plugins import PluginError, Registry, default_registry
-from .progress import Progress
-from .store import ResultStore, default_store_path
 from .sequences import chunks, sequence_blocks
-from .types import ClassTable, Decision, Manifest, MediaItem, Problem, RawResult
-
-
-STORE_BATCH = 8  # files per store transaction
-
-
-class RunError(DeepfauneError):
-    """A run cannot start or finish (bad source, models missing...): a message for the user, not a traceback."""
+from .store import ResultStore, default_store_path
+from .types import Decision, Manifest, MediaItem, Problem, RawResult
 
 
 #: Files (whole sequences) decided and handed to the host at a time: a run's memory grows with this, not
@@ -116,230 +106,6 @@ def _safe_detect(host: Host, source: Path) -> bool:
         return False
 
 
-def check_settings(settings: RunSettings, classes: ClassTable) -> None:
-    if settings.lang not in classes.languages:
-        raise RunError(f"language {settings.lang!r} is not available for model {classes.version}; "
-                       f"choose one of {', '.join(classes.languages)}")
-    known = {label.lower() for labels in classes.names.values() for label in labels}
-    unknown = [name for name in settings.exclude if name.lower() not in known]
-    if unknown:
-        raise RunError(f"--exclude: unknown species {', '.join(map(repr, unknown))} for model {classes.version}; "
-                       f"known: {', '.join(classes.labels(settings.lang))}")
-
-
-class RunInterrupted(RunError):
-    """Ctrl-C: what was computed is stored; the same command resumes."""
-
-
-def _open_store(path: Path | None) -> ResultStore | None:
-    if path is None:
-        return None
-    try:
-        return ResultStore(path)
-    except (OSError, sqlite3.Error, RuntimeError) as err:
-        raise RunError(f"result store {path}: {err}") from err
-
-
-class Inference:
-    """Raw outputs for a run, chunk after chunk: the result store first, the backend for the rest.  The
-    backend's models are loaded once, when the first file needs them, and kept until `close`."""
-
-    def __init__(self, backend, settings: RunSettings, store: ResultStore | None, total: int | None,
-                 progress: bool, log):
-        self.backend, self.settings, self.store, self.log = backend, settings, store, log
-        describe = getattr(backend, "describe", None)
-        self.description = describe(settings) if describe and store is not None else None
-        self.classes: ClassTable | None = self.description.classes if self.description else None
-        self.info: dict[str, Any] = dict(self.description.info) if self.description else {}
-        self.fingerprint = self.description.fingerprint if self.description else ""
-        if self.description is not None:
-            check_settings(settings, self.description.classes)
-        self.computed = self.reused = 0
-        self.bar = Progress(total) if progress and total else None
-        self.predictor = None
-        self.cluster = None  # (client, local cluster or None), opened on first need, kept for the run
-        self._begun = False
-
-    @property
-    def stores(self) -> bool:
-        return self.description is not None
-
-    def raws(self, items: Sequence[MediaItem]) -> dict[str, RawResult]:
-        """Raw outputs of `items` by relpath; those computed are stored batch by batch as they come."""
-        raws: dict[str, RawResult] = {}
-        if self.stores:
-            for fingerprint, group in by_fingerprint(self.fingerprint, items).items():
-                raws.update(self.store.lookup(fingerprint, group))
-        self.reused += len(raws)
-        if self.bar and raws:
-            self.bar.discount(len(raws))
-        todo = [item for item in items if item.relpath not in raws]
-        if not todo:
-            return raws
-        sink = _Sink(self, raws)
-        compute = self._compute_on_cluster if self.settings.scheduler else self._compute_here
-        try:
-            stopped = compute(todo, sink)
-        finally:
-            sink.flush()
-        if stopped:
-            raise RunInterrupted(f"interrupted: {self.computed + self.reused} files are computed and stored"
-                                 + (f" in {self.store.path}" if self.stores else "")
-                                 + "; run the same command again to resume")
-        return raws
-
-    def close(self) -> None:
-        if self.bar:
-            self.bar.close()
-        if self.predictor is not None:
-            predictor, self.predictor = self.predictor, None
-            predictor.close()
-        if self.cluster is not None:
-            from .distributed import disconnect
-
-            connection, self.cluster = self.cluster, None
-            disconnect(*connection)
-
-    def _begin(self, classes: ClassTable, info) -> None:
-        self.classes, self.info = classes, dict(info)
-        if not self._begun:
-            self._begun = True
-            if self.description is None:  # else checked already, before any model was loaded
-                check_settings(self.settings, classes)
-            if self.info.get("standin"):
-                self.log(_STANDIN_BANNER)
-
-    def _compute_here(self, todo, sink: "_Sink") -> bool:
-        """In this process, in the order given. True when Ctrl-C stopped it."""
-        if self.predictor is None:
-            self.predictor = self.backend.open(self.settings)
-        self._begin(self.predictor.classes, self.predictor.info)
-        with _graceful_interrupt() as stop:
-            for item, raw in zip(todo, self.predictor.predict(iter(todo))):
-                sink.add(item, raw)
-                if stop.requested:
-                    break
-        return stop.requested
-
-    def _compute_on_cluster(self, todo, sink: "_Sink") -> bool:
-        """On a Dask cluster (imported only here): shards on workers, results in completion order."""
-        from .distributed import ClusterError, compute_on_cluster, connect
-
-        description = self.description
-        if description is not None:
-            self._begin(description.classes, description.info)
-        try:
-            if self.cluster is None:
-                self.cluster = connect(self.settings.scheduler)
-            with _graceful_interrupt() as stop:
-                outcome = compute_on_cluster(todo, self.settings, self.settings.backend, self.settings.scheduler,
-                                             sink.add, should_stop=lambda: stop.requested,
-                                             expected_info=description.info if description is not None else None,
-                                             log=self.log, client=self.cluster[0])
-        except ClusterError as err:
-            raise RunError(str(err)) from err
-        if outcome.classes is not None:
-            if description is None:
-                self._begin(outcome.classes, outcome.info)
-            else:
-                self.info = dict(outcome.info)  # what the workers loaded, checked against the description
-        return outcome.stopped
-
-
-class _Sink:
-    """Where computed results go, in whatever order they come: dates completed, kept by relpath, stored
-    batch by batch."""
-
-    def __init__(self, inference: Inference, raws: dict[str, RawResult]):
-        self.inference, self.raws = inference, raws
-        self.batch: list[tuple[MediaItem, RawResult]] = []
-        self.last_flush = time.monotonic()
-
-    def add(self, item: MediaItem, raw: RawResult) -> None:
-        if raw.failure is None and raw.date_source != "exif":
-            raw.date, raw.date_source = media_date(item)
-        self.raws[item.relpath] = raw
-        self.inference.computed += 1
-        if self.inference.bar:
-            self.inference.bar.update(failed=raw.failure is not None)
-        if self.inference.stores:
-            self.batch.append((item, raw))
-            if len(self.batch) >= STORE_BATCH or time.monotonic() - self.last_flush > 5.0:
-                self.flush()
-
-    def flush(self) -> None:
-        if self.inference.stores and self.batch:
-            entries = by_fingerprint(self.inference.fingerprint, self.batch, lambda entry: entry[0])
-            store = self.inference.store
-            try:
-                for fingerprint, batch in entries.items():
-                    store.save(fingerprint, batch)
-            except (OSError, sqlite3.Error) as err:  # e.g. the disk holding the store is full
-                raise RunError(f"result store {store.path}: cannot save results ({err}); what was stored before is "
-                               "kept and the previous outputs are unchanged: free some space (or choose --store "
-                               "elsewhere) and run the same command again") from err
-        self.batch, self.last_flush = [], time.monotonic()
-
-
-def item_fingerprint(fingerprint: str, item: MediaItem) -> str:
-    """The store key of an item's outputs: those computed on a host's known boxes hold only for those boxes."""
-    if item.known_boxes is None:
-        return fingerprint
-    key = json.dumps([fingerprint, [astuple(box) for box in item.known_boxes]])
-    return hashlib.sha256(key.encode()).hexdigest()
-
-
-def by_fingerprint(fingerprint: str, entries, item=lambda entry: entry) -> dict[str, list]:
-    groups: dict[str, list] = {}
-    for entry in entries:
-        groups.setdefault(item_fingerprint(fingerprint, item(entry)), []).append(entry)
-    return groups
-
-
-class _Stop:
-    requested = False
-
-
-@contextmanager
-def _graceful_interrupt():
-    """First Ctrl-C: finish the current file, store the batch, stop. Second Ctrl-C: stop now."""
-    stop = _Stop()
-    if threading.current_thread() is not threading.main_thread():
-        yield stop
-        return
-
-    def handler(signum, frame):
-        if stop.requested:
-            raise KeyboardInterrupt
-        stop.requested = True
-        print("\nstopping after the current file (Ctrl-C again to stop at once)...", file=sys.stderr)
-
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield stop
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-def media_date(item: MediaItem) -> tuple[datetime | None, str]:
-    """(date, source) a file carries: EXIF for an image; a video's container date, else its file date
-    unless the host knows a date (left to `with_host_dates`, a better guess than a file's mtime)."""
-    if not item.is_video:
-        date = read_exif_date_safely(item.path)
-        return date, "exif" if date else ""
-    date, source = video_date(item.path)
-    if source == FILE_DATE and item.timestamp is not None:
-        return None, ""
-    return date, source
-
-
-def read_exif_date_safely(path: Path) -> datetime | None:
-    try:
-        return read_exif_date(path)
-    except OSError:
-        return None
-
-
 def with_host_dates(items: Sequence[MediaItem], raws: dict[str, RawResult]) -> list[RawResult]:
     """Raw results in manifest order; a file without an EXIF date takes the date its host knows."""
     ordered = []
@@ -416,7 +182,7 @@ def run(
     problems = _ProblemLog(manifest.problems, log)
     problems.flush()
 
-    result_store = _open_store(default_store_path(source) if store is True else (store or None))
+    result_store = open_store(default_store_path(source) if store is True else (store or None))
     writer = review = None
     try:
         inference = Inference(backend, settings, result_store, total, progress, log)
@@ -550,9 +316,3 @@ def _write_review(summary: RunSummary, review, command, log) -> None:
             review.close()
 
 
-_STANDIN_BANNER = (
-    "\n" + "!" * 78 + "\n"
-    "!! STAND-IN MODELS: random weights with DeepFaune's input/output contract.\n"
-    "!! Every label and score of this run is MEANINGLESS. Install the real models:\n"
-    "!!     deepfaune models install 1.4\n" + "!" * 78 + "\n"
-)
