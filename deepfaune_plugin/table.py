@@ -89,6 +89,7 @@ class TableWriter:
         self.target = Path(path)
         self.kind = _table_kind(self.target)  # refused before any model runs
         self.staged: StagedFile | None = StagedFile(self.target)
+        self.out = self.staged.open_text() if self.kind == "csv" else None
         self.parts: list[pd.DataFrame] = []
         self.rows = 0
 
@@ -97,19 +98,23 @@ class TableWriter:
         if self.kind == "xlsx":
             self.parts.append(table)
         else:
-            table.to_csv(self.staged.tmp, mode="a", header=self.rows == 0, index=False, encoding="utf-8")
+            table.to_csv(self.out, header=self.rows == 0, index=False)
         self.rows += len(table)
 
     def close(self, results: RunResults) -> list[Path]:
         if self.kind == "xlsx":
             table = pd.concat(self.parts, ignore_index=True) if self.parts else _empty_table()
             write_xlsx(table, self.staged.tmp, sheet="deepfaune")
-        elif self.rows == 0:
-            _empty_table().to_csv(self.staged.tmp, index=False, encoding="utf-8")
+        else:
+            if self.rows == 0:
+                _empty_table().to_csv(self.out, index=False)
+            self.out.close()
         staged, self.staged = self.staged, None
         return [staged.commit()]
 
     def abort(self) -> None:
+        if self.out is not None:
+            self.out.close()
         if self.staged is not None:
             self.staged.discard()
             self.staged = None

@@ -168,3 +168,38 @@ def test_chunked_tables_are_byte_identical_in_both_formats(season: Path, tmp_pat
     _go(season, tmp_path / "whole" / name, 10_000, monkeypatch)
     _go(season, tmp_path / "c2" / name, 2, monkeypatch, keep_results=False)
     assert (tmp_path / "c2" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes()
+
+
+def test_a_second_run_on_the_same_output_never_takes_the_first_runs_table_in_progress(tmp_path: Path):
+    from deepfaune_plugin.atomic import StagedFile
+
+    target = tmp_path / "deepfaune.csv"
+    killed = tmp_path / ".deepfaune.csv.k1ll3d.part"  # a killed run's leftover: nobody holds it
+    killed.write_text("half a table")
+    first = StagedFile(target)
+    assert not killed.exists()  # cleared by the next run that writes there
+    with first.open_text() as out:
+        out.write("filename\na.jpg\n")
+    second = StagedFile(target)  # another run on the same output, while the first is still writing
+    assert first.tmp.exists()
+    with first.open_text() as out:
+        out.write("b.jpg\n")
+    first.commit()
+    assert target.read_text() == "filename\na.jpg\nb.jpg\n"
+    second.discard()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["deepfaune.csv"]
+
+
+def test_a_table_whose_temporary_file_was_removed_is_never_published(tmp_path: Path):
+    from deepfaune_plugin.atomic import StagedFile
+
+    target = tmp_path / "deepfaune.csv"
+    target.write_text("the previous table\n")
+    staged = StagedFile(target)
+    with staged.open_text() as out:
+        out.write("filename\n")
+        staged.tmp.unlink()  # another program cleaning the folder
+        out.write("a.jpg\n")
+    with pytest.raises(FileNotFoundError):
+        staged.commit()
+    assert target.read_text() == "the previous table\n"
