@@ -34,7 +34,7 @@ class RunSettings:
     bird: bool = False
     models_dir: Path | None = None
     threads: int | None = None
-    fast: bool = False  # int8 models (`deepfaune models quantize`) and half-resolution decoding: other answers
+    fast: bool = False  # int8 models (`deepfaune models quantize`), no onnxruntime memory arena: other answers
     backend: str = "deepfaune"
     scheduler: str | None = None  # a Dask scheduler address or "local:N": where inference runs, never what it gives
 
