@@ -195,16 +195,21 @@ def test_huge_image_decodes_and_a_huger_header_fails_fast_in_little_memory(huge_
     assert 300 < int(huge_mb) < 700
 
 
-def test_permission_denied_reason(tmp_path, monkeypatch):
-    path = write(tmp_path / "locked.jpg", jpeg(scene()))
+def deny_reading(monkeypatch, name: str = "locked.jpg") -> None:
+    """Reading `name` fails with EACCES (root reads every file whatever its mode, so chmod cannot show it)."""
     real = np.fromfile
 
     def fromfile(file, *args, **kwargs):
-        if Path(file).name == "locked.jpg":
+        if Path(file).name == name:
             raise PermissionError(errno.EACCES, "Permission denied", str(file))
         return real(file, *args, **kwargs)
 
     monkeypatch.setattr(np, "fromfile", fromfile)
+
+
+def test_permission_denied_reason(tmp_path, monkeypatch):
+    path = write(tmp_path / "locked.jpg", jpeg(scene()))
+    deny_reading(monkeypatch)
     with pytest.raises(MediaError, match="^cannot read: permission denied$"):
         decode_image(path)
 
@@ -392,15 +397,8 @@ def _season(src: Path, huge: Path) -> dict[str, str]:
 
 @pytest.fixture
 def hostile(monkeypatch):
-    """A permission-denied file (root reads everything, so np.fromfile refuses) and a file deleted once listed."""
-    real = np.fromfile
-
-    def fromfile(file, *args, **kwargs):
-        if Path(file).name == "locked.jpg":
-            raise PermissionError(errno.EACCES, "Permission denied", str(file))
-        return real(file, *args, **kwargs)
-
-    monkeypatch.setattr(np, "fromfile", fromfile)
+    """A permission-denied file and a file deleted once listed."""
+    deny_reading(monkeypatch)
     folder = type(default_registry().host("folder"))
     read = folder.read
 

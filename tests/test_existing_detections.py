@@ -30,6 +30,7 @@ from deepfaune_plugin.modelstore import ModelStore
 from deepfaune_plugin.pipeline import run
 from deepfaune_plugin.plugins import Registered
 from deepfaune_plugin.types import ANIMAL, PERSON, VEHICLE, KnownBox, MediaItem
+from ddbquery import rows
 from fakes import registry_with_fake
 from imagegen import RED, make_jpeg
 
@@ -69,14 +70,6 @@ def make_set(root: Path, images=MD_IMAGES) -> Path:
     ddb = create_ddb(tdb, root / "TimelapseData.ddb", [(rel, T0) for rel in FILES])
     write_ddb(ddb, megadetector_file(images))
     return ddb
-
-
-def rows(ddb: Path, sql: str, args=()) -> list[tuple]:
-    conn = sqlite3.connect(ddb)
-    try:
-        return conn.execute(sql, args).fetchall()
-    finally:
-        conn.close()
 
 
 def stored_boxes(ddb: Path, name: str) -> list[tuple]:

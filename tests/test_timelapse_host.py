@@ -26,6 +26,7 @@ from deepfaune_plugin.hooks.timelapse_build import Control, create_ddb, write_te
 from deepfaune_plugin.hooks.timelapse_host import DEFAULT_JSON, TimelapseHost
 from deepfaune_plugin.pipeline import run
 from deepfaune_plugin.plugins import Registered
+from ddbquery import rows
 from fakes import registry_with_fake
 from imagegen import make_jpeg
 
@@ -98,14 +99,6 @@ def dump(ddb: Path) -> list[str]:
     conn = sqlite3.connect(ddb)
     try:
         return list(conn.iterdump())
-    finally:
-        conn.close()
-
-
-def rows(ddb: Path, sql: str, args=()) -> list[tuple]:
-    conn = sqlite3.connect(ddb)
-    try:
-        return conn.execute(sql, args).fetchall()
     finally:
         conn.close()
 
