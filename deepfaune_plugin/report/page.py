@@ -84,7 +84,7 @@ class ReportBuilder:
         self.builder = ViewBuilder(threshold, emit=self._spool)
 
     def _spool(self, sequence: dict[str, Any]) -> None:
-        if self.builder.n_sequences > 1:
+        if self.spool.tell():
             self.spool.write(",")
         self.spool.write(embed_json(sequence))
 

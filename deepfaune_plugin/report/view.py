@@ -112,16 +112,16 @@ def _settings_dict(settings) -> dict[str, Any]:
 
 
 class ViewBuilder:
-    """The page's data built block by block of results (whole sequences, in order): totals and charts are
-    counted as they go, and each sequence is handed to `emit` (kept in `sequences` when there is none),
-    so a season's page never needs the season in memory."""
+    """The page's data built block by block of results (whole sequences, in order): charts are counted as
+    they go (file and sequence totals come from the run's tally), and each sequence is handed to `emit`
+    (kept in `sequences` when there is none), so a season's page never needs the season in memory."""
 
     def __init__(self, threshold: float, emit: Callable[[dict[str, Any]], None] | None = None):
         self.threshold = float(threshold)
         self.sequences: list[dict[str, Any]] = []
         self.emit = emit or self.sequences.append
-        self.files = self.n_sequences = self.undated = 0
-        self.per_label: dict[str, dict[str, Any]] = {}
+        self.undated = 0
+        self.label_kinds: dict[str, tuple[str, str]] = {}  # label -> (key, category) of its sequences
         self.per_station: dict[str, Counter] = defaultdict(Counter)
         self.days: Counter = Counter()
         # the review queue's sort keys, packed (17 bytes a sequence): (not undefined, score, id)
@@ -130,7 +130,6 @@ class ViewBuilder:
     def add(self, items: Mapping[str, MediaItem], raws: Mapping[str, RawResult], decisions: Sequence[Decision],
             links: Links | None = None) -> None:
         links = links or (lambda rel: (None, None))
-        self.files += len(decisions)
         members: dict[int, list[Decision]] = defaultdict(list)
         for d in decisions:
             if not d.failure:
@@ -160,11 +159,7 @@ class ViewBuilder:
             "start": _stamp(min(dates)) if dates else None, "end": _stamp(max(dates)) if dates else None,
             "review": review_reason(head, self.threshold), "files": files,
         }
-        self.n_sequences += 1
-        entry = self.per_label.setdefault(seq["label"], {"label": seq["label"], "key": seq["key"],
-                                                         "cat": seq["cat"], "sequences": 0, "files": 0})
-        entry["sequences"] += 1
-        entry["files"] += len(files)
+        self.label_kinds.setdefault(seq["label"], (seq["key"], seq["cat"]))
         self.per_station[seq["station"]][seq["cat"]] += 1
         if dates:
             self.days[(min(dates).date(), seq["cat"])] += 1
@@ -181,7 +176,10 @@ class ViewBuilder:
         results, manifest = summary.results, summary.manifest
         settings = results.settings
         info = dict(results.backend_info or {})
-        labels = sorted(self.per_label.values(), key=lambda e: (_label_rank(e["key"]), -e["sequences"], e["label"]))
+        tally = summary.tally
+        labels = sorted(({"label": label, "key": key, "cat": cat, "sequences": tally.sequences_per_label[label],
+                          "files": tally.files_per_label[label]} for label, (key, cat) in self.label_kinds.items()),
+                        key=lambda e: (_label_rank(e["key"]), -e["sequences"], e["label"]))
         stations = [{"name": name, "sequences": sum(c.values()), "cats": dict(c)}
                     for name, c in sorted(self.per_station.items())]
         activity = activity_bins(self.days)
@@ -203,7 +201,7 @@ class ViewBuilder:
             "started": _stamp(results.started), "finished": _stamp(results.finished),
             "elapsed": round(float(summary.elapsed), 1),
             "threshold": self.threshold, "margin": REVIEW_MARGIN,
-            "totals": {"files": self.files, "sequences": self.n_sequences, "failed": len(failures),
+            "totals": {"files": tally.files, "sequences": tally.sequences, "failed": len(failures),
                        "problems": len(summary.problems), "review": len(review)},
             "labels": labels,
             "stations": stations,
