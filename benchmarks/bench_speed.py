@@ -65,7 +65,6 @@ def timed_child(cmd: list[str], env: dict[str, str] | None = None) -> tuple[floa
 
 def gemm_peak(threads: int, n: int = 2048, repeat: int = 5) -> dict[str, float]:
     """fp32 GFLOP/s of an n x n x n MatMul: onnxruntime (same session settings as ours) and numpy."""
-    import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
@@ -90,7 +89,6 @@ def gemm_peak(threads: int, n: int = 2048, repeat: int = 5) -> dict[str, float]:
             out["numpy"] = flop / min(_clock(lambda: a @ a) for _ in range(repeat)) / 1e9
     except ImportError:
         pass
-    del onnx
     return out
 
 
@@ -103,7 +101,7 @@ def _clock(fn) -> float:
 def count_flops(path: Path, shapes: dict[str, list[int]]) -> float:
     """FLOPs (2 per multiply-add) of Conv, MatMul and Gemm nodes for fixed input shapes."""
     import onnx
-    from onnx import numpy_helper, shape_inference
+    from onnx import shape_inference
 
     model = onnx.load(str(path))
     for inp in model.graph.input:
@@ -132,7 +130,6 @@ def count_flops(path: Path, shapes: dict[str, list[int]]) -> float:
             if a and b and out:
                 k = a[-1] if not (node.op_type == "Gemm" and _attr(node, "transA")) else a[0]
                 total += 2.0 * np.prod(out) * k
-    del numpy_helper
     return total
 
 
@@ -326,7 +323,7 @@ def main() -> None:
         from PIL import Image
         with Image.open(f) as im:
             sizes[f.name] = im.size
-    classes = list(card.labels["fr"]) if hasattr(card, "labels") else card.class_table().labels("fr")
+    classes = list(card.labels["fr"])
     rows = []
     results: dict = {}
     for threads in args.threads:

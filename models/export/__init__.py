@@ -7,6 +7,6 @@ Modules: deps (optional imports), checkpoint (torchvision-free reading), classif
 (export + parity), quantize (int8 variant), probes (made-up inputs), parity (the comparisons),
 install (download, export, manifest), fakes (random checkpoints in the official formats).
 """
-from .deps import INSTALL_HINT, ExportDepsMissing, available, require
+from .deps import INSTALL_HINT, ExportDepsMissing, require
 
-__all__ = ["INSTALL_HINT", "ExportDepsMissing", "available", "require"]
+__all__ = ["INSTALL_HINT", "ExportDepsMissing", "require"]

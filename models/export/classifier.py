@@ -26,7 +26,6 @@ from deepfaune_plugin.engine.onnx_models import OnnxClassifier
 
 from .checkpoint import CheckpointError, ClassifierCheckpoint, load_bird_head, load_classifier_checkpoint
 from .deps import require
-from .fileutil import make_readable
 from .parity import ClassifierParity, ParityError, classifier_parity
 from .probes import probe_crops
 
@@ -232,7 +231,6 @@ def export_classifier(checkpoint: Path | str, out: Path | str, *, bird_head: Pat
         del session
         if not parity.ok:
             raise ParityError(f"{ckpt.backbone} export does not match PyTorch: {parity.as_dict()}")
-    make_readable(out)
     return ClassifierExport(out, ckpt.backbone, ckpt.num_classes, crop_size, global_pool,
                             None if bird_state is None else int(ref_bird.shape[1]), position_note,
                             ckpt.transform, parity, time.monotonic() - start, notes)

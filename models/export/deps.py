@@ -61,17 +61,6 @@ def require_ultralytics() -> ModuleType:
     return module
 
 
-def available() -> bool:
-    """Whether an export could run here (all three packages import)."""
-    try:
-        require("torch")
-        require("timm")
-        require_ultralytics()
-    except ExportDepsMissing:
-        return False
-    return True
-
-
 def tool_versions() -> dict[str, str]:
     """Versions of the export tools already imported, for the manifest."""
     import sys

@@ -24,7 +24,6 @@ from deepfaune_plugin.engine.onnx_models import OnnxDetector
 
 from .checkpoint import CheckpointError
 from .deps import require, require_ultralytics
-from .fileutil import make_readable
 from .parity import DetectorParity, ParityError, compare_detections, max_abs
 from .probes import probe_images
 
@@ -152,7 +151,6 @@ def export_detector(pt: Path | str, out: Path | str, *, size: int = 960, card_co
             for p in (parity, at_card):
                 if p is not None and not p.ok:
                     raise ParityError(f"{pt.name} export does not match PyTorch: {p.as_dict()}")
-    make_readable(out)
     return DetectorExport(out, _architecture(reference), size, int(raw.shape[2]), parity, at_card,
                           time.monotonic() - start)
 

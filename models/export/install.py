@@ -7,7 +7,6 @@ saved last, so an interrupted install leaves the previous state, not a half-writ
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
 import tempfile
@@ -18,7 +17,7 @@ from typing import Any, Callable, Mapping
 from deepfaune_plugin.download import DownloadError, download
 from deepfaune_plugin.errors import DeepfauneError
 from deepfaune_plugin.modelcards import ModelCard, load_card
-from deepfaune_plugin.modelstore import ModelStore
+from deepfaune_plugin.modelstore import ModelStore, sha256_file
 
 Log = Callable[[str], None]
 
@@ -89,11 +88,7 @@ def fetch(card: ModelCard, download_dir: Path, *, source_dir: Path | None = None
 
 
 def _file_facts(path: Path, url: str | None) -> dict[str, Any]:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    out = {"file": path.name, "bytes": path.stat().st_size, "sha256": h.hexdigest()}
+    out = {"file": path.name, "bytes": path.stat().st_size, "sha256": sha256_file(path)}
     if url:
         out["url"] = url
     return out

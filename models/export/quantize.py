@@ -15,7 +15,6 @@ import numpy as np
 from deepfaune_plugin.atomic import atomic_output
 from deepfaune_plugin.engine.onnx_models import OnnxClassifier
 
-from .fileutil import make_readable
 
 SETTINGS = {"method": "onnxruntime quantize_dynamic", "weight_type": "QInt8", "per_channel": True,
             "reduce_range": False, "op_types": ["MatMul", "Gemm"]}
@@ -60,7 +59,6 @@ def quantize_classifier(fp32: Path | str, out: Path | str, probes: np.ndarray, s
                          per_channel=SETTINGS["per_channel"], reduce_range=SETTINGS["reduce_range"],
                          weight_type=QuantType.QInt8)
         measured = drift(reference, OnnxClassifier(tmp, size=size)(probes))
-    make_readable(Path(out))
     return measured
 
 
@@ -116,6 +114,7 @@ def quantize_detector(fp32: Path | str, out: Path | str, calibration: list[np.nd
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
+    from deepfaune_plugin.engine.detection import postprocess
     from deepfaune_plugin.engine.letterbox import letterbox
     from deepfaune_plugin.engine.onnx_models import OnnxDetector
 
@@ -137,13 +136,12 @@ def quantize_detector(fp32: Path | str, out: Path | str, calibration: list[np.nd
         probes = probes if probes is not None else calibration
         for image in probes:
             tensor, lb = letterbox(image, size)
-            ra = a.session.run(["output0"], {"images": tensor})[0][0, 4:]
-            rb = b.session.run(["output0"], {"images": tensor})[0][0, 4:]
-            same += int(len(a.detect(tensor, lb)) == len(b.detect(tensor, lb)))
+            (oa,), (ob,) = (d.session.run(["output0"], {"images": tensor}) for d in (a, b))
+            same += int(len(postprocess(oa, lb, conf)) == len(postprocess(ob, lb, conf)))
+            ra, rb = oa[0, 4:], ob[0, 4:]
             kept = ra.max(0) > conf
             if kept.any():
                 worst = max(worst, float(np.abs(ra[:, kept] - rb[:, kept]).max()))
-    make_readable(Path(out))
     return DetectorInt8Drift(images=len(probes), same_box_count=same, max_abs_score=worst,
                              calibration_images=len(calibration))
 
