@@ -110,6 +110,7 @@ def _cmd_list(store) -> int:
         print(f"{version}  installed{tag}  weights {card.licence_weights}, code {card.licence_code}")
         roles = [("classifier", entry.get("classifier")), ("classifier int8", entry.get("classifier_int8"))]
         roles += [(f"detector {m}", f) for m, f in entry.get("detectors", {}).items()]
+        roles += [(f"detector {m} int8", f) for m, f in entry.get("detectors_int8", {}).items()]
         for role, name in roles:
             if not name:
                 continue
@@ -122,8 +123,11 @@ def _cmd_list(store) -> int:
                 figures = f"  parity max|dlogit| {parity['max_abs_logit']:.1e}"
             elif "min_iou" in parity:
                 figures = f"  parity min IoU {parity['min_iou']:.6f}"
-            elif info.get("drift"):
-                figures = f"  int8 drift max|dlogit| {info['drift']['max_abs_logit']:.2f}"
+            elif "max_abs_logit" in (drift := info.get("drift") or {}):
+                figures = f"  int8 drift max|dlogit| {drift['max_abs_logit']:.2f}"
+            elif "max_abs_score" in drift:  # an int8 detector
+                figures = (f"  int8 drift max|dscore| {drift['max_abs_score']:.3f}, same box count on "
+                           f"{drift['same_box_count']}/{drift['images']} images")
             print(f"      {role}: {name} ({_mb(info.get('bytes'))}) from {origin}{figures}")
     return 0
 

@@ -40,6 +40,15 @@ def test_quantize_registers_int8_variants_beside_the_defaults(fast_models: Path)
     assert main(["models", "quantize", "--models-dir", str(fast_models)]) == 0
 
 
+def test_models_list_shows_every_int8_file(fast_models: Path, capsys):
+    assert main(["models", "list", "--models-dir", str(fast_models)]) == 0
+    listed = capsys.readouterr().out
+    store = ModelStore(fast_models)
+    for mode in ("DF", "MDS"):
+        assert f"detector {mode} int8" in listed and store.file_name("1.4", "detector_int8", mode=mode) in listed
+    assert store.manifest["versions"]["1.4"]["classifier_int8"] in listed
+
+
 def test_fast_has_its_own_fingerprint_and_files(fast_models: Path):
     backend = DeepFauneBackend()
     fp32 = backend.describe(RunSettings(models_dir=fast_models))
