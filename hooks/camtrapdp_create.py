@@ -33,7 +33,7 @@ from deepfaune_plugin.api import RunResults
 from deepfaune_plugin.engine.video import FILE_DATE, video_date
 from deepfaune_plugin.exifdate import read_exif_date
 from deepfaune_plugin.placing import place_file
-from deepfaune_plugin.types import Manifest, MediaItem, Problem
+from deepfaune_plugin.types import VIDEO_SUFFIXES, Manifest, MediaItem, Problem
 from deepfaune_plugin.walk import MEDIA_SUFFIXES, iter_media
 
 from .camtrapdp_observations import MediaInfo, build_rows, classification_time, update_descriptor
@@ -232,7 +232,7 @@ def read_folder(source: Path, options: Mapping[str, Any], host: str) -> Manifest
     state = FolderState(source, deployments, metadata, link=bool(options.get("link_media")))
     items: list[MediaItem] = []
     for path, rel, station, camera in found:
-        video = path.suffix.lower() in VIDEO_MEDIATYPES
+        video = path.suffix.lower() in VIDEO_SUFFIXES  # the suffixes every host treats as video
         date = _video_date(path, rel, problems) if video else read_exif_date(path)
         if date is None:
             problems.append(Problem(rel, f"no {'date' if video else 'EXIF date'}, so no Camtrap DP timestamp; "
@@ -240,8 +240,8 @@ def read_folder(source: Path, options: Mapping[str, Any], host: str) -> Manifest
             continue
         stamp = format_datetime(date.replace(tzinfo=offsets[station]))
         state.media[rel] = MediaInfo(media_id(rel), station, stamp)
-        state.mediatypes[rel] = VIDEO_MEDIATYPES[path.suffix.lower()] if video else \
-            mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        state.mediatypes[rel] = (VIDEO_MEDIATYPES.get(path.suffix.lower()) or mimetypes.guess_type(path.name)[0]
+                                 or "application/octet-stream")
         items.append(MediaItem(path=path, relpath=rel, group=rel.rsplit("/", 1)[0], station=station, camera=camera,
                                host_key=media_id(rel)))
     check_target(Path(options["output"]) if options.get("output") else default_output(source), source)

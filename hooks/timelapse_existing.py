@@ -81,6 +81,10 @@ class ExistingDetections:
 
 def row_digests(conn: sqlite3.Connection, ids: Iterable[int] | None = None) -> dict[int, str]:
     """DataTable Id -> a digest of its Detections rows (what the ledger compares to spot a later import)."""
+    if ids is not None:
+        ids = list(ids)
+        if not ids:  # nothing to compare: the table is not read at all
+            return {}
     rows: dict[int, list] = {}
     for rid, *values in conn.execute(
             "SELECT Id, CAST(category AS TEXT), conf, bbox, CAST(classification AS TEXT), classification_conf "

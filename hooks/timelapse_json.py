@@ -191,17 +191,17 @@ def video_frames(raw: RawResult) -> dict[int, RawResult]:
 
 def image_entry(item: MediaItem, raw: RawResult, classification: tuple[str, float] | None) -> dict[str, Any]:
     entry: dict[str, Any] = {"file": item.relpath}
+    frames = video_frames(raw) if item.is_video else None
     if raw.failure is not None:
         entry["failure"] = raw.failure
         entry["detections"] = None
-    elif item.is_video:
-        entry["detections"] = [d for number, frame in video_frames(raw).items()
-                               for d in _detections(frame, classification, number)]
+    elif frames is not None:
+        entry["detections"] = [d for number, frame in frames.items() for d in _detections(frame, classification, number)]
     else:
         entry["detections"] = _detections(raw, classification)
-    if item.is_video:
+    if frames is not None:
         entry["frame_rate"] = float(raw.frame_rate) if raw.frame_rate else 0.0  # unknown: Timelapse keeps no box
-        entry["frames_processed"] = list(video_frames(raw))
+        entry["frames_processed"] = list(frames)
     return entry
 
 
