@@ -18,7 +18,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from .api import Predictor, RunSettings
 from .errors import DeepfauneError
-from .exifdate import read_exif_date
+from .exifdate import read_exif_date_safely
 from .types import ClassTable, MediaItem, RawResult
 
 #: A shard whose task raised is resubmitted this many times; a shard whose worker died is rescheduled
@@ -51,7 +51,6 @@ class ClusterOutcome:
     duplicates: int = 0  # results ignored because their relpath had already arrived
     shards: int = 0  # shards completed
     stopped: bool = False  # should_stop() ended the run early
-    workers: set[str] = field(default_factory=set)
 
 
 def make_shards(items: Sequence[MediaItem], size: int) -> list[list[MediaItem]]:
@@ -108,10 +107,7 @@ def run_shard(index: int, items: list[MediaItem], settings: RunSettings, backend
     results = []
     for item, raw in zip(items, predictor.predict(iter(items))):
         if raw.failure is None and raw.date_source != "exif" and not item.is_video:
-            try:
-                date = read_exif_date(item.path)
-            except OSError:
-                date = None
+            date = read_exif_date_safely(item.path)
             if date is not None:
                 raw.date, raw.date_source = date, "exif"
         results.append(raw)
@@ -221,7 +217,6 @@ def compute_on_cluster(
                 first = shard
                 outcome.classes, outcome.info = shard.classes, dict(shard.info)
             outcome.shards += 1
-            outcome.workers.add(shard.worker)
             for raw in shard.results:
                 if raw.relpath in seen or raw.relpath not in by_relpath:
                     outcome.duplicates += 1

@@ -63,3 +63,11 @@ def read_exif_date(path: str | PathLike[str]) -> datetime | None:
             if date is not None:
                 return date
     return None
+
+
+def read_exif_date_safely(path: str | PathLike[str]) -> datetime | None:
+    """`read_exif_date`, with a file that cannot be opened counting as undated (its decoding reports why)."""
+    try:
+        return read_exif_date(path)
+    except OSError:
+        return None

@@ -18,7 +18,7 @@ from typing import Any, Sequence
 from .api import RunSettings
 from .engine.video import FILE_DATE, video_date
 from .errors import RunError, RunInterrupted
-from .exifdate import read_exif_date
+from .exifdate import read_exif_date_safely
 from .progress import Progress
 from .store import ResultStore
 from .types import ClassTable, MediaItem, RawResult
@@ -237,13 +237,6 @@ def media_date(item: MediaItem) -> tuple[datetime | None, str]:
     if source == FILE_DATE and item.timestamp is not None:
         return None, ""
     return date, source
-
-
-def read_exif_date_safely(path: Path) -> datetime | None:
-    try:
-        return read_exif_date(path)
-    except OSError:
-        return None
 
 
 _STANDIN_BANNER = (
