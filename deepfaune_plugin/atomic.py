@@ -100,6 +100,16 @@ def atomic_output(path: Path) -> Iterator[Path]:
     staged.commit()
 
 
+def staging_dir(target: Path) -> Path:
+    """A new hidden folder beside `target`, to fill and then rename into place; as readable as a folder made by
+    hand (mkdtemp makes it owner-only)."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent))
+    os.chmod(work, NEW_DIR_MODE)
+    return work
+
+
 def write_bytes_atomic(path: Path, data: bytes) -> Path:
     with atomic_output(path) as tmp:
         tmp.write_bytes(data)

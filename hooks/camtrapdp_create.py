@@ -19,7 +19,6 @@ import mimetypes
 import os
 import re
 import shutil
-import tempfile
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -28,7 +27,7 @@ from typing import Any, Mapping
 
 import yaml
 
-from deepfaune_plugin.atomic import NEW_DIR_MODE
+from deepfaune_plugin.atomic import staging_dir
 from deepfaune_plugin.api import RunResults
 from deepfaune_plugin.engine.video import FILE_DATE, video_date
 from deepfaune_plugin.exifdate import read_exif_date
@@ -346,9 +345,7 @@ def write_package(manifest: Manifest, results: RunResults, options: Mapping[str,
         shown = "\n  ".join(str(i) for i in issues[:20])
         raise PackageError(f"the new package would not be valid Camtrap DP; nothing was written:\n  {shown}")
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent))
-    os.chmod(work, NEW_DIR_MODE)  # the new package is as readable as a folder made by hand
+    work = staging_dir(target)
     try:
         for rel in media:
             dest = work / "media" / rel

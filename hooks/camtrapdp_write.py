@@ -2,15 +2,13 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from deepfaune_plugin.atomic import NEW_FILE_MODE
+from deepfaune_plugin.atomic import StagedFile
 
 from .camtrapdp_observations import is_ours, update_descriptor
 from .camtrapdp_package import PackageError, RawTable, join_table
@@ -139,23 +137,17 @@ def backup(root: Path, files: Sequence[Path], now: datetime | None = None) -> Pa
 
 
 def swap_in(files: Sequence[tuple[Path, bytes]]) -> None:
-    """Write every file to a temporary sibling first, then rename them all into place."""
-    temps: list[tuple[Path, Path]] = []
+    """Write every file to a staged sibling first, then commit them all: none is replaced unless all are written."""
+    staged: list[StagedFile] = []
     try:
         for path, data in files:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-            os.chmod(name, NEW_FILE_MODE)  # as readable as the files it replaces, not mkstemp's 0600
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            temps.append((Path(name), path))
-        for tmp, path in temps:
-            os.replace(tmp, path)
+            staged.append(StagedFile(path))
+            staged[-1].tmp.write_bytes(data)
+        for file in staged:
+            file.commit()
     finally:
-        for tmp, _ in temps:
-            tmp.unlink(missing_ok=True)
+        for file in staged:
+            file.discard()  # nothing left of a commit that happened; the rest removed
 
 
 @dataclass

@@ -15,8 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from deepfaune_plugin.atomic import NEW_DIR_MODE
-from deepfaune_plugin.atomic import atomic_output
+from deepfaune_plugin.atomic import atomic_output, staging_dir
 from deepfaune_plugin.errors import DeepfauneError
 from deepfaune_plugin.placing import place_file, safe_folder_name, unique_target
 from deepfaune_plugin.types import Decision, MediaItem
@@ -142,9 +141,7 @@ def build_species_tree(out: Path, images: Iterable[Image]) -> dict[str, int]:
     """OUT/Station/[Camera/]Species/file, built beside OUT then swapped in, so OUT is never half-built."""
     out = Path(os.path.abspath(out))
     check_species_root(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent))
-    os.chmod(work, NEW_DIR_MODE)  # as readable as a folder made by hand
+    work = staging_dir(out)
     counts = {"link": 0, "copy": 0}
     try:
         (work / MARKER).write_text("species folders written by deepfaune for camtrapR's "
