@@ -222,6 +222,21 @@ def key_frame(frames: Sequence[RawResult]) -> int | None:
     return best
 
 
+def video_result(relpath: str, frames: list[RawResult], frame_rate: float | None,
+                 notes: list[str] = ()) -> RawResult:
+    """A video's result from its frames' results: the key frame's box and sizes stand for the video."""
+    key = key_frame(frames)
+    sized = next((f for f in frames if f.failure is None), None)
+    raw = RawResult(relpath=relpath, frames=frames, frame_rate=frame_rate, warnings=list(notes))
+    if sized is not None:
+        raw.width, raw.height = sized.width, sized.height
+    if key is not None:
+        chosen = frames[key]
+        raw.detections, raw.selected = list(chosen.detections), chosen.selected
+        raw.logits, raw.bird_logits, raw.frame_number = chosen.logits, chosen.bird_logits, chosen.frame_number
+    return raw
+
+
 def decide_run(
     items: Sequence[MediaItem],
     raws: Sequence[RawResult],

@@ -11,7 +11,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from deepfaune_plugin.api import EXISTING_DETECTIONS, BackendDescription, RunSettings
-from deepfaune_plugin.decisions import key_frame
+from deepfaune_plugin.decisions import video_result
 from deepfaune_plugin.engine.crop import crop_rgb, normalise, resize_pillow, square_box
 from deepfaune_plugin.engine.detection import combine, needs_mds, select_box
 from deepfaune_plugin.engine.imageio import Decoded, MediaError, decode_image
@@ -231,21 +231,6 @@ def no_known_boxes(item: MediaItem) -> str | None:
     if item.known_boxes is None:
         return "no existing detections for this file"
     return None
-
-
-def video_result(relpath: str, frames: list[RawResult], frame_rate: float | None,
-                 notes: list[str] = ()) -> RawResult:
-    """A video's result from its frames' results: the key frame's box and sizes stand for the video."""
-    key = key_frame(frames)
-    sized = next((f for f in frames if f.failure is None), None)
-    raw = RawResult(relpath=relpath, frames=frames, frame_rate=frame_rate, warnings=list(notes))
-    if sized is not None:
-        raw.width, raw.height = sized.width, sized.height
-    if key is not None:
-        chosen = frames[key]
-        raw.detections, raw.selected = list(chosen.detections), chosen.selected
-        raw.logits, raw.bird_logits, raw.frame_number = chosen.logits, chosen.bird_logits, chosen.frame_number
-    return raw
 
 
 class DeepFauneBackend:
