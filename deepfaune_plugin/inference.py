@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .api import RunSettings
-from .engine.video import FILE_DATE, video_date
+from .engine.video import video_date
 from .errors import RunError, RunInterrupted
 from .exifdate import read_exif_date_safely
 from .progress import Progress
 from .store import ResultStore
-from .types import ClassTable, MediaItem, RawResult
+from .types import EXIF_DATE, FILE_DATE, ClassTable, MediaItem, RawResult
 
 STORE_BATCH = 8  # files per store transaction
 
@@ -162,7 +162,7 @@ class _Sink:
         self.last_flush = time.monotonic()
 
     def add(self, item: MediaItem, raw: RawResult) -> None:
-        if raw.failure is None and raw.date_source != "exif":
+        if raw.failure is None and raw.date_source != EXIF_DATE:
             raw.date, raw.date_source = media_date(item)
         self.raws[item.relpath] = raw
         self.inference.computed += 1
@@ -232,7 +232,7 @@ def media_date(item: MediaItem) -> tuple[datetime | None, str]:
     unless the host knows a date (left to `with_host_dates`, a better guess than a file's mtime)."""
     if not item.is_video:
         date = read_exif_date_safely(item.path)
-        return date, "exif" if date else ""
+        return date, EXIF_DATE if date else ""
     date, source = video_date(item.path)
     if source == FILE_DATE and item.timestamp is not None:
         return None, ""

@@ -21,7 +21,7 @@ from .inference import Inference, open_store
 from .plugins import PluginError, Registry, default_registry
 from .sequences import chunks, sequence_blocks
 from .store import ResultStore, default_store_path
-from .types import Decision, Manifest, MediaItem, Problem, RawResult
+from .types import HOST_DATE, Decision, Manifest, MediaItem, Problem, RawResult
 
 
 #: Files (whole sequences) decided and handed to the host at a time: a run's memory grows with this, not
@@ -112,7 +112,7 @@ def with_host_dates(items: Sequence[MediaItem], raws: dict[str, RawResult]) -> l
     for item in items:
         raw = raws[item.relpath]
         if raw.failure is None and raw.date is None and item.timestamp is not None:
-            raw.date, raw.date_source = item.timestamp, "host"
+            raw.date, raw.date_source = item.timestamp, HOST_DATE
         ordered.append(raw)
     return ordered
 

@@ -19,7 +19,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .types import Detection, MediaItem, RawResult
+from .types import CONTAINER_DATE, EXIF_DATE, FILE_DATE, Detection, MediaItem, RawResult
 
 SCHEMA_VERSION = 1
 LOOKUP_BATCH = 500  # keys per query: under SQLite's oldest limit of 999 variables
@@ -64,7 +64,7 @@ def _unarray(text: str | None) -> np.ndarray | None:
     return np.frombuffer(base64.b64decode(text), dtype=np.float32).copy()
 
 
-_STORED_DATES = ("exif", "container", "file date")  # found in the file itself; a host's date is re-applied
+_STORED_DATES = (EXIF_DATE, CONTAINER_DATE, FILE_DATE)  # found in the file itself; a host's date is re-applied
 
 
 def _to_dict(raw: RawResult) -> dict:
@@ -75,7 +75,7 @@ def _to_dict(raw: RawResult) -> dict:
         "logits": _array(raw.logits), "bird": _array(raw.bird_logits),
         "warnings": raw.warnings,
     }
-    if raw.date is not None and raw.date_source == "exif":
+    if raw.date is not None and raw.date_source == EXIF_DATE:
         data["exif_date"] = raw.date.isoformat()
     elif raw.date is not None and raw.date_source in _STORED_DATES:
         data["date"], data["date_source"] = raw.date.isoformat(), raw.date_source
@@ -100,7 +100,7 @@ def _from_dict(relpath: str, data: dict) -> RawResult:
         frames=[_from_dict(relpath, f) for f in data.get("frames", [])],
     )
     if data.get("exif_date"):
-        raw.date, raw.date_source = datetime.fromisoformat(data["exif_date"]), "exif"
+        raw.date, raw.date_source = datetime.fromisoformat(data["exif_date"]), EXIF_DATE
     elif data.get("date"):
         raw.date, raw.date_source = datetime.fromisoformat(data["date"]), data["date_source"]
     return raw

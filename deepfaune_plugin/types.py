@@ -17,6 +17,12 @@ import numpy as np
 EMPTY, ANIMAL, PERSON, VEHICLE = 0, 1, 2, 3
 CATEGORY_NAMES = {ANIMAL: "animal", PERSON: "person", VEHICLE: "vehicle"}
 
+#: Where a RawResult's date comes from (`RawResult.date_source`).
+EXIF_DATE = "exif"  # an image's EXIF DateTimeOriginal
+HOST_DATE = "host"  # the date the host's records give (the file itself has none)
+CONTAINER_DATE = "container"  # a video's own creation time
+FILE_DATE = "file date"  # a video's file modification time (its container had no date)
+
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".webp"})
 VIDEO_SUFFIXES = frozenset({".avi", ".mp4", ".mov", ".m4v", ".mpeg", ".mpg", ".mkv", ".asf"})
 
@@ -124,7 +130,7 @@ class RawResult:
     logits: np.ndarray | None = None
     bird_logits: np.ndarray | None = None
     date: datetime | None = None  # EXIF DateTimeOriginal (or the host's date when EXIF has none)
-    date_source: str = ""  # "exif", "host", videos: "container" or "file date" (mtime); "" (none)
+    date_source: str = ""  # EXIF_DATE, HOST_DATE, CONTAINER_DATE or FILE_DATE; "" (none)
     failure: str | None = None
     warnings: list[str] = field(default_factory=list)
     frame_number: int | None = None  # the video frame this result is for (a video's own result: its key frame)

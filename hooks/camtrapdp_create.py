@@ -29,10 +29,9 @@ import yaml
 
 from deepfaune_plugin.atomic import staging_dir
 from deepfaune_plugin.api import RunResults
-from deepfaune_plugin.engine.video import FILE_DATE, video_date
-from deepfaune_plugin.exifdate import read_exif_date
+from deepfaune_plugin.inference import media_date
 from deepfaune_plugin.placing import place_file
-from deepfaune_plugin.types import VIDEO_SUFFIXES, Manifest, MediaItem, Problem
+from deepfaune_plugin.types import FILE_DATE, Manifest, MediaItem, Problem
 from deepfaune_plugin.walk import MEDIA_SUFFIXES, iter_media
 
 from .camtrapdp_observations import MediaInfo, build_rows, classification_time, update_descriptor
@@ -231,28 +230,23 @@ def read_folder(source: Path, options: Mapping[str, Any], host: str) -> Manifest
     state = FolderState(source, deployments, metadata, link=bool(options.get("link_media")))
     items: list[MediaItem] = []
     for path, rel, station, camera in found:
-        video = path.suffix.lower() in VIDEO_SUFFIXES  # the suffixes every host treats as video
-        date = _video_date(path, rel, problems) if video else read_exif_date(path)
+        item = MediaItem(path=path, relpath=rel, group=rel.rsplit("/", 1)[0], station=station, camera=camera,
+                         host_key=media_id(rel))
+        date, date_source = media_date(item)  # the date the run will give it, read here for the timestamp
+        if date_source == FILE_DATE:
+            problems.append(Problem(rel, "video without a creation date in its container; its timestamp is the "
+                                         "file's modification time (check it)"))
         if date is None:
-            problems.append(Problem(rel, f"no {'date' if video else 'EXIF date'}, so no Camtrap DP timestamp; "
-                                         "left out of the package"))
+            problems.append(Problem(rel, f"no {'date' if item.is_video else 'EXIF date'}, so no Camtrap DP "
+                                         "timestamp; left out of the package"))
             continue
         stamp = format_datetime(date.replace(tzinfo=offsets[station]))
         state.media[rel] = MediaInfo(media_id(rel), station, stamp)
         state.mediatypes[rel] = (VIDEO_MEDIATYPES.get(path.suffix.lower()) or mimetypes.guess_type(path.name)[0]
                                  or "application/octet-stream")
-        items.append(MediaItem(path=path, relpath=rel, group=rel.rsplit("/", 1)[0], station=station, camera=camera,
-                               host_key=media_id(rel)))
+        items.append(item)
     check_target(Path(options["output"]) if options.get("output") else default_output(source), source)
     return Manifest(root=source, items=items, problems=problems, host=host, host_state=state)
-
-
-def _video_date(path: Path, rel: str, problems: list[Problem]) -> datetime | None:
-    date, source = video_date(path)
-    if source == FILE_DATE:
-        problems.append(Problem(rel, "video without a creation date in its container; its timestamp is the file's "
-                                     "modification time (check it)"))
-    return date
 
 
 def _skeleton() -> dict[str, Any]:

@@ -16,11 +16,10 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from deepfaune_plugin.api import HostOption, RunResults
-from deepfaune_plugin.engine.video import FILE_DATE
 from deepfaune_plugin.errors import DeepfauneError
 from deepfaune_plugin.hookspecs import hookimpl
 from deepfaune_plugin.taxonomy import taxon_for_key
-from deepfaune_plugin.types import Decision, Manifest
+from deepfaune_plugin.types import FILE_DATE, Decision, Manifest
 
 from .camtrapr_independence import COMPARED_TO, LAST_INDEPENDENT, assess
 from .camtrapr_output import (

@@ -26,6 +26,7 @@ from typing import Callable, Sequence, Union
 import cv2
 import numpy as np
 
+from ..types import CONTAINER_DATE, FILE_DATE
 from .imageio import MediaError
 
 FRAMES_PER_VIDEO = 12  # DeepFaune's video BATCH_SIZE
@@ -36,8 +37,6 @@ NO_FRAMES = "video has no frames"
 UNDECODABLE = "cannot decode video (OpenCV and PyAV failed)"
 UNDECODABLE_NO_PYAV = "cannot decode video (OpenCV failed; PyAV, the fallback decoder, is not installed)"
 
-CONTAINER_DATE = "container"  # date_source of a video's own creation time
-FILE_DATE = "file date"  # date_source of a file's modification time (the container had none)
 
 Indices = Union[Sequence[int], Callable[[int, float], Sequence[int]]]
 
