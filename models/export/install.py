@@ -107,7 +107,7 @@ def export_version(card: ModelCard, files: Mapping[str, Path], models_dir: Path,
     from .deps import tool_versions
     from .detector import export_detector
     from .probes import probe_crops, probe_images
-    from .quantize import SETTINGS, quantize_classifier
+    from .quantize import int8_classifier
 
     models_dir = Path(models_dir)
     models_dir.mkdir(parents=True, exist_ok=True)
@@ -137,12 +137,8 @@ def export_version(card: ModelCard, files: Mapping[str, Path], models_dir: Path,
         int8_file = None
         if int8:
             int8_file = int8_name(c.onnx)
-            log(f"quantising the classifier to int8 ({int8_file}; never the default)")
-            d = quantize_classifier(stage / c.onnx, stage / int8_file, crops, c.crop_size)
-            log(f"  drift from fp32: max |delta logit| {d.max_abs_logit:.3f}, top-1 agreement {d.top1_agree:.0%}")
-            entries.append((int8_file, "classifier", {"source": "export-int8", "derived_from": c.onnx,
-                                                      "quantization": SETTINGS, "drift": d.as_dict(),
-                                                      "crop_size": c.crop_size, "default": False}))
+            entries.append((int8_file, "classifier",
+                            int8_classifier(stage / c.onnx, stage / int8_file, crops, c.crop_size, log)))
         detectors = {}
         for name, spec in card.detectors.items():
             log(f"exporting the {name} detector ({spec.file}) at {spec.size} px")

@@ -62,6 +62,16 @@ def quantize_classifier(fp32: Path | str, out: Path | str, probes: np.ndarray, s
     return measured
 
 
+def int8_classifier(fp32: Path, out: Path, probes: np.ndarray, size: int, log) -> dict:
+    """Quantise a classifier next to its fp32 file, say its drift, and return what the models manifest records
+    of it (an int8 file is never the default)."""
+    log(f"quantising the classifier to int8 ({Path(out).name}; never the default)")
+    d = quantize_classifier(fp32, out, probes, size)
+    log(f"  drift from fp32: max |delta logit| {d.max_abs_logit:.3f}, top-1 agreement {d.top1_agree:.0%}")
+    return {"source": "export-int8", "derived_from": Path(fp32).name, "quantization": SETTINGS,
+            "drift": d.as_dict(), "crop_size": size, "default": False}
+
+
 @contextlib.contextmanager
 def _quiet_root_logger():
     """onnxruntime's quantizer advises pre-processing through the root logger; not useful here."""
@@ -172,13 +182,10 @@ def quantize_installed(models_dir: Path | str, version: str, calibration_dir: Pa
     standin = bool(store.file_info(classifier).get("standin"))
     if not entry.get("classifier_int8"):
         name = int8_name(classifier)
-        log(f"quantising the classifier to int8 ({name})")
         size = card.classifier.crop_size
-        d = quantize_classifier(store.file_for(card.version, "classifier"), store.root / name,
-                                probe_crops(size, images=images), size)
-        log(f"  drift from fp32: max |delta logit| {d.max_abs_logit:.3f}, top-1 agreement {d.top1_agree:.0%}")
-        store.add_file(store.root / name, "classifier", standin=standin, source="export-int8", derived_from=classifier,
-                       quantization=SETTINGS, drift=d.as_dict(), crop_size=size, default=False)
+        meta = int8_classifier(store.file_for(card.version, "classifier"), store.root / name,
+                               probe_crops(size, images=images), size, log)
+        store.add_file(store.root / name, "classifier", standin=standin, **meta)
         made["classifier"] = name
     detectors = {}
     for mode, fp32 in entry.get("detectors", {}).items():
