@@ -18,6 +18,7 @@ from typing import Callable, TextIO
 
 from .errors import DeepfauneError
 from .modelstore import sha256_file
+from .progress import StatusLine, clock
 
 CHUNK = 1 << 20
 USER_AGENT = "deepfaune-plugin (model installer)"
@@ -34,42 +35,30 @@ def part_path(dest: Path) -> Path:
     return dest.with_name(dest.name + ".part")
 
 
-class ByteProgress:
+class ByteProgress(StatusLine):
     """`name  312.0/1212.6 MB  41.3 MB/s  ETA 0:00:21` on a stream; redrawn on a terminal."""
 
     def __init__(self, name: str, total: int | None, done: int = 0, stream: TextIO | None = None,
-                 every: float | None = None):
+                 every: float = 10.0):
+        super().__init__(stream, every)
         self.name, self.total, self.done = name, total, done
-        self.stream = stream if stream is not None else sys.stderr
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.every = every if every is not None else (0.2 if self.tty else 10.0)
         self._start_bytes, self._start = done, time.monotonic()
-        self._last = 0.0
 
     def line(self) -> str:
         elapsed = time.monotonic() - self._start
         rate = (self.done - self._start_bytes) / elapsed if elapsed > 0 else 0.0
         mb = 1e6
         total = f"/{self.total / mb:.1f}" if self.total else ""
-        eta = ""
-        if self.total and rate > 0:
-            left = int((self.total - self.done) / rate)
-            eta = f"  ETA {left // 3600}:{left // 60 % 60:02d}:{left % 60:02d}"
+        eta = f"  ETA {clock((self.total - self.done) / rate)}" if self.total and rate > 0 else ""
         return f"{self.name}  {self.done / mb:.1f}{total} MB  {rate / mb:.1f} MB/s{eta}"
 
     def update(self, n: int, force: bool = False) -> None:
         self.done += n
-        now = time.monotonic()
-        if force or now - self._last >= self.every:
-            self._last = now
-            self.stream.write(("\r" + self.line() + "\x1b[K") if self.tty else self.line() + "\n")
-            self.stream.flush()
+        self.draw(force)
 
     def close(self) -> None:
-        self.update(0, force=True)
-        if self.tty:
-            self.stream.write("\n")
-            self.stream.flush()
+        self.draw(force=True)
+        self.end()
 
 
 def _total_from(response, offset: int) -> int | None:

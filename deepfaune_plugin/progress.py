@@ -1,4 +1,4 @@
-"""A progress line with rate and ETA on stderr (no dependency): redrawn on a terminal, periodic otherwise."""
+"""Progress lines with rate and ETA on stderr (no dependency): redrawn on a terminal, periodic otherwise."""
 from __future__ import annotations
 
 import sys
@@ -6,31 +6,57 @@ import time
 from typing import TextIO
 
 
-def _clock(seconds: float) -> str:
+def clock(seconds: float) -> str:
+    """H:MM:SS."""
     seconds = int(max(seconds, 0))
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
-class Progress:
-    def __init__(self, total: int, stream: TextIO | None = None, label: str = "files", every: float = 10.0):
-        self.total = total
+class StatusLine:
+    """One line of status on a stream: redrawn in place on a terminal (every 0.2 s at most), else printed
+    every `every` seconds; subclasses say what the line is."""
+
+    def __init__(self, stream: TextIO | None = None, every: float = 10.0):
         self.stream = stream if stream is not None else sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.every = 0.2 if self.tty else every
+        self._last = 0.0
+
+    def line(self) -> str:
+        raise NotImplementedError
+
+    def draw(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - self._last >= self.every:
+            self._last = now
+            self.stream.write("\r" + self.line() + "\x1b[K" if self.tty else self.line() + "\n")
+            self.stream.flush()
+
+    def end(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+class Progress(StatusLine):
+    """Files done of a total, with failures, rate and ETA."""
+
+    def __init__(self, total: int, stream: TextIO | None = None, label: str = "files", every: float = 10.0):
+        super().__init__(stream, every)
+        self.total = total
         self.label = label
         self.done = 0
         self.failed = 0
         self.start = time.monotonic()
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self._last = 0.0
-        self.every = 0.2 if self.tty else every
 
     def line(self) -> str:
         elapsed = time.monotonic() - self.start
         rate = self.done / elapsed if elapsed > 0 else 0.0
         eta = (self.total - self.done) / rate if rate > 0 else float("nan")
-        eta_text = _clock(eta) if rate > 0 else "--:--:--"
+        eta_text = clock(eta) if rate > 0 else "--:--:--"
         failed = f", {self.failed} failed" if self.failed else ""
         return (f"{self.done}/{self.total} {self.label}{failed}  {rate:.2f} {self.label}/s  "
-                f"elapsed {_clock(elapsed)}  ETA {eta_text}")
+                f"elapsed {clock(elapsed)}  ETA {eta_text}")
 
     def discount(self, n: int) -> None:
         """`n` of the files counted in `total` need no work (already computed): the ETA leaves them out."""
@@ -39,16 +65,7 @@ class Progress:
     def update(self, n: int = 1, failed: bool = False) -> None:
         self.done += n
         self.failed += int(failed)
-        now = time.monotonic()
-        if now - self._last >= self.every or self.done == self.total:
-            self._last = now
-            if self.tty:
-                self.stream.write("\r" + self.line() + "\x1b[K")
-            else:
-                self.stream.write(self.line() + "\n")
-            self.stream.flush()
+        self.draw(force=self.done == self.total)
 
     def close(self) -> None:
-        if self.tty:
-            self.stream.write("\n")
-            self.stream.flush()
+        self.end()
