@@ -16,6 +16,8 @@ from os import PathLike
 
 import exifread
 
+from .paths import open_regular
+
 EXIF_DATE_FORMAT = "%Y:%m:%d %H:%M:%S"
 _ZERO_DATE = "0000:00:00 00:00:00"  # what cameras without a set clock write
 _TAG_KEYS = ("EXIF DateTimeOriginal", "Image DateTimeOriginal")
@@ -48,7 +50,7 @@ def read_exif_date(path: str | PathLike[str]) -> datetime | None:
 
     Raises OSError only when the file itself cannot be opened.
     """
-    with open(path, "rb") as fh:
+    with open_regular(path) as fh:  # never a FIFO's endless wait
         try:
             tags = exifread.process_file(
                 fh, stop_tag="DateTimeOriginal", details=False, extract_thumbnail=False

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from pathlib import Path
+from typing import BinaryIO
 
 from .errors import DeepfauneError
 
@@ -84,3 +86,53 @@ def safe_relative(root: str | os.PathLike, text: str, *, manifest: str | os.Path
     if real != real_root and real_root not in real.parents:
         raise UnsafePathError(manifest, text, f"leads outside {root} through a symbolic link (to {real})")
     return path
+
+
+_KINDS = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a folder"))
+
+
+def _not_regular_kind(mode: int) -> str:
+    return "not a regular file (" + next((name for test, name in _KINDS if test(mode)), "not a file") + ")"
+
+
+def not_regular(path: str | os.PathLike) -> str | None:
+    """Why `path` is not a regular file we may read as media, or None when it is one.
+
+    Only regular files are media: reading a FIFO (or a terminal, a socket) named x.jpg would wait
+    forever. Symbolic links are followed (the caller checks where they lead); "no such file" for a
+    path that is not there, or a link whose target is not.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "no such file"
+    except OSError as err:
+        return f"cannot be read ({err.strerror or err})"
+    if stat.S_ISREG(mode):
+        return None
+    return _not_regular_kind(mode)
+
+
+class NotRegularFileError(OSError):
+    """A path we were about to read as media that is not a regular file (FIFO, device, socket, folder)."""
+
+
+def open_regular(path: str | os.PathLike) -> BinaryIO:
+    """`path` opened for binary reading, only when it is a regular file (NotRegularFileError otherwise).
+
+    Opened without blocking and checked on the open descriptor, so a FIFO swapped in after a listing
+    still cannot make a read wait forever (a plain open() of a FIFO waits for a writer).
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    fd = os.open(path, flags)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise NotRegularFileError(_not_regular_kind(mode))
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import Iterator
 
+from .paths import not_regular
 from .types import IMAGE_SUFFIXES, VIDEO_SUFFIXES, Problem
 
 #: Images and videos (avi, mp4, mov, m4v, mpeg/mpg, mkv, asf): what a folder of camera-trap media holds.
@@ -45,8 +46,12 @@ def _media_files(root: Path, dirpath: str, filenames: list[str], suffixes: froze
         path = Path(dirpath) / name
         true_rel = path.relative_to(root).as_posix()
         rel = printable(true_rel)
-        if path.is_symlink() and not path.exists():
+        why = not_regular(path)
+        if why == "no such file" and path.is_symlink():
             report(rel, "broken symbolic link (its target does not exist); skipped")
+            continue
+        if why:
+            report(rel, f"{why}; skipped")
             continue
         if rel != true_rel:
             if printable(name) != name and printable(name) in taken:
@@ -66,6 +71,9 @@ def iter_media(root: Path, suffixes: frozenset[str] = IMAGE_SUFFIXES, problems: 
     onerror, report = _reporter(root, problems)
     for dirpath, dirnames, filenames in os.walk(root, onerror=onerror):
         dirnames[:] = sorted(d for d in dirnames if _walked_folder(d))
+        for name in dirnames:
+            if os.path.islink(os.path.join(dirpath, name)):
+                _linked_folder(root, Path(dirpath) / name, report)
         yield from _media_files(root, dirpath, filenames, suffixes, report)
 
 
@@ -112,10 +120,20 @@ def iter_media_blocks(root: Path, suffixes: frozenset[str] = MEDIA_SUFFIXES, pro
         for _, unit in sorted(units, key=lambda u: u[0]):
             if isinstance(unit, list):
                 yield unit
-            elif not unit.is_symlink():  # os.walk lists links to folders but never follows them
+            elif unit.is_symlink():  # as in iter_media: said, never followed
+                _linked_folder(root, Path(unit.path), report)
+            else:
                 yield from visit(Path(unit.path))
 
     yield from visit(root)
+
+
+def _linked_folder(root: Path, path: Path, report) -> None:
+    """A symbolic link to a folder is never followed (it may lead outside the root, or back into it: a loop,
+    or every file twice); said once, so that its files are not missed without a word."""
+    rel = printable(path.relative_to(root).as_posix())
+    report(rel + "/", "symbolic link to a folder; not followed, its files are not read "
+                      "(give the folder it points to, or copy it in)")
 
 
 def printable(name: str) -> str:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from deepfaune_plugin.errors import DeepfauneError
-from deepfaune_plugin.paths import UnsafePathError, safe_relative
+from deepfaune_plugin.paths import UnsafePathError, not_regular, safe_relative
 
 from .camtrapdp_schema import FILE_PATH_PATTERN, MISSING, TABLES, parse_datetime
 
@@ -291,10 +291,13 @@ def list_media(root: Path, rows: list[MediaRow], where: str) -> MediaListing:
         except UnsafePathError as err:
             bad.append(f"{where} (mediaID {row.media_id}): filePath {row.file_path!r} {err.reason}")
             continue
-        if path.is_file():
+        why = not_regular(path)  # only regular files are media: a FIFO would hang the run
+        if why is None:
             listing.local.append((row, path))
-        else:
+        elif why == "no such file":
             listing.missing.append(row)
+        else:
+            listing.unsupported.append((row, why))
     if bad:
         more = f" (and {len(bad) - 5} more)" if len(bad) > 5 else ""
         raise PackageError("; ".join(bad[:5]) + more)

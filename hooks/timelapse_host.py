@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from deepfaune_plugin.paths import UnsafePathError, safe_relative
+from deepfaune_plugin.paths import UnsafePathError, not_regular, safe_relative
 from deepfaune_plugin.api import EXISTING_DETECTIONS, HostOption, RunResults
 from deepfaune_plugin.atomic import atomic_output
 from deepfaune_plugin.hookspecs import hookimpl
@@ -122,8 +122,10 @@ class TimelapseHost:
             except UnsafePathError as err:
                 problems.append(Problem(relpath, f"refused: {err.reason}"))
                 continue
-            if not path.is_file():
-                problems.append(Problem(relpath, f"listed in {ddb.name} but missing on disk"))
+            why = not_regular(path)  # only regular files are media: a FIFO would hang the run
+            if why:
+                problems.append(Problem(relpath, f"listed in {ddb.name} but missing on disk" if why == "no such file"
+                                        else f"{why}; skipped"))
                 continue
             folder = windows_to_posix(rows[0].relative_path) or "."
             ids = tuple(r.id for r in rows)

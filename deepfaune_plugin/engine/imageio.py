@@ -19,6 +19,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..paths import NotRegularFileError, open_regular
+
 _SIGNATURES = (
     (b"\xff\xd8\xff", "JPEG"),
     (b"\x89PNG\r\n\x1a\n", "PNG"),
@@ -124,11 +126,14 @@ def _read_bytes(path: Path) -> np.ndarray:
     try:
         if path.is_dir():
             raise MediaError("not a file (a directory)", path)
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise MediaError(f"file too large for an image ({size / 2**30:.1f} GiB; limit "
-                             f"{MAX_FILE_BYTES / 2**30:.0f} GiB)", path)
-        return np.fromfile(path, dtype=np.uint8)
+        with open_regular(path) as fh:  # a FIFO named x.jpg would make a plain read wait forever
+            size = os.fstat(fh.fileno()).st_size
+            if size > MAX_FILE_BYTES:
+                raise MediaError(f"file too large for an image ({size / 2**30:.1f} GiB; limit "
+                                 f"{MAX_FILE_BYTES / 2**30:.0f} GiB)", path)
+            return np.fromfile(path, dtype=np.uint8)  # checked regular just now, on the open descriptor
+    except NotRegularFileError as err:
+        raise MediaError(str(err), path) from None
     except FileNotFoundError:
         if os.path.islink(path):
             raise MediaError("broken symbolic link (its target does not exist)", path) from None

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 import struct
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -26,6 +27,7 @@ from typing import Callable, Sequence, Union
 import cv2
 import numpy as np
 
+from ..paths import not_regular
 from ..types import CONTAINER_DATE, FILE_DATE
 from .imageio import MediaError
 
@@ -166,6 +168,8 @@ def _check_file(path: Path) -> None:
         raise MediaError(f"cannot read: {err.strerror or err}", path) from None
     if path.is_dir():
         raise MediaError("not a file (a directory)", path)
+    if not stat.S_ISREG(st.st_mode):  # a FIFO named x.mp4 would make the decoder wait forever
+        raise MediaError(not_regular(path) or "not a regular file", path)
     if st.st_size == 0:
         raise MediaError("zero-byte file", path)
     if not os.access(path, os.R_OK):
