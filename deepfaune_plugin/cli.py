@@ -145,25 +145,56 @@ def _cmd_plugins(args, registry: Registry) -> int:
 
 
 def _add_sort(sub) -> None:
-    p = sub.add_parser("sort", help="copy, move or hard-link files into one folder per label")
-    p.add_argument("results", type=Path, help="a result table written by `deepfaune run` (CSV or XLSX)")
+    p = sub.add_parser("sort", help="copy, move or hard-link files into one folder per label",
+                       description="Place the files of a result table into DEST/deepfaune_<date>/<label>/, keeping "
+                                   "their station/camera sub-folders, and write the mapping deepfaune-sort.csv "
+                                   "there (source -> destination) that --undo reads.")
+    p.add_argument("results", type=Path, nargs="?", help="a result table written by `deepfaune run` (CSV or XLSX)")
     p.add_argument("--root", type=Path, default=None, help="folder the table's filenames are relative to "
-                                                           "(default: the table's folder)")
-    p.add_argument("--dest", type=Path, required=True, help="where to create deepfaune_<date>/<label>/ folders")
-    p.add_argument("--mode", choices=("copy", "move", "link"), default="copy")
+                                                           "(default: the table's folder, else the source its run "
+                                                           "record names)")
+    p.add_argument("--dest", type=Path, default=None, help="where to create deepfaune_<date>/<label>/ folders")
+    p.add_argument("--mode", choices=("copy", "move", "link"), default="copy",
+                   help="copy (default), move, or hard-link the files")
     p.add_argument("--blur-humans", action="store_true", help="blur person boxes in the copies")
+    p.add_argument("--flat", action="store_true",
+                   help="DeepFaune's old layout: <label>/<file name> (clashes renamed name_2.ext), no sub-folders")
+    p.add_argument("--skip-missing", action="store_true",
+                   help="sort the files found when some of the table's files are not under the root (default: stop)")
+    p.add_argument("--undo", type=Path, metavar="MAPPING", default=None,
+                   help="put back what a sort did, from its deepfaune-sort.csv (or its folder): moved files return, "
+                        "copies and links it made are removed (never a file changed since)")
 
 
 def _cmd_sort(args) -> int:
-    from .sorting import SortError, sort_files
+    from .sorting import SortError, sort_files, undo_sort
 
+    if args.undo is not None:
+        if args.results is not None or args.dest is not None:
+            raise CliError("--undo MAPPING takes no result table nor --dest")
+        try:
+            undone = undo_sort(args.undo)
+        except SortError as err:
+            raise CliError(str(err)) from err
+        for dest, reason in undone.kept:
+            print(f"warning: {dest}: {reason}", file=sys.stderr)
+        print(f"{undone.restored} files moved back, {undone.removed} copies or links removed"
+              + (f", {undone.already} already undone" if undone.already else "")
+              + (f"; {len(undone.kept)} kept in {undone.folder}" if undone.kept else ""))
+        return 0 if not undone.kept else 1
+    if args.results is None or args.dest is None:
+        raise CliError("sort needs a result table and --dest (or --undo MAPPING)")
     try:
-        report = sort_files(args.results, dest=args.dest, root=args.root, mode=args.mode, blur_humans=args.blur_humans)
+        report = sort_files(args.results, dest=args.dest, root=args.root, mode=args.mode,
+                            blur_humans=args.blur_humans, flat=args.flat, skip_missing=args.skip_missing)
     except SortError as err:
         raise CliError(str(err)) from err
-    for rel, reason in report.failures:
+    for rel, reason in report.failures[:20]:
         print(f"warning: {rel}: {reason}", file=sys.stderr)
-    print(f"{report.done} files sorted into {report.folder} ({len(report.failures)} failed)")
+    if len(report.failures) > 20:
+        print(f"warning: ... and {len(report.failures) - 20} more not sorted", file=sys.stderr)
+    print(f"{report.done} files sorted into {report.folder} ({len(report.failures)} not sorted); "
+          f"undo with: deepfaune sort --undo {report.mapping}")
     return 0 if not report.failures else 1
 
 

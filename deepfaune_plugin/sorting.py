@@ -1,6 +1,21 @@
-"""`deepfaune sort`: one folder per label, as DeepFaune's GUI does, from a result table."""
+"""`deepfaune sort`: one folder per label, as DeepFaune's GUI does, from a result table.
+
+A result table is a file anyone can edit or send, so it is checked whole before anything is placed:
+every filename must name a regular file inside the root (symbolic links resolved), every person box
+must parse, and a table whose files are not under the root is refused once, with the folder to give,
+instead of failing file by file. The sorted tree is built in a hidden folder beside its final name and
+renamed into place, so a failed sort leaves nothing half-done (moves are put back).
+
+Under each label the station/camera sub-folders of the source are kept (`--flat`: DeepFaune's old
+layout, clashes renamed name_2.ext), and the sorted folder holds ``deepfaune-sort.csv``, the mapping
+source -> destination that `deepfaune sort --undo` reads to put everything back.
+"""
 from __future__ import annotations
 
+import csv
+import json
+import math
+import os
 import shutil
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -9,12 +24,22 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .atomic import staging_dir
 from .engine.imageio import MediaError, read_image
 from .errors import DeepfauneError
+from .paths import UnsafePathError, plain_parts, safe_relative
 from .placing import place_file, safe_folder_name, unique_target
 from .table import read_table
+from .walk import not_regular
+
+__all__ = ["SortError", "SortReport", "UndoReport", "blur_boxes", "sort_files", "undo_sort", "unique_target"]
 
 BLUR_KERNEL = 151  # DeepFaune's box filter size for human blurring
+MAPPING_NAME = "deepfaune-sort.csv"
+MAPPING_COLUMNS = ("source", "destination", "label", "mode", "bytes", "mtime_ns")
+MAX_SHOWN = 5
+
+Box = tuple[float, float, float, float]
 
 
 class SortError(DeepfauneError):
@@ -26,6 +51,19 @@ class SortReport:
     folder: Path
     done: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
+    root: Path | None = None
+    mapping: Path | None = None
+
+
+@dataclass(frozen=True)
+class _Planned:
+    """One file to place: checked before anything is placed."""
+
+    relpath: str
+    source: Path  # root joined with the table's name (symlinks left as written)
+    destination: str  # POSIX path inside the sorted folder
+    label: str
+    boxes: tuple[Box, ...]
 
 
 def blur_boxes(image: np.ndarray, boxes: list[tuple[float, float, float, float]]) -> np.ndarray:
@@ -40,59 +78,334 @@ def blur_boxes(image: np.ndarray, boxes: list[tuple[float, float, float, float]]
     return out
 
 
-def _parse_boxes(text: str) -> list[tuple[float, float, float, float]]:
+def parse_boxes(text: object) -> tuple[Box, ...]:
+    """`x,y,w,h;x,y,w,h` (normalised) as boxes, or ValueError saying what is wrong with the text."""
     boxes = []
     for part in str(text or "").split(";"):
-        if part.strip():
-            x, y, w, h = (float(v) for v in part.split(","))
-            boxes.append((x, y, w, h))
-    return boxes
+        if not part.strip():
+            continue
+        values = part.split(",")
+        if len(values) != 4:
+            raise ValueError(f"box {part.strip()!r} has {len(values)} values, not 4 (x,y,w,h)")
+        try:
+            box = tuple(float(v) for v in values)
+        except ValueError:
+            raise ValueError(f"box {part.strip()!r} is not four numbers") from None
+        if not all(math.isfinite(v) for v in box) or box[2] < 0 or box[3] < 0:
+            raise ValueError(f"box {part.strip()!r} is not a finite box of positive size")
+        boxes.append(box)
+    return tuple(boxes)
 
 
 def _write_blurred(src: Path, dst: Path, boxes) -> None:
     try:
         image = read_image(src)  # as the detector read it (EXIF orientation, size limits, clear reasons)
     except MediaError as err:
-        raise OSError(f"cannot blur: {err}") from err
+        raise MediaError(f"cannot blur: {err}") from err
     ok, encoded = cv2.imencode(src.suffix or ".jpg", blur_boxes(image, boxes), [cv2.IMWRITE_JPEG_QUALITY, 95])
     if not ok:
-        raise OSError("cannot encode blurred image")
+        raise MediaError("cannot encode blurred image")
     encoded.tofile(str(dst))
 
 
+def _listed(names: list[str]) -> str:
+    more = f" (and {len(names) - MAX_SHOWN} more)" if len(names) > MAX_SHOWN else ""
+    return "; ".join(names[:MAX_SHOWN]) + more
+
+
+def _record_roots(results: Path) -> list[Path]:
+    """The sources of the run records beside `results` that list it among their outputs: where its
+    filenames are relative to when the table was written elsewhere (`deepfaune run SRC -o out/x.csv`)."""
+    roots = []
+    target = str(results.resolve())
+    for candidate in sorted(results.parent.glob("*.json")):
+        try:
+            if candidate.stat().st_size > 1 << 24:
+                continue
+            record = json.loads(candidate.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if not isinstance(record, dict) or not str(record.get("format", "")).startswith("deepfaune-run/"):
+            continue
+        outputs = record.get("outputs") if isinstance(record.get("outputs"), list) else []
+        if any(isinstance(o, dict) and o.get("path") == target for o in outputs) and record.get("source"):
+            roots.append(Path(str(record["source"])))
+    return roots
+
+
+def _check_rows(rows: list[dict], root: Path, results: Path, blur_humans: bool, mode: str
+                ) -> tuple[list[tuple[dict, Path, tuple[Box, ...]]], list[str], list[str], list[tuple[str, str]]]:
+    """(rows to place, refused rows, missing files, rows not sorted) for one candidate root."""
+    ok, refused, missing, skipped = [], [], [], []
+    seen: dict[str, str] = {}
+    for n, row in enumerate(rows, start=2):
+        rel = str(row["filename"])
+        if str(row.get("failure", "") or "") or not str(row["prediction"]):
+            skipped.append((rel, f"not sorted: {row.get('failure') or 'no prediction'}"))
+            continue
+        try:
+            src = safe_relative(root, rel, manifest=results)
+        except UnsafePathError as err:
+            refused.append(f"row {n}: filename {rel!r} refused: {err.reason}")
+            continue
+        try:
+            boxes = parse_boxes(row.get("person_boxes", "")) if blur_humans else ()
+        except ValueError as err:
+            refused.append(f"row {n} ({rel}): person_boxes {str(row.get('person_boxes'))!r}: {err}")
+            continue
+        if mode == "move" and src.is_symlink():
+            refused.append(f"row {n}: {rel} is a symbolic link (--mode move would move the link, not its file)")
+            continue
+        why = not_regular(src)
+        if why == "no such file":
+            missing.append(rel)
+            continue
+        if why:
+            refused.append(f"row {n}: {rel} is {why}")
+            continue
+        real = str(src.resolve())
+        if real in seen:
+            refused.append(f"row {n}: {rel} is the same file as {seen[real]}")
+            continue
+        seen[real] = rel
+        ok.append((row, src, boxes))
+    return ok, refused, missing, skipped
+
+
+def _layout(checked, flat: bool) -> list[_Planned]:
+    """Where each file goes: label/<its sub-folders>/name, or label/name (clashes renamed) when `flat`."""
+    plans, taken = [], set()
+    for row, src, boxes in checked:
+        rel = str(row["filename"])
+        label = str(row["prediction"])
+        folder = safe_folder_name(label)
+        if flat:
+            stem, suffix = os.path.splitext(src.name)
+            name, k = src.name, 2
+            while f"{folder}/{name}".casefold() in taken:
+                name, k = f"{stem}_{k}{suffix}", k + 1
+            destination = f"{folder}/{name}"
+        else:
+            destination = "/".join((folder, *plain_parts(rel)))
+        taken.add(destination.casefold())
+        plans.append(_Planned(rel, src, destination, label, boxes))
+    return plans
+
+
+def _new_folder(dest: Path, stamp: str) -> Path:
+    folder = dest / f"deepfaune_{stamp}"
+    n = 2
+    while folder.exists() or folder.is_symlink():
+        folder = dest / f"deepfaune_{stamp}_{n}"
+        n += 1
+    return folder
+
+
 def sort_files(results: Path, dest: Path, root: Path | None = None, mode: str = "copy",
-               blur_humans: bool = False, now: datetime | None = None) -> SortReport:
+               blur_humans: bool = False, now: datetime | None = None, flat: bool = False,
+               skip_missing: bool = False) -> SortReport:
+    """Place every classified file of `results` under dest/deepfaune_<date>/<label>/, all or nothing.
+
+    `root` is the folder the table's filenames are relative to; by default the table's folder, else the
+    source its run record names. Nothing is placed unless every row is acceptable.
+    """
     results = Path(results)
     if not results.is_file():
         raise SortError(f"{results}: no such result table")
+    if mode not in ("copy", "move", "link"):
+        raise SortError(f"--mode {mode!r}: copy, move or link")
     if blur_humans and mode != "copy":
         raise SortError("--blur-humans applies to copies only (use --mode copy); originals are never modified")
     table = read_table(results)
-    missing = {"filename", "prediction"} - set(table.columns)
-    if missing:
-        raise SortError(f"{results}: not a deepfaune result table (missing column(s) {', '.join(sorted(missing))})")
-    root = Path(root) if root else results.parent
+    missing_cols = {"filename", "prediction"} - set(table.columns)
+    if missing_cols:
+        raise SortError(f"{results}: not a deepfaune result table (missing column(s) "
+                        f"{', '.join(sorted(missing_cols))})")
+    rows = table.to_dict("records")
+    candidates = [Path(root)] if root else [results.parent, *_record_roots(results)]
+    best = None
+    for candidate in candidates:
+        checked = _check_rows(rows, candidate, results, blur_humans, mode)
+        if best is None or len(checked[2]) < len(best[1][2]):
+            best = (candidate, checked)
+        if not checked[2] and not checked[1]:
+            break
+    assert best is not None
+    chosen, (ok, refused, missing, skipped) = best
+    if refused:
+        raise SortError(f"{results}: {len(refused)} row(s) refused, nothing was sorted: {_listed(refused)}")
+    if missing and not skip_missing:
+        tried = " nor ".join(str(c) for c in candidates)
+        raise SortError(f"{results}: {len(missing)} of {len(missing) + len(ok)} files it names are not under "
+                        f"{tried} (first: {_listed(missing)}); nothing was sorted. Give --root the folder the "
+                        "table's filenames are relative to (the folder `deepfaune run` was given), or "
+                        "--skip-missing to sort the others")
+    skipped += [(rel, f"not found under {chosen}; not sorted") for rel in missing]
+    plans = _layout(ok, flat)
     stamp = (now or datetime.now()).strftime("%d-%m-%Y_%H-%M-%S")
-    folder = Path(dest) / f"deepfaune_{stamp}"
-    report = SortReport(folder=folder)
-    for row in table.to_dict("records"):
-        rel = str(row["filename"])
-        if str(row.get("failure", "") or "") or not str(row["prediction"]):
-            report.failures.append((rel, f"not sorted: {row.get('failure') or 'no prediction'}"))
-            continue
-        src = root / rel
-        label_dir = folder / safe_folder_name(str(row["prediction"]))
-        try:
-            label_dir.mkdir(parents=True, exist_ok=True)
-            target = unique_target(label_dir, src.name)
-            boxes = _parse_boxes(row.get("person_boxes", "")) if blur_humans else []
-            if boxes:
-                _write_blurred(src, target, boxes)
-            elif mode == "move":
-                shutil.move(str(src), str(target))
-            else:
-                place_file(src, target, link=mode == "link")
-            report.done += 1
-        except OSError as err:
-            report.failures.append((rel, f"{err.strerror or err}"))
+    folder = _new_folder(Path(dest), stamp)
+    report = SortReport(folder=folder, failures=skipped, root=chosen, mapping=folder / MAPPING_NAME)
+    _place_all(plans, folder, mode, report)
     return report
+
+
+def _mapping_row(plan: _Planned, placed: Path, how: str) -> list[str]:
+    st = os.stat(placed, follow_symlinks=False)
+    return [os.path.abspath(plan.source), plan.destination, plan.label, how, str(st.st_size), str(st.st_mtime_ns)]
+
+
+def _write_mapping(path: Path, rows: list[list[str]]) -> None:
+    with open(path, "w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(MAPPING_COLUMNS)
+        writer.writerows(rows)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _place_all(plans: list[_Planned], folder: Path, mode: str, report: SortReport) -> None:
+    """Build the sorted tree in a hidden folder beside `folder`, then rename it into place.
+
+    A move is journalled first (the mapping, written before any file moves), so even a killed sort can be
+    undone from the hidden folder's mapping; an error puts back what was moved and removes the folder.
+    """
+    work = staging_dir(folder)
+    moved: list[tuple[Path, Path]] = []
+    rows: list[list[str]] = []
+    try:
+        if mode == "move":
+            _write_mapping(work / MAPPING_NAME, [[os.path.abspath(p.source), p.destination, p.label, "move", "", ""]
+                                                 for p in plans])
+        for plan in plans:
+            target = work / plan.destination
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if plan.boxes:
+                try:
+                    _write_blurred(plan.source, target, plan.boxes)
+                except MediaError as err:  # never an unblurred copy of a person: left out, said
+                    report.failures.append((plan.relpath, str(err)))
+                    continue
+                how = "blur"
+            elif mode == "move":
+                shutil.move(str(plan.source), str(target))
+                moved.append((target, plan.source))
+                how = "move"
+            else:
+                how = place_file(plan.source, target, link=mode == "link")
+            rows.append(_mapping_row(plan, target, how))
+            report.done += 1
+        _write_mapping(work / MAPPING_NAME, rows)
+        os.rename(work, folder)
+    except OSError as err:
+        back = _put_back(moved)
+        shutil.rmtree(work, ignore_errors=True)
+        said = f"; the {len(moved)} file(s) moved so far were put back" if moved and not back else ""
+        kept = f"; could not put back {_listed(back)}" if back else ""
+        raise SortError(f"cannot sort into {folder}: {err}{said}{kept}; nothing was sorted") from err
+
+
+def _put_back(moved: list[tuple[Path, Path]]) -> list[str]:
+    """Move files back where they came from (last first); the ones that cannot be, named."""
+    failed = []
+    for placed, original in reversed(moved):
+        try:
+            original.parent.mkdir(parents=True, exist_ok=True)
+            if original.exists() or original.is_symlink():
+                raise FileExistsError(original)
+            shutil.move(str(placed), str(original))
+        except OSError as err:
+            failed.append(f"{placed} -> {original} ({err})")
+    return failed
+
+
+# ---------------------------------------------------------------- undo
+
+@dataclass
+class UndoReport:
+    folder: Path
+    restored: int = 0  # moved files put back
+    removed: int = 0  # copies and links we made, removed
+    already: int = 0  # rows an earlier undo did
+    kept: list[tuple[str, str]] = field(default_factory=list)  # (destination, why it stays)
+
+
+def undo_sort(mapping: Path) -> UndoReport:
+    """Put moved files back and remove the copies and links a sort made, from its mapping.
+
+    Nothing a person changed is removed: a copy whose size or modification time differs from what the sort
+    wrote stays (and is named), a link is removed only while its original still exists, and a file is
+    never moved onto an existing one. Folders left empty are removed; the mapping too when all is undone.
+    """
+    mapping = Path(mapping)
+    if mapping.is_dir():
+        mapping = mapping / MAPPING_NAME
+    try:
+        with open(mapping, encoding="utf-8", newline="") as fh:
+            rows = list(csv.reader(fh))
+    except FileNotFoundError:
+        raise SortError(f"{mapping}: no such mapping (the {MAPPING_NAME} a sort writes in its folder)") from None
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise SortError(f"{mapping}: cannot read it as a sort mapping ({err})") from err
+    if not rows or tuple(rows[0][:len(MAPPING_COLUMNS)]) != MAPPING_COLUMNS:
+        raise SortError(f"{mapping}: not a sort mapping (its header must be {','.join(MAPPING_COLUMNS)})")
+    folder = mapping.parent
+    report = UndoReport(folder=folder)
+    entries = []
+    for n, row in enumerate(rows[1:], start=2):
+        if len(row) < len(MAPPING_COLUMNS):
+            raise SortError(f"{mapping} line {n}: {len(row)} values for {len(MAPPING_COLUMNS)} columns; nothing undone")
+        source, destination, _label, how, size, mtime = row[:len(MAPPING_COLUMNS)]
+        try:
+            placed = safe_relative(folder, destination, manifest=mapping)
+        except UnsafePathError as err:
+            raise SortError(f"{err}; nothing undone") from None
+        if how not in ("move", "copy", "link", "blur") or not os.path.isabs(source):
+            raise SortError(f"{mapping} line {n}: not a row a sort wrote ({how!r}, {source!r}); nothing undone")
+        entries.append((Path(source), placed, destination, how, size, mtime))
+    for source, placed, destination, how, size, mtime in entries:
+        present = os.path.lexists(placed) if how == "move" else placed.is_file() and not placed.is_symlink()
+        if not present:
+            if how == "move" and source.is_file():
+                report.already += 1
+            elif how != "move":
+                report.already += 1
+            else:
+                report.kept.append((destination, f"neither here nor at {source}"))
+            continue
+        try:
+            if how == "move":
+                if source.exists() or source.is_symlink():
+                    report.kept.append((destination, f"{source} exists again; not moved over it"))
+                    continue
+                source.parent.mkdir(parents=True, exist_ok=True)
+                shutil.move(str(placed), str(source))
+                report.restored += 1
+            elif how == "link":
+                if not (source.is_file() and os.path.samefile(source, placed)):
+                    report.kept.append((destination, f"its original {source} is gone or replaced; this is now "
+                                                     "the only copy"))
+                    continue
+                placed.unlink()
+                report.removed += 1
+            else:
+                st = placed.stat()
+                if (str(st.st_size), str(st.st_mtime_ns)) != (size, mtime):
+                    report.kept.append((destination, "changed since the sort; kept"))
+                    continue
+                placed.unlink()
+                report.removed += 1
+        except OSError as err:
+            report.kept.append((destination, str(err.strerror or err)))
+    if not report.kept:
+        mapping.unlink(missing_ok=True)
+    _remove_empty_folders(folder)
+    return report
+
+
+def _remove_empty_folders(folder: Path) -> None:
+    """The folders of a sorted tree that hold nothing any more (the tree's own folder included)."""
+    for dirpath, _dirnames, _files in sorted(os.walk(folder), key=lambda w: -len(w[0])):
+        try:
+            os.rmdir(dirpath)
+        except OSError:
+            pass  # not empty: something stays
