@@ -2,11 +2,14 @@
 
 A dropped connection resumes with an HTTP range request instead of starting over; the bytes
 collect in `<name>.part` and only a complete file of the expected size is renamed to its final
-name, so a half-downloaded checkpoint is never mistaken for a whole one.
+name, so a half-downloaded checkpoint is never mistaken for a whole one. `<name>.source.json` notes the
+URL the bytes come from: a file or part fetched from another URL (a new `--base-url`, a card that moved)
+is fetched again, never resumed with another file's bytes.
 """
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import re
 import sys
@@ -33,6 +36,25 @@ class DownloadError(DeepfauneError):
 def part_path(dest: Path) -> Path:
     """Where the bytes of `dest` collect until the file is complete."""
     return dest.with_name(dest.name + ".part")
+
+
+def note_path(dest: Path) -> Path:
+    """The note of the URL `dest` (and its part) is fetched from."""
+    return dest.with_name(dest.name + ".source.json")
+
+
+def _noted_url(dest: Path) -> str | None:
+    try:
+        note = json.loads(note_path(dest).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return note.get("url") if isinstance(note, dict) else None
+
+
+def _from_elsewhere(dest: Path, url: str) -> bool:
+    """True when the note says `dest`'s bytes came from another URL (no note: files of an older version)."""
+    noted = _noted_url(dest)
+    return noted is not None and noted != url
 
 
 class ByteProgress(StatusLine):
@@ -109,11 +131,14 @@ def download(url: str, dest: Path | str, *, expected_size: int | None = None, sh
     `retries` bounds consecutive attempts that bring no new byte; progress goes to stderr.
     """
     dest = Path(dest)
-    if dest.is_file() and (expected_size is None or dest.stat().st_size == expected_size):
+    moved = _from_elsewhere(dest, url)
+    if not moved and dest.is_file() and (expected_size is None or dest.stat().st_size == expected_size):
         if sha256 is None or sha256_file(dest) == sha256.lower():
             return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = part_path(dest)
+    if moved:
+        part.unlink(missing_ok=True)  # bytes of another file: never resumed
     stream = progress if not isinstance(progress, bool) else (sys.stderr if progress else None)
     bar: ByteProgress | None = None
     failures = 0
@@ -158,6 +183,8 @@ def download(url: str, dest: Path | str, *, expected_size: int | None = None, sh
             if stream is not None and bar is None:
                 bar = ByteProgress(dest.name, total or expected_size, offset, stream)
             got = 0
+            if _noted_url(dest) != url:  # before the first byte is kept
+                note_path(dest).write_text(json.dumps({"url": url}) + "\n", encoding="utf-8")
             try:
                 with part.open("ab" if offset else "wb") as fh:
                     while chunk := response.read(CHUNK):

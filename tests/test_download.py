@@ -170,3 +170,21 @@ def test_progress_line_shows_megabytes_rate_and_eta():
     bar.update(2_500_000)
     line = stream.getvalue().strip()
     assert line.startswith("weights.pt  2.5/10.0 MB  ") and "MB/s" in line and "ETA" in line
+
+
+def test_item15_9_a_new_url_is_fetched_again_never_resumed_with_the_old_bytes(served, tmp_path):
+    server, payload = served
+    other = payload[::-1]
+    (server.root / "mirror.pt").write_bytes(other)
+    dest = tmp_path / "weights.pt"
+    download(f"{server.url}/weights.pt", dest, progress=False)
+    assert dest.read_bytes() == payload
+    download(f"{server.url}/weights.pt", dest, progress=False)
+    assert len(server.requests) == 1  # same URL, complete: kept
+    download(f"{server.url}/mirror.pt", dest, progress=False)
+    assert dest.read_bytes() == other and server.requests[-1] == ("mirror.pt", None)
+
+    part_path(dest).write_bytes(other[:5000])  # a part of mirror.pt, then the URL changes back
+    download(f"{server.url}/weights.pt", dest, progress=False)
+    assert dest.read_bytes() == payload and server.requests[-1] == ("weights.pt", None)  # from the start
+

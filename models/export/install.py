@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from deepfaune_plugin.download import DownloadError, download
+from deepfaune_plugin.download import DownloadError, download, note_path
 from deepfaune_plugin.errors import DeepfauneError
 from deepfaune_plugin.modelcards import ModelCard, load_card
 from deepfaune_plugin.modelstore import ModelStore, sha256_file
@@ -180,6 +180,7 @@ def install(version: str, models_dir: Path, *, source_dir: Path | None = None, d
     if source_dir is None and not keep_downloads:
         for path in files.values():
             path.unlink(missing_ok=True)
+            note_path(path).unlink(missing_ok=True)
         try:
             download_dir.rmdir()
         except OSError:
