@@ -136,3 +136,41 @@ def open_regular(path: str | os.PathLike) -> BinaryIO:
     except BaseException:
         os.close(fd)
         raise
+
+
+class UnsafeFolderError(DeepfauneError):
+    """A folder we write into (a cache, backups) that is a symbolic link or not a folder."""
+
+
+def own_folder(root: str | os.PathLike, name: str) -> Path:
+    """root/name, a folder of ours directly inside `root` (a media cache, backups): created when absent,
+    refused when it is a symbolic link or anything but a real folder.
+
+    A package anyone can send may hold `.deepfaune_cache` as a link to another folder; following it would
+    make our writes land there (a downloaded ``sitecustomize.py`` in someone's site-packages). mkdir never
+    follows a link at its last component, and the check is made on what lstat sees.
+    """
+    if not is_plain_name(name):
+        raise ValueError(f"{name!r} is not a plain folder name")
+    path = Path(root) / name
+    try:
+        os.mkdir(path)
+    except FileExistsError:
+        pass
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError as err:
+        raise UnsafeFolderError(f"{path}: cannot use it as our folder ({err.strerror or err})") from None
+    if stat.S_ISLNK(mode):
+        raise UnsafeFolderError(f"{path} is a symbolic link (to {os.readlink(path)}); this folder must be a real "
+                                f"folder inside {root}: remove the link and run again")
+    if not stat.S_ISDIR(mode):
+        raise UnsafeFolderError(f"{path} is not a folder; remove it or move it away and run again")
+    return path
+
+
+def open_folder(path: str | os.PathLike) -> int:
+    """A descriptor of the folder `path` itself (O_NOFOLLOW: never a link's target), for *at() calls that
+    keep every later write inside it even if a name along the path is swapped afterwards."""
+    flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0)
+    return os.open(path, flags)

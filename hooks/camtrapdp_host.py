@@ -20,12 +20,12 @@ from deepfaune_plugin.types import Manifest, MediaItem, Problem
 
 from . import camtrapdp_create as create
 from .camtrapdp_observations import MediaInfo, build_rows, classification_time
-from .camtrapdp_package import (DESCRIPTOR, Package, PackageError, RawTable, cache_name, fetch, is_package,
-                                list_media, load_package, media_rows, read_table)
+from .camtrapdp_fetch import FetchLimits, MediaCache, cache_name, fetch_all
+from .camtrapdp_package import (DESCRIPTOR, Package, PackageError, RawTable, is_package, list_media, load_package,
+                                media_rows, read_table)
 from .camtrapdp_schema import OBSERVATIONS, format_datetime, parse_datetime
 from .camtrapdp_write import backup, enrich, swap_in
 
-CACHE_DIR = ".deepfaune_cache"
 REMOTE_PREFIX = "~remote/"  # relpaths of fetched media: no package filePath can start with "~"
 MAX_LISTED = 10
 
@@ -55,6 +55,9 @@ class CamtrapDPHost:
     options: tuple[HostOption, ...] = (
         HostOption("fetch-remote", "download media given by an http(s) URL into a cache and classify them", flag=True),
         HostOption("media-cache", "folder for downloaded media (default: <package>/.deepfaune_cache)"),
+        HostOption("fetch-timeout", "--fetch-remote: seconds one download may take in all (default 300)"),
+        HostOption("fetch-max-mb", "--fetch-remote: largest file downloaded, in MB (default 2000)"),
+        HostOption("fetch-workers", "--fetch-remote: downloads at once (default 4)"),
         HostOption("skip-missing", "classify the other media when some local media files are missing "
                                    "(default: stop)", flag=True),
         HostOption("deployments-csv", "new package: CSV with one row per station (station, latitude, longitude, "
@@ -75,6 +78,7 @@ class CamtrapDPHost:
             return create.read_folder(source, options, self.name)
         package = load_package(source)
         root = package.root
+        self._check_output(options.get("output"), package)
         where_media = str(package.paths["media"].relative_to(root))
         media_table = read_table(package.paths["media"], where_media)
         rows = media_rows(media_table, where_media)
@@ -112,17 +116,42 @@ class CamtrapDPHost:
             problems.append(Problem(where_media, _listed(listing.remote, "media given by URL were skipped") +
                                     " (use --fetch-remote to download and classify them)"))
         elif listing.remote:
-            cache = Path(options.get("media_cache") or root / CACHE_DIR)
-            print(f"fetching {len(listing.remote)} remote media into {cache} (once; kept for later runs)",
-                  file=sys.stderr)
-            for row in listing.remote:
-                try:
-                    path = fetch(row, cache)
-                except (OSError, ValueError) as err:
-                    problems.append(Problem(row.file_path, f"download failed ({err}); skipped"))
-                    continue
-                items.append(self._item(state, row, path, REMOTE_PREFIX + cache_name(row)))
+            limits = FetchLimits.from_options(options)
+            items.extend(self._fetch(state, listing.remote, root, options.get("media_cache"), limits, problems))
         return Manifest(root=root, items=items, problems=problems, host=self.name, host_state=state)
+
+    def _fetch(self, state: PackageState, rows, root: Path, chosen, limits: FetchLimits,
+               problems: list[Problem]) -> list[MediaItem]:
+        """The remote media, fetched (or found in the cache); what could not be is skipped and said: one
+        line per media for a failed download, one line for all the media of a server that cannot be reached."""
+        cache = MediaCache.open(root, chosen)
+        print(f"fetching {len(rows)} remote media into {cache.folder} (once; kept for later runs)", file=sys.stderr)
+        try:
+            done = fetch_all(rows, cache, limits)
+        finally:
+            cache.close()
+        for row, why in done.failed:
+            problems.append(Problem(row.file_path, f"download failed ({why}); skipped"))
+        for host, (why, lost) in done.unreachable.items():
+            problems.append(Problem(host, _listed(lost, f"remote media not fetched: {host} cannot be reached "
+                                                        f"({why}); skipped")))
+        skipped = len(rows) - len(done.files)
+        print(f"remote media: {len(done.files)} of {len(rows)} ready ({done.reused} already in the cache)"
+              + (f", {skipped} skipped" if skipped else ""), file=sys.stderr)
+        return [self._item(state, row, path, REMOTE_PREFIX + cache_name(row)) for row, path in done.files]
+
+    @staticmethod
+    def _check_output(output, package: Package) -> None:
+        """An existing package is enriched in place: an --output elsewhere would be ignored, so it is refused."""
+        if not output:
+            return
+        target = Path(output).resolve()
+        if target in (package.root.resolve(), package.descriptor_path.resolve()):
+            return  # the package itself: what enrichment writes anyway
+        raise PackageError(f"--output {output}: a Camtrap DP package is enriched in place (its observations.csv and "
+                           f"datapackage.json, the old ones kept in {package.root / '.deepfaune_backups'}); "
+                           "--output names a new package made from a folder or camtrapR tree. To keep the package "
+                           "as it is, copy it and run on the copy; nothing was done")
 
     @staticmethod
     def _check_media(rows, deployment_ids: set[str], where: str) -> None:

@@ -1,4 +1,4 @@
-"""Reading a Camtrap DP package: descriptor, tables, media files (local, or fetched into a cache).
+"""Reading a Camtrap DP package: descriptor, tables, media files (remote ones: camtrapdp_fetch).
 
 CSV tables are read so that every record keeps its exact original text: rows this plugin does
 not own are written back byte for byte (a human classification is never re-serialised).
@@ -6,17 +6,12 @@ not own are written back byte for byte (a human classification is never re-seria
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
-import os
 import re
-import tempfile
-import urllib.parse
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 from deepfaune_plugin.errors import DeepfauneError
 from deepfaune_plugin.paths import UnsafePathError, not_regular, safe_relative
@@ -302,47 +297,3 @@ def list_media(root: Path, rows: list[MediaRow], where: str) -> MediaListing:
         more = f" (and {len(bad) - 5} more)" if len(bad) > 5 else ""
         raise PackageError("; ".join(bad[:5]) + more)
     return listing
-
-
-def media_suffix(row: MediaRow) -> str:
-    for candidate in (row.file_name, urllib.parse.urlparse(row.file_path).path):
-        suffix = Path(candidate or "").suffix.lower()
-        if suffix and re.fullmatch(r"\.[a-z0-9]{2,5}", suffix):
-            return suffix
-    return MEDIATYPE_SUFFIX.get(row.mediatype.lower(), ".jpg")
-
-
-def cache_name(row: MediaRow) -> str:
-    """A file name for a fetched media: its mediaID when that is filesystem-safe, else a hash."""
-    safe = re.sub(r"[^A-Za-z0-9._-]", "_", row.media_id)
-    if safe != row.media_id or safe.startswith("."):
-        safe = f"{safe[:40]}-{hashlib.sha1(row.media_id.encode()).hexdigest()[:10]}"
-    return safe + media_suffix(row)
-
-
-Opener = Callable[[str, float], Any]
-
-
-def _urlopen(url: str, timeout: float):
-    request = urllib.request.Request(url, headers={"User-Agent": "deepfaune-plugin"})
-    return urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 - scheme checked (http/https)
-
-
-def fetch(row: MediaRow, cache: Path, timeout: float = 60.0, opener: Opener = _urlopen) -> Path:
-    """Download a remote media into `cache` once (a complete file or nothing); OSError on failure."""
-    target = cache / cache_name(row)
-    if target.is_file() and target.stat().st_size > 0:
-        return target
-    cache.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=cache)
-    try:
-        with os.fdopen(fd, "wb") as out, opener(row.file_path, timeout) as response:
-            while chunk := response.read(1 << 16):
-                out.write(chunk)
-        if os.path.getsize(tmp) == 0:
-            raise OSError("empty download")
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from deepfaune_plugin.atomic import StagedFile
+from deepfaune_plugin.paths import own_folder
 
 from .camtrapdp_observations import is_ours, update_descriptor
 from .camtrapdp_package import PackageError, RawTable, join_table
@@ -123,11 +124,12 @@ def dump_descriptor(descriptor: Mapping[str, Any]) -> bytes:
 def backup(root: Path, files: Sequence[Path], now: datetime | None = None) -> Path:
     """Copy `files` (those that exist) into <root>/.deepfaune_backups/<timestamp>/, keeping their relative paths."""
     stamp = (now or datetime.now()).strftime("%Y%m%dT%H%M%S")
-    target = root / BACKUP_DIR / stamp
+    folder = own_folder(root, BACKUP_DIR)  # a real folder inside the package, never a link to elsewhere
+    target = folder / stamp
     n = 1
-    while target.exists():
+    while target.exists() or target.is_symlink():
         n += 1
-        target = root / BACKUP_DIR / f"{stamp}-{n}"
+        target = folder / f"{stamp}-{n}"
     for path in files:
         if path.is_file():
             dest = target / path.relative_to(root)

@@ -116,3 +116,18 @@ def test_item15_16_symlinked_sub_folder_is_said(tmp_path: Path, capsys):
     problems: list = []
     list(iter_media(src, problems=problems))  # the walk the other hosts use says the same
     assert sorted(p.relpath for p in problems) == ["cam1/loop/", "cam2/"]
+
+
+def test_item15_16_output_on_a_camtrapdp_enrichment_is_refused(tmp_path: Path, capsys):
+    from camtrapdp_helpers import make_package, registry
+
+    package = make_package(tmp_path / "pkg")
+    before = (package / "observations.csv").read_bytes()
+    rc = main(["run", str(package), "--backend", "fake", "--no-store", "--no-report", "-q",
+               "--output", str(tmp_path / "x.csv")], registry=registry())
+    err = capsys.readouterr().err
+    assert rc == 1 and f"--output {tmp_path / 'x.csv'}: a Camtrap DP package is enriched in place" in err
+    assert not (tmp_path / "x.csv").exists() and (package / "observations.csv").read_bytes() == before
+    rc = main(["run", str(package), "--backend", "fake", "--no-store", "--no-report", "-q",
+               "--output", str(package)], registry=registry())  # the package itself: what is done anyway
+    assert rc == 0 and (package / "observations.csv").read_bytes() != before
