@@ -38,6 +38,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from deepfaune_plugin.atomic import atomic_output
+from deepfaune_plugin.paths import own_folder
 
 from .timelapse_ddb import (DATA_TABLE, FieldSpec, TimelapseError, check_schema, connect_readonly, locked_message,
                             table_columns, table_names)
@@ -603,7 +604,7 @@ def write_field(conn: sqlite3.Connection, spec: FieldSpec, values: Mapping[str, 
 
 def backup_path(ddb: Path, when: datetime | None = None) -> Path:
     stamp = (when or datetime.now()).strftime("%Y-%m-%d.%H-%M-%S")
-    folder = ddb.parent / "Backups"
+    folder = own_folder(ddb.parent, "Backups")  # a real folder beside the .ddb, never a link to elsewhere
     candidate = folder / f"{ddb.stem}.{stamp}.before-deepfaune{ddb.suffix}"
     n = 2
     while candidate.exists():

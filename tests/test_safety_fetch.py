@@ -271,3 +271,35 @@ def test_item16_6_offline_fetch_fails_fast_and_says_so_once(tmp_path: Path, caps
     assert not [line for line in lines if "download failed" in line]
     assert "remote media: 0 of 40 ready (0 already in the cache), 40 skipped" in err
     assert not {f"r{k}" for k in range(40)} & ours(package)
+
+
+def test_item15_2_thumbnail_folder_link_to_elsewhere_is_refused(tmp_path: Path, capsys):
+    """The rule applied to the other folder we write into a source: the review page's thumbnails."""
+    src = tmp_path / "season"
+    make_jpeg(src / "fox_1.jpg", width=160, height=120)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    os.symlink(elsewhere, src / ".deepfaune-thumbs")
+    from fakes import registry_with_fake
+
+    rc = main(["run", str(src), "--backend", "fake", "--no-store", "-q"], registry=registry_with_fake())
+    err = capsys.readouterr().err
+    assert rc == 0 and "no review page" in err and ".deepfaune-thumbs is a symbolic link" in err
+    assert list(elsewhere.iterdir()) == [] and (src / "deepfaune.csv").is_file()
+
+
+def test_item15_2_timelapse_backups_link_to_elsewhere_is_refused(tmp_path: Path):
+    """The rule applied to Timelapse's Backups/ folder, where the .ddb is copied before an import."""
+    from deepfaune_plugin.hooks import timelapse_import as ti
+    from deepfaune_plugin.hooks.timelapse_build import Control, create_ddb, write_template
+    from deepfaune_plugin.paths import UnsafeFolderError
+
+    tdb = write_template(tmp_path / "t.tdb", [Control("Species", "Note")])
+    ddb = create_ddb(tdb, tmp_path / "TimelapseData.ddb", [("a.jpg", None)])
+    before = ddb.read_bytes()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    os.symlink(elsewhere, tmp_path / "Backups")
+    with pytest.raises(UnsafeFolderError, match="Backups is a symbolic link"):
+        ti.write_ddb(ddb, {"info": {}, "detection_categories": {"1": "animal"}, "images": []})
+    assert list(elsewhere.iterdir()) == [] and ddb.read_bytes() == before

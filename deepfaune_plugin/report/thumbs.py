@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageOps
 
 from ..atomic import write_bytes_atomic as write_atomic
+from ..paths import UnsafeFolderError, own_folder
 from ..types import ANIMAL, PERSON, VEHICLE, MediaItem, RawResult
 
 THUMB_PX = 320
@@ -171,7 +172,11 @@ class ThumbCache:
             return None, None
 
     def make_all(self, jobs: list[Job]) -> dict[str, tuple[Path | None, Path | None]]:
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self.folder.parent.mkdir(parents=True, exist_ok=True)
+        try:  # a real folder of ours, never a link that would carry the thumbnails elsewhere
+            own_folder(self.folder.parent, self.folder.name)
+        except UnsafeFolderError as err:
+            raise OSError(str(err)) from None
         if self.workers == 1 or len(jobs) < 2:
             return {job.relpath: self.make(job) for job in jobs}
         with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="thumbs") as pool:
