@@ -218,3 +218,53 @@ def test_item16_5_files_not_found_refused_once_then_found_through_the_run_record
     assert rc == 1 and f"1 of 12 files it names are not under {source} (first: {names[0]})" in err
     rc, out, err = _sort(capsys, table, "--root", source, "--dest", tmp_path / "out3", "--skip-missing")
     assert rc == 1 and "11 files sorted" in out and f"{names[0]}: not found under {source}; not sorted" in err
+
+
+def test_item15_15_an_error_half_way_puts_moved_files_back(tmp_path: Path, capsys, monkeypatch):
+    import shutil
+
+    root = tmp_path / "season"
+    names = ["a/IMG_1.JPG", "a/IMG_2.JPG", "b/IMG_3.JPG"]
+    for rel in names:
+        _img(root / rel)
+    table = _table(root, [[rel, "renard", "", ""] for rel in names])
+    real_move, calls = shutil.move, []
+
+    def failing_move(src, dst):
+        calls.append(src)
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device")
+        return real_move(src, dst)
+
+    monkeypatch.setattr(shutil, "move", failing_move)
+    rc, _, err = _sort(capsys, table, "--dest", tmp_path / "out", "--mode", "move")
+    assert rc == 1 and "No space left on device" in err and "the 2 file(s) moved so far were put back" in err
+    assert all((root / rel).is_file() for rel in names)
+    assert _tree(tmp_path / "out") == []  # neither the sorted folder nor its hidden work folder
+
+
+def test_item16_5_a_move_killed_half_way_is_undone_from_its_journal(tmp_path: Path, capsys, monkeypatch):
+    import shutil
+
+    root = tmp_path / "season"
+    names = ["a/IMG_1.JPG", "a/IMG_2.JPG", "b/IMG_3.JPG"]
+    for rel in names:
+        _img(root / rel)
+    table = _table(root, [[rel, "renard", "", ""] for rel in names])
+    real_move, calls = shutil.move, []
+
+    def killed(src, dst):  # the process dies during the third move: nothing after it runs
+        calls.append(src)
+        if len(calls) == 3:
+            raise SystemExit(137)
+        return real_move(src, dst)
+
+    monkeypatch.setattr(shutil, "move", killed)
+    with pytest.raises(SystemExit):
+        sort_files(table, dest=tmp_path / "out", mode="move", now=NOW)
+    monkeypatch.setattr(shutil, "move", real_move)
+    (work,) = (tmp_path / "out").iterdir()
+    assert work.name.startswith(".deepfaune_01-06-2025_14-05-09.") and not (root / "a" / "IMG_1.JPG").exists()
+    rc, out, _ = _sort(capsys, "--undo", work / "deepfaune-sort.csv")
+    assert rc == 0 and "2 files moved back, 0 copies or links removed, 1 already undone" in out
+    assert all((root / rel).is_file() for rel in names) and not work.exists()
