@@ -17,6 +17,7 @@ import json
 import math
 import os
 import shutil
+import zipfile
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -216,7 +217,10 @@ def sort_files(results: Path, dest: Path, root: Path | None = None, mode: str = 
         raise SortError(f"--mode {mode!r}: copy, move or link")
     if blur_humans and mode != "copy":
         raise SortError("--blur-humans applies to copies only (use --mode copy); originals are never modified")
-    table = read_table(results)
+    try:
+        table = read_table(results)
+    except (ValueError, OSError, LookupError, zipfile.BadZipFile) as err:  # a damaged or foreign file
+        raise SortError(f"{results}: cannot read it as a result table ({err})") from None
     missing_cols = {"filename", "prediction"} - set(table.columns)
     if missing_cols:
         raise SortError(f"{results}: not a deepfaune result table (missing column(s) "

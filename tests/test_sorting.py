@@ -268,3 +268,10 @@ def test_item16_5_a_move_killed_half_way_is_undone_from_its_journal(tmp_path: Pa
     rc, out, _ = _sort(capsys, "--undo", work / "deepfaune-sort.csv")
     assert rc == 0 and "2 files moved back, 0 copies or links removed, 1 already undone" in out
     assert all((root / rel).is_file() for rel in names) and not work.exists()
+
+
+@pytest.mark.parametrize("name, data", [("bad.csv", b'filename,prediction\n"a,b\n'), ("bad.xlsx", b"PK\x03\x04 no zip")])
+def test_item15_15_a_damaged_table_is_a_message(tmp_path: Path, capsys, name: str, data: bytes):
+    (tmp_path / name).write_bytes(data)
+    rc, _, err = _sort(capsys, tmp_path / name, "--dest", tmp_path / "out")
+    assert rc == 1 and f"{name}: cannot read it as a result table" in err and "Traceback" not in err
