@@ -129,10 +129,14 @@ def _unreachable(err: BaseException) -> bool:
     return isinstance(reason, OSError) and reason.errno in _UNREACHABLE_ERRNOS
 
 
-class MediaCache:
-    """The cache folder, held open: files are made and renamed relative to its descriptor."""
+_AT = {os.open, os.stat, os.unlink, os.replace} <= os.supports_dir_fd  # POSIX; Windows names full paths
 
-    def __init__(self, folder: Path, fd: int):
+
+class MediaCache:
+    """The cache folder, held open: files are made and renamed relative to its descriptor (where the
+    platform offers that; Windows has neither descriptors of folders nor symbolic links by default)."""
+
+    def __init__(self, folder: Path, fd: int | None):
         self.folder, self.fd = folder, fd
 
     @classmethod
@@ -144,7 +148,7 @@ class MediaCache:
                 folder.mkdir(parents=True, exist_ok=True)
             else:
                 folder = own_folder(root, CACHE_DIR)
-            return cls(folder, open_folder(folder))
+            return cls(folder, open_folder(folder) if _AT else None)
         except UnsafeFolderError as err:
             raise PackageError(f"{err}; nothing was fetched") from None
         except OSError as err:
@@ -152,11 +156,19 @@ class MediaCache:
                                f"({err.strerror or err}); nothing was fetched") from None
 
     def close(self) -> None:
-        os.close(self.fd)
+        if self.fd is not None:
+            os.close(self.fd)
+
+    def _name(self, name: str) -> str:
+        return name if self.fd is not None else str(self.folder / name)
+
+    def _open(self, name: str, flags: int, mode: int = 0o666) -> int:
+        flags |= getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+        return os.open(self._name(name), flags, mode, dir_fd=self.fd)
 
     def _regular_size(self, name: str) -> int | None:
         try:
-            st = os.stat(name, dir_fd=self.fd, follow_symlinks=False)
+            st = os.stat(self._name(name), dir_fd=self.fd, follow_symlinks=False)
         except FileNotFoundError:
             return None
         return st.st_size if stat.S_ISREG(st.st_mode) else None
@@ -167,33 +179,28 @@ class MediaCache:
         if size is None or self._regular_size(name + NOTE_SUFFIX) is None:
             return False
         try:
-            note = json.loads(self._read(name + NOTE_SUFFIX, 1 << 16))
+            with os.fdopen(self._open(name + NOTE_SUFFIX, os.O_RDONLY), "rb") as fh:
+                note = json.loads(fh.read(1 << 16))
         except (OSError, ValueError):
             return False
         return isinstance(note, dict) and note.get("url") == url and note.get("bytes") == size
 
-    def _read(self, name: str, limit: int) -> bytes:
-        fd = os.open(name, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0), dir_fd=self.fd)
-        with os.fdopen(fd, "rb") as fh:
-            return fh.read(limit)
-
     def new_part(self, name: str) -> tuple[str, Any]:
         """A new temporary file for `name` in the cache: created, never followed, never an existing one."""
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
         for _ in range(100):
             part = f".{name}.{os.urandom(4).hex()}.part"
             try:
-                return part, os.fdopen(os.open(part, flags, 0o666, dir_fd=self.fd), "wb")
+                return part, os.fdopen(self._open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL), "wb")
             except FileExistsError:
                 continue
         raise FetchFailed(f"cannot create a temporary file for {name} in {self.folder}")
 
     def publish(self, part: str, name: str) -> None:
-        os.replace(part, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
+        os.replace(self._name(part), self._name(name), src_dir_fd=self.fd, dst_dir_fd=self.fd)
 
     def discard(self, part: str) -> None:
         try:
-            os.unlink(part, dir_fd=self.fd)
+            os.unlink(self._name(part), dir_fd=self.fd)
         except FileNotFoundError:
             pass
 
