@@ -126,6 +126,8 @@ def _unreachable(err: BaseException) -> bool:
     reason = getattr(err, "reason", err)
     if isinstance(reason, socket.gaierror):
         return True
+    if isinstance(err, urllib.error.URLError) and isinstance(reason, TimeoutError):
+        return True  # no connection within the timeout (urlopen wraps only the connect and send steps)
     return isinstance(reason, OSError) and reason.errno in _UNREACHABLE_ERRNOS
 
 

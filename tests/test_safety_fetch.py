@@ -303,3 +303,15 @@ def test_item15_2_timelapse_backups_link_to_elsewhere_is_refused(tmp_path: Path)
     with pytest.raises(UnsafeFolderError, match="Backups is a symbolic link"):
         ti.write_ddb(ddb, {"info": {}, "detection_categories": {"1": "animal"}, "images": []})
     assert list(elsewhere.iterdir()) == [] and ddb.read_bytes() == before
+
+
+def test_item16_6_what_counts_as_a_server_out_of_reach():
+    import urllib.error
+
+    from deepfaune_plugin.hooks.camtrapdp_fetch import _unreachable
+
+    assert _unreachable(urllib.error.URLError(socket.gaierror(-2, "Name or service not known")))
+    assert _unreachable(urllib.error.URLError(ConnectionRefusedError(111, "Connection refused")))
+    assert _unreachable(urllib.error.URLError(TimeoutError("timed out")))  # no answer to connect: offline
+    assert not _unreachable(TimeoutError("timed out"))  # a read that timed out: that file only
+    assert not _unreachable(urllib.error.HTTPError("http://h/x", 503, "busy", {}, None))
