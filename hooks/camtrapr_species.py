@@ -24,7 +24,7 @@ import os
 import shutil
 import stat
 import sys
-import tempfile
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -212,7 +212,7 @@ def build_species_tree(out: Path, images: Iterable, lock_wait: float = 0.0) -> T
     """OUT/Station/[Camera/]Species/file, keeping every change a person made there (module docstring)."""
     out = Path(os.path.abspath(out))
     out.parent.mkdir(parents=True, exist_ok=True)
-    with FolderLock(out.parent / f".{out.name}.deepfaune.lock", f"--species-folders {out}", wait=lock_wait) as lock:
+    with _lock(out, lock_wait) as lock:
         report_notes = [lock.note] if lock.note else []
         report_notes += _recover(out)
         check_species_root(out)
@@ -228,6 +228,18 @@ def build_species_tree(out: Path, images: Iterable, lock_wait: float = 0.0) -> T
             raise
     plan.report.notes = report_notes
     return plan.report
+
+
+def _lock(out: Path, wait: float = 0.0) -> FolderLock:
+    """One build of a tree at a time: the lock lives beside it (the tree itself is renamed)."""
+    return FolderLock(out.parent / f".{out.name}.deepfaune.lock", f"--species-folders {out}", wait=wait)
+
+
+def recover_tree(out: Path) -> list[str]:
+    """What the next build does first: finish with the leftovers of a killed one (notes say what was done)."""
+    out = Path(os.path.abspath(out))
+    with _lock(out) as lock:
+        return ([lock.note] if lock.note else []) + _recover(out)
 
 
 def _fill(work: Path, out: Path, plan: _Plan, images: Iterable) -> None:
@@ -264,8 +276,7 @@ def _swap_in(work: Path, out: Path, scan: _Scan, notes: list[str]) -> None:
     if not out.exists():
         os.replace(work, out)
         return
-    aside = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
-    aside.rmdir()  # a fresh name for the old tree
+    aside = out.parent / f".{out.name}.{uuid.uuid4().hex[:12]}.old"  # a name only: nothing to clean if killed here
     os.replace(out, aside)
     try:
         os.replace(work, out)

@@ -7,27 +7,21 @@ has taken the lock and finished or undone the journal, must be the whole old pac
 """
 from __future__ import annotations
 
-import builtins
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import threading
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
 from camtrapdp_helpers import make_package, run_on, tree_digest
 from deepfaune_plugin.hooks import camtrapdp_host
-from deepfaune_plugin.hooks.camtrapdp_host import JOURNAL_NAME, LOCK_NAME, open_package
+from deepfaune_plugin.hooks.camtrapdp_host import JOURNAL_NAME, LOCK_NAME, CamtrapDPHost, open_package
 from deepfaune_plugin.transaction import LockedError, staged_path
-
-OS_STEPS = ("open", "replace", "rename", "unlink", "fsync", "write", "mkdir", "rmdir", "utime", "chmod", "link",
-            "ftruncate", "sendfile")
-fork_only = pytest.mark.skipif(not hasattr(os, "fork") or sys.platform == "darwin",
-                               reason="the kill loop forks the test process (POSIX)")
+from killpoints import FORK_ONLY, fork_run
 
 
 def _package_files(root: Path) -> dict[str, str]:
@@ -35,80 +29,34 @@ def _package_files(root: Path) -> dict[str, str]:
     return {k: v for k, v in tree_digest(root).items() if not k.startswith(".deepfaune_backups")}
 
 
-def _fixed_time(finished):
-    from datetime import datetime, timezone
-
+def _fixed_time(finished) -> datetime:
     return datetime(2024, 6, 2, 12, 0, 0, tzinfo=timezone.utc)
 
 
-def _child(package: Path, kill_at: int | None, count_file: Path) -> None:
-    """In a forked child: enrich `package`, killing itself just before its `kill_at`-th file-system step."""
-    steps = [0]
-    counting = [False]
+def _enrich(package: Path):
+    def action():
+        camtrapdp_host.classification_time = _fixed_time  # the same new bytes in every child
+        run_on(package)
 
-    def wrap(module, name):
-        real = getattr(module, name)
-
-        def step(*args, **kwargs):
-            if counting[0]:
-                steps[0] += 1
-                if kill_at is not None and steps[0] == kill_at:
-                    os.kill(os.getpid(), signal.SIGKILL)
-            return real(*args, **kwargs)
-
-        setattr(module, name, step)
-
-    for name in OS_STEPS:
-        if hasattr(os, name):
-            wrap(os, name)
-    wrap(builtins, "open")
-    real_enrich = camtrapdp_host.CamtrapDPHost._enrich
-
-    def enrich(self, state, results):
-        counting[0] = True
-        try:
-            return real_enrich(self, state, results)
-        finally:
-            counting[0] = False
-
-    camtrapdp_host.CamtrapDPHost._enrich = enrich
-    camtrapdp_host.classification_time = _fixed_time
-    run_on(package)
-    count_file.write_text(str(steps[0]))
-
-
-def _fork_run(package: Path, kill_at: int | None, count_file: Path) -> int:
-    """The child's wait status: killed by SIGKILL, or exit 0 after the whole enrichment."""
-    pid = os.fork()
-    if pid == 0:  # never return into pytest from the child
-        code = 1
-        try:
-            _child(package, kill_at, count_file)
-            code = 0
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    return status
+    return action
 
 
 def _kill_loop(tmp_path: Path) -> tuple[int, int, int]:
     pristine = make_package(tmp_path / "pristine")
     old = _package_files(pristine)
-    count_file = tmp_path / "steps.txt"
     reference = tmp_path / "reference"
     shutil.copytree(pristine, reference)
-    assert _fork_run(reference, None, count_file) == 0
+    killed, total = fork_run(_enrich(reference), CamtrapDPHost, "_enrich", None)
+    assert not killed
     new = _package_files(reference)
     assert new != old and new["observations.csv"] != old["observations.csv"]
     assert new["datapackage.json"] != old["datapackage.json"]
-    total = int(count_file.read_text())
     package = tmp_path / "pkg"
     seen = {"old": 0, "new": 0}
     for kill_at in range(1, total + 1):
         shutil.rmtree(package, ignore_errors=True)
         shutil.copytree(pristine, package)
-        status = _fork_run(package, kill_at, count_file)
-        assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, f"step {kill_at} not reached"
+        assert fork_run(_enrich(package), CamtrapDPHost, "_enrich", kill_at)[0], f"step {kill_at} not reached"
         open_package(package, {}).release()  # what the next run does before it reads anything
         now = _package_files(package)
         state = "old" if now == old else "new" if now == new else None
@@ -126,9 +74,9 @@ def _kill_loop(tmp_path: Path) -> tuple[int, int, int]:
     return total, seen["old"], seen["new"]
 
 
-@fork_only
+@FORK_ONLY
 def test_item15_5_enrichment_killed_at_every_step_is_wholly_old_or_new(tmp_path: Path):
-    total, old, new = _kill_loop(tmp_path)  # about 25 s: 47 forks on a busy 2-core machine
+    total, old, new = _kill_loop(tmp_path)  # about 30 s: one fork per step on a busy 2-core machine
     assert old + new == total and old > 5 and new > 5  # kills land on both sides of the commit point
 
 

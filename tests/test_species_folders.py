@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 
 from deepfaune_plugin.errors import DeepfauneError
-from deepfaune_plugin.hooks import camtrapr_species
+from deepfaune_plugin.hooks import camtrapr_host, camtrapr_species
 from deepfaune_plugin.hooks.camtrapr_species import LEGACY_MARKER, MANIFEST
+from killpoints import FORK_ONLY, fork_run
 from test_camtrapr_host import go, registry, tree  # noqa: F401 (fixtures)
 
 
@@ -137,3 +139,51 @@ def test_item15_4_a_change_made_during_the_rebuild_is_kept_aside(tree: Path, reg
     (kept,) = [out.parent / name for name in leftovers(out)]
     assert (kept / "late note.txt").read_text() == "written during the run"
     assert f"the previous one is kept as {kept}" in capsys.readouterr().err
+
+
+def snapshot_links(root: Path) -> dict[str, object]:
+    """Every file's bytes, link's target and folder of a tree (the manifest included)."""
+    out: dict[str, object] = {}
+    for p in sorted(root.rglob("*")):
+        rel = p.relative_to(root).as_posix()
+        out[rel] = os.readlink(p) if p.is_symlink() else p.read_bytes() if p.is_file() else "/"
+    return out
+
+
+def _kill_loop(tree: Path, registry, out: Path) -> tuple[int, int, int]:  # noqa: F811
+    (out / "StationA" / "chat").mkdir()
+    os.replace(out / "StationA/renard/fox_2.jpg", out / "StationA/chat/fox_2.jpg")
+    (out / "StationA/renard/notes.txt").write_text("fox_3: two foxes?")
+    pristine = out.parent / "pristine"
+    shutil.copytree(out, pristine, symlinks=True)
+    old = snapshot_links(pristine)
+
+    def rebuild():
+        go(tree, registry, lang="en", species_folders=str(out))
+
+    killed, total = fork_run(rebuild, camtrapr_host, "build_species_tree", None)
+    assert not killed
+    new = snapshot_links(out)
+    assert new != old and new["StationA/chat/fox_2.jpg"] == old["StationA/chat/fox_2.jpg"]
+    assert new["StationA/renard/notes.txt"] == b"fox_3: two foxes?"
+    seen = {"old": 0, "new": 0}
+    for kill_at in range(1, total + 1):
+        shutil.rmtree(out)
+        shutil.copytree(pristine, out, symlinks=True)
+        assert fork_run(rebuild, camtrapr_host, "build_species_tree", kill_at)[0], f"step {kill_at} not reached"
+        camtrapr_species.recover_tree(out)  # what the next run does first
+        now = snapshot_links(out) if out.exists() else None
+        state = "old" if now == old else "new" if now == new else None
+        assert state is not None, f"killed before step {kill_at} of {total}: {sorted(now or {})}"
+        seen[state] += 1
+        for name in leftovers(out):  # only a previous tree kept aside (and named) may stay, and only whole
+            assert name.endswith(".old") and state == "new", name
+            assert snapshot_links(out.parent / name) == old
+            shutil.rmtree(out.parent / name)
+    return total, seen["old"], seen["new"]
+
+
+@FORK_ONLY
+def test_item15_4_a_rebuild_killed_anywhere_keeps_the_users_changes(tree: Path, registry, out: Path):  # noqa: F811
+    total, old, new = _kill_loop(tree, registry, out)  # 61 steps: 38 leave the old tree, 23 the new
+    assert old + new == total and old > 5 and new > 5
