@@ -41,6 +41,7 @@ except ImportError:  # Windows
 JOURNAL_FORMAT = 1
 STAGED_SUFFIX = ".deepfaune-new"
 _POLL_SECONDS = 0.2
+_WINDOWS_LOCK_OFFSET = 1 << 20
 
 
 class LockedError(DeepfauneError):
@@ -104,15 +105,27 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def _try_lock(fd: int) -> bool:
+def _try_lock(fd: int) -> bool | None:
+    """True: locked; False: a live process holds it; None: this file system has no locks (some network
+    or FUSE mounts), where only the pid in the file can tell."""
     try:
         if fcntl is not None:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        else:
+        else:  # a byte far past the holder's record, which others must still be able to read
+            os.lseek(fd, _WINDOWS_LOCK_OFFSET, os.SEEK_SET)
             msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-    except OSError:  # BlockingIOError on POSIX, PermissionError on Windows
+    except (BlockingIOError, PermissionError):  # POSIX's EWOULDBLOCK; Windows' "locked by another process"
         return False
+    except OSError:
+        return None
     return True
+
+
+def _held_by_pid(path: Path) -> bool:
+    """Without system locks: held while the pid it names runs on this machine (and is not us)."""
+    holder = _read_holder(path)
+    return (holder is not None and holder.pid is not None and holder.pid != os.getpid()
+            and holder.host == socket.gethostname() and pid_alive(holder.pid))
 
 
 class FolderLock:
@@ -153,7 +166,8 @@ class FolderLock:
         """The lock file's descriptor, locked; None while a live process holds it."""
         for _ in range(100):  # the file may be removed (released) between open and lock: open it again
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
-            if not _try_lock(fd):
+            locked = _try_lock(fd)
+            if locked is False or (locked is None and _held_by_pid(self.path)):
                 os.close(fd)
                 return None
             try:

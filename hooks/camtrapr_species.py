@@ -183,7 +183,8 @@ def _plan(old: Manifest, scan: _Scan) -> _Plan:
     unchanged = {f.path for f in old.files if scan.files.get(f.path) == f.sha256}
     foreign = {p: h for p, h in scan.files.items() if p not in unchanged}
     by_hash: dict[str, list[str]] = {}
-    for path in sorted(foreign, key=lambda p: (p in {f.path for f in old.files}, p)):  # true moves first
+    ours = {f.path for f in old.files}
+    for path in sorted(foreign, key=lambda p: (p in ours, p)):  # new paths first: true moves before edits
         by_hash.setdefault(foreign[path], []).append(path)
     for placed in old.files:
         if placed.path in unchanged and not placed.corrected:

@@ -8,6 +8,7 @@ has taken the lock and finished or undone the journal, must be the whole old pac
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -176,3 +177,25 @@ def test_item15_6_bad_lock_wait_is_refused(tmp_path: Path):
     with pytest.raises(DeepfauneError, match="--lock-wait: expected a finite number"):
         run_on(package, options={"lock_wait": "-1"})
     assert not (package / LOCK_NAME).exists()
+
+
+def test_item15_6_without_system_locks_the_pid_decides(tmp_path: Path, monkeypatch):
+    """On a file system without flock (some network mounts) a lock file is held while its pid runs."""
+    import socket
+
+    from deepfaune_plugin import transaction
+
+    monkeypatch.setattr(transaction, "_try_lock", lambda fd: None)
+    path = tmp_path / "x.lock"
+    sleeper = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.readline()"], stdin=subprocess.PIPE)
+    try:
+        path.write_text(json.dumps({"pid": sleeper.pid, "host": socket.gethostname(), "since": "", "command": ""}))
+        with pytest.raises(LockedError, match=rf"process {sleeper.pid} holds the lock file {path}"):
+            transaction.FolderLock(path, "the data")
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    with transaction.FolderLock(path, "the data") as lock:  # the same file, its process gone
+        assert lock.note == f"stale lock {path} of process {sleeper.pid} (no longer running) taken over"
+        assert json.loads(path.read_text())["pid"] == os.getpid()
+    assert not path.exists()
