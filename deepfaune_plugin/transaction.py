@@ -124,8 +124,11 @@ def _try_lock(fd: int) -> bool | None:
 def _held_by_pid(path: Path) -> bool:
     """Without system locks: held while the pid it names runs on this machine (and is not us)."""
     holder = _read_holder(path)
-    return (holder is not None and holder.pid is not None and holder.pid != os.getpid()
-            and holder.host == socket.gethostname() and pid_alive(holder.pid))
+    if holder is None or holder.pid is None or (holder.pid == os.getpid() and holder.host == socket.gethostname()):
+        return False
+    if holder.host != socket.gethostname():
+        return True  # its pid cannot be checked from here: held until that machine's run removes it
+    return pid_alive(holder.pid)
 
 
 class FolderLock:
@@ -147,8 +150,10 @@ class FolderLock:
                 holder = _read_holder(self.path)
                 who = holder.describe() if holder else "another process"
                 waited = f" (waited {wait:g} s)" if wait > 0 else ""
+                remote = (" (if no DeepFaune run is going on there, remove the lock file)"
+                          if holder and holder.host and holder.host != socket.gethostname() else "")
                 raise LockedError(f"{what} is being written by another DeepFaune run: {who} holds the lock file "
-                                  f"{self.path}{waited}; wait for it to finish and run again")
+                                  f"{self.path}{waited}; wait for it to finish and run again{remote}")
             time.sleep(_POLL_SECONDS)
         self._fd = fd
         previous = _read_holder(self.path)
@@ -165,7 +170,13 @@ class FolderLock:
     def _open_locked(self) -> int | None:
         """The lock file's descriptor, locked; None while a live process holds it."""
         for _ in range(100):  # the file may be removed (released) between open and lock: open it again
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            try:  # never through a link: a package from elsewhere could hold one named like our lock
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
+            except OSError as err:
+                if self.path.is_symlink():
+                    raise LockedError(f"{self.path}: a symbolic link where DeepFaune keeps its lock file; "
+                                      "nothing was changed (remove the link and run again)") from None
+                raise
             locked = _try_lock(fd)
             if locked is False or (locked is None and _held_by_pid(self.path)):
                 os.close(fd)

@@ -199,3 +199,16 @@ def test_item15_6_without_system_locks_the_pid_decides(tmp_path: Path, monkeypat
         assert lock.note == f"stale lock {path} of process {sleeper.pid} (no longer running) taken over"
         assert json.loads(path.read_text())["pid"] == os.getpid()
     assert not path.exists()
+    path.write_text(json.dumps({"pid": 4242, "host": "field-laptop", "since": "", "command": ""}))
+    with pytest.raises(LockedError, match="process 4242 on field-laptop holds .* remove the lock file"):
+        transaction.FolderLock(path, "the data")  # another machine's pid cannot be checked: held
+
+
+def test_item15_6_a_planted_lock_link_is_never_followed(tmp_path: Path):
+    package = make_package(tmp_path / "pkg")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    os.symlink(victim, package / LOCK_NAME)
+    with pytest.raises(LockedError, match="a symbolic link where DeepFaune keeps its lock file"):
+        run_on(package)
+    assert victim.read_text() == "precious"
