@@ -12,6 +12,7 @@ The package is assembled in a temporary sibling folder, validated, then renamed 
 from __future__ import annotations
 
 import csv
+import glob
 import hashlib
 import io
 import json
@@ -31,6 +32,7 @@ from deepfaune_plugin.atomic import staging_dir
 from deepfaune_plugin.api import RunResults
 from deepfaune_plugin.inference import media_date
 from deepfaune_plugin.placing import place_file
+from deepfaune_plugin.transaction import FolderLock
 from deepfaune_plugin.types import FILE_DATE, Manifest, MediaItem, Problem
 from deepfaune_plugin.walk import MEDIA_SUFFIXES, iter_media
 
@@ -339,6 +341,25 @@ def write_package(manifest: Manifest, results: RunResults, options: Mapping[str,
         shown = "\n  ".join(str(i) for i in issues[:20])
         raise PackageError(f"the new package would not be valid Camtrap DP; nothing was written:\n  {shown}")
 
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FolderLock(target.parent / f".{target.name}.deepfaune.lock", f"the new package {target}"):
+        clear_leftovers(target)
+        check_target(target, state.source)  # again, under the lock: another run may have made it meanwhile
+        return _build(target, manifest, state, media, descriptor, observations, media_rows)
+
+
+def clear_leftovers(target: Path) -> None:
+    """Remove the half-built folders killed runs left beside `target` (hidden, ours by name; under the lock)."""
+    if target.parent.is_dir():
+        for part in target.parent.glob(f"{glob.escape('.' + target.name)}.*.part"):
+            if part.is_dir() and not part.is_symlink():
+                shutil.rmtree(part, ignore_errors=True)
+
+
+def _build(target: Path, manifest: Manifest, state: FolderState, media: Mapping[str, MediaInfo],
+           descriptor: Mapping[str, Any], observations: list[dict[str, str]],
+           media_rows: list[dict[str, str]]) -> list[Path]:
+    """Assemble the package in a hidden folder beside `target`, then one rename makes it appear whole."""
     work = staging_dir(target)
     try:
         for rel in media:

@@ -16,18 +16,21 @@ from typing import Any, Mapping
 
 from deepfaune_plugin.api import HostOption, RunResults
 from deepfaune_plugin.hookspecs import hookimpl
+from deepfaune_plugin.transaction import FolderLock, recover
 from deepfaune_plugin.types import Manifest, MediaItem, Problem
 
 from . import camtrapdp_create as create
 from .camtrapdp_observations import MediaInfo, build_rows, classification_time
 from .camtrapdp_fetch import FetchLimits, MediaCache, cache_name, fetch_all
 from .camtrapdp_package import (DESCRIPTOR, Package, PackageError, RawTable, is_package, list_media, load_package,
-                                media_rows, read_table)
+                                media_rows, package_root, read_table)
 from .camtrapdp_schema import OBSERVATIONS, format_datetime, parse_datetime
-from .camtrapdp_write import backup, enrich, swap_in
+from .camtrapdp_write import backup, clear_partial_backups, enrich, swap_in
 
 REMOTE_PREFIX = "~remote/"  # relpaths of fetched media: no package filePath can start with "~"
 MAX_LISTED = 10
+LOCK_NAME = ".deepfaune.lock"  # held from read to write: one enrichment of a package at a time
+JOURNAL_NAME = ".deepfaune-commit.json"  # an enrichment's commit in progress (see deepfaune_plugin.transaction)
 
 
 @dataclass
@@ -40,6 +43,7 @@ class PackageState:
     deployment_ids: set[str]
     media_ids: set[str]
     media: dict[str, MediaInfo] = field(default_factory=dict)  # relpath -> MediaInfo
+    lock: FolderLock | None = None  # released by write(), or when a failed run drops the manifest
 
 
 def _listed(rows, what: str) -> str:
@@ -65,6 +69,8 @@ class CamtrapDPHost:
         HostOption("package-metadata", "new package: YAML or JSON with contributors, project and other metadata"),
         HostOption("utc-offset", "new package: UTC offset of the camera clocks, e.g. +01:00"),
         HostOption("link-media", "new package: hard-link the media into it instead of copying them", flag=True),
+        HostOption("lock-wait", "seconds to wait while another DeepFaune run enriches the same package "
+                                "(default 0: stop at once with a message)"),
     )
     priority = 20
 
@@ -76,6 +82,14 @@ class CamtrapDPHost:
         source = Path(source)
         if source.is_dir() and not (source / DESCRIPTOR).exists():
             return create.read_folder(source, options, self.name)
+        lock = open_package(package_root(source), options)
+        try:
+            return self._read(source, options, lock)
+        except BaseException:
+            lock.release()
+            raise
+
+    def _read(self, source: Path, options: Mapping[str, Any], lock: FolderLock) -> Manifest:
         package = load_package(source)
         root = package.root
         self._check_output(options.get("output"), package)
@@ -98,7 +112,8 @@ class CamtrapDPHost:
         if absent:
             raise PackageError(f"{obs_path}: no column {', '.join(absent)}; DeepFaune's observations need them")
 
-        state = PackageState(package, observations_bytes, observations, deployment_ids, {r.media_id for r in rows})
+        state = PackageState(package, observations_bytes, observations, deployment_ids, {r.media_id for r in rows},
+                             lock=lock)
         listing = list_media(root, rows, where_media)
         problems: list[Problem] = []
         if listing.missing:
@@ -178,6 +193,13 @@ class CamtrapDPHost:
         state = manifest.host_state
         if isinstance(state, create.FolderState):
             return create.write_package(manifest, results, options)
+        try:
+            return self._enrich(state, results)
+        finally:
+            if state.lock is not None:
+                state.lock.release()
+
+    def _enrich(self, state: PackageState, results: RunResults) -> list[Path]:
         package = state.package
         root = package.root
         obs_path = package.paths["observations"]
@@ -195,9 +217,8 @@ class CamtrapDPHost:
             return []
         self._check_unchanged(state)
         backup(root, [package.descriptor_path, obs_path])
-        swap_in(files)
+        swap_in(root / JOURNAL_NAME, files)
         return [path for path, _ in files]
-
 
     @staticmethod
     def _check_unchanged(state: PackageState) -> None:
@@ -208,6 +229,29 @@ class CamtrapDPHost:
         if now_obs != state.observations_bytes or package.descriptor_path.read_bytes() != package.descriptor_bytes:
             raise PackageError(f"{package.root}: datapackage.json or {obs_path.name} changed while DeepFaune was "
                                "running; nothing was written (run again)")
+
+
+def open_package(root: Path, options: Mapping[str, Any]) -> FolderLock:
+    """Take the package's lock, then finish (or undo) what a killed enrichment left, before anything is read."""
+    raw = options.get("lock_wait")
+    try:
+        wait = float(raw) if raw is not None else 0.0
+    except (TypeError, ValueError):
+        raise PackageError(f"--lock-wait: expected a number of seconds, got {raw!r}") from None
+    if not wait >= 0 or wait == float("inf"):
+        raise PackageError(f"--lock-wait: expected a finite number of seconds >= 0, got {raw!r}")
+    lock = FolderLock(root / LOCK_NAME, f"the package {root}", wait=wait)
+    try:
+        if lock.note:
+            print(f"camtrapdp: {lock.note}", file=sys.stderr)
+        note = recover(root / JOURNAL_NAME)
+        if note:
+            print(f"camtrapdp: {root}: {note}", file=sys.stderr)
+        clear_partial_backups(root)
+    except BaseException:
+        lock.release()
+        raise
+    return lock
 
 
 @hookimpl

@@ -2,14 +2,16 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from deepfaune_plugin.atomic import StagedFile
+from deepfaune_plugin.atomic import staging_dir
 from deepfaune_plugin.paths import own_folder
+from deepfaune_plugin.transaction import commit_files
 
 from .camtrapdp_observations import is_ours, update_descriptor
 from .camtrapdp_package import PackageError, RawTable, join_table
@@ -122,7 +124,9 @@ def dump_descriptor(descriptor: Mapping[str, Any]) -> bytes:
 
 
 def backup(root: Path, files: Sequence[Path], now: datetime | None = None) -> Path:
-    """Copy `files` (those that exist) into <root>/.deepfaune_backups/<timestamp>/, keeping their relative paths."""
+    """Copy `files` (those that exist) into <root>/.deepfaune_backups/<timestamp>/, keeping their relative paths.
+
+    Filled under a hidden name and renamed when complete, so a backup folder is never half a backup."""
     stamp = (now or datetime.now()).strftime("%Y%m%dT%H%M%S")
     folder = own_folder(root, BACKUP_DIR)  # a real folder inside the package, never a link to elsewhere
     target = folder / stamp
@@ -130,26 +134,33 @@ def backup(root: Path, files: Sequence[Path], now: datetime | None = None) -> Pa
     while target.exists() or target.is_symlink():
         n += 1
         target = folder / f"{stamp}-{n}"
-    for path in files:
-        if path.is_file():
-            dest = target / path.relative_to(root)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(path, dest)
+    work = staging_dir(target)
+    try:
+        for path in files:
+            if path.is_file():
+                dest = work / path.relative_to(root)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(path, dest)
+        os.replace(work, target)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
     return target
 
 
-def swap_in(files: Sequence[tuple[Path, bytes]]) -> None:
-    """Write every file to a staged sibling first, then commit them all: none is replaced unless all are written."""
-    staged: list[StagedFile] = []
-    try:
-        for path, data in files:
-            staged.append(StagedFile(path))
-            staged[-1].tmp.write_bytes(data)
-        for file in staged:
-            file.commit()
-    finally:
-        for file in staged:
-            file.discard()  # nothing left of a commit that happened; the rest removed
+def clear_partial_backups(root: Path) -> None:
+    """Remove the hidden half-filled backup folders of killed runs (under the lock: none is in use)."""
+    folder = root / BACKUP_DIR
+    if folder.is_dir() and not folder.is_symlink():
+        for part in folder.glob(".*.part"):
+            if part.is_dir() and not part.is_symlink():
+                shutil.rmtree(part, ignore_errors=True)
+
+
+def swap_in(journal: Path, files: Sequence[tuple[Path, bytes]]) -> None:
+    """Replace all `files` or none, even if the process is killed half-way (the journal's next
+    `recover` finishes or undoes it); the caller holds the package's lock."""
+    commit_files(journal, files)
 
 
 @dataclass

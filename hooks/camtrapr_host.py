@@ -23,9 +23,9 @@ from deepfaune_plugin.types import FILE_DATE, Decision, Manifest
 
 from .camtrapr_independence import COMPARED_TO, LAST_INDEPENDENT, assess
 from .camtrapr_output import (
-    NON_ANIMAL_KEYS, Image, build_species_tree, camera_table, check_species_root, record_rows, select,
-    to_record, write_csv,
+    NON_ANIMAL_KEYS, Image, camera_table, record_rows, select, to_record, write_csv,
 )
+from .camtrapr_species import build_species_tree, check_species_root, warn_notes
 from .camtrapr_source import (
     SourceState, TableKey, inside_listed_tree, looks_like_record_table, read_record_table, read_tree,
 )
@@ -188,7 +188,7 @@ class CamtrapRHost:
                 _warn(f"camera table: {station} has images at one instant only ({first}); cameraOperation() "
                       "refuses setup == retrieval, edit that row")
         if opts.species_folders is not None:
-            build_species_tree(opts.species_folders, images + undated)
+            warn_notes(build_species_tree(opts.species_folders, images + undated), opts.species_folders)
             written.append(Path(opts.species_folders))
         return written
 

@@ -7,17 +7,13 @@ recordTable() puts its extra metadata columns.
 from __future__ import annotations
 
 import csv
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from deepfaune_plugin.atomic import atomic_output, staging_dir
+from deepfaune_plugin.atomic import atomic_output
 from deepfaune_plugin.errors import DeepfauneError
-from deepfaune_plugin.placing import place_file, safe_folder_name, unique_target
 from deepfaune_plugin.types import Decision, MediaItem
 
 from .camtrapr_independence import IndependentRecord, Record
@@ -31,7 +27,6 @@ DEEPFAUNE_COLUMNS = ["score", "top1", "seqnum", "predictionbase", "scorebase", "
 CAMERA_TABLE_COLUMNS = ["Station", "Camera", "Setup_date", "Retrieval_date"]
 DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # how R writes a POSIXct, and camtrapR's recordDateTimeFormat
 NA = "NA"
-MARKER = ".deepfaune_species_folders"  # marks a species tree we built, so a rerun may replace it
 
 #: prediction keys that are not animals, and the --include value that lets each through
 NON_ANIMAL_KEYS = ("undefined", "empty", "human", "vehicle")
@@ -122,54 +117,3 @@ def camera_table(images: Iterable[tuple[MediaItem, datetime]], has_camera: bool)
         row = [station] + ([camera if camera is not None else NA] if has_camera else [])
         rows.append(row + [first.strftime(DATETIME_FORMAT), last.strftime(DATETIME_FORMAT)])
     return header, rows
-
-
-# ---------------------------------------------------------------- species folders
-
-
-def check_species_root(out: Path) -> None:
-    """Refuse a non-empty folder we did not build: a rebuild replaces the whole tree."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise CamtrapROutputError(f"--species-folders {out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file():
-        raise CamtrapROutputError(f"--species-folders {out}: folder is not empty and was not made by deepfaune; "
-                                  "choose a new or empty folder (it is rebuilt from scratch on every run)")
-
-
-def build_species_tree(out: Path, images: Iterable[Image]) -> dict[str, int]:
-    """OUT/Station/[Camera/]Species/file, built beside OUT then swapped in, so OUT is never half-built."""
-    out = Path(os.path.abspath(out))
-    check_species_root(out)
-    work = staging_dir(out)
-    counts = {"link": 0, "copy": 0}
-    try:
-        (work / MARKER).write_text("species folders written by deepfaune for camtrapR's "
-                                   "recordTable(IDfrom = \"directory\"); rebuilt on every run\n", encoding="utf-8")
-        for image in images:
-            folder = work / safe_folder_name(image.item.station or NA)
-            if image.item.camera is not None:
-                folder = folder / safe_folder_name(image.item.camera)
-            folder = folder / safe_folder_name(image.species)
-            folder.mkdir(parents=True, exist_ok=True)
-            counts[place_file(image.item.path, unique_target(folder, image.item.path.name))] += 1
-        _swap_in(work, out)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
-    return counts
-
-
-def _swap_in(work: Path, out: Path) -> None:
-    if not out.exists():
-        os.replace(work, out)
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
-    old.rmdir()
-    os.replace(out, old)
-    try:
-        os.replace(work, out)
-    except BaseException:
-        os.replace(old, out)
-        raise
-    shutil.rmtree(old, ignore_errors=True)

@@ -22,6 +22,7 @@ from deepfaune_plugin.api import EXISTING_DETECTIONS, HostOption, RunResults
 from deepfaune_plugin.atomic import atomic_output
 from deepfaune_plugin.hookspecs import hookimpl
 from deepfaune_plugin.table import result_table, write_table
+from deepfaune_plugin.transaction import FolderLock
 from deepfaune_plugin.types import Manifest, MediaItem, Problem
 
 from .timelapse_ddb import (DEFAULT_DDB, DataRow, FieldSpec, TimelapseError, find_ddb, read_ddb,
@@ -139,6 +140,17 @@ class TimelapseHost:
                         detector_mode=EXISTING_DETECTIONS if existing is not None else None)
 
     def write(self, manifest: Manifest, results: RunResults, options: Mapping[str, Any]) -> list[Path]:
+        if not options.get("write_ddb"):
+            return self._write(manifest, results, options)
+        # the recognition file, the .ddb and its ledger change together: a second run in between would read a
+        # ledger without this one's values and lose them (SQLite keeps the .ddb itself consistent)
+        ddb = manifest.host_state.ddb
+        with FolderLock(ddb.with_name(f".{ddb.name}.deepfaune.lock"), str(ddb), wait=_wait(options)) as lock:
+            if lock.note:
+                manifest.host_state.notes.append(lock.note)
+            return self._write(manifest, results, options)
+
+    def _write(self, manifest: Manifest, results: RunResults, options: Mapping[str, Any]) -> list[Path]:
         state: TimelapseState = manifest.host_state
         level = "image" if options.get("per_image") else "sequence"
         recognitions = build_recognitions(manifest, results, level=level)
@@ -160,27 +172,33 @@ class TimelapseHost:
         if options.get("write_ddb"):
             with open(target, encoding="utf-8") as fh:  # exactly what Timelapse would read from the file
                 as_read = json.load(fh)
-            spec = state.field_spec
-            values = {d.relpath: d.prediction for d in results.decisions if not d.failure} if spec else None
-            # the values DeepFaune wrote into the field last time: a re-run may refresh them
-            previous = {rid: str(v) for rid, v in read_ledger(state.ddb, spec.data_label).items()} if spec else {}
-            report = write_ddb(state.ddb, as_read, field_spec=spec, field_values=values,
-                               previous=previous, wait=_wait(options))
-            state.report = report
-            if spec is not None:
-                kept = {k: v for k, v in previous.items() if k not in report.field_kept_ids}
-                write_ledger(state.ddb, spec.data_label, {**kept, **report.field_values})
-            try:  # which rows DeepFaune's own detector wrote: --use-existing-detections must not take them
-                record_written(state.ddb, ids_written(manifest.items, results.raw), results.settings.detector_mode,
-                               timeout=_wait(options))
-            except (OSError, sqlite3.Error) as err:
-                state.notes.append(f"could not note which recognitions DeepFaune wrote ({err}); a later "
-                                   "--use-existing-detections may take them for another detector's")
+            report = self._write_ddb(state, manifest, results, as_read, options)
             state.notes.extend(_notes(report, state))
             for note in state.notes:
                 print(f"timelapse: {note}", file=sys.stderr)
             written.append(state.ddb)
         return written
+
+    @staticmethod
+    def _write_ddb(state: TimelapseState, manifest: Manifest, results: RunResults, as_read: Mapping[str, Any],
+                   options: Mapping[str, Any]) -> ImportReport:
+        spec = state.field_spec
+        values = {d.relpath: d.prediction for d in results.decisions if not d.failure} if spec else None
+        # the values DeepFaune wrote into the field last time: a re-run may refresh them
+        previous = {rid: str(v) for rid, v in read_ledger(state.ddb, spec.data_label).items()} if spec else {}
+        report = write_ddb(state.ddb, as_read, field_spec=spec, field_values=values,
+                           previous=previous, wait=_wait(options))
+        state.report = report
+        if spec is not None:
+            kept = {k: v for k, v in previous.items() if k not in report.field_kept_ids}
+            write_ledger(state.ddb, spec.data_label, {**kept, **report.field_values})
+        try:  # which rows DeepFaune's own detector wrote: --use-existing-detections must not take them
+            record_written(state.ddb, ids_written(manifest.items, results.raw), results.settings.detector_mode,
+                           timeout=_wait(options))
+        except (OSError, sqlite3.Error) as err:
+            state.notes.append(f"could not note which recognitions DeepFaune wrote ({err}); a later "
+                               "--use-existing-detections may take them for another detector's")
+        return report
 
 
 def _existing(ddb: Path, wait: float) -> ExistingDetections:

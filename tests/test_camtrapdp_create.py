@@ -2,14 +2,16 @@
 from __future__ import annotations
 
 import json
+import shutil
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from camtrapdp_helpers import frictionless_validate, read_rows, run_on, tree_digest
+from camtrapdp_helpers import RUN_RECORDS, frictionless_validate, read_rows, run_on, tree_digest
 from deepfaune_plugin.errors import DeepfauneError
 from imagegen import make_jpeg
+from killpoints import FORK_ONLY, fork_run
 
 T0 = datetime(2024, 5, 3, 6, 0, 0)
 METADATA = """contributors:
@@ -141,3 +143,34 @@ def test_default_output_is_a_sibling_and_link_media(tree: Path, tmp_path: Path):
     out = tmp_path / "inDir-camtrapdp"
     assert summary.written[0].parent == out
     assert (out / "media" / "StationA" / "fox_0.jpg").stat().st_ino == (tree / "StationA" / "fox_0.jpg").stat().st_ino
+
+
+@FORK_ONLY
+def test_item15_5_a_creation_killed_anywhere_leaves_no_half_package(tree: Path, tmp_path: Path):
+    """Killed before any file step, a new package is absent or whole; the next run clears the half-built one."""
+    from deepfaune_plugin.hooks import camtrapdp_create
+    from deepfaune_plugin.transaction import FolderLock
+
+    def create(out: Path):
+        return lambda: run_on(tree, host="camtrapdp", options=options(tmp_path), output=out)
+
+    killed, total = fork_run(create(tmp_path / "reference"), camtrapdp_create, "write_package", None)
+    assert not killed
+    def listing(root: Path) -> list[str]:
+        return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.name not in RUN_RECORDS)
+
+    whole = listing(tmp_path / "reference")
+    out = tmp_path / "new"
+    absent = 0
+    for kill_at in range(1, total + 1):
+        assert fork_run(create(out), camtrapdp_create, "write_package", kill_at)[0], f"step {kill_at} not reached"
+        with FolderLock(tmp_path / ".new.deepfaune.lock", "x"):
+            camtrapdp_create.clear_leftovers(out)  # what the next creation does first
+        if out.exists():
+            assert listing(out) == whole, f"killed before step {kill_at}"
+            json.loads((out / "datapackage.json").read_text(encoding="utf-8"))
+            shutil.rmtree(out)
+        else:
+            absent += 1
+        assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".new")] == []
+    assert total > 20 and 0 < absent < total

@@ -16,7 +16,8 @@ from deepfaune_plugin.api import RunSettings
 from deepfaune_plugin.cli import main
 from deepfaune_plugin.errors import DeepfauneError
 from deepfaune_plugin.hooks.camtrapr_host import CamtrapRHost
-from deepfaune_plugin.hooks.camtrapr_output import MARKER, select
+from deepfaune_plugin.hooks.camtrapr_output import select
+from deepfaune_plugin.hooks.camtrapr_species import MANIFEST as MARKER
 from deepfaune_plugin.pipeline import run
 from deepfaune_plugin.plugins import Registered
 from deepfaune_plugin.types import ANIMAL, EMPTY, Decision

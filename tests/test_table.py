@@ -111,6 +111,7 @@ def test_outputs_get_the_usual_permissions_not_mkstemps(tmp_path: Path):
     os.umask(mask)
     assert NEW_FILE_MODE == 0o666 & ~mask
     path = write_table(result_table(_results()), tmp_path / "out.csv")
-    swap_in([(tmp_path / "pkg" / "observations.csv", b"a\n")])
+    (tmp_path / "pkg").mkdir()
+    swap_in(tmp_path / "pkg" / ".deepfaune-commit.json", [(tmp_path / "pkg" / "observations.csv", b"a\n")])
     for written in (path, tmp_path / "pkg" / "observations.csv"):
         assert stat.S_IMODE(written.stat().st_mode) == NEW_FILE_MODE

@@ -7,6 +7,7 @@ person box (400, 300, 1200, 2100), conf 0.91; empty files nothing; "broken" file
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import subprocess
 import sys
@@ -448,6 +449,30 @@ def test_locked_database_is_written_once_released(tmp_path: Path):
     finally:
         timer.join()
     assert rows(ddb, "SELECT COUNT(*) FROM Detections") == [(5,)]
+
+
+def test_item15_6_a_second_ddb_write_refuses_naming_the_lock(tmp_path: Path):
+    """Two --write-ddb runs at once: the second stops before writing anything and says who holds the lock."""
+    root = tmp_path / "set"
+    make_image_set(root)
+    ddb = root / "TimelapseData.ddb"
+    lock_file = root / ".TimelapseData.ddb.deepfaune.lock"
+    before = dump(ddb)
+    holder = subprocess.Popen([sys.executable, "-c", "import sys\nfrom deepfaune_plugin.transaction import "
+                               "FolderLock\nlock = FolderLock(sys.argv[1], 'x')\nprint('held', flush=True)\n"
+                               "sys.stdin.readline()", str(lock_file)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(DeepfauneError, match=rf"{re.escape(str(lock_file))}") as info:
+            run_timelapse(root, write_ddb=True, ddb_wait=0)
+        assert f"process {holder.pid}" in str(info.value)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert dump(ddb) == before and not (root / "deepfaune-recognitions.json").exists()
+    run_timelapse(root, write_ddb=True, ddb_wait=0)  # the killed holder's lock is stale: taken over
+    assert rows(ddb, "SELECT COUNT(*) FROM Detections") == [(5,)] and not lock_file.exists()
 
 
 # --- the user field ------------------------------------------------------------------------------
