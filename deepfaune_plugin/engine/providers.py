@@ -25,8 +25,9 @@ PROVIDERS: dict[str, str] = {
     "coreml": "CoreMLExecutionProvider",
     "openvino": "OpenVINOExecutionProvider",
 }
-#: What `auto` may pick besides the CPU. OpenVINO is not among them: on the CPU it was measured slower than
-#: onnxruntime's own CPU provider on these models (benchmarks/RESULTS.md, issue 20), so it runs only when asked.
+#: What `auto` may pick besides the CPU. OpenVINO is not among them: on a 2-core CPU its models ran ~20 % faster
+#: per call, but a run took 3.3x the memory (6 GB), 5 s more to load, longer in all on 20 images, and its logits
+#: are not the CPU provider's bit for bit (benchmarks/RESULTS.md, issue 20): it runs only when asked.
 AUTO_ORDER: tuple[str, ...] = ("cuda", "directml", "coreml")
 DEVICES: tuple[str, ...] = ("auto", *PROVIDERS)
 ENV_DEVICE = "DEEPFAUNE_DEVICE"
