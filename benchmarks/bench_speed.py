@@ -1,6 +1,7 @@
 """Speed against DeepFaune's own PyTorch pipeline, side by side on the same images and weights (issue 10).
 
     python benchmarks/bench_speed.py --images 50 [--threads 2 1] [--workdir /tmp/dfspeed] [--skip-fast]
+                                     [--device cpu cuda openvino ...] [--only-ours]
 
 Needs the export extra (torch, timm, ultralytics, torchvision).  Steps, all in one run:
 1. N generated 12-MP JPEGs (benchmarks/bench_run.py: 60 % empty, 40 % one red "animal" marker);
@@ -13,6 +14,9 @@ Needs the export extra (torch, timm, ultralytics, torchvision).  Steps, all in o
    count restored, ours = the real `deepfaune run` on the exported models (fp32), ours --fast;
    each in a fresh process, peak RSS from its rusage; then the models alone on the same inputs;
 5. agreement: ours fp32 against R1 (label, score, box of every file), --fast against fp32.
+6. with --device: ours fp32 on each other execution provider, and its agreement with ours fp32 on the CPU
+   (issue 20). --only-ours skips steps 2's export and 4's references and uses WORKDIR/models as a
+   previous run left it: what a venv without torch (onnxruntime-openvino, onnxruntime-gpu) can run.
 Prints a Markdown report (also written to WORKDIR/speed-report.md).
 """
 from __future__ import annotations
@@ -139,28 +143,30 @@ def _attr(node, name: str) -> int:
 
 # ---------------------------------------------------------------- our side
 
-def ours_cli(images: Path, models: Path, out: Path, threads: int, fast: bool, env: dict | None = None) -> dict:
+def ours_cli(images: Path, models: Path, out: Path, threads: int, fast: bool, env: dict | None = None,
+             device: str = "cpu") -> dict:
     cmd = [DEEPFAUNE, "run", str(images), "--models-dir", str(models), "--output", str(out), "--quiet",
-           "--no-store", "--detector", "DFbsMDS", "--threads", str(threads)]
+           "--no-store", "--detector", "DFbsMDS", "--threads", str(threads), "--device", device]
     if fast:
         cmd.append("--fast")
     wall, rss = timed_child(cmd, env)
     return {"wall_s": wall, "peak_rss_mib": rss}
 
 
-def ours_in_process(images: Path, models: Path, threads: int, fast: bool) -> dict:
+def ours_in_process(images: Path, models: Path, threads: int, fast: bool, device: str = "cpu") -> dict:
     """Model load time, time to first result and the run's own wall time (no CLI start-up) through the backend API."""
     from deepfaune_plugin.api import RunSettings
     from deepfaune_plugin.types import MediaItem
     from deepfaune_plugin.hooks.deepfaune_backend import DeepFauneBackend
 
     kwargs = {"fast": True} if fast else {}
-    settings = RunSettings(models_dir=models, threads=threads, **kwargs)
+    settings = RunSettings(models_dir=models, threads=threads, device=device, **kwargs)
     files = sorted(p for p in images.iterdir() if p.suffix.upper() == ".JPG")
     items = [MediaItem(path=p, relpath=p.name, group="") for p in files]
     t = time.monotonic()
     predictor = DeepFauneBackend().open(settings)
     load = time.monotonic() - t
+    provider = predictor.info["device"]["provider"]
     stream = predictor.predict(iter(items))
     t1 = time.monotonic()
     raws = [next(stream)]
@@ -168,10 +174,10 @@ def ours_in_process(images: Path, models: Path, threads: int, fast: bool) -> dic
     raws += list(stream)
     run = time.monotonic() - t1
     predictor.close()
-    return {"load_s": load, "first_result_s": first, "run_s": run, "raws": raws}
+    return {"load_s": load, "first_result_s": first, "run_s": run, "raws": raws, "provider": provider}
 
 
-def compute_only(raws, images: Path, models: Path, threads: int, fast: bool) -> dict:
+def compute_only(raws, images: Path, models: Path, threads: int, fast: bool, device: str = "cpu") -> dict:
     """The models alone, with our session settings, on the inputs the run gave them (nothing else running)."""
     from deepfaune_plugin.api import RunSettings
     from deepfaune_plugin.engine.crop import crop_rgb, normalise, resize_pillow, square_box
@@ -179,7 +185,7 @@ def compute_only(raws, images: Path, models: Path, threads: int, fast: bool) -> 
     from deepfaune_plugin.hooks.deepfaune_backend import DeepFaunePredictor
 
     kwargs = {"fast": True} if fast else {}
-    p = DeepFaunePredictor(RunSettings(models_dir=models, threads=threads, **kwargs))
+    p = DeepFaunePredictor(RunSettings(models_dir=models, threads=threads, device=device, **kwargs))
     df, mds = p._detector("DF"), p._detector("MDS")
     secs = {"DF": 0.0, "MDS": 0.0, "classifier": 0.0}
     calls = {"DF": 0, "MDS": 0, "classifier": 0}
@@ -273,6 +279,27 @@ def agreement(fast_raws, fp32_raws, temperature: float = 1.10) -> dict:
             "top1_agree": top1, "max_abs_dprob": dprob}
 
 
+def device_agreement(device_raws, cpu_raws, threshold: float = 0.8, temperature: float = 1.10) -> dict:
+    """Another provider against the CPU, both fp32: same category, same box, same top-1 and label, |delta logit|."""
+    category = top1 = label = classified = 0
+    dbox = dlogit = 0.0
+    for a, b in zip(device_raws, cpu_raws):
+        cat_a = 0 if a.selected is None else a.detections[a.selected].category
+        cat_b = 0 if b.selected is None else b.detections[b.selected].category
+        category += cat_a == cat_b
+        if cat_a and cat_b:
+            dbox = max(dbox, float(np.abs(np.subtract(a.detections[a.selected].box, b.detections[b.selected].box)).max()))
+        if a.logits is not None and b.logits is not None:
+            classified += 1
+            dlogit = max(dlogit, float(np.abs(a.logits - b.logits).max()))
+            top1 += int(a.logits.argmax() == b.logits.argmax())
+            pa, pb = (np.exp(x / temperature - (x / temperature).max()) for x in (a.logits, b.logits))
+            pa, pb = pa / pa.sum(), pb / pb.sum()
+            label += int((pa.max() >= threshold) == (pb.max() >= threshold) and pa.argmax() == pb.argmax())
+    return {"files": len(cpu_raws), "same_category": category, "classified": classified, "same_top1": top1,
+            "same_label": label, "max_abs_dlogit": dlogit, "max_abs_dbox_px": dbox}
+
+
 # ---------------------------------------------------------------- main
 
 def main() -> None:
@@ -284,25 +311,35 @@ def main() -> None:
     ap.add_argument("--spin-check", action="store_true",
                     help="also run ours fp32 with onnxruntime's spinning threads on (DEEPFAUNE_ORT_SPINNING=1)")
     ap.add_argument("--skip-references", action="store_true", help="reuse R1/R2 results already in WORKDIR")
+    ap.add_argument("--device", nargs="+", default=["cpu"],
+                    help="execution providers to measure ours fp32 on (cpu always runs first, as the reference)")
+    ap.add_argument("--only-ours", action="store_true",
+                    help="no torch: skip the export and the references, use the models a previous run left in WORKDIR")
     args = ap.parse_args()
+    devices = ["cpu"] + [d for d in args.device if d != "cpu"]
     work = args.workdir
     work.mkdir(parents=True, exist_ok=True)
     images = work / f"images-{args.images}"
     make_images(images, args.images)
     files = sorted(images.glob("*.JPG"))
 
-    import speed_models
+    if args.only_ours:
+        models = work / "models"
+        if not (models / "deepfaune-models.json").exists():
+            sys.exit(f"--only-ours: {models} has no models; run once without --only-ours (with torch) first")
+    else:
+        import speed_models
 
-    pt = speed_models.write_checkpoints(work / "pt", files)
-    models = speed_models.install_exports(pt, work / "models")
-    if not args.skip_fast:
-        speed_models.quantize_models(models, files)
+        pt = speed_models.write_checkpoints(work / "pt", files)
+        models = speed_models.install_exports(pt, work / "models")
+        if not args.skip_fast:
+            speed_models.quantize_models(models, files)
 
     lines = [f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
              f"Python {platform.python_version()}, load at start {load_average():.2f}"]
     import onnxruntime
 
-    lines.append(f"onnxruntime {onnxruntime.__version__}")
+    lines.append(f"onnxruntime {onnxruntime.__version__}, providers {', '.join(onnxruntime.get_available_providers())}")
     peak = {t: gemm_peak(t) for t in sorted(set(args.threads))}
     for t, p in peak.items():
         lines.append(f"fp32 GEMM peak, {t} thread(s): " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in p.items()))
@@ -327,7 +364,7 @@ def main() -> None:
     rows = []
     results: dict = {}
     for threads in args.threads:
-        for name, extra in (("R1", []), ("R2", ["--restore-threads", str(threads)])):
+        for name, extra in () if args.only_ours else (("R1", []), ("R2", ["--restore-threads", str(threads)])):
             if name == "R1" and "R1" in results:
                 continue
             out = work / f"{name}-{threads}.json"
@@ -342,13 +379,14 @@ def main() -> None:
                          ref["first_result_s"], ref["peak_rss_mib"],
                          f"detector+decode {ref['detector_s']:.1f} s, classifier {ref['classifier_s']:.1f} s "
                          f"({ref['animal_crops']} crops, MDS on {ref['mds_runs']})"))
-        for fast in ((False,) if args.skip_fast else (False, True)):
-            tag = "ours --fast" if fast else "ours fp32"
-            csv = work / f"ours-{'fast' if fast else 'fp32'}-{threads}.csv"
+        for device, fast in [(d, f) for d in devices
+                             for f in ((False,) if args.skip_fast or d != "cpu" else (False, True))]:
+            tag = ("ours --fast" if fast else "ours fp32") + ("" if device == "cpu" else f" on {device}")
+            csv = work / f"ours-{'fast' if fast else 'fp32'}{'' if device == 'cpu' else '-' + device}-{threads}.csv"
             load = wait_quiet()
-            cli = ours_cli(images, models, csv, threads, fast)
-            inproc = ours_in_process(images, models, threads, fast)
-            comp = compute_only(inproc["raws"], images, models, threads, fast)
+            cli = ours_cli(images, models, csv, threads, fast, device=device)
+            inproc = ours_in_process(images, models, threads, fast, device)
+            comp = compute_only(inproc["raws"], images, models, threads, fast, device)
             compute = sum(comp["seconds"].values())
             gflops = ", ".join(
                 f"{k} {flops[k] * comp['calls'][k] / comp['seconds'][k] / 1e9:.0f} GFLOP/s"
@@ -359,8 +397,8 @@ def main() -> None:
                                                                                  if k != "raws"}, "raws": inproc["raws"]}
             rows.append((tag, threads, cli["wall_s"], args.images / inproc["run_s"], inproc["run_s"], compute,
                          inproc["load_s"], inproc["first_result_s"], cli["peak_rss_mib"],
-                         f"models alone {per_call}; {gflops}; wall/compute {inproc['run_s'] / compute:.2f}; "
-                         f"load {load:.1f}"))
+                         f"{inproc['provider']}; models alone {per_call}; {gflops}; "
+                         f"wall/compute {inproc['run_s'] / compute:.2f}; load {load:.1f}"))
 
     if args.spin_check:
         for threads in args.threads:
@@ -379,9 +417,15 @@ def main() -> None:
     for r in rows:
         lines.append("| " + " | ".join("" if v is None else (f"{v:.2f}" if isinstance(v, float) else str(v))
                                        for v in r) + " |")
-    ref = r1_labels(results["R1"], classes)
+    ref = None if args.only_ours else r1_labels(results["R1"], classes)
     lines.append("")
     for threads in args.threads:
+        for device in devices[1:]:
+            agree = device_agreement(results[f"ours fp32 on {device}-{threads}"]["raws"],
+                                     results[f"ours fp32-{threads}"]["raws"])
+            lines.append(f"ours fp32 on {device} vs on cpu ({threads} threads): {agree}")
+        if ref is None:
+            continue
         csv = work / f"ours-fp32-{threads}.csv"
         cmp = compare_csv(pd.read_csv(csv, keep_default_na=False), ref, sizes)
         lines.append(f"ours fp32 ({threads} threads) vs R1: {cmp['files']} files, {len(cmp['differ'])} differ in "

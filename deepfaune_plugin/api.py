@@ -37,6 +37,7 @@ class RunSettings:
     fast: bool = False  # int8 models (`deepfaune models quantize`), no onnxruntime memory arena: other answers
     backend: str = "deepfaune"
     scheduler: str | None = None  # a Dask scheduler address or "local:N": where inference runs, never what it gives
+    device: str | None = None  # auto|cpu|cuda|directml|coreml|openvino; None: $DEEPFAUNE_DEVICE, else auto
 
     def __post_init__(self) -> None:
         if not 0.0 < self.threshold < 1.0:

@@ -9,6 +9,7 @@ from typing import Sequence
 
 from . import __version__
 from .api import DETECTOR_MODES, RunSettings
+from .engine.providers import DEVICES, choose_device, requested_device, runtime_install
 from .errors import DeepfauneError
 from .models_cli import add_models_parser, run_models_command
 from .plugins import PluginError, Registry, default_registry
@@ -47,6 +48,10 @@ def _add_run(sub, registry: Registry) -> None:
     p.add_argument("--models-dir", type=Path, default=None,
                    help="folder of ONNX models and their manifest (default: $DEEPFAUNE_MODELS or the user cache)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for inference (default: all cores)")
+    p.add_argument("--device", default=None, metavar="DEVICE", choices=DEVICES,
+                   help="where the models run: auto (default, or $DEEPFAUNE_DEVICE: a GPU when the installed "
+                        "onnxruntime offers one, else the CPU), cpu, cuda, directml, coreml, openvino; "
+                        "see docs/devices.md")
     p.add_argument("--fast", action="store_true",
                    help="int8 models (made by `deepfaune models quantize`): about twice as fast, answers differ "
                         "slightly from DeepFaune's (agreement in benchmarks/RESULTS.md)")
@@ -88,11 +93,16 @@ def _cmd_run(args, registry: Registry) -> int:
             model_version=args.model_version, detector_mode=args.detector, threshold=args.threshold,
             maxlag=args.maxlag, lang=args.lang, exclude=_split_list(args.exclude), bird=args.bird,
             models_dir=args.models_dir, threads=args.threads, fast=args.fast, backend=args.backend,
-            scheduler=args.scheduler,
+            scheduler=args.scheduler, device=args.device,
         )
+        if not args.scheduler:  # a device asked by name and not here: refused before any file is read
+            choose_device(requested_device(args.device))
     except ValueError as err:
         raise CliError(str(err)) from err
     host_options = {k[len("host_"):]: v for k, v in vars(args).items() if k.startswith("host_")}
+    conflict = runtime_install().conflict
+    if conflict:
+        print(f"deepfaune: warning: {conflict}", file=sys.stderr)
     try:
         summary = run(args.source, settings, host=args.host, host_options=host_options, output=args.output,
                       registry=registry, progress=not args.quiet,
@@ -141,6 +151,11 @@ def _cmd_plugins(args, registry: Registry) -> int:
     else:
         for r in rows:
             print(f"{r['kind']:<8} {r['name']:<12} from {r['plugin']} ({r['origin']}): {r['description']}")
+        runtime = runtime_install()
+        print(f"runtime  {runtime.describe()}")
+    runtime = runtime_install()
+    if runtime.conflict:
+        print(f"deepfaune: warning: {runtime.conflict}", file=sys.stderr)
     return 0
 
 
@@ -198,9 +213,25 @@ def _cmd_sort(args) -> int:
     return 0 if not report.failures else 1
 
 
+def _version_text() -> str:
+    """The version, and the runtime that will run the models: what a bug report needs first."""
+    runtime = runtime_install()
+    return "\n".join(line for line in (f"deepfaune-plugin {__version__}", runtime.describe(),
+                                        runtime.conflict and f"warning: {runtime.conflict}") if line)
+
+
+class _Version(argparse.Action):
+    """argparse's own version action rewraps the text into one paragraph; this prints it line by line."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(_version_text())
+        parser.exit()
+
+
 def build_parser(registry: Registry) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deepfaune", description="DeepFaune on ONNX Runtime, inside your camera-trap tools.")
-    parser.add_argument("--version", action="version", version=f"deepfaune-plugin {__version__}")
+    parser.add_argument("--version", action=_Version, nargs=0,
+                        help="show the version and the onnxruntime that runs the models, and exit")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_run(sub, registry)
     add_models_parser(sub)

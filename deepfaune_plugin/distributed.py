@@ -151,7 +151,8 @@ def _check_info(expected: Mapping[str, Any] | None, shard: ShardResult, first: S
     reference = first.info if first is not None else expected
     if reference is None:
         return
-    differing = sorted(k for k in reference if k in shard.info and shard.info[k] != reference[k])
+    differing = sorted(k for k in reference if k in shard.info and shard.info[k] != reference[k]
+                       and k != "device")  # where a worker runs (GPU or CPU) is its own business
     if differing:
         raise ClusterError(f"worker {shard.worker} runs other models than "
                            f"{'worker ' + first.worker if first is not None else 'this computer'} "

@@ -114,6 +114,9 @@ class Inference:
                 check_settings(self.settings, classes)
             if self.info.get("standin"):
                 self.log(_STANDIN_BANNER)
+            note = (self.info.get("device") or {}).get("note")
+            if note:
+                self.log(note)
 
     def _compute_here(self, todo, sink: "_Sink") -> bool:
         """In this process, in the order given. True when Ctrl-C stopped it."""

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -17,6 +18,7 @@ from deepfaune_plugin.engine.detection import combine, needs_mds, select_box
 from deepfaune_plugin.engine.imageio import Decoded, MediaError, decode_image
 from deepfaune_plugin.engine.known_boxes import select_known
 from deepfaune_plugin.engine.onnx_models import OnnxClassifier, OnnxDetector
+from deepfaune_plugin.engine.providers import DeviceChoice, choose_device, requested_device
 from deepfaune_plugin.engine.video import VideoFrames, read_frames
 from deepfaune_plugin.errors import DeepfauneError
 from deepfaune_plugin.hookspecs import hookimpl
@@ -84,8 +86,10 @@ class DeepFaunePredictor:
         self.threads = settings.threads
         clf_path = self.store.verified_path(plan.classifier)
         self.low_memory = plan.fast  # --fast also keeps within its memory budget (no onnxruntime arena)
+        self.device: DeviceChoice = fast_on_cpu(choose_device(requested_device(settings.device)), plan.fast)
         self.classifier = OnnxClassifier(clf_path, threads=self.threads, size=self.card.classifier.crop_size,
-                                         low_memory=self.low_memory)
+                                         low_memory=self.low_memory, device=self.device)
+        self.device = self.classifier.device  # after a fallback, the detectors go straight to the CPU
         if self.classifier.num_classes != self.card.classifier.num_classes:
             raise DeepfauneError(f"{clf_path}: {self.classifier.num_classes} classes, but DeepFaune "
                                  f"{self.card.version} has {self.card.classifier.num_classes}")
@@ -97,13 +101,18 @@ class DeepFaunePredictor:
         for m in plan.detectors:
             if not (self.mode == "DFbsMDS" and m == "MDS"):
                 self._detector(m)
-        self.info: dict[str, Any] = plan.info()
+        self.info: dict[str, Any] = {**plan.info(), "device": device_info(self.device)}
 
     def _detector(self, m: str) -> OnnxDetector:
         if m not in self._detectors:
             spec = self.card.detectors[m]
-            self._detectors[m] = OnnxDetector(self._detector_files[m], size=spec.size, conf=spec.conf, source=m,
-                                              threads=self.threads, low_memory=self.low_memory)
+            detector = OnnxDetector(self._detector_files[m], size=spec.size, conf=spec.conf, source=m,
+                                    threads=self.threads, low_memory=self.low_memory, device=self.device)
+            self._detectors[m] = detector
+            if detector.device != self.device:  # a provider that took the classifier but not this detector
+                self.device = detector.device
+                if hasattr(self, "info"):
+                    self.info["device"] = device_info(self.device)
         return self._detectors[m]
 
     def _run(self, m: str, image: np.ndarray, tensors: dict[int, tuple]) -> list:
@@ -174,7 +183,8 @@ class DeepFaunePredictor:
 
     def predict(self, items: Iterable[MediaItem]) -> Iterator[RawResult]:
         items = iter(items)
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode") as pool:
+        workers = decode_workers(self.device)
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
             pending: deque = deque()
 
             def submit() -> bool:
@@ -187,7 +197,7 @@ class DeepFaunePredictor:
                 pending.append((item, unusable or pool.submit(load, item.path)))
                 return True
 
-            for _ in range(PREFETCH):
+            for _ in range(PREFETCH * workers):
                 submit()
             while pending:
                 item, future = pending.popleft()
@@ -224,6 +234,33 @@ class DeepFaunePredictor:
         self.classifier = None
 
 
+def fast_on_cpu(choice: DeviceChoice, fast: bool) -> DeviceChoice:
+    """--fast means the int8 models, made for the CPU: a GPU provider runs their quantised operators slower
+    than fp32, or not at all. `auto` then stays on the CPU and says so; a GPU asked by name is refused."""
+    if not fast or choice.device == "cpu" or choice.provider == "OpenVINOExecutionProvider":
+        return choice
+    if choice.strict:
+        raise DeepfauneError(f"--fast runs int8 models, which are made for the CPU; on --device {choice.device} "
+                             "run without --fast (fp32 on a GPU is already faster than int8 on a CPU)")
+    return choice.fallback("--fast runs int8 models, made for the CPU")
+
+
+def decode_workers(choice: DeviceChoice) -> int:
+    """Threads decoding and letterboxing ahead of the models. On the CPU one (the models use every core, the
+    measured best: benchmarks/RESULTS.md, issue 10); on a GPU, decoding a 12-MP JPEG takes longer than both
+    models, so more threads keep the GPU fed (cv2 releases the GIL while it decodes)."""
+    if choice.device in ("cpu", "openvino"):
+        return 1
+    return max(2, min(6, (os.cpu_count() or 2) - 1))
+
+
+def device_info(choice: DeviceChoice) -> dict[str, str]:
+    """What the run record says about where the models ran (never part of the store's fingerprint: every
+    provider gives the CPU's answers within float tolerance)."""
+    info = {"requested": choice.requested, "device": choice.device, "provider": choice.provider}
+    return {**info, "note": choice.note} if choice.note else info
+
+
 def no_known_boxes(item: MediaItem) -> str | None:
     """Why an item cannot be classified in detector mode "existing", or None."""
     if item.is_video:
@@ -235,7 +272,7 @@ def no_known_boxes(item: MediaItem) -> str | None:
 
 class DeepFauneBackend:
     name = "deepfaune"
-    description = "DeepFaune 1.3-1.5 detector + classifier on ONNX Runtime (CPU)"
+    description = "DeepFaune 1.3-1.5 detector + classifier on ONNX Runtime (CPU, or a GPU with --device)"
 
     def describe(self, settings: RunSettings) -> BackendDescription:
         plan = ModelPlan.for_settings(settings)

@@ -9,6 +9,7 @@ Contract (the same for exported weights, stand-ins and anyone's own models):
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -19,6 +20,7 @@ from ..errors import DeepfauneError
 from ..types import Detection
 from .detection import postprocess
 from .letterbox import Letterbox, letterbox
+from .providers import CPU, DeviceChoice, check_started, provider_options
 
 DETECTOR_ROWS = 4 + 3
 BIRD_CLASSES = 8
@@ -58,15 +60,22 @@ def session_options(threads: int | None = None, spinning: bool | None = None,
     return opts
 
 
-def _open(path: str | os.PathLike, threads: int | None, low_memory: bool = False) -> ort.InferenceSession:
+def _open(path: str | os.PathLike, threads: int | None, low_memory: bool = False,
+          device: DeviceChoice | None = None) -> tuple[ort.InferenceSession, DeviceChoice]:
+    """A session on `device` (default: the CPU) and the device it really runs on (see providers.py)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"model file not found: {path}")
+    device = device or DeviceChoice("cpu", "cpu", (CPU,))
     try:
-        return ort.InferenceSession(str(path), sess_options=session_options(threads, low_memory=low_memory),
-                                    providers=["CPUExecutionProvider"])
+        with warnings.catch_warnings():  # a provider onnxruntime lacks: check_started says it in our words
+            warnings.filterwarnings("ignore", "Specified provider", UserWarning)
+            session = ort.InferenceSession(str(path), sess_options=session_options(threads, low_memory=low_memory),
+                                           providers=list(device.providers),
+                                           provider_options=provider_options(device))
     except Exception as err:  # onnxruntime raises its own exception types for bad files
         raise ModelContractError(path, f"not a loadable ONNX model ({err})") from err
+    return session, check_started(device, session.get_providers(), path.name)
 
 
 def _by_name(args: Sequence[ort.NodeArg], name: str) -> ort.NodeArg | None:
@@ -93,10 +102,10 @@ class OnnxDetector:
     """A YOLOv8-style detector: BGR image in, DeepFaune detections (original pixels) out."""
 
     def __init__(self, path: str | os.PathLike, size: int = 960, conf: float = 0.6, source: str = "DF",
-                 threads: int | None = None, low_memory: bool = False):
+                 threads: int | None = None, low_memory: bool = False, device: DeviceChoice | None = None):
         self.path = Path(path)
         self.size, self.conf, self.source = size, conf, source
-        self.session = _open(self.path, threads, low_memory)
+        self.session, self.device = _open(self.path, threads, low_memory, device)
         inp = _require(self.path, self.session.get_inputs(), "images", "input", 4)
         out = _require(self.path, self.session.get_outputs(), "output0", "output", 3)
         if _static(inp.shape[1]) not in (None, 3):
@@ -128,9 +137,9 @@ class OnnxClassifier:
     """The species classifier: normalised crops in, raw logits (and bird-head logits) out."""
 
     def __init__(self, path: str | os.PathLike, threads: int | None = None, size: int | None = None,
-                 low_memory: bool = False):
+                 low_memory: bool = False, device: DeviceChoice | None = None):
         self.path = Path(path)
-        self.session = _open(self.path, threads, low_memory)
+        self.session, self.device = _open(self.path, threads, low_memory, device)
         inp = _require(self.path, self.session.get_inputs(), "input", "input", 4)
         outputs = self.session.get_outputs()
         logits = _require(self.path, outputs, "logits", "output", 2)
