@@ -4,6 +4,12 @@ A *backend* turns media items into raw outputs (`RawResult`); it never decides l
 A *host adapter* reads a manifest of media from a data manager's files and writes decisions
 back into them; it never runs a model.  Both are plain objects registered through the
 `register_backends` / `register_hosts` hooks.
+
+This module is the whole surface a plugin imports (docs/plugins.md): the contracts, `hookimpl`, the data types,
+and the helpers every host needs (safe paths, atomic output, media listing, DeepFaune's result table).
+Stability: within a 0.x minor version nothing listed in `__all__` changes meaning or goes away; a name is only
+removed after one minor version in which it still works and warns. Everything outside this module and
+`deepfaune_plugin.testing` is internal and may change in any release.
 """
 from __future__ import annotations
 
@@ -12,7 +18,37 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Protocol, Sequence, runtime_checkable
 
-from .types import ClassTable, Decision, Manifest, MediaItem, RawResult
+from .atomic import StagedFile, atomic_output, write_bytes_atomic
+from .errors import DeepfauneError
+from .hookspecs import hookimpl
+from .paths import UnsafePathError, own_folder, safe_relative
+from .types import (ANIMAL, CATEGORY_NAMES, IMAGE_SUFFIXES, PERSON, VEHICLE, VIDEO_SUFFIXES, ClassTable, Decision,
+                    Detection, KnownBox, Manifest, MediaItem, Problem, RawResult)
+from .walk import MEDIA_SUFFIXES, iter_media, iter_media_blocks
+
+__all__ = [
+    # contracts
+    "Backend", "BackendDescription", "Host", "HostOption", "Predictor", "ResultWriter", "RunResults", "RunSettings",
+    "DETECTOR_MODES", "MODEL_DETECTOR_MODES", "EXISTING_DETECTIONS", "hookimpl", "DeepfauneError",
+    # data
+    "ANIMAL", "PERSON", "VEHICLE", "CATEGORY_NAMES", "ClassTable", "Decision", "Detection", "KnownBox", "Manifest",
+    "MediaItem", "Problem", "RawResult",
+    # helpers
+    "IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "MEDIA_SUFFIXES", "iter_media", "iter_media_blocks", "safe_relative",
+    "own_folder", "UnsafePathError", "atomic_output", "StagedFile", "write_bytes_atomic", "result_table",
+    "write_table",
+]
+
+#: Names served lazily: their modules import this one (RunResults), so importing them here would be a cycle.
+_LAZY = {"result_table": "table", "write_table": "table"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"deepfaune_plugin.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 #: Modes that run a detector (a model card lists those its models support).
 MODEL_DETECTOR_MODES = ("DF", "MDS", "DFbsMDS", "DFMDS")

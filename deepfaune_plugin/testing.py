@@ -1,0 +1,117 @@
+"""Test helpers for plugin authors: run a host or backend end to end through the real command, without models.
+
+Shipped with the package (as datasette and llm ship theirs) so that an outside plugin's tests need nothing of
+ours beyond `deepfaune_plugin.api` and this module. Covered by the API stability statement in `api`.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+from dataclasses import dataclass
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from .api import ANIMAL, PERSON, VEHICLE, Detection, MediaItem, RawResult, RunSettings
+from .modelcards import load_card
+from .plugins import Registry, build_registry, new_plugin_manager
+
+#: What a `LogitsBackend` answers for a file: a class's logits (an animal), or one of these words.
+EMPTY, HUMAN, VEHICLE_WORD = "empty", "person", "vehicle"
+
+
+class _LogitsPredictor:
+    def __init__(self, settings: RunSettings, outcomes: Mapping[str, Any], default: Any):
+        self.classes = load_card(settings.model_version).class_table()
+        self.info = {"backend": LogitsBackend.name, "model_version": settings.model_version}
+        self.outcomes, self.default = outcomes, default
+
+    def predict(self, items: Iterable[MediaItem]) -> Iterator[RawResult]:
+        for item in items:
+            outcome = self.outcomes.get(item.relpath, self.default)
+            if isinstance(outcome, str) and outcome.startswith("failure:"):
+                yield RawResult(relpath=item.relpath, failure=outcome[len("failure:"):].strip())
+            elif outcome == EMPTY:
+                yield RawResult(relpath=item.relpath, width=100, height=100)
+            elif outcome in (HUMAN, VEHICLE_WORD):
+                category = PERSON if outcome == HUMAN else VEHICLE
+                yield RawResult(relpath=item.relpath, width=100, height=100,
+                                detections=[Detection((10.0, 10.0, 60.0, 60.0), 0.9, category)], selected=0)
+            else:
+                logits = np.asarray(outcome, dtype=np.float32)
+                if logits.shape != (self.classes.num_classes,):
+                    raise ValueError(f"{item.relpath}: {logits.shape[0] if logits.ndim else 0} logits given, model "
+                                     f"{self.classes.version} has {self.classes.num_classes} classes")
+                yield RawResult(relpath=item.relpath, width=100, height=100,
+                                detections=[Detection((20.0, 20.0, 80.0, 80.0), 0.95, ANIMAL)], selected=0,
+                                logits=logits)
+
+    def close(self) -> None:
+        pass
+
+
+class LogitsBackend:
+    """A backend whose raw outputs are given per relpath: logits (animal), "empty", "person", "vehicle" or
+    "failure: why". What a host author needs to check what the host writes for known decisions."""
+
+    name = "logits"
+    description = "raw outputs given per file (deepfaune_plugin.testing)"
+
+    def __init__(self, outcomes: Mapping[str, Any] | None = None, default: Any = EMPTY):
+        self.outcomes, self.default = dict(outcomes or {}), default
+
+    def open(self, settings: RunSettings) -> _LogitsPredictor:
+        return _LogitsPredictor(settings, self.outcomes, self.default)
+
+
+def logits_for(version: str, label: str, lang: str = "en", high: float = 8.0) -> list[float]:
+    """Logits that DeepFaune `version` decides as `label` (a class name in `lang`) with a score near 1."""
+    classes = load_card(version).class_table()
+    labels = list(classes.labels(lang))
+    if label not in labels:
+        raise ValueError(f"{label!r} is not a class of model {version} in {lang!r}")
+    values = [0.0] * len(labels)
+    values[labels.index(label)] = high
+    return values
+
+
+class _Registers:
+    """A plugin object around backends/hosts given directly, registered as an entry point's module would be."""
+
+    def __init__(self, backends: Sequence[Any], hosts: Sequence[Any]):
+        from .hookspecs import hookimpl
+
+        self.register_backends = hookimpl(lambda register: [register(b) for b in backends])
+        self.register_hosts = hookimpl(lambda register: [register(h) for h in hosts])
+
+
+def registry_with(*plugins: Any, backends: Sequence[Any] = (), hosts: Sequence[Any] = (),
+                  installed: bool = True) -> Registry:
+    """The installed plugins (unless `installed=False`) plus `plugins` (modules or objects with hook
+    implementations, as an entry point names them) plus `backends`/`hosts` objects given directly."""
+    pm = new_plugin_manager(load_entry_points=installed)
+    for n, plugin in enumerate(plugins):
+        pm.register(plugin, name=getattr(plugin, "__name__", f"test-plugin-{n}"))
+    if backends or hosts:
+        pm.register(_Registers(backends, hosts), name="test-objects")
+    return build_registry(pm)
+
+
+@dataclass
+class CliResult:
+    code: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(argv: Sequence[str], registry: Registry | None = None) -> CliResult:
+    """`deepfaune ARGV` in this process with `registry`, its exit code and what it printed."""
+    from .cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main([str(a) for a in argv], registry=registry)
+        except SystemExit as stop:  # argparse: --help, a usage error
+            code = stop.code if isinstance(stop.code, int) else 1
+    return CliResult(code, out.getvalue(), err.getvalue())

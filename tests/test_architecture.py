@@ -1,0 +1,160 @@
+"""Import rules of the house (issue 19), read from the source with `ast`, so anyone can run
+`python -m pytest tests/test_architecture.py` before a review:
+
+- the engine (pixels and ONNX sessions) imports no host, no hook and nothing about outputs;
+- the core has no import cycle at module level (imports inside functions are lazy by design and not counted);
+- plugins outside the core (examples/) import only `deepfaune_plugin.api` and `deepfaune_plugin.testing`;
+- the built-in hooks move to the same rule: what they import from the core beyond the api is listed below as
+  debt that may only shrink (a new private import fails here);
+- plugin.yaml, what a host application reads, names the backends and hosts the registry really has.
+"""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+CORE = REPO / "deepfaune_plugin"
+HOOKS = REPO / "hooks"
+EXAMPLES = REPO / "examples"
+PUBLIC = {"deepfaune_plugin.api", "deepfaune_plugin.testing"}
+
+#: Core modules the built-in hooks still import besides the api, as of issue 19's first step. Remove an entry
+#: when its imports go through the api; never add one (use or extend `deepfaune_plugin.api`).
+HOOK_DEBT = {
+    "deepfaune_plugin.atomic", "deepfaune_plugin.boxes", "deepfaune_plugin.decisions", "deepfaune_plugin.engine",
+    "deepfaune_plugin.errors", "deepfaune_plugin.hookspecs", "deepfaune_plugin.inference",
+    "deepfaune_plugin.modelcards", "deepfaune_plugin.modelstore", "deepfaune_plugin.paths", "deepfaune_plugin.placing",
+    "deepfaune_plugin.table", "deepfaune_plugin.taxonomy", "deepfaune_plugin.transaction", "deepfaune_plugin.types",
+    "deepfaune_plugin.walk",
+}
+#: The DeepFaune backend runs the engine: that is its job, not debt.
+BACKEND_MAY_IMPORT = ("deepfaune_plugin.engine",)
+
+
+def module_name(path: Path) -> str:
+    rel = path.relative_to(REPO).with_suffix("")
+    parts = list(rel.parts)
+    if parts[0] == "hooks":
+        parts[0:1] = ["deepfaune_plugin", "hooks"]
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def imports(path: Path, top_level_only: bool = False) -> set[str]:
+    """Absolute names of the modules `path` imports (relative imports resolved against its package)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    package = module_name(path) if path.name == "__init__.py" else module_name(path).rpartition(".")[0]
+    nodes = tree.body if top_level_only else list(ast.walk(tree))
+    found: set[str] = set()
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                name = ".".join(base + ([node.module] if node.module else []))
+            else:
+                name = node.module or ""
+            found.add(name)
+            # `from . import x` / `from .pkg import mod` name modules too
+            found.update(f"{name}.{alias.name}" for alias in node.names)
+    return found
+
+
+def sources(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def known_modules() -> set[str]:
+    return {module_name(p) for p in sources(CORE) + sources(HOOKS)}
+
+
+def core_imports(path: Path, top_level_only: bool = False) -> set[str]:
+    """The project's own modules `path` imports (names that are attributes, not modules, dropped)."""
+    mods = known_modules()
+    return {name for name in imports(path, top_level_only) if name in mods}
+
+
+def test_the_engine_imports_no_host_hook_or_output_module():
+    allowed = ("deepfaune_plugin.engine", "deepfaune_plugin.errors", "deepfaune_plugin.types",
+               "deepfaune_plugin.paths")  # opening a file safely is below every layer
+    offenders = {module_name(p): sorted(m for m in core_imports(p) if not m.startswith(allowed))
+                 for p in sources(CORE / "engine")}
+    assert {m: bad for m, bad in offenders.items() if bad} == {}
+
+
+def test_the_core_has_no_import_cycle_at_module_level():
+    graph = {module_name(p): core_imports(p, top_level_only=True) for p in sources(CORE) + sources(HOOKS)}
+
+    def cycle_from(start: str) -> list[str] | None:
+        stack = [(start, [start])]
+        while stack:
+            node, path = stack.pop()
+            for nxt in graph.get(node, ()):
+                if nxt == start:
+                    return path + [start]
+                if nxt not in path and len(path) < 12:
+                    stack.append((nxt, path + [nxt]))
+        return None
+
+    cycles = {m: c for m in graph if (c := cycle_from(m))}
+    assert cycles == {}, "import cycle: " + " -> ".join(next(iter(cycles.values())))
+
+
+def test_examples_import_only_the_public_api():
+    files = sources(EXAMPLES)
+    assert files, "examples/ holds the example plugin package"
+    private = {str(p.relative_to(REPO)): sorted(n for n in imports(p) if n.startswith("deepfaune_plugin")
+                                                and not any(n == m or n.startswith(m + ".") for m in PUBLIC))
+               for p in files}
+    assert {f: names for f, names in private.items() if names} == {}
+
+
+def test_built_in_hooks_import_the_core_only_through_the_api_or_listed_debt():
+    new = {}
+    for path in sources(HOOKS):
+        mine = module_name(path)
+        for name in core_imports(path):
+            if name.startswith("deepfaune_plugin.hooks") or name in PUBLIC or name == "deepfaune_plugin":
+                continue
+            if mine == "deepfaune_plugin.hooks.deepfaune_backend" and name.startswith(BACKEND_MAY_IMPORT):
+                continue
+            top = ".".join(name.split(".")[:2])
+            if top not in HOOK_DEBT:
+                new.setdefault(str(path.relative_to(REPO)), []).append(name)
+    assert new == {}, "go through deepfaune_plugin.api instead (or add what is missing to it)"
+
+
+def test_the_debt_list_only_names_imports_that_still_exist():
+    used = {".".join(n.split(".")[:2]) for p in sources(HOOKS) for n in core_imports(p)
+            if not n.startswith("deepfaune_plugin.hooks.")}
+    assert sorted(HOOK_DEBT - used) == [], "paid off: remove these from HOOK_DEBT"
+
+
+def test_plugin_yaml_names_what_the_registry_has():
+    from deepfaune_plugin.api import MODEL_DETECTOR_MODES
+    from deepfaune_plugin.modelcards import available_versions
+    from deepfaune_plugin.plugins import build_registry, new_plugin_manager
+
+    manifest = yaml.safe_load((REPO / "plugin.yaml").read_text(encoding="utf-8"))
+    registry = build_registry(new_plugin_manager())
+    builtin = {name for name, reg in registry.hosts.items() if reg.origin.startswith("deepfaune-plugin ")}
+    assert sorted(h["name"] for h in manifest["hosts"]) == sorted(builtin)
+    backends = {b["name"]: b for b in manifest["backends"]}
+    assert sorted(backends) == sorted(n for n, r in registry.backends.items()
+                                      if r.origin.startswith("deepfaune-plugin "))
+    deepfaune = backends["deepfaune"]
+    assert deepfaune["detector_modes"] == list(MODEL_DETECTOR_MODES)
+    assert deepfaune["model_cards"] == list(available_versions())
+    assert deepfaune["description"] == registry.backends["deepfaune"].obj.description
+
+
+@pytest.mark.parametrize("path", sorted(p.name for p in sources(CORE) if p.parent == CORE))
+def test_every_core_module_says_why_it_exists(path):
+    tree = ast.parse((CORE / path).read_text(encoding="utf-8"))
+    assert ast.get_docstring(tree), f"deepfaune_plugin/{path} has no module docstring"
