@@ -53,8 +53,8 @@ def _add_run(sub, registry: Registry) -> None:
                         "onnxruntime offers one, else the CPU), cpu, cuda, directml, coreml, openvino; "
                         "see docs/devices.md")
     p.add_argument("--fast", action="store_true",
-                   help="int8 models (made by `deepfaune models quantize`): about twice as fast, answers differ "
-                        "slightly from DeepFaune's (agreement in benchmarks/RESULTS.md)")
+                   help="int8 models on the CPU, fp16 on a GPU (both made by `deepfaune models quantize`): faster, "
+                        "answers differ slightly from DeepFaune's (agreement in benchmarks/RESULTS.md)")
     p.add_argument("--scheduler", metavar="ADDRESS", default=None,
                    help="run inference on a Dask cluster: a scheduler address (tcp://host:8786) or local:N for N "
                         "worker processes on this computer; needs pip install 'deepfaune-plugin[dask]' "

@@ -53,8 +53,8 @@ def add_models_parser(sub) -> None:
     for sp in (c, d):
         sp.add_argument("--probes", type=Path, default=None, help="folder of photos to check parity on")
 
-    q = msub.add_parser("quantize", help="add int8 variants of an installed version's models, for `run --fast` "
-                                         "(needs onnx and onnxruntime only)")
+    q = msub.add_parser("quantize", help="add int8 (CPU) and fp16 (GPU) variants of an installed version's models, "
+                                         "for `run --fast` (needs onnx and onnxruntime only)")
     q.add_argument("--models-dir", type=Path, default=None)
     q.add_argument("--version", default="1.4", dest="model_version")
     q.add_argument("--calibration", type=Path, default=None,
@@ -206,7 +206,7 @@ def run_models_command(args) -> int:
                                       args.calibration_count, log=lambda m: print(m, file=sys.stderr))
         except (ValueError, ModelFileError) as err:
             raise DeepfauneError(str(err)) from err
-        print(f"int8 models ready for --fast ({len(made)} written)")
+        print(f"int8 (CPU) and fp16 (GPU) models ready for --fast ({len(made)} written)")
         return 0
     store = ModelStore(_models_dir(args.models_dir))
     if args.models_cmd == "list":

@@ -32,6 +32,9 @@ _RACY_SECONDS = 2.0
 _HASH_CACHE: dict[tuple[str, int, int], str] = {}
 
 
+#: Variants of the fp32 files: "" (the default), "int8" (--fast on the CPU), "fp16" (--fast on a GPU).
+VARIANTS = ("", "int8", "fp16")
+
 class ModelFileError(DeepfauneError):
     """A model file is missing, altered, or not registered in the models directory."""
 
@@ -127,28 +130,30 @@ class ModelStore:
         return sorted(self.manifest["versions"], key=version_key)
 
     def file_name(self, version: str, role: str, mode: str | None = None) -> str:
-        """The registered file name for a role: "classifier", "classifier_int8", "detector" or
-        "detector_int8" (+ mode)."""
+        """The registered file name for a role: "classifier" or "detector" (+ mode), each with a variant
+        suffix "_int8" (--fast on the CPU) or "_fp16" (--fast on a GPU)."""
         versions = self.manifest["versions"]
         if version not in versions:
             have = ", ".join(self.versions()) or "none"
             raise ModelFileError(f"model version {version} is not installed in {self.root} (installed: {have})")
         entry = versions[version]
-        if role in ("detector", "detector_int8"):
+        kind, _, variant = role.partition("_")
+        if kind not in ("classifier", "detector") or variant not in VARIANTS:
+            raise ValueError(f"unknown role {role!r}; use classifier or detector, optionally with _int8 or _fp16")
+        if kind == "detector":
             if mode is None:
                 raise ValueError(f"role {role!r} needs a mode (e.g. 'DF' or 'MDS')")
-            detectors = entry.get("detectors" if role == "detector" else "detectors_int8", {})
+            detectors = entry.get("detectors" + (f"_{variant}" if variant else ""), {})
             if mode not in detectors:
-                what = "detector" if role == "detector" else "int8 detector (deepfaune models quantize)"
+                what = "detector" if not variant else f"{variant} detector (deepfaune models quantize)"
                 raise ModelFileError(
                     f"no {mode} {what} installed for model {version} in {self.root} "
                     f"(installed: {', '.join(detectors) or 'none'})"
                 )
             return detectors[mode]
-        if role not in ("classifier", "classifier_int8"):
-            raise ValueError(f"unknown role {role!r}; use classifier, classifier_int8, detector or detector_int8")
         if not entry.get(role):
-            raise ModelFileError(f"no {role} installed for model {version} in {self.root}")
+            hint = " (deepfaune models quantize)" if variant else ""
+            raise ModelFileError(f"no {role} installed for model {version} in {self.root}{hint}")
         return entry[role]
 
     def file_info(self, name: str) -> dict[str, Any]:
@@ -235,18 +240,25 @@ class ModelStore:
 
     def set_int8(self, version: str, classifier_int8: str | None = None,
                  detectors_int8: Mapping[str, str] | None = None) -> None:
-        """Add int8 variants (`--fast`) to an installed version; the fp32 files stay its defaults."""
+        """Add int8 variants (`--fast` on the CPU) to an installed version; the fp32 files stay its defaults."""
+        self.set_variant(version, "int8", classifier_int8, detectors_int8)
+
+    def set_variant(self, version: str, variant: str, classifier: str | None = None,
+                    detectors: Mapping[str, str] | None = None) -> None:
+        """Add `variant` ("int8", "fp16") files to an installed version; the fp32 files stay its defaults."""
+        if variant not in VARIANTS or not variant:
+            raise ValueError(f"unknown model variant {variant!r}; use one of {', '.join(v for v in VARIANTS if v)}")
         files = self.manifest["files"]
         entry = self.manifest["versions"].get(version)
         if entry is None:
             raise ModelFileError(f"model version {version} is not installed in {self.root}")
-        for name in [classifier_int8, *(detectors_int8 or {}).values()]:
+        for name in [classifier, *(detectors or {}).values()]:
             if name is not None and name not in files:
                 raise ModelFileError(f"{name} is not registered: add_file() it first")
-        if classifier_int8 is not None:
-            entry["classifier_int8"] = classifier_int8
-        if detectors_int8:
-            entry["detectors_int8"] = {**entry.get("detectors_int8", {}), **detectors_int8}
+        if classifier is not None:
+            entry[f"classifier_{variant}"] = classifier
+        if detectors:
+            entry[f"detectors_{variant}"] = {**entry.get(f"detectors_{variant}", {}), **detectors}
 
     def save(self) -> Path:
         """Write the manifest atomically (temp file in the same directory, then os.replace)."""
@@ -259,9 +271,12 @@ class ModelStore:
 
 
 def _referenced(entry: Mapping[str, Any]) -> list[str | None]:
-    """The file names a version entry points at (fp32 and int8 variants)."""
-    return [entry.get("classifier"), entry.get("classifier_int8"), *entry.get("detectors", {}).values(),
-            *entry.get("detectors_int8", {}).values()]
+    """The file names a version entry points at (fp32 and its int8 and fp16 variants)."""
+    names: list[str | None] = []
+    for variant in VARIANTS:
+        suffix = f"_{variant}" if variant else ""
+        names += [entry.get("classifier" + suffix), *entry.get("detectors" + suffix, {}).values()]
+    return names
 
 
 def _check_names(data: Mapping[str, Any], path: Path) -> None:

@@ -43,6 +43,7 @@ class ModelPlan:
     classifier: str  # file names in the models directory
     detectors: dict[str, str]
     fast: bool = False
+    variant: str = ""  # "", "int8" or "fp16"
 
     @classmethod
     def for_settings(cls, settings: RunSettings) -> "ModelPlan":
@@ -55,10 +56,12 @@ class ModelPlan:
             raise DeepfauneError(f"detector mode {mode} is not available for DeepFaune {card.version} "
                                  f"(available: {', '.join(card.detector_modes)})")
         store = ModelStore(settings.models_dir or default_models_dir())
-        int8 = "_int8" if settings.fast else ""  # --fast: the int8 files, so the fingerprint changes with them
-        detectors = {m: store.file_name(card.version, "detector" + int8, mode=m) for m in ("DF", "MDS")
+        # --fast: the int8 files on the CPU, the fp16 ones on a GPU; the fingerprint changes with the files
+        variant = fast_variant(choose_device(requested_device(settings.device))) if settings.fast else ""
+        detectors = {m: store.file_name(card.version, "detector" + variant, mode=m) for m in ("DF", "MDS")
                      if m in mode and mode != EXISTING_DETECTIONS}  # "existing": the host's boxes, no detector
-        return cls(card, store, mode, store.file_name(card.version, "classifier" + int8), detectors, settings.fast)
+        return cls(card, store, mode, store.file_name(card.version, "classifier" + variant), detectors,
+                   settings.fast, variant.lstrip("_"))
 
     def info(self) -> dict[str, Any]:
         files = [("classifier", self.classifier)] + [(f"detector-{m}", f) for m, f in self.detectors.items()]
@@ -67,7 +70,7 @@ class ModelPlan:
             "model_version": self.card.version,
             "detector_mode": self.mode,
             "standin": self.store.is_standin(self.card.version),
-            **({"fast": True} if self.fast else {}),
+            **({"fast": True, "variant": self.variant} if self.fast else {}),
             "files": {role: {"file": name, "sha256": self.store.file_info(name)["sha256"]} for role, name in files},
         }
 
@@ -86,7 +89,7 @@ class DeepFaunePredictor:
         self.threads = settings.threads
         clf_path = self.store.verified_path(plan.classifier)
         self.low_memory = plan.fast  # --fast also keeps within its memory budget (no onnxruntime arena)
-        self.device: DeviceChoice = fast_on_cpu(choose_device(requested_device(settings.device)), plan.fast)
+        self.device: DeviceChoice = choose_device(requested_device(settings.device))
         self.classifier = OnnxClassifier(clf_path, threads=self.threads, size=self.card.classifier.crop_size,
                                          low_memory=self.low_memory, device=self.device)
         self.device = self.classifier.device  # after a fallback, the detectors go straight to the CPU
@@ -234,15 +237,10 @@ class DeepFaunePredictor:
         self.classifier = None
 
 
-def fast_on_cpu(choice: DeviceChoice, fast: bool) -> DeviceChoice:
-    """--fast means the int8 models, made for the CPU: a GPU provider runs their quantised operators slower
-    than fp32, or not at all. `auto` then stays on the CPU and says so; a GPU asked by name is refused."""
-    if not fast or choice.device == "cpu" or choice.provider == "OpenVINOExecutionProvider":
-        return choice
-    if choice.strict:
-        raise DeepfauneError(f"--fast runs int8 models, which are made for the CPU; on --device {choice.device} "
-                             "run without --fast (fp32 on a GPU is already faster than int8 on a CPU)")
-    return choice.fallback("--fast runs int8 models, made for the CPU")
+def fast_variant(choice: DeviceChoice) -> str:
+    """The files --fast runs on `choice`: int8 where integer products are fast (the CPU, OpenVINO on a CPU), fp16
+    on a GPU, which runs quantised operators slower than fp32 or not at all (made by `models quantize`)."""
+    return "_int8" if choice.device in ("cpu", "openvino") else "_fp16"
 
 
 def decode_workers(choice: DeviceChoice) -> int:

@@ -22,6 +22,7 @@ from deepfaune_plugin.engine import providers
 from deepfaune_plugin.engine.providers import (CPU, DeviceChoice, DeviceError, RuntimeInstall, check_started,
                                                choose_device, requested_device, runtime_distributions)
 from imagegen import GREEN, RED, make_jpeg
+from test_fast import fast_models  # noqa: F401  (the fixture: stand-ins after `models quantize`)
 
 CUDA = "CUDAExecutionProvider"
 OPENVINO = "OpenVINOExecutionProvider"
@@ -214,15 +215,52 @@ def test_device_choice_for_the_cpu_has_no_note():
     assert DeviceChoice("cpu", "cpu", (CPU,)).note == "" and choose_device("cpu").provider == CPU
 
 
-def test_fast_means_int8_on_the_cpu_auto_stays_there_and_a_named_gpu_is_refused():
-    from deepfaune_plugin.errors import DeepfauneError
-    from deepfaune_plugin.hooks.deepfaune_backend import fast_on_cpu
+def test_quantize_makes_fp16_variants_with_their_drift_beside_the_int8_ones(fast_models):
+    manifest = json.loads((fast_models / "deepfaune-models.json").read_text())
+    entry = manifest["versions"]["1.4"]
+    assert entry["classifier_fp16"].endswith("-fp16.onnx") and sorted(entry["detectors_fp16"]) == ["DF", "MDS"]
+    meta = manifest["files"][entry["classifier_fp16"]]
+    assert meta["source"] == "export-fp16" and meta["default"] is False
+    assert meta["derived_from"] == entry["classifier"]
+    assert 0 < meta["drift"]["max_abs_logit"] < 0.1 and meta["drift"]["top1_agree"] == 1.0
+    assert manifest["files"][entry["detectors_fp16"]["DF"]]["drift"]["same_box_count"] >= 1
+    assert main(["models", "verify", "--models-dir", str(fast_models)]) == 0  # the new files are hashed too
 
-    auto = fast_on_cpu(choose_device("auto", [CUDA, CPU]), fast=True)
-    assert auto.providers == (CPU,) and "--fast runs int8 models, made for the CPU" in auto.note
-    assert fast_on_cpu(choose_device("auto", [CUDA, CPU]), fast=False).providers == (CUDA, CPU)
-    with pytest.raises(DeepfauneError, match="on --device cuda run without --fast"):
-        fast_on_cpu(choose_device("cuda", [CUDA, CPU]), fast=True)
+
+def test_fast_runs_int8_on_the_cpu_and_fp16_on_a_gpu(fast_models, monkeypatch):
+    from deepfaune_plugin.hooks.deepfaune_backend import ModelPlan
+
+    entry = json.loads((fast_models / "deepfaune-models.json").read_text())["versions"]["1.4"]
+    cpu = ModelPlan.for_settings(RunSettings(models_dir=fast_models, fast=True, device="cpu"))
+    assert (cpu.classifier, cpu.detectors["DF"], cpu.variant) == (entry["classifier_int8"],
+                                                                   entry["detectors_int8"]["DF"], "int8")
+    monkeypatch.setattr(providers.ort, "get_available_providers", lambda: [CUDA, CPU])
+    gpu = ModelPlan.for_settings(RunSettings(models_dir=fast_models, fast=True, device="auto"))
+    assert (gpu.classifier, gpu.detectors["DF"], gpu.variant) == (entry["classifier_fp16"],
+                                                                   entry["detectors_fp16"]["DF"], "fp16")
+    assert gpu.fingerprint() != cpu.fingerprint()  # stored int8 outputs are never served for an fp16 run
+    assert ModelPlan.for_settings(RunSettings(models_dir=fast_models, device="auto")).variant == ""
+
+
+def test_fast_fp16_models_give_the_fp32_labels_on_the_fixtures(season, fast_models, tmp_path, capsys, monkeypatch):
+    """What a GPU's --fast runs, here on the CPU provider (onnxruntime's fallback, which runs fp16 graphs too):
+    the same labels as fp32, and the record names the fp16 files."""
+    if CUDA in ort.get_available_providers():
+        pytest.skip("this machine has CUDA: the GPU test below covers it")
+    monkeypatch.setattr(providers.ort, "get_available_providers", lambda: [CUDA, CPU])
+    assert _run(season, fast_models, tmp_path / "fp16.csv", "--fast") == 0
+    assert "could not start CUDAExecutionProvider" in capsys.readouterr().err
+    record = _record(tmp_path)
+    assert record["backend_info"]["variant"] == "fp16"
+    files = record["models"]["files"]
+    assert sorted(files) == ["classifier", "detector-DF", "detector-MDS"]
+    assert all(f["file"].endswith("-fp16.onnx") for f in files.values())
+    monkeypatch.undo()
+    assert _run(season, fast_models, tmp_path / "fp32.csv", "--device", "cpu") == 0
+    fp16, fp32 = (pd.read_csv(tmp_path / f"{n}.csv", keep_default_na=False).set_index("filename")
+                  for n in ("fp16", "fp32"))
+    assert fp16["prediction"].tolist() == fp32["prediction"].tolist()
+    assert (fp16["score"] - fp32["score"]).abs().max() <= 0.011  # truncated to 2 decimals: one step at most
 
 
 def test_decoding_runs_on_one_thread_for_the_cpu_and_several_ahead_of_a_gpu(monkeypatch):

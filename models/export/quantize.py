@@ -124,9 +124,7 @@ def quantize_detector(fp32: Path | str, out: Path | str, calibration: list[np.nd
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
-    from deepfaune_plugin.engine.detection import postprocess
     from deepfaune_plugin.engine.letterbox import letterbox
-    from deepfaune_plugin.engine.onnx_models import OnnxDetector
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
@@ -141,26 +139,38 @@ def quantize_detector(fp32: Path | str, out: Path | str, calibration: list[np.nd
         quantize_static(str(fp32), str(tmp), Reader(), quant_format=QuantFormat.QDQ, op_types_to_quantize=["Conv"],
                         per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         nodes_to_exclude=excluded, reduce_range=DETECTOR_SETTINGS["reduce_range"])
-        a, b = OnnxDetector(fp32, size=size, conf=conf), OnnxDetector(tmp, size=size, conf=conf)
-        same, worst = 0, 0.0
         probes = probes if probes is not None else calibration
-        for image in probes:
-            tensor, lb = letterbox(image, size)
-            (oa,), (ob,) = (d.session.run(["output0"], {"images": tensor}) for d in (a, b))
-            same += int(len(postprocess(oa, lb, conf)) == len(postprocess(ob, lb, conf)))
-            ra, rb = oa[0, 4:], ob[0, 4:]
-            kept = ra.max(0) > conf
-            if kept.any():
-                worst = max(worst, float(np.abs(ra[:, kept] - rb[:, kept]).max()))
+        same, worst = detector_drift(fp32, tmp, probes, size, conf)
     return DetectorInt8Drift(images=len(probes), same_box_count=same, max_abs_score=worst,
                              calibration_images=len(calibration))
+
+
+def detector_drift(fp32: Path | str, other: Path | str, probes: list[np.ndarray], size: int,
+                   conf: float) -> tuple[int, float]:
+    """(images where both keep the same number of boxes, max |delta score| over the fp32 model's kept anchors)."""
+    from deepfaune_plugin.engine.detection import postprocess
+    from deepfaune_plugin.engine.letterbox import letterbox
+    from deepfaune_plugin.engine.onnx_models import OnnxDetector
+
+    a, b = OnnxDetector(fp32, size=size, conf=conf), OnnxDetector(other, size=size, conf=conf)
+    same, worst = 0, 0.0
+    for image in probes:
+        tensor, lb = letterbox(image, size)
+        (oa,), (ob,) = (d.session.run(["output0"], {"images": tensor}) for d in (a, b))
+        same += int(len(postprocess(oa, lb, conf)) == len(postprocess(ob, lb, conf)))
+        ra, rb = oa[0, 4:], ob[0, 4:]
+        kept = ra.max(0) > conf
+        if kept.any():
+            worst = max(worst, float(np.abs(ra[:, kept] - rb[:, kept]).max()))
+    return same, worst
 
 
 # ---------------------------------------------------------------- `deepfaune models quantize`
 
 def quantize_installed(models_dir: Path | str, version: str, calibration_dir: Path | None = None,
                        calibration_count: int = 8, log=print) -> dict[str, str]:
-    """Write and register the int8 classifier and int8 detectors of an installed version (for `--fast`).
+    """Write and register the int8 classifier and int8 detectors of an installed version (`--fast` on the
+    CPU), and their fp16 variants (`--fast` on a GPU, see half.py).
 
     The detectors are calibrated on `calibration_dir`'s photos (recommended: a few of your own
     camera's images, empty and not) or on scenes made in code; files already made are kept.
@@ -204,5 +214,8 @@ def quantize_installed(models_dir: Path | str, version: str, calibration_dir: Pa
         detectors[mode] = name
     store.set_int8(card.version, classifier_int8=entry.get("classifier_int8") or made.get("classifier"),
                    detectors_int8=detectors)
+    from .half import fp16_installed
+
+    made.update(fp16_installed(store, card, images, log))
     store.save()
     return made
