@@ -39,8 +39,8 @@ class RunSettings:
     scheduler: str | None = None  # a Dask scheduler address or "local:N": where inference runs, never what it gives
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.threshold < 1.0:
-            raise ValueError(f"threshold must be between 0 and 1, got {self.threshold}")
+        if not 0.0 <= self.threshold <= 1.0:  # 0: every animal labelled; NaN fails here too
+            raise ValueError(f"threshold must be between 0 and 1 (inclusive), got {self.threshold}")
         if self.maxlag < 0:
             raise ValueError(f"maxlag must be >= 0 seconds, got {self.maxlag}")
         if self.detector_mode not in DETECTOR_MODES:

@@ -9,6 +9,7 @@ import pytest
 
 from camtrapdp_helpers import frictionless_validate, read_rows, run_on, tree_digest
 from deepfaune_plugin.errors import DeepfauneError
+from fakes import outcome_from_name
 from imagegen import make_jpeg
 
 T0 = datetime(2024, 5, 3, 6, 0, 0)
@@ -141,3 +142,21 @@ def test_default_output_is_a_sibling_and_link_media(tree: Path, tmp_path: Path):
     out = tmp_path / "inDir-camtrapdp"
     assert summary.written[0].parent == out
     assert (out / "media" / "StationA" / "fox_0.jpg").stat().st_ino == (tree / "StationA" / "fox_0.jpg").stat().st_ino
+
+
+def test_item16_3_created_package_fills_location_id(tree: Path, tmp_path: Path):
+    """camtrapR's readcamtrapDP() stops on an empty locationID: each deployment's location is its station unless
+    the deployments CSV names one."""
+    from deepfaune_plugin.cli import main
+    from camtrapdp_helpers import registry
+
+    (tmp_path / "deployments.csv").write_text(
+        DEPLOYMENTS.replace("cameraModel\n", "cameraModel;locationID\n", 1)
+        .replace("Browning\n", "Browning;loc-07\n").replace(";2024-05-31;\n", ";2024-05-31;;\n"), encoding="utf-8")
+    out = tmp_path / "pkg"
+    assert main(["run", str(tree), "--host", "camtrapdp", "--backend", "fake", "-q", "--no-store", "--no-report",
+                 "--output", str(out), "--deployments-csv", str(tmp_path / "deployments.csv"),
+                 "--package-metadata", str(tmp_path / "meta.yaml"), "--utc-offset", "+02:00"],
+                registry=registry(outcome_from_name)) == 0
+    rows = {r["deploymentID"]: r["locationID"] for r in read_rows(out / "deployments.csv")}
+    assert rows == {"StationA": "loc-07", "StationB": "StationB"}
