@@ -30,7 +30,7 @@ from deepfaune_plugin.modelstore import ModelStore
 from deepfaune_plugin.pipeline import run
 from deepfaune_plugin.plugins import Registered
 from deepfaune_plugin.types import ANIMAL, PERSON, VEHICLE, KnownBox, MediaItem
-from ddbquery import rows
+from ddbquery import dump, rows
 from fakes import registry_with_fake
 from imagegen import RED, make_jpeg
 
@@ -284,18 +284,10 @@ def test_item15_7_without_the_ledger_the_ddb_tells_deepfaunes_own_boxes(tmp_path
     info = rows(ddb, "SELECT detector FROM Info")[0][0]
     assert info.startswith("md_v5a") if megadetector_first else info.startswith("DeepFaune 1.4 detector, mode")
     (root / LEDGER_NAME).unlink()
-    before = dump_ddb(ddb), (root / DEFAULT_JSON).read_bytes()
+    before = dump(ddb), (root / DEFAULT_JSON).read_bytes()
     capsys.readouterr()
     assert main([*base, "--use-existing-detections"], registry=registry()) == 1
     err = capsys.readouterr().err
     assert "DeepFaune has written recognitions into this database" in err and LEDGER_NAME in err
     assert ("classification category 'bison' is DeepFaune's" if megadetector_first else "Info.detector is") in err
-    assert (dump_ddb(ddb), (root / DEFAULT_JSON).read_bytes()) == before
-
-
-def dump_ddb(ddb: Path) -> list[str]:
-    conn = sqlite3.connect(ddb)
-    try:
-        return list(conn.iterdump())
-    finally:
-        conn.close()
+    assert (dump(ddb), (root / DEFAULT_JSON).read_bytes()) == before

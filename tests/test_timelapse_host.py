@@ -26,7 +26,7 @@ from deepfaune_plugin.hooks.timelapse_build import Control, create_ddb, write_te
 from deepfaune_plugin.hooks.timelapse_host import DEFAULT_JSON, TimelapseHost
 from deepfaune_plugin.pipeline import run
 from deepfaune_plugin.plugins import Registered
-from ddbquery import rows
+from ddbquery import dump, rows
 from fakes import registry_with_fake
 from imagegen import make_jpeg
 
@@ -93,14 +93,6 @@ def image_set(request, tmp_path: Path) -> Path:
 def run_timelapse(root: Path, settings: RunSettings | None = None, **options):
     return run(root, settings or RunSettings(backend="fake", lang="en"), host="auto", host_options=options,
                registry=_registry(), **QUIET)
-
-
-def dump(ddb: Path) -> list[str]:
-    conn = sqlite3.connect(ddb)
-    try:
-        return list(conn.iterdump())
-    finally:
-        conn.close()
 
 
 def assert_healthy(ddb: Path) -> None:
