@@ -169,11 +169,11 @@ class TimelapseHost:
                 json.dump(recognitions, fh, indent=1, ensure_ascii=False)
         state.recognitions = target
         written.insert(0, target)
-        if state.ddb is None:  # a folder Timelapse has not opened: the import is the user's next step
-            state.notes.extend(_next_steps(manifest.root, target))
+        if not options.get("write_ddb"):  # the import in Timelapse is the user's next step
+            state.notes.extend(_next_steps(manifest.root, target, opened=state.ddb is not None))
             for note in state.notes:
                 print(f"timelapse: {note}", file=sys.stderr)
-        elif options.get("write_ddb"):
+        else:
             with open(target, encoding="utf-8") as fh:  # exactly what Timelapse would read from the file
                 as_read = json.load(fh)
             spec = state.field_spec
@@ -229,11 +229,15 @@ def _read_folder(root: Path, options: Mapping[str, Any]) -> Manifest:
     return Manifest(root=root, items=items, problems=problems, host="timelapse", host_state=state)
 
 
-def _next_steps(root: Path, target: Path) -> list[str]:
+def _next_steps(root: Path, target: Path, opened: bool = False) -> list[str]:
     """What the user does in Timelapse with the file just written (printed after the run)."""
-    template = find_template(root)
-    where = f"with its template {template.name}" if template else "with a template (.tdb) saved in that folder"
-    return [f"next, in Timelapse: open the image set {root} {where} (File > Load template, images and videos...), "
+    if opened:
+        where = "(it already knows this image set)"
+    else:
+        template = find_template(root)
+        where = (f"with its template {template.name}" if template else "with a template (.tdb) saved in that "
+                 "folder") + " (File > Load template, images and videos...)"
+    return [f"next, in Timelapse: open the image set {root} {where}, "
             f"then File > Import recognition data... and choose {target}"
             + ("" if target.parent == root else
                " (the file's paths are relative to the image set's folder, whatever folder the file is in)")]

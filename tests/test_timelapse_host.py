@@ -626,3 +626,13 @@ def test_item16_2_scientific_name_fields_get_scientific_names(tmp_path: Path, sh
     ddb = create_ddb(tdb, root2 / "TimelapseData.ddb", [(rel, when) for rel, when, _ in FILES[:2]])
     assert _cli(str(root2), "--write-ddb", "--field", "Espece") == 0
     assert [r[0] for r in rows(ddb, "SELECT Espece FROM DataTable ORDER BY Id")] == ["Vulpes vulpes"] * 2
+
+
+def test_item16_2_recognition_file_for_an_opened_image_set_says_what_to_do_next(tmp_path: Path, capsys):
+    root = tmp_path / "set"
+    make_image_set(root)
+    assert _cli(str(root)) == 0
+    err = capsys.readouterr().err
+    assert (f"next, in Timelapse: open the image set {root} (it already knows this image set), then File > Import "
+            f"recognition data... and choose {root / DEFAULT_JSON}") in err
+    assert _cli(str(root), "--write-ddb") == 0 and "Import recognition data" not in capsys.readouterr().err
