@@ -417,3 +417,15 @@ def test_item16_3_threshold_zero_labels_everything(tree: Path, registry, tmp_pat
     assert {r["Species"] for r in read_rows(out)} == {"renard", "cerf"}
     assert cli(registry, str(tree), "--host", "camtrapr", "--output", str(out), "--threshold", "1.5") == 1
     assert "threshold must be between 0 and 1" in capsys.readouterr().err
+
+
+def test_item16_3_species_sorted_as_r_orders_them(tmp_path: Path, registry):
+    """Within a station, species in R's order: "empty" before "Homo sapiens" (Python would put capitals first)."""
+    root = tmp_path / "inDir"
+    jpeg(root / "S1" / "fox_1.jpg", 0)
+    jpeg(root / "S1" / "person_1.jpg", 600)
+    jpeg(root / "S1" / "empty_1.jpg", 1200)
+    out = tmp_path / "rt.csv"
+    assert cli(registry, str(root), "--host", "camtrapr", "--output", str(out), "--scientific-names",
+               "--include", "human,empty") == 0
+    assert [r["Species"] for r in read_rows(out)] == ["empty", "Homo sapiens", "Vulpes vulpes"]
