@@ -76,8 +76,8 @@ class RunSettings:
     device: str | None = None  # auto|cpu|cuda|directml|coreml|openvino; None: $DEEPFAUNE_DEVICE, else auto
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.threshold < 1.0:
-            raise ValueError(f"threshold must be between 0 and 1, got {self.threshold}")
+        if not 0.0 <= self.threshold <= 1.0:  # 0: every animal labelled; NaN fails here too
+            raise ValueError(f"threshold must be between 0 and 1 (inclusive), got {self.threshold}")
         if self.maxlag < 0:
             raise ValueError(f"maxlag must be >= 0 seconds, got {self.maxlag}")
         if self.detector_mode not in DETECTOR_MODES:

@@ -38,7 +38,7 @@ def _add_run(sub, registry: Registry) -> None:
                    help="detector mode (default DFbsMDS: DeepFaune's detector, MegaDetector when it finds nothing; "
                         "existing: no detector, classify the boxes the source already holds, e.g. Timelapse's "
                         "--use-existing-detections)")
-    p.add_argument("--threshold", type=float, default=0.8, help="score under which a label is 'undefined' (default 0.8)")
+    p.add_argument("--threshold", type=float, default=0.8, help="score under which a label is 'undefined', 0 to 1 (default 0.8; 0 labels every animal)")
     p.add_argument("--maxlag", type=float, default=10, help="max seconds between images of a sequence (default 10)")
     p.add_argument("--lang", default="fr", help="label language: fr, en, it, de, es (+ no, se, pt for 1.5)")
     p.add_argument("--exclude", action="append", metavar="SPECIES",

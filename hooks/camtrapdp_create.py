@@ -153,6 +153,8 @@ def read_deployments(path: Path, stations: set[str], default_tz: timezone | None
         deployment = {f.name: row.get(f.name, "") for f in DEPLOYMENTS}
         deployment["deploymentID"] = station
         deployment["locationName"] = deployment["locationName"] or station
+        # camtrapR's readcamtrapDP() stops on an empty locationID: the station is the location unless given
+        deployment["locationID"] = deployment["locationID"] or station
         deployment["deploymentStart"] = _when(row["deploymentStart"], tz, False, f"{where} deploymentStart")
         deployment["deploymentEnd"] = _when(row["deploymentEnd"], tz, True, f"{where} deploymentEnd")
         if tz is None:  # the clock's offset, as the user wrote it on the deployment start

@@ -27,7 +27,7 @@ from .camtrapr_output import (
 )
 from .camtrapr_species import build_species_tree, check_species_root, warn_notes
 from .camtrapr_source import (
-    SourceState, TableKey, inside_listed_tree, looks_like_record_table, read_record_table, read_tree,
+    SourceState, TableKey, file_formats, inside_listed_tree, looks_like_record_table, read_record_table, read_tree,
 )
 
 DEFAULT_OUTPUT = "deepfaune_recordTable.csv"
@@ -125,6 +125,8 @@ class CamtrapRHost:
         HostOption("scientific-names", "Species as scientific names instead of labels in --lang", flag=True),
         HostOption("species-folders", "also build OUTDIR/Station/[Camera/]Species/files (hard links, else "
                    "copies) for recordTable(IDfrom = \"directory\")"),
+        HostOption("file-formats", "station tree: the extensions to read, as recordTable(video = list(file_formats "
+                   "= ...)) (default jpg, camtrapR's default; e.g. jpg,mp4)"),
         HostOption("camera-table", "also write a camera-trap table (Station, [Camera,] Setup_date, "
                    "Retrieval_date from the first and last image)", flag=True),
     )
@@ -136,7 +138,8 @@ class CamtrapRHost:
     def read(self, source: Path, options: Mapping[str, Any]) -> Manifest:
         opts = CamtrapROptions.parse(options)  # bad options fail before any model runs
         source = Path(source)
-        manifest = read_tree(source) if source.is_dir() else read_record_table(source)
+        formats = file_formats(options.get("file_formats"))
+        manifest = read_tree(source, formats) if source.is_dir() else read_record_table(source)
         if opts.species_folders is not None:
             check_species_root(opts.species_folders)
             if manifest.host_state.kind == "tree" and inside_listed_tree(source, opts.species_folders):

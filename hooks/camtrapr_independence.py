@@ -2,6 +2,8 @@
 
 Per station, camtrapR (recordTable → removeDuplicatesOfRecords → assessTemporalIndependence):
 
+0. stations come in the order list.dirs() gives (R's locale collation: `r_collation_key`), and every
+   sort below compares species and cameras the same way, as order() does in a UTF-8 locale;
 1. sorts the records by species, [camera when cameras are independent], time, and drops every
    record whose (time, species[, camera]) was already seen: same-second images collapse to the
    first one (`removeDuplicateRecords = TRUE`, its default and forced when minDeltaTime > 0);
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Sequence
@@ -54,6 +57,40 @@ def r_round(x: float, digits: int = 0) -> float:
     return down
 
 
+def _primary_class(ch: str) -> int:
+    """Where a character's kind sorts in the Unicode collation R uses: spaces, punctuation and symbols,
+    digits, then letters (other scripts after Latin by code point)."""
+    if ch.isspace():
+        return 0
+    if ch.isdigit():
+        return 2
+    if ch.isalpha():
+        return 3
+    return 1
+
+
+def r_collation_key(text: str) -> tuple:
+    """A sort key that orders strings as R's `order()` does in a UTF-8 locale (ICU / CLDR root collation).
+
+    Three levels, as the Unicode Collation Algorithm: letters first without case or accents
+    ("Épervier" sorts with "epervier", before "Fox"), then accents (e < é), then case (lowercase
+    first: "fox" < "Fox"). Strings equal at every level are ties, which R's order() (and Python's
+    stable sort) keep in their input order.  Python's default order would put every capital before
+    every lowercase letter and every accented letter after "z", so stations "b", "A", "é" would not
+    come out as camtrapR lists them.
+    """
+    decomposed = unicodedata.normalize("NFD", text)
+    base = "".join(ch for ch in decomposed if not unicodedata.combining(ch)).casefold()
+    primary = tuple((_primary_class(ch), ch) for ch in base)
+    secondary = unicodedata.normalize("NFD", text.casefold())
+    tertiary = tuple(0 if not ch.isupper() else 1 for ch in decomposed if not unicodedata.combining(ch))
+    return primary, secondary, tertiary
+
+
+def _camera_key(camera: str | None) -> tuple:
+    return r_collation_key(camera or "")
+
+
 @dataclass(frozen=True)
 class Record:
     """One image of one species at one station (camera optional); `payload` travels untouched."""
@@ -80,9 +117,9 @@ class IndependentRecord:
 def remove_duplicates(records: Sequence[Record], cameras_independent: bool = False) -> list[Record]:
     """Sort by species, [camera,] time and keep the first record of each (time, species[, camera])."""
     if cameras_independent:
-        ordered = sorted(records, key=lambda r: (r.species, r.camera or "", r.time))
+        ordered = sorted(records, key=lambda r: (r_collation_key(r.species), _camera_key(r.camera), r.time))
     else:
-        ordered = sorted(records, key=lambda r: (r.species, r.time))
+        ordered = sorted(records, key=lambda r: (r_collation_key(r.species), r.time))
     seen: set[tuple] = set()
     kept = []
     for r in ordered:
@@ -113,7 +150,7 @@ def assess_station(
     if min_delta_time < 0:
         raise ValueError(f"minDeltaTime must be >= 0 minutes, got {min_delta_time}")
     rows = remove_duplicates(records, cameras_independent)
-    rows.sort(key=lambda r: (r.species, r.time))  # stable: ties keep the camera order of step 1
+    rows.sort(key=lambda r: (r_collation_key(r.species), r.time))  # stable: ties keep the camera order of step 1
 
     # After step 1 the times of one unit (species, or species + camera) strictly increase down
     # the table, so "the latest earlier record" is the unit's previous row (or its last
@@ -154,11 +191,12 @@ def assess(
     compared_to: str = LAST_INDEPENDENT,
     cameras_independent: bool = False,
 ) -> list[IndependentRecord]:
-    """All stations, each assessed on its own (as recordTable does station folder by folder), stations sorted."""
+    """All stations, each assessed on its own (as recordTable does station folder by folder), stations sorted
+    as R's list.dirs() lists them (locale collation)."""
     by_station: dict[str, list[Record]] = {}
     for r in records:
         by_station.setdefault(r.station, []).append(r)
     out: list[IndependentRecord] = []
-    for station in sorted(by_station):
+    for station in sorted(by_station, key=r_collation_key):
         out.extend(assess_station(by_station[station], min_delta_time, compared_to, cameras_independent))
     return out

@@ -16,7 +16,7 @@ from deepfaune_plugin.atomic import atomic_output
 from deepfaune_plugin.errors import DeepfauneError
 from deepfaune_plugin.types import Decision, MediaItem
 
-from .camtrapr_independence import IndependentRecord, Record
+from .camtrapr_independence import IndependentRecord, Record, r_collation_key
 
 RECORD_COLUMNS = [
     "Station", "Camera", "Species", "DateTimeOriginal", "Date", "Time",
@@ -113,7 +113,8 @@ def camera_table(images: Iterable[tuple[MediaItem, datetime]], has_camera: bool)
         span[0], span[1] = min(span[0], when), max(span[1], when)
     header = [c for c in CAMERA_TABLE_COLUMNS if has_camera or c != "Camera"]
     rows = []
-    for (station, camera), (first, last) in sorted(spans.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
+    for (station, camera), (first, last) in sorted(spans.items(),
+                                                   key=lambda kv: (r_collation_key(kv[0][0]), r_collation_key(kv[0][1] or ""))):
         row = [station] + ([camera if camera is not None else NA] if has_camera else [])
         rows.append(row + [first.strftime(DATETIME_FORMAT), last.strftime(DATETIME_FORMAT)])
     return header, rows

@@ -2,14 +2,19 @@
 
 Tree: ``inDir/Station/[Camera/]files``, as recordTable() requires (station folders mandatory;
 a first sub-folder of a station is its camera). Files directly in inDir are reported, not read.
-Images and videos alike (recordTable(video = ...) lists videos too).
+The files are those recordTable() reads (camtrapR 3.0: exiftool ``-r -ext jpg`` on each station
+folder, then runExiftool() drops every FileName matching ``^[._]``): extension ``.jpg`` in any
+case by default (not ``.jpeg``, ``.png``...), or the extensions of recordTable(video =
+list(file_formats = ...)) given as ``--file-formats jpg,mp4``; names starting with ``.`` or ``_``
+(macOS ``._`` files) never; sub-folders starting with ``.`` are not entered (exiftool's ``-r``).
 
 Record table: a CSV with camtrapR's ``Directory`` and ``FileName`` columns (and ``Station``,
 optionally ``Camera``, ``DateTimeOriginal``), as written by ``write.csv`` (leading unnamed
 row-name column, quoted fields), UTF-8 or the Windows code page R uses there, "," ";" or tab
-separated. ``Directory`` is what exiftool wrote: absolute, or relative to R's working folder;
-when it does not exist as written it is looked up under the table's folder, dropping leading
-components one by one (data moved to another disk or machine).
+separated. ``Directory`` is what exiftool wrote: absolute, or relative to R's working folder (looked
+up against the table's folder and the folders above it, then the current folder); when it does
+not exist as written it is looked up under the table's folder, dropping leading components one
+by one (data moved to another disk or machine).
 """
 from __future__ import annotations
 
@@ -61,13 +66,42 @@ class SourceState:
 # ---------------------------------------------------------------- station tree
 
 
-def read_tree(root: Path) -> Manifest:
+#: recordTable()'s default file_formats: JPG images only (videos need its `video` argument)
+DEFAULT_FILE_FORMATS = ("jpg",)
+#: runExiftool() drops these names ("._" files macOS leaves on cards, and any name starting with . or _)
+IGNORED_NAME_START = (".", "_")
+
+
+def file_formats(value: object) -> tuple[str, ...]:
+    """--file-formats "jpg,mp4" as camtrapR's file_formats: extensions without the dot, lower case."""
+    if value in (None, "", ()):
+        return DEFAULT_FILE_FORMATS
+    values = [value] if isinstance(value, str) else list(value)  # type: ignore[arg-type]
+    formats = tuple(dict.fromkeys(p.strip().lower().lstrip(".") for v in values for p in str(v).split(",")
+                                  if p.strip()))
+    unreadable = [f for f in formats if f".{f}" not in MEDIA_SUFFIXES]
+    if unreadable or not formats:
+        raise CamtrapRSourceError(f"--file-formats {value}: {', '.join(unreadable) or 'nothing'} cannot be read; "
+                                  f"choose among {', '.join(sorted(s.lstrip('.') for s in MEDIA_SUFFIXES))}")
+    return formats
+
+
+def read_tree(root: Path, formats: tuple[str, ...] = DEFAULT_FILE_FORMATS) -> Manifest:
     root = Path(root)
     if not root.is_dir():
         raise CamtrapRSourceError(f"{root}: not a folder (camtrapR's inDir holds one folder per station)")
     problems: list[Problem] = []
     items: list[MediaItem] = []
+    ignored: list[str] = []
+    other: list[str] = []
+    wanted = frozenset(f".{f}" for f in formats)
     for path, rel in iter_media(root, MEDIA_SUFFIXES, problems=problems):
+        if path.suffix.lower() not in wanted:
+            other.append(rel)
+            continue
+        if path.name.startswith(IGNORED_NAME_START):
+            ignored.append(rel)
+            continue
         parts = rel.split("/")
         if len(parts) == 1:
             problems.append(Problem(rel, "directly in the source folder: camtrapR needs station folders "
@@ -76,8 +110,16 @@ def read_tree(root: Path) -> Manifest:
         camera = parts[1] if len(parts) > 2 else None
         items.append(MediaItem(path=path, relpath=rel, group=str(PurePosixPath(rel).parent),
                                station=parts[0], camera=camera))
+    if ignored:
+        problems.append(Problem(ignored[0], f"{len(ignored)} file(s) whose name starts with '.' or '_' skipped, as "
+                                            "camtrapR's recordTable() skips them"))
+    if other:
+        problems.append(Problem(other[0], f"{len(other)} file(s) of other formats skipped: camtrapR's recordTable() "
+                                          f"reads {', '.join(sorted(wanted))} here (--file-formats to change)"))
     if not items:
-        raise CamtrapRSourceError(f"{root}: no images in station folders (expected inDir/Station/[Camera/]file)"
+        raise CamtrapRSourceError(f"{root}: no {', '.join(sorted(wanted))} files in station folders (expected "
+                                  "inDir/Station/[Camera/]file; camtrapR reads .jpg only unless recordTable(video = "
+                                  "...) names other formats: give them with --file-formats)"
                                   + (f"; {len(problems)} file(s) reported" if problems else ""))
     state = SourceState("tree", root, has_camera=any(i.camera is not None for i in items))
     return Manifest(root=root, items=items, problems=problems, host=HOST, host_state=state)
@@ -153,7 +195,14 @@ _SEPARATORS = re.compile(r"[\\/]+")
 
 
 class _Resolver:
-    """Finds a row's file: as written, relative to the table's folder, then by trailing components."""
+    """Finds a row's file: as camtrapR wrote it, then by trailing components (data moved).
+
+    recordTable() lists `list.dirs(inDir)`, so a relative inDir gives Directory values relative to
+    R's working folder at the time ("./StationA" for inDir = ".", "survey/img/StationA" for
+    inDir = "survey/img"), and writes the table into inDir or outDir.  So a relative Directory is
+    looked up against the table's folder and each folder above it (the nearest first: R's working
+    folder is one of them whenever inDir or outDir lay below it), then the current folder.
+    """
 
     def __init__(self, base: Path):
         self.base = base
@@ -163,7 +212,11 @@ class _Resolver:
         if directory not in self._dirs:
             found: list[Path] = []
             written = Path(directory)
-            found.append(written if written.is_absolute() else self.base / written)
+            if written.is_absolute():
+                found.append(written)
+            else:  # relative to R's working folder: the table lies in inDir or outDir, both below it
+                found.extend(folder / written for folder in (self.base, *self.base.parents))
+                found.append(Path.cwd() / written)
             parts = [p for p in _SEPARATORS.split(directory) if p]
             for k in range(len(parts)):
                 tail = parts[k:]

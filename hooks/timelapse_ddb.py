@@ -20,6 +20,7 @@ from typing import Iterator
 from deepfaune_plugin.errors import DeepfauneError
 
 DEFAULT_DDB = "TimelapseData.ddb"
+DEFAULT_TDB = "TimelapseTemplate.tdb"
 DATA_TABLE = "DataTable"
 TEMPLATE_TABLE = "TemplateTable"
 IMAGE_SET_TABLE = "ImageSetTable"
@@ -42,6 +43,8 @@ class FieldSpec:
     type: str
     choices: tuple[str, ...] = ()
     include_empty: bool = True
+    default: str = ""  # TemplateTable.DefaultValue: what Timelapse writes into every row nobody has touched
+    label: str = ""  # TemplateTable.Label, the name shown in Timelapse
 
 
 @dataclass(frozen=True)
@@ -161,11 +164,12 @@ def check_schema(conn: sqlite3.Connection, path: Path) -> str:
 
 def read_fields(conn: sqlite3.Connection) -> dict[str, FieldSpec]:
     fields: dict[str, FieldSpec] = {}
-    for data_label, type_, list_text in conn.execute(
-        f"SELECT DataLabel, Type, List FROM {TEMPLATE_TABLE} ORDER BY ControlOrder"
+    for data_label, type_, list_text, default, label in conn.execute(
+        f"SELECT DataLabel, Type, List, DefaultValue, Label FROM {TEMPLATE_TABLE} ORDER BY ControlOrder"
     ):
         choices, include_empty = parse_choice_list(list_text)
-        fields[data_label] = FieldSpec(data_label, type_, choices, include_empty)
+        fields[data_label] = FieldSpec(data_label, type_, choices, include_empty, "" if default is None else
+                                       str(default), label or "")
     return fields
 
 
@@ -208,15 +212,24 @@ def locked_message(path: Path, waited: float, err: Exception) -> str:
             "Close the image set in Timelapse (or wait longer with --ddb-wait) and run again. Nothing was changed.")
 
 
+def _in_folder(folder: Path, default: str) -> Path | None:
+    """`default` in `folder`, else the folder's only file with its suffix (Timelapse lets users rename them)."""
+    if not folder.is_dir():
+        return None
+    if (folder / default).is_file():
+        return folder / default
+    found = sorted(p for p in folder.glob(f"*{Path(default).suffix}") if p.is_file())
+    return found[0] if len(found) == 1 else None
+
+
+def find_template(folder: Path) -> Path | None:
+    """The Timelapse template (.tdb) of an image set's root folder: TimelapseTemplate.tdb, or its only .tdb."""
+    return _in_folder(Path(folder), DEFAULT_TDB)
+
+
 def find_ddb(source: Path) -> Path | None:
     """The .ddb a source designates: the file itself, TimelapseData.ddb in a folder, or a folder's only .ddb."""
     source = Path(source)
     if source.is_file():
         return source if source.suffix.lower() == ".ddb" else None
-    if not source.is_dir():
-        return None
-    default = source / DEFAULT_DDB
-    if default.is_file():
-        return default
-    found = sorted(p for p in source.glob("*.ddb") if p.is_file())
-    return found[0] if len(found) == 1 else None
+    return _in_folder(source, DEFAULT_DDB)

@@ -14,12 +14,17 @@ Which rows count: every image detection (not video) whose category label is anim
 that DeepFaune's own detector wrote here (--write-ddb without --use-existing-detections) are
 not another detector's: the ledger beside the .ddb remembers, per DataTable row, the detector
 mode and a digest of the rows DeepFaune wrote, and such rows are skipped while unchanged (a
-later import of MegaDetector's results replaces them and makes them usable again).
+later import of MegaDetector's results replaces them and makes them usable again).  Without
+that ledger (deleted, or a .ddb copied alone) the .ddb itself is the witness: when its Info
+names DeepFaune's detector, or its classification categories are DeepFaune's (see
+`deepfaune_wrote_here`), DeepFaune's rows cannot be told from another detector's, so the run
+is refused rather than classifying DeepFaune's own boxes as if MegaDetector had found them.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 import sqlite3
 from collections import Counter
 from dataclasses import dataclass, field
@@ -30,12 +35,15 @@ import numpy as np
 
 from deepfaune_plugin.api import EXISTING_DETECTIONS
 from deepfaune_plugin.engine.known_boxes import JSON_THRESHOLD
+from deepfaune_plugin.taxonomy import taxa
 from deepfaune_plugin.types import ANIMAL, PERSON, VEHICLE, KnownBox
 
-from .timelapse_ddb import connect_readonly, reading, table_names
+from .timelapse_ddb import TimelapseError, connect_readonly, reading, table_columns, table_names
 from .timelapse_import import BOX_SHIFT
-from .timelapse_ledger import DETECTIONS, read_ledger, write_ledger
+from .timelapse_ledger import DETECTIONS, LEDGER_NAME, read_ledger, write_ledger
 
+#: Info.detector as timelapse_json.build_info writes it: "DeepFaune 1.4 detector, mode DFbsMDS (...)"
+OWN_DETECTOR = re.compile(r"^DeepFaune \S+ detector, mode (\S+)")
 LABELS = {"animal": ANIMAL, "person": PERSON, "human": PERSON, "vehicle": VEHICLE}
 EMPTY_LABELS = ("empty",)
 
@@ -130,6 +138,14 @@ def _read(conn: sqlite3.Connection, ddb: Path) -> ExistingDetections:
               for k, v in conn.execute("SELECT CAST(category AS TEXT), label FROM DetectionCategories")}
     video = "AND x.detectionID NOT IN (SELECT detectionID FROM DetectionsVideo)" if "DetectionsVideo" in tables else ""
     own = written_by_deepfaune(ddb)
+    witness = None if own else deepfaune_wrote_here(conn, found.detector)
+    if witness:
+        raise TimelapseError(
+            f"{ddb}: --use-existing-detections, but DeepFaune has written recognitions into this database "
+            f"({witness}) and {LEDGER_NAME}, which tells its rows from another detector's, is missing: "
+            "DeepFaune's own boxes could be classified as if MegaDetector had found them. "
+            f"Put {LEDGER_NAME} back beside the .ddb, or import MegaDetector's results again in Timelapse "
+            "(replacing the recognitions), or run without --use-existing-detections")
     digests = row_digests(conn, [rid for rid, entry in own.items() if entry.get("mode") != EXISTING_DETECTIONS])
     skip = {rid for rid, digest in digests.items() if own[rid].get("rows") == digest}
     found.own_rows = len(skip)
@@ -155,6 +171,32 @@ def _read(conn: sqlite3.Connection, ddb: Path) -> ExistingDetections:
         mine.append(KnownBox(x, y, w, h, float(conf or 0.0), LABELS[label]))
     found.boxes = {rid: tuple(b) for rid, b in boxes.items()}
     return found
+
+
+def own_detector(detector: str | None) -> bool:
+    """True when Info.detector names DeepFaune's own detector (not the "existing" boxes of another one)."""
+    match = OWN_DETECTOR.match(detector or "")
+    return match is not None and match.group(1) != EXISTING_DETECTIONS
+
+
+def deepfaune_wrote_here(conn: sqlite3.Connection, detector: str | None) -> str | None:
+    """What in the .ddb shows that DeepFaune wrote recognitions into it, or None.
+
+    Info.detector naming DeepFaune's detector is the plain case.  Timelapse's merge keeps the
+    Info of whichever side its version test prefers (a DeepFaune run over MegaDetector's import
+    usually leaves MegaDetector's Info), but it always keeps the union of the classification
+    categories, and DeepFaune's carry taxonomy descriptions starting with its own guids.
+    """
+    if own_detector(detector):
+        return f"Info.detector is {detector!r}"
+    if "ClassificationCategories" not in table_names(conn) or \
+            "description" not in table_columns(conn, "ClassificationCategories"):
+        return None
+    guids = {t.guid for t in taxa().values()}
+    for label, description in conn.execute("SELECT label, description FROM ClassificationCategories"):
+        if str(description or "").split(";", 1)[0] in guids:
+            return f"its classification category {label!r} is DeepFaune's"
+    return None
 
 
 def summary(existing: ExistingDetections, ddb_name: str) -> str:

@@ -7,6 +7,12 @@ in when a file has no EXIF date) and writes a recognition file Timelapse imports
 .ddb, as Timelapse's own import would store them, after a backup in Backups/.  With
 --use-existing-detections no detector runs: the boxes already in the .ddb (MegaDetector's) are
 classified, as DeepFaune classifies a MegaDetector file.
+
+Most users run the AI before Timelapse ever opened the folder: a folder of images without a .ddb
+(with a TimelapseTemplate.tdb it is recognised by --host auto; without one, --host timelapse)
+gets the same recognition file, listing the files Timelapse will load there (.jpg/.jpeg images,
+.asf/.avi/.mov/.mp4 videos) by their path below the folder, and the run says what to do next
+in Timelapse.
 """
 from __future__ import annotations
 
@@ -24,26 +30,30 @@ from deepfaune_plugin.hookspecs import hookimpl
 from deepfaune_plugin.table import result_table, write_table
 from deepfaune_plugin.transaction import FolderLock
 from deepfaune_plugin.types import Manifest, MediaItem, Problem
+from deepfaune_plugin.walk import iter_media
 
-from .timelapse_ddb import (DEFAULT_DDB, DataRow, FieldSpec, TimelapseError, find_ddb, read_ddb,
+from .timelapse_ddb import (DEFAULT_DDB, DataRow, FieldSpec, TimelapseError, find_ddb, find_template, read_ddb,
                             windows_to_posix)
 from .timelapse_existing import ExistingDetections, describe_existing, ids_written, read_existing, record_written
 from .timelapse_existing import notes as existing_notes
 from .timelapse_existing import summary as existing_summary
 from .timelapse_import import ImportReport, check_field, write_ddb
+from .timelapse_fields import field_values
 from .timelapse_json import build_recognitions
 from .timelapse_ledger import read_ledger, write_ledger
 
 DEFAULT_JSON = "deepfaune-recognitions.json"
 DEFAULT_WAIT = 30.0
 TABLE_SUFFIXES = (".csv", ".xlsx")  # --output with these names: DeepFaune's result table, besides the JSON
+#: What Timelapse loads from an image set's folder tree (its FilesFolders: images and videos).
+TIMELAPSE_MEDIA = frozenset({".jpg", ".jpeg", ".asf", ".avi", ".mov", ".mp4"})
 
 
 @dataclass
 class TimelapseState:
     """What read() learnt and write() needs; `report` is filled by write() when the .ddb is written."""
 
-    ddb: Path
+    ddb: Path | None  # None: a folder Timelapse has not opened yet (recognition file only)
     version: str
     rows: dict[str, list[DataRow]]
     field_spec: FieldSpec | None = None
@@ -67,7 +77,8 @@ class TimelapseHost:
         HostOption("write-ddb", "also store the recognitions in the .ddb as Timelapse's import would "
                                 "(backup in Backups/ first; one transaction)", flag=True, default=False),
         HostOption("field", "with --write-ddb: put each file's sequence-level label in this data field "
-                            "(a Note, or a FixedChoice whose choices hold the labels)"),
+                            "(a Note, or a FixedChoice whose choices hold the labels; a scientificName or latin-name "
+                            "field gets scientific names); only empty or template-default values are filled"),
         HostOption("per-image", "label each box with its own image's answer instead of its sequence's",
                    flag=True, default=False),
         HostOption("ddb", "the .ddb file to use when the folder holds several"),
@@ -78,7 +89,8 @@ class TimelapseHost:
     )
 
     def detect(self, source: Path) -> bool:
-        return find_ddb(Path(source)) is not None
+        """A .ddb, or a folder holding one or a Timelapse template (an image set not yet opened)."""
+        return find_ddb(Path(source)) is not None or find_template(Path(source)) is not None
 
     def _ddb(self, source: Path, options: Mapping[str, Any]) -> Path:
         chosen = options.get("ddb")
@@ -96,7 +108,6 @@ class TimelapseHost:
 
     def read(self, source: Path, options: Mapping[str, Any]) -> Manifest:
         source = Path(source)
-        ddb = self._ddb(source, options)
         field_name = options.get("field")
         if field_name and not options.get("write_ddb"):
             raise TimelapseError("--field fills a data field of the .ddb: add --write-ddb")
@@ -104,6 +115,9 @@ class TimelapseHost:
         if output is not None and Path(output).suffix.lower() not in (".json", *TABLE_SUFFIXES):
             raise TimelapseError(f"--output {output}: name a .json file (the recognition file) or a .csv/.xlsx "
                                  "file (DeepFaune's result table, written besides the recognition file)")
+        if _not_opened_yet(source, options):
+            return _read_folder(source, options)
+        ddb = self._ddb(source, options)
         wait = _wait(options)  # a bad value fails now, not after hours of inference
         contents = read_ddb(ddb, timeout=wait)
         spec = check_field(contents.fields, field_name) if field_name else None
@@ -169,7 +183,11 @@ class TimelapseHost:
                 json.dump(recognitions, fh, indent=1, ensure_ascii=False)
         state.recognitions = target
         written.insert(0, target)
-        if options.get("write_ddb"):
+        if not options.get("write_ddb"):  # the import in Timelapse is the user's next step
+            state.notes.extend(_next_steps(manifest.root, target, opened=state.ddb is not None))
+            for note in state.notes:
+                print(f"timelapse: {note}", file=sys.stderr)
+        else:
             with open(target, encoding="utf-8") as fh:  # exactly what Timelapse would read from the file
                 as_read = json.load(fh)
             report = self._write_ddb(state, manifest, results, as_read, options)
@@ -183,7 +201,12 @@ class TimelapseHost:
     def _write_ddb(state: TimelapseState, manifest: Manifest, results: RunResults, as_read: Mapping[str, Any],
                    options: Mapping[str, Any]) -> ImportReport:
         spec = state.field_spec
-        values = {d.relpath: d.prediction for d in results.decisions if not d.failure} if spec else None
+        chosen = field_values(spec, results.decisions) if spec else None
+        values = chosen.values if chosen else None
+        if chosen is not None and chosen.no_taxon:
+            labels = ", ".join(sorted(set(chosen.no_taxon.values())))
+            state.notes.append(f"field {spec.data_label} holds scientific names: {len(chosen.no_taxon)} file(s) "
+                               f"labelled {labels} (no taxon) left as they are")
         # the values DeepFaune wrote into the field last time: a re-run may refresh them
         previous = {rid: str(v) for rid, v in read_ledger(state.ddb, spec.data_label).items()} if spec else {}
         report = write_ddb(state.ddb, as_read, field_spec=spec, field_values=values,
@@ -199,6 +222,45 @@ class TimelapseHost:
             state.notes.append(f"could not note which recognitions DeepFaune wrote ({err}); a later "
                                "--use-existing-detections may take them for another detector's")
         return report
+
+
+def _not_opened_yet(source: Path, options: Mapping[str, Any]) -> bool:
+    """A folder without any .ddb (and no --ddb named): Timelapse has not opened it yet."""
+    return source.is_dir() and not options.get("ddb") and not any(p.is_file() for p in source.glob("*.ddb"))
+
+
+def _read_folder(root: Path, options: Mapping[str, Any]) -> Manifest:
+    """The files Timelapse will load from `root`, for a recognition file made before Timelapse opens it."""
+    for option in ("write_ddb", "use_existing_detections"):
+        if options.get(option):
+            raise TimelapseError(
+                f"{root}: --{option.replace('_', '-')} needs the image set's {DEFAULT_DDB}, and Timelapse has not "
+                "opened this folder yet. Run without it to get the recognition file, open the folder in Timelapse, "
+                "then use its \"Import recognition data\" command; or open the folder in Timelapse first")
+    problems: list[Problem] = []
+    items = [MediaItem(path=path, relpath=rel, group=str(Path(rel).parent.as_posix()))
+             for path, rel in iter_media(root, TIMELAPSE_MEDIA, problems=problems)]
+    if not items:
+        raise TimelapseError(f"{root}: no file Timelapse loads here (.jpg, .jpeg, .asf, .avi, .mov, .mp4)")
+    state = TimelapseState(ddb=None, version="", rows={}, notes=[])
+    if find_template(root) is None:
+        state.notes.append(f"{root} holds no Timelapse template (.tdb): Timelapse asks for one when it opens the "
+                           "folder; the recognition file does not depend on it")
+    return Manifest(root=root, items=items, problems=problems, host="timelapse", host_state=state)
+
+
+def _next_steps(root: Path, target: Path, opened: bool = False) -> list[str]:
+    """What the user does in Timelapse with the file just written (printed after the run)."""
+    if opened:
+        where = "(it already knows this image set)"
+    else:
+        template = find_template(root)
+        where = (f"with its template {template.name}" if template else "with a template (.tdb) saved in that "
+                 "folder") + " (File > Load template, images and videos...)"
+    return [f"next, in Timelapse: open the image set {root} {where}, "
+            f"then File > Import recognition data... and choose {target}"
+            + ("" if target.parent == root else
+               " (the file's paths are relative to the image set's folder, whatever folder the file is in)")]
 
 
 def _existing(ddb: Path, wait: float) -> ExistingDetections:

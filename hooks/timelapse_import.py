@@ -574,8 +574,9 @@ def write_field(conn: sqlite3.Connection, spec: FieldSpec, values: Mapping[str, 
                 previous: Mapping[int, str], report: ImportReport) -> None:
     """Set `spec` on every DataTable row of each relpath to its label.
 
-    Only empty values and the values DeepFaune itself wrote last time (`previous`, by row Id) are
-    replaced: anything else was typed by a person and is kept (reported).
+    Only empty values, the template's default (Timelapse writes it into every new row) and the
+    values DeepFaune itself wrote last time (`previous`, by row Id) are replaced: anything else was
+    typed by a person and is kept (reported).
     """
     column = spec.data_label.replace('"', '""')
     rows = _rows_by_file(conn)
@@ -590,7 +591,8 @@ def write_field(conn: sqlite3.Connection, spec: FieldSpec, values: Mapping[str, 
         for rid in rows.get((name, folder), ()):
             current = conn.execute(f'SELECT "{column}" FROM {DATA_TABLE} WHERE Id = ?', (rid,)).fetchone()[0]
             current = "" if current is None else str(current)
-            if current and current != stored and previous.get(rid) != current:
+            # empty, the template's default (what Timelapse wrote, nobody changed it) or DeepFaune's own: ours
+            if current and current != stored and current != spec.default and previous.get(rid) != current:
                 report.field_kept.append((relpath, current))
                 report.field_kept_ids.add(rid)
                 continue

@@ -11,3 +11,12 @@ def rows(ddb: Path, sql: str, args=()) -> list[tuple]:
         return conn.execute(sql, args).fetchall()
     finally:
         conn.close()
+
+
+def dump(ddb: Path) -> list[str]:
+    """The whole database as SQL text: equal dumps mean nothing changed."""
+    conn = sqlite3.connect(ddb)
+    try:
+        return list(conn.iterdump())
+    finally:
+        conn.close()

@@ -1,7 +1,8 @@
 """MegaDetector's own validator on a recognition file (megadetector is optional).
 
 It runs in the Python named by MEGADETECTOR_PYTHON (CI gives it a venv of its own: megadetector's full
-install wants torch), else in this one when megadetector is importable; otherwise the test skips.
+install wants torch; `pip install megadetector-utils` in a plain venv is enough for the validator), else in
+this one when megadetector is importable; otherwise the test skips.
 """
 from __future__ import annotations
 

@@ -10,6 +10,7 @@ import pytest
 
 from camtrapdp_helpers import RUN_RECORDS, frictionless_validate, read_rows, run_on, tree_digest
 from deepfaune_plugin.errors import DeepfauneError
+from fakes import outcome_from_name
 from imagegen import make_jpeg
 from killpoints import FORK_ONLY, fork_run
 
@@ -174,3 +175,21 @@ def test_item15_5_a_creation_killed_anywhere_leaves_no_half_package(tree: Path, 
             absent += 1
         assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".new")] == []
     assert total > 20 and 0 < absent < total
+
+
+def test_item16_3_created_package_fills_location_id(tree: Path, tmp_path: Path):
+    """camtrapR's readcamtrapDP() stops on an empty locationID: each deployment's location is its station unless
+    the deployments CSV names one."""
+    from deepfaune_plugin.cli import main
+    from camtrapdp_helpers import registry
+
+    (tmp_path / "deployments.csv").write_text(
+        DEPLOYMENTS.replace("cameraModel\n", "cameraModel;locationID\n", 1)
+        .replace("Browning\n", "Browning;loc-07\n").replace(";2024-05-31;\n", ";2024-05-31;;\n"), encoding="utf-8")
+    out = tmp_path / "pkg"
+    assert main(["run", str(tree), "--host", "camtrapdp", "--backend", "fake", "-q", "--no-store", "--no-report",
+                 "--output", str(out), "--deployments-csv", str(tmp_path / "deployments.csv"),
+                 "--package-metadata", str(tmp_path / "meta.yaml"), "--utc-offset", "+02:00"],
+                registry=registry(outcome_from_name)) == 0
+    rows = {r["deploymentID"]: r["locationID"] for r in read_rows(out / "deployments.csv")}
+    assert rows == {"StationA": "loc-07", "StationB": "StationB"}

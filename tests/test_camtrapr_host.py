@@ -183,7 +183,7 @@ def test_species_folders_never_overwrite_a_users_folder(tree: Path, registry, tm
 
 def test_files_only_directly_in_indir_are_refused(tmp_path: Path, registry):
     jpeg(tmp_path / "flat" / "fox_1.jpg", 0)
-    with pytest.raises(DeepfauneError, match="no images in station folders"):
+    with pytest.raises(DeepfauneError, match="no .jpg files in station folders"):
         go(tmp_path / "flat", registry)
 
 
@@ -332,3 +332,101 @@ def test_record_table_output_never_overwrites_the_source(survey: Path, registry)
     with pytest.raises(DeepfauneError, match="would overwrite the source record table"):
         go(table, registry, output=table)
     assert table.read_bytes() == before
+
+
+# ---------------------------------------------------------------- issue 16 item 3: camtrapR exactly
+
+
+def cli(registry, *argv: str) -> int:
+    return main(["run", *argv, "--backend", "fake", "-q", "--no-store", "--no-report"], registry=registry)
+
+
+def test_item16_3_tree_reads_the_files_recordtable_reads(tmp_path: Path, registry, capsys):
+    """recordTable(): exiftool -r -ext jpg (any case), then names matching ^[._] dropped; hidden folders not
+    entered; other formats only when recordTable(video = list(file_formats = ...)) names them."""
+    root = tmp_path / "inDir"
+    jpeg(root / "StationA" / "fox_1.jpg", 0)
+    jpeg(root / "StationA" / "fox_2.JPG", 600)
+    jpeg(root / "StationA" / "fox_3.jpeg", 1200)
+    jpeg(root / "StationA" / "fox_4.png", 1800)
+    jpeg(root / "StationA" / "_fox_5.jpg", 2400)
+    jpeg(root / "StationA" / "._fox_6.jpg", 3000)
+    jpeg(root / "StationA" / ".thumbs" / "fox_7.jpg", 3600)
+    out = tmp_path / "rt.csv"
+    assert cli(registry, str(root), "--host", "camtrapr", "--output", str(out)) == 0
+    assert col(read_rows(out), "FileName") == [("fox_1.jpg",), ("fox_2.JPG",)]
+    err = capsys.readouterr().err
+    assert "1 file(s) whose name starts with '.' or '_' skipped" in err
+    assert "2 file(s) of other formats skipped" in err
+    assert cli(registry, str(root), "--host", "camtrapr", "--output", str(out), "--file-formats", "jpg,JPEG") == 0
+    assert col(read_rows(out), "FileName") == [("fox_1.jpg",), ("fox_2.JPG",), ("fox_3.jpeg",)]
+    assert cli(registry, str(root), "--host", "camtrapr", "--output", str(out), "--file-formats", "jpg,txt") == 1
+    assert "--file-formats jpg,txt: txt cannot be read" in capsys.readouterr().err
+
+
+def test_item16_3_stations_sorted_as_r_orders_them(tmp_path: Path, registry):
+    """R's order() in a UTF-8 locale ignores case and accents first: Alpha, b_station, épine, Zulu (Python's
+    default order would give Alpha, Zulu, b_station, épine)."""
+    root = tmp_path / "inDir"
+    for i, station in enumerate(("Zulu", "épine", "b_station", "Alpha")):
+        jpeg(root / station / "fox_1.jpg", i * 60)
+    out = tmp_path / "rt.csv"
+    assert cli(registry, str(root), "--host", "camtrapr", "--output", str(out), "--camera-table") == 0
+    assert [r["Station"] for r in read_rows(out)] == ["Alpha", "b_station", "épine", "Zulu"]
+    assert [r["Station"] for r in read_rows(tmp_path / "rt_cameraTable.csv")] == ["Alpha", "b_station", "épine",
+                                                                                   "Zulu"]
+
+
+def test_item16_3_collation_of_species_and_ties():
+    from deepfaune_plugin.hooks.camtrapr_independence import r_collation_key
+
+    names = ["renard", "Écureuil", "cerf", "Cerf", "écureuil", "ecureuil", "chamois", "cerf"]
+    assert sorted(names, key=r_collation_key) == ["cerf", "cerf", "Cerf", "chamois", "ecureuil", "écureuil",
+                                                  "Écureuil", "renard"]
+    assert r_collation_key("cerf") == r_collation_key("cerf")  # a true tie: order() keeps the input order
+
+
+def test_item16_3_relative_directory_as_camtrapr_wrote_it(tmp_path: Path, monkeypatch):
+    """recordTable(inDir = "survey/img", writecsv = TRUE, outDir = "survey/results") run from proj/: Directory
+    is relative to proj/, not to the table's folder, where a same-named decoy folder must not be taken."""
+    from fakes import outcome_from_name
+
+    registry = registry_with_fake(lambda item: "broken" if "results" in item.path.parts else outcome_from_name(item))
+    registry.hosts["camtrapr"] = Registered("camtrapr", CamtrapRHost(), "camtrapr", "tests")
+    proj = tmp_path / "proj"
+    jpeg(proj / "survey" / "img" / "StationA" / "fox_1.JPG", 0)
+    decoy = proj / "survey" / "results" / "StationA" / "fox_1.JPG"
+    decoy.parent.mkdir(parents=True)
+    decoy.write_bytes(b"not the right file")
+    table = write_r_csv(proj / "survey" / "results" / "rt.csv",
+                        [["StationA", "UNID", "2024-05-03 06:00:00", "survey/img/StationA", "fox_1.JPG"]])
+    monkeypatch.chdir(tmp_path)  # not R's working folder
+    out = tmp_path / "out.csv"
+    assert cli(registry, str(table), "--output", str(out), "--lang", "en") == 0
+    assert col(read_rows(out), "Species", "Directory") == [("fox", "survey/img/StationA")]
+    # inDir = "." with the table written into it: Directory "./StationA"
+    jpeg(tmp_path / "flat" / "StationB" / "fox_2.JPG", 0)
+    table = write_r_csv(tmp_path / "flat" / "rt.csv",
+                        [["StationB", "UNID", "2024-05-03 06:00:00", "./StationB", "fox_2.JPG"]])
+    assert cli(registry, str(table), "--output", str(out), "--lang", "en") == 0
+    assert col(read_rows(out), "Species", "Directory") == [("fox", "./StationB")]
+
+
+def test_item16_3_threshold_zero_labels_everything(tree: Path, registry, tmp_path: Path, capsys):
+    out = tmp_path / "rt.csv"
+    assert cli(registry, str(tree), "--host", "camtrapr", "--output", str(out), "--threshold", "0") == 0
+    assert {r["Species"] for r in read_rows(out)} == {"renard", "cerf"}
+    assert cli(registry, str(tree), "--host", "camtrapr", "--output", str(out), "--threshold", "1.5") == 1
+    assert "threshold must be between 0 and 1" in capsys.readouterr().err
+
+
+def test_item16_3_species_sorted_as_r_orders_them(tmp_path: Path, registry):
+    """Within a station, species in R's order: "empty" before "Homo sapiens" (Python would put capitals first)."""
+    root = tmp_path / "inDir"
+    jpeg(root / "S1" / "fox_1.jpg", 0)
+    jpeg(root / "S1" / "person_1.jpg", 600)
+    jpeg(root / "S1" / "empty_1.jpg", 1200)
+    out = tmp_path / "rt.csv"
+    assert cli(registry, str(root), "--host", "camtrapr", "--output", str(out), "--scientific-names",
+               "--include", "human,empty") == 0
+    assert [r["Species"] for r in read_rows(out)] == ["empty", "Homo sapiens", "Vulpes vulpes"]

@@ -30,7 +30,7 @@ from deepfaune_plugin.modelstore import ModelStore
 from deepfaune_plugin.pipeline import run
 from deepfaune_plugin.plugins import Registered
 from deepfaune_plugin.types import ANIMAL, PERSON, VEHICLE, KnownBox, MediaItem
-from ddbquery import rows
+from ddbquery import dump, rows
 from fakes import registry_with_fake
 from imagegen import RED, make_jpeg
 
@@ -267,3 +267,27 @@ def test_existing_detections_reads_first_row_with_boxes():
     box = KnownBox(0.1, 0.1, 0.1, 0.1, 0.9, ANIMAL)
     found = ExistingDetections(boxes={7: (), 9: (box,)})
     assert found.boxes_for((5, 9, 7)) == (box,) and found.boxes_for((7, 9)) == () and found.boxes_for((1,)) is None
+
+
+@pytest.mark.parametrize("megadetector_first", [False, True])
+def test_item15_7_without_the_ledger_the_ddb_tells_deepfaunes_own_boxes(tmp_path: Path, megadetector_first, capsys):
+    """The ledger lost: Info.detector naming DeepFaune (or, once Timelapse's merge kept MegaDetector's Info,
+    DeepFaune's classification categories) shows DeepFaune wrote boxes here; they are never taken for
+    MegaDetector's, and nothing is written."""
+    from deepfaune_plugin.cli import main
+    from deepfaune_plugin.hooks.timelapse_ledger import LEDGER_NAME
+
+    root = tmp_path / "set"
+    ddb = make_set(root, images=MD_IMAGES if megadetector_first else {})
+    base = ["run", str(root), "--backend", "fake", "--lang", "en", "-q", "--no-store", "--no-report"]
+    assert main([*base, "--write-ddb"], registry=registry()) == 0  # DeepFaune's own detector (the fake)
+    info = rows(ddb, "SELECT detector FROM Info")[0][0]
+    assert info.startswith("md_v5a") if megadetector_first else info.startswith("DeepFaune 1.4 detector, mode")
+    (root / LEDGER_NAME).unlink()
+    before = dump(ddb), (root / DEFAULT_JSON).read_bytes()
+    capsys.readouterr()
+    assert main([*base, "--use-existing-detections"], registry=registry()) == 1
+    err = capsys.readouterr().err
+    assert "DeepFaune has written recognitions into this database" in err and LEDGER_NAME in err
+    assert ("classification category 'bison' is DeepFaune's" if megadetector_first else "Info.detector is") in err
+    assert (dump(ddb), (root / DEFAULT_JSON).read_bytes()) == before

@@ -27,7 +27,7 @@ from deepfaune_plugin.hooks.timelapse_build import Control, create_ddb, write_te
 from deepfaune_plugin.hooks.timelapse_host import DEFAULT_JSON, TimelapseHost
 from deepfaune_plugin.pipeline import run
 from deepfaune_plugin.plugins import Registered
-from ddbquery import rows
+from ddbquery import dump, rows
 from fakes import registry_with_fake
 from imagegen import make_jpeg
 
@@ -94,14 +94,6 @@ def image_set(request, tmp_path: Path) -> Path:
 def run_timelapse(root: Path, settings: RunSettings | None = None, **options):
     return run(root, settings or RunSettings(backend="fake", lang="en"), host="auto", host_options=options,
                registry=_registry(), **QUIET)
-
-
-def dump(ddb: Path) -> list[str]:
-    conn = sqlite3.connect(ddb)
-    try:
-        return list(conn.iterdump())
-    finally:
-        conn.close()
 
 
 def assert_healthy(ddb: Path) -> None:
@@ -566,3 +558,106 @@ def test_relative_paths_leaving_the_root_are_refused(tmp_path: Path):
     refused = {p.relpath: p.reason for p in summary.problems}
     assert refused["../secret.jpg"].startswith("refused: ")
     assert "../secret.jpg" not in {d.relpath for d in summary.results.decisions}
+
+
+# --- issue 16 item 2: Timelapse as its users work ---------------------------------------------------------
+
+#: A folder as the camera cards left it: Timelapse has not opened it yet (no .ddb)
+CARD_FILES = ["cam1/fox_1.jpg", "cam1/fox_2.JPG", "cam1/sub dir/badger_3.jpeg", "cam2/person_1.jpg", "empty_1.jpg"]
+
+
+def _card_folder(root: Path, template: Path | None = None) -> Path:
+    for i, rel in enumerate(CARD_FILES):
+        make_jpeg(root / rel, width=160, height=120, date=T0 + timedelta(seconds=i * 60), seed=i)
+    make_jpeg(root / "cam1" / "fox_9.png", width=160, height=120, date=T0, seed=9)  # Timelapse does not load it
+    if template is not None:
+        (root / "TimelapseTemplate.tdb").write_bytes(template.read_bytes())
+    return root
+
+
+def _cli(*argv: str) -> int:
+    from deepfaune_plugin.cli import main
+
+    return main(["run", *argv, "--backend", "fake", "--lang", "en", "-q", "--no-store", "--no-report"],
+                registry=_registry())
+
+
+@pytest.mark.parametrize("with_template", [True, False])
+def test_item16_2_folder_without_ddb_gives_the_recognition_file(tmp_path: Path, shared: Path, with_template, capsys):
+    tdb = shared / "data" / "timelapse" / "CamtrapDPTemplate.tdb"
+    root = _card_folder(tmp_path / "season", tdb if with_template else None)
+    # with a template, --host auto knows the folder is a Timelapse image set; without, the user says so
+    assert _cli(str(root), *(() if with_template else ("--host", "timelapse"))) == 0
+    recognitions = json.loads((root / DEFAULT_JSON).read_text(encoding="utf-8"))
+    assert [i["file"] for i in recognitions["images"]] == sorted(CARD_FILES)
+    assert {i["file"]: [d["category"] for d in i["detections"]] for i in recognitions["images"]} == {
+        "cam1/fox_1.jpg": ["1"], "cam1/fox_2.JPG": ["1"], "cam1/sub dir/badger_3.jpeg": ["1"],
+        "cam2/person_1.jpg": ["2"], "empty_1.jpg": []}
+    err = capsys.readouterr().err
+    assert f"next, in Timelapse: open the image set {root}" in err and "Import recognition data" in err
+    assert ("TimelapseTemplate.tdb" in err) == with_template
+    # Timelapse then loads the folder (a .ddb from the template) and imports the file: every path matches a row
+    ddb = create_ddb(tdb, tmp_path / "TimelapseData.ddb", [(rel, T0) for rel in CARD_FILES])
+    report = timelapse_import.write_ddb(ddb, recognitions)
+    assert report.unmatched == [] and report.images == len(CARD_FILES)
+
+
+def test_item16_2_folder_recognition_file_passes_megadetectors_validator(tmp_path: Path):
+    root = _card_folder(tmp_path / "season")
+    assert _cli(str(root), "--host", "timelapse", "--output", str(tmp_path / "elsewhere.json")) == 0
+    assert megadetector_findings(tmp_path / "elsewhere.json", root) == [[], []]
+
+
+def test_item16_2_write_ddb_before_timelapse_opened_the_folder_is_refused(tmp_path: Path, capsys):
+    root = _card_folder(tmp_path / "season")
+    assert _cli(str(root), "--host", "timelapse", "--write-ddb") == 1
+    assert "--write-ddb needs the image set's TimelapseData.ddb" in capsys.readouterr().err
+    assert not (root / DEFAULT_JSON).exists()
+
+
+def test_item16_2_field_fills_template_defaults_and_keeps_what_a_person_typed(tmp_path: Path, capsys):
+    root = tmp_path / "set"
+    root.mkdir()
+    files = [("cam1/fox_1.jpg", T0, T0), ("cam1/badger_2.jpg", T0 + timedelta(minutes=5), T0 + timedelta(minutes=5)),
+             ("cam2/fox_3.jpg", T0, T0)]
+    for i, (rel, _, exif) in enumerate(files):
+        make_jpeg(root / rel, width=160, height=120, date=exif, seed=i)
+    tdb = write_template(root / "TimelapseTemplate.tdb", [
+        Control("Species", "FixedChoice", "unknown", choices=("fox", "badger", "unknown")),
+        Control("Notes", "Note", "to check")])
+    ddb = create_ddb(tdb, root / "TimelapseData.ddb", [(rel, when) for rel, when, _ in files])
+    sqlite3.connect(ddb).execute("UPDATE DataTable SET Species = 'badger' WHERE File = 'fox_3.jpg'").connection.commit()
+    assert _cli(str(root), "--write-ddb", "--field", "Species") == 0
+    assert rows(ddb, "SELECT File, Species FROM DataTable ORDER BY Id") == [
+        ("fox_1.jpg", "fox"), ("badger_2.jpg", "badger"), ("fox_3.jpg", "badger")]  # the person's value kept
+    assert "1 value(s) typed by a person kept, e.g. cam2/fox_3.jpg: 'badger'" in capsys.readouterr().err
+    assert _cli(str(root), "--write-ddb", "--field", "Notes") == 0  # a Note whose default is not empty
+    assert [r[0] for r in rows(ddb, "SELECT Notes FROM DataTable ORDER BY Id")] == ["fox", "badger", "fox"]
+
+
+def test_item16_2_scientific_name_fields_get_scientific_names(tmp_path: Path, shared: Path, capsys):
+    root = tmp_path / "set"
+    make_image_set(root, "CamtrapDPTemplate.tdb", shared)
+    assert _cli(str(root), "--write-ddb", "--field", "scientificName") == 0
+    assert dict(rows(root / "TimelapseData.ddb", "SELECT File, scientificName FROM DataTable")) == {
+        "fox_1.jpg": "Vulpes vulpes", "fox_2.jpg": "Vulpes vulpes", "empty_3.jpg": "Vulpes vulpes",  # its sequence
+        "badger_4.jpg": "Meles meles", "person_1.jpg": "Homo sapiens", "broken_1.jpg": ""}
+    # a choice list of latin names, whatever the field is called
+    root2 = tmp_path / "set2"
+    make_image_set(root2, files=FILES[:2])
+    tdb = write_template(tmp_path / "latin.tdb", [Control("Espece", "FixedChoice",
+                                                          choices=("Vulpes vulpes", "Meles meles", "Sus scrofa"))])
+    (root2 / "TimelapseData.ddb").unlink()
+    ddb = create_ddb(tdb, root2 / "TimelapseData.ddb", [(rel, when) for rel, when, _ in FILES[:2]])
+    assert _cli(str(root2), "--write-ddb", "--field", "Espece") == 0
+    assert [r[0] for r in rows(ddb, "SELECT Espece FROM DataTable ORDER BY Id")] == ["Vulpes vulpes"] * 2
+
+
+def test_item16_2_recognition_file_for_an_opened_image_set_says_what_to_do_next(tmp_path: Path, capsys):
+    root = tmp_path / "set"
+    make_image_set(root)
+    assert _cli(str(root)) == 0
+    err = capsys.readouterr().err
+    assert (f"next, in Timelapse: open the image set {root} (it already knows this image set), then File > Import "
+            f"recognition data... and choose {root / DEFAULT_JSON}") in err
+    assert _cli(str(root), "--write-ddb") == 0 and "Import recognition data" not in capsys.readouterr().err

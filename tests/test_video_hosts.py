@@ -149,7 +149,8 @@ def _camtrapr_registry():
 
 def test_camtrapr_record_rows_per_video(season: Path, tmp_path: Path, capsys):
     out = tmp_path / "recordTable.csv"
-    summary = run(season, RunSettings(backend="fake", lang="en"), host="camtrapr", host_options={"include": "human"},
+    summary = run(season, RunSettings(backend="fake", lang="en"), host="camtrapr",
+                  host_options={"include": "human", "file_formats": "jpg,mp4,avi"},
                   output=out, registry=_camtrapr_registry(), **QUIET)
     assert sorted(i.relpath for i in summary.manifest.items) == [
         "StationA/fox_1.jpg", "StationA/fox_clip.mp4", "StationA/fox_walk.avi", "StationB/broken_clip.mp4",
