@@ -92,11 +92,13 @@ def _cmd_list(store) -> int:
 
     print(f"models directory: {store.root}")
     installed: dict = {}
+    unreadable = False
     if store.manifest_path.exists():
         try:
             installed = store.manifest["versions"]
-        except ModelFileError as err:
-            print(f"  (manifest unreadable: {err})")
+        except ModelFileError as err:  # the list of what can be installed still helps; the status says it failed
+            print(f"deepfaune: error: manifest unreadable: {err}", file=sys.stderr)
+            unreadable = True
     for version in available_versions():
         card = load_card(version)
         entry = installed.get(version)
@@ -129,7 +131,7 @@ def _cmd_list(store) -> int:
                 figures = (f"  int8 drift max|dscore| {drift['max_abs_score']:.3f}, same box count on "
                            f"{drift['same_box_count']}/{drift['images']} images")
             print(f"      {role}: {name} ({_mb(info.get('bytes'))}) from {origin}{figures}")
-    return 0
+    return 1 if unreadable else 0
 
 
 def _cmd_install(args) -> int:

@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
 
+from .untrusted import UntrustedInputError, load_json
 from .atomic import write_bytes_atomic
 from .errors import DeepfauneError
 from .modelcards import version_key
@@ -106,9 +107,11 @@ class ModelStore:
                     f"or `deepfaune models install 1.4`"
                 )
             try:
-                data = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, ValueError) as exc:
-                raise ModelFileError(f"cannot read the models manifest {path}: {exc}") from exc
+                data = load_json(path)
+            except UntrustedInputError as exc:
+                raise ModelFileError(f"cannot read the models manifest: {exc}") from None
+            if not isinstance(data, dict):
+                raise ModelFileError(f"{path}: the models manifest must be a JSON object")
             if data.get("manifest_version") != MANIFEST_VERSION:
                 raise ModelFileError(
                     f"{path}: manifest_version {data.get('manifest_version')!r} is not supported "
@@ -116,6 +119,14 @@ class ModelStore:
                 )
             data.setdefault("files", {})
             data.setdefault("versions", {})
+            for key in ("files", "versions"):  # a hand-edited manifest: say what is wrong, not a traceback later
+                table = data[key]
+                if not isinstance(table, dict):
+                    raise ModelFileError(f"{path}: {key!r} must be a JSON object, not {type(table).__name__}")
+                wrong = sorted(str(k) for k, v in table.items() if not isinstance(v, dict))
+                if wrong:
+                    raise ModelFileError(f"{path}: {key} {', '.join(map(repr, wrong))} must be JSON objects "
+                                         f"(reinstall with `deepfaune models install` or fix the file)")
             _check_names(data, path)
             self._manifest = data
         return self._manifest

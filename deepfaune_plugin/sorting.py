@@ -30,7 +30,7 @@ from .engine.imageio import MediaError, read_image
 from .errors import DeepfauneError
 from .paths import UnsafePathError, plain_parts, safe_relative
 from .placing import place_file, safe_folder_name, unique_target
-from .table import read_table
+from .table import escape_formula, read_table, unescape_formula
 from .walk import not_regular
 
 __all__ = ["SortError", "SortReport", "UndoReport", "blur_boxes", "sort_files", "undo_sort", "unique_target"]
@@ -262,7 +262,7 @@ def _write_mapping(path: Path, rows: list[list[str]]) -> None:
     with open(path, "w", encoding="utf-8", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(MAPPING_COLUMNS)
-        writer.writerows(rows)
+        writer.writerows([escape_formula(v) for v in row] for row in rows)
         fh.flush()
         os.fsync(fh.fileno())
 
@@ -345,7 +345,7 @@ def undo_sort(mapping: Path) -> UndoReport:
         mapping = mapping / MAPPING_NAME
     try:
         with open(mapping, encoding="utf-8", newline="") as fh:
-            rows = list(csv.reader(fh))
+            rows = [[unescape_formula(v) for v in row] for row in csv.reader(fh)]
     except FileNotFoundError:
         raise SortError(f"{mapping}: no such mapping (the {MAPPING_NAME} a sort writes in its folder)") from None
     except (OSError, UnicodeDecodeError, csv.Error) as err:

@@ -59,6 +59,45 @@ def result_table(results: RunResults) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=DEEPFAUNE_COLUMNS + EXTRA_COLUMNS)
 
 
+#: What makes a spreadsheet read a cell as a formula (OWASP's CSV injection list). A file named
+#: `=HYPERLINK("http://x")+1.jpg` must reach Excel or LibreOffice as text, never as something it runs.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def escape_formula(value):
+    """A text cell that a spreadsheet would take for a formula, with a leading apostrophe (shown as text, as
+    OWASP recommends); numbers, including negative ones written as text, stay as they are."""
+    if not isinstance(value, str) or not value.startswith(FORMULA_START):
+        return value
+    try:
+        float(value)
+        return value
+    except ValueError:
+        return "'" + value
+
+
+def unescape_formula(value):
+    """The cell as it was before `escape_formula` (for tables we read back: sort, resume)."""
+    if isinstance(value, str) and len(value) > 1 and value[0] == "'" and value[1] in "".join(FORMULA_START):
+        return value[1:]
+    return value
+
+
+def _text_columns(table: pd.DataFrame) -> list:
+    return [c for c in table.columns if table[c].dtype == object or pd.api.types.is_string_dtype(table[c])]
+
+
+def csv_safe(table: pd.DataFrame) -> pd.DataFrame:
+    """`table` with every text cell escaped (XLSX needs none: we write its cells as strings, never formulas)."""
+    text = _text_columns(table)
+    if not text:
+        return table
+    safe = table.copy()
+    for column in text:
+        safe[column] = safe[column].map(escape_formula)
+    return safe
+
+
 def _table_kind(path: Path) -> str:
     suffix = path.suffix.lower()
     if suffix == ".xlsx":
@@ -76,7 +115,7 @@ def write_table(table: pd.DataFrame, path: Path) -> Path:
         if kind == "xlsx":
             write_xlsx(table, tmp, sheet="deepfaune")
         else:
-            table.to_csv(tmp, index=False, encoding="utf-8")
+            csv_safe(table).to_csv(tmp, index=False, encoding="utf-8")
     return path
 
 
@@ -98,7 +137,7 @@ class TableWriter:
         if self.kind == "xlsx":
             self.parts.append(table)
         else:
-            table.to_csv(self.out, header=self.rows == 0, index=False)
+            csv_safe(table).to_csv(self.out, header=self.rows == 0, index=False)
         self.rows += len(table)
 
     def close(self, results: RunResults) -> list[Path]:
@@ -130,5 +169,8 @@ def read_table(path: Path) -> pd.DataFrame:
         from .xlsx import read_xlsx
 
         return read_xlsx(path)
-    return pd.read_csv(path, keep_default_na=False, dtype={"filename": str, "person_boxes": str, "failure": str,
-                                                            "warning": str})
+    table = pd.read_csv(path, keep_default_na=False, dtype={"filename": str, "person_boxes": str, "failure": str,
+                                                             "warning": str})
+    for column in _text_columns(table):
+        table[column] = table[column].map(unescape_formula)
+    return table

@@ -26,8 +26,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
 
+from deepfaune_plugin.untrusted import UntrustedInputError, load_yaml
 from deepfaune_plugin.atomic import staging_dir
 from deepfaune_plugin.api import RunResults
 from deepfaune_plugin.inference import media_date
@@ -177,12 +177,12 @@ def read_metadata(path: str | None, source: Path) -> dict[str, Any]:
         raise PackageError("creating a Camtrap DP package needs --package-metadata FILE (YAML or JSON) with at "
                            f"least contributors and the project's sampling design and capture method, e.g.:\n"
                            f"{METADATA_EXAMPLE}")
+    if not Path(path).is_file():
+        raise PackageError(f"--package-metadata: {path} not found")
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PackageError(f"--package-metadata: {path} not found") from None
-    except yaml.YAMLError as err:
-        raise PackageError(f"{path}: not valid YAML/JSON ({err})") from err
+        data = load_yaml(path, max_bytes=1024 * 1024)
+    except UntrustedInputError as err:
+        raise PackageError(f"--package-metadata: {err}") from None
     if not isinstance(data, dict):
         raise PackageError(f"{path}: must hold a mapping (contributors:, project:, ...)")
     project = data.setdefault("project", {})

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from deepfaune_plugin.untrusted import UntrustedInputError, parse_json
 from deepfaune_plugin.errors import DeepfauneError
 from deepfaune_plugin.paths import UnsafePathError, not_regular, safe_relative
 
@@ -138,18 +138,24 @@ class Package:
 
 
 def is_package(source: Path) -> bool:
+    """A datapackage.json (given, or in the folder) makes a source Camtrap DP unless it is a well-formed
+    Frictionless package of another kind: a broken one is refused with its reason by `load_package`, never
+    taken silently for a plain folder."""
     source = Path(source)
     path = source if source.is_file() else source / DESCRIPTOR
-    if not path.is_file() or path.suffix.lower() != ".json":
+    if not path.is_file() or path.name.lower() != DESCRIPTOR:
         return False
     try:
-        descriptor = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
+        descriptor = parse_json(path.read_bytes(), str(path))
+    except (OSError, UntrustedInputError):
+        return True  # broken: load_package says why
     if not isinstance(descriptor, dict):
-        return False
-    names = {r.get("name") for r in descriptor.get("resources", []) if isinstance(r, dict)}
-    return "camtrap-dp" in str(descriptor.get("profile", "")) or {"deployments", "media", "observations"} <= names
+        return True
+    resources = descriptor.get("resources")
+    names = {r.get("name") for r in resources if isinstance(r, dict)} if isinstance(resources, list) else set()
+    # only a well-formed Frictionless package of another kind is left to other hosts
+    return "camtrap-dp" in str(descriptor.get("profile", "")) or {"deployments", "media", "observations"} <= names \
+        or not isinstance(resources, list)
 
 
 def package_root(source: Path) -> Path:
@@ -172,21 +178,22 @@ def check_relative(path_text: str, where: str) -> None:
 def load_package(source: Path) -> Package:
     root = package_root(source)
     path = root / DESCRIPTOR
+    if not path.is_file():
+        raise PackageError(f"{path}: not found; is {root} a Camtrap DP package?")
+    plain = f" (to classify {root} as a plain folder instead: --host folder)"
     try:
         raw = path.read_bytes()
-    except FileNotFoundError:
-        raise PackageError(f"{path}: not found; is {root} a Camtrap DP package?") from None
-    try:
-        descriptor = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as err:
-        raise PackageError(f"{path}: not UTF-8 text ({err})") from err
-    except json.JSONDecodeError as err:
-        raise PackageError(f"{path}: not valid JSON (line {err.lineno}, column {err.colno}: {err.msg})") from err
+        descriptor = parse_json(raw, str(path))
+    except OSError as err:
+        raise PackageError(f"{path}: cannot be read ({err.strerror or err})") from None
+    except UntrustedInputError as err:
+        raise PackageError(f"{err}{plain}") from None
     if not isinstance(descriptor, dict):
-        raise PackageError(f"{path}: the descriptor must be a JSON object")
+        raise PackageError(f"{path}: the descriptor must be a JSON object, not {type(descriptor).__name__}{plain}")
     version = profile_version(str(descriptor.get("profile", "")))
     if version is None:
-        raise PackageError(f"{path}: 'profile' is not a Camtrap DP profile URL ({descriptor.get('profile')!r})")
+        raise PackageError(f"{path}: 'profile' is not a Camtrap DP profile URL ({descriptor.get('profile')!r})"
+                           f"{plain}")
     if version not in SUPPORTED_VERSIONS:
         raise PackageError(f"{path}: Camtrap DP {version} is not supported (supported: {', '.join(SUPPORTED_VERSIONS)})")
     paths: dict[str, Path] = {}

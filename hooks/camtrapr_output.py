@@ -12,6 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from deepfaune_plugin.table import escape_formula
 from deepfaune_plugin.atomic import atomic_output
 from deepfaune_plugin.errors import DeepfauneError
 from deepfaune_plugin.types import Decision, MediaItem
@@ -100,7 +101,7 @@ def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
         with open(tmp, "w", encoding="utf-8", newline="") as fh:
             writer = csv.writer(fh, lineterminator="\n")
             writer.writerow(header)
-            writer.writerows(rows)
+            writer.writerows([escape_formula(v) for v in row] for row in rows)  # names as text in spreadsheets
     return Path(path)
 
 
