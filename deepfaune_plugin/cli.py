@@ -1,4 +1,4 @@
-"""The `deepfaune` command: run, models, plugins, sort."""
+"""The `deepfaune` command: run, models, store, plugins, sort."""
 from __future__ import annotations
 
 import argparse
@@ -12,6 +12,7 @@ from .api import DETECTOR_MODES, RunSettings
 from .engine.providers import DEVICES, choose_device, requested_device, runtime_install
 from .errors import DeepfauneError
 from .models_cli import add_models_parser, run_models_command
+from .store_cli import add_store_parser, run_store_command
 from .plugins import PluginError, Registry, default_registry
 
 
@@ -62,7 +63,7 @@ def _add_run(sub, registry: Registry) -> None:
     p.add_argument("--output", "-o", type=Path, default=None, help="output file (.csv or .xlsx for a folder)")
     p.add_argument("--store", type=Path, default=None,
                    help="result store (SQLite) that makes runs resumable and re-decisions instant "
-                        "(default: one per source in the user cache)")
+                        "(default: one per user in the user cache, shared by all sources; see `deepfaune store`)")
     p.add_argument("--no-store", action="store_true", help="keep nothing between runs")
     p.add_argument("--no-report", dest="report", action="store_false",
                    help="do not write deepfaune-report.html (the run record deepfaune-run.json is always written)")
@@ -235,6 +236,7 @@ def build_parser(registry: Registry) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_run(sub, registry)
     add_models_parser(sub)
+    add_store_parser(sub)
     p = sub.add_parser("plugins", help="list registered backends and hosts and where they come from")
     p.add_argument("--json", action="store_true")
     _add_sort(sub)
@@ -258,6 +260,8 @@ def main(argv: Sequence[str] | None = None, registry: Registry | None = None) ->
             return run_models_command(args)
         if args.command == "sort":
             return _cmd_sort(args)
+        if args.command == "store":
+            return run_store_command(args)
     except (CliError, DeepfauneError) as err:
         print(f"deepfaune: error: {err}", file=sys.stderr)
         return 1

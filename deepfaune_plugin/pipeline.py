@@ -132,7 +132,7 @@ def run(
     command: Sequence[str] | None = None,
     keep_results: bool = True,
 ) -> RunSummary:
-    """One run. `store`: True = the default result store of this source, a path, or False/None = none.
+    """One run. `store`: True = the user's result store (shared by all sources), a path, or False/None = none.
 
     Besides the host's outputs, every run writes its record (deepfaune-run.json) and, unless
     `report` is off, the review page (deepfaune-report.html) next to the first output.
@@ -182,7 +182,7 @@ def run(
     problems = _ProblemLog(manifest.problems, log)
     problems.flush()
 
-    result_store = open_store(default_store_path(source) if store is True else (store or None))
+    result_store = open_store(default_store_path() if store is True else (store or None))
     writer = review = None
     try:
         inference = Inference(backend, settings, result_store, total, progress, log)

@@ -1,9 +1,11 @@
-"""The result store: every file's raw model outputs, kept as the run goes, in one SQLite file.
+"""The result store: every file's raw model outputs, kept as the run goes, in one SQLite file per user.
 
-Keyed by the file's identity (path relative to the source, size, mtime; a quick content hash
-when only the mtime changed) and by the fingerprint of the models and settings that produced
-it.  A run killed at any moment resumes where it stopped; a new threshold, language or host
-re-decides from here without running a model.  Failures are not stored: they are retried.
+Keyed by the file's content (a BLAKE2b hash of all its bytes) and by the fingerprint of the models and settings
+that produced it; the path is only kept to show and order.  So a season moved, renamed, mounted elsewhere or
+reached through its TimelapseData.ddb / datapackage.json finds its results, and a file edited in place (e.g.
+`exiftool -P`, same size and mtime) is computed again.  A run killed at any moment resumes where it stopped; a
+new threshold, language or host re-decides from here without running a model.  Failures are not stored: they
+are retried.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import hashlib
 import json
 import os
 import sqlite3
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -21,35 +24,38 @@ import numpy as np
 
 from .types import CONTAINER_DATE, EXIF_DATE, FILE_DATE, Detection, MediaItem, RawResult
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 LOOKUP_BATCH = 500  # keys per query: under SQLite's oldest limit of 999 variables
-_SAMPLE = 65536  # bytes hashed at each end of a file for its quick content hash
+_CHUNK = 1 << 20  # bytes read per step while hashing
+
+
+def content_hash(path: Path) -> str:
+    """BLAKE2b-128 of the size and every byte of the file.
+
+    Why all of it: an in-place edit (camera dates fixed by exiftool) keeps size and mtime and may touch only the
+    header, so nothing less than the whole content tells files apart.  The read is the one decoding needs anyway:
+    the decoder reads the same bytes again from the OS page cache, and BLAKE2b runs at about 1 GB/s on one core
+    (benchmarks/RESULTS.md gives the figure per image)."""
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb", buffering=0) as fh:
+        h.update(str(os.fstat(fh.fileno()).st_size).encode() + b"\0")
+        while chunk := fh.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 @dataclass(frozen=True)
 class FileIdentity:
-    relpath: str
+    """What makes two files the same for the store: their bytes (the path only orders the output)."""
+    content: str
     size: int
-    mtime_ns: int
 
     @classmethod
     def of(cls, item: MediaItem) -> "FileIdentity | None":
         try:
-            st = os.stat(item.path)
+            return cls(content_hash(item.path), os.stat(item.path).st_size)
         except OSError:
             return None
-        return cls(item.relpath, st.st_size, st.st_mtime_ns)
-
-
-def quick_hash(path: Path, size: int) -> str:
-    """sha256 of the size and the first and last 64 KiB: enough to recognise a copied file."""
-    h = hashlib.sha256(str(size).encode())
-    with open(path, "rb") as fh:
-        h.update(fh.read(_SAMPLE))
-        if size > 2 * _SAMPLE:
-            fh.seek(size - _SAMPLE)
-            h.update(fh.read(_SAMPLE))
-    return h.hexdigest()
 
 
 def _array(values: np.ndarray | None) -> str | None:
@@ -126,9 +132,9 @@ class ResultStore:
             """
             CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
             CREATE TABLE IF NOT EXISTS raw (
-                fingerprint TEXT NOT NULL, relpath TEXT NOT NULL,
-                size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, quick_hash TEXT,
-                payload TEXT NOT NULL, PRIMARY KEY (fingerprint, relpath));
+                fingerprint TEXT NOT NULL, content TEXT NOT NULL, relpath TEXT NOT NULL,
+                size INTEGER NOT NULL, stored_at REAL NOT NULL,
+                payload TEXT NOT NULL, PRIMARY KEY (fingerprint, content));
             """
         )
         row = self.db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
@@ -137,51 +143,52 @@ class ResultStore:
         elif int(row[0]) != SCHEMA_VERSION:
             raise RuntimeError(f"{self.path}: result store of schema {row[0]}, expected {SCHEMA_VERSION}; "
                                "delete it (it only caches model outputs) or use --store elsewhere")
+        self._seen: dict[str, FileIdentity] = {}  # path -> identity hashed by lookup, reused by save
 
     def close(self) -> None:
         self.db.close()
 
-    def lookup(self, fingerprint: str, items: Sequence[MediaItem]) -> dict[str, RawResult]:
-        """Stored results of the files whose identity still matches; the others must be computed."""
-        found: dict[str, RawResult] = {}
-        wanted = {item.relpath: item for item in items}
-        names = list(wanted)
-        for start in range(0, len(names), LOOKUP_BATCH):  # by key: a chunk's cost, not the whole store's
-            keys = names[start:start + LOOKUP_BATCH]
-            rows = self.db.execute(
-                "SELECT relpath, size, mtime_ns, quick_hash, payload FROM raw WHERE fingerprint=? AND relpath IN "
-                f"({','.join('?' * len(keys))})", (fingerprint, *keys))
-            for row in rows.fetchall():
-                self._match(wanted[row[0]], *row, found)
-        return found
+    def _identity(self, item: MediaItem) -> FileIdentity | None:
+        ident = self._seen.pop(str(item.path), None)
+        return ident if ident is not None else FileIdentity.of(item)
 
-    @staticmethod
-    def _match(item: MediaItem, relpath: str, size: int, mtime_ns: int, qhash, payload: str,
-               found: dict[str, RawResult]) -> None:
-        """Keep a stored row whose file is still the same (size, then mtime or content)."""
-        ident = FileIdentity.of(item)
-        if ident is None or ident.size != size:
-            return
-        if ident.mtime_ns != mtime_ns:
-            try:
-                if qhash is None or quick_hash(item.path, size) != qhash:
-                    return
-            except OSError:
-                return
-        found[relpath] = decode(relpath, payload)
+    def lookup(self, fingerprint: str, items: Sequence[MediaItem]) -> dict[str, RawResult]:
+        """Stored results of the files whose content is known; the others must be computed.
+
+        Each file is hashed once here; `save` reuses that hash, so a computed file is read once for its
+        identity and once (from the page cache) by its decoder."""
+        found: dict[str, RawResult] = {}
+        wanted: dict[str, list[MediaItem]] = {}
+        for item in items:
+            ident = FileIdentity.of(item)
+            if ident is None:
+                continue  # unreadable now: computing it will say why
+            self._seen[str(item.path)] = ident
+            wanted.setdefault(ident.content, []).append(item)
+        keys_all = list(wanted)
+        for start in range(0, len(keys_all), LOOKUP_BATCH):  # by key: a chunk's cost, not the whole store's
+            keys = keys_all[start:start + LOOKUP_BATCH]
+            rows = self.db.execute(
+                "SELECT content, payload FROM raw WHERE fingerprint=? AND content IN "
+                f"({','.join('?' * len(keys))})", (fingerprint, *keys))
+            for content, payload in rows.fetchall():
+                for item in wanted[content]:  # identical copies share one stored result
+                    found[item.relpath] = decode(item.relpath, payload)
+                    self._seen.pop(str(item.path), None)
+        return found
 
     def save(self, fingerprint: str, batch: Iterable[tuple[MediaItem, RawResult]]) -> int:
         """Store a batch in one transaction (failures skipped); returns how many were stored."""
         rows = []
+        now = time.time()
         for item, raw in batch:
-            ident = FileIdentity.of(item)
-            if raw.failure is not None or ident is None:
+            if raw.failure is not None:
+                self._seen.pop(str(item.path), None)
                 continue
-            try:
-                qhash = quick_hash(item.path, ident.size)
-            except OSError:
+            ident = self._identity(item)
+            if ident is None:
                 continue
-            rows.append((fingerprint, item.relpath, ident.size, ident.mtime_ns, qhash, encode(raw)))
+            rows.append((fingerprint, ident.content, item.relpath, ident.size, now, encode(raw)))
         if rows:
             with self.db:
                 self.db.execute("BEGIN")
@@ -189,10 +196,76 @@ class ResultStore:
         return len(rows)
 
 
-def default_store_path(source: Path) -> Path:
-    """One store per source, in the user cache (never inside the user's data)."""
+def default_store_path() -> Path:
+    """One store per user, in the user cache (never inside the user's data), shared by every source: results
+    are keyed by content, so the same files reached by another path or host find theirs."""
     from .modelstore import user_cache_dir
 
-    resolved = Path(source).resolve()
-    key = hashlib.sha256(str(resolved).encode()).hexdigest()[:16]
-    return user_cache_dir() / "results" / f"{resolved.name or 'root'}-{key}.sqlite"
+    return user_cache_dir() / "results" / "store.sqlite"
+
+
+@dataclass(frozen=True)
+class FingerprintUse:
+    fingerprint: str
+    entries: int
+    payload_bytes: int
+    newest: float
+
+
+@dataclass(frozen=True)
+class StoreInfo:
+    path: Path
+    file_bytes: int
+    entries: int
+    fingerprints: list[FingerprintUse]
+
+
+def store_files(path: Path) -> list[Path]:
+    """The store and the WAL files SQLite keeps beside it."""
+    return [p for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")) if p.exists()]
+
+
+def store_info(path: Path) -> StoreInfo:
+    """What the store holds, by models fingerprint (opened read-only: looking creates nothing)."""
+    size = sum(p.stat().st_size for p in store_files(path))
+    if not path.exists():
+        return StoreInfo(path, 0, 0, [])
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    try:
+        rows = db.execute("SELECT fingerprint, count(*), sum(length(payload)), max(stored_at) FROM raw "
+                          "GROUP BY fingerprint ORDER BY count(*) DESC, fingerprint").fetchall()
+    except sqlite3.Error as err:
+        raise RuntimeError(f"{path}: not a readable result store ({err})") from err
+    finally:
+        db.close()
+    uses = [FingerprintUse(fp, n, int(b or 0), float(t or 0)) for fp, n, b, t in rows]
+    return StoreInfo(path, size, sum(u.entries for u in uses), uses)
+
+
+def prune(store: ResultStore, keep: Sequence[str] = (), older_than_days: float | None = None,
+          max_bytes: int | None = None) -> int:
+    """Drop entries: of fingerprints not starting with one of `keep` (when given), stored more than
+    `older_than_days` ago, then the oldest until the stored results fit in `max_bytes`.  Returns how many
+    went; the file is compacted afterwards so the space really comes back."""
+    before = store.db.execute("SELECT count(*) FROM raw").fetchone()[0]
+    with store.db:
+        store.db.execute("BEGIN")
+        if keep:
+            clause = " AND ".join("fingerprint NOT LIKE ? || '%'" for _ in keep)
+            store.db.execute(f"DELETE FROM raw WHERE {clause}", tuple(keep))
+        if older_than_days is not None:
+            store.db.execute("DELETE FROM raw WHERE stored_at < ?", (time.time() - older_than_days * 86400,))
+        if max_bytes is not None:
+            total = 0
+            drop_before = None
+            for stored_at, length in store.db.execute(
+                    "SELECT stored_at, length(payload) FROM raw ORDER BY stored_at DESC"):
+                total += length
+                if total > max_bytes:
+                    drop_before = stored_at
+                    break
+            if drop_before is not None:
+                store.db.execute("DELETE FROM raw WHERE stored_at <= ?", (drop_before,))
+    after = store.db.execute("SELECT count(*) FROM raw").fetchone()[0]
+    store.db.execute("VACUUM")
+    return before - after

@@ -520,7 +520,7 @@ def test_full_disk_under_the_result_store_stops_cleanly_and_the_next_run_resumes
     write(src / "IMG_0002.JPG", good)
     assert _run(src, out, standin_models) == 0
     before = _outputs(out.parent)
-    write(src / "IMG_0003.JPG", good)  # a new file: the next run computes it and must store it
+    write(src / "IMG_0003.JPG", jpeg(scene(width=640)))  # a new file (new content): computed, to be stored
 
     def store_disk_full(self, fingerprint, batch):
         raise sqlite3.OperationalError("database or disk is full")

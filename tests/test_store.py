@@ -158,3 +158,78 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path: Path, standin_mod
     assert not out.exists()
     res = subprocess.run(cmd + ["-q"], capture_output=True, text=True)
     assert res.returncode == 0 and "files already computed" in res.stderr
+
+
+# --- identity from content (issue 15 item 8, issue 16 item 1), as the user's command, in the default store ---
+
+def _cli(capsys, *argv) -> str:
+    from deepfaune_plugin.cli import main
+
+    code = main(list(argv))
+    err = capsys.readouterr().err
+    assert code == 0, err
+    return err
+
+
+def _user_store() -> Path:
+    return Path(os.environ["XDG_CACHE_HOME"]) / "deepfaune-plugin" / "results" / "store.sqlite"
+
+
+def test_item16_1_moved_season_computes_nothing(tmp_path: Path, standin_models: Path, capsys):
+    season = _season(tmp_path / "season", 4, size=(320, 240))
+    models = ("--models-dir", str(standin_models), "-q", "--no-report")
+    first = _cli(capsys, "run", str(season), "-o", str(tmp_path / "a.csv"), *models)
+    assert "already computed" not in first and _user_store().exists()  # one store per user by default
+    season.rename(tmp_path / "s2")  # mv season s2 && deepfaune run s2
+    again = _cli(capsys, "run", str(tmp_path / "s2"), "-o", str(tmp_path / "b.csv"), *models)
+    assert "4 of 4 files already computed" in again
+    assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
+
+
+def test_item15_8_edit_keeping_size_and_mtime_is_recomputed(tmp_path: Path, standin_models: Path, capsys):
+    season = _season(tmp_path / "season", 3, size=(320, 240))
+    models = ("--models-dir", str(standin_models), "-q", "--no-report")
+    _cli(capsys, "run", str(season), "-o", str(tmp_path / "a.csv"), *models)
+    edited = season / "cam0" / "IMG_0000.JPG"
+    st = edited.stat()
+    data = edited.read_bytes()
+    assert data.count(b"2024:05:03 06:00:00") >= 1
+    edited.write_bytes(data.replace(b"2024:05:03 06:00:00", b"2023:05:03 06:00:00"))  # what exiftool -P does
+    os.utime(edited, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (edited.stat().st_size, edited.stat().st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+    err = _cli(capsys, "run", str(season), "-o", str(tmp_path / "b.csv"), *models)
+    assert "2 of 3 files already computed" in err
+    rows = (tmp_path / "b.csv").read_text().splitlines()
+    assert any(r.startswith("cam0/IMG_0000.JPG,2023:05:03 06:00:00,") for r in rows), rows
+
+
+def test_item16_1_ddb_instead_of_its_folder_finds_the_results(tmp_path: Path, standin_models: Path, capsys):
+    from test_timelapse_host import make_image_set
+
+    ddb = make_image_set(tmp_path / "set")
+    models = ("--models-dir", str(standin_models), "-q", "--no-report")
+    _cli(capsys, "run", str(tmp_path / "set"), "--host", "folder", "-o", str(tmp_path / "a.csv"), *models)
+    err = _cli(capsys, "run", str(ddb), *models)
+    assert "5 of 6 files already computed" in err  # the broken file failed: failures are retried, never stored
+
+
+def test_item16_1_datapackage_json_instead_of_its_folder_finds_the_results(tmp_path: Path, standin_models: Path,
+                                                                         capsys):
+    from camtrapdp_helpers import make_package
+
+    package = make_package(tmp_path / "pkg")
+    models = ("--models-dir", str(standin_models), "-q", "--no-report")
+    _cli(capsys, "run", str(package / "media"), "-o", str(tmp_path / "a.csv"), *models)
+    err = _cli(capsys, "run", str(package / "datapackage.json"), *models)
+    assert "5 of 6 files already computed" in err
+
+
+def test_item16_1_identical_copies_share_one_stored_result(tmp_path: Path):
+    a = make_jpeg(tmp_path / "a" / "x.jpg", seed=3)
+    b = tmp_path / "b" / "renamed.jpg"
+    b.parent.mkdir()
+    b.write_bytes(a.read_bytes())
+    store = ResultStore(tmp_path / "s.sqlite")
+    store.save("fp", [(MediaItem(a, "x.jpg", ""), RawResult("x.jpg", 8, 6))])
+    found = store.lookup("fp", [MediaItem(b, "renamed.jpg", "")])
+    assert list(found) == ["renamed.jpg"] and found["renamed.jpg"].relpath == "renamed.jpg"
