@@ -94,3 +94,21 @@ def test_item17_1_reads_with_torch_not_importable(tmp_path):
             "print(w.dtype, w.shape, float(w.sum()))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["float32", "(2,", "3)", "3.0"]
+
+
+def test_item17_1_deepfaune_classifier_and_bird_head_match_torch_reader(tmp_path):
+    pytest.importorskip("torch")
+    pytest.importorskip("timm")
+    from deepfaune_plugin.models.export import fakes
+    from deepfaune_plugin.models.export.checkpoint import load_bird_head, load_classifier_checkpoint
+    ck = fakes.write_classifier_checkpoint(tmp_path / "cls.pt", "vit_large_patch14_dinov2.lvd142m", 4, 182,
+                                           backbone_kwargs={"embed_dim": 64, "depth": 1, "num_heads": 2})
+    head = fakes.write_bird_head(tmp_path / "bird.pt", dim=64, hidden=16, classes=3)
+    data, reference = load(ck), load_classifier_checkpoint(ck)
+    assert data["args"]["num_classes"] == 4 and "Compose" in data["transform"].qualified_name
+    for key, value in reference.state_dict.items():
+        np.testing.assert_array_equal(data["state_dict"]["base_model." + key], value.numpy(), err_msg=key)
+    bird, bird_ref = load(head), load_bird_head(head)
+    assert set(bird) == set(bird_ref)
+    for key, value in bird_ref.items():
+        np.testing.assert_array_equal(bird[key], value.numpy(), err_msg=key)
