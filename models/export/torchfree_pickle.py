@@ -1,0 +1,156 @@
+"""Reading PyTorch `.pt` checkpoints with no torch installed and without running pickled code.
+
+A `torch.save` file is a zip: `<root>/data.pkl` (a pickle) plus `<root>/data/<key>` (raw storages).
+The pickle is read by a restricted Unpickler: `find_class` answers only an allow-list (the tensor
+rebuild functions, the storage types, OrderedDict and plain containers) and maps every other class
+(ultralytics model objects, torchvision transforms, argparse.Namespace) to an inert record of its
+state. Names that are functions outside the allow-list (`os.system`, `builtins.eval`, ...) are refused:
+calling an inert record never calls the real callable, but refusing says plainly that the file is
+not a checkpoint. Tensors come back as NumPy arrays; fp16/bf16 storages are widened to float32.
+"""
+from __future__ import annotations
+
+import collections
+import io
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deepfaune_plugin.errors import DeepfauneError
+
+from .checkpoint import InertGlobal
+
+# storage class name -> numpy dtype of the raw bytes (little-endian, as torch writes them)
+_STORAGES: dict[str, str] = {
+    "FloatStorage": "<f4", "DoubleStorage": "<f8", "HalfStorage": "<f2", "BFloat16Storage": "bf16",
+    "LongStorage": "<i8", "IntStorage": "<i4", "ShortStorage": "<i2", "CharStorage": "i1",
+    "ByteStorage": "u1", "BoolStorage": "?",
+}
+# modules whose functions are never a checkpoint's business: naming them refuses the file
+_REFUSED_MODULES = {"os", "posix", "nt", "subprocess", "builtins", "__builtin__", "sys", "shutil",
+                    "importlib", "runpy", "socket", "pickle", "marshal", "types", "code", "pty", "webbrowser"}
+
+
+class UnsafeCheckpointError(DeepfauneError):
+    """A checkpoint whose pickle names a callable outside the allow-list (it would run code)."""
+
+
+# a class named in a pickle (e.g. an ultralytics DetectionModel) becomes one of these: args and state, no code
+InertRecord = InertGlobal
+
+
+class _Storage:
+    """A raw storage named by a persistent id; its bytes are decoded on first use."""
+
+    def __init__(self, raw: bytes, dtype: str) -> None:
+        self.raw, self.dtype = raw, dtype
+
+    def array(self) -> np.ndarray:
+        if self.dtype == "bf16":
+            bits = np.frombuffer(self.raw, dtype="<u2").astype(np.uint32) << 16
+            return bits.view(np.float32)
+        flat = np.frombuffer(self.raw, dtype=self.dtype)
+        return flat.astype(np.float32) if self.dtype == "<f2" else flat
+
+
+def _rebuild_tensor(storage: _Storage, offset: int, size: tuple, stride: tuple, *_rest: Any) -> np.ndarray:
+    flat = storage.array()
+    if not size:
+        return np.array(flat[offset])
+    item = flat.itemsize
+    view = np.lib.stride_tricks.as_strided(flat[offset:], shape=tuple(size),
+                                           strides=tuple(s * item for s in stride))
+    return np.ascontiguousarray(view)
+
+
+def _rebuild_parameter(data: np.ndarray, *_rest: Any) -> np.ndarray:
+    return data
+
+
+_ALLOWED: dict[tuple[str, str], Any] = {
+    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
+    ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
+    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+    ("collections", "OrderedDict"): collections.OrderedDict,
+    **{(mod, name): obj for mod in ("builtins", "__builtin__")
+       for name, obj in (("set", set), ("frozenset", frozenset), ("slice", slice))},
+}
+
+
+class _Unpickler(pickle.Unpickler):
+    def __init__(self, data: bytes, archive: zipfile.ZipFile, root: str, path: Path) -> None:
+        super().__init__(io.BytesIO(data))
+        self.archive, self.root, self.path = archive, root, path
+        self.records: dict[str, type] = {}
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _ALLOWED:
+            return _ALLOWED[(module, name)]
+        if module == "torch" and name in _STORAGES:
+            return name  # a storage type, only ever used inside a persistent id
+        if module == "torch" and name in {"float32", "float16", "float64", "int64", "bfloat16", "bool"}:
+            return name
+        top = module.split(".", 1)[0]
+        if top in _REFUSED_MODULES or not name[:1].isupper():
+            raise UnsafeCheckpointError(
+                f"{self.path}: refused, the pickle names {module}.{name}, which is not a tensor, container "
+                f"or model class; a checkpoint never needs it (it would run code when loaded)")
+        key = f"{module}.{name}"
+        if key not in self.records:
+            self.records[key] = type(name, (InertRecord,), {"qualified_name": key})
+        return self.records[key]
+
+    def persistent_load(self, pid: Any) -> _Storage:
+        if not (isinstance(pid, tuple) and pid and pid[0] == "storage" and len(pid) >= 3):
+            raise UnsafeCheckpointError(f"{self.path}: unknown persistent id {pid!r}")
+        kind, key = pid[1], str(pid[2])
+        if kind not in _STORAGES:
+            raise UnsafeCheckpointError(f"{self.path}: unknown storage type {kind!r}")
+        try:
+            raw = self.archive.read(f"{self.root}data/{key}")
+        except KeyError as err:
+            raise DeepfauneError(f"{self.path}: storage {key} missing from the archive (damaged file)") from err
+        return _Storage(raw, _STORAGES[kind])
+
+
+def load(path: Path | str) -> Any:
+    """The checkpoint's object with tensors as NumPy arrays and foreign classes as InertRecords."""
+    path = Path(path)
+    if not path.is_file():
+        raise DeepfauneError(f"{path}: no such file")
+    try:
+        archive = zipfile.ZipFile(path)
+    except zipfile.BadZipFile as err:
+        raise DeepfauneError(f"{path} is not a PyTorch checkpoint (not a zip archive: legacy or damaged)") from err
+    with archive:
+        pickles = [n for n in archive.namelist() if n.endswith("data.pkl")]
+        if len(pickles) != 1:
+            raise DeepfauneError(f"{path} is not a PyTorch checkpoint (no single data.pkl inside)")
+        root = pickles[0][: -len("data.pkl")]
+        try:
+            return _Unpickler(archive.read(pickles[0]), archive, root, path).load()
+        except (UnsafeCheckpointError, DeepfauneError):
+            raise
+        except Exception as err:
+            raise DeepfauneError(f"{path} is not a readable PyTorch checkpoint ({type(err).__name__}: {err})") from err
+
+
+def module_state_dict(record: InertRecord, prefix: str = "") -> dict[str, np.ndarray]:
+    """The state_dict of a pickled nn.Module (read as an InertRecord): parameters and persistent
+    buffers of the module tree, under the same dotted keys as torch's `Module.state_dict()`."""
+    state = getattr(record, "state", None) if isinstance(record, InertRecord) else None
+    if not isinstance(state, dict):
+        raise DeepfauneError(f"{record!r} is not a pickled torch module (no module state)")
+    out: dict[str, np.ndarray] = {}
+    skipped = set(state.get("_non_persistent_buffers_set") or ())
+    for group in ("_parameters", "_buffers"):
+        for name, value in (state.get(group) or {}).items():
+            if value is not None and name not in skipped:
+                out[prefix + name] = value
+    for name, child in (state.get("_modules") or {}).items():
+        if child is not None:
+            out.update(module_state_dict(child, f"{prefix}{name}."))
+    return out
