@@ -110,7 +110,8 @@ class CamtrapDPHost:
             items.append(self._item(state, row, path, row.file_path))
         if listing.remote and not options.get("fetch_remote"):
             problems.append(Problem(where_media, _listed(listing.remote, "media given by URL were skipped") +
-                                    " (use --fetch-remote to download and classify them)"))
+                                    " (use --fetch-remote to download and classify them)",
+                                    skipped=len(listing.remote)))
         elif listing.remote:
             cache = Path(options.get("media_cache") or root / CACHE_DIR)
             print(f"fetching {len(listing.remote)} remote media into {cache} (once; kept for later runs)",
