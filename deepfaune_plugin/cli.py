@@ -20,6 +20,22 @@ class CliError(DeepfauneError):
     """A user-facing error: printed as one line, exit status 1."""
 
 
+#: Exit statuses, so that a script (or a cluster job) can tell a clean season from one to look at again.
+EXIT_OK = 0  # every file has a result (some may carry a warning)
+EXIT_ERROR = 1  # stopped with a message: nothing new was written (bad option or source, full disk...)
+EXIT_USAGE = 2  # the command line itself is wrong (argparse)
+EXIT_INCOMPLETE = 3  # finished and wrote its outputs, but some files failed or were skipped
+EXIT_INTERRUPTED = 130  # Ctrl-C: the same command resumes
+
+EXIT_CODES_HELP = f"""exit status:
+  {EXIT_OK}    every file has a result (a file with a warning, e.g. a truncated JPEG, has one)
+  {EXIT_ERROR}    stopped with an error message; the previous outputs are unchanged
+  {EXIT_USAGE}    the command line is wrong (unknown option, bad value)
+  {EXIT_INCOMPLETE}    finished and wrote the outputs, but some files have no result: they failed
+       (the 'failure' column) or were skipped (missing, not fetched); see the summary and deepfaune-run.json
+  {EXIT_INTERRUPTED}  interrupted (Ctrl-C): run the same command again to resume"""
+
+
 def _split_list(values: Sequence[str] | None) -> tuple[str, ...]:
     out: list[str] = []
     for value in values or ():
@@ -30,7 +46,8 @@ def _split_list(values: Sequence[str] | None) -> tuple[str, ...]:
 def _add_run(sub, registry: Registry) -> None:
     p = sub.add_parser("run", help="classify the media of a source and write the results back into it",
                        description="Classify every image of SOURCE with DeepFaune and write the results where the "
-                                   "source's data manager expects them.")
+                                   "source's data manager expects them.",
+                       epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("source", type=Path, help="a folder, a Timelapse root, a camtrapR tree or record table, a Camtrap DP package")
     p.add_argument("--host", default="auto", help="data manager of SOURCE (default: auto-detect); see `deepfaune plugins`")
     p.add_argument("--backend", default="deepfaune", help="classification backend (default: deepfaune)")
@@ -112,33 +129,44 @@ def _cmd_run(args, registry: Registry) -> int:
                       keep_results=False)
     except RunInterrupted as err:
         print(f"deepfaune: {err}", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except RunError as err:
         raise CliError(str(err)) from err
     _print_summary(summary)
-    return 0
+    return EXIT_OK if summary.complete else EXIT_INCOMPLETE
 
 
 def _print_summary(summary) -> None:
     out = sys.stderr
-    files, n_seq = summary.tally.files, summary.tally.sequences
-    print(f"\n{files} files, {n_seq} sequences, {len(summary.failures)} failed, "
+    tally = summary.tally
+    files, n_seq = tally.files, tally.sequences
+    print(f"\n{files} files, {n_seq} sequences, {len(tally.failures)} failed, {summary.skipped} skipped, "
+          f"{len(tally.warned)} with warnings, "
           f"{summary.elapsed:.1f} s ({files / summary.elapsed if summary.elapsed else 0:.2f} files/s)", file=out)
     counts = summary.label_counts()
     if counts:
         print("sequences per label:", file=out)
         for label, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
             print(f"  {label:<24} {n}", file=out)
-    if summary.failures:
-        print("failures:", file=out)
-        for rel, reason in summary.failures[:20]:
-            print(f"  {rel}: {reason}", file=out)
-        if len(summary.failures) > 20:
-            print(f"  ... and {len(summary.failures) - 20} more (see the 'failure' column)", file=out)
+    _print_listed("failures:", tally.failures, "failure", out)
+    _print_listed("with warnings (they have a result):", tally.warned, "warning", out)
     if summary.results.backend_info.get("standin"):
         print("STAND-IN MODELS were used: these labels are meaningless.", file=out)
     for path in summary.written + summary.review_files:
         print(f"wrote {path}", file=out)
+    if not summary.complete:
+        print(f"{len(tally.failures) + summary.skipped} file(s) have no result ({len(tally.failures)} failed, "
+              f"{summary.skipped} skipped; listed above): exit status {EXIT_INCOMPLETE}", file=out)
+
+
+def _print_listed(title: str, entries: Sequence[tuple[str, str]], column: str, out, most: int = 20) -> None:
+    """The first `most` (file, text) pairs; the table's `column` has them all."""
+    if entries:
+        print(title, file=out)
+        for rel, text in entries[:most]:
+            print(f"  {rel}: {text}", file=out)
+        if len(entries) > most:
+            print(f"  ... and {len(entries) - most} more (see the {column!r} column)", file=out)
 
 
 def _cmd_plugins(args, registry: Registry) -> int:

@@ -6,6 +6,7 @@ page, and forgotten, so a season needs no more memory than a chunk when the host
 """
 from __future__ import annotations
 
+import errno
 import sys
 import time
 from collections import Counter
@@ -39,17 +40,23 @@ class Tally:
     files: int = 0
     sequences: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
+    #: Files with a result that the user should still look at (a truncated JPEG decoded as far as it goes,
+    #: a video only PyAV could read): (relpath, the `warning` column's text).
+    warned: list[tuple[str, str]] = field(default_factory=list)
     sequences_per_label: Counter = field(default_factory=Counter)  # what an ecologist counts
     files_per_label: Counter = field(default_factory=Counter)
 
-    def add(self, decisions: Sequence[Decision]) -> None:
-        """Whole sequences only: a sequence never spans two calls."""
+    def add(self, decisions: Sequence[Decision], raws: Mapping[str, RawResult] | None = None) -> None:
+        """Whole sequences only: a sequence never spans two calls.  `raws` (by relpath) gives the warnings."""
         seen: set[int] = set()
         for d in decisions:
             self.files += 1
             if d.failure:
                 self.failures.append((d.relpath, d.failure))
                 continue
+            raw = raws.get(d.relpath) if raws else None
+            if raw is not None and raw.warnings:
+                self.warned.append((d.relpath, "; ".join(raw.warnings)))
             self.files_per_label[d.prediction] += 1
             if d.seqnum not in seen:
                 seen.add(d.seqnum)
@@ -73,11 +80,22 @@ class RunSummary:
     def __post_init__(self) -> None:
         if self.tally is None:
             self.tally = Tally()
-            self.tally.add(self.results.decisions)
+            self.tally.add(self.results.decisions, self.results.raw)
 
     @property
     def failures(self) -> list[tuple[str, str]]:
         return list(self.tally.failures)
+
+    @property
+    def skipped(self) -> int:
+        """Media files of the source left without a result before any model saw them (missing, refused,
+        not fetched): the problems that are not mere notes."""
+        return sum(p.skipped for p in self.problems)
+
+    @property
+    def complete(self) -> bool:
+        """Every file of the source has a result (warnings allowed): what exit status 0 promises."""
+        return not self.tally.failures and self.skipped == 0
 
     def label_counts(self) -> Counter:
         """Sequences per label, failures excluded."""
@@ -206,7 +224,7 @@ def run(
                                    raw={raw.relpath: raw for raw in ordered}, decisions=decisions,
                                    backend_info=dict(inference.info), output=Path(output) if output else None,
                                    started=started)
-                tally.add(decisions)
+                tally.add(decisions, batch.raw)
                 if writer is not None:
                     _writing(lambda: writer.add(batch), result_store)
                 if review is not None:
@@ -252,12 +270,18 @@ def run(
 
 
 def _writing(step, result_store: ResultStore | None):
-    """A host's writing step; a full disk or a read-only card becomes a message that says what is safe."""
+    """A host's writing step; a full disk or a read-only card becomes a message that says what is safe,
+    and what to do: free space only when space is what is missing."""
     try:
         return step()
+    except IsADirectoryError as err:
+        where = err.filename2 or err.filename  # a rename onto a folder names the folder second
+        raise RunError(f"cannot write the results: {where} is a folder; give --output a file name "
+                       "(the previous outputs are unchanged)") from err
     except OSError as err:  # writers are atomic, so the old outputs stay
+        fix = "free some space" if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else "fix that"
         raise RunError(f"cannot write the results: {err}; the previous outputs are unchanged"
-                       + ("; what was computed is kept in the result store: free some space and run the same "
+                       + (f"; what was computed is kept in the result store: {fix} and run the same "
                           "command again" if result_store is not None else "")) from err
 
 

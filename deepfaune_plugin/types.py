@@ -74,10 +74,16 @@ class MediaItem:
 
 @dataclass(frozen=True)
 class Problem:
-    """Something wrong with one entry of a source, reported without stopping the run."""
+    """Something wrong with one entry of a source, reported without stopping the run.
+
+    `skipped` is how many media files it leaves without a result (what the run's summary and exit
+    status count): 1 for a file left out, more for one message about many, 0 for a note about a file
+    that is still classified (an odd name, a date taken from elsewhere).
+    """
 
     relpath: str
     reason: str
+    skipped: int = 1
 
 
 @dataclass

@@ -26,9 +26,9 @@ def _reporter(root: Path, problems: list[Problem] | None):
             rel = os.path.relpath(err.filename, root) if err.filename else "."
             problems.append(Problem(printable(Path(rel).as_posix()), f"cannot list folder: {err.strerror}"))
 
-    def report(rel: str, reason: str) -> None:
+    def report(rel: str, reason: str, skipped: int = 1) -> None:
         if problems is not None:
-            problems.append(Problem(rel, reason))
+            problems.append(Problem(rel, reason, skipped))
 
     return onerror, report
 
@@ -57,7 +57,7 @@ def _media_files(root: Path, dirpath: str, filenames: list[str], suffixes: froze
             if printable(name) != name and printable(name) in taken:
                 report(rel, "file name is not valid UTF-8 and, written with \\xNN, is another file's; skipped")
                 continue
-            report(rel, "file name is not valid UTF-8; written with \\xNN for its odd bytes")
+            report(rel, "file name is not valid UTF-8; written with \\xNN for its odd bytes", skipped=0)
         yield path, rel
 
 

@@ -239,7 +239,7 @@ def read_folder(source: Path, options: Mapping[str, Any], host: str) -> Manifest
         date, date_source = media_date(item)  # the date the run will give it, read here for the timestamp
         if date_source == FILE_DATE:
             problems.append(Problem(rel, "video without a creation date in its container; its timestamp is the "
-                                         "file's modification time (check it)"))
+                                         "file's modification time (check it)", skipped=0))
         if date is None:
             problems.append(Problem(rel, f"no {'date' if item.is_video else 'EXIF date'}, so no Camtrap DP "
                                          "timestamp; left out of the package"))

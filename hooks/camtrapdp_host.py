@@ -129,7 +129,8 @@ class CamtrapDPHost:
             items.append(self._item(state, row, path, row.file_path))
         if listing.remote and not options.get("fetch_remote"):
             problems.append(Problem(where_media, _listed(listing.remote, "media given by URL were skipped") +
-                                    " (use --fetch-remote to download and classify them)"))
+                                    " (use --fetch-remote to download and classify them)",
+                                    skipped=len(listing.remote)))
         elif listing.remote:
             limits = FetchLimits.from_options(options)
             items.extend(self._fetch(state, listing.remote, root, options.get("media_cache"), limits, problems))

@@ -286,7 +286,8 @@ def read_record_table(csv_path: Path) -> Manifest:
                                            f"under {csv_path.parent})"))
             continue
         if path in seen:
-            problems.append(Problem(where, f"{filename}: same file as row {seen[path]}; classified once"))
+            problems.append(Problem(where, f"{filename}: same file as row {seen[path]}; classified once",
+                                    skipped=0))
             continue
         seen[path] = number
         camera = cell(row, "Camera")

@@ -149,7 +149,7 @@ class TimelapseHost:
         state = TimelapseState(ddb=ddb, version=contents.version, rows=by_relpath, field_spec=spec, existing=existing)
         if existing is not None:
             print(f"timelapse: {existing_summary(existing, ddb.name)}", file=sys.stderr)
-            problems.extend(Problem(ddb.name, note) for note in existing_notes(existing))
+            problems.extend(Problem(ddb.name, note, skipped=0) for note in existing_notes(existing))
         return Manifest(root=root, items=items, problems=problems, host=self.name, host_state=state,
                         detector_mode=EXISTING_DETECTIONS if existing is not None else None)
 

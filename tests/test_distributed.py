@@ -79,7 +79,7 @@ def _cluster_run(season, standin_models, out: Path, scheduler: str):
 def test_cli_local_cluster_matches_single_process_run(season, standin_models, reference, tmp_path, capsys):
     out = tmp_path / "out.csv"
     assert main(["run", str(season), "--models-dir", str(standin_models), "--output", str(out),
-                 "--store", str(tmp_path / "store.sqlite"), "--scheduler", "local:2", "-q", "--no-report"]) == 0
+                 "--store", str(tmp_path / "store.sqlite"), "--scheduler", "local:2", "-q", "--no-report"]) == 3  # 2 bad files
     assert re.search(r"computing 31 files in \d+ shards on the Dask cluster at local:2 \(2 worker threads",
                      capsys.readouterr().err)
     assert out.read_bytes() == reference["csv"]
@@ -113,7 +113,7 @@ def test_a_cluster_run_in_chunks_connects_once_and_writes_the_same_table(season,
     monkeypatch.setattr(pipeline, "CLUSTER_CHUNK_FILES", 10)  # the cameras' 10 + 11 + 10 files: three chunks
     out = tmp_path / "out.csv"
     assert main(["run", str(season), "--models-dir", str(standin_models), "--output", str(out),
-                 "--store", str(tmp_path / "store.sqlite"), "--scheduler", "local:2", "-q", "--no-report"]) == 0
+                 "--store", str(tmp_path / "store.sqlite"), "--scheduler", "local:2", "-q", "--no-report"]) == 3  # 2 bad files
     assert connections == ["local:2"]
     assert re.findall(r"computing (\d+) files", capsys.readouterr().err) == ["10", "11", "10"]
     assert out.read_bytes() == reference["csv"]

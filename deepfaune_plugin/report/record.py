@@ -100,12 +100,16 @@ def run_record(summary, command: Sequence[str] | str | None = None) -> dict[str,
             "files": tally.files,
             "sequences": tally.sequences,
             "failed": len(tally.failures),
+            "skipped": summary.skipped,  # files of the source left without a result (missing, not fetched...)
+            "with_warnings": len(tally.warned),  # files with a result and a `warning` (a truncated JPEG...)
+            "complete": summary.complete,  # every file has a result: the run's exit status was 0
             "problems": len(summary.problems),
             "sequences_per_label": dict(sorted(tally.sequences_per_label.items())),
             "files_per_label": dict(sorted(tally.files_per_label.items())),
         },
         "failures": [{"file": rel, "reason": reason} for rel, reason in summary.failures],
-        "problems": [{"file": p.relpath, "reason": p.reason} for p in summary.problems],
+        "warnings": [{"file": rel, "warning": text} for rel, text in tally.warned],
+        "problems": [{"file": p.relpath, "reason": p.reason, "skipped": p.skipped} for p in summary.problems],
         "outputs": [_file_entry(p) for p in summary.written],
         "machine": _machine(),
     }
