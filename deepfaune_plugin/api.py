@@ -24,6 +24,7 @@ from .hookspecs import hookimpl
 from .paths import UnsafePathError, own_folder, safe_relative
 from .types import (ANIMAL, CATEGORY_NAMES, IMAGE_SUFFIXES, PERSON, VEHICLE, VIDEO_SUFFIXES, ClassTable, Decision,
                     Detection, KnownBox, Manifest, MediaItem, Problem, RawResult)
+from .untrusted import UntrustedInputError, load_json, load_yaml, parse_json
 from .walk import MEDIA_SUFFIXES, iter_media, iter_media_blocks
 
 __all__ = [
@@ -36,7 +37,7 @@ __all__ = [
     # helpers
     "IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "MEDIA_SUFFIXES", "iter_media", "iter_media_blocks", "safe_relative",
     "own_folder", "UnsafePathError", "atomic_output", "StagedFile", "write_bytes_atomic", "result_table",
-    "write_table",
+    "write_table", "load_json", "load_yaml", "parse_json", "UntrustedInputError",
 ]
 
 #: Names served lazily: their modules import this one (RunResults), so importing them here would be a cycle.

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 
-from deepfaune_plugin.untrusted import UntrustedInputError, load_yaml
+from deepfaune_plugin.api import UntrustedInputError, load_yaml
 from deepfaune_plugin.atomic import staging_dir
 from deepfaune_plugin.api import RunResults
 from deepfaune_plugin.inference import media_date

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from deepfaune_plugin.untrusted import UntrustedInputError, parse_json
+from deepfaune_plugin.api import UntrustedInputError, parse_json
 from deepfaune_plugin.errors import DeepfauneError
 from deepfaune_plugin.paths import UnsafePathError, not_regular, safe_relative
 
