@@ -13,6 +13,7 @@ removed after one minor version in which it still works and warns. Everything ou
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -79,8 +80,8 @@ class RunSettings:
     def __post_init__(self) -> None:
         if not 0.0 <= self.threshold <= 1.0:  # 0: every animal labelled; NaN fails here too
             raise ValueError(f"threshold must be between 0 and 1 (inclusive), got {self.threshold}")
-        if self.maxlag < 0:
-            raise ValueError(f"maxlag must be >= 0 seconds, got {self.maxlag}")
+        if not math.isfinite(self.maxlag) or self.maxlag < 0:  # inf/nan would join a whole season (or nothing)
+            raise ValueError(f"maxlag must be a number of seconds >= 0, got {self.maxlag}")
         if self.detector_mode not in DETECTOR_MODES:
             raise ValueError(
                 f"unknown detector mode {self.detector_mode!r}; choose one of {', '.join(DETECTOR_MODES)}"

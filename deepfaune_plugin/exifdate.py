@@ -19,6 +19,9 @@ import exifread
 from .paths import open_regular
 
 EXIF_DATE_FORMAT = "%Y:%m:%d %H:%M:%S"
+#: Camera clocks reset to their factory date, or set to 9999 by a slip: dates outside this window are written as
+#: read (they are the file's) but flagged as suspect and kept out of the charts' ranges.
+PLAUSIBLE_FROM = datetime(1990, 1, 1)
 _ZERO_DATE = "0000:00:00 00:00:00"  # what cameras without a set clock write
 _TAG_KEYS = ("EXIF DateTimeOriginal", "Image DateTimeOriginal")
 
@@ -26,6 +29,30 @@ _TAG_KEYS = ("EXIF DateTimeOriginal", "Image DateTimeOriginal")
 _exif_logger = logging.getLogger("exifread")
 if _exif_logger.level == logging.NOTSET:
     _exif_logger.setLevel(logging.ERROR)
+
+
+def format_date(value: datetime, fmt: str = EXIF_DATE_FORMAT) -> str:
+    """`value.strftime(fmt)` with a four-digit year always: glibc writes year 1 as "1", which R's parsers
+    (and camtrapR's, Timelapse's) refuse; "0001" they read."""
+    return value.strftime(fmt.replace("%Y", f"{value.year:04d}"))
+
+
+def plausible_until(now: datetime | None = None) -> datetime:
+    now = now or datetime.now()
+    return now.replace(year=now.year + 1) if not (now.month == 2 and now.day == 29) else now.replace(
+        year=now.year + 1, day=28)
+
+
+def suspect_date(value: datetime | None, now: datetime | None = None) -> str | None:
+    """The warning for a date outside 1990..now + 1 year, or None."""
+    if value is None:
+        return None
+    naive = value.replace(tzinfo=None)
+    until = plausible_until(now)
+    if PLAUSIBLE_FROM <= naive <= until:
+        return None
+    return (f"suspect date {format_date(naive)} (outside {PLAUSIBLE_FROM.year}..{until.year}): check the camera's "
+            "clock; kept out of the review page's charts")
 
 
 def parse_exif_datetime(text: str | bytes | None) -> datetime | None:

@@ -18,7 +18,7 @@ from typing import Any, Sequence
 from .api import RunSettings
 from .engine.video import video_date
 from .errors import RunError, RunInterrupted
-from .exifdate import read_exif_date_safely
+from .exifdate import read_exif_date_safely, suspect_date
 from .progress import Progress
 from .store import ResultStore
 from .types import EXIF_DATE, FILE_DATE, ClassTable, MediaItem, RawResult
@@ -167,6 +167,9 @@ class _Sink:
     def add(self, item: MediaItem, raw: RawResult) -> None:
         if raw.failure is None and raw.date_source != EXIF_DATE:
             raw.date, raw.date_source = media_date(item)
+        suspect = suspect_date(raw.date) if raw.failure is None else None
+        if suspect and suspect not in raw.warnings:
+            raw.warnings.append(suspect)
         self.raws[item.relpath] = raw
         self.inference.computed += 1
         if self.inference.bar:

@@ -21,6 +21,7 @@ from typing import Iterable, Iterator, Sequence, Union
 
 import numpy as np
 
+from .exifdate import format_date
 from .types import MediaItem
 
 Entry = Union[tuple[str, "datetime | None"], tuple[str, "datetime | None", str]]
@@ -31,7 +32,7 @@ _UNDATED = "NA"  # DeepFaune's placeholder; sorts after any "YYYY:..." string
 def _sort_text(date: datetime | None) -> str:
     if date is None:
         return _UNDATED
-    text = date.strftime("%Y:%m:%d %H:%M:%S")
+    text = format_date(date)  # four-digit years, so that the text sorts as the dates do
     return f"{text}.{date.microsecond:06d}" if date.microsecond else text
 
 

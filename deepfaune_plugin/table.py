@@ -8,7 +8,7 @@ import pandas as pd
 from .api import RunResults
 from .atomic import StagedFile, atomic_output
 from .boxes import normalised_box
-from .exifdate import EXIF_DATE_FORMAT
+from .exifdate import EXIF_DATE_FORMAT, format_date
 from .types import PERSON
 from .xlsx import write_xlsx
 
@@ -32,7 +32,7 @@ def result_table(results: RunResults) -> pd.DataFrame:
         raw = results.raw.get(d.relpath)
         row = {
             "filename": d.relpath,
-            "date": d.date.strftime(DATE_FORMAT) if d.date else "",
+            "date": format_date(d.date, DATE_FORMAT) if d.date else "",
             "seqnum": d.seqnum,
             "predictionbase": d.predictionbase,
             "scorebase": d.scorebase,

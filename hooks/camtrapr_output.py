@@ -12,6 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from deepfaune_plugin.exifdate import format_date
 from deepfaune_plugin.table import escape_formula
 from deepfaune_plugin.atomic import atomic_output
 from deepfaune_plugin.errors import DeepfauneError
@@ -86,7 +87,7 @@ def record_rows(records: Sequence[IndependentRecord], has_camera: bool) -> tuple
         if has_camera:
             row.append(image.item.camera if image.item.camera is not None else NA)
         row += [
-            image.species, when.strftime(DATETIME_FORMAT), when.strftime("%Y-%m-%d"), when.strftime("%H:%M:%S"),
+            image.species, format_date(when, DATETIME_FORMAT), format_date(when, "%Y-%m-%d"), when.strftime("%H:%M:%S"),
             _num(ind.delta_secs), _num(ind.delta_mins), _num(ind.delta_hours), _num(ind.delta_days),
             image.directory, image.filename, _num(ind.n_images),
             _num(d.score), d.top1, _num(d.seqnum), d.predictionbase, _num(d.scorebase), _num(d.count),
@@ -117,5 +118,5 @@ def camera_table(images: Iterable[tuple[MediaItem, datetime]], has_camera: bool)
     for (station, camera), (first, last) in sorted(spans.items(),
                                                    key=lambda kv: (r_collation_key(kv[0][0]), r_collation_key(kv[0][1] or ""))):
         row = [station] + ([camera if camera is not None else NA] if has_camera else [])
-        rows.append(row + [first.strftime(DATETIME_FORMAT), last.strftime(DATETIME_FORMAT)])
+        rows.append(row + [format_date(first, DATETIME_FORMAT), format_date(last, DATETIME_FORMAT)])
     return header, rows

@@ -246,7 +246,10 @@ def read_record_table(csv_path: Path) -> Manifest:
         raise CamtrapRSourceError(f"{csv_path}: no such record table")
     text = decode(csv_path.read_bytes(), csv_path)
     delimiter, _ = _dialect(text)
-    rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
+    try:
+        rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
+    except csv.Error as err:  # e.g. a field over the csv module's 131,072-character limit
+        raise CamtrapRSourceError(f"{csv_path}: not a readable record table ({err}); nothing was written") from None
     if not rows:
         raise CamtrapRSourceError(f"{csv_path}: empty file")
     header = rows[0]

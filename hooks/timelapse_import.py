@@ -645,10 +645,14 @@ def write_ddb(ddb: Path, recognizer: Mapping[str, Any], field_spec: FieldSpec | 
                 raise TimelapseError(f"{ddb}: the update would break {len(new)} foreign key(s), e.g. {sorted(new)[0]}; "
                                      "nothing was changed")
             conn.execute("COMMIT")
-        except BaseException:
+        except BaseException as err:
             conn.execute("ROLLBACK")
             if backup is not None:
                 backup.unlink(missing_ok=True)
+            if isinstance(err, sqlite3.Error):  # a trigger that aborts, a view where a table belongs...
+                raise TimelapseError(f"{ddb}: the database refused the update ({type(err).__name__}: {err}); "
+                                     "nothing was changed. Check its triggers and that DataTable and Detections "
+                                     "are tables (as Timelapse makes them), not views") from None
             raise
         report.backup = backup
         return report

@@ -30,7 +30,7 @@ def make_jpeg(path: Path, width: int = 800, height: int = 600, date: datetime | 
     image = Image.fromarray(pixels)
     exif = Image.Exif()
     if date is not None:
-        exif.get_ifd(0x8769)[36867] = date.strftime("%Y:%m:%d %H:%M:%S")
+        exif.get_ifd(0x8769)[36867] = f"{date.year:04d}:" + date.strftime("%m:%d %H:%M:%S")  # as cameras pad it
     path.parent.mkdir(parents=True, exist_ok=True)
     image.save(path, "JPEG", quality=quality, exif=exif.tobytes())
     return path

@@ -75,6 +75,8 @@ CASES = [
     Case("15.15 models verify on that manifest", models_manifest(
         '{"manifest_version": 1, "files": {}, "versions": {"1.4": 3}}'),
         "models verify --models-dir {tmp}/badmodels", 1, "versions '1.4' must be JSON objects"),
+    Case("15.15 --maxlag inf", folder_with("notes.txt", ""), RUN + " --maxlag inf", 1,
+         "maxlag must be a number of seconds >= 0, got inf"),
     Case("15.11 models manifest nested 5,000 deep", models_manifest("[" * 5000 + "]" * 5000),
          "models list --models-dir {tmp}/badmodels", 1, "nested deeper than 64 levels"),
 ]
@@ -130,3 +132,31 @@ def test_item15_3_formula_names_reach_spreadsheets_as_text_and_sort_reads_them_b
     assert all(not c.startswith(("=", "@")) for row in csv.reader(mapping.open(encoding="utf-8")) for c in row)
     assert escape_formula("-3.5") == "-3.5" and escape_formula("-x") == "'-x" and escape_formula(2) == 2
     assert unescape_formula(escape_formula("+cmd|' /C calc'!A0")) == "+cmd|' /C calc'!A0"
+
+
+def test_item15_14_dates_outside_1990_to_next_year_are_flagged_padded_and_kept_off_the_charts(tmp_path, standin_models):
+    """A camera clock at 9999 or at year 1: the table keeps the date as read, four-digit years (R parses them),
+    the warning column says it is suspect, and the review page is written (it crashed on 9999 before)."""
+    import csv
+    from datetime import datetime
+
+    src = tmp_path / "season"
+    make_jpeg(src / "StationA" / "far.jpg", blobs=[(RED, (100, 100, 300, 300))], seed=1,
+              date=datetime(9999, 12, 31, 23, 59, 59))
+    make_jpeg(src / "StationA" / "early.jpg", blobs=[(RED, (100, 100, 300, 300))], seed=2, date=datetime(1, 1, 1))
+    make_jpeg(src / "StationA" / "fine.jpg", blobs=[(RED, (100, 100, 300, 300))], seed=3, date=datetime(2024, 5, 3))
+    out = tmp_path / "out.csv"
+    assert main(["run", str(src), "--models-dir", str(standin_models), "--no-store", "-q", "-o", str(out)]) == 0
+    rows = {r["filename"]: r for r in csv.DictReader(out.open(encoding="utf-8"))}
+    assert rows["StationA/far.jpg"]["date"] == "9999:12:31 23:59:59"
+    assert rows["StationA/early.jpg"]["date"] == "0001:01:01 00:00:00"
+    assert "suspect date 9999:12:31 23:59:59" in rows["StationA/far.jpg"]["warning"]
+    assert "suspect date 0001:01:01 00:00:00" in rows["StationA/early.jpg"]["warning"]
+    assert "suspect" not in rows["StationA/fine.jpg"]["warning"]
+    pages = list(tmp_path.glob("*report*.html")) + list(src.glob("*report*.html"))
+    assert pages, "the review page was written"
+    record = tmp_path / "rt.csv"
+    assert main(["run", str(src), "--host", "camtrapr", "--models-dir", str(standin_models), "--no-store", "-q",
+                 "-o", str(record), "--threshold", "0"]) == 0
+    dates = sorted(r["DateTimeOriginal"] for r in csv.DictReader(record.open(encoding="utf-8")))
+    assert dates[0] == "0001-01-01 00:00:00" and dates[-1] == "9999-12-31 23:59:59"

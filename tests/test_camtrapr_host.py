@@ -430,3 +430,14 @@ def test_item16_3_species_sorted_as_r_orders_them(tmp_path: Path, registry):
     assert cli(registry, str(root), "--host", "camtrapr", "--output", str(out), "--scientific-names",
                "--include", "human,empty") == 0
     assert [r["Species"] for r in read_rows(out)] == ["empty", "Homo sapiens", "Vulpes vulpes"]
+
+
+def test_item15_15_a_record_table_with_a_200000_character_field_is_a_message(tmp_path, capsys, registry):
+    table = tmp_path / "record.csv"
+    table.write_text("Station,Species,DateTimeOriginal,Directory,FileName\n"
+                     f"A,fox,2024-05-03 06:00:00,{'x' * 200_000},IMG_1.JPG\n", encoding="utf-8")
+    assert main(["run", str(table), "--host", "camtrapr", "--backend", "fake", "-q", "--no-store"],
+                registry=registry) == 1
+    err = capsys.readouterr().err
+    assert f"{table}: not a readable record table (field larger than field limit" in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["record.csv"]

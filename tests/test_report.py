@@ -135,7 +135,10 @@ def test_activity_bins_keep_empty_days_and_widen_long_spans():
     months = activity_bins([(date(2000, 1, 1), "empty"), (date(2024, 5, 3), "animal")])
     assert months["unit"] == "month" and len(months["bins"]) == 24 * 12 + 5
     assert months["bins"][-1] == {"t": "2024-05", "n": 1, "cats": {"animal": 1}}
-    assert activity_bins([]) == {"unit": "day", "bins": []}
+    assert activity_bins([]) == {"unit": "day", "bins": [], "suspect": 0}
+    # a clock at 9999 or before 1990 is counted apart, not stretched over (issue 15 item 14: 9999 overflowed)
+    odd = activity_bins([(date(9999, 12, 31), "animal"), (date(1980, 1, 1), "animal"), (d, "animal")])
+    assert odd["suspect"] == 2 and [b["t"] for b in odd["bins"]] == [d.isoformat()]
 
 
 def _page_data(page: Path) -> dict:
@@ -236,7 +239,7 @@ def test_run_record_of_a_fake_run(summary, tmp_path: Path):
     assert rec["host"] == "folder" and rec["source"] == str(summary.manifest.root.resolve())
     assert rec["settings"] == {"model_version": "1.4", "detector_mode": "DFbsMDS", "threshold": 0.8, "maxlag": 10.0,
                                "lang": "fr", "exclude": [], "bird": False, "models_dir": None, "threads": None,
-                               "fast": False, "backend": "fake", "scheduler": None}
+                               "fast": False, "backend": "fake", "scheduler": None, "device": None}
     assert rec["models"]["standin"] is True and rec["models"]["version"] == "1.4"
     numbers = csv_numbers(summary.written[0])
     assert rec["counts"]["files"] == numbers["files"] and rec["counts"]["sequences"] == numbers["sequences"]

@@ -661,3 +661,25 @@ def test_item16_2_recognition_file_for_an_opened_image_set_says_what_to_do_next(
     assert (f"next, in Timelapse: open the image set {root} (it already knows this image set), then File > Import "
             f"recognition data... and choose {root / DEFAULT_JSON}") in err
     assert _cli(str(root), "--write-ddb") == 0 and "Import recognition data" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("sabotage,fragment", [
+    ("CREATE TRIGGER no_edits BEFORE UPDATE ON DataTable BEGIN SELECT RAISE(ABORT, 'read-only set'); END",
+     "read-only set"),
+    ("DROP TABLE IF EXISTS Detections; CREATE VIEW Detections AS SELECT 1 AS detectionID", "not views"),
+])
+def test_item15_15_a_ddb_that_refuses_the_update_is_a_message_and_nothing_changes(tmp_path: Path, capsys, sabotage,
+                                                                                   fragment):
+    root = tmp_path / "set"
+    make_image_set(root)
+    ddb = root / "TimelapseData.ddb"
+    conn = sqlite3.connect(ddb)
+    conn.executescript(sabotage)
+    conn.close()
+    before = dump(ddb)
+    code = _cli(str(root), "--write-ddb", "--field", "Species")
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    assert fragment in err and "nothing was changed" in err
+    assert dump(ddb) == before
+    assert not list((root / "Backups").glob("*.before-deepfaune.ddb"))  # no backup of a change that did not happen

@@ -12,6 +12,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from ..exifdate import PLAUSIBLE_FROM, format_date, plausible_until
 from .._version import __version__
 from ..boxes import normalised_box
 from ..types import ANIMAL, EMPTY, PERSON, VEHICLE, Decision, MediaItem, RawResult
@@ -47,7 +48,7 @@ def review_reason(d: Decision, threshold: float) -> str | None:
 
 
 def _stamp(value: datetime | None) -> str | None:
-    return value.strftime("%Y-%m-%d %H:%M:%S") if value else None
+    return format_date(value, "%Y-%m-%d %H:%M:%S") if value else None
 
 
 def _norm_box(box, raw: RawResult | None) -> list[float] | None:
@@ -83,8 +84,12 @@ def activity_bins(events: Iterable[tuple[date, str]] | Counter) -> dict[str, Any
     2000-01-01 makes one) is binned by week, then by month, to stay readable.
     """
     counted = events if isinstance(events, Counter) else Counter(events)
+    # a suspect date (a reset clock, year 9999) would stretch the axis over centuries or past date.max
+    low, high = PLAUSIBLE_FROM.date(), plausible_until().date()
+    suspect = sum(n for (day, _), n in counted.items() if not low <= day <= high)
+    counted = Counter({key: n for key, n in counted.items() if low <= key[0] <= high})
     if not counted:
-        return {"unit": "day", "bins": []}
+        return {"unit": "day", "bins": [], "suspect": suspect}
     first, last = min(day for day, _ in counted), max(day for day, _ in counted)
     span = (last - first).days
     unit = "day" if span <= 200 else "week" if span <= 1400 else "month"
@@ -97,7 +102,7 @@ def activity_bins(events: Iterable[tuple[date, str]] | Counter) -> dict[str, Any
         text = cur.strftime("%Y-%m") if unit == "month" else cur.isoformat()
         bins.append({"t": text, "n": sum(counts.values()), "cats": dict(counts)})
         cur = _next_bin(unit, cur)
-    return {"unit": unit, "bins": bins}
+    return {"unit": unit, "bins": bins, "suspect": suspect}
 
 
 def _settings_dict(settings) -> dict[str, Any]:
