@@ -10,7 +10,7 @@ from typing import Sequence
 from . import __version__
 from .api import DETECTOR_MODES, RunSettings
 from .errors import DeepfauneError
-from .models_cli import add_models_parser, run_models_command
+from .models_cli import MODELS_DIR_HELP, add_models_parser, run_models_command
 from .plugins import PluginError, Registry, default_registry
 
 
@@ -60,13 +60,12 @@ def _add_run(sub, registry: Registry) -> None:
     p.add_argument("--exclude", action="append", metavar="SPECIES",
                    help="species absent from the study area (repeat, or comma-separated)")
     p.add_argument("--bird", dest="bird", action="store_true", default=False, help="refine 'bird' into 8 bird groups")
-    p.add_argument("--no-bird", dest="bird", action="store_false")
-    p.add_argument("--models-dir", type=Path, default=None,
-                   help="folder of ONNX models and their manifest (default: $DEEPFAUNE_MODELS or the user cache)")
+    p.add_argument("--no-bird", dest="bird", action="store_false", help="keep 'bird' as one label (the default)")
+    p.add_argument("--models-dir", type=Path, default=None, help=MODELS_DIR_HELP)
     p.add_argument("--threads", type=int, default=None, help="CPU threads for inference (default: all cores)")
     p.add_argument("--fast", action="store_true",
-                   help="int8 models (made by `deepfaune models quantize`): about twice as fast, answers differ "
-                        "slightly from DeepFaune's (agreement in benchmarks/RESULTS.md)")
+                   help="int8 models (made by `deepfaune models quantize`): about 1.5x faster, answers differ "
+                        "from DeepFaune's (speed and agreement in benchmarks/RESULTS.md)")
     p.add_argument("--scheduler", metavar="ADDRESS", default=None,
                    help="run inference on a Dask cluster: a scheduler address (tcp://host:8786) or local:N for N "
                         "worker processes on this computer; needs pip install 'deepfaune-plugin[dask]' "
@@ -178,7 +177,8 @@ def _add_sort(sub) -> None:
     p.add_argument("--root", type=Path, default=None, help="folder the table's filenames are relative to "
                                                            "(default: the table's folder)")
     p.add_argument("--dest", type=Path, required=True, help="where to create deepfaune_<date>/<label>/ folders")
-    p.add_argument("--mode", choices=("copy", "move", "link"), default="copy")
+    p.add_argument("--mode", choices=("copy", "move", "link"), default="copy",
+                   help="copy the files (default), move them, or make hard links (no extra space)")
     p.add_argument("--blur-humans", action="store_true", help="blur person boxes in the copies")
 
 
@@ -202,7 +202,7 @@ def build_parser(registry: Registry) -> argparse.ArgumentParser:
     _add_run(sub, registry)
     add_models_parser(sub)
     p = sub.add_parser("plugins", help="list registered backends and hosts and where they come from")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the list as JSON (for scripts)")
     _add_sort(sub)
     return parser
 
