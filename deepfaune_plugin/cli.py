@@ -11,7 +11,7 @@ from . import __version__
 from .api import DETECTOR_MODES, RunSettings
 from .engine.providers import DEVICES, choose_device, requested_device, runtime_install
 from .errors import DeepfauneError
-from .models_cli import add_models_parser, run_models_command
+from .models_cli import MODELS_DIR_HELP, add_models_parser, run_models_command
 from .store_cli import add_store_parser, run_store_command
 from .plugins import PluginError, Registry, default_registry
 
@@ -43,7 +43,8 @@ def _split_list(values: Sequence[str] | None) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _add_run(sub, registry: Registry) -> None:
+def _add_run(sub, registry: Registry) -> list[str]:
+    """The run parser, with every host's options; returns what was left out of a plugin's options, and why."""
     p = sub.add_parser("run", help="classify the media of a source and write the results back into it",
                        description="Classify every image of SOURCE with DeepFaune and write the results where the "
                                    "source's data manager expects them.",
@@ -62,17 +63,16 @@ def _add_run(sub, registry: Registry) -> None:
     p.add_argument("--exclude", action="append", metavar="SPECIES",
                    help="species absent from the study area (repeat, or comma-separated)")
     p.add_argument("--bird", dest="bird", action="store_true", default=False, help="refine 'bird' into 8 bird groups")
-    p.add_argument("--no-bird", dest="bird", action="store_false")
-    p.add_argument("--models-dir", type=Path, default=None,
-                   help="folder of ONNX models and their manifest (default: $DEEPFAUNE_MODELS or the user cache)")
+    p.add_argument("--no-bird", dest="bird", action="store_false", help="keep 'bird' as one label (the default)")
+    p.add_argument("--models-dir", type=Path, default=None, help=MODELS_DIR_HELP)
     p.add_argument("--threads", type=int, default=None, help="CPU threads for inference (default: all cores)")
     p.add_argument("--device", default=None, metavar="DEVICE", choices=DEVICES,
                    help="where the models run: auto (default, or $DEEPFAUNE_DEVICE: a GPU when the installed "
                         "onnxruntime offers one, else the CPU), cpu, cuda, directml, coreml, openvino; "
                         "see docs/devices.md")
     p.add_argument("--fast", action="store_true",
-                   help="int8 models on the CPU, fp16 on a GPU (both made by `deepfaune models quantize`): faster, "
-                        "answers differ slightly from DeepFaune's (agreement in benchmarks/RESULTS.md)")
+                   help="int8 models on the CPU (about 1.5x faster), fp16 on a GPU (both made by `deepfaune models "
+                        "quantize`): answers differ from DeepFaune's (speed and agreement in benchmarks/RESULTS.md)")
     p.add_argument("--scheduler", metavar="ADDRESS", default=None,
                    help="run inference on a Dask cluster: a scheduler address (tcp://host:8786) or local:N for N "
                         "worker processes on this computer; needs pip install 'deepfaune-plugin[dask]' "
@@ -87,19 +87,30 @@ def _add_run(sub, registry: Registry) -> None:
     p.add_argument("--blur-humans", action="store_true", help="blur people in the report's thumbnails")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     seen: dict[str, str] = {}
+    left_out: list[str] = []
     group = p.add_argument_group("host options")
     for reg in registry.hosts.values():
-        for opt in getattr(reg.obj, "options", ()):
-            if opt.name in seen:
-                continue
-            seen[opt.name] = reg.name
-            if opt.flag:
-                group.add_argument(f"--{opt.name}", dest=f"host_{opt.dest}", action="store_true",
-                                   default=bool(opt.default), help=f"[{reg.name}] {opt.help}")
-            else:
-                group.add_argument(f"--{opt.name}", dest=f"host_{opt.dest}",
-                                   action="append" if opt.multiple else "store", metavar=opt.dest.upper(),
-                                   default=opt.default, help=f"[{reg.name}] {opt.help}")
+        try:
+            options = list(getattr(reg.obj, "options", ()))
+        except Exception as err:  # an outside host's options are its own code: never a traceback here
+            left_out.append(f"host {reg.name!r} ({reg.origin}): its options are unusable ({err}); none offered")
+            continue
+        for opt in options:
+            try:
+                if opt.name in seen:
+                    continue
+                seen[opt.name] = reg.name
+                if opt.flag:
+                    group.add_argument(f"--{opt.name}", dest=f"host_{opt.dest}", action="store_true",
+                                       default=bool(opt.default), help=f"[{reg.name}] {opt.help}")
+                else:
+                    group.add_argument(f"--{opt.name}", dest=f"host_{opt.dest}",
+                                       action="append" if opt.multiple else "store", metavar=opt.dest.upper(),
+                                       default=opt.default, help=f"[{reg.name}] {opt.help}")
+            except (argparse.ArgumentError, AttributeError, TypeError, ValueError) as err:  # e.g. --output again
+                left_out.append(f"host {reg.name!r} ({reg.origin}): option {getattr(opt, 'name', opt)!r} "
+                                f"left out ({err})")
+    return left_out
 
 
 def _cmd_run(args, registry: Registry) -> int:
@@ -174,7 +185,10 @@ def _cmd_plugins(args, registry: Registry) -> int:
     for kind, table in (("backend", registry.backends), ("host", registry.hosts)):
         for reg in table.values():
             rows.append({"kind": kind, "name": reg.name, "plugin": reg.plugin, "origin": reg.origin,
-                         "description": getattr(reg.obj, "description", "")})
+                         "description": str(getattr(reg.obj, "description", ""))})
+    for broken in registry.broken:  # left out, with why: what its author (or the user's pip) must fix
+        rows.append({"kind": "broken", "name": broken.name, "plugin": broken.name, "origin": broken.origin,
+                     "description": f"not loaded: {broken.error}", "error": broken.error})
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
@@ -262,11 +276,11 @@ def build_parser(registry: Registry) -> argparse.ArgumentParser:
     parser.add_argument("--version", action=_Version, nargs=0,
                         help="show the version and the onnxruntime that runs the models, and exit")
     sub = parser.add_subparsers(dest="command", required=True)
-    _add_run(sub, registry)
+    parser.set_defaults(plugin_notes=_add_run(sub, registry))
     add_models_parser(sub)
     add_store_parser(sub)
     p = sub.add_parser("plugins", help="list registered backends and hosts and where they come from")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the list as JSON (for scripts)")
     _add_sort(sub)
     return parser
 
@@ -277,7 +291,10 @@ def main(argv: Sequence[str] | None = None, registry: Registry | None = None) ->
     except PluginError as err:
         print(f"deepfaune: error: {err}", file=sys.stderr)
         return 1
-    args = build_parser(registry).parse_args(argv)
+    parser = build_parser(registry)
+    for note in [b.describe() for b in registry.broken] + parser.get_default("plugin_notes"):
+        print(f"deepfaune: warning: {note}; see `deepfaune plugins`", file=sys.stderr)  # once per command
+    args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if args.command == "run":

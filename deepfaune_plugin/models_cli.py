@@ -11,15 +11,17 @@ from pathlib import Path
 from .errors import DeepfauneError
 
 _EXPORT_HINT = "pip install 'deepfaune-plugin[export]'"
+MODELS_DIR_HELP = "folder of ONNX models and their manifest (default: $DEEPFAUNE_MODELS or the user cache)"
+VERSION_HELP = "DeepFaune model version: 1.3, 1.4 or 1.5 (default: 1.4)"
 
 
 def add_models_parser(sub) -> None:
     p = sub.add_parser("models", help="install, export, list and verify model files")
     msub = p.add_subparsers(dest="models_cmd", required=True)
     s = msub.add_parser("stand-in", help="write small random models with DeepFaune's exact ONNX contract (for tests)")
-    s.add_argument("dir", type=Path)
-    s.add_argument("--version", default="1.4", dest="model_version")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("dir", type=Path, help="folder to write the stand-in models and their manifest into")
+    s.add_argument("--version", default="1.4", dest="model_version", help=VERSION_HELP)
+    s.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0): same seed, same weights")
     s.add_argument("--full-size", action="store_true", help="the real architectures' sizes (benchmarks; ~1.3 GB)")
 
     i = msub.add_parser("install", help="download DeepFaune's official weights, export them to ONNX, check parity "
@@ -27,7 +29,7 @@ def add_models_parser(sub) -> None:
     i.add_argument("model_version", metavar="VERSION", help="DeepFaune version: 1.3, 1.4 or 1.5")
     i.add_argument("--from", dest="source_dir", type=Path, default=None,
                    help="take the official .pt files from this folder instead of downloading them (offline machines)")
-    i.add_argument("--models-dir", type=Path, default=None)
+    i.add_argument("--models-dir", type=Path, default=None, help=MODELS_DIR_HELP)
     i.add_argument("--download-dir", type=Path, default=None,
                    help="where downloads collect (default: beside the models directory, or $DEEPFAUNE_DOWNLOADS)")
     i.add_argument("--base-url", default=None, help="fetch every file from this address instead of the card's")
@@ -39,24 +41,24 @@ def add_models_parser(sub) -> None:
     e = msub.add_parser("export", help=f"export one PyTorch checkpoint to ONNX with a parity check (needs {_EXPORT_HINT})")
     esub = e.add_subparsers(dest="export_kind", required=True)
     c = esub.add_parser("classifier", help="a DeepFaune classifier checkpoint (+ bird head) -> one ONNX graph")
-    c.add_argument("checkpoint", type=Path)
-    c.add_argument("-o", "--output", type=Path, required=True)
+    c.add_argument("checkpoint", type=Path, help="the classifier's .pt file")
+    c.add_argument("-o", "--output", type=Path, required=True, help="the .onnx file to write")
     c.add_argument("--bird-head", type=Path, default=None, help="the -bird_head.pt file; merged as output bird_logits")
     c.add_argument("--crop-size", type=int, default=None, help="default: 182 for DINOv2, 224 for DINOv3")
     c.add_argument("--global-pool", default=None, help="default: 'token' for DINOv3, timm's for DINOv2")
     c.add_argument("--int8", type=Path, default=None, help="also write an int8 variant here")
     d = esub.add_parser("detector", help="an ultralytics detector checkpoint -> ONNX with dynamic H and W")
-    d.add_argument("checkpoint", type=Path)
-    d.add_argument("-o", "--output", type=Path, required=True)
-    d.add_argument("--size", type=int, default=960)
+    d.add_argument("checkpoint", type=Path, help="the detector's .pt file")
+    d.add_argument("-o", "--output", type=Path, required=True, help="the .onnx file to write")
+    d.add_argument("--size", type=int, default=960, help="input size of the parity check, in pixels (default 960)")
     d.add_argument("--conf", type=float, default=None, help="also check parity at this confidence (e.g. 0.6)")
     for sp in (c, d):
         sp.add_argument("--probes", type=Path, default=None, help="folder of photos to check parity on")
 
     q = msub.add_parser("quantize", help="add int8 (CPU) and fp16 (GPU) variants of an installed version's models, "
                                          "for `run --fast` (needs onnx and onnxruntime only)")
-    q.add_argument("--models-dir", type=Path, default=None)
-    q.add_argument("--version", default="1.4", dest="model_version")
+    q.add_argument("--models-dir", type=Path, default=None, help=MODELS_DIR_HELP)
+    q.add_argument("--version", default="1.4", dest="model_version", help=VERSION_HELP)
     q.add_argument("--calibration", type=Path, default=None,
                    help="folder of photos to calibrate the int8 detectors on (default: scenes made in code)")
     q.add_argument("--calibration-count", type=int, default=8, help="how many of its photos (default 8)")
@@ -64,7 +66,7 @@ def add_models_parser(sub) -> None:
     for name, text in (("list", "installed and available model versions: sizes, licence, origin"),
                        ("verify", "re-hash every model file; non-zero exit on any mismatch")):
         q = msub.add_parser(name, help=text)
-        q.add_argument("--models-dir", type=Path, default=None)
+        q.add_argument("--models-dir", type=Path, default=None, help=MODELS_DIR_HELP)
 
 
 def _models_dir(value: Path | None) -> Path:

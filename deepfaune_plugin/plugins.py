@@ -3,10 +3,17 @@
 Every plugin (ours in `hooks/`, or another package's) declares an entry point in the group
 ``deepfaune``; loading calls each plugin's hook with a `register` callback, so the registry
 knows what every plugin added and which distribution it came from.
+
+Someone else's broken plugin must never break the tool (every command, ``--version`` included,
+builds the registry): each entry point is imported alone, and each plugin's hooks run alone,
+all or nothing; one that fails is left out and listed in `Registry.broken` (name, distribution,
+error), which `deepfaune plugins` shows and every command says once on stderr.
 """
 from __future__ import annotations
 
+import traceback
 from dataclasses import dataclass, field
+from importlib.metadata import entry_points
 from typing import Any, Callable
 
 import pluggy
@@ -29,10 +36,23 @@ class Registered:
     origin: str  # distribution and version, or "registered at run time"
 
 
+@dataclass(frozen=True)
+class BrokenPlugin:
+    """A plugin left out: its entry point would not import, or its hooks failed or registered something unusable."""
+
+    name: str  # the entry point (plugin) name
+    origin: str  # distribution and version, or "registered at run time"
+    error: str  # what went wrong, with the place in the plugin's code when it raised
+
+    def describe(self) -> str:
+        return f"plugin {self.name!r} ({self.origin}) is not loaded: {self.error}"
+
+
 @dataclass
 class Registry:
     backends: dict[str, Registered] = field(default_factory=dict)
     hosts: dict[str, Registered] = field(default_factory=dict)
+    broken: list[BrokenPlugin] = field(default_factory=list)
 
     def backend(self, name: str) -> Backend:
         return self._get(self.backends, name, "backend").obj
@@ -40,54 +60,102 @@ class Registry:
     def host(self, name: str) -> Host:
         return self._get(self.hosts, name, "host").obj
 
-    @staticmethod
-    def _get(table: dict[str, Registered], name: str, what: str) -> Registered:
+    def _get(self, table: dict[str, Registered], name: str, what: str) -> Registered:
         if name not in table:
             known = ", ".join(sorted(table)) or "none"
-            raise PluginError(f"no {what} named {name!r} is registered (registered: {known}); see `deepfaune plugins`")
+            broken = "".join(f"; {b.describe()}" for b in self.broken)  # perhaps the one asked for
+            raise PluginError(f"no {what} named {name!r} is registered (registered: {known}){broken}; "
+                              "see `deepfaune plugins`")
         return table[name]
 
 
-def new_plugin_manager(load_entry_points: bool = True) -> pluggy.PluginManager:
-    pm = pluggy.PluginManager("deepfaune")
+class PluginManager(pluggy.PluginManager):
+    """pluggy's manager, plus what loading the entry points found: where each plugin comes from, and the
+    entry points that would not load (pluggy's own loader stops at the first)."""
+
+    def __init__(self) -> None:
+        super().__init__("deepfaune")
+        self.origins: dict[str, str] = {}  # plugin name -> "distribution version"
+        self.broken: list[BrokenPlugin] = []
+
+
+def new_plugin_manager(load_entry_points: bool = True) -> PluginManager:
+    pm = PluginManager()
     pm.add_hookspecs(hookspecs)
     if load_entry_points:
-        pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+        _load_entry_points(pm)
     return pm
 
 
-def _origins(pm: pluggy.PluginManager) -> dict[int, str]:
-    found = {}
-    for plugin, dist in pm.list_plugin_distinfo():
-        found[id(plugin)] = f"{dist.project_name} {dist.version}"
-    return found
+def _load_entry_points(pm: PluginManager) -> None:
+    """Import and register each entry point of the group alone: one that fails is noted and left out."""
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if pm.get_plugin(ep.name) is not None or pm.is_blocked(ep.name):
+            continue  # the same name from a second distribution: the first found wins, as in pluggy
+        dist = getattr(ep, "dist", None)
+        origin = f"{dist.metadata['Name']} {dist.version}" if dist is not None else "unknown distribution"
+        try:
+            pm.register(ep.load(), name=ep.name)
+        except (Exception, SystemExit) as err:  # anything someone else's import can raise, Ctrl-C aside
+            pm.broken.append(BrokenPlugin(ep.name, origin, _describe(err)))
+            continue
+        pm.origins[ep.name] = origin
+
+
+def _describe(err: BaseException) -> str:
+    """The error, and where the plugin's code raised it (the last frame), for the plugin's author."""
+    if isinstance(err, PluginError):
+        return str(err)
+    text = f"{type(err).__name__}: {err}"
+    frames = traceback.extract_tb(err.__traceback__)
+    if frames:
+        text += f" ({frames[-1].filename}, line {frames[-1].lineno})"
+    return text
 
 
 def build_registry(pm: pluggy.PluginManager) -> Registry:
-    """Call every plugin's hooks, one plugin at a time, to know who registered what."""
-    registry = Registry()
-    origins = _origins(pm)
+    """Call every plugin's hooks, one plugin at a time, to know who registered what.
+
+    A plugin counts whole or not at all: when one of its hooks raises, or registers something unusable
+    (methods missing, a name another plugin has), what it registered is taken back and it is `broken`.
+    """
+    registry = Registry(broken=list(getattr(pm, "broken", ())))
+    origins = getattr(pm, "origins", {})
+    failed: set[str] = set()
     for hook_name, table, required in (
         ("register_backends", registry.backends, ("name", "open")),
         ("register_hosts", registry.hosts, ("name", "detect", "read", "write")),
     ):
         for impl in getattr(pm.hook, hook_name).get_hookimpls():
-            origin = origins.get(id(impl.plugin), "registered at run time")
-            impl.function(register=_registrar(table, impl.plugin_name, origin, required, hook_name))
+            plugin = impl.plugin_name
+            if plugin in failed:
+                continue
+            origin = origins.get(plugin, "registered at run time")
+            staged: dict[str, Registered] = {}
+            try:
+                impl.function(register=_registrar(table, staged, plugin, origin, required, hook_name))
+            except (Exception, SystemExit) as err:
+                failed.add(plugin)
+                for done in (registry.backends, registry.hosts):
+                    for name in [n for n, reg in done.items() if reg.plugin == plugin]:
+                        del done[name]
+                registry.broken.append(BrokenPlugin(plugin, origin, _describe(err)))
+                continue
+            table.update(staged)
     return registry
 
 
-def _registrar(table: dict[str, Registered], plugin: str, origin: str, required: tuple[str, ...], hook: str) -> Callable:
+def _registrar(table: dict[str, Registered], staged: dict[str, Registered], plugin: str, origin: str,
+               required: tuple[str, ...], hook: str) -> Callable:
     def register(obj: Any) -> None:
         missing = [attr for attr in required if not hasattr(obj, attr)]
         if missing:
             raise PluginError(f"plugin {plugin!r} ({hook}) registered {obj!r}, which lacks {', '.join(missing)}")
         name = obj.name
-        if name in table:
-            raise PluginError(
-                f"plugin {plugin!r} registers {name!r}, already registered by plugin {table[name].plugin!r}"
-            )
-        table[name] = Registered(name=name, obj=obj, plugin=plugin, origin=origin)
+        if name in table or name in staged:
+            first = table[name].plugin if name in table else plugin
+            raise PluginError(f"plugin {plugin!r} registers {name!r}, already registered by plugin {first!r}")
+        staged[name] = Registered(name=name, obj=obj, plugin=plugin, origin=origin)
 
     return register
 

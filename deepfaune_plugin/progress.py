@@ -17,10 +17,16 @@ class StatusLine:
     every `every` seconds; subclasses say what the line is."""
 
     def __init__(self, stream: TextIO | None = None, every: float = 10.0):
-        self.stream = stream if stream is not None else sys.stderr
+        self._stream = stream
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self.every = 0.2 if self.tty else every
         self._last = 0.0
+
+    @property
+    def stream(self) -> TextIO:
+        """The stream given, else sys.stderr as it is now: while a decoder's messages are being caught
+        (engine/quiet.py), that is the terminal, not the descriptor being caught."""
+        return self._stream if self._stream is not None else sys.stderr
 
     def line(self) -> str:
         raise NotImplementedError

@@ -19,7 +19,8 @@ DEEPFAUNE_COLUMNS = [
 ]
 #: Ours, after DeepFaune's: the box DeepFaune kept (normalised x, y, w, h, top-left origin, as MegaDetector
 #: and Camtrap DP write them), its confidence and detector, the person boxes (for blurring), failures, and
-#: warnings about a file that was still used (e.g. a truncated JPEG decoded as far as it goes), "; "-joined.
+#: warnings, "; "-joined: about a file that was still used (a truncated JPEG decoded as far as it goes), and
+#: what the decoder itself printed about a file ("decoder said: ...", also beside a failure).
 EXTRA_COLUMNS = [
     "bbox_x", "bbox_y", "bbox_width", "bbox_height", "bbox_conf", "detector", "person_boxes", "failure", "warning",
 ]
@@ -58,6 +59,9 @@ def result_table(results: RunResults) -> pd.DataFrame:
         rows.append(row)
     return pd.DataFrame(rows, columns=DEEPFAUNE_COLUMNS + EXTRA_COLUMNS)
 
+
+#: The result table's file types, by suffix.
+TABLE_KINDS = {".csv": "csv", ".xlsx": "xlsx"}
 
 #: What makes a spreadsheet read a cell as a formula (OWASP's CSV injection list). A file named
 #: `=HYPERLINK("http://x")+1.jpg` must reach Excel or LibreOffice as text, never as something it runs.
@@ -99,11 +103,15 @@ def csv_safe(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def _table_kind(path: Path) -> str:
+    """The table kind ("csv" or "xlsx") the name asks for.  Anything else is refused before a model runs,
+    with the choices: a table silently written as CSV under another name (x.txt, a folder's) surprises later."""
+    if path.is_dir():
+        raise ValueError(f"{path}: is a folder; --output names the result file, e.g. {path / 'deepfaune.csv'}")
     suffix = path.suffix.lower()
-    if suffix == ".xlsx":
-        return "xlsx"
-    if suffix in (".csv", ".txt", ""):
-        return "csv"
+    if suffix in TABLE_KINDS:
+        return TABLE_KINDS[suffix]
+    if not suffix:
+        raise ValueError(f"{path}: the name has no file type; use .csv or .xlsx (e.g. {path}.csv)")
     raise ValueError(f"{path}: unsupported output type {suffix!r}; use .csv or .xlsx")
 
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import os
 import sys
+from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Mapping
 
 from deepfaune_plugin.api import HostOption, RunResults
@@ -176,8 +177,8 @@ class CamtrapRHost:
         file_dated = [i.item.relpath for i in images if _file_dated(results.raw.get(i.item.relpath))]
         if file_dated:
             names = ", ".join(file_dated[:5]) + (", ..." if len(file_dated) > 5 else "")
-            _warn(f"{len(file_dated)} video(s) carry no creation date (AVI has none): their DateTimeOriginal is the "
-                  f"file's modification time, which copying may have changed: {names}")
+            _warn(f"{len(file_dated)} video(s) carry no creation date ({_undated_containers(file_dated)}): their "
+                  f"DateTimeOriginal is the file's modification time, which copying may have changed: {names}")
 
         independent = assess([to_record(i) for i in images], opts.min_delta_time, opts.compared_to,
                              opts.cameras_independent and state.has_camera)
@@ -200,6 +201,13 @@ class CamtrapRHost:
         if isinstance(item.host_key, TableKey):
             return Image(item, decision, species, item.host_key.directory, item.host_key.filename)
         return Image(item, decision, species, Path(os.path.abspath(item.path.parent)).as_posix(), item.path.name)
+
+
+def _undated_containers(relpaths: list[str]) -> str:
+    """Why those videos have no date, per container: "1 AVI: the format has none; 2 MP4: not set by the camera"."""
+    kinds = Counter(PurePosixPath(rel).suffix.lstrip(".").upper() or "no extension" for rel in relpaths)
+    return "; ".join(f"{n} {kind}: " + ("the format has none" if kind == "AVI" else "not set by the camera")
+                     for kind, n in sorted(kinds.items()))
 
 
 def _file_dated(raw) -> bool:

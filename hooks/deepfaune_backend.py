@@ -210,8 +210,8 @@ class DeepFaunePredictor:
                     continue
                 try:
                     media = future.result()
-                except MediaError as err:
-                    yield RawResult(relpath=item.relpath, failure=str(err))
+                except MediaError as err:  # what the decoder printed about it goes in its `warning`
+                    yield RawResult(relpath=item.relpath, failure=str(err), warnings=list(err.details))
                     continue
                 warnings: tuple[str, ...] = ()
                 tensors = None

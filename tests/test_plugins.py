@@ -143,6 +143,7 @@ def test_plugins_command_lists_origin(toy_dist, tmp_path):
 
 
 def test_duplicate_names_are_refused(toy_dist, tmp_path):
+    """The second plugin to claim a name is left out whole (reported), the first keeps it."""
     pm = new_plugin_manager()
 
     class Again:
@@ -160,8 +161,10 @@ def test_duplicate_names_are_refused(toy_dist, tmp_path):
             register(B())
 
     pm.register(Again(), name="again")
-    with pytest.raises(PluginError, match="'toy', already registered by plugin 'toy'"):
-        build_registry(pm)
+    registry = build_registry(pm)
+    assert registry.backends["toy"].plugin == "toy"
+    assert [(b.name, b.origin, b.error) for b in registry.broken] == [
+        ("again", "registered at run time", "plugin 'again' registers 'toy', already registered by plugin 'toy'")]
 
 
 def test_incomplete_host_is_refused():
@@ -181,5 +184,125 @@ def test_incomplete_host_is_refused():
             register(H())
 
     pm.register(Bad(), name="bad")
-    with pytest.raises(PluginError, match="lacks read, write"):
-        build_registry(pm)
+    registry = build_registry(pm)
+    assert "half" not in registry.hosts
+    assert len(registry.broken) == 1 and "lacks read, write" in registry.broken[0].error
+
+
+# --- issue 16 item 8: a broken outside plugin never breaks the tool ------------------------------------
+
+BROKEN_PLUGIN = textwrap.dedent('''
+    """An outside plugin whose import fails, as when its own dependency is missing."""
+    import deepfaune_plugin
+    raise ImportError("needs libfoo, which is not installed")
+''')
+
+
+def _install(site: Path, module: str, source: str, dist: str, version: str, entry: str) -> None:
+    (site / f"{module}.py").write_text(source)
+    info = site / f"{dist.replace('-', '_')}-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+    (info / "entry_points.txt").write_text(f"[deepfaune]\n{entry} = {module}\n")
+
+
+@pytest.fixture
+def broken_dist(toy_dist: Path) -> Path:
+    """The toy plugin, and beside it a distribution whose entry point raises on import."""
+    _install(toy_dist, "brokenplugin", BROKEN_PLUGIN, "broken-plugin", "1.0", "broken")
+    return toy_dist
+
+
+def _deepfaune(site: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]))
+    return subprocess.run([str(Path(sys.executable).parent / "deepfaune"), *args], capture_output=True, text=True,
+                          env=env, cwd=cwd, timeout=300)
+
+
+def test_item16_8_a_plugin_whose_import_fails_is_reported_and_the_tool_goes_on(broken_dist, tmp_path,
+                                                                               standin_models):
+    said = ("deepfaune: warning: plugin 'broken' (broken-plugin 1.0) is not loaded: ImportError: needs libfoo, "
+            "which is not installed (")
+    version = _deepfaune(broken_dist, tmp_path, "--version")
+    assert version.returncode == 0 and version.stdout == f"deepfaune-plugin {__version__}\n"
+    assert version.stderr.count(said) == 1 and "Traceback" not in version.stderr
+    assert "brokenplugin.py, line 4)" in version.stderr  # where the plugin's code raised, for its author
+
+    listed = _deepfaune(broken_dist, tmp_path, "plugins", "--json")
+    assert listed.returncode == 0, listed.stderr
+    rows = {(r["kind"], r["name"]): r for r in json.loads(listed.stdout)}
+    broken = rows[("broken", "broken")]
+    assert broken["origin"] == "broken-plugin 1.0"
+    assert broken["error"].startswith("ImportError: needs libfoo, which is not installed")
+    assert rows[("backend", "toy")]["origin"] == "toy-plugin 0.3"  # the other outside plugin still loads
+    assert rows[("host", "folder")]["origin"].startswith("deepfaune-plugin ")
+    text = _deepfaune(broken_dist, tmp_path, "plugins")
+    assert "broken   broken       from broken (broken-plugin 1.0): not loaded: ImportError: needs libfoo" in text.stdout
+
+    src = tmp_path / "season"
+    from imagegen import make_jpeg
+
+    make_jpeg(src / "cam1" / "IMG_0001.JPG")
+    ran = _deepfaune(broken_dist, tmp_path, "run", str(src), "--host", "folder", "--models-dir",
+                     str(standin_models), "-q", "--output", str(tmp_path / "out.csv"))
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stderr.count(said) == 1 and (tmp_path / "out.csv").is_file()
+
+
+def test_item16_8_a_plugin_whose_hook_raises_is_taken_back_whole():
+    from deepfaune_plugin.hookspecs import hookimpl
+
+    class HalfWay:
+        @hookimpl
+        def register_backends(self, register):
+            class B:
+                name = "halfway"
+
+                def open(self, settings):
+                    raise AssertionError
+
+            register(B())
+
+        @hookimpl
+        def register_hosts(self, register):
+            raise RuntimeError("cannot find its configuration file")
+
+    pm = new_plugin_manager()
+    pm.register(HalfWay(), name="halfway")
+    registry = build_registry(pm)
+    assert "halfway" not in registry.backends  # what it registered before failing is taken back
+    assert {"folder", "timelapse", "camtrapr", "camtrapdp"} <= set(registry.hosts)
+    (broken,) = registry.broken
+    assert (broken.name, broken.origin) == ("halfway", "registered at run time")
+    assert broken.error.startswith("RuntimeError: cannot find its configuration file (")
+    with pytest.raises(PluginError, match="no backend named 'halfway' is registered .*plugin 'halfway' "
+                                          r"\(registered at run time\) is not loaded: RuntimeError"):
+        registry.backend("halfway")
+
+
+def test_item16_8_a_host_option_that_clashes_is_left_out_not_fatal(capsys):
+    from deepfaune_plugin.api import HostOption
+    from deepfaune_plugin.hookspecs import hookimpl
+
+    class Clash:
+        @hookimpl
+        def register_hosts(self, register):
+            class H:
+                name = "clash"
+                options = (HostOption("output", "a second --output"), HostOption("clash-level", "fine"))
+
+                def detect(self, source):
+                    return False
+
+                read = write = detect
+
+            register(H())
+
+    pm = new_plugin_manager()
+    pm.register(Clash(), name="clash")
+    with pytest.raises(SystemExit) as done:
+        main(["--version"], registry=build_registry(pm))
+    assert done.value.code == 0
+    captured = capsys.readouterr()
+    assert captured.out == f"deepfaune-plugin {__version__}\n"
+    assert "deepfaune: warning: host 'clash' (registered at run time): option 'output' left out" in captured.err

@@ -166,8 +166,8 @@ def test_camtrapr_record_rows_per_video(season: Path, tmp_path: Path, capsys):
     assert rows["fox_clip.mp4"]["Directory"] == Path(os.path.abspath(season / "StationA")).as_posix()
     assert len({rows[f]["seqnum"] for f in ("fox_1.jpg", "fox_clip.mp4", "fox_walk.avi")}) == 3
     err = capsys.readouterr().err
-    assert ("warning: 1 video(s) carry no creation date (AVI has none): their DateTimeOriginal is the file's "
-            "modification time, which copying may have changed: StationA/fox_walk.avi") in err
+    assert ("warning: 1 video(s) carry no creation date (1 AVI: the format has none): their DateTimeOriginal is "
+            "the file's modification time, which copying may have changed: StationA/fox_walk.avi") in err
 
 
 def test_camtrapr_record_table_source_gives_videos_its_date(season: Path, tmp_path: Path, capsys):

@@ -9,6 +9,10 @@ Truncated JPEGs (a card pulled out mid-write) are decoded as far as their data g
 ``cv2.imread`` does: its file reader ends a short stream with a fake end marker, its memory reader
 gives up, so we append that marker ourselves (pixel-identical to imread, checked in the tests)
 and flag the file with ``TRUNCATED_WARNING``.
+
+What libjpeg, libpng and OpenCV print while decoding ("Corrupt JPEG data: ...") is caught
+(engine/quiet.py) and becomes the file's warning, or, for a file that cannot be used, the
+``details`` of its MediaError; the terminal shows none of it.
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ import cv2
 import numpy as np
 
 from ..paths import NotRegularFileError, open_regular
+from .quiet import decoder_messages, summarise
 
 _SIGNATURES = (
     (b"\xff\xd8\xff", "JPEG"),
@@ -49,10 +54,11 @@ OPENCV_MAX_PIXELS = int(_env_limit) if _env_limit.isdigit() else 1 << 30
 class MediaError(Exception):
     """A file that cannot be used, with a human-readable reason (``str(err)`` is the reason)."""
 
-    def __init__(self, reason: str, path: str | os.PathLike | None = None):
+    def __init__(self, reason: str, path: str | os.PathLike | None = None, details: tuple[str, ...] = ()):
         super().__init__(reason)
         self.reason = reason
         self.path = None if path is None else str(path)
+        self.details = details  # what the decoder itself printed, for the file's `warning` column
 
 
 @dataclass(frozen=True)
@@ -163,6 +169,10 @@ def _imdecode(data: np.ndarray, path: Path, kind: str | None) -> np.ndarray | No
         raise MediaError("not enough memory to decode this image", path) from None
 
 
+#: libjpeg's words for a stream that stops early: TRUNCATED_WARNING already says so.
+_LIBJPEG_TRUNCATED = ("Corrupt JPEG data: premature end of data segment", "Premature end of JPEG file")
+
+
 def decode_image(path: str | os.PathLike) -> Decoded:
     """The file's pixels as 8-bit BGR HxWx3 (EXIF orientation applied) and warnings, or MediaError."""
     path = Path(path)
@@ -172,6 +182,19 @@ def decode_image(path: str | os.PathLike) -> Decoded:
     kind = image_format(data[:16].tobytes())
     if reason := _too_large(data, kind):
         raise MediaError(reason, path)
+    messages: list[str] = []
+    try:
+        with decoder_messages() as messages:
+            image, warnings = _decode(data, path, kind)
+    except MediaError as err:
+        err.details = (summarise(messages),) if messages else ()
+        raise
+    if TRUNCATED_WARNING in warnings:
+        messages = [m for m in messages if m not in _LIBJPEG_TRUNCATED]
+    return Decoded(image, warnings + ((summarise(messages),) if messages else ()))
+
+
+def _decode(data: np.ndarray, path: Path, kind: str | None) -> tuple[np.ndarray, tuple[str, ...]]:
     warnings: tuple[str, ...] = ()
     image = _imdecode(data, path, kind)
     if image is None and kind == "JPEG" and not jpeg_is_complete(data):
@@ -187,7 +210,7 @@ def decode_image(path: str | os.PathLike) -> Decoded:
         raise MediaError(f"corrupt or unsupported {kind} image (cannot decode)", path)
     if image.ndim == 2:  # defensive: IMREAD_COLOR already gives 3 channels
         image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-    return Decoded(image, warnings)
+    return image, warnings
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:

@@ -12,6 +12,9 @@ Dates: DeepFaune asks hachoir for the creation date of .mov/.mp4/.mkv files only
 movie header's `creation_time`, taken as is (no time-zone conversion).  We read that atom
 ourselves (any ISO-BMFF file: mp4, mov, m4v...), ask PyAV for the other containers (mkv), and
 fall back to the file's modification time, flagged as such.
+
+What FFmpeg prints while OpenCV or PyAV decode ("[h264 @ 0x...] error while decoding MB") is caught
+(engine/quiet.py) and becomes a note of the video (its `warning`), or the details of its failure.
 """
 from __future__ import annotations
 
@@ -30,6 +33,7 @@ import numpy as np
 from ..paths import not_regular
 from ..types import CONTAINER_DATE, FILE_DATE
 from .imageio import MediaError
+from .quiet import decoder_messages, summarise
 
 FRAMES_PER_VIDEO = 12  # DeepFaune's video BATCH_SIZE
 FRAMES_AT_START = int(FRAMES_PER_VIDEO * 2 / 3 + 0.5)  # 8, as DeepFaune computes it
@@ -184,19 +188,32 @@ def read_frames(path: str | os.PathLike, indices: Indices = sample_frame_indices
     """
     path = Path(path)
     _check_file(path)
+    messages: list[str] = []
     try:
-        return _read_opencv(path, indices)
+        with decoder_messages() as messages:
+            video = _read_opencv(path, indices)
+        return _noted(video, messages)
     except _Failed as err:
         first = err
+    details = (summarise(messages),) if messages else ()
     av = _pyav()
     if av is None:
         no_frames = first.no_frames or mp4_track_count(path) == 0
-        raise MediaError(NO_FRAMES if no_frames else UNDECODABLE_NO_PYAV, path)
+        raise MediaError(NO_FRAMES if no_frames else UNDECODABLE_NO_PYAV, path, details)
     try:
-        video = _read_pyav(av, path, indices)
+        with decoder_messages() as messages:
+            video = _read_pyav(av, path, indices)
     except _Failed as err:
-        raise MediaError(NO_FRAMES if err.no_frames else UNDECODABLE, path) from None
+        details += (summarise(messages),) if messages else ()
+        raise MediaError(NO_FRAMES if err.no_frames else UNDECODABLE, path, details) from None
     video.notes.append(f"decoded with PyAV ({first})")
+    video.notes.extend(details)
+    return _noted(video, messages)
+
+
+def _noted(video: VideoFrames, messages: list[str]) -> VideoFrames:
+    if messages:
+        video.notes.append(summarise(messages))
     return video
 
 
