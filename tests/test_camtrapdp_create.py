@@ -190,6 +190,6 @@ def test_item16_3_created_package_fills_location_id(tree: Path, tmp_path: Path):
     assert main(["run", str(tree), "--host", "camtrapdp", "--backend", "fake", "-q", "--no-store", "--no-report",
                  "--output", str(out), "--deployments-csv", str(tmp_path / "deployments.csv"),
                  "--package-metadata", str(tmp_path / "meta.yaml"), "--utc-offset", "+02:00"],
-                registry=registry(outcome_from_name)) == 0
+                registry=registry(outcome_from_name)) == 3  # the tree holds an unreadable file
     rows = {r["deploymentID"]: r["locationID"] for r in read_rows(out / "deployments.csv")}
     assert rows == {"StationA": "loc-07", "StationB": "StationB"}

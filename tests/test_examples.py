@@ -49,7 +49,7 @@ def test_the_example_installs_and_runs_through_its_entry_point(installed_example
     src = _source(tmp_path)
     run = subprocess.run([*deepfaune, "run", str(src), "--backend", "textlogits", "--lang", "en", "--threshold",
                           "0.5", "--no-store", "-q"], capture_output=True, text=True, env=env)
-    assert run.returncode == 0, run.stderr
+    assert run.returncode == 3, run.stderr
     out = json.loads((src / "predictions.json").read_text())  # --host auto picked filelist (files.txt)
     assert sorted(out) == ["cam1/a.txt", "cam1/b.txt", "cam1/c.txt"]  # ../outside.txt refused, the run went on
     assert "files.txt line 4" in run.stderr and "outside.txt" in run.stderr

@@ -82,7 +82,7 @@ def test_item16_7_an_undated_video_message_names_its_container(tmp_path, standin
     stamp = (T0 + timedelta(minutes=5)).timestamp()
     os.utime(clip, (stamp, stamp))
     status = main(["run", str(tree), "--host", "camtrapr", "--models-dir", str(standin_models), "-q",
-                   "--output", str(tmp_path / "records.csv")])
+                   "--output", str(tmp_path / "records.csv"), "--file-formats", "jpg,mp4"])
     err = capsys.readouterr().err
     assert status == 0, err
     assert "1 video(s) carry no creation date (1 MP4: not set by the camera)" in err
