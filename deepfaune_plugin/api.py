@@ -21,6 +21,7 @@ from typing import Any, Iterable, Iterator, Mapping, Protocol, Sequence, runtime
 
 from .atomic import StagedFile, atomic_output, write_bytes_atomic
 from .errors import DeepfauneError
+from .exifdate import format_date
 from .hookspecs import hookimpl
 from .paths import UnsafePathError, own_folder, safe_relative
 from .types import (ANIMAL, CATEGORY_NAMES, IMAGE_SUFFIXES, PERSON, VEHICLE, VIDEO_SUFFIXES, ClassTable, Decision,
@@ -38,7 +39,7 @@ __all__ = [
     # helpers
     "IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "MEDIA_SUFFIXES", "iter_media", "iter_media_blocks", "safe_relative",
     "own_folder", "UnsafePathError", "atomic_output", "StagedFile", "write_bytes_atomic", "result_table",
-    "write_table", "load_json", "load_yaml", "parse_json", "UntrustedInputError",
+    "write_table", "load_json", "load_yaml", "parse_json", "UntrustedInputError", "format_date",
 ]
 
 #: Names served lazily: their modules import this one (RunResults), so importing them here would be a cycle.

@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from deepfaune_plugin.exifdate import format_date
+from deepfaune_plugin.api import format_date
 from deepfaune_plugin.table import escape_formula
 from deepfaune_plugin.atomic import atomic_output
 from deepfaune_plugin.errors import DeepfauneError
