@@ -19,6 +19,7 @@ import urllib.request
 from pathlib import Path
 from typing import Callable, TextIO
 
+from .untrusted import parse_json
 from .errors import DeepfauneError
 from .modelstore import sha256_file
 from .progress import StatusLine, clock
@@ -45,7 +46,7 @@ def note_path(dest: Path) -> Path:
 
 def _noted_url(dest: Path) -> str | None:
     try:
-        note = json.loads(note_path(dest).read_text(encoding="utf-8"))
+        note = parse_json(note_path(dest).read_text(encoding="utf-8"), str(note_path(dest)))
     except (OSError, ValueError):
         return None
     return note.get("url") if isinstance(note, dict) else None

@@ -13,7 +13,6 @@ source -> destination that `deepfaune sort --undo` reads to put everything back.
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
 import shutil
@@ -25,6 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .untrusted import parse_json
 from .atomic import staging_dir
 from .engine.imageio import MediaError, read_image
 from .errors import DeepfauneError
@@ -123,7 +123,7 @@ def _record_roots(results: Path) -> list[Path]:
         try:
             if candidate.stat().st_size > 1 << 24:
                 continue
-            record = json.loads(candidate.read_text(encoding="utf-8"))
+            record = parse_json(candidate.read_text(encoding="utf-8"), str(candidate))
         except (OSError, ValueError):
             continue
         if not isinstance(record, dict) or not str(record.get("format", "")).startswith("deepfaune-run/"):

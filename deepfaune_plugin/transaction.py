@@ -28,6 +28,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Sequence
 
+from .untrusted import parse_json
 from .atomic import NEW_FILE_MODE
 from .errors import DeepfauneError
 from .paths import UnsafePathError, safe_relative
@@ -74,7 +75,7 @@ class Holder:
 
 def _read_holder(path: Path) -> Holder | None:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = parse_json(path.read_text(encoding="utf-8"), str(path))
     except (OSError, ValueError):
         return None
     if not isinstance(data, dict):
@@ -172,7 +173,7 @@ class FolderLock:
         for _ in range(100):  # the file may be removed (released) between open and lock: open it again
             try:  # never through a link: a package from elsewhere could hold one named like our lock
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
-            except OSError as err:
+            except OSError:
                 if self.path.is_symlink():
                     raise LockedError(f"{self.path}: a symbolic link where DeepFaune keeps its lock file; "
                                       "nothing was changed (remove the link and run again)") from None
@@ -288,7 +289,7 @@ def recover(journal: Path) -> str | None:
     journal = Path(journal)
     journal.with_name(journal.name + ".part").unlink(missing_ok=True)
     try:
-        data = json.loads(journal.read_text(encoding="utf-8"))
+        data = parse_json(journal.read_text(encoding="utf-8"), str(journal))
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as err:

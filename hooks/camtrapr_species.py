@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
+from deepfaune_plugin.api import parse_json
 from deepfaune_plugin.atomic import staging_dir
 from deepfaune_plugin.errors import DeepfauneError
 from deepfaune_plugin.placing import place_file, safe_folder_name, unique_target
@@ -98,7 +99,7 @@ class TreeReport:
 def _load_manifest(out: Path) -> Manifest:
     path = out / MANIFEST
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = parse_json(path.read_text(encoding="utf-8"), str(path))
         if not isinstance(data, dict) or data.get("deepfaune_species_folders") != FORMAT:
             raise ValueError("not a manifest of this format")
         files = [Placed(str(f["path"]), str(f["sha256"]), str(f["source"]), bool(f.get("corrected", False)))

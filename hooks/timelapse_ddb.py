@@ -10,13 +10,13 @@ UTC DateTime: they are refused, never written.
 from __future__ import annotations
 
 import contextlib
-import json
 import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Iterator
 
+from deepfaune_plugin.api import parse_json
 from deepfaune_plugin.errors import DeepfauneError
 
 DEFAULT_DDB = "TimelapseData.ddb"
@@ -179,8 +179,8 @@ def parse_choice_list(text: str | None) -> tuple[tuple[str, ...], bool]:
         return (), True
     cleaned = text.replace(", ]", "]").replace(",]", "]")
     try:
-        data = json.loads(cleaned)
-    except json.JSONDecodeError:
+        data = parse_json(cleaned, "choice list")  # a template's text: within the depth limit too
+    except ValueError:
         # Very old templates stored choices as "a|b|c".
         return tuple(c for c in text.split("|") if c), True
     if not isinstance(data, dict):

@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any, Mapping
 
+from deepfaune_plugin.api import parse_json
 from deepfaune_plugin.atomic import atomic_output
 
 LEDGER_NAME = ".deepfaune-timelapse.json"
@@ -26,7 +27,7 @@ def ledger_path(ddb: Path) -> Path:
 
 def _load(ddb: Path) -> dict[str, Any]:
     try:
-        data = json.loads(ledger_path(ddb).read_text(encoding="utf-8"))
+        data = parse_json(ledger_path(ddb).read_text(encoding="utf-8"), str(ledger_path(ddb)))
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}

@@ -160,3 +160,25 @@ def test_item15_14_dates_outside_1990_to_next_year_are_flagged_padded_and_kept_o
                  "-o", str(record), "--threshold", "0"]) == 0
     dates = sorted(r["DateTimeOriginal"] for r in csv.DictReader(record.open(encoding="utf-8")))
     assert dates[0] == "0001-01-01 00:00:00" and dates[-1] == "9999-12-31 23:59:59"
+
+
+@pytest.mark.parametrize("plant", ["ledger", "species manifest", "lock holder"])
+def test_item15_11_our_own_json_files_in_a_users_folder_are_read_within_the_limits_too(plant, tmp_path):
+    """Files we leave in a user's folder can be replaced by anyone: read with the same depth limit (a
+    100,000-deep planted file must not end in RecursionError)."""
+    from deepfaune_plugin.hooks import camtrapr_species, timelapse_ledger
+    from deepfaune_plugin.transaction import _read_holder
+
+    deep = "[" * 100_000 + "]" * 100_000
+    if plant == "ledger":
+        ddb = tmp_path / "TimelapseData.ddb"
+        timelapse_ledger.ledger_path(ddb).write_text(deep)
+        assert timelapse_ledger._load(ddb) == {}  # unreadable: treated as absent, as a broken ledger always was
+    elif plant == "species manifest":
+        (tmp_path / camtrapr_species.MANIFEST).write_text(deep)
+        with pytest.raises(Exception) as err:
+            camtrapr_species._load_manifest(tmp_path)
+        assert not isinstance(err.value, RecursionError)
+    else:
+        (tmp_path / "x.lock").write_text(deep)
+        assert _read_holder(tmp_path / "x.lock") is None
