@@ -153,7 +153,8 @@ def run(
     """One run. `store`: True = the user's result store (shared by all sources), a path, or False/None = none.
 
     Besides the host's outputs, every run writes its record (deepfaune-run.json) and, unless
-    `report` is off, the review page (deepfaune-report.html) next to the first output.
+    `report` is off, the review page (deepfaune-report.html) next to the first output, both named
+    after `output` when one is given (report.report_names).
 
     Files go through in chunks of whole sequences (`CHUNK_FILES`): inferred, decided, handed to the host
     and to the review page, then forgotten, unless `keep_results` (the summary then holds every file's
@@ -326,13 +327,14 @@ def _review_add(review, items, results: RunResults, log):
 
 def _write_review(summary: RunSummary, review, command, log) -> None:
     """The page and the record come after the results: failing to write them loses no result."""
-    from .report import report_dir, write_run_record
+    from .report import report_dir, report_names, write_run_record
 
     out_dir = report_dir(summary)
+    page, record = report_names(summary.results.output)  # named after the output: runs with their own keep theirs
     try:
         if review is not None:
-            summary.review_files.append(review.write(summary))
-        summary.review_files.append(write_run_record(summary, out_dir, command=command))
+            summary.review_files.append(review.write(summary, page, record))
+        summary.review_files.append(write_run_record(summary, out_dir, command=command, name=record))
     except (OSError, ValueError) as err:  # ValueError: a UnicodeError, say
         log(f"warning: could not write the report or run record in {out_dir}: {err}")
     finally:

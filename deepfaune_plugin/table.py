@@ -20,9 +20,12 @@ DEEPFAUNE_COLUMNS = [
 #: Ours, after DeepFaune's: the box DeepFaune kept (normalised x, y, w, h, top-left origin, as MegaDetector
 #: and Camtrap DP write them), its confidence and detector, the person boxes (for blurring), failures, and
 #: warnings, "; "-joined: about a file that was still used (a truncated JPEG decoded as far as it goes), and
-#: what the decoder itself printed about a file ("decoder said: ...", also beside a failure).
+#: what the decoder itself printed about a file ("decoder said: ...", also beside a failure), then where
+#: `date` comes from: "exif", "host" (the data manager's own date), "container" (a video's creation
+#: date) or "file date" (a video's modification time: a guess, kept out of the review page's charts).
 EXTRA_COLUMNS = [
     "bbox_x", "bbox_y", "bbox_width", "bbox_height", "bbox_conf", "detector", "person_boxes", "failure", "warning",
+    "date_source",
 ]
 DATE_FORMAT = EXIF_DATE_FORMAT  # EXIF's own format, which DeepFaune writes back unchanged
 
@@ -46,6 +49,7 @@ def result_table(results: RunResults) -> pd.DataFrame:
             "bbox_conf": None, "detector": "", "person_boxes": "",
             "failure": d.failure or "",
             "warning": "; ".join(raw.warnings) if raw is not None else "",
+            "date_source": raw.date_source if raw is not None and d.date else "",
         }
         if raw is not None and raw.width and raw.height:
             sel = raw.selected_detection
@@ -178,7 +182,7 @@ def read_table(path: Path) -> pd.DataFrame:
 
         return read_xlsx(path)
     table = pd.read_csv(path, keep_default_na=False, dtype={"filename": str, "person_boxes": str, "failure": str,
-                                                             "warning": str})
+                                                             "warning": str, "date_source": str})
     for column in _text_columns(table):
         table[column] = table[column].map(unescape_formula)
     return table

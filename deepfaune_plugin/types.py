@@ -101,6 +101,9 @@ class Manifest:
     #: gives that order for `items`).  `items` stays empty then; `count` says how many there are, if known.
     stream: Iterator[list[MediaItem]] | None = None
     count: int | None = None
+    #: Days each station was deployed (station -> days, from the host's deployment dates), where the host
+    #: knows them: the review page's detection rate per 100 trap-days.  Empty: unknown.
+    trap_days: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -38,8 +38,8 @@ from deepfaune_plugin.walk import MEDIA_SUFFIXES, iter_media
 
 from .camtrapdp_observations import MediaInfo, build_rows, classification_time, update_descriptor
 from .camtrapdp_package import PackageError
-from .camtrapdp_schema import (DEPLOYMENTS, MEDIA, OBSERVATIONS, SAMPLING_DESIGNS, SCHEMA_BASE, format_datetime,
-                               parse_datetime, validate_descriptor, validate_foreign_keys, validate_rows)
+from .camtrapdp_schema import (DEPLOYMENTS, MEDIA, OBSERVATIONS, SAMPLING_DESIGNS, SCHEMA_BASE, deployment_days,
+                               format_datetime, parse_datetime, validate_descriptor, validate_foreign_keys, validate_rows)
 
 VERSION = "1.0.2"
 STATION_COLUMNS = ("station", "Station", "deploymentID", "locationName")
@@ -250,7 +250,8 @@ def read_folder(source: Path, options: Mapping[str, Any], host: str) -> Manifest
                                  or "application/octet-stream")
         items.append(item)
     check_target(Path(options["output"]) if options.get("output") else default_output(source), source)
-    return Manifest(root=source, items=items, problems=problems, host=host, host_state=state)
+    return Manifest(root=source, items=items, problems=problems, host=host, host_state=state,
+                    trap_days=deployment_days(deployments))
 
 
 def _skeleton() -> dict[str, Any]:

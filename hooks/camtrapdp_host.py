@@ -24,7 +24,7 @@ from .camtrapdp_observations import MediaInfo, build_rows, classification_time
 from .camtrapdp_fetch import FetchLimits, MediaCache, cache_name, fetch_all
 from .camtrapdp_package import (DESCRIPTOR, Package, PackageError, RawTable, is_package, list_media, load_package,
                                 media_rows, package_root, read_table)
-from .camtrapdp_schema import OBSERVATIONS, format_datetime, parse_datetime
+from .camtrapdp_schema import OBSERVATIONS, deployment_days, format_datetime, parse_datetime
 from .camtrapdp_write import backup, clear_partial_backups, enrich, swap_in
 
 REMOTE_PREFIX = "~remote/"  # relpaths of fetched media: no package filePath can start with "~"
@@ -134,7 +134,8 @@ class CamtrapDPHost:
         elif listing.remote:
             limits = FetchLimits.from_options(options)
             items.extend(self._fetch(state, listing.remote, root, options.get("media_cache"), limits, problems))
-        return Manifest(root=root, items=items, problems=problems, host=self.name, host_state=state)
+        return Manifest(root=root, items=items, problems=problems, host=self.name, host_state=state,
+                        trap_days=deployment_days(dep_table.rows))
 
     def _fetch(self, state: PackageState, rows, root: Path, chosen, limits: FetchLimits,
                problems: list[Problem]) -> list[MediaItem]:

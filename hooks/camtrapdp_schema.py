@@ -143,6 +143,20 @@ def parse_datetime(text: str) -> datetime:
     return value
 
 
+def deployment_days(rows: Iterable[Mapping[str, str]]) -> dict[str, float]:
+    """deploymentID -> days between deploymentStart and deploymentEnd (the trap-days of camtrapR's camera
+    operation for a camera that ran throughout); rows without two readable dates are left out."""
+    days: dict[str, float] = {}
+    for row in rows:
+        try:
+            span = parse_datetime(row.get("deploymentEnd", "")) - parse_datetime(row.get("deploymentStart", ""))
+        except (TypeError, ValueError):
+            continue
+        if span.total_seconds() >= 0 and row.get("deploymentID"):
+            days[row["deploymentID"]] = days.get(row["deploymentID"], 0.0) + span.total_seconds() / 86400
+    return days
+
+
 def format_datetime(value: datetime) -> str:
     """ISO 8601 with seconds and offset ("Z" for UTC), which `DATETIME_FORMAT` parses."""
     text = value.isoformat(timespec="seconds")

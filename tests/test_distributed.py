@@ -85,7 +85,7 @@ def test_cli_local_cluster_matches_single_process_run(season, standin_models, re
     assert out.read_bytes() == reference["csv"]
     stored = _stored(tmp_path / "store.sqlite")
     assert stored == reference["store"] and len(stored) == N_FILES - 2  # failures are never stored
-    record = json.loads((tmp_path / "deepfaune-run.json").read_text())
+    record = json.loads((tmp_path / "out-run.json").read_text())  # named after the output
     assert record["settings"]["scheduler"] == "local:2"
 
 

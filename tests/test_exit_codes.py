@@ -28,8 +28,9 @@ def _run(capsys, *args) -> tuple[int, str]:
     return status, capsys.readouterr().err
 
 
-def _record(folder: Path) -> dict:
-    return json.loads((folder / "deepfaune-run.json").read_text(encoding="utf-8"))
+def _record(folder: Path, name: str = "out-run.json") -> dict:
+    """The run record; `--output out.csv` names it out-run.json."""
+    return json.loads((folder / name).read_text(encoding="utf-8"))
 
 
 def _good(folder: Path, n: int = 2) -> list[Path]:
@@ -104,7 +105,7 @@ def test_item16_6_remote_media_not_fetched_are_skipped_files(tmp_path, standin_m
     assert "3 media given by URL were skipped" in err
     assert status == EXIT_INCOMPLETE
     assert "6 files" in err and "1 failed, 3 skipped" in err  # broken_1.jpg fails; the 3 URLs are skipped
-    counts = _record(package)["counts"]
+    counts = _record(package, "deepfaune-run.json")["counts"]  # no --output: the plain name
     assert (counts["failed"], counts["skipped"], counts["complete"]) == (1, 3, False)
 
 

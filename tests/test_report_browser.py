@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import subprocess
+from datetime import timedelta
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import quote
@@ -146,3 +147,34 @@ def test_screenshot_looks_like_a_report(page: Path, tmp_path: Path):
     if artifacts:
         Path(artifacts).mkdir(parents=True, exist_ok=True)
         shutil.copy(shot, Path(artifacts) / shot.name)
+
+
+def test_item16_4_video_full_view_and_season_tables(tmp_path: Path):
+    """A video opens as a video (an AVI, which no browser plays, falls back to its key-frame thumbnail and a
+    link to the file); the time-of-day chart and the species × station table are drawn from the page's data."""
+    from deepfaune_plugin.cli import main
+    from fakes import registry_with_fake
+    from imagegen import make_jpeg
+    from test_report_season import T0, page_data
+    from test_video import RED_BGR, write_video
+
+    src = tmp_path / "season"
+    make_jpeg(src / "cam1" / "fox_1.jpg", date=T0)
+    make_jpeg(src / "cam2" / "badger_1.jpg", date=T0 + timedelta(hours=15), seed=1)
+    write_video(src / "cam1" / "fox_clip.avi", 25, 30, blobs=lambda i: [(RED_BGR, (60, 40, 200, 160))])
+    assert main(["run", str(src), "--backend", "fake", "-q", "--no-store"], registry=registry_with_fake()) == 0
+    page = src / "deepfaune-report.html"
+    seq = next(s for s in page_data(page)["sequences"] if s["files"][0]["f"] == "cam1/fox_clip.avi")
+    dom = Dom(chromium(f"{page.as_uri()}#open={seq['id']}.0", tmp_path, "--dump-dom"))
+    (box,) = [e for e in dom.elements if e[1].get("id") == "lightbox"]
+    assert "open" in box[1]["class"].split() and "cam1/fox_clip.avi" in box[2]
+    videos = [e[1] for e in dom.elements if e[0] == "video"]
+    fallback = [e for e in dom.elements if e[1].get("data-broken") == "video"]
+    # Chromium cannot play an MJPEG AVI: the player gave way to the still and a link to the file
+    assert videos == [] and len(fallback) == 1 and "cannot play .AVI files" in fallback[0][2]
+    assert "cam1/fox_clip.avi" in [e[1].get("href") for e in dom.elements if e[0] == "a"]
+    assert not [e for e in dom.elements if e[1].get("data-broken") == "full"]
+    hours = {int(a["data-h"]): int(a["data-n"]) for a in dom.having("data-h")}
+    assert len(hours) == 24 and {h: n for h, n in hours.items() if n} == {6: 1, 21: 1}  # the clip has no date
+    rows = [e for e in dom.elements if e[0] == "tr" and "data-station" in e[1]]
+    assert [(r[1]["data-label"], r[1]["data-station"]) for r in rows] == [("blaireau", "cam2"), ("renard", "cam1")]

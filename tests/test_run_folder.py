@@ -68,12 +68,12 @@ def test_folder_run_writes_deepfaune_table(season: Path, standin_models: Path, t
     # beside the table: the review page and the record of the run (models' sha256, exact settings)
     import json
 
-    record = json.loads((tmp_path / "deepfaune-run.json").read_text())
+    record = json.loads((tmp_path / "out-run.json").read_text())  # named after --output out.csv
     assert record["settings"]["threshold"] == 0.8 and record["settings"]["detector_mode"] == "DFbsMDS"
     manifest = json.loads((standin_models / "deepfaune-models.json").read_text())
     used = {f["file"]: f["sha256"] for f in record["models"]["files"].values()}
     assert used and all(manifest["files"][name]["sha256"] == sha for name, sha in used.items())
-    assert (tmp_path / "deepfaune-report.html").is_file()
+    assert (tmp_path / "out-report.html").is_file() and not (tmp_path / "deepfaune-report.html").exists()
 
 
 def test_language_threshold_exclude_and_xlsx(season: Path, standin_models: Path, tmp_path: Path):

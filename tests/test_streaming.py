@@ -100,8 +100,8 @@ def test_a_run_in_chunks_writes_what_a_run_in_one_piece_writes(season: Path, tmp
         parts = _go(season, tmp_path / f"c{chunk}" / "out.csv", chunk, monkeypatch)
         assert (tmp_path / f"c{chunk}" / "out.csv").read_bytes() == (tmp_path / "whole" / "out.csv").read_bytes()
         assert parts.results.decisions == whole.results.decisions
-        assert _page_data(tmp_path / f"c{chunk}" / "deepfaune-report.html") == \
-            _page_data(tmp_path / "whole" / "deepfaune-report.html")
+        assert _page_data(tmp_path / f"c{chunk}" / "out-report.html") == \
+            _page_data(tmp_path / "whole" / "out-report.html")
     rows = [(d.relpath, d.seqnum) for d in whole.results.decisions]
     # numbered on from chunk to chunk: card1's fox 1-3, person, empty, badger 1-2 (4 sequences), card1/deep
     # (it sorts after card1/badger_*), then card2, whose broken file keeps a number of its own

@@ -17,7 +17,7 @@ CLASSES = ClassTable(version="t", names={"en": ["fox"]}, bird_names=None,
 
 
 def _results() -> RunResults:
-    raw = RawResult(relpath="site A/IMG_0001.JPG", width=4000, height=3000, selected=0,
+    raw = RawResult(relpath="site A/IMG_0001.JPG", width=4000, height=3000, selected=0, date_source="exif",
                     detections=[Detection((1000.0, 750.0, 2000.0, 1500.0), 0.8765, ANIMAL),
                                 Detection((0.0, 0.0, 400.0, 1500.0), 0.7, PERSON)])
     failed = RawResult(relpath="site A/broken.jpg", failure="zero-byte file")
@@ -35,7 +35,7 @@ def test_columns_order_and_values():
     assert list(table.columns) == [
         "filename", "date", "seqnum", "predictionbase", "scorebase", "prediction", "score", "top1", "count",
         "humancount", "bbox_x", "bbox_y", "bbox_width", "bbox_height", "bbox_conf", "detector", "person_boxes",
-        "failure", "warning",
+        "failure", "warning", "date_source",
     ]
     assert list(table.columns) == DEEPFAUNE_COLUMNS + EXTRA_COLUMNS
     first = table.iloc[0]
@@ -45,6 +45,7 @@ def test_columns_order_and_values():
     assert first["person_boxes"] == "0.000000,0.000000,0.100000,0.500000"
     second = table.iloc[1]
     assert second["failure"] == "zero-byte file" and second["prediction"] == "" and second["date"] == ""
+    assert (first["date_source"], second["date_source"]) == ("exif", "")
 
 
 @pytest.mark.parametrize("name", ["out.csv", "out.xlsx"])

@@ -6,7 +6,8 @@ from pathlib import Path
 from .page import REPORT_NAME, THUMBS_DIR, write_report
 from .record import RECORD_NAME, run_record, write_run_record
 
-__all__ = ["REPORT_NAME", "RECORD_NAME", "THUMBS_DIR", "report_dir", "run_record", "write_report", "write_run_record"]
+__all__ = ["REPORT_NAME", "RECORD_NAME", "THUMBS_DIR", "report_dir", "report_names", "run_record", "write_report",
+           "write_run_record"]
 
 
 def report_dir(summary) -> Path:
@@ -18,3 +19,21 @@ def report_dir(summary) -> Path:
         return Path(output).parent
     root = Path(summary.manifest.root)
     return root if root.is_dir() else root.parent
+
+
+def report_names(output: Path | str | None) -> tuple[str, str]:
+    """(page, record) file names for a run that wrote `output` (the --output asked for, or None).
+
+    Two runs over one folder with their own outputs (`-o a.csv`, `-o b.xlsx`) keep their own page and
+    record: `a-report.html` / `a-run.json` and `b-xlsx-report.html` / `b-xlsx-run.json`.  A table's
+    suffix is kept in the name unless it is .csv, so `-o a.csv` and `-o a.xlsx` do not collide either,
+    and the default table (deepfaune.csv) keeps the plain names.  No --output, or a folder: the plain names.
+    """
+    if output is None:
+        return REPORT_NAME, RECORD_NAME
+    path = Path(output)
+    suffix = path.suffix.lower().lstrip(".")
+    if not suffix or not path.stem or path.is_dir():
+        return REPORT_NAME, RECORD_NAME
+    stem = path.stem if suffix == "csv" else f"{path.stem}-{suffix}"
+    return f"{stem}-report.html", f"{stem}-run.json"

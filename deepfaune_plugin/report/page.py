@@ -95,29 +95,31 @@ class ReportBuilder:
         made = self.cache.make_all(jobs)
         by_rel = {job.relpath: job for job in jobs}
 
-        def links(rel: str) -> tuple[str | None, str | None]:
+        def links(rel: str) -> tuple[str | None, str | None, bool]:
             job = by_rel.get(rel)
             if job is None:
-                return None, None
+                return None, None, False
             thumb, preview = made.get(rel, (None, None))
             # never fall back to the original when a blurred preview was due but could not be made
-            full = preview if self.cache.needs_preview(job) else job.path
+            previewed = self.cache.needs_preview(job)
+            full = preview if previewed else job.path
             return (page_href(thumb, self.out_dir) if thumb else None,
-                    page_href(full, self.out_dir) if full else None)
+                    page_href(full, self.out_dir) if full else None,
+                    job.video and not previewed)  # the video itself: the full view plays it
 
         self.builder.add({item.relpath: item for item in items}, results.raw, results.decisions, links)
 
-    def write(self, summary) -> Path:
-        """The page, atomically, into out_dir; its path."""
+    def write(self, summary, name: str = REPORT_NAME, record: str = RECORD_NAME) -> Path:
+        """The page, atomically, into out_dir as `name` (linking to the run record `record`); its path."""
         extra = {
-            "record": RECORD_NAME,
+            "record": record,
             "outputs": [{"name": Path(p).name, "href": page_href(p, self.out_dir)} for p in summary.written],
             "blurred": self.blur,
         }
         view = self.builder.view(summary, extra)
         head, tail = _page_parts(view)
         data = embed_json(view)
-        staged = StagedFile(self.out_dir / REPORT_NAME)
+        staged = StagedFile(self.out_dir / name)
         try:
             with open(staged.tmp, "w", encoding="utf-8") as out:
                 out.write(head)
@@ -134,11 +136,13 @@ class ReportBuilder:
         self.spool.close()
 
 
-def write_report(summary, out_dir: Path, blur_humans: bool = False, thumbs_dir: Path | None = None) -> Path:
-    """Write deepfaune-report.html for a run whose results were kept, making the missing thumbnails."""
+def write_report(summary, out_dir: Path, blur_humans: bool = False, thumbs_dir: Path | None = None,
+                 name: str = REPORT_NAME, record: str = RECORD_NAME) -> Path:
+    """Write the page (deepfaune-report.html unless `name`) for a run whose results were kept, making the
+    missing thumbnails."""
     report = ReportBuilder(out_dir, summary.results.settings.threshold, blur_humans, thumbs_dir)
     try:
         report.add(summary.manifest.items, summary.results)
-        return report.write(summary)
+        return report.write(summary, name, record)
     finally:
         report.close()

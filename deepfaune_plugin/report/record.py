@@ -115,8 +115,9 @@ def run_record(summary, command: Sequence[str] | str | None = None) -> dict[str,
     }
 
 
-def write_run_record(summary, out_dir: Path, command: Sequence[str] | str | None = None) -> Path:
-    """Write deepfaune-run.json into out_dir (atomically) and return its path."""
-    target = Path(out_dir) / RECORD_NAME
+def write_run_record(summary, out_dir: Path, command: Sequence[str] | str | None = None,
+                     name: str = RECORD_NAME) -> Path:
+    """Write the record (deepfaune-run.json unless `name`) into out_dir (atomically) and return its path."""
+    target = Path(out_dir) / name
     text = json.dumps(run_record(summary, command), indent=2, ensure_ascii=False)
     return write_atomic(target, (text + "\n").encode("utf-8"))

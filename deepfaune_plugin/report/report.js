@@ -135,14 +135,55 @@
       el("div", { cls: "axis" }, el("span", {}, bins[0].t), bins.length > 2 ? el("span", {}, mid) : null,
         bins.length > 1 ? el("span", {}, bins[bins.length - 1].t) : null),
       el("div", { cls: "muted", style: "font-size:12px" }, "sequences per " + A.unit + ", tallest bar " + max +
-        (A.undated ? "; " + plural(A.undated, "undated sequence") + " not shown" : "")),
+        (A.undated ? "; " + plural(A.undated, "undated sequence") + " not shown" : "") +
+        (A.file_dated ? "; " + plural(A.file_dated, "sequence") + " dated only by a video's file time not shown" : "")),
       legend());
+  }
+  /* sequences by the hour they start (the camera's clock): when each kind of animal is about */
+  function hourChart() {
+    var hours = D.activity.hours || [];
+    var max = Math.max.apply(null, hours.map(function (b) { return b.n; }).concat([1]));
+    if (!hours.some(function (b) { return b.n; })) return el("p", { cls: "empty-note" }, "No dated sequences.");
+    return el("div", {},
+      el("div", { cls: "activity", id: "hours" }, hours.map(function (b) {
+        var tip = (b.h < 10 ? "0" : "") + b.h + ":00–" + (b.h < 9 ? "0" : "") + (b.h + 1) + ":00: " + plural(b.n, "sequence") +
+          CATS.filter(function (c) { return b.cats[c]; }).map(function (c) { return ", " + c + " " + b.cats[c]; }).join("");
+        return el("div", { cls: "col", title: tip, data: { h: b.h, n: b.n } }, CATS.filter(function (c) { return b.cats[c]; }).map(function (c) {
+          return el("div", { cls: "seg cat-" + c, style: "height:" + (100 * b.cats[c] / max) + "%" });
+        }));
+      })),
+      el("div", { cls: "axis" }, ["00", "06", "12", "18", "24"].map(function (t) { return el("span", {}, t + ":00"); })),
+      el("div", { cls: "muted", style: "font-size:12px" }, "sequences by the hour they start, tallest bar " + max));
+  }
+  /* species × station: sequences, independent events (camtrapR's rule) and, with deployments, the rate */
+  function speciesStations() {
+    var T = D.species_stations || { rows: [] };
+    if (!T.rows.length) return el("p", { cls: "empty-note" }, "No detections.");
+    var withDays = T.rows.some(function (r) { return r.trap_days !== null; });
+    return el("div", {},
+      el("table", { cls: "plain", id: "species-stations" },
+        el("thead", {}, el("tr", {}, el("th", {}, "label"), el("th", {}, "station"), el("th", { cls: "n" }, "sequences"),
+          el("th", { cls: "n", title: "a sequence more than " + T.gap_minutes + " min after the previous independent one of the same label at the same station" }, "independent events"),
+          withDays ? [el("th", { cls: "n" }, "trap-days"), el("th", { cls: "n" }, "events / 100 trap-days")] : null)),
+        el("tbody", {}, T.rows.map(function (r) {
+          return el("tr", { data: { label: r.label, station: r.station } },
+            el("td", {}, el("button", { cls: "name", on: { click: function () { writeHash(r.label, r.station, true); scrollToList(); } } }, r.label)),
+            el("td", {}, stationName(r.station)), el("td", { cls: "n" }, String(r.sequences)),
+            el("td", { cls: "n", title: r.undated ? plural(r.undated, "sequence") + " without a trusted date not counted" : null }, String(r.events) + (r.undated ? " *" : "")),
+            withDays ? [el("td", { cls: "n" }, r.trap_days === null ? "—" : r.trap_days.toFixed(1)),
+              el("td", { cls: "n" }, r.rate === null ? "—" : r.rate.toFixed(2))] : null);
+        }))),
+      el("p", { cls: "muted", style: "font-size:12px" }, "Independent events: " + T.gap_minutes + " min apart (camtrapR's minDeltaTime, against the last independent record)" +
+        (withDays ? "; trap-days from the deployments' start and end." : "; trap-days need deployments (a Camtrap DP source).") +
+        (T.rows.some(function (r) { return r.undated; }) ? " * some sequences have no trusted date and are not counted as events." : "")));
   }
   function panels() {
     return el("div", { cls: "panels" },
       el("section", { cls: "panel" }, el("h2", {}, "Sequences per label"), labelBars()),
       el("section", { cls: "panel" }, el("h2", {}, "Activity"), activityChart(),
-        D.stations.length > 1 ? [el("h2", { style: "margin-top:16px" }, "Sequences per station"), stationBars()] : null));
+        el("h2", { style: "margin-top:16px" }, "Time of day"), hourChart(),
+        D.stations.length > 1 ? [el("h2", { style: "margin-top:16px" }, "Sequences per station"), stationBars()] : null),
+      el("section", { cls: "panel wide" }, el("h2", {}, "Species × station"), speciesStations()));
   }
   function issueTable(rows, id) {
     return el("table", { cls: "plain", id: id }, el("thead", {}, el("tr", {}, el("th", {}, "file"), el("th", {}, "reason"))),
@@ -183,6 +224,7 @@
         el("span", { cls: "label" }, s.label),
         el("span", { cls: "score", title: "sequence score" }, fmtScore(s.score)),
         s.review ? el("span", { cls: "badge " + s.review }, s.review === "near" ? "near threshold" : "undefined") : null,
+        s.fd ? el("span", { cls: "badge file-date", title: "a video without a creation date: dated by its file time, kept out of the charts" }, "file date") : null,
         s.top1 && s.top1 !== s.label ? el("span", { cls: "top1" }, "top1: ", el("b", {}, s.top1)) : null,
         el("span", { cls: "muted" }, "station " + stationName(s.station)),
         el("span", { cls: "muted" }, when),
@@ -285,14 +327,26 @@
   function drawBox() {
     var s = box.seq, f = s.files[box.i];
     var src = f.h || f.t;
-    var frame = el("div", { cls: "frame" }, src ? el("img", { src: src, alt: f.f, on: { error: function () {
-      frame.replaceChildren(el("p", { data: { broken: "full" } }, "Cannot show " + f.f + " (moved, or not copied with this page?)"));
-    } } }) : el("p", {}, "no image"));
-    if (f.b) frame.appendChild(el("div", { cls: "box " + f.bcat, style: "left:" + 100 * f.b[0] + "%;top:" + 100 * f.b[1] + "%;width:" + 100 * f.b[2] + "%;height:" + 100 * f.b[3] + "%" }));
+    var frame = el("div", { cls: "frame" });
+    if (f.v) {
+      /* the video itself; its box belongs to one frame, drawn on the thumbnail, so none is laid over it */
+      var ext = (f.f.split(".").pop() || "").toUpperCase();
+      add(frame, [el("video", { src: f.h, controls: true, preload: "metadata", poster: f.t || null, on: { error: function () {
+        frame.replaceChildren(f.t ? el("img", { src: f.t, alt: f.f }) : "",
+          el("p", { data: { broken: "video" } }, "This browser cannot play ." + ext + " files here: ",
+            el("a", { href: f.h, target: "_blank" }, "open " + f.f.split("/").pop()), " in a video player (moved, or not copied with this page?)"));
+      } } })]);
+    } else {
+      add(frame, [src ? el("img", { src: src, alt: f.f, on: { error: function () {
+        frame.replaceChildren(el("p", { data: { broken: "full" } }, "Cannot show " + f.f + " (moved, or not copied with this page?)"));
+      } } }) : el("p", {}, "no image")]);
+    }
+    if (f.b && !f.v) frame.appendChild(el("div", { cls: "box " + f.bcat, style: "left:" + 100 * f.b[0] + "%;top:" + 100 * f.b[1] + "%;width:" + 100 * f.b[2] + "%;height:" + 100 * f.b[3] + "%" }));
     lb.textContent = "";
     add(lb, [frame,
       el("div", { cls: "cap" }, el("b", {}, f.f), "  ·  image: " + f.pb + " " + fmtScore(f.sb) + "  ·  sequence: " + s.label + " " + fmtScore(s.score) +
-        (f.bc !== null ? "  ·  box " + f.bc.toFixed(2) : "") + (f.d ? "  ·  " + f.d : "") + "  ·  " + (box.i + 1) + "/" + s.files.length + "  ",
+        (f.bc !== null ? "  ·  box " + f.bc.toFixed(2) + (f.v && f.fn !== null && f.fn !== undefined ? " (frame " + f.fn + ", on the thumbnail)" : "") : "") +
+        (f.d ? "  ·  " + f.d + (f.ds === "file date" ? " (the file's time: a guess)" : "") : "") + "  ·  " + (box.i + 1) + "/" + s.files.length + "  ",
         f.h ? el("a", { href: f.h, target: "_blank" }, "open file") : null),
       s.files.length > 1 ? [el("button", { cls: "nav prev", title: "previous (←)", on: { click: function () { step(-1); } } }, "‹"),
         el("button", { cls: "nav next", title: "next (→)", on: { click: function () { step(1); } } }, "›")] : null,

@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 from ..exifdate import PLAUSIBLE_FROM, format_date, plausible_until
 from .._version import __version__
 from ..boxes import normalised_box
-from ..types import ANIMAL, EMPTY, PERSON, VEHICLE, Decision, MediaItem, RawResult
+from ..types import ANIMAL, EMPTY, FILE_DATE, PERSON, VEHICLE, Decision, MediaItem, RawResult
 
 #: A sequence whose animal score is at most this far above the threshold is worth a second look.
 REVIEW_MARGIN = 0.1
@@ -23,9 +23,14 @@ CATEGORY_KEYS = {EMPTY: "empty", ANIMAL: "animal", PERSON: "person", VEHICLE: "v
 _UNDEFINED = "undefined"
 _LAST_LABEL_KEYS = ("undefined", "human", "vehicle", "empty")  # shown after the species, in this order
 _EPS = 1e-9
+#: camtrapR's usual minDeltaTime: a sequence of a species at a station starts an independent event when it
+#: starts more than this after the previous independent one (deltaTimeComparedTo = "lastIndependentRecord").
+INDEPENDENCE_MINUTES = 30
+_EPOCH = datetime(1970, 1, 1)
 
-#: (relpath) -> (thumbnail URL or None, full-size URL or None), relative to the page.
-Links = Callable[[str], "tuple[str | None, str | None]"]
+#: (relpath) -> (thumbnail URL or None, full-size URL or None[, whether that URL is a video to play]),
+#: relative to the page.
+Links = Callable[[str], "tuple[str | None, str | None] | tuple[str | None, str | None, bool]"]
 
 
 def station_of(item: MediaItem | None, relpath: str) -> str:
@@ -105,6 +110,36 @@ def activity_bins(events: Iterable[tuple[date, str]] | Counter) -> dict[str, Any
     return {"unit": unit, "bins": bins, "suspect": suspect}
 
 
+def independent_events(starts: Iterable[float], gap_minutes: float = INDEPENDENCE_MINUTES) -> int:
+    """How many of these start times (seconds) begin an independent event: the first, then each one more
+    than `gap_minutes` after the last independent one (camtrapR's lastIndependentRecord rule)."""
+    events, last = 0, None
+    for start in sorted(starts):
+        if last is None or start - last > gap_minutes * 60 + _EPS:
+            events, last = events + 1, start
+    return events
+
+
+def species_stations(starts: Mapping[tuple[str, str], Sequence[float]], undated: Mapping[tuple[str, str], int],
+                     kinds: Mapping[str, tuple[str, str]], trap_days: Mapping[str, float]) -> dict[str, Any]:
+    """Rows of (label, station): sequences, independent events and, where the station's deployment is known,
+    trap-days and events per 100 trap-days.  Empty sequences are not detections and get no row."""
+    rows = []
+    for label, station in sorted(set(starts) | set(undated), key=lambda k: (_label_rank(kinds[k[0]][0]), k)):
+        key, cat = kinds[label]
+        if cat == "empty":
+            continue
+        times = starts.get((label, station), ())
+        events = independent_events(times)
+        days = trap_days.get(station)
+        rows.append({"label": label, "key": key, "cat": cat, "station": station,
+                     "sequences": len(times) + undated.get((label, station), 0), "events": events,
+                     "undated": undated.get((label, station), 0),
+                     "trap_days": None if days is None else round(float(days), 2),
+                     "rate": round(100.0 * events / days, 2) if days else None})
+    return {"gap_minutes": INDEPENDENCE_MINUTES, "rows": rows}
+
+
 def _settings_dict(settings) -> dict[str, Any]:
     out = {}
     for name, value in dataclasses.asdict(settings).items():
@@ -129,6 +164,12 @@ class ViewBuilder:
         self.label_kinds: dict[str, tuple[str, str]] = {}  # label -> (key, category) of its sequences
         self.per_station: dict[str, Counter] = defaultdict(Counter)
         self.days: Counter = Counter()
+        self.until = plausible_until()
+        self.hours: Counter = Counter()  # (hour of the sequence's start, category) -> sequences
+        self.file_dated = 0  # sequences dated by a video's file time: kept out of the charts
+        # (label, station) -> start times (seconds) of its dated sequences, for independent events
+        self.starts: dict[tuple[str, str], array] = defaultdict(lambda: array("d"))
+        self.undated_pairs: Counter = Counter()
         # the review queue's sort keys, packed (17 bytes a sequence): (not undefined, score, id)
         self.review_near, self.review_score, self.review_id = array("b"), array("d"), array("q")
 
@@ -147,16 +188,23 @@ class ViewBuilder:
         head = decisions[0]
         dates = [d.date for d in decisions if d.date]
         files = []
+        file_dated = False  # a member dated by its file time: the sequence's dates are a guess
         for d in decisions:
             raw = raws.get(d.relpath)
-            thumb, href = links(d.relpath)
-            files.append({
-                "f": d.relpath, "t": thumb, "h": href, "d": _stamp(d.date),
+            thumb, href, *play = links(d.relpath)
+            source = raw.date_source if raw is not None and d.date else ""
+            file_dated = file_dated or source == FILE_DATE
+            entry = {
+                "f": d.relpath, "t": thumb, "h": href, "d": _stamp(d.date), "ds": source,
                 "pb": d.predictionbase, "sb": d.scorebase, "b": _norm_box(d.box, raw),
                 "bc": None if d.box_conf is None else round(float(d.box_conf), 3),
                 "bcat": CATEGORY_KEYS.get(raw.category if raw else EMPTY, "empty"),
                 "n": d.count, "nh": d.humancount,
-            })
+            }
+            if play and play[0] and href:
+                entry["v"] = 1  # a video the full view plays; its box belongs to one frame, shown in the thumbnail
+                entry["fn"] = raw.frame_number if raw is not None else None
+            files.append(entry)
         seq = {
             "id": seqnum, "label": head.prediction, "key": head.prediction_key,
             "cat": CATEGORY_KEYS.get(head.category, "empty"), "score": head.score, "top1": head.top1,
@@ -164,12 +212,23 @@ class ViewBuilder:
             "start": _stamp(min(dates)) if dates else None, "end": _stamp(max(dates)) if dates else None,
             "review": review_reason(head, self.threshold), "files": files,
         }
+        if file_dated:
+            seq["fd"] = 1
         self.label_kinds.setdefault(seq["label"], (seq["key"], seq["cat"]))
         self.per_station[seq["station"]][seq["cat"]] += 1
-        if dates:
-            self.days[(min(dates).date(), seq["cat"])] += 1
+        pair = (seq["label"], seq["station"])
+        if dates and not file_dated:
+            start = min(dates).replace(tzinfo=None)  # the camera's own clock: its hour is the time of day
+            self.days[(start.date(), seq["cat"])] += 1
+            if PLAUSIBLE_FROM <= start <= self.until:  # a reset clock's hour says nothing either
+                self.hours[(start.hour, seq["cat"])] += 1
+            self.starts[pair].append((start - _EPOCH).total_seconds())
         else:
-            self.undated += 1
+            self.undated_pairs[pair] += 1
+            if dates:
+                self.file_dated += 1
+            else:
+                self.undated += 1
         if seq["review"]:
             self.review_near.append(seq["review"] != "undefined")
             self.review_score.append(seq["score"])
@@ -189,6 +248,9 @@ class ViewBuilder:
                     for name, c in sorted(self.per_station.items())]
         activity = activity_bins(self.days)
         activity["undated"] = self.undated
+        activity["file_dated"] = self.file_dated
+        activity["hours"] = [{"h": hour, "n": sum(n for (h, _), n in self.hours.items() if h == hour),
+                              "cats": {c: n for (h, c), n in self.hours.items() if h == hour}} for hour in range(24)]
         near, score, ids = self.review_near, self.review_score, self.review_id
         review = [ids[i] for i in sorted(range(len(ids)), key=lambda i: (near[i], score[i], ids[i]))]
         failures = [{"f": rel, "reason": reason} for rel, reason in summary.failures]
@@ -211,6 +273,8 @@ class ViewBuilder:
             "labels": labels,
             "stations": stations,
             "activity": activity,
+            "species_stations": species_stations(self.starts, self.undated_pairs, self.label_kinds,
+                                                 getattr(manifest, "trap_days", None) or {}),
             "failures": failures,
             "problems": [{"f": p.relpath, "reason": p.reason} for p in summary.problems],
             "review": review,
