@@ -28,9 +28,9 @@ _EPS = 1e-9
 INDEPENDENCE_MINUTES = 30
 _EPOCH = datetime(1970, 1, 1)
 
-#: (relpath) -> (thumbnail URL or None, full-size URL or None[, whether that URL is a video to play]),
+#: (relpath) -> (thumbnail URL or None, full-size URL or None, whether that URL is a video to play),
 #: relative to the page.
-Links = Callable[[str], "tuple[str | None, str | None] | tuple[str | None, str | None, bool]"]
+Links = Callable[[str], "tuple[str | None, str | None, bool]"]
 
 
 def station_of(item: MediaItem | None, relpath: str) -> str:
@@ -130,11 +130,11 @@ def species_stations(starts: Mapping[tuple[str, str], Sequence[float]], undated:
         if cat == "empty":
             continue
         times = starts.get((label, station), ())
+        untimed = undated.get((label, station), 0)
         events = independent_events(times)
         days = trap_days.get(station)
         rows.append({"label": label, "key": key, "cat": cat, "station": station,
-                     "sequences": len(times) + undated.get((label, station), 0), "events": events,
-                     "undated": undated.get((label, station), 0),
+                     "sequences": len(times) + untimed, "events": events, "undated": untimed,
                      "trap_days": None if days is None else round(float(days), 2),
                      "rate": round(100.0 * events / days, 2) if days else None})
     return {"gap_minutes": INDEPENDENCE_MINUTES, "rows": rows}
@@ -165,7 +165,7 @@ class ViewBuilder:
         self.per_station: dict[str, Counter] = defaultdict(Counter)
         self.days: Counter = Counter()
         self.until = plausible_until()
-        self.hours: Counter = Counter()  # (hour of the sequence's start, category) -> sequences
+        self.hours: dict[int, Counter] = defaultdict(Counter)  # hour of a sequence's start -> sequences per category
         self.file_dated = 0  # sequences dated by a video's file time: kept out of the charts
         # (label, station) -> start times (seconds) of its dated sequences, for independent events
         self.starts: dict[tuple[str, str], array] = defaultdict(lambda: array("d"))
@@ -175,7 +175,7 @@ class ViewBuilder:
 
     def add(self, items: Mapping[str, MediaItem], raws: Mapping[str, RawResult], decisions: Sequence[Decision],
             links: Links | None = None) -> None:
-        links = links or (lambda rel: (None, None))
+        links = links or (lambda rel: (None, None, False))
         members: dict[int, list[Decision]] = defaultdict(list)
         for d in decisions:
             if not d.failure:
@@ -191,7 +191,7 @@ class ViewBuilder:
         file_dated = False  # a member dated by its file time: the sequence's dates are a guess
         for d in decisions:
             raw = raws.get(d.relpath)
-            thumb, href, *play = links(d.relpath)
+            thumb, href, playable = links(d.relpath)
             source = raw.date_source if raw is not None and d.date else ""
             file_dated = file_dated or source == FILE_DATE
             entry = {
@@ -201,7 +201,7 @@ class ViewBuilder:
                 "bcat": CATEGORY_KEYS.get(raw.category if raw else EMPTY, "empty"),
                 "n": d.count, "nh": d.humancount,
             }
-            if play and play[0] and href:
+            if playable and href:
                 entry["v"] = 1  # a video the full view plays; its box belongs to one frame, shown in the thumbnail
                 entry["fn"] = raw.frame_number if raw is not None else None
             files.append(entry)
@@ -221,7 +221,7 @@ class ViewBuilder:
             start = min(dates).replace(tzinfo=None)  # the camera's own clock: its hour is the time of day
             self.days[(start.date(), seq["cat"])] += 1
             if PLAUSIBLE_FROM <= start <= self.until:  # a reset clock's hour says nothing either
-                self.hours[(start.hour, seq["cat"])] += 1
+                self.hours[start.hour][seq["cat"]] += 1
             self.starts[pair].append((start - _EPOCH).total_seconds())
         else:
             self.undated_pairs[pair] += 1
@@ -249,8 +249,8 @@ class ViewBuilder:
         activity = activity_bins(self.days)
         activity["undated"] = self.undated
         activity["file_dated"] = self.file_dated
-        activity["hours"] = [{"h": hour, "n": sum(n for (h, _), n in self.hours.items() if h == hour),
-                              "cats": {c: n for (h, c), n in self.hours.items() if h == hour}} for hour in range(24)]
+        activity["hours"] = [{"h": hour, "n": sum(cats.values()), "cats": dict(cats)}
+                             for hour, cats in ((h, self.hours.get(h, Counter())) for h in range(24))]
         near, score, ids = self.review_near, self.review_score, self.review_id
         review = [ids[i] for i in sorted(range(len(ids)), key=lambda i: (near[i], score[i], ids[i]))]
         failures = [{"f": rel, "reason": reason} for rel, reason in summary.failures]
@@ -274,7 +274,7 @@ class ViewBuilder:
             "stations": stations,
             "activity": activity,
             "species_stations": species_stations(self.starts, self.undated_pairs, self.label_kinds,
-                                                 getattr(manifest, "trap_days", None) or {}),
+                                                 manifest.trap_days),
             "failures": failures,
             "problems": [{"f": p.relpath, "reason": p.reason} for p in summary.problems],
             "review": review,
