@@ -157,7 +157,7 @@ def ours_in_process(images: Path, models: Path, threads: int, fast: bool, device
     """Model load time, time to first result and the run's own wall time (no CLI start-up) through the backend API."""
     from deepfaune_plugin.api import RunSettings
     from deepfaune_plugin.types import MediaItem
-    from deepfaune_plugin.hooks.deepfaune_backend import DeepFauneBackend
+    from deepfaune_plugin.hooks.deepfaune import DeepFauneBackend
 
     kwargs = {"fast": True} if fast else {}
     settings = RunSettings(models_dir=models, threads=threads, device=device, **kwargs)
@@ -182,7 +182,7 @@ def compute_only(raws, images: Path, models: Path, threads: int, fast: bool, dev
     from deepfaune_plugin.api import RunSettings
     from deepfaune_plugin.engine.crop import crop_rgb, normalise, resize_pillow, square_box
     from deepfaune_plugin.engine.imageio import read_image
-    from deepfaune_plugin.hooks.deepfaune_backend import DeepFaunePredictor
+    from deepfaune_plugin.hooks.deepfaune import DeepFaunePredictor
 
     kwargs = {"fast": True} if fast else {}
     p = DeepFaunePredictor(RunSettings(models_dir=models, threads=threads, device=device, **kwargs))

@@ -12,8 +12,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from deepfaune_plugin.api import RunSettings
-from deepfaune_plugin.hooks.camtrapdp_host import CamtrapDPHost
-from deepfaune_plugin.hooks.camtrapdp_schema import DEPLOYMENTS
+from deepfaune_plugin.hooks.camtrapdp.host import CamtrapDPHost
+from deepfaune_plugin.hooks.camtrapdp.schema import DEPLOYMENTS
 from deepfaune_plugin.pipeline import run
 from deepfaune_plugin.plugins import Registered
 from fakes import outcome_from_name, registry_with_fake

@@ -166,7 +166,8 @@ def test_item15_14_dates_outside_1990_to_next_year_are_flagged_padded_and_kept_o
 def test_item15_11_our_own_json_files_in_a_users_folder_are_read_within_the_limits_too(plant, tmp_path):
     """Files we leave in a user's folder can be replaced by anyone: read with the same depth limit (a
     100,000-deep planted file must not end in RecursionError)."""
-    from deepfaune_plugin.hooks import camtrapr_species, timelapse_ledger
+    from deepfaune_plugin.hooks.camtrapr import species as camtrapr_species
+    from deepfaune_plugin.hooks.timelapse import ledger as timelapse_ledger
     from deepfaune_plugin.transaction import _read_holder
 
     deep = "[" * 100_000 + "]" * 100_000

@@ -122,7 +122,7 @@ def test_built_in_hooks_import_the_core_only_through_the_api_or_listed_debt():
         for name in core_imports(path):
             if name.startswith("deepfaune_plugin.hooks") or name in PUBLIC or name == "deepfaune_plugin":
                 continue
-            if mine == "deepfaune_plugin.hooks.deepfaune_backend" and name.startswith(BACKEND_MAY_IMPORT):
+            if mine == "deepfaune_plugin.hooks.deepfaune" and name.startswith(BACKEND_MAY_IMPORT):
                 continue
             top = ".".join(name.split(".")[:2])
             if top not in HOOK_DEBT:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from deepfaune_plugin.api import RunSettings
-from deepfaune_plugin.hooks.deepfaune_backend import DeepFauneBackend, ModelPlan
+from deepfaune_plugin.hooks.deepfaune import DeepFauneBackend, ModelPlan
 from deepfaune_plugin.modelstore import ModelFileError
 
 

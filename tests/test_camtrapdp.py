@@ -13,7 +13,7 @@ from camtrapdp_helpers import (OBS_ROWS, frictionless_validate, make_package, re
                                tree_digest)
 from deepfaune_plugin import __version__
 from deepfaune_plugin.errors import DeepfauneError
-from deepfaune_plugin.hooks.camtrapdp_host import CamtrapDPHost
+from deepfaune_plugin.hooks.camtrapdp.host import CamtrapDPHost
 from fakes import outcome_from_name
 
 BY = f"DeepFaune 1.4 (deepfaune-plugin {__version__})"
@@ -188,7 +188,7 @@ def test_media_with_unknown_deployment_is_refused(tmp_path: Path):
 
 
 def test_invalid_result_is_refused_before_anything_is_written(package: Path, monkeypatch):
-    from deepfaune_plugin.hooks import camtrapdp_host
+    from deepfaune_plugin.hooks.camtrapdp import host as camtrapdp_host
 
     real = camtrapdp_host.build_rows
 
@@ -206,7 +206,7 @@ def test_invalid_result_is_refused_before_anything_is_written(package: Path, mon
 
 
 def test_package_changed_during_the_run_is_not_overwritten(package: Path, monkeypatch):
-    from deepfaune_plugin.hooks import camtrapdp_host
+    from deepfaune_plugin.hooks.camtrapdp import host as camtrapdp_host
 
     real = camtrapdp_host.build_rows
 

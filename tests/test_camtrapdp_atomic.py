@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from camtrapdp_helpers import make_package, run_on, tree_digest
-from deepfaune_plugin.hooks import camtrapdp_host
-from deepfaune_plugin.hooks.camtrapdp_host import JOURNAL_NAME, LOCK_NAME, CamtrapDPHost, open_package
+from deepfaune_plugin.hooks.camtrapdp import host as camtrapdp_host
+from deepfaune_plugin.hooks.camtrapdp.host import JOURNAL_NAME, LOCK_NAME, CamtrapDPHost, open_package
 from deepfaune_plugin.transaction import LockedError, staged_path
 from killpoints import FORK_ONLY, fork_run
 

@@ -149,7 +149,7 @@ def test_default_output_is_a_sibling_and_link_media(tree: Path, tmp_path: Path):
 @FORK_ONLY
 def test_item15_5_a_creation_killed_anywhere_leaves_no_half_package(tree: Path, tmp_path: Path):
     """Killed before any file step, a new package is absent or whole; the next run clears the half-built one."""
-    from deepfaune_plugin.hooks import camtrapdp_create
+    from deepfaune_plugin.hooks.camtrapdp import create as camtrapdp_create
     from deepfaune_plugin.transaction import FolderLock
 
     def create(out: Path):

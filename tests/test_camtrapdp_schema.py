@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from camtrapdp_helpers import descriptor
-from deepfaune_plugin.hooks.camtrapdp_package import PackageError, join_table, parse_table
-from deepfaune_plugin.hooks.camtrapdp_schema import (MEDIA, OBSERVATIONS, format_datetime, parse_datetime,
+from deepfaune_plugin.hooks.camtrapdp.package import PackageError, join_table, parse_table
+from deepfaune_plugin.hooks.camtrapdp.schema import (MEDIA, OBSERVATIONS, format_datetime, parse_datetime,
                                                      validate_descriptor, validate_foreign_keys, validate_rows)
 
 HEADER = [f.name for f in OBSERVATIONS]

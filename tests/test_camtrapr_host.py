@@ -15,9 +15,9 @@ import pytest
 from deepfaune_plugin.api import RunSettings
 from deepfaune_plugin.cli import main
 from deepfaune_plugin.errors import DeepfauneError
-from deepfaune_plugin.hooks.camtrapr_host import CamtrapRHost
-from deepfaune_plugin.hooks.camtrapr_output import select
-from deepfaune_plugin.hooks.camtrapr_species import MANIFEST as MARKER
+from deepfaune_plugin.hooks.camtrapr.host import CamtrapRHost
+from deepfaune_plugin.hooks.camtrapr.output import select
+from deepfaune_plugin.hooks.camtrapr.species import MANIFEST as MARKER
 from deepfaune_plugin.pipeline import run
 from deepfaune_plugin.plugins import Registered
 from deepfaune_plugin.types import ANIMAL, EMPTY, Decision
@@ -218,7 +218,7 @@ def test_scientific_names(tree: Path, registry):
 
 def test_scientific_names_of_bird_groups_and_non_animals():
     pytest.importorskip("deepfaune_plugin.taxonomy")
-    from deepfaune_plugin.hooks.camtrapr_host import scientific_namer
+    from deepfaune_plugin.hooks.camtrapr.host import scientific_namer
 
     name = scientific_namer()
     assert name("red deer") == "Cervus elaphus" and name("human") == "Homo sapiens"
@@ -378,7 +378,7 @@ def test_item16_3_stations_sorted_as_r_orders_them(tmp_path: Path, registry):
 
 
 def test_item16_3_collation_of_species_and_ties():
-    from deepfaune_plugin.hooks.camtrapr_independence import r_collation_key
+    from deepfaune_plugin.hooks.camtrapr.independence import r_collation_key
 
     names = ["renard", "Écureuil", "cerf", "Cerf", "écureuil", "ecureuil", "chamois", "cerf"]
     assert sorted(names, key=r_collation_key) == ["cerf", "cerf", "Cerf", "chamois", "ecureuil", "écureuil",

@@ -9,7 +9,7 @@ from datetime import datetime
 
 import pytest
 
-from deepfaune_plugin.hooks.camtrapr_independence import (
+from deepfaune_plugin.hooks.camtrapr.independence import (
     LAST_INDEPENDENT, LAST_RECORD, Record, assess, assess_station, r_round, remove_duplicates,
 )
 

@@ -193,7 +193,7 @@ def test_every_provider_gives_the_cpu_labels_and_scores_within_float_tolerance(d
                                                                                standin_models, tmp_path):
     if provider not in ort.get_available_providers():
         pytest.skip(f"{provider} is not offered by this onnxruntime ({', '.join(ort.get_available_providers())})")
-    from deepfaune_plugin.hooks.deepfaune_backend import DeepFauneBackend
+    from deepfaune_plugin.hooks.deepfaune import DeepFauneBackend
     from deepfaune_plugin.types import MediaItem
 
     items = [MediaItem(path=p, relpath=p.relative_to(season).as_posix(), group=p.parent.name)
@@ -228,7 +228,7 @@ def test_quantize_makes_fp16_variants_with_their_drift_beside_the_int8_ones(fast
 
 
 def test_fast_runs_int8_on_the_cpu_and_fp16_on_a_gpu(fast_models, monkeypatch):
-    from deepfaune_plugin.hooks.deepfaune_backend import ModelPlan
+    from deepfaune_plugin.hooks.deepfaune import ModelPlan
 
     entry = json.loads((fast_models / "deepfaune-models.json").read_text())["versions"]["1.4"]
     cpu = ModelPlan.for_settings(RunSettings(models_dir=fast_models, fast=True, device="cpu"))
@@ -264,7 +264,7 @@ def test_fast_fp16_models_give_the_fp32_labels_on_the_fixtures(season, fast_mode
 
 
 def test_decoding_runs_on_one_thread_for_the_cpu_and_several_ahead_of_a_gpu(monkeypatch):
-    from deepfaune_plugin.hooks import deepfaune_backend
+    from deepfaune_plugin.hooks import deepfaune as deepfaune_backend
 
     monkeypatch.setattr(deepfaune_backend.os, "cpu_count", lambda: 16)
     assert deepfaune_backend.decode_workers(choose_device("cpu")) == 1

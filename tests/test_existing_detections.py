@@ -21,11 +21,11 @@ from deepfaune_plugin.engine import onnx_models
 from deepfaune_plugin.engine.crop import normalise
 from deepfaune_plugin.engine.known_boxes import crop_box, select_known
 from deepfaune_plugin.engine.onnx_models import OnnxClassifier
-from deepfaune_plugin.hooks import deepfaune_backend
-from deepfaune_plugin.hooks.timelapse_build import Control, create_ddb, write_template
-from deepfaune_plugin.hooks.timelapse_existing import ExistingDetections, parse_bbox, untrim
-from deepfaune_plugin.hooks.timelapse_host import DEFAULT_JSON, TimelapseHost
-from deepfaune_plugin.hooks.timelapse_import import trim_recognitions, write_ddb
+from deepfaune_plugin.hooks import deepfaune as deepfaune_backend
+from timelapse_build import Control, create_ddb, write_template
+from deepfaune_plugin.hooks.timelapse.existing import ExistingDetections, parse_bbox, untrim
+from deepfaune_plugin.hooks.timelapse.host import DEFAULT_JSON, TimelapseHost
+from deepfaune_plugin.hooks.timelapse.recognitions import trim_recognitions, write_ddb
 from deepfaune_plugin.modelstore import ModelStore
 from deepfaune_plugin.pipeline import run
 from deepfaune_plugin.plugins import Registered
@@ -275,7 +275,7 @@ def test_item15_7_without_the_ledger_the_ddb_tells_deepfaunes_own_boxes(tmp_path
     DeepFaune's classification categories) shows DeepFaune wrote boxes here; they are never taken for
     MegaDetector's, and nothing is written."""
     from deepfaune_plugin.cli import main
-    from deepfaune_plugin.hooks.timelapse_ledger import LEDGER_NAME
+    from deepfaune_plugin.hooks.timelapse.ledger import LEDGER_NAME
 
     root = tmp_path / "set"
     ddb = make_set(root, images=MD_IMAGES if megadetector_first else {})

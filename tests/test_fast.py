@@ -10,7 +10,7 @@ import pytest
 from deepfaune_plugin.api import RunSettings
 from deepfaune_plugin.cli import main
 from deepfaune_plugin.modelstore import ModelFileError, ModelStore
-from deepfaune_plugin.hooks.deepfaune_backend import DeepFauneBackend
+from deepfaune_plugin.hooks.deepfaune import DeepFauneBackend
 from imagegen import RED, make_jpeg
 
 pytest.importorskip("onnxruntime.quantization")

@@ -16,8 +16,8 @@ import pytest
 
 from camtrapdp_helpers import make_package, read_rows, registry, stamp
 from deepfaune_plugin.cli import main
-from deepfaune_plugin.hooks.camtrapdp_fetch import FetchLimits, cache_name, fetch_all
-from deepfaune_plugin.hooks.camtrapdp_package import MediaRow
+from deepfaune_plugin.hooks.camtrapdp.fetch import FetchLimits, cache_name, fetch_all
+from deepfaune_plugin.hooks.camtrapdp.package import MediaRow
 from imagegen import make_jpeg
 
 
@@ -212,7 +212,7 @@ def test_item15_12_deadline_size_cap_and_skipped_count(tmp_path: Path, server: S
 
 
 def test_item15_12_fetches_run_in_parallel_within_the_bound(tmp_path: Path, server: Server):
-    from deepfaune_plugin.hooks.camtrapdp_fetch import MediaCache, _urlopen
+    from deepfaune_plugin.hooks.camtrapdp.fetch import MediaCache, _urlopen
 
     body = jpeg_bytes(tmp_path)
     for k in range(8):
@@ -290,8 +290,8 @@ def test_item15_2_thumbnail_folder_link_to_elsewhere_is_refused(tmp_path: Path, 
 
 def test_item15_2_timelapse_backups_link_to_elsewhere_is_refused(tmp_path: Path):
     """The rule applied to Timelapse's Backups/ folder, where the .ddb is copied before an import."""
-    from deepfaune_plugin.hooks import timelapse_import as ti
-    from deepfaune_plugin.hooks.timelapse_build import Control, create_ddb, write_template
+    from deepfaune_plugin.hooks.timelapse import recognitions as ti
+    from timelapse_build import Control, create_ddb, write_template
     from deepfaune_plugin.paths import UnsafeFolderError
 
     tdb = write_template(tmp_path / "t.tdb", [Control("Species", "Note")])
@@ -308,7 +308,7 @@ def test_item15_2_timelapse_backups_link_to_elsewhere_is_refused(tmp_path: Path)
 def test_item16_6_what_counts_as_a_server_out_of_reach():
     import urllib.error
 
-    from deepfaune_plugin.hooks.camtrapdp_fetch import _unreachable
+    from deepfaune_plugin.hooks.camtrapdp.fetch import _unreachable
 
     assert _unreachable(urllib.error.URLError(socket.gaierror(-2, "Name or service not known")))
     assert _unreachable(urllib.error.URLError(ConnectionRefusedError(111, "Connection refused")))

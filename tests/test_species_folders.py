@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from deepfaune_plugin.errors import DeepfauneError
-from deepfaune_plugin.hooks import camtrapr_host, camtrapr_species
-from deepfaune_plugin.hooks.camtrapr_species import LEGACY_MARKER, MANIFEST
+from deepfaune_plugin.hooks.camtrapr import host as camtrapr_host
+from deepfaune_plugin.hooks.camtrapr import species as camtrapr_species
+from deepfaune_plugin.hooks.camtrapr.species import LEGACY_MARKER, MANIFEST
 from killpoints import FORK_ONLY, fork_run
 from test_camtrapr_host import go, registry, tree  # noqa: F401 (fixtures)
 

@@ -63,7 +63,7 @@ def test_redecide_runs_no_model(tmp_path: Path, standin_models: Path, monkeypatc
     first = run(src, RunSettings(**base), output=tmp_path / "a.csv", store=store, progress=False)
     assert first.results.backend_info["computed"] == 6
 
-    from deepfaune_plugin.hooks import deepfaune_backend
+    from deepfaune_plugin.hooks import deepfaune as deepfaune_backend
 
     def no_model(*args, **kwargs):
         raise AssertionError("a re-decision must not load a model")

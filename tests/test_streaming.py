@@ -12,7 +12,7 @@ import pytest
 
 import deepfaune_plugin.pipeline as pipeline
 from deepfaune_plugin.api import RunSettings
-from deepfaune_plugin.hooks.camtrapr_host import CamtrapRHost
+from deepfaune_plugin.hooks.camtrapr.host import CamtrapRHost
 from deepfaune_plugin.pipeline import run
 from deepfaune_plugin.plugins import Registered
 from deepfaune_plugin.sequences import chunks, sequence_blocks

@@ -106,7 +106,7 @@ def test_outputs_get_the_usual_permissions_not_mkstemps(tmp_path: Path):
     import stat
 
     from deepfaune_plugin.atomic import NEW_FILE_MODE
-    from deepfaune_plugin.hooks.camtrapdp_write import swap_in
+    from deepfaune_plugin.hooks.camtrapdp.write import swap_in
 
     mask = os.umask(0)
     os.umask(mask)

@@ -6,7 +6,7 @@ import re
 import pytest
 
 from deepfaune_plugin.modelcards import available_versions, load_card
-from deepfaune_plugin.hooks.timelapse_json import timelapse_description
+from deepfaune_plugin.hooks.timelapse.md_json import timelapse_description
 from deepfaune_plugin.taxonomy import RANKS, taxa, taxon, taxon_for_key
 
 ISO3 = {"en": "eng", "fr": "fra", "de": "deu", "it": "ita", "es": "spa", "pt": "por", "no": "nor", "se": "swe"}

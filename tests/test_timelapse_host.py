@@ -22,9 +22,9 @@ import pytest
 
 from deepfaune_plugin.api import RunSettings
 from deepfaune_plugin.errors import DeepfauneError
-from deepfaune_plugin.hooks import timelapse_import
-from deepfaune_plugin.hooks.timelapse_build import Control, create_ddb, write_template
-from deepfaune_plugin.hooks.timelapse_host import DEFAULT_JSON, TimelapseHost
+from deepfaune_plugin.hooks.timelapse import recognitions as timelapse_import
+from timelapse_build import Control, create_ddb, write_template
+from deepfaune_plugin.hooks.timelapse.host import DEFAULT_JSON, TimelapseHost
 from deepfaune_plugin.pipeline import run
 from deepfaune_plugin.plugins import Registered
 from ddbquery import dump, rows
@@ -396,7 +396,7 @@ def test_killed_process_leaves_the_ddb_unchanged(tmp_path: Path):
     before = dump(ddb)
     script = (
         "import json, os, sys\n"
-        "from deepfaune_plugin.hooks import timelapse_import as t\n"
+        "from deepfaune_plugin.hooks.timelapse import recognitions as t\n"
         "real = t._populate_detections\n"
         "def die(conn, *a):\n"
         "    real(conn, *a)\n"

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deepfaune_plugin.hooks import timelapse_import as ti
-from deepfaune_plugin.hooks.timelapse_build import Control, create_ddb, write_template
-from deepfaune_plugin.hooks.timelapse_ddb import (TimelapseError, find_ddb, parse_choice_list, posix_to_windows,
+from deepfaune_plugin.hooks.timelapse import recognitions as ti
+from timelapse_build import Control, create_ddb, write_template
+from deepfaune_plugin.hooks.timelapse.ddb import (TimelapseError, find_ddb, parse_choice_list, posix_to_windows,
                                                   read_ddb, windows_to_posix)
 
 

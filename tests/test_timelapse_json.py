@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from deepfaune_plugin.hooks.timelapse_json import box_classification, detection_thresholds
+from deepfaune_plugin.hooks.timelapse.md_json import box_classification, detection_thresholds
 from deepfaune_plugin.types import ANIMAL, EMPTY, PERSON, Decision
 
 BY_KEY = {"badger": "1", "bird": "2", "fox": "3", "bird passerine": "5"}

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from deepfaune_plugin.hooks.timelapse_ddb import TimelapseError, reading
-from deepfaune_plugin.hooks.timelapse_ledger import DETECTIONS, LEDGER_NAME, read_ledger, write_ledger
+from deepfaune_plugin.hooks.timelapse.ddb import TimelapseError, reading
+from deepfaune_plugin.hooks.timelapse.ledger import DETECTIONS, LEDGER_NAME, read_ledger, write_ledger
 
 
 def test_sections_written_by_id_order_and_read_back(tmp_path: Path):

@@ -34,11 +34,11 @@ from camtrapdp_helpers import frictionless_validate, read_rows, run_on
 from deepfaune_plugin.api import RunSettings
 from deepfaune_plugin.decisions import decide_group
 from deepfaune_plugin.engine.video import NO_FRAMES, UNDECODABLE
-from deepfaune_plugin.hooks import timelapse_import as ti
-from deepfaune_plugin.hooks.camtrapr_host import CamtrapRHost
-from deepfaune_plugin.hooks.timelapse_build import Control, create_ddb, write_template
-from deepfaune_plugin.hooks.timelapse_host import DEFAULT_JSON, TimelapseHost
-from deepfaune_plugin.hooks.timelapse_json import truncate3
+from deepfaune_plugin.hooks.timelapse import recognitions as ti
+from deepfaune_plugin.hooks.camtrapr.host import CamtrapRHost
+from timelapse_build import Control, create_ddb, write_template
+from deepfaune_plugin.hooks.timelapse.host import DEFAULT_JSON, TimelapseHost
+from deepfaune_plugin.hooks.timelapse.md_json import truncate3
 from deepfaune_plugin.pipeline import run
 from deepfaune_plugin.plugins import Registered
 from deepfaune_plugin.report.thumbs import Job, ThumbCache, cache_name

@@ -257,7 +257,7 @@ def test_rerun_reuses_stored_videos(summary):
 
 def test_undecodable_frame_inside_a_video_is_a_warning(standin_models):
     from deepfaune_plugin.engine.video import VideoFrames
-    from deepfaune_plugin.hooks.deepfaune_backend import DeepFaunePredictor
+    from deepfaune_plugin.hooks.deepfaune import DeepFaunePredictor
     from test_video import frame_picture
 
     predictor = DeepFaunePredictor(RunSettings(models_dir=standin_models))

@@ -40,7 +40,7 @@ import numpy as np
 from deepfaune_plugin.atomic import atomic_output
 from deepfaune_plugin.paths import own_folder
 
-from .timelapse_ddb import (DATA_TABLE, FieldSpec, TimelapseError, check_schema, connect_readonly, locked_message,
+from deepfaune_plugin.hooks.timelapse.ddb import (DATA_TABLE, FieldSpec, TimelapseError, check_schema, connect_readonly, locked_message,
                             table_columns, table_names)
 
 RECOGNITION_TABLES = ("Info", "DetectionCategories", "ClassificationCategories", "Detections", "DetectionsVideo")

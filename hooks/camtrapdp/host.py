@@ -19,13 +19,13 @@ from deepfaune_plugin.hookspecs import hookimpl
 from deepfaune_plugin.transaction import FolderLock, recover
 from deepfaune_plugin.types import Manifest, MediaItem, Problem
 
-from . import camtrapdp_create as create
-from .camtrapdp_observations import MediaInfo, build_rows, classification_time
-from .camtrapdp_fetch import FetchLimits, MediaCache, cache_name, fetch_all
-from .camtrapdp_package import (DESCRIPTOR, Package, PackageError, RawTable, is_package, list_media, load_package,
+from . import create
+from deepfaune_plugin.hooks.camtrapdp.observations import MediaInfo, build_rows, classification_time
+from deepfaune_plugin.hooks.camtrapdp.fetch import FetchLimits, MediaCache, cache_name, fetch_all
+from deepfaune_plugin.hooks.camtrapdp.package import (DESCRIPTOR, Package, PackageError, RawTable, is_package, list_media, load_package,
                                 media_rows, package_root, read_table)
-from .camtrapdp_schema import OBSERVATIONS, deployment_days, format_datetime, parse_datetime
-from .camtrapdp_write import backup, clear_partial_backups, enrich, swap_in
+from deepfaune_plugin.hooks.camtrapdp.schema import OBSERVATIONS, deployment_days, format_datetime, parse_datetime
+from deepfaune_plugin.hooks.camtrapdp.write import backup, clear_partial_backups, enrich, swap_in
 
 REMOTE_PREFIX = "~remote/"  # relpaths of fetched media: no package filePath can start with "~"
 MAX_LISTED = 10

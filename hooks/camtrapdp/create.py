@@ -36,9 +36,9 @@ from deepfaune_plugin.transaction import FolderLock
 from deepfaune_plugin.types import FILE_DATE, Manifest, MediaItem, Problem
 from deepfaune_plugin.walk import MEDIA_SUFFIXES, iter_media
 
-from .camtrapdp_observations import MediaInfo, build_rows, classification_time, update_descriptor
-from .camtrapdp_package import PackageError
-from .camtrapdp_schema import (DEPLOYMENTS, MEDIA, OBSERVATIONS, SAMPLING_DESIGNS, SCHEMA_BASE, deployment_days,
+from deepfaune_plugin.hooks.camtrapdp.observations import MediaInfo, build_rows, classification_time, update_descriptor
+from deepfaune_plugin.hooks.camtrapdp.package import PackageError
+from deepfaune_plugin.hooks.camtrapdp.schema import (DEPLOYMENTS, MEDIA, OBSERVATIONS, SAMPLING_DESIGNS, SCHEMA_BASE, deployment_days,
                                format_datetime, parse_datetime, validate_descriptor, validate_foreign_keys, validate_rows)
 
 VERSION = "1.0.2"

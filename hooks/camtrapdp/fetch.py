@@ -37,7 +37,7 @@ from typing import Any, Callable, Mapping
 from deepfaune_plugin.paths import UnsafeFolderError, open_folder, own_folder
 from deepfaune_plugin.walk import MEDIA_SUFFIXES
 
-from .camtrapdp_package import MEDIATYPE_SUFFIX, MediaRow, PackageError
+from deepfaune_plugin.hooks.camtrapdp.package import MEDIATYPE_SUFFIX, MediaRow, PackageError
 
 CACHE_DIR = ".deepfaune_cache"
 NOTE_SUFFIX = ".source.json"  # beside each cached file: the URL, size and sha256 it was fetched as

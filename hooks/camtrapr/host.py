@@ -22,12 +22,12 @@ from deepfaune_plugin.hookspecs import hookimpl
 from deepfaune_plugin.taxonomy import taxon_for_key
 from deepfaune_plugin.types import FILE_DATE, Decision, Manifest
 
-from .camtrapr_independence import COMPARED_TO, LAST_INDEPENDENT, assess
-from .camtrapr_output import (
+from deepfaune_plugin.hooks.camtrapr.independence import COMPARED_TO, LAST_INDEPENDENT, assess
+from deepfaune_plugin.hooks.camtrapr.output import (
     NON_ANIMAL_KEYS, Image, camera_table, record_rows, select, to_record, write_csv,
 )
-from .camtrapr_species import build_species_tree, check_species_root, warn_notes
-from .camtrapr_source import (
+from deepfaune_plugin.hooks.camtrapr.species import build_species_tree, check_species_root, warn_notes
+from deepfaune_plugin.hooks.camtrapr.source import (
     SourceState, TableKey, file_formats, inside_listed_tree, looks_like_record_table, read_record_table, read_tree,
 )
 

@@ -13,9 +13,9 @@ from deepfaune_plugin.atomic import staging_dir
 from deepfaune_plugin.paths import own_folder
 from deepfaune_plugin.transaction import commit_files
 
-from .camtrapdp_observations import is_ours, update_descriptor
-from .camtrapdp_package import PackageError, RawTable, join_table
-from .camtrapdp_schema import (MISSING, OBSERVATIONS, Issue, parse_datetime, validate_descriptor,
+from deepfaune_plugin.hooks.camtrapdp.observations import is_ours, update_descriptor
+from deepfaune_plugin.hooks.camtrapdp.package import PackageError, RawTable, join_table
+from deepfaune_plugin.hooks.camtrapdp.schema import (MISSING, OBSERVATIONS, Issue, parse_datetime, validate_descriptor,
                                validate_foreign_keys, validate_rows)
 
 BACKUP_DIR = ".deepfaune_backups"

@@ -20,7 +20,7 @@ from deepfaune_plugin.decisions import FAILED, UNDEFINED
 from deepfaune_plugin.taxonomy import Taxon, taxa, taxon_for_key
 from deepfaune_plugin.types import ANIMAL, PERSON, VEHICLE, Decision, RawResult
 
-from .camtrapdp_schema import parse_datetime
+from deepfaune_plugin.hooks.camtrapdp.schema import parse_datetime
 
 CLASSIFIED_BY = "DeepFaune {model} (deepfaune-plugin {plugin})"
 _OURS = re.compile(r"^DeepFaune \S+ \(deepfaune-plugin \S+\)$")

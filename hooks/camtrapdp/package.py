@@ -16,7 +16,7 @@ from deepfaune_plugin.api import UntrustedInputError, parse_json
 from deepfaune_plugin.errors import DeepfauneError
 from deepfaune_plugin.paths import UnsafePathError, not_regular, safe_relative
 
-from .camtrapdp_schema import FILE_PATH_PATTERN, MISSING, TABLES, parse_datetime
+from deepfaune_plugin.hooks.camtrapdp.schema import FILE_PATH_PATTERN, MISSING, TABLES, parse_datetime
 
 DESCRIPTOR = "datapackage.json"
 SUPPORTED_VERSIONS = ("1.0", "1.0.1", "1.0.2")

@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from .timelapse_ddb import posix_to_windows
+from deepfaune_plugin.hooks.timelapse.ddb import posix_to_windows
 
 TEMPLATE_COPIED = ("TemplateTable", "TemplateInfo", "FolderDataTemplateTable", "FolderDataInfo")
 DEFAULT_SORT_TERMS = (

@@ -18,7 +18,7 @@ from deepfaune_plugin.atomic import atomic_output
 from deepfaune_plugin.errors import DeepfauneError
 from deepfaune_plugin.types import Decision, MediaItem
 
-from .camtrapr_independence import IndependentRecord, Record, r_collation_key
+from deepfaune_plugin.hooks.camtrapr.independence import IndependentRecord, Record, r_collation_key
 
 RECORD_COLUMNS = [
     "Station", "Camera", "Species", "DateTimeOriginal", "Date", "Time",

@@ -32,15 +32,15 @@ from deepfaune_plugin.transaction import FolderLock
 from deepfaune_plugin.types import Manifest, MediaItem, Problem
 from deepfaune_plugin.walk import iter_media
 
-from .timelapse_ddb import (DEFAULT_DDB, DataRow, FieldSpec, TimelapseError, find_ddb, find_template, read_ddb,
+from deepfaune_plugin.hooks.timelapse.ddb import (DEFAULT_DDB, DataRow, FieldSpec, TimelapseError, find_ddb, find_template, read_ddb,
                             windows_to_posix)
-from .timelapse_existing import ExistingDetections, describe_existing, ids_written, read_existing, record_written
-from .timelapse_existing import notes as existing_notes
-from .timelapse_existing import summary as existing_summary
-from .timelapse_import import ImportReport, check_field, write_ddb
-from .timelapse_fields import field_values
-from .timelapse_json import build_recognitions
-from .timelapse_ledger import read_ledger, write_ledger
+from deepfaune_plugin.hooks.timelapse.existing import ExistingDetections, describe_existing, ids_written, read_existing, record_written
+from deepfaune_plugin.hooks.timelapse.existing import notes as existing_notes
+from deepfaune_plugin.hooks.timelapse.existing import summary as existing_summary
+from deepfaune_plugin.hooks.timelapse.recognitions import ImportReport, check_field, write_ddb
+from deepfaune_plugin.hooks.timelapse.fields import field_values
+from deepfaune_plugin.hooks.timelapse.md_json import build_recognitions
+from deepfaune_plugin.hooks.timelapse.ledger import read_ledger, write_ledger
 
 DEFAULT_JSON = "deepfaune-recognitions.json"
 DEFAULT_WAIT = 30.0

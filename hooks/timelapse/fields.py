@@ -16,7 +16,7 @@ from typing import Iterable
 from deepfaune_plugin.taxonomy import taxa, taxon_for_key
 from deepfaune_plugin.types import Decision
 
-from .timelapse_ddb import FieldSpec
+from deepfaune_plugin.hooks.timelapse.ddb import FieldSpec
 
 SCIENTIFIC_HINTS = ("scientific", "latin", "taxon")
 

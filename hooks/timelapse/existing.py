@@ -38,9 +38,9 @@ from deepfaune_plugin.engine.known_boxes import JSON_THRESHOLD
 from deepfaune_plugin.taxonomy import taxa
 from deepfaune_plugin.types import ANIMAL, PERSON, VEHICLE, KnownBox
 
-from .timelapse_ddb import TimelapseError, connect_readonly, reading, table_columns, table_names
-from .timelapse_import import BOX_SHIFT
-from .timelapse_ledger import DETECTIONS, LEDGER_NAME, read_ledger, write_ledger
+from deepfaune_plugin.hooks.timelapse.ddb import TimelapseError, connect_readonly, reading, table_columns, table_names
+from deepfaune_plugin.hooks.timelapse.recognitions import BOX_SHIFT
+from deepfaune_plugin.hooks.timelapse.ledger import DETECTIONS, LEDGER_NAME, read_ledger, write_ledger
 
 #: Info.detector as timelapse_json.build_info writes it: "DeepFaune 1.4 detector, mode DFbsMDS (...)"
 OWN_DETECTOR = re.compile(r"^DeepFaune \S+ detector, mode (\S+)")

@@ -1,0 +1,1 @@
+"""timelapse host: its adapter is `host`; the other modules are its format, one job each."""
