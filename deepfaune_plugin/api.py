@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Protocol, Sequence, runtime_checkable
 
 from .atomic import StagedFile, atomic_output, write_bytes_atomic
+from .dates import date_for
+from .runlog import say
 from .errors import DeepfauneError
 from .exifdate import format_date
 from .hookspecs import hookimpl
@@ -39,7 +41,7 @@ __all__ = [
     # helpers
     "IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "MEDIA_SUFFIXES", "iter_media", "iter_media_blocks", "safe_relative",
     "own_folder", "UnsafePathError", "atomic_output", "StagedFile", "write_bytes_atomic", "result_table",
-    "write_table", "load_json", "load_yaml", "parse_json", "UntrustedInputError", "format_date",
+    "write_table", "load_json", "load_yaml", "parse_json", "UntrustedInputError", "format_date", "date_for", "say",
 ]
 
 #: Names served lazily: their modules import this one (RunResults), so importing them here would be a cycle.

@@ -242,8 +242,10 @@ def decide_run(
     raws: Sequence[RawResult],
     classes: ClassTable,
     settings: RunSettings,
+    first_seqnum: int = 1,
 ) -> list[Decision]:
-    """Per-image and per-sequence decisions for a run, sorted by (seqnum, relpath) like DeepFaune's table.
+    """Per-image and per-sequence decisions for a run, sorted by (seqnum, relpath) like DeepFaune's table,
+    sequences numbered from `first_seqnum` (a chunk of a run goes on from the previous chunk's numbers).
 
     Failed files keep a sequence number (so the others' numbers match DeepFaune's) but are
     left out of their sequence's pool and get prediction "", score 0 and key `FAILED`.
@@ -254,7 +256,8 @@ def decide_run(
         raise ValueError(f"no raw result for {len(missing)} file(s), e.g. {missing[0]}")
     rows = [by_path[item.relpath] for item in items]
     seqnums = assign_sequences(
-        [(sequence_unit(item), raw.date, item.relpath) for item, raw in zip(items, rows)], settings.maxlag
+        [(sequence_unit(item), raw.date, item.relpath) for item, raw in zip(items, rows)], settings.maxlag,
+        first_seqnum,
     )
 
     def decide(group: Sequence[RawResult]) -> GroupDecision:

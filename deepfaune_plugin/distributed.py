@@ -18,8 +18,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 from .api import Predictor, RunSettings
 from .errors import DeepfauneError
-from .exifdate import read_exif_date_safely
-from .types import EXIF_DATE, ClassTable, MediaItem, RawResult
+from .dates import read_embedded
+from .types import ClassTable, MediaItem, RawResult
 
 #: A shard whose task raised is resubmitted this many times; a shard whose worker died is rescheduled
 #: by the scheduler itself (up to `distributed.scheduler.allowed-failures` times).
@@ -106,10 +106,7 @@ def run_shard(index: int, items: list[MediaItem], settings: RunSettings, backend
     predictor = worker_predictor(backend_name, settings)
     results = []
     for item, raw in zip(items, predictor.predict(iter(items))):
-        if raw.failure is None and raw.date_source != EXIF_DATE and not item.is_video:
-            date = read_exif_date_safely(item.path)
-            if date is not None:
-                raw.date, raw.date_source = date, EXIF_DATE
+        read_embedded(item, raw)
         results.append(raw)
     if len(results) != len(items):
         raise RuntimeError(f"backend {backend_name!r} returned {len(results)} results for {len(items)} files")

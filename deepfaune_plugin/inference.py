@@ -11,17 +11,15 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import astuple
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Sequence
 
 from .api import RunSettings
-from .engine.video import video_date
 from .errors import RunError, RunInterrupted
-from .exifdate import read_exif_date_safely, suspect_date
+from .dates import read_embedded, resolve
 from .progress import Progress
 from .store import ResultStore
-from .types import EXIF_DATE, FILE_DATE, ClassTable, MediaItem, RawResult
+from .types import ClassTable, MediaItem, RawResult
 
 STORE_BATCH = 8  # files per store transaction
 
@@ -70,8 +68,13 @@ class Inference:
     def stores(self) -> bool:
         return self.description is not None
 
-    def raws(self, items: Sequence[MediaItem]) -> dict[str, RawResult]:
-        """Raw outputs of `items` by relpath; those computed are stored batch by batch as they come."""
+    def raws(self, items: Sequence[MediaItem]) -> list[RawResult]:
+        """Raw outputs of `items`, in their order and dated (`dates.resolve`); those computed are stored
+        batch by batch as they come."""
+        found = self._raws(items)
+        return [resolve(item, found[item.relpath]) for item in items]
+
+    def _raws(self, items: Sequence[MediaItem]) -> dict[str, RawResult]:
         raws: dict[str, RawResult] = {}
         if self.stores:
             for fingerprint, group in by_fingerprint(self.fingerprint, items).items():
@@ -156,8 +159,8 @@ class Inference:
 
 
 class _Sink:
-    """Where computed results go, in whatever order they come: dates completed, kept by relpath, stored
-    batch by batch."""
+    """Where computed results go, in whatever order they come: kept by relpath, stored batch by batch (with
+    the image's EXIF date, as a Dask worker stores them; the rest of a date is the run's, `dates.resolve`)."""
 
     def __init__(self, inference: Inference, raws: dict[str, RawResult]):
         self.inference, self.raws = inference, raws
@@ -165,11 +168,7 @@ class _Sink:
         self.last_flush = time.monotonic()
 
     def add(self, item: MediaItem, raw: RawResult) -> None:
-        if raw.failure is None and raw.date_source != EXIF_DATE:
-            raw.date, raw.date_source = media_date(item)
-        suspect = suspect_date(raw.date) if raw.failure is None else None
-        if suspect and suspect not in raw.warnings:
-            raw.warnings.append(suspect)
+        read_embedded(item, raw)  # what the store keeps of a date: the file's own EXIF
         self.raws[item.relpath] = raw
         self.inference.computed += 1
         if self.inference.bar:
@@ -231,18 +230,6 @@ def _graceful_interrupt():
         yield stop
     finally:
         signal.signal(signal.SIGINT, previous)
-
-
-def media_date(item: MediaItem) -> tuple[datetime | None, str]:
-    """(date, source) a file carries: EXIF for an image; a video's container date, else its file date
-    unless the host knows a date (left to `with_host_dates`, a better guess than a file's mtime)."""
-    if not item.is_video:
-        date = read_exif_date_safely(item.path)
-        return date, EXIF_DATE if date else ""
-    date, source = video_date(item.path)
-    if source == FILE_DATE and item.timestamp is not None:
-        return None, ""
-    return date, source
 
 
 _STANDIN_BANNER = (

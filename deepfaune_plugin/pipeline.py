@@ -1,12 +1,12 @@
-"""One run, in one direction: manifest → media → raw outputs → decisions → host writer.
+"""One run, in one direction: manifest → media → raw outputs → decisions → writers.
 
 The media go through in chunks of whole sequences (a folder's images, a video), in DeepFaune's numbering
-order: each chunk's raw outputs come from `inference`, are decided, handed to the host and to the review
-page, and forgotten, so a season needs no more memory than a chunk when the host lists and writes lazily.
+order: each chunk's raw outputs come from `inference` (dated there, `dates`), are decided, handed to every
+writer (the host's outputs, the tally, the review page, the run record: `writers`) and forgotten, so a season
+needs no more memory than a chunk when the host lists and writes lazily.
 """
 from __future__ import annotations
 
-import errno
 import sys
 import time
 from collections import Counter
@@ -20,9 +20,11 @@ from .decisions import decide_run
 from .errors import DeepfauneError, RunError
 from .inference import Inference, open_store
 from .plugins import PluginError, Registry, default_registry
-from .sequences import chunks, sequence_blocks
-from .store import ResultStore, default_store_path
-from .types import HOST_DATE, Decision, Manifest, MediaItem, Problem, RawResult
+from .runlog import host_log
+from .sequences import chunks
+from .store import default_store_path
+from .types import Decision, Manifest, Problem, RawResult
+from .writers import OUTPUT, Counting, KeptResults, ReviewPage, RunRecord, RunWriter, open_output
 
 
 #: Files (whole sequences) decided and handed to the host at a time: a run's memory grows with this, not
@@ -124,17 +126,6 @@ def _safe_detect(host: Host, source: Path) -> bool:
         return False
 
 
-def with_host_dates(items: Sequence[MediaItem], raws: dict[str, RawResult]) -> list[RawResult]:
-    """Raw results in manifest order; a file without an EXIF date takes the date its host knows."""
-    ordered = []
-    for item in items:
-        raw = raws[item.relpath]
-        if raw.failure is None and raw.date is None and item.timestamp is not None:
-            raw.date, raw.date_source = item.timestamp, HOST_DATE
-        ordered.append(raw)
-    return ordered
-
-
 def run(
     source: Path,
     settings: RunSettings,
@@ -156,14 +147,14 @@ def run(
     `report` is off, the review page (deepfaune-report.html) next to the first output, both named
     after `output` when one is given (report.report_names).
 
-    Files go through in chunks of whole sequences (`CHUNK_FILES`): inferred, decided, handed to the host
-    and to the review page, then forgotten, unless `keep_results` (the summary then holds every file's
-    raw output and decision).  A host that writes at the end (no `open_writer`) always gets them all.
+    Files go through in chunks of whole sequences (`CHUNK_FILES`): inferred, dated, decided, handed to
+    every writer (writers.py), then forgotten, unless `keep_results` (the summary then holds every file's
+    raw output and decision).  A host that writes at the end (no `open_writer`) gets them all.
     """
     log = log or (lambda msg: print(msg, file=sys.stderr))
     registry = registry or default_registry()
     host_options = dict(host_options or {})
-    host_options["output"] = Path(output) if output else None  # so that read() can refuse a bad target early
+    host_options["output"] = Path(output) if output else None  # the one way a host learns of --output
     source = Path(source)
     if not source.exists():
         raise RunError(f"{source}: no such file or folder")
@@ -174,116 +165,79 @@ def run(
         backend = registry.backend(settings.backend)
     except PluginError as err:
         raise RunError(str(err)) from err
+    with host_log(log):
+        manifest = _read(adapter, source, host_options)
+        settings = _source_settings(manifest, settings, adapter, source, log)
+        problems = _ProblemLog(manifest.problems, log)
+        problems.flush()
 
+        tally, kept = Tally(), KeptResults()
+        result_store = open_store(default_store_path() if store is True else (store or None))
+        writers: list[RunWriter] = []
+        try:
+            inference = Inference(backend, settings, result_store, manifest.size, progress, log)
+            try:
+                outputs = open_output(adapter, manifest, host_options, result_store)
+                writers = [outputs, Counting(tally), *([kept] if keep_results else []),
+                           *([ReviewPage(outputs.out_dir, settings, blur_humans, log)] if report else []),
+                           RunRecord(command, log)]
+                last_seqnum = 0
+                size = CLUSTER_CHUNK_FILES if settings.scheduler else CHUNK_FILES
+                for chunk in chunks(manifest.blocks(keep=keep_results), size):
+                    raws = inference.raws(chunk)
+                    decisions = decide_run(chunk, raws, inference.classes, settings, first_seqnum=last_seqnum + 1)
+                    last_seqnum = max((d.seqnum for d in decisions), default=last_seqnum)
+                    batch = RunResults(settings=settings, classes=inference.classes,
+                                       raw={raw.relpath: raw for raw in raws}, decisions=decisions,
+                                       backend_info=dict(inference.info), output=host_options["output"],
+                                       started=started)
+                    for writer in writers:
+                        writer.add(chunk, batch)
+                    problems.flush()
+            finally:
+                inference.close()
+            if inference.reused:
+                log(f"{inference.reused} of {tally.files} files already computed"
+                    + (f" (result store {result_store.path})" if result_store is not None else ""))
+            finished = RunResults(
+                settings=settings, classes=inference.classes, raw={}, decisions=[],
+                backend_info=dict(inference.info, computed=inference.computed, reused=inference.reused),
+                output=host_options["output"], started=started, finished=datetime.now())
+            summary = RunSummary(results=kept.results(finished), manifest=manifest, written=[],
+                                 elapsed=0.0, problems=list(manifest.problems), tally=tally)
+            for writer in writers:  # outputs first: the page and the record list what they wrote
+                summary.elapsed = time.monotonic() - t0
+                files = writer.close(summary)
+                (summary.written if writer.role == OUTPUT else summary.review_files).extend(files)
+        except BaseException:
+            for writer in writers:
+                writer.abort()
+            raise
+        finally:
+            if result_store is not None:
+                result_store.close()
+    return summary
+
+
+def _read(adapter: Host, source: Path, options: Mapping[str, Any]) -> Manifest:
     try:
-        manifest = adapter.read(source, host_options)
+        return adapter.read(source, options)
     except DeepfauneError:
         raise
     except (OSError, ValueError) as err:
         raise RunError(f"{source}: cannot read as a {adapter.name} source: {err}") from err
-    if manifest.detector_mode and manifest.detector_mode != settings.detector_mode:
-        log(f"detector mode {manifest.detector_mode} (the {adapter.name} source asks for it) "
-            f"instead of {settings.detector_mode}")
-        try:
-            settings = replace(settings, detector_mode=manifest.detector_mode)
-        except ValueError as err:
-            raise RunError(f"{source}: {err}") from err
 
-    streamed = manifest.stream is not None
-    blocks = manifest.stream if streamed else iter(sequence_blocks(manifest.items))
-    total = manifest.count if streamed else len(manifest.items)
-    open_writer = getattr(adapter, "open_writer", None)
-    keep = keep_results or open_writer is None
-    kept_items: list[MediaItem] = []
-    kept_raws: dict[str, RawResult] = {}
-    kept_decisions: list[Decision] = []
-    tally = Tally()
-    problems = _ProblemLog(manifest.problems, log)
-    problems.flush()
 
-    result_store = open_store(default_store_path() if store is True else (store or None))
-    writer = review = None
+def _source_settings(manifest: Manifest, settings: RunSettings, adapter: Host, source: Path, log) -> RunSettings:
+    """The settings a source requires over the user's (a Timelapse file with its own boxes: "existing")."""
+    if not manifest.detector_mode or manifest.detector_mode == settings.detector_mode:
+        return settings
+    log(f"detector mode {manifest.detector_mode} (the {adapter.name} source asks for it) "
+        f"instead of {settings.detector_mode}")
     try:
-        inference = Inference(backend, settings, result_store, total, progress, log)
-        try:
-            if open_writer is not None:
-                try:
-                    writer = _writing(lambda: open_writer(manifest, host_options), result_store)
-                except ValueError as err:  # an output the host cannot write: said before any model runs
-                    raise RunError(str(err)) from err
-            if report and writer is not None:
-                review = _open_review(Path(writer.target).parent, settings, blur_humans, log)
-            offset = 0
-            size = CLUSTER_CHUNK_FILES if settings.scheduler else CHUNK_FILES
-            for chunk in chunks(blocks, size):
-                ordered = with_host_dates(chunk, inference.raws(chunk))
-                decisions = decide_run(chunk, ordered, inference.classes, settings)
-                for decision in decisions:  # numbers go on from the previous chunk's, as in one table
-                    decision.seqnum += offset
-                offset = max((d.seqnum for d in decisions), default=offset)
-                batch = RunResults(settings=settings, classes=inference.classes,
-                                   raw={raw.relpath: raw for raw in ordered}, decisions=decisions,
-                                   backend_info=dict(inference.info), output=Path(output) if output else None,
-                                   started=started)
-                tally.add(decisions, batch.raw)
-                if writer is not None:
-                    _writing(lambda: writer.add(batch), result_store)
-                if review is not None:
-                    review = _review_add(review, chunk, batch, log)
-                if keep:
-                    kept_items.extend(chunk)
-                    kept_raws.update(batch.raw)
-                    kept_decisions.extend(decisions)
-                problems.flush()
-        finally:
-            inference.close()
-        if inference.reused:
-            log(f"{inference.reused} of {tally.files} files already computed"
-                + (f" (result store {result_store.path})" if result_store is not None else ""))
-        if streamed and keep:
-            manifest.items = kept_items
-        info = dict(inference.info, computed=inference.computed, reused=inference.reused)
-        results = RunResults(
-            settings=settings, classes=inference.classes, raw=kept_raws, decisions=kept_decisions,
-            backend_info=info, output=Path(output) if output else None, started=started, finished=datetime.now(),
-        )
-        if writer is not None:
-            written = _writing(lambda: writer.close(results), result_store)
-        else:
-            written = _writing(lambda: adapter.write(manifest, results, host_options), result_store)
-    except BaseException:
-        if writer is not None:
-            writer.abort()
-        if review is not None:
-            review.close()
-        raise
-    finally:
-        if result_store is not None:
-            result_store.close()
-    summary = RunSummary(results=results, manifest=manifest, written=list(written), elapsed=time.monotonic() - t0,
-                         problems=list(manifest.problems), tally=tally)
-    if report and review is None and writer is None:  # a host that wrote at the end: its results were kept
-        review = _open_review(_report_dir(summary), settings, blur_humans, log)
-        if review is not None:
-            review = _review_add(review, manifest.items, results, log)
-    _write_review(summary, review, command, log)
-    return summary
-
-
-def _writing(step, result_store: ResultStore | None):
-    """A host's writing step; a full disk or a read-only card becomes a message that says what is safe,
-    and what to do: free space only when space is what is missing."""
-    try:
-        return step()
-    except IsADirectoryError as err:
-        where = err.filename2 or err.filename  # a rename onto a folder names the folder second
-        raise RunError(f"cannot write the results: {where} is a folder; give --output a file name "
-                       "(the previous outputs are unchanged)") from err
-    except OSError as err:  # writers are atomic, so the old outputs stay
-        fix = "free some space" if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else "fix that"
-        raise RunError(f"cannot write the results: {err}; the previous outputs are unchanged"
-                       + (f"; what was computed is kept in the result store: {fix} and run the same "
-                          "command again" if result_store is not None else "")) from err
+        return replace(settings, detector_mode=manifest.detector_mode)
+    except ValueError as err:
+        raise RunError(f"{source}: {err}") from err
 
 
 class _ProblemLog:
@@ -296,49 +250,3 @@ class _ProblemLog:
         for problem in self.problems[self.said:]:
             self.log(f"warning: {problem.relpath}: {problem.reason}")
         self.said = len(self.problems)
-
-
-def _report_dir(summary: RunSummary) -> Path:
-    from .report import report_dir
-
-    return report_dir(summary)
-
-
-def _open_review(out_dir: Path, settings: RunSettings, blur_humans: bool, log):
-    from .report.page import ReportBuilder
-
-    try:
-        return ReportBuilder(out_dir, settings.threshold, blur_humans=blur_humans)
-    except OSError as err:
-        log(f"warning: no review page: {err}")
-        return None
-
-
-def _review_add(review, items, results: RunResults, log):
-    """The page is a convenience: failing to make it never costs a result (it is dropped, with a warning)."""
-    try:
-        review.add(items, results)
-        return review
-    except (OSError, ValueError) as err:
-        log(f"warning: no review page: {err}")
-        review.close()
-        return None
-
-
-def _write_review(summary: RunSummary, review, command, log) -> None:
-    """The page and the record come after the results: failing to write them loses no result."""
-    from .report import report_dir, report_names, write_run_record
-
-    out_dir = report_dir(summary)
-    page, record = report_names(summary.results.output)  # named after the output: runs with their own keep theirs
-    try:
-        if review is not None:
-            summary.review_files.append(review.write(summary, page, record))
-        summary.review_files.append(write_run_record(summary, out_dir, command=command, name=record))
-    except (OSError, ValueError) as err:  # ValueError: a UnicodeError, say
-        log(f"warning: could not write the report or run record in {out_dir}: {err}")
-    finally:
-        if review is not None:
-            review.close()
-
-

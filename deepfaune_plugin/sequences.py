@@ -52,8 +52,9 @@ def file_order(entries: Sequence[Entry]) -> list[int]:
     return list(range(len(entries)))
 
 
-def assign_sequences(entries: Sequence[Entry], maxlag: float) -> list[int]:
-    """Sequence number (from 1) of each (group, date[, name]) entry, in the entries' order."""
+def assign_sequences(entries: Sequence[Entry], maxlag: float, first: int = 1) -> list[int]:
+    """Sequence number (from `first`) of each (group, date[, name]) entry, in the entries' order: a run's
+    later chunks go on from the previous chunk's last number, as in one table."""
     if maxlag < 0:
         raise ValueError(f"maxlag must be >= 0 seconds, got {maxlag}")
     lag = timedelta(seconds=maxlag)
@@ -62,7 +63,7 @@ def assign_sequences(entries: Sequence[Entry], maxlag: float) -> list[int]:
         blocks.setdefault(entries[i][0], []).append(i)  # dict keeps first-appearance order
 
     seqnums = [0] * len(entries)
-    current = 0
+    current = first - 1
     for members in blocks.values():
         texts = np.array([_sort_text(entries[i][1]) for i in members])
         ordered = [members[k] for k in np.argsort(texts)]

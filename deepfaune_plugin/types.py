@@ -96,14 +96,43 @@ class Manifest:
     host: str = ""
     host_state: Any = None  # opaque to the core; the host adapter's own notes for write()
     detector_mode: str | None = None  # a mode the source requires (e.g. "existing"); the run switches to it
-    #: For sources too large to hold: the media listed lazily, as lists of items that form sequences only
-    #: among themselves (a folder's images, one video), in DeepFaune's order (`sequences.sequence_blocks`
-    #: gives that order for `items`).  `items` stays empty then; `count` says how many there are, if known.
+    #: Set by `from_blocks` for sources too large to hold: the media listed lazily, as lists of items that
+    #: form sequences only among themselves (a folder's images, one video), in DeepFaune's order.  `items`
+    #: stays empty then (unless a run keeps them); `count` says how many there are, if known.
     stream: Iterator[list[MediaItem]] | None = None
     count: int | None = None
     #: Days each station was deployed (station -> days, from the host's deployment dates), where the host
     #: knows them: the review page's detection rate per 100 trap-days.  Empty: unknown.
     trap_days: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def from_items(cls, root: Path, items: list[MediaItem], **fields: Any) -> "Manifest":
+        """A source listed at once (the usual case)."""
+        return cls(root=root, items=items, **fields)
+
+    @classmethod
+    def from_blocks(cls, root: Path, blocks: Iterator[list[MediaItem]], count: int | None = None,
+                    **fields: Any) -> "Manifest":
+        """A source listed lazily, block by block (`stream`)."""
+        return cls(root=root, items=[], stream=iter(blocks), count=count, **fields)
+
+    @property
+    def size(self) -> int | None:
+        """How many media files, where known (the progress bar's total)."""
+        return self.count if self.stream is not None else len(self.items)
+
+    def blocks(self, keep: bool = False) -> Iterator[list[MediaItem]]:
+        """The media as blocks of whole sequences in DeepFaune's order, however the host listed them: what a
+        run goes through.  `keep`: a lazily listed source's items are kept in `items` as they go by."""
+        if self.stream is None:
+            from .sequences import sequence_blocks  # sequences needs these types
+
+            yield from sequence_blocks(self.items)
+            return
+        for block in self.stream:
+            if keep:
+                self.items.extend(block)
+            yield block
 
 
 @dataclass(frozen=True)

@@ -28,8 +28,7 @@ class FolderHost:
             raise FileNotFoundError(f"{root}: not a folder")
         problems: list[Problem] = []
         count = count_media(root, MEDIA_SUFFIXES)  # for the progress line; the walk itself is lazy
-        return Manifest(root=root, items=[], problems=problems, host=self.name,
-                        stream=_blocks(root, problems), count=count)
+        return Manifest.from_blocks(root, _blocks(root, problems), count, problems=problems, host=self.name)
 
     def default_output(self, manifest: Manifest) -> Path:
         return manifest.root / DEFAULT_OUTPUT
@@ -38,7 +37,7 @@ class FolderHost:
         return TableWriter(options.get("output") or self.default_output(manifest))
 
     def write(self, manifest: Manifest, results: RunResults, options: Mapping[str, Any]) -> list[Path]:
-        target = results.output or self.default_output(manifest)
+        target = options.get("output") or self.default_output(manifest)
         return [write_table(result_table(results), target)]
 
 

@@ -9,6 +9,10 @@ TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
 SHARED = REPO.parent / "shared"
 sys.path.insert(0, str(TESTS))
+# tests/ mirrors the package (hooks/<host>/, engine/, models/, report/); helpers and the fixtures tests share
+# by import are found from any of those folders, whatever order pytest collects them in.
+for _folder in sorted(p for p in TESTS.rglob("*") if p.is_dir() and p.name != "__pycache__"):
+    sys.path.insert(1, str(_folder))
 # Test what users get: the installed package (`python -m pytest` would otherwise put the source tree first,
 # where hooks/ and models/ are not yet mapped to deepfaune_plugin.hooks and deepfaune_plugin.models).
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != REPO]

@@ -26,7 +26,7 @@ PUBLIC = {"deepfaune_plugin.api", "deepfaune_plugin.testing"}
 #: when its imports go through the api; never add one (use or extend `deepfaune_plugin.api`).
 HOOK_DEBT = {
     "deepfaune_plugin.atomic", "deepfaune_plugin.boxes", "deepfaune_plugin.decisions", "deepfaune_plugin.engine",
-    "deepfaune_plugin.errors", "deepfaune_plugin.hookspecs", "deepfaune_plugin.inference",
+    "deepfaune_plugin.errors", "deepfaune_plugin.hookspecs",
     "deepfaune_plugin.modelcards", "deepfaune_plugin.modelstore", "deepfaune_plugin.paths", "deepfaune_plugin.placing",
     "deepfaune_plugin.table", "deepfaune_plugin.taxonomy", "deepfaune_plugin.transaction", "deepfaune_plugin.types",
     "deepfaune_plugin.walk",
@@ -158,3 +158,23 @@ def test_plugin_yaml_names_what_the_registry_has():
 def test_every_core_module_says_why_it_exists(path):
     tree = ast.parse((CORE / path).read_text(encoding="utf-8"))
     assert ast.get_docstring(tree), f"deepfaune_plugin/{path} has no module docstring"
+
+
+def test_hooks_never_print_they_say_through_the_run_log():
+    """Issue 19: a host's notes go to the run's log (`api.say`), so a caller's logger or -q sees them."""
+    printing = [f"{p.relative_to(REPO)}:{node.lineno}" for p in sources(HOOKS)
+                for node in ast.walk(ast.parse(p.read_text(encoding="utf-8")))
+                if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "print"]
+    assert printing == []
+
+
+def test_say_goes_to_the_run_log_inside_a_run_and_to_stderr_outside(capsys):
+    from deepfaune_plugin.api import say
+    from deepfaune_plugin.runlog import host_log
+
+    heard: list[str] = []
+    with host_log(heard.append):
+        say("timelapse: 3 files already classified")
+    say("outside")
+    assert heard == ["timelapse: 3 files already classified"]
+    assert capsys.readouterr().err == "outside\n"

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import shutil
 import sqlite3
 from datetime import datetime
@@ -151,7 +152,7 @@ def test_camtrapr_record_rows_per_video(season: Path, tmp_path: Path, capsys):
     out = tmp_path / "recordTable.csv"
     summary = run(season, RunSettings(backend="fake", lang="en"), host="camtrapr",
                   host_options={"include": "human", "file_formats": "jpg,mp4,avi"},
-                  output=out, registry=_camtrapr_registry(), **QUIET)
+                  output=out, registry=_camtrapr_registry(), **dict(QUIET, log=lambda msg: print(msg, file=sys.stderr)))
     assert sorted(i.relpath for i in summary.manifest.items) == [
         "StationA/fox_1.jpg", "StationA/fox_clip.mp4", "StationA/fox_walk.avi", "StationB/broken_clip.mp4",
         "StationB/empty_none.avi", "StationB/person_short.mp4"]

@@ -30,7 +30,7 @@ from typing import Any, Mapping
 from deepfaune_plugin.api import UntrustedInputError, load_yaml
 from deepfaune_plugin.atomic import staging_dir
 from deepfaune_plugin.api import RunResults
-from deepfaune_plugin.inference import media_date
+from deepfaune_plugin.api import date_for
 from deepfaune_plugin.placing import place_file
 from deepfaune_plugin.transaction import FolderLock
 from deepfaune_plugin.types import FILE_DATE, Manifest, MediaItem, Problem
@@ -236,7 +236,7 @@ def read_folder(source: Path, options: Mapping[str, Any], host: str) -> Manifest
     for path, rel, station, camera in found:
         item = MediaItem(path=path, relpath=rel, group=rel.rsplit("/", 1)[0], station=station, camera=camera,
                          host_key=media_id(rel))
-        date, date_source = media_date(item)  # the date the run will give it, read here for the timestamp
+        date, date_source = date_for(item)  # the date the run will give it, read here for the timestamp
         if date_source == FILE_DATE:
             problems.append(Problem(rel, "video without a creation date in its container; its timestamp is the "
                                          "file's modification time (check it)", skipped=0))

@@ -9,12 +9,11 @@ swapped in.  With a plain folder or camtrapR tree as source, a new package is cr
 """
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from deepfaune_plugin.api import HostOption, RunResults
+from deepfaune_plugin.api import say, HostOption, RunResults
 from deepfaune_plugin.hookspecs import hookimpl
 from deepfaune_plugin.transaction import FolderLock, recover
 from deepfaune_plugin.types import Manifest, MediaItem, Problem
@@ -142,7 +141,7 @@ class CamtrapDPHost:
         """The remote media, fetched (or found in the cache); what could not be is skipped and said: one
         line per media for a failed download, one line for all the media of a server that cannot be reached."""
         cache = MediaCache.open(root, chosen)
-        print(f"fetching {len(rows)} remote media into {cache.folder} (once; kept for later runs)", file=sys.stderr)
+        say(f"fetching {len(rows)} remote media into {cache.folder} (once; kept for later runs)")
         try:
             done = fetch_all(rows, cache, limits)
         finally:
@@ -153,8 +152,8 @@ class CamtrapDPHost:
             problems.append(Problem(host, _listed(lost, f"remote media not fetched: {host} cannot be reached "
                                                         f"({why}); skipped")))
         skipped = len(rows) - len(done.files)
-        print(f"remote media: {len(done.files)} of {len(rows)} ready ({done.reused} already in the cache)"
-              + (f", {skipped} skipped" if skipped else ""), file=sys.stderr)
+        say(f"remote media: {len(done.files)} of {len(rows)} ready ({done.reused} already in the cache)"
+              + (f", {skipped} skipped" if skipped else ""))
         return [self._item(state, row, path, REMOTE_PREFIX + cache_name(row)) for row, path in done.files]
 
     @staticmethod
@@ -212,7 +211,7 @@ class CamtrapDPHost:
         change = enrich(package.descriptor_bytes, package.descriptor, state.observations, state.observations_bytes,
                         new, classified, state.deployment_ids, state.media_ids, str(obs_path.relative_to(root)))
         for warning in change.warnings:
-            print(f"warning: {warning}", file=sys.stderr)
+            say(f"warning: {warning}")
         files = [(obs_path, change.observations), (package.descriptor_path, change.descriptor)]
         files = [(path, data) for path, data in files if data is not None]
         if not files:
@@ -245,10 +244,10 @@ def open_package(root: Path, options: Mapping[str, Any]) -> FolderLock:
     lock = FolderLock(root / LOCK_NAME, f"the package {root}", wait=wait)
     try:
         if lock.note:
-            print(f"camtrapdp: {lock.note}", file=sys.stderr)
+            say(f"camtrapdp: {lock.note}")
         note = recover(root / JOURNAL_NAME)
         if note:
-            print(f"camtrapdp: {root}: {note}", file=sys.stderr)
+            say(f"camtrapdp: {root}: {note}")
         clear_partial_backups(root)
     except BaseException:
         lock.release()

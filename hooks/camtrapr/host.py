@@ -10,13 +10,12 @@ Optionally: a camera-trap table and the species folder tree recordTable(IDfrom =
 from __future__ import annotations
 
 import os
-import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Mapping
 
-from deepfaune_plugin.api import HostOption, RunResults
+from deepfaune_plugin.api import say, HostOption, RunResults
 from deepfaune_plugin.errors import DeepfauneError
 from deepfaune_plugin.hookspecs import hookimpl
 from deepfaune_plugin.taxonomy import taxon_for_key
@@ -106,7 +105,7 @@ def scientific_namer() -> Callable[[str], str]:
 
 
 def _warn(message: str) -> None:
-    print(f"warning: {message}", file=sys.stderr)
+    say(f"warning: {message}")
 
 
 class CamtrapRHost:

@@ -23,13 +23,12 @@ import json
 import os
 import shutil
 import stat
-import sys
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from deepfaune_plugin.api import parse_json
+from deepfaune_plugin.api import say, parse_json
 from deepfaune_plugin.atomic import staging_dir
 from deepfaune_plugin.errors import DeepfauneError
 from deepfaune_plugin.placing import place_file, safe_folder_name, unique_target
@@ -317,4 +316,4 @@ def _recover(out: Path) -> list[str]:
 def warn_notes(report: TreeReport, out: Path) -> None:
     for note in [*report.notes, report.describe(out)]:
         if note:
-            print(f"camtrapr: {note}", file=sys.stderr)
+            say(f"camtrapr: {note}")

@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 from deepfaune_plugin.paths import UnsafePathError, not_regular, safe_relative
-from deepfaune_plugin.api import EXISTING_DETECTIONS, HostOption, RunResults
+from deepfaune_plugin.api import say, EXISTING_DETECTIONS, HostOption, RunResults
 from deepfaune_plugin.atomic import atomic_output
 from deepfaune_plugin.hookspecs import hookimpl
 from deepfaune_plugin.table import result_table, write_table
@@ -148,7 +147,7 @@ class TimelapseHost:
                                    host_key=ids, known_boxes=existing.boxes_for(ids) if existing else None))
         state = TimelapseState(ddb=ddb, version=contents.version, rows=by_relpath, field_spec=spec, existing=existing)
         if existing is not None:
-            print(f"timelapse: {existing_summary(existing, ddb.name)}", file=sys.stderr)
+            say(f"timelapse: {existing_summary(existing, ddb.name)}")
             problems.extend(Problem(ddb.name, note, skipped=0) for note in existing_notes(existing))
         return Manifest(root=root, items=items, problems=problems, host=self.name, host_state=state,
                         detector_mode=EXISTING_DETECTIONS if existing is not None else None)
@@ -186,14 +185,14 @@ class TimelapseHost:
         if not options.get("write_ddb"):  # the import in Timelapse is the user's next step
             state.notes.extend(_next_steps(manifest.root, target, opened=state.ddb is not None))
             for note in state.notes:
-                print(f"timelapse: {note}", file=sys.stderr)
+                say(f"timelapse: {note}")
         else:
             with open(target, encoding="utf-8") as fh:  # exactly what Timelapse would read from the file
                 as_read = json.load(fh)
             report = self._write_ddb(state, manifest, results, as_read, options)
             state.notes.extend(_notes(report, state))
             for note in state.notes:
-                print(f"timelapse: {note}", file=sys.stderr)
+                say(f"timelapse: {note}")
             written.append(state.ddb)
         return written
 

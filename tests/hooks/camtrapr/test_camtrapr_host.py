@@ -58,9 +58,9 @@ def tree(tmp_path: Path) -> Path:
     return root
 
 
-def go(source: Path, registry, output: Path | None = None, lang: str = "fr", **options):
+def go(source: Path, registry, output: Path | None = None, lang: str = "fr", log=lambda msg: None, **options):
     return run(source, RunSettings(backend="fake", lang=lang), host="camtrapr", host_options=options,
-               output=output, registry=registry, progress=False, log=lambda msg: None)
+               output=output, registry=registry, progress=False, log=log)
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:

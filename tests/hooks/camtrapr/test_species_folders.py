@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import shutil
 from pathlib import Path
 
@@ -43,16 +44,20 @@ def out(tree: Path, registry, tmp_path: Path) -> Path:  # noqa: F811
     return out
 
 
+def SAY(msg: str) -> None:  # the run's log on stderr: the host's notes go through it
+    print(msg, file=sys.stderr)
+
+
 def test_item15_4_moved_file_is_kept_as_a_correction(tree: Path, registry, out: Path, capsys):  # noqa: F811
     (out / "StationA" / "chat").mkdir()
     os.replace(out / "StationA/renard/fox_2.jpg", out / "StationA/chat/fox_2.jpg")  # "that one is a cat"
-    go(tree, registry, lang="en", species_folders=str(out))
+    go(tree, registry, log=SAY, lang="en", species_folders=str(out))
     expected = ["StationA/chat/fox_2.jpg", "StationA/fox/fox_1.jpg", "StationA/fox/fox_3.jpg",
                 "StationB/Cam1/red deer/reddeer_1.jpg", "StationB/Cam1/red deer/reddeer_2.jpg"]
     assert listing(out) == expected  # fox_2 is not placed again by its prediction
     assert os.path.samefile(out / "StationA/chat/fox_2.jpg", tree / "StationA/fox_2.jpg")
     assert "1 file(s) you moved kept where you put them" in capsys.readouterr().err
-    go(tree, registry, lang="en", species_folders=str(out))  # remembered: later runs keep it too
+    go(tree, registry, log=SAY, lang="en", species_folders=str(out))  # remembered: later runs keep it too
     assert listing(out) == expected
     entry = next(f for f in json.loads((out / MANIFEST).read_text())["files"] if f["path"].endswith("fox_2.jpg"))
     assert entry["corrected"] is True and entry["source"] == str(tree / "StationA/fox_2.jpg")
@@ -121,7 +126,7 @@ def test_item15_4_a_rebuild_killed_between_its_renames_is_undone(tree: Path, reg
     aside = out.parent / f".{out.name}.k1ll3d.old"
     os.replace(out, aside)  # what a kill between "old aside" and "new in place" leaves
     (out.parent / f".{out.name}.h4lf.part" / "StationA").mkdir(parents=True)  # and a half-built tree
-    go(tree, registry, lang="en", species_folders=str(out))
+    go(tree, registry, log=SAY, lang="en", species_folders=str(out))
     assert "an interrupted rebuild was undone" in capsys.readouterr().err
     assert (out / "StationA/renard/notes.txt").read_text() == "keep"
     assert "StationA/fox/fox_1.jpg" in listing(out) and leftovers(out) == []
@@ -136,7 +141,7 @@ def test_item15_4_a_change_made_during_the_rebuild_is_kept_aside(tree: Path, reg
         (old / "late note.txt").write_text("written during the run")
 
     monkeypatch.setattr(camtrapr_species, "_fill", fill_while_someone_writes)
-    go(tree, registry, lang="en", species_folders=str(out))
+    go(tree, registry, log=SAY, lang="en", species_folders=str(out))
     (kept,) = [out.parent / name for name in leftovers(out)]
     assert (kept / "late note.txt").read_text() == "written during the run"
     assert f"the previous one is kept as {kept}" in capsys.readouterr().err
