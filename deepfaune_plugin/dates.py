@@ -12,10 +12,12 @@ from datetime import datetime
 
 from .engine.video import video_date
 from .exifdate import read_exif_date_safely, suspect_date
-from .types import CONTAINER_DATE, EXIF_DATE, HOST_DATE, MediaItem, RawResult
+from .types import CONTAINER_DATE, EXIF_DATE, FILE_DATE, HOST_DATE, MediaItem, RawResult
 
 #: Dates the file itself carries and that no host date overrides.
 EMBEDDED = (EXIF_DATE, CONTAINER_DATE)
+#: What reading a file can find (kept in the result store with its outputs, so a resumed run reads nothing).
+CARRIED = (EXIF_DATE, CONTAINER_DATE, FILE_DATE)
 
 
 def carried_date(item: MediaItem) -> tuple[datetime | None, str]:
@@ -28,29 +30,33 @@ def carried_date(item: MediaItem) -> tuple[datetime | None, str]:
 
 
 def date_for(item: MediaItem) -> tuple[datetime | None, str]:
-    """(date, source) a run gives `item`, by the rule above."""
+    """(date, source) a run gives `item`, by the rule above (read from the file: for a source's own listing,
+    e.g. a Camtrap DP package made before any model runs)."""
     date, source = carried_date(item)
-    if source not in EMBEDDED and item.timestamp is not None:
-        return item.timestamp, HOST_DATE
-    return date, source
+    return _with_host_date(item, date, source)
 
 
-def read_embedded(item: MediaItem, raw: RawResult) -> None:
-    """An image's EXIF date into `raw`, where the file is at hand (a Dask worker): the rest is `resolve`'s."""
-    if raw.failure is None and raw.date_source not in EMBEDDED and not item.is_video:
-        date = read_exif_date_safely(item.path)
-        if date is not None:
-            raw.date, raw.date_source = date, EXIF_DATE
+def read_carried(item: MediaItem, raw: RawResult) -> None:
+    """The file's own date into a freshly computed `raw`, read once, where the file is at hand (the run's
+    sink, a Dask worker), unless the backend read it already while decoding."""
+    if raw.failure is None and raw.date_source not in CARRIED:
+        raw.date, raw.date_source = carried_date(item)
 
 
 def resolve(item: MediaItem, raw: RawResult) -> RawResult:
-    """`raw` dated by the rule (once per file and run, computed or reused), with a warning for a date no
-    camera could have taken (1970, the future...)."""
+    """`raw` (computed or reused, its file's date already read) dated by the rule for this run: the host's
+    date over a file time, and a warning for a date no camera could have taken (1970, the future...).
+    Reads no file: it runs on every result of every run."""
     if raw.failure is not None:
         return raw
-    if raw.date_source not in EMBEDDED:  # the backend read no EXIF date: the rest of the rule
-        raw.date, raw.date_source = date_for(item)
+    raw.date, raw.date_source = _with_host_date(item, raw.date, raw.date_source)
     suspect = suspect_date(raw.date)
     if suspect and suspect not in raw.warnings:
         raw.warnings.append(suspect)
     return raw
+
+
+def _with_host_date(item: MediaItem, date: datetime | None, source: str) -> tuple[datetime | None, str]:
+    if source not in EMBEDDED and item.timestamp is not None:
+        return item.timestamp, HOST_DATE
+    return date, source

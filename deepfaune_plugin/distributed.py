@@ -18,7 +18,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from .api import Predictor, RunSettings
 from .errors import DeepfauneError
-from .dates import read_embedded
+from .dates import read_carried
 from .types import ClassTable, MediaItem, RawResult
 
 #: A shard whose task raised is resubmitted this many times; a shard whose worker died is rescheduled
@@ -101,12 +101,12 @@ def worker_predictor(backend_name: str, settings: RunSettings) -> Predictor:
 def run_shard(index: int, items: list[MediaItem], settings: RunSettings, backend_name: str) -> ShardResult:
     """A Dask task: the raw outputs of a shard.
 
-    Images' EXIF dates are read here, where the files are opened anyway; any other date (videos, images
-    without EXIF) is left to the client, which completes dates exactly as a single-process run does."""
+    Each file's own date (EXIF, a video's container or file time) is read here, where the files are opened
+    anyway (`dates.read_carried`); the host's date is the client's, as in a single-process run."""
     predictor = worker_predictor(backend_name, settings)
     results = []
     for item, raw in zip(items, predictor.predict(iter(items))):
-        read_embedded(item, raw)
+        read_carried(item, raw)
         results.append(raw)
     if len(results) != len(items):
         raise RuntimeError(f"backend {backend_name!r} returned {len(results)} results for {len(items)} files")

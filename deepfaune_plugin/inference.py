@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 from .api import RunSettings
 from .errors import RunError, RunInterrupted
-from .dates import read_embedded, resolve
+from .dates import read_carried, resolve
 from .progress import Progress
 from .store import ResultStore
 from .types import ClassTable, MediaItem, RawResult
@@ -160,7 +160,7 @@ class Inference:
 
 class _Sink:
     """Where computed results go, in whatever order they come: kept by relpath, stored batch by batch (with
-    the image's EXIF date, as a Dask worker stores them; the rest of a date is the run's, `dates.resolve`)."""
+    the file's own date, `dates.read_carried`; the host's date is the run's, `dates.resolve`)."""
 
     def __init__(self, inference: Inference, raws: dict[str, RawResult]):
         self.inference, self.raws = inference, raws
@@ -168,7 +168,7 @@ class _Sink:
         self.last_flush = time.monotonic()
 
     def add(self, item: MediaItem, raw: RawResult) -> None:
-        read_embedded(item, raw)  # what the store keeps of a date: the file's own EXIF
+        read_carried(item, raw)  # what the store keeps of a date: the file's own
         self.raws[item.relpath] = raw
         self.inference.computed += 1
         if self.inference.bar:
