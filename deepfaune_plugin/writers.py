@@ -124,9 +124,10 @@ class ReviewPage(RunWriter):
 
     def __init__(self, out_dir: Path | None, settings: RunSettings, blur_humans: bool, log: Callable[[str], None]):
         self.settings, self.blur, self.log = settings, blur_humans, log
+        self.builder, self.failed = None, False
         self.waiting: list[tuple[Sequence[MediaItem], RunResults]] | None = [] if out_dir is None else None
-        self.builder = self._open(out_dir) if out_dir is not None else None
-        self.failed = False
+        if out_dir is not None:
+            self.builder = self._open(out_dir)
 
     def _open(self, out_dir: Path):
         from .report.page import ReportBuilder

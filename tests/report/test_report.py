@@ -298,3 +298,19 @@ def test_previews_for_formats_a_browser_cannot_show_and_for_blurred_videos(tmp_p
     broken = tmp_path / "e.jpg"
     broken.write_bytes(b"\xff\xd8\xff truncated")
     assert cache.make(thumbs_mod.Job("e.jpg", broken, 400, 300)) == (None, None)
+
+
+def test_a_review_page_that_cannot_start_is_dropped_with_a_warning(tmp_path: Path, monkeypatch):
+    """The page is a convenience: a folder it cannot use costs a warning, never the run (writers.ReviewPage)."""
+    import deepfaune_plugin.report.page as page
+    from deepfaune_plugin.api import RunSettings
+    from deepfaune_plugin.writers import ReviewPage
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(tmp_path))
+
+    monkeypatch.setattr(page, "ReportBuilder", refuse)
+    said: list[str] = []
+    review = ReviewPage(tmp_path, RunSettings(), blur_humans=False, log=said.append)
+    assert review.builder is None and review.failed
+    assert said == [f"warning: no review page: [Errno 13] Permission denied: '{tmp_path}'"]
