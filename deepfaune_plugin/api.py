@@ -191,5 +191,5 @@ class Host(Protocol):
         """Write results back; return the files written.
 
         A host may instead offer `open_writer(manifest, options) -> ResultWriter` to take results as they
-        come; with a streamed manifest (`Manifest.stream`) a run then holds one block of files at a time.
+        come; with a lazily listed manifest (`Manifest.from_blocks`) a run then holds one block of files at a time.
         """
