@@ -22,22 +22,24 @@ from typing import Any, Iterable, Iterator, Mapping, Protocol, Sequence, runtime
 from .atomic import StagedFile, atomic_output, write_bytes_atomic
 from .dates import date_for
 from .runlog import say
-from .errors import DeepfauneError
+from .errors import BackendError, DeepfauneError, HostError, PluginError
 from .exifdate import format_date
 from .hookspecs import hookimpl
 from .paths import UnsafePathError, own_folder, safe_relative
-from .types import (ANIMAL, CATEGORY_NAMES, IMAGE_SUFFIXES, PERSON, VEHICLE, VIDEO_SUFFIXES, ClassTable, Decision,
-                    Detection, KnownBox, Manifest, MediaItem, Problem, RawResult)
+from .types import (ANIMAL, CATEGORY_NAMES, CONTAINER_DATE, EXIF_DATE, FAILED, FILE_DATE, HOST_DATE, IMAGE_SUFFIXES,
+                    PERSON, UNDEFINED, VEHICLE, VIDEO_SUFFIXES, ClassTable, Decision, Detection, KnownBox, Manifest,
+                    MediaItem, Problem, RawResult)
 from .untrusted import UntrustedInputError, load_json, load_yaml, parse_json
 from .walk import MEDIA_SUFFIXES, iter_media, iter_media_blocks
 
 __all__ = [
     # contracts
     "Backend", "BackendDescription", "Host", "HostOption", "Predictor", "ResultWriter", "RunResults", "RunSettings",
-    "DETECTOR_MODES", "MODEL_DETECTOR_MODES", "EXISTING_DETECTIONS", "hookimpl", "DeepfauneError",
+    "DETECTOR_MODES", "MODEL_DETECTOR_MODES", "EXISTING_DETECTIONS", "hookimpl", "DeepfauneError", "HostError",
+    "BackendError", "PluginError",
     # data
     "ANIMAL", "PERSON", "VEHICLE", "CATEGORY_NAMES", "ClassTable", "Decision", "Detection", "KnownBox", "Manifest",
-    "MediaItem", "Problem", "RawResult",
+    "MediaItem", "Problem", "RawResult", "UNDEFINED", "FAILED", "EXIF_DATE", "HOST_DATE", "CONTAINER_DATE", "FILE_DATE",
     # helpers
     "IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "MEDIA_SUFFIXES", "iter_media", "iter_media_blocks", "safe_relative",
     "own_folder", "UnsafePathError", "atomic_output", "StagedFile", "write_bytes_atomic", "result_table",
@@ -116,15 +118,23 @@ class BackendDescription:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-@runtime_checkable
-class Backend(Protocol):
-    """`open` loads models; an optional `describe(settings) -> BackendDescription` lets runs resume
-    and re-decide from stored outputs without loading them (backends without it always recompute)."""
+class Backend:
+    """Base of every backend: subclass it, set `name` and `description`, implement `open`.
 
-    name: str
-    description: str
+    Defaults: `describe` returns None, so the run has no fingerprint and recomputes every file (no resume, no
+    re-deciding from stored outputs). Return a `BackendDescription` to get both without loading models.
+    """
 
-    def open(self, settings: RunSettings) -> Predictor: ...
+    name: str = ""
+    description: str = ""
+
+    def open(self, settings: RunSettings) -> Predictor:
+        """Load the models for `settings`: called once per run, when the first file needs computing."""
+        raise NotImplementedError(f"backend {self.name!r} does not implement open()")
+
+    def describe(self, settings: RunSettings) -> BackendDescription | None:
+        """What `open(settings)` would compute, without loading it; None when the backend cannot say."""
+        return None
 
 
 @dataclass(frozen=True)
@@ -175,21 +185,93 @@ class ResultWriter(Protocol):
     def abort(self) -> None: ...
 
 
-@runtime_checkable
-class Host(Protocol):
-    name: str
-    description: str
-    options: Sequence[HostOption]
+class Host:
+    """Base of every host adapter: subclass it, set `name` and `description`, implement `detect`, `read` and
+    either `write` (results given once, at the end) or `open_writer` (results given as they come).
+
+    Defaults: no options; `priority` 10 (--host auto asks higher priorities first, the folder host has 0);
+    `open_writer` returns None, so the run collects every result and calls `write` at the end.
+    """
+
+    name: str = ""
+    description: str = ""
+    #: Options this host adds to `deepfaune run`; their values reach read/write under their `dest` names.
+    options: Sequence[HostOption] = ()
+    priority: int = 10
 
     def detect(self, source: Path) -> bool:
         """True when `source` is this host's kind of data (used by --host auto)."""
+        return False
 
     def read(self, source: Path, options: Mapping[str, Any]) -> Manifest:
         """The media of `source`; `options` holds the host's own options and "output" (the --output path or None)."""
+        raise NotImplementedError(f"host {self.name!r} does not implement read()")
 
     def write(self, manifest: Manifest, results: RunResults, options: Mapping[str, Any]) -> list[Path]:
-        """Write results back; return the files written.
+        """Write results back (to `options["output"]` when the user gave --output); return the files written."""
+        raise NotImplementedError(f"host {self.name!r} does not implement write()")
 
-        A host may instead offer `open_writer(manifest, options) -> ResultWriter` to take results as they
-        come; with a lazily listed manifest (`Manifest.from_blocks`) a run then holds one block of files at a time.
+    def open_writer(self, manifest: Manifest, options: Mapping[str, Any]) -> ResultWriter | None:
+        """A writer that takes results as they come, or None to have them all given to `write` at the end.
+
+        With a lazily listed manifest (`Manifest.from_blocks`) and a writer, a run holds one block of files
+        at a time. A ValueError raised here (an output the host cannot write) stops the run before any model runs.
         """
+        return None
+
+
+class _PlainBackend(Backend):
+    """A backend registered as a plain object rather than a `Backend` subclass (still accepted in 0.x): the
+    defaults it lacks come from `Backend`; everything else is its own."""
+
+    def __init__(self, plain: Any):
+        self.plain = plain
+        self.name = plain.name
+        self.description = str(getattr(plain, "description", ""))
+
+    def open(self, settings: RunSettings) -> Predictor:
+        return self.plain.open(settings)
+
+    def describe(self, settings: RunSettings) -> BackendDescription | None:
+        describe = getattr(self.plain, "describe", None)
+        return describe(settings) if describe is not None else None
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self.__dict__["plain"], attr)
+
+
+class _PlainHost(Host):
+    """A host registered as a plain object rather than a `Host` subclass (still accepted in 0.x)."""
+
+    def __init__(self, plain: Any):
+        self.plain = plain
+        self.name = plain.name
+        self.description = str(getattr(plain, "description", ""))
+        self.options = getattr(plain, "options", ())
+        self.priority = getattr(plain, "priority", Host.priority)
+
+    def detect(self, source: Path) -> bool:
+        return self.plain.detect(source)
+
+    def read(self, source: Path, options: Mapping[str, Any]) -> Manifest:
+        return self.plain.read(source, options)
+
+    def write(self, manifest: Manifest, results: RunResults, options: Mapping[str, Any]) -> list[Path]:
+        return self.plain.write(manifest, results, options)
+
+    def open_writer(self, manifest: Manifest, options: Mapping[str, Any]) -> ResultWriter | None:
+        opener = getattr(self.plain, "open_writer", None)
+        return opener(manifest, options) if opener is not None else None
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self.__dict__["plain"], attr)
+
+
+def adopt_backend(obj: Any) -> Backend:
+    """`obj` as a `Backend`: itself when it subclasses it, else wrapped with the documented defaults."""
+    return obj if isinstance(obj, Backend) else _PlainBackend(obj)
+
+
+def adopt_host(obj: Any) -> Host:
+    """`obj` as a `Host`: itself when it subclasses it, else wrapped with the documented defaults."""
+    return obj if isinstance(obj, Host) else _PlainHost(obj)

@@ -91,7 +91,7 @@ def _add_run(sub, registry: Registry) -> list[str]:
     group = p.add_argument_group("host options")
     for reg in registry.hosts.values():
         try:
-            options = list(getattr(reg.obj, "options", ()))
+            options = list(reg.obj.options)
         except Exception as err:  # an outside host's options are its own code: never a traceback here
             left_out.append(f"host {reg.name!r} ({reg.origin}): its options are unusable ({err}); none offered")
             continue
@@ -185,7 +185,7 @@ def _cmd_plugins(args, registry: Registry) -> int:
     for kind, table in (("backend", registry.backends), ("host", registry.hosts)):
         for reg in table.values():
             rows.append({"kind": kind, "name": reg.name, "plugin": reg.plugin, "origin": reg.origin,
-                         "description": str(getattr(reg.obj, "description", ""))})
+                         "description": str(reg.obj.description)})
     for broken in registry.broken:  # left out, with why: what its author (or the user's pip) must fix
         rows.append({"kind": "broken", "name": broken.name, "plugin": broken.name, "origin": broken.origin,
                      "description": f"not loaded: {broken.error}", "error": broken.error})

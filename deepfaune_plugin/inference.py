@@ -17,6 +17,7 @@ from typing import Any, Sequence
 from .api import RunSettings
 from .errors import RunError, RunInterrupted
 from .dates import read_carried, resolve
+from .decisions import excluded_indices
 from .progress import Progress
 from .store import ResultStore
 from .types import ClassTable, MediaItem, RawResult
@@ -25,14 +26,19 @@ STORE_BATCH = 8  # files per store transaction
 
 
 def check_settings(settings: RunSettings, classes: ClassTable) -> None:
+    """The language and the excluded species, checked once per run against the model's classes, by the same
+    rules the decisions apply (decisions.excluded_indices), before any file is decided."""
     if settings.lang not in classes.languages:
         raise RunError(f"language {settings.lang!r} is not available for model {classes.version}; "
                        f"choose one of {', '.join(classes.languages)}")
-    known = {label.lower() for labels in classes.names.values() for label in labels}
-    unknown = [name for name in settings.exclude if name.lower() not in known]
-    if unknown:
-        raise RunError(f"--exclude: unknown species {', '.join(map(repr, unknown))} for model {classes.version}; "
-                       f"known: {', '.join(classes.labels(settings.lang))}")
+    if settings.bird and classes.bird_names is not None and settings.lang not in classes.bird_names:
+        raise RunError(f"--bird: language {settings.lang!r} has no bird labels for model {classes.version}; "
+                       f"choose one of {', '.join(classes.bird_names)}")
+    try:
+        excluded_indices(classes, settings.exclude, settings.lang)
+    except ValueError as err:
+        raise RunError(f"--exclude: {err} for model {classes.version}; "
+                       f"known: {', '.join(classes.labels(settings.lang))}") from None
 
 
 def open_store(path: Path | None) -> ResultStore | None:
@@ -51,8 +57,7 @@ class Inference:
     def __init__(self, backend, settings: RunSettings, store: ResultStore | None, total: int | None,
                  progress: bool, log):
         self.backend, self.settings, self.store, self.log = backend, settings, store, log
-        describe = getattr(backend, "describe", None)
-        self.description = describe(settings) if describe and store is not None else None
+        self.description = backend.describe(settings) if store is not None else None
         self.classes: ClassTable | None = self.description.classes if self.description else None
         self.info: dict[str, Any] = dict(self.description.info) if self.description else {}
         self.fingerprint = self.description.fingerprint if self.description else ""

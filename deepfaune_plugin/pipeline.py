@@ -111,8 +111,8 @@ def resolve_host(registry: Registry, name: str, source: Path) -> Host:
     if not candidates:
         raise RunError(f"{source}: no registered host recognises this source; "
                        f"choose one with --host ({', '.join(sorted(registry.hosts))})")
-    best = max(getattr(h, "priority", 10) for h in candidates)
-    top = [h for h in candidates if getattr(h, "priority", 10) == best]
+    best = max(h.priority for h in candidates)
+    top = [h for h in candidates if h.priority == best]
     if len(top) > 1:
         raise RunError(f"{source}: several hosts recognise this source ({', '.join(h.name for h in top)}); "
                        "choose one with --host")
@@ -149,7 +149,7 @@ def run(
 
     Files go through in chunks of whole sequences (`CHUNK_FILES`): inferred, dated, decided, handed to
     every writer (writers.py), then forgotten, unless `keep_results` (the summary then holds every file's
-    raw output and decision).  A host that writes at the end (no `open_writer`) gets them all.
+    raw output and decision).  A host that writes at the end (its `open_writer` gives None) gets them all.
     """
     log = log or (lambda msg: print(msg, file=sys.stderr))
     registry = registry or default_registry()

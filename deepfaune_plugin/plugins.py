@@ -19,13 +19,10 @@ from typing import Any, Callable
 import pluggy
 
 from . import hookspecs
-from .api import Backend, Host
+from .api import Backend, Host, adopt_backend, adopt_host
+from .errors import PluginError
 
 ENTRY_POINT_GROUP = "deepfaune"
-
-
-class PluginError(Exception):
-    """A plugin registered something unusable (duplicate name, missing methods)."""
 
 
 @dataclass(frozen=True)
@@ -148,16 +145,33 @@ def build_registry(pm: pluggy.PluginManager) -> Registry:
 def _registrar(table: dict[str, Registered], staged: dict[str, Registered], plugin: str, origin: str,
                required: tuple[str, ...], hook: str) -> Callable:
     def register(obj: Any) -> None:
-        missing = [attr for attr in required if not hasattr(obj, attr)]
+        missing = [attr for attr in required if not hasattr(obj, attr)] or _not_implemented(obj)
         if missing:
             raise PluginError(f"plugin {plugin!r} ({hook}) registered {obj!r}, which lacks {', '.join(missing)}")
         name = obj.name
+        if not isinstance(name, str) or not name:
+            raise PluginError(f"plugin {plugin!r} ({hook}) registered {obj!r}, whose name is {name!r}: "
+                              "give it a non-empty name")
         if name in table or name in staged:
             first = table[name].plugin if name in table else plugin
             raise PluginError(f"plugin {plugin!r} registers {name!r}, already registered by plugin {first!r}")
-        staged[name] = Registered(name=name, obj=obj, plugin=plugin, origin=origin)
+        base = adopt_backend if hook == "register_backends" else adopt_host
+        staged[name] = Registered(name=name, obj=base(obj), plugin=plugin, origin=origin)
 
     return register
+
+
+def _not_implemented(obj: Any) -> list[str]:
+    """The methods a Host/Backend subclass must give but inherited from the base (which only raises)."""
+    kind = type(obj)
+    if isinstance(obj, Backend):
+        return ["open"] if kind.open is Backend.open else []
+    if isinstance(obj, Host):
+        missing = [m for m in ("detect", "read") if getattr(kind, m) is getattr(Host, m)]
+        if kind.write is Host.write and kind.open_writer is Host.open_writer:
+            missing.append("write or open_writer")
+        return missing
+    return []
 
 
 _default: Registry | None = None

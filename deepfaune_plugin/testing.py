@@ -12,7 +12,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from .api import ANIMAL, PERSON, VEHICLE, Detection, MediaItem, RawResult, RunSettings
+from .api import ANIMAL, PERSON, VEHICLE, Backend, Detection, MediaItem, RawResult, RunSettings
 from .modelcards import load_card
 from .plugins import Registry, build_registry, new_plugin_manager
 
@@ -50,7 +50,7 @@ class _LogitsPredictor:
         pass
 
 
-class LogitsBackend:
+class LogitsBackend(Backend):
     """A backend whose raw outputs are given per relpath: logits (animal), "empty", "person", "vehicle" or
     "failure: why". What a host author needs to check what the host writes for known decisions."""
 

@@ -22,6 +22,8 @@ EXIF_DATE = "exif"  # an image's EXIF DateTimeOriginal
 HOST_DATE = "host"  # the date the host's records give (the file itself has none)
 CONTAINER_DATE = "container"  # a video's own creation time
 FILE_DATE = "file date"  # a video's file modification time (its container had no date)
+#: Decision keys that are no class: every file failed; the score stayed under the threshold.
+FAILED, UNDEFINED = "failed", "undefined"
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".webp"})
 VIDEO_SUFFIXES = frozenset({".avi", ".mp4", ".mov", ".m4v", ".mpeg", ".mpg", ".mkv", ".asf"})

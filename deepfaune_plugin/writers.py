@@ -45,13 +45,13 @@ def open_output(adapter: Host, manifest: Manifest, options: Mapping[str, Any],
                 store: ResultStore | None) -> RunWriter:
     """The host's outputs: its own writer when it offers one (`open_writer`), else one that collects the run
     and calls `write` at the end (a Timelapse .ddb, a Camtrap DP package are rewritten whole anyway)."""
-    open_writer = getattr(adapter, "open_writer", None)
-    if open_writer is None:
-        return WriteAtEnd(adapter, manifest, options, store)
     try:
-        return HostWriter(writing(lambda: open_writer(manifest, options), store), store)
+        writer = writing(lambda: adapter.open_writer(manifest, options), store)
     except ValueError as err:  # an output the host cannot write: said before any model runs
         raise RunError(str(err)) from err
+    if writer is None:
+        return WriteAtEnd(adapter, manifest, options, store)
+    return HostWriter(writer, store)
 
 
 class HostWriter(RunWriter):

@@ -11,20 +11,18 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from deepfaune_plugin.api import EXISTING_DETECTIONS, BackendDescription, RunSettings
-from deepfaune_plugin.decisions import video_result
+from deepfaune_plugin.api import (ANIMAL, EXISTING_DETECTIONS, Backend, BackendDescription, BackendError, ClassTable,
+                                  MediaItem, RawResult, RunSettings, hookimpl)
+from deepfaune_plugin.modelcards import ModelCard, load_card
+from deepfaune_plugin.modelstore import ModelStore, default_models_dir
 from deepfaune_plugin.engine.crop import crop_rgb, normalise, resize_pillow, square_box
 from deepfaune_plugin.engine.detection import combine, needs_mds, select_box
 from deepfaune_plugin.engine.imageio import Decoded, MediaError, decode_image
+from deepfaune_plugin.engine.keyframe import video_result
 from deepfaune_plugin.engine.known_boxes import select_known
 from deepfaune_plugin.engine.onnx_models import OnnxClassifier, OnnxDetector
 from deepfaune_plugin.engine.providers import DeviceChoice, choose_device, requested_device
 from deepfaune_plugin.engine.video import VideoFrames, read_frames
-from deepfaune_plugin.errors import DeepfauneError
-from deepfaune_plugin.hookspecs import hookimpl
-from deepfaune_plugin.modelcards import ModelCard, load_card
-from deepfaune_plugin.modelstore import ModelStore, default_models_dir
-from deepfaune_plugin.types import ANIMAL, ClassTable, MediaItem, RawResult
 
 PREFETCH = 2  # files decoded ahead of inference, on another thread (a video: its sampled frames)
 #: Bump when a change of this backend's code changes raw outputs: stored outputs are then recomputed.
@@ -50,10 +48,10 @@ class ModelPlan:
         try:
             card = load_card(settings.model_version)
         except ValueError as err:
-            raise DeepfauneError(str(err)) from err
+            raise BackendError(str(err)) from err
         mode = settings.detector_mode
         if mode != EXISTING_DETECTIONS and mode not in card.detector_modes:
-            raise DeepfauneError(f"detector mode {mode} is not available for DeepFaune {card.version} "
+            raise BackendError(f"detector mode {mode} is not available for DeepFaune {card.version} "
                                  f"(available: {', '.join(card.detector_modes)})")
         store = ModelStore(settings.models_dir or default_models_dir())
         # --fast: the int8 files on the CPU, the fp16 ones on a GPU; the fingerprint changes with the files
@@ -94,7 +92,7 @@ class DeepFaunePredictor:
                                          low_memory=self.low_memory, device=self.device)
         self.device = self.classifier.device  # after a fallback, the detectors go straight to the CPU
         if self.classifier.num_classes != self.card.classifier.num_classes:
-            raise DeepfauneError(f"{clf_path}: {self.classifier.num_classes} classes, but DeepFaune "
+            raise BackendError(f"{clf_path}: {self.classifier.num_classes} classes, but DeepFaune "
                                  f"{self.card.version} has {self.card.classifier.num_classes}")
         self.crop_size = self.card.classifier.crop_size
         self.classes: ClassTable = self.card.class_table()
@@ -268,7 +266,7 @@ def no_known_boxes(item: MediaItem) -> str | None:
     return None
 
 
-class DeepFauneBackend:
+class DeepFauneBackend(Backend):
     name = "deepfaune"
     description = "DeepFaune 1.3-1.5 detector + classifier on ONNX Runtime (CPU, or a GPU with --device)"
 

@@ -4,16 +4,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from deepfaune_plugin.api import HostOption, RunResults
-from deepfaune_plugin.hookspecs import hookimpl
-from deepfaune_plugin.table import TableWriter, result_table, write_table
-from deepfaune_plugin.types import Manifest, MediaItem, Problem
-from deepfaune_plugin.walk import MEDIA_SUFFIXES, count_media, iter_media_blocks
+from deepfaune_plugin.api import (MEDIA_SUFFIXES, Host, HostOption, Manifest, MediaItem, Problem, RunResults, hookimpl,
+                                  iter_media_blocks, result_table, write_table)
+from deepfaune_plugin.table import TableWriter
+from deepfaune_plugin.walk import count_media
 
 DEFAULT_OUTPUT = "deepfaune.csv"
 
 
-class FolderHost:
+class FolderHost(Host):
     name = "folder"
     description = "a folder tree of images and videos; writes DeepFaune's result table (CSV, or XLSX by --output)"
     options: tuple[HostOption, ...] = ()

@@ -17,8 +17,8 @@ from typing import Callable, Iterable, Iterator, Mapping
 import cv2
 import numpy as np
 
-from deepfaune_plugin.api import RunSettings
-from deepfaune_plugin.decisions import video_result
+from deepfaune_plugin.api import Backend, RunSettings
+from deepfaune_plugin.engine.keyframe import video_result
 from deepfaune_plugin.engine.video import NO_FRAMES, UNDECODABLE, sample_frame_indices
 from deepfaune_plugin.modelcards import load_card
 from deepfaune_plugin.plugins import Registered, Registry, build_registry, new_plugin_manager
@@ -115,7 +115,7 @@ class FakePredictor:
         pass
 
 
-class FakeBackend:
+class FakeBackend(Backend):
     name = "fake"
     description = "deterministic outputs from file names (tests only)"
 

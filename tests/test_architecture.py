@@ -25,11 +25,9 @@ PUBLIC = {"deepfaune_plugin.api", "deepfaune_plugin.testing"}
 #: Core modules the built-in hooks still import besides the api, as of issue 19's first step. Remove an entry
 #: when its imports go through the api; never add one (use or extend `deepfaune_plugin.api`).
 HOOK_DEBT = {
-    "deepfaune_plugin.atomic", "deepfaune_plugin.boxes", "deepfaune_plugin.decisions", "deepfaune_plugin.engine",
-    "deepfaune_plugin.errors", "deepfaune_plugin.hookspecs",
-    "deepfaune_plugin.modelcards", "deepfaune_plugin.modelstore", "deepfaune_plugin.paths", "deepfaune_plugin.placing",
-    "deepfaune_plugin.table", "deepfaune_plugin.taxonomy", "deepfaune_plugin.transaction", "deepfaune_plugin.types",
-    "deepfaune_plugin.walk",
+    "deepfaune_plugin.atomic", "deepfaune_plugin.boxes", "deepfaune_plugin.engine", "deepfaune_plugin.modelcards",
+    "deepfaune_plugin.modelstore", "deepfaune_plugin.paths", "deepfaune_plugin.placing", "deepfaune_plugin.table",
+    "deepfaune_plugin.taxonomy", "deepfaune_plugin.transaction", "deepfaune_plugin.walk",
 }
 #: The DeepFaune backend runs the engine: that is its job, not debt.
 BACKEND_MAY_IMPORT = ("deepfaune_plugin.engine",)
@@ -178,3 +176,101 @@ def test_say_goes_to_the_run_log_inside_a_run_and_to_stderr_outside(capsys):
     say("outside")
     assert heard == ["timelapse: 3 files already classified"]
     assert capsys.readouterr().err == "outside\n"
+
+
+def test_hooks_learn_of_output_only_from_their_options():
+    """Issue 19: --output reaches a host one way, `options["output"]`; `RunResults.output` is for the run record."""
+    reading = [f"{p.relative_to(REPO)}:{node.lineno}" for p in sources(HOOKS)
+               for node in ast.walk(ast.parse(p.read_text(encoding="utf-8")))
+               if isinstance(node, ast.Attribute) and node.attr == "output" and isinstance(node.ctx, ast.Load)
+               and getattr(node.value, "id", None) == "results"]
+    assert reading == []
+
+
+def test_built_in_hooks_subclass_the_api_bases_and_plain_objects_get_their_defaults():
+    """Issue 19: Host/Backend are base classes with documented defaults; the core never probes with getattr."""
+    from deepfaune_plugin.api import Backend, Host
+    from deepfaune_plugin.plugins import default_registry
+    from deepfaune_plugin.testing import registry_with
+
+    registry = default_registry()
+    built_in = {type(reg.obj).__name__: isinstance(reg.obj, (Host, Backend)) and type(reg.obj).__module__
+                for reg in [*registry.backends.values(), *registry.hosts.values()]
+                if reg.origin.startswith("deepfaune-plugin ")}
+    assert set(built_in) == {"DeepFauneBackend", "FolderHost", "TimelapseHost", "CamtrapDPHost", "CamtrapRHost"}
+    assert all(module.startswith("deepfaune_plugin.hooks.") for module in built_in.values()), built_in
+
+    class PlainHost:  # a 0.x plugin written before the bases: still accepted, with the defaults filled in
+        name = "plain"
+
+        def detect(self, source):
+            return False
+
+        def read(self, source, options):
+            raise AssertionError
+
+        def write(self, manifest, results, options):
+            return []
+
+    class PlainBackend:
+        name = "plainb"
+
+        def open(self, settings):
+            raise AssertionError
+
+    plain = registry_with(hosts=[PlainHost()], backends=[PlainBackend()], installed=False)
+    host, backend = plain.host("plain"), plain.backend("plainb")
+    assert isinstance(host, Host) and isinstance(backend, Backend)
+    assert (host.priority, tuple(host.options), host.description) == (10, (), "")
+    assert host.open_writer(None, {}) is None and backend.describe(None) is None
+    assert host.plain.__class__ is PlainHost
+
+
+def test_a_subclass_that_implements_nothing_is_refused_at_registration():
+    from deepfaune_plugin.api import Backend, Host
+    from deepfaune_plugin.testing import registry_with
+
+    class Empty(Host):
+        name = "empty"
+
+    class NoOpen(Backend):
+        name = "noopen"
+
+    class Nameless(Host):
+        def detect(self, source):
+            return True
+
+        def read(self, source, options):
+            raise AssertionError
+
+        def write(self, manifest, results, options):
+            return []
+
+    errors = [b.error for b in registry_with(hosts=[Empty()], installed=False).broken]
+    assert len(errors) == 1 and "lacks detect, read, write or open_writer" in errors[0]
+    errors = [b.error for b in registry_with(backends=[NoOpen()], installed=False).broken]
+    assert len(errors) == 1 and "lacks open" in errors[0]
+    errors = [b.error for b in registry_with(hosts=[Nameless()], installed=False).broken]
+    assert len(errors) == 1 and "whose name is ''" in errors[0]
+
+
+def test_one_error_hierarchy_host_backend_and_plugin_errors_under_deepfaune_error():
+    """Issue 19: the CLI prints any DeepfauneError as a message; a caller can tell a host's from a backend's."""
+    from deepfaune_plugin.api import BackendError, DeepfauneError, HostError, PluginError
+    from deepfaune_plugin.engine.onnx_models import ModelContractError
+    from deepfaune_plugin.engine.providers import DeviceError
+    from deepfaune_plugin.hooks.camtrapdp.package import PackageError
+    from deepfaune_plugin.hooks.camtrapr.host import CamtrapROptionError
+    from deepfaune_plugin.hooks.camtrapr.output import CamtrapROutputError
+    from deepfaune_plugin.hooks.camtrapr.source import CamtrapRSourceError
+    from deepfaune_plugin.hooks.camtrapr.species import SpeciesFoldersError
+    from deepfaune_plugin.hooks.timelapse.ddb import TimelapseError
+    from deepfaune_plugin.plugins import PluginError as plugins_name
+
+    assert plugins_name is PluginError and issubclass(PluginError, DeepfauneError)
+    for host_error in (PackageError, CamtrapROptionError, CamtrapROutputError, CamtrapRSourceError,
+                       SpeciesFoldersError, TimelapseError):
+        assert issubclass(host_error, HostError) and issubclass(host_error, DeepfauneError), host_error
+    for backend_error in (ModelContractError, DeviceError):
+        assert issubclass(backend_error, BackendError), backend_error
+    assert not issubclass(HostError, BackendError) and not issubclass(BackendError, HostError)

@@ -293,3 +293,23 @@ def test_decide_run_failed_file_inside_a_sequence_does_not_vote():
 def test_decide_run_needs_a_raw_result_per_item():
     with pytest.raises(ValueError, match="no raw result"):
         decide_run([_item("A/1.jpg")], [], CLASSES, RunSettings())
+
+
+def test_the_run_checks_language_and_exclusions_by_the_rules_the_decisions_apply():
+    """Issue 19: one rule. " CHAMOIS " is excluded by the decisions (case and spaces folded); the run's check
+    used another rule (lower(), no strip) and refused it before any file was decided."""
+    from dataclasses import replace
+
+    from deepfaune_plugin.errors import RunError
+    from deepfaune_plugin.inference import check_settings
+    from deepfaune_plugin.modelcards import load_card
+
+    classes = load_card("1.4").class_table()
+    check_settings(RunSettings(lang="en", exclude=(" CHAMOIS ",)), classes)
+    assert excluded_indices(classes, (" CHAMOIS ",), "en") == [list(classes.labels("en")).index("chamois")]
+    with pytest.raises(RunError, match=r"--exclude: unknown species 'unicorn' for model 1\.4"):
+        check_settings(RunSettings(lang="en", exclude=("unicorn",)), classes)
+    no_german_birds = replace(classes, bird_names={k: v for k, v in classes.bird_names.items() if k != "de"})
+    check_settings(RunSettings(lang="de", bird=False), no_german_birds)
+    with pytest.raises(RunError, match="--bird: language 'de' has no bird labels for model 1.4"):
+        check_settings(RunSettings(lang="de", bird=True), no_german_birds)

@@ -16,7 +16,8 @@ import pandas as pd
 import pytest
 
 from deepfaune_plugin.api import RunSettings
-from deepfaune_plugin.decisions import decide_group, decide_run, key_frame
+from deepfaune_plugin.decisions import decide_group, decide_run
+from deepfaune_plugin.engine.keyframe import key_frame
 from deepfaune_plugin.engine.video import FILE_DATE, NO_FRAMES
 from deepfaune_plugin.pipeline import run
 from deepfaune_plugin.store import decode, encode

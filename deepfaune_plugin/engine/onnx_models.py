@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 import onnxruntime as ort
 
-from ..errors import DeepfauneError
+from ..errors import BackendError
 from ..types import Detection
 from .detection import postprocess
 from .letterbox import Letterbox, letterbox
@@ -26,7 +26,7 @@ DETECTOR_ROWS = 4 + 3
 BIRD_CLASSES = 8
 
 
-class ModelContractError(DeepfauneError):
+class ModelContractError(BackendError):
     """A model file that does not follow the ONNX contract; the message names the file."""
 
     def __init__(self, path: str | os.PathLike, what: str):

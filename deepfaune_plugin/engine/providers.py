@@ -14,7 +14,7 @@ from typing import Iterable, Sequence
 
 import onnxruntime as ort
 
-from ..errors import DeepfauneError
+from ..errors import BackendError
 
 CPU = "CPUExecutionProvider"
 #: --device name -> onnxruntime provider.
@@ -41,7 +41,7 @@ RUNTIME_DISTRIBUTIONS = ("onnxruntime", "onnxruntime-gpu", "onnxruntime-directml
                          "ort-nightly-gpu")
 
 
-class DeviceError(DeepfauneError):
+class DeviceError(BackendError):
     """A device that was asked for by name and cannot be used; the message says how to get it."""
 
 

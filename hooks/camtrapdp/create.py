@@ -27,14 +27,11 @@ from pathlib import Path
 from typing import Any, Mapping
 
 
-from deepfaune_plugin.api import UntrustedInputError, load_yaml
+from deepfaune_plugin.api import (FILE_DATE, MEDIA_SUFFIXES, Manifest, MediaItem, Problem, RunResults,
+                                  UntrustedInputError, date_for, iter_media, load_yaml)
 from deepfaune_plugin.atomic import staging_dir
-from deepfaune_plugin.api import RunResults
-from deepfaune_plugin.api import date_for
 from deepfaune_plugin.placing import place_file
 from deepfaune_plugin.transaction import FolderLock
-from deepfaune_plugin.types import FILE_DATE, Manifest, MediaItem, Problem
-from deepfaune_plugin.walk import MEDIA_SUFFIXES, iter_media
 
 from deepfaune_plugin.hooks.camtrapdp.observations import MediaInfo, build_rows, classification_time, update_descriptor
 from deepfaune_plugin.hooks.camtrapdp.package import PackageError
@@ -305,7 +302,7 @@ def default_output(source: Path) -> Path:
 
 def write_package(manifest: Manifest, results: RunResults, options: Mapping[str, Any]) -> list[Path]:
     state: FolderState = manifest.host_state
-    target = Path(results.output) if results.output else default_output(state.source)
+    target = Path(options["output"]) if options.get("output") else default_output(state.source)
     check_target(target, state.source)
     when = format_datetime(classification_time(results.finished))
     media = {rel: info for rel, info in state.media.items() if rel in results.raw}

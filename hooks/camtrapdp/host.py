@@ -13,10 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from deepfaune_plugin.api import say, HostOption, RunResults
-from deepfaune_plugin.hookspecs import hookimpl
+from deepfaune_plugin.api import Host, HostOption, Manifest, MediaItem, Problem, RunResults, hookimpl, say
 from deepfaune_plugin.transaction import FolderLock, recover
-from deepfaune_plugin.types import Manifest, MediaItem, Problem
 
 from . import create
 from deepfaune_plugin.hooks.camtrapdp.observations import MediaInfo, build_rows, classification_time
@@ -51,7 +49,7 @@ def _listed(rows, what: str) -> str:
     return f"{len(rows)} {what}: {', '.join(names)}{more}"
 
 
-class CamtrapDPHost:
+class CamtrapDPHost(Host):
     name = "camtrapdp"
     description = ("a Camtrap DP package (datapackage.json): adds DeepFaune observations; "
                    "or a folder/camtrapR tree turned into a new package with --output NEWDIR")

@@ -15,10 +15,9 @@ from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping, Sequence
 
 from deepfaune_plugin import __version__
+from deepfaune_plugin.api import ANIMAL, FAILED, PERSON, UNDEFINED, VEHICLE, Decision, RawResult
 from deepfaune_plugin.boxes import normalised_box
-from deepfaune_plugin.decisions import FAILED, UNDEFINED
 from deepfaune_plugin.taxonomy import Taxon, taxa, taxon_for_key
-from deepfaune_plugin.types import ANIMAL, PERSON, VEHICLE, Decision, RawResult
 
 from deepfaune_plugin.hooks.camtrapdp.schema import parse_datetime
 

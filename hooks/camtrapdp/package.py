@@ -12,9 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from deepfaune_plugin.api import UntrustedInputError, parse_json
-from deepfaune_plugin.errors import DeepfauneError
-from deepfaune_plugin.paths import UnsafePathError, not_regular, safe_relative
+from deepfaune_plugin.api import HostError, UnsafePathError, UntrustedInputError, parse_json, safe_relative
+from deepfaune_plugin.paths import not_regular
 
 from deepfaune_plugin.hooks.camtrapdp.schema import FILE_PATH_PATTERN, MISSING, TABLES, parse_datetime
 
@@ -29,7 +28,7 @@ MEDIATYPE_SUFFIX = {"image/jpeg": ".jpg", "image/png": ".png", "image/tiff": ".t
                     "video/x-matroska": ".mkv"}
 
 
-class PackageError(DeepfauneError):
+class PackageError(HostError):
     """A package that cannot be used as it is; the message names the file and the problem."""
 
 

@@ -9,8 +9,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from deepfaune_plugin.api import own_folder
 from deepfaune_plugin.atomic import staging_dir
-from deepfaune_plugin.paths import own_folder
 from deepfaune_plugin.transaction import commit_files
 
 from deepfaune_plugin.hooks.camtrapdp.observations import is_ours, update_descriptor

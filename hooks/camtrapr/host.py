@@ -15,11 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Mapping
 
-from deepfaune_plugin.api import say, HostOption, RunResults
-from deepfaune_plugin.errors import DeepfauneError
-from deepfaune_plugin.hookspecs import hookimpl
+from deepfaune_plugin.api import FILE_DATE, Decision, Host, HostError, HostOption, Manifest, RunResults, hookimpl, say
 from deepfaune_plugin.taxonomy import taxon_for_key
-from deepfaune_plugin.types import FILE_DATE, Decision, Manifest
 
 from deepfaune_plugin.hooks.camtrapr.independence import COMPARED_TO, LAST_INDEPENDENT, assess
 from deepfaune_plugin.hooks.camtrapr.output import (
@@ -33,7 +30,7 @@ from deepfaune_plugin.hooks.camtrapr.source import (
 DEFAULT_OUTPUT = "deepfaune_recordTable.csv"
 
 
-class CamtrapROptionError(DeepfauneError):
+class CamtrapROptionError(HostError):
     pass
 
 
@@ -108,7 +105,7 @@ def _warn(message: str) -> None:
     say(f"warning: {message}")
 
 
-class CamtrapRHost:
+class CamtrapRHost(Host):
     name = "camtrapr"
     description = ("camtrapR: a station tree (inDir/Station/[Camera/]files) or a record-table CSV; "
                    "writes camtrapR's record table (independence filter, delta times, n_images)")
@@ -155,7 +152,7 @@ class CamtrapRHost:
     def write(self, manifest: Manifest, results: RunResults, options: Mapping[str, Any]) -> list[Path]:
         opts = CamtrapROptions.parse(options)
         state: SourceState = manifest.host_state
-        target = Path(results.output) if results.output else self.default_output(manifest)
+        target = Path(options["output"]) if options.get("output") else self.default_output(manifest)
         if target.suffix.lower() != ".csv":
             raise CamtrapROptionError(f"--output {target}: the camtrapR record table is a .csv file")
         if state.kind == "table" and os.path.abspath(target) == os.path.abspath(state.source):

@@ -12,11 +12,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from deepfaune_plugin.api import format_date
+from deepfaune_plugin.api import Decision, HostError, MediaItem, atomic_output, format_date
 from deepfaune_plugin.table import escape_formula
-from deepfaune_plugin.atomic import atomic_output
-from deepfaune_plugin.errors import DeepfauneError
-from deepfaune_plugin.types import Decision, MediaItem
 
 from deepfaune_plugin.hooks.camtrapr.independence import IndependentRecord, Record, r_collation_key
 
@@ -35,7 +32,7 @@ NON_ANIMAL_KEYS = ("undefined", "empty", "human", "vehicle")
 FAILED_KEY = "failed"
 
 
-class CamtrapROutputError(DeepfauneError):
+class CamtrapROutputError(HostError):
     pass
 
 

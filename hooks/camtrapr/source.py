@@ -26,10 +26,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 
-from deepfaune_plugin.errors import DeepfauneError
+from deepfaune_plugin.api import MEDIA_SUFFIXES, HostError, Manifest, MediaItem, Problem, iter_media
 from deepfaune_plugin.paths import is_plain_name
-from deepfaune_plugin.types import Manifest, MediaItem, Problem
-from deepfaune_plugin.walk import MEDIA_SUFFIXES, OWN_FOLDER_PREFIXES, iter_media
+from deepfaune_plugin.walk import OWN_FOLDER_PREFIXES
 
 HOST = "camtrapr"
 ENCODINGS = ("utf-8-sig", "cp1252", "latin-1")  # R on Windows writes CSVs in the native code page
@@ -41,7 +40,7 @@ DATE_FORMATS = (
 )
 
 
-class CamtrapRSourceError(DeepfauneError):
+class CamtrapRSourceError(HostError):
     pass
 
 

@@ -28,9 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from deepfaune_plugin.api import say, parse_json
+from deepfaune_plugin.api import HostError, parse_json, say
 from deepfaune_plugin.atomic import staging_dir
-from deepfaune_plugin.errors import DeepfauneError
 from deepfaune_plugin.placing import place_file, safe_folder_name, unique_target
 from deepfaune_plugin.transaction import FolderLock, file_sha256
 
@@ -40,7 +39,7 @@ FORMAT = 1
 NA = "NA"
 
 
-class SpeciesFoldersError(DeepfauneError):
+class SpeciesFoldersError(HostError):
     pass
 
 

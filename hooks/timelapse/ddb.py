@@ -16,8 +16,7 @@ from datetime import datetime
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Iterator
 
-from deepfaune_plugin.api import parse_json
-from deepfaune_plugin.errors import DeepfauneError
+from deepfaune_plugin.api import HostError, parse_json
 
 DEFAULT_DDB = "TimelapseData.ddb"
 DEFAULT_TDB = "TimelapseTemplate.tdb"
@@ -31,7 +30,7 @@ MINIMUM_VERSION = (2, 3, 0, 0)
 DATE_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S.%fZ", "%Y-%m-%dT%H:%M:%SZ")
 
 
-class TimelapseError(DeepfauneError):
+class TimelapseError(HostError):
     """A Timelapse database that cannot be used (wrong version, not a Timelapse file, locked...)."""
 
 

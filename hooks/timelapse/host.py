@@ -22,14 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from deepfaune_plugin.paths import UnsafePathError, not_regular, safe_relative
-from deepfaune_plugin.api import say, EXISTING_DETECTIONS, HostOption, RunResults
-from deepfaune_plugin.atomic import atomic_output
-from deepfaune_plugin.hookspecs import hookimpl
-from deepfaune_plugin.table import result_table, write_table
+from deepfaune_plugin.api import (EXISTING_DETECTIONS, Host, HostOption, Manifest, MediaItem, Problem, RunResults,
+                                  UnsafePathError, atomic_output, hookimpl, iter_media, result_table, safe_relative,
+                                  say, write_table)
+from deepfaune_plugin.paths import not_regular
 from deepfaune_plugin.transaction import FolderLock
-from deepfaune_plugin.types import Manifest, MediaItem, Problem
-from deepfaune_plugin.walk import iter_media
 
 from deepfaune_plugin.hooks.timelapse.ddb import (DEFAULT_DDB, DataRow, FieldSpec, TimelapseError, find_ddb, find_template, read_ddb,
                             windows_to_posix)
@@ -67,7 +64,7 @@ def _opt(options: Mapping[str, Any], name: str, default=None):
     return default if value is None else value
 
 
-class TimelapseHost:
+class TimelapseHost(Host):
     name = "timelapse"
     description = ("a Timelapse image set (folder with TimelapseData.ddb); writes a recognition file Timelapse "
                    "imports, or with --write-ddb the recognitions straight into the .ddb")
@@ -171,8 +168,8 @@ class TimelapseHost:
             describe_existing(recognitions["info"], state.existing)
         written: list[Path] = []
         target = manifest.root / DEFAULT_JSON
-        if results.output is not None:
-            output = Path(results.output)
+        if options.get("output") is not None:
+            output = Path(options["output"])
             if output.suffix.lower() in TABLE_SUFFIXES:  # DeepFaune's own table was asked for: give it too
                 written.append(write_table(result_table(results), output))
             else:

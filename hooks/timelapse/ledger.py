@@ -14,8 +14,7 @@ import json
 from pathlib import Path
 from typing import Any, Mapping
 
-from deepfaune_plugin.api import parse_json
-from deepfaune_plugin.atomic import atomic_output
+from deepfaune_plugin.api import atomic_output, parse_json
 
 LEDGER_NAME = ".deepfaune-timelapse.json"
 DETECTIONS = "#detections"  # the section of DeepFaune's own recognitions; a DataLabel never starts with '#'

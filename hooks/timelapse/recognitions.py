@@ -37,8 +37,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from deepfaune_plugin.atomic import atomic_output
-from deepfaune_plugin.paths import own_folder
+from deepfaune_plugin.api import atomic_output, own_folder
 
 from deepfaune_plugin.hooks.timelapse.ddb import (DATA_TABLE, FieldSpec, TimelapseError, check_schema, connect_readonly, locked_message,
                             table_columns, table_names)

@@ -13,15 +13,15 @@ from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 
-from deepfaune_plugin.api import (ANIMAL, PERSON, ClassTable, DeepfauneError, Detection, HostOption, Manifest, MediaItem,
-                                  Problem, RawResult, RunResults, RunSettings, UnsafePathError, atomic_output,
-                                  hookimpl, safe_relative)
+from deepfaune_plugin.api import (ANIMAL, PERSON, Backend, ClassTable, Detection, Host, HostError, HostOption, Manifest,
+                                  MediaItem, Problem, RawResult, RunResults, RunSettings, UnsafePathError,
+                                  atomic_output, hookimpl, safe_relative)
 
 LIST_NAME = "files.txt"
 OUTPUT_NAME = "predictions.json"
 
 
-class FileListHost:
+class FileListHost(Host):
     name = "filelist"
     description = "a folder with files.txt (one media path per line); writes predictions.json"
     priority = 40  # --host auto asks higher priorities first; the built-in folder host is the last resort
@@ -50,10 +50,10 @@ class FileListHost:
         try:
             minimum = None if minimum is None else float(minimum)
         except ValueError:
-            raise DeepfauneError(f"--min-score: {minimum!r} is not a number") from None
+            raise HostError(f"--min-score: {minimum!r} is not a number") from None
         rows = {d.relpath: {"label": d.prediction, "score": d.score, "sequence": d.seqnum, "failure": d.failure}
                 for d in results.decisions if minimum is None or (d.score or 0) >= minimum}
-        target = Path(results.output or manifest.root / OUTPUT_NAME)
+        target = Path(options.get("output") or manifest.root / OUTPUT_NAME)
         with atomic_output(target) as tmp:  # the old file stays whole until the new one is complete
             tmp.write_text(json.dumps(rows, indent=1, ensure_ascii=False), encoding="utf-8")
         return [target]
@@ -102,7 +102,7 @@ def _class_table(version: str) -> ClassTable:
                       bird_names=None, non_animal={k: {"en": en, "fr": fr} for k, (en, fr) in words.items()})
 
 
-class TextLogitsBackend:
+class TextLogitsBackend(Backend):
     name = "textlogits"
     description = "logits read from text files (an example backend)"
 
