@@ -19,7 +19,7 @@ import resource, sys, time, zlib
 from pathlib import Path
 import numpy as np
 from deepfaune_plugin.api import BackendDescription, RunSettings
-from deepfaune_plugin.modelcards import load_card
+from deepfaune_plugin.models.cards import load_card
 from deepfaune_plugin.pipeline import run
 from deepfaune_plugin.plugins import Registered, build_registry, new_plugin_manager
 from deepfaune_plugin.types import ANIMAL, Detection, RawResult

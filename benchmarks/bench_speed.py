@@ -344,15 +344,15 @@ def main() -> None:
     for t, p in peak.items():
         lines.append(f"fp32 GEMM peak, {t} thread(s): " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in p.items()))
 
-    from deepfaune_plugin.modelcards import load_card
-    from deepfaune_plugin.modelstore import ModelStore
+    from deepfaune_plugin.models.cards import load_card
+    from deepfaune_plugin.models.installed import InstalledModels
 
     card = load_card("1.4")
-    store = ModelStore(models)
+    installed = InstalledModels(models)
     det_shape = [1, 3, 736, 960]
-    flops = {"DF": count_flops(store.file_for("1.4", "detector", mode="DF"), {"images": det_shape}),
-             "MDS": count_flops(store.file_for("1.4", "detector", mode="MDS"), {"images": det_shape}),
-             "classifier": count_flops(store.file_for("1.4", "classifier"), {"input": [1, 3, 182, 182]})}
+    flops = {"DF": count_flops(installed.file_for("1.4", "detector", mode="DF"), {"images": det_shape}),
+             "MDS": count_flops(installed.file_for("1.4", "detector", mode="MDS"), {"images": det_shape}),
+             "classifier": count_flops(installed.file_for("1.4", "classifier"), {"input": [1, 3, 182, 182]})}
     lines.append("model FLOPs per call: " + ", ".join(f"{k} {v / 1e9:.1f} GFLOP" for k, v in flops.items()))
 
     sizes = {}

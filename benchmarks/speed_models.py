@@ -1,7 +1,7 @@
 """PyTorch checkpoints in DeepFaune 1.4's official formats for the speed benchmark, and their ONNX exports.
 
 The references (DeepFaune's own PyTorch code path) and our ONNX engine must run the SAME weights,
-so random checkpoints are written once with models/export/fakes.py and then installed with
+so random checkpoints are written once with tests/models/official_checkpoints.py and then installed with
 `deepfaune models install --from` (export + parity + int8 classifier).  Random detector heads
 find nothing useful, so the DeepFaune detector gets a "marker" head: the animal score of its
 stride-8 branch is a linear read-out, fitted here, of the features that branch already computes,
@@ -20,10 +20,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+if str(ROOT / "tests" / "models") not in sys.path:  # official_checkpoints: the random-weight official files
+    sys.path.append(str(ROOT / "tests" / "models"))
 
 from deepfaune_plugin.engine.imageio import read_image  # noqa: E402
 from deepfaune_plugin.engine.letterbox import letterbox  # noqa: E402
-from deepfaune_plugin.modelcards import load_card  # noqa: E402
+from deepfaune_plugin.models.cards import load_card  # noqa: E402
 
 MARKER_RGB = (220, 20, 20)
 
@@ -103,7 +105,7 @@ def silence_head(pt: Path, bias: float = -9.0) -> None:
 
 def write_checkpoints(folder: Path, images: list[Path], log=print) -> Path:
     """DeepFaune 1.4's four official files (random weights) in `folder`, under their official names."""
-    from models.export.fakes import write_bird_head, write_classifier_checkpoint, write_detector_checkpoint
+    from official_checkpoints import write_bird_head, write_classifier_checkpoint, write_detector_checkpoint
 
     card = load_card("1.4")
     folder.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ from . import __version__
 from .api import DETECTOR_MODES, RunSettings
 from .engine.providers import DEVICES, choose_device, requested_device, runtime_install
 from .errors import DeepfauneError
-from .models_cli import MODELS_DIR_HELP, add_models_parser, run_models_command
+from .models.cli import MODELS_DIR_HELP, add_models_parser, run_models_command
 from .store_cli import add_store_parser, run_store_command
 from .plugins import PluginError, Registry, default_registry
 

@@ -199,7 +199,7 @@ class ResultStore:
 def default_store_path() -> Path:
     """One store per user, in the user cache (never inside the user's data), shared by every source: results
     are keyed by content, so the same files reached by another path or host find theirs."""
-    from .modelstore import user_cache_dir
+    from .models.installed import user_cache_dir
 
     return user_cache_dir() / "results" / "store.sqlite"
 

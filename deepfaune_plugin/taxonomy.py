@@ -14,7 +14,7 @@ from typing import Mapping
 
 import yaml
 
-from .modelcards import cards_dir
+from .models.cards import cards_dir
 
 RANKS = ("species", "genus", "family", "order", "class")
 

@@ -13,7 +13,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from .api import ANIMAL, PERSON, VEHICLE, Backend, Detection, MediaItem, RawResult, RunSettings
-from .modelcards import load_card
+from .models.cards import load_card
 from .plugins import Registry, build_registry, new_plugin_manager
 
 #: What a `LogitsBackend` answers for a file: a class's logits (an animal), or one of these words.

@@ -13,8 +13,8 @@ import numpy as np
 
 from deepfaune_plugin.api import (ANIMAL, EXISTING_DETECTIONS, Backend, BackendDescription, BackendError, ClassTable,
                                   MediaItem, RawResult, RunSettings, hookimpl)
-from deepfaune_plugin.modelcards import ModelCard, load_card
-from deepfaune_plugin.modelstore import ModelStore, default_models_dir
+from deepfaune_plugin.models.cards import ModelCard, load_card
+from deepfaune_plugin.models.installed import InstalledModels, default_models_dir
 from deepfaune_plugin.engine.crop import crop_rgb, normalise, resize_pillow, square_box
 from deepfaune_plugin.engine.detection import combine, needs_mds, select_box
 from deepfaune_plugin.engine.imageio import Decoded, MediaError, decode_image
@@ -36,7 +36,7 @@ class ModelPlan:
     """Which card and which verified-on-load files a run uses; known without loading a model."""
 
     card: ModelCard
-    store: ModelStore
+    installed: InstalledModels
     mode: str
     classifier: str  # file names in the models directory
     detectors: dict[str, str]
@@ -53,12 +53,12 @@ class ModelPlan:
         if mode != EXISTING_DETECTIONS and mode not in card.detector_modes:
             raise BackendError(f"detector mode {mode} is not available for DeepFaune {card.version} "
                                  f"(available: {', '.join(card.detector_modes)})")
-        store = ModelStore(settings.models_dir or default_models_dir())
+        installed = InstalledModels(settings.models_dir or default_models_dir())
         # --fast: the int8 files on the CPU, the fp16 ones on a GPU; the fingerprint changes with the files
         variant = fast_variant(choose_device(requested_device(settings.device))) if settings.fast else ""
-        detectors = {m: store.file_name(card.version, "detector" + variant, mode=m) for m in ("DF", "MDS")
+        detectors = {m: installed.file_name(card.version, "detector" + variant, mode=m) for m in ("DF", "MDS")
                      if m in mode and mode != EXISTING_DETECTIONS}  # "existing": the host's boxes, no detector
-        return cls(card, store, mode, store.file_name(card.version, "classifier" + variant), detectors,
+        return cls(card, installed, mode, installed.file_name(card.version, "classifier" + variant), detectors,
                    settings.fast, variant.lstrip("_"))
 
     def info(self) -> dict[str, Any]:
@@ -67,9 +67,9 @@ class ModelPlan:
             "backend": "deepfaune",
             "model_version": self.card.version,
             "detector_mode": self.mode,
-            "standin": self.store.is_standin(self.card.version),
+            "standin": self.installed.is_standin(self.card.version),
             **({"fast": True, "variant": self.variant} if self.fast else {}),
-            "files": {role: {"file": name, "sha256": self.store.file_info(name)["sha256"]} for role, name in files},
+            "files": {role: {"file": name, "sha256": self.installed.file_info(name)["sha256"]} for role, name in files},
         }
 
     def fingerprint(self) -> str:
@@ -83,9 +83,9 @@ class ModelPlan:
 class DeepFaunePredictor:
     def __init__(self, settings: RunSettings):
         plan = ModelPlan.for_settings(settings)
-        self.card, self.store, self.mode = plan.card, plan.store, plan.mode
+        self.card, self.installed, self.mode = plan.card, plan.installed, plan.mode
         self.threads = settings.threads
-        clf_path = self.store.verified_path(plan.classifier)
+        clf_path = self.installed.verified_path(plan.classifier)
         self.low_memory = plan.fast  # --fast also keeps within its memory budget (no onnxruntime arena)
         self.device: DeviceChoice = choose_device(requested_device(settings.device))
         self.classifier = OnnxClassifier(clf_path, threads=self.threads, size=self.card.classifier.crop_size,
@@ -97,7 +97,7 @@ class DeepFaunePredictor:
         self.crop_size = self.card.classifier.crop_size
         self.classes: ClassTable = self.card.class_table()
         self._detectors: dict[str, OnnxDetector] = {}
-        self._detector_files = {m: self.store.verified_path(name) for m, name in plan.detectors.items()}
+        self._detector_files = {m: self.installed.verified_path(name) for m, name in plan.detectors.items()}
         # Load what every image needs now; the MegaDetector backstop of DFbsMDS only when first needed.
         for m in plan.detectors:
             if not (self.mode == "DFbsMDS" and m == "MDS"):

@@ -1,8 +1,9 @@
-"""DeepFaune model cards (one YAML file per DeepFaune version) and the ONNX contract (README.md).
+"""Everything about model files, in one package: the cards (one YAML per DeepFaune version, `cards`), the
+installed models folder and its manifest (`installed`), downloads (`download`), stand-in models (`standins`),
+`deepfaune models` (`cli`) and the optional PyTorch export (`export`). The ONNX contract is README.md.
 
-Installed as `deepfaune_plugin.models`; the cards are package data read by
-`deepfaune_plugin.modelcards`.  Weights never live here: they go to a models directory
-(see `deepfaune_plugin.modelstore`).
+Installed as `deepfaune_plugin.models`. Weights never live here: they go to a models folder
+(`installed.default_models_dir()`). "Store" in this project means only the result store (deepfaune_plugin.store).
 """
 from pathlib import Path
 

@@ -29,7 +29,7 @@ def shared() -> Path:
 @pytest.fixture(scope="session")
 def standin_models(tmp_path_factory) -> Path:
     """Small stand-in models of DeepFaune 1.4 (the exact ONNX contract, random weights), built once."""
-    from deepfaune_plugin.standins import write_standins
+    from deepfaune_plugin.models.standins import write_standins
 
     root = tmp_path_factory.mktemp("models")
     write_standins(root, "1.4", seed=0)

@@ -20,7 +20,7 @@ import numpy as np
 from deepfaune_plugin.api import Backend, RunSettings
 from deepfaune_plugin.engine.keyframe import video_result
 from deepfaune_plugin.engine.video import NO_FRAMES, UNDECODABLE, sample_frame_indices
-from deepfaune_plugin.modelcards import load_card
+from deepfaune_plugin.models.cards import load_card
 from deepfaune_plugin.plugins import Registered, Registry, build_registry, new_plugin_manager
 from deepfaune_plugin.types import ANIMAL, PERSON, VEHICLE, Detection, MediaItem, RawResult
 

@@ -27,7 +27,7 @@ import deepfaune_plugin.hooks
 from deepfaune_plugin.cli import main
 from deepfaune_plugin.engine import imageio
 from deepfaune_plugin.engine.imageio import TRUNCATED_WARNING, MediaError, decode_image, header_size
-from deepfaune_plugin.modelstore import ModelFileError, ModelStore
+from deepfaune_plugin.models.installed import ModelFileError, InstalledModels
 from deepfaune_plugin.paths import UnsafePathError, is_plain_name, plain_parts, safe_relative
 from deepfaune_plugin.plugins import default_registry
 from deepfaune_plugin.store import ResultStore
@@ -345,10 +345,10 @@ def test_models_manifest_naming_a_file_outside_its_directory_is_refused(standin_
     manifest["versions"]["1.4"]["classifier"] = name
     (tmp_path / "deepfaune-models.json").write_text(json.dumps(manifest), encoding="utf-8")
     with pytest.raises(ModelFileError) as err:
-        ModelStore(tmp_path).file_for("1.4", "classifier")
+        InstalledModels(tmp_path).file_for("1.4", "classifier")
     assert str(err.value) == (f"{tmp_path / 'deepfaune-models.json'}: file name {name!r} refused: model files "
                               "must be plain names inside the models directory")
-    assert ModelStore(standin_models).verify() == []  # the untouched manifest is fine
+    assert InstalledModels(standin_models).verify() == []  # the untouched manifest is fine
 
 
 def test_yaml_and_json_are_parsed_safely():

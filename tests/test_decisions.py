@@ -302,7 +302,7 @@ def test_the_run_checks_language_and_exclusions_by_the_rules_the_decisions_apply
 
     from deepfaune_plugin.errors import RunError
     from deepfaune_plugin.inference import check_settings
-    from deepfaune_plugin.modelcards import load_card
+    from deepfaune_plugin.models.cards import load_card
 
     classes = load_card("1.4").class_table()
     check_settings(RunSettings(lang="en", exclude=(" CHAMOIS ",)), classes)

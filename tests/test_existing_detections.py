@@ -26,7 +26,7 @@ from timelapse_build import Control, create_ddb, write_template
 from deepfaune_plugin.hooks.timelapse.existing import ExistingDetections, parse_bbox, untrim
 from deepfaune_plugin.hooks.timelapse.host import DEFAULT_JSON, TimelapseHost
 from deepfaune_plugin.hooks.timelapse.recognitions import trim_recognitions, write_ddb
-from deepfaune_plugin.modelstore import ModelStore
+from deepfaune_plugin.models.installed import InstalledModels
 from deepfaune_plugin.pipeline import run
 from deepfaune_plugin.plugins import Registered
 from deepfaune_plugin.types import ANIMAL, PERSON, VEHICLE, KnownBox, MediaItem
@@ -105,7 +105,7 @@ def deepfaune_crop_logits(models: Path, image_path: Path, box) -> np.ndarray:
         x1, x2 = x1 - int((ys - xs) / 2), x2 + int((ys - xs) / 2)
     rgb = np.asarray(Image.open(image_path).convert("RGB"))
     crop = Image.fromarray(rgb[max(0, y1):min(y2, H), max(0, x1):min(x2, W)]).resize((182, 182), Image.BICUBIC)
-    classifier = OnnxClassifier(ModelStore(models).file_for("1.4", "classifier"), threads=1, size=182)
+    classifier = OnnxClassifier(InstalledModels(models).file_for("1.4", "classifier"), threads=1, size=182)
     return classifier(normalise(np.asarray(crop)[None]))[0][0]
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from deepfaune_plugin.api import RunSettings
 from deepfaune_plugin.cli import main
-from deepfaune_plugin.modelstore import ModelFileError, ModelStore
+from deepfaune_plugin.models.installed import ModelFileError, InstalledModels
 from deepfaune_plugin.hooks.deepfaune import DeepFauneBackend
 from imagegen import RED, make_jpeg
 
@@ -25,17 +25,17 @@ def fast_models(standin_models: Path, tmp_path_factory) -> Path:
 
 
 def test_quantize_registers_int8_variants_beside_the_defaults(fast_models: Path):
-    store = ModelStore(fast_models)
-    entry = store.manifest["versions"]["1.4"]
+    installed = InstalledModels(fast_models)
+    entry = installed.manifest["versions"]["1.4"]
     assert set(entry["detectors_int8"]) == {"DF", "MDS"}
     for mode in ("DF", "MDS"):
-        int8 = store.file_name("1.4", "detector_int8", mode=mode)
-        assert int8.endswith("-int8.onnx") and int8 != store.file_name("1.4", "detector", mode=mode)
-        info = store.file_info(int8)
+        int8 = installed.file_name("1.4", "detector_int8", mode=mode)
+        assert int8.endswith("-int8.onnx") and int8 != installed.file_name("1.4", "detector", mode=mode)
+        info = installed.file_info(int8)
         assert info["quantization"]["format"] == "QDQ" and info["standin"] is True
         assert info["drift"]["images"] == 4
     assert entry["classifier_int8"].endswith("-int8.onnx")
-    assert store.verify() == []
+    assert installed.verify() == []
     # a second call keeps what is there
     assert main(["models", "quantize", "--models-dir", str(fast_models)]) == 0
 
@@ -43,10 +43,10 @@ def test_quantize_registers_int8_variants_beside_the_defaults(fast_models: Path)
 def test_models_list_shows_every_int8_file(fast_models: Path, capsys):
     assert main(["models", "list", "--models-dir", str(fast_models)]) == 0
     listed = capsys.readouterr().out
-    store = ModelStore(fast_models)
+    installed = InstalledModels(fast_models)
     for mode in ("DF", "MDS"):
-        assert f"detector {mode} int8" in listed and store.file_name("1.4", "detector_int8", mode=mode) in listed
-    assert store.manifest["versions"]["1.4"]["classifier_int8"] in listed
+        assert f"detector {mode} int8" in listed and installed.file_name("1.4", "detector_int8", mode=mode) in listed
+    assert installed.manifest["versions"]["1.4"]["classifier_int8"] in listed
 
 
 def test_fast_has_its_own_fingerprint_and_files(fast_models: Path):

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from deepfaune_plugin.modelcards import available_versions, load_card
+from deepfaune_plugin.models.cards import available_versions, load_card
 from deepfaune_plugin.hooks.timelapse.md_json import timelapse_description
 from deepfaune_plugin.taxonomy import RANKS, taxa, taxon, taxon_for_key
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from .._version import __version__
 from ..atomic import write_bytes_atomic as write_atomic
-from ..modelstore import sha256_file
+from ..models.installed import sha256_file
 
 RECORD_NAME = "deepfaune-run.json"
 RECORD_FORMAT = "deepfaune-run/1"

@@ -29,7 +29,7 @@ from deepfaune_plugin import __version__
 from deepfaune_plugin.api import (ANIMAL, CATEGORY_NAMES, UNDEFINED, ClassTable, Decision, Manifest, MediaItem,
                                   RawResult, RunResults)
 from deepfaune_plugin.boxes import normalised_box
-from deepfaune_plugin.modelcards import load_card
+from deepfaune_plugin.models.cards import load_card
 from deepfaune_plugin.taxonomy import Taxon, taxon_for_key
 
 FORMAT_VERSION = "1.6"

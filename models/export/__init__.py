@@ -5,7 +5,8 @@ and their absence is reported as "pip install 'deepfaune-plugin[export]'".
 
 Modules: deps (optional imports), checkpoint (torchvision-free reading), classifier and detector
 (export + parity), quantize (int8 variant), probes (made-up inputs), parity (the comparisons),
-install (download, export, manifest), fakes (random checkpoints in the official formats).
+install (download, export, manifest); the random checkpoints in the official formats that tests use are
+tests/models/official_checkpoints.py.
 """
 from .deps import INSTALL_HINT, ExportDepsMissing, require
 

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from deepfaune_plugin.download import DownloadError, download, note_path
+from deepfaune_plugin.models.download import DownloadError, download, note_path
 from deepfaune_plugin.errors import DeepfauneError
-from deepfaune_plugin.modelcards import ModelCard, load_card
-from deepfaune_plugin.modelstore import ModelStore, sha256_file
+from deepfaune_plugin.models.cards import ModelCard, load_card
+from deepfaune_plugin.models.installed import InstalledModels, sha256_file
 
 Log = Callable[[str], None]
 
@@ -111,9 +111,9 @@ def export_version(card: ModelCard, files: Mapping[str, Path], models_dir: Path,
 
     models_dir = Path(models_dir)
     models_dir.mkdir(parents=True, exist_ok=True)
-    store = ModelStore(models_dir)
-    if store.manifest_path.exists():
-        store.manifest  # a damaged manifest fails now, before an hour of exporting
+    installed = InstalledModels(models_dir)
+    if installed.manifest_path.exists():
+        installed.manifest  # a damaged manifest fails now, before an hour of exporting
     origins = {f.role: f.urls[0] if f.urls else None for f in official_files(card)}
     tools = tool_versions()
     images = probe_images(directory=probe_dir)
@@ -156,9 +156,9 @@ def export_version(card: ModelCard, files: Mapping[str, Path], models_dir: Path,
             os.replace(stage / name, models_dir / name)
     for name, kind, meta in entries:
         meta.setdefault("source", "export")
-        store.add_file(models_dir / name, kind, version=card.version, tools=tools, **meta)
-    store.set_version(card.version, classifier=c.onnx, detectors=detectors, classifier_int8=int8_file)
-    return store.save()
+        installed.add_file(models_dir / name, kind, version=card.version, tools=tools, **meta)
+    installed.set_version(card.version, classifier=c.onnx, detectors=detectors, classifier_int8=int8_file)
+    return installed.save()
 
 
 def install(version: str, models_dir: Path, *, source_dir: Path | None = None, download_dir: Path | None = None,

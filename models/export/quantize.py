@@ -175,47 +175,47 @@ def quantize_installed(models_dir: Path | str, version: str, calibration_dir: Pa
     The detectors are calibrated on `calibration_dir`'s photos (recommended: a few of your own
     camera's images, empty and not) or on scenes made in code; files already made are kept.
     """
-    from deepfaune_plugin.modelcards import load_card
-    from deepfaune_plugin.modelstore import ModelStore
+    from deepfaune_plugin.models.cards import load_card
+    from deepfaune_plugin.models.installed import InstalledModels
 
     from .install import int8_name
     from .probes import probe_crops, probe_images
 
-    store = ModelStore(models_dir)
+    installed = InstalledModels(models_dir)
     card = load_card(version)
-    entry = store.manifest["versions"].get(card.version)
+    entry = installed.manifest["versions"].get(card.version)
     if entry is None:
-        raise ValueError(f"model version {card.version} is not installed in {store.root}")
+        raise ValueError(f"model version {card.version} is not installed in {installed.root}")
     images = probe_images(directory=calibration_dir, limit=calibration_count)
     made: dict[str, str] = {}
     classifier = entry["classifier"]
-    standin = bool(store.file_info(classifier).get("standin"))
+    standin = bool(installed.file_info(classifier).get("standin"))
     if not entry.get("classifier_int8"):
         name = int8_name(classifier)
         size = card.classifier.crop_size
-        meta = int8_classifier(store.file_for(card.version, "classifier"), store.root / name,
+        meta = int8_classifier(installed.file_for(card.version, "classifier"), installed.root / name,
                                probe_crops(size, images=images), size, log)
-        store.add_file(store.root / name, "classifier", standin=standin, **meta)
+        installed.add_file(installed.root / name, "classifier", standin=standin, **meta)
         made["classifier"] = name
     detectors = {}
     for mode, fp32 in entry.get("detectors", {}).items():
         name = entry.get("detectors_int8", {}).get(mode) or int8_name(fp32)
-        if not (store.root / name).exists() or name not in store.manifest["files"]:
+        if not (installed.root / name).exists() or name not in installed.manifest["files"]:
             spec = card.detectors[mode]
             log(f"quantising the {mode} detector to static QDQ int8 ({name}), calibrated on {len(images)} images")
-            d = quantize_detector(store.file_for(card.version, "detector", mode=mode), store.root / name, images,
+            d = quantize_detector(installed.file_for(card.version, "detector", mode=mode), installed.root / name, images,
                                   size=spec.size, conf=spec.conf)
             log(f"  drift from fp32: same box count on {d.same_box_count}/{d.images} images, "
                 f"max |delta score| {d.max_abs_score:.3f}")
-            store.add_file(store.root / name, "detector", standin=bool(store.file_info(fp32).get("standin")),
+            installed.add_file(installed.root / name, "detector", standin=bool(installed.file_info(fp32).get("standin")),
                            source="export-int8", derived_from=fp32, detector=mode, conf=spec.conf,
                            quantization=DETECTOR_SETTINGS, drift=d.as_dict(), default=False)
             made[f"detector-{mode}"] = name
         detectors[mode] = name
-    store.set_int8(card.version, classifier_int8=entry.get("classifier_int8") or made.get("classifier"),
+    installed.set_int8(card.version, classifier_int8=entry.get("classifier_int8") or made.get("classifier"),
                    detectors_int8=detectors)
     from .half import fp16_installed
 
-    made.update(fp16_installed(store, card, images, log))
-    store.save()
+    made.update(fp16_installed(installed, card, images, log))
+    installed.save()
     return made

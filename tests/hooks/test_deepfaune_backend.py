@@ -9,7 +9,7 @@ import pytest
 
 from deepfaune_plugin.api import RunSettings
 from deepfaune_plugin.hooks.deepfaune import DeepFauneBackend, ModelPlan
-from deepfaune_plugin.modelstore import ModelFileError
+from deepfaune_plugin.models.installed import ModelFileError
 
 
 def test_predictor_loads_the_files_of_its_plan(standin_models: Path):

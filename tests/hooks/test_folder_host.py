@@ -112,9 +112,9 @@ def test_tampered_model_is_refused(season: Path, tmp_path: Path, standin_models:
 
     models = tmp_path / "models"
     shutil.copytree(standin_models, models)
-    from deepfaune_plugin.modelstore import ModelStore
+    from deepfaune_plugin.models.installed import InstalledModels
 
-    victim = models / ModelStore(models).file_name("1.4", "classifier")
+    victim = models / InstalledModels(models).file_name("1.4", "classifier")
     data = bytearray(victim.read_bytes())
     data[-1] ^= 0xFF
     victim.write_bytes(bytes(data))

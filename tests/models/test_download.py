@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from deepfaune_plugin.download import ByteProgress, DownloadError, download, part_path
+from deepfaune_plugin.models.download import ByteProgress, DownloadError, download, part_path
 
 
 class FileServer:

@@ -11,7 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("timm")
 
-from deepfaune_plugin.models.export import fakes  # noqa: E402
+import official_checkpoints as fakes  # noqa: E402
 from deepfaune_plugin.models.export.checkpoint import (  # noqa: E402
     CheckpointError, InertGlobal, load_bird_head, load_classifier_checkpoint, safe_load)
 

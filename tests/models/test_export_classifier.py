@@ -16,7 +16,7 @@ torch = pytest.importorskip("torch")
 timm = pytest.importorskip("timm")
 
 from deepfaune_plugin.engine.onnx_models import OnnxClassifier  # noqa: E402
-from deepfaune_plugin.models.export import fakes  # noqa: E402
+import official_checkpoints as fakes  # noqa: E402
 from deepfaune_plugin.models.export.checkpoint import CheckpointError  # noqa: E402
 from deepfaune_plugin.models.export.classifier import export_classifier  # noqa: E402
 from deepfaune_plugin.models.export.probes import probe_crops  # noqa: E402

@@ -12,7 +12,7 @@ except Exception as exc:  # ExportDepsMissing
     pytest.skip(str(exc), allow_module_level=True)
 
 from deepfaune_plugin.engine.onnx_models import OnnxDetector  # noqa: E402
-from deepfaune_plugin.models.export import fakes  # noqa: E402
+import official_checkpoints as fakes  # noqa: E402
 from deepfaune_plugin.models.export.checkpoint import CheckpointError  # noqa: E402
 from deepfaune_plugin.models.export.detector import export_detector  # noqa: E402
 from deepfaune_plugin.models.export.parity import compare_detections  # noqa: E402

@@ -24,14 +24,15 @@ except Exception as exc:  # ExportDepsMissing
 from test_download import FileServer  # noqa: E402
 
 from deepfaune_plugin import cli  # noqa: E402
-from deepfaune_plugin.download import DownloadError  # noqa: E402
+from deepfaune_plugin.models.download import DownloadError  # noqa: E402
 from deepfaune_plugin.engine.onnx_models import OnnxClassifier, OnnxDetector  # noqa: E402
-from deepfaune_plugin.modelcards import load_card  # noqa: E402
-from deepfaune_plugin.models.export import deps, fakes  # noqa: E402
+from deepfaune_plugin.models.cards import load_card  # noqa: E402
+import official_checkpoints as fakes  # noqa: E402
+from deepfaune_plugin.models.export import deps  # noqa: E402
 from deepfaune_plugin.models.export.checkpoint import CheckpointError  # noqa: E402
 from deepfaune_plugin.models.export.install import install, official_files  # noqa: E402
 from deepfaune_plugin.models.export.probes import scene  # noqa: E402
-from deepfaune_plugin.modelstore import MANIFEST_NAME, ModelStore  # noqa: E402
+from deepfaune_plugin.models.installed import MANIFEST_NAME, InstalledModels  # noqa: E402
 
 SMALL_VIT = {"depth": 1, "embed_dim": 128, "num_heads": 2}
 
@@ -94,7 +95,7 @@ def test_install_resumes_an_interrupted_download_and_writes_the_manifest(officia
                                          ".lvd142m.v4-int8.onnx", "deepfaune-yolov8s_960.onnx", "md_v1000.0.0-sorrel.onnx"])
     assert not downloads.exists()  # downloads are removed once exported
 
-    store = ModelStore(models)
+    store = InstalledModels(models)
     assert store.verify() == []
     entry = store.manifest["versions"]["1.4"]
     assert entry == {"classifier": card.classifier.onnx, "classifier_int8": card.classifier.onnx[:-5] + "-int8.onnx",

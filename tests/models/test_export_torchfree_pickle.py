@@ -69,7 +69,7 @@ def test_item17_1_not_a_zip_is_a_clear_error(tmp_path):
 @pytest.mark.slow
 def test_item17_1_ultralytics_checkpoint_state_matches_torch(tmp_path):
     pytest.importorskip("ultralytics")
-    from deepfaune_plugin.models.export import fakes
+    import official_checkpoints as fakes
     from deepfaune_plugin.models.export.torchfree_pickle import module_state_dict
     import torch
     path = fakes.write_detector_checkpoint(tmp_path / "det.pt")
@@ -99,7 +99,7 @@ def test_item17_1_reads_with_torch_not_importable(tmp_path):
 def test_item17_1_deepfaune_classifier_and_bird_head_match_torch_reader(tmp_path):
     pytest.importorskip("torch")
     pytest.importorskip("timm")
-    from deepfaune_plugin.models.export import fakes
+    import official_checkpoints as fakes
     from deepfaune_plugin.models.export.checkpoint import load_bird_head, load_classifier_checkpoint
     ck = fakes.write_classifier_checkpoint(tmp_path / "cls.pt", "vit_large_patch14_dinov2.lvd142m", 4, 182,
                                            backbone_kwargs={"embed_dim": 64, "depth": 1, "num_heads": 2})

@@ -8,8 +8,8 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from deepfaune_plugin.modelstore import ModelStore
-from deepfaune_plugin.standins import write_standins
+from deepfaune_plugin.models.installed import InstalledModels
+from deepfaune_plugin.models.standins import write_standins
 from imagegen import noise_rgb
 
 ANIMAL, PERSON, VEHICLE = 0, 1, 2  # score rows 4, 5, 6 of output0
@@ -54,21 +54,21 @@ def _photo_with(bgr_colour, rect=(1700, 1100, 600, 500)) -> np.ndarray:
 
 
 def test_manifest_registers_standins(models):
-    store = ModelStore(models)
-    assert store.verify() == []
-    assert store.versions() == ["1.3", "1.4", "1.5"]
-    assert store.manifest["versions"]["1.3"]["detectors"] == {"DF": "standin-deepfaune-yolov8s_960.onnx"}
-    assert sorted(store.manifest["versions"]["1.4"]["detectors"]) == ["DF", "MDS"]
-    for name, info in store.manifest["files"].items():
+    installed = InstalledModels(models)
+    assert installed.verify() == []
+    assert installed.versions() == ["1.3", "1.4", "1.5"]
+    assert installed.manifest["versions"]["1.3"]["detectors"] == {"DF": "standin-deepfaune-yolov8s_960.onnx"}
+    assert sorted(installed.manifest["versions"]["1.4"]["detectors"]) == ["DF", "MDS"]
+    for name, info in installed.manifest["files"].items():
         assert name.startswith("standin-") and info["standin"] is True and info["source"] == "standin"
-    meta = {p.key: p.value for p in onnx.load(store.file_for("1.4", "classifier")).metadata_props}
+    meta = {p.key: p.value for p in onnx.load(installed.file_for("1.4", "classifier")).metadata_props}
     assert meta["deepfaune_standin"] == "true" and meta["seed"] == "0" and meta["deepfaune_version"] == "1.4"
 
 
 @pytest.mark.parametrize("version, size, n, bird", [("1.3", 182, 34, False), ("1.4", 182, 38, True),
                                                      ("1.5", 224, 40, True)])
 def test_classifier_contract(models, version, size, n, bird):
-    sess = _session(ModelStore(models).file_for(version, "classifier"))
+    sess = _session(InstalledModels(models).file_for(version, "classifier"))
     (inp,) = sess.get_inputs()
     assert (inp.name, inp.type, inp.shape) == ("input", "tensor(float)", ["batch", 3, size, size])
     names = [o.name for o in sess.get_outputs()]
@@ -81,7 +81,7 @@ def test_classifier_contract(models, version, size, n, bird):
 
 @pytest.mark.parametrize("mode", ["DF", "MDS"])
 def test_detector_contract(models, mode):
-    sess = _session(ModelStore(models).file_for("1.4", "detector", mode))
+    sess = _session(InstalledModels(models).file_for("1.4", "detector", mode))
     (inp,) = sess.get_inputs()
     assert (inp.name, inp.type, inp.shape) == ("images", "tensor(float)", ["batch", 3, "height", "width"])
     assert [o.name for o in sess.get_outputs()] == ["output0"]
@@ -102,8 +102,8 @@ def test_same_seed_gives_identical_files(tmp_path, models):
 def test_different_seed_gives_different_models(tmp_path, models):
     write_standins(tmp_path, "1.4", seed=1)
     x = np.random.default_rng(2).normal(0, 1, (2, 3, 182, 182)).astype(np.float32)
-    a = _session(ModelStore(models).file_for("1.4", "classifier")).run(None, {"input": x})
-    b = _session(ModelStore(tmp_path).file_for("1.4", "classifier")).run(None, {"input": x})
+    a = _session(InstalledModels(models).file_for("1.4", "classifier")).run(None, {"input": x})
+    b = _session(InstalledModels(tmp_path).file_for("1.4", "classifier")).run(None, {"input": x})
     assert np.abs(a[0] - b[0]).max() > 0.5 and np.abs(a[1] - b[1]).max() > 0.5
     assert (tmp_path / "standin-deepfaune-yolov8s_960.onnx").read_bytes() != (
         models / "standin-deepfaune-yolov8s_960.onnx").read_bytes()
@@ -116,7 +116,7 @@ def test_classifier_confidence_spreads_on_ordinary_images(models):
         field = cv2.resize(rng.uniform(0, 1, (5, 5, 3)).astype(np.float32), (182, 182), interpolation=cv2.INTER_CUBIC)
         field = np.clip(field + rng.normal(0, 0.05, field.shape), 0, 1)
         images.append(((field - [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225]).transpose(2, 0, 1))
-    logits, _ = _session(ModelStore(models).file_for("1.4", "classifier")).run(
+    logits, _ = _session(InstalledModels(models).file_for("1.4", "classifier")).run(
         None, {"input": np.asarray(images, np.float32)})
     p = np.exp(logits - logits.max(axis=1, keepdims=True))
     top = (p / p.sum(axis=1, keepdims=True)).max(axis=1)
@@ -127,7 +127,7 @@ def test_classifier_confidence_spreads_on_ordinary_images(models):
 def test_red_rectangle_is_one_animal_at_its_place(models):
     x, r, left, top = _letterbox(_photo_with((0, 0, 255)))
     assert x.shape == (1, 3, 736, 960) and top == 8
-    (out,) = _session(ModelStore(models).file_for("1.4", "detector", "DF")).run(None, {"images": x})
+    (out,) = _session(InstalledModels(models).file_for("1.4", "detector", "DF")).run(None, {"images": x})
     peaks = _peaks(out)
     assert len(peaks) == 1
     cls, (cx, cy, w, h) = peaks[0]
@@ -139,12 +139,12 @@ def test_red_rectangle_is_one_animal_at_its_place(models):
 @pytest.mark.parametrize("bgr, expected", [((0, 255, 0), PERSON), ((255, 0, 0), VEHICLE)])
 def test_green_is_a_person_and_blue_a_vehicle(models, bgr, expected):
     x, *_ = _letterbox(_photo_with(bgr))
-    (out,) = _session(ModelStore(models).file_for("1.4", "detector", "MDS")).run(None, {"images": x})
+    (out,) = _session(InstalledModels(models).file_for("1.4", "detector", "MDS")).run(None, {"images": x})
     assert [cls for cls, _ in _peaks(out)] == [expected]
 
 
 def test_noise_and_small_blobs_stay_below_thresholds(models):
-    sess = _session(ModelStore(models).file_for("1.4", "detector", "DF"))
+    sess = _session(InstalledModels(models).file_for("1.4", "detector", "DF"))
     (out,) = sess.run(None, {"images": _letterbox(_photo_with((120, 120, 120)))[0]})
     assert out[0, 4:].max() < 0.05
     colour_noise = np.random.default_rng(3).integers(0, 256, (3000, 4000, 3), dtype=np.uint8)
@@ -161,14 +161,14 @@ def test_noise_and_small_blobs_stay_below_thresholds(models):
 def test_full_size_standins(tmp_path):
     """Real ViT-L/14 and YOLOv8s shapes and compute (about a minute, 1.3 GB on disk)."""
     write_standins(tmp_path, "1.4", seed=0, full_size=True)
-    store = ModelStore(tmp_path)
-    assert store.verify() == []
-    cls_path = store.file_for("1.4", "classifier")
+    installed = InstalledModels(tmp_path)
+    assert installed.verify() == []
+    cls_path = installed.file_for("1.4", "classifier")
     assert cls_path.name == "standin-full-deepfaune-vit_large_patch14_dinov2.lvd142m.v4.onnx"
     assert cls_path.stat().st_size > 1_200_000_000  # ~304 M float32 parameters
     logits, bird = _session(cls_path).run(None, {"input": np.zeros((2, 3, 182, 182), np.float32)})
     assert logits.shape == (2, 38) and bird.shape == (2, 8) and np.isfinite(logits).all()
-    det = _session(store.file_for("1.4", "detector", "DF"))
+    det = _session(installed.file_for("1.4", "detector", "DF"))
     x, *_ = _letterbox(_photo_with((0, 0, 255)))
     (out,) = det.run(None, {"images": x})
     assert out.shape == (1, 7, 92 * 120 + 46 * 60 + 23 * 30)  # strides 8, 16, 32

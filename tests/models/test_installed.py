@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from deepfaune_plugin import modelstore
-from deepfaune_plugin.modelstore import MANIFEST_NAME, ModelFileError, ModelStore, default_models_dir
+from deepfaune_plugin.models import installed as modelstore
+from deepfaune_plugin.models.installed import MANIFEST_NAME, ModelFileError, InstalledModels, default_models_dir
 
 
 def _age(path: Path, seconds: float = 60.0) -> None:
@@ -20,19 +20,19 @@ def _age(path: Path, seconds: float = 60.0) -> None:
 
 
 @pytest.fixture()
-def store(tmp_path) -> ModelStore:
+def store(tmp_path) -> InstalledModels:
     root = tmp_path / "models"
     root.mkdir()
     (root / "cls.onnx").write_bytes(b"classifier-bytes" * 100)
     (root / "df.onnx").write_bytes(b"detector-df")
     (root / "mds.onnx").write_bytes(b"detector-mds")
-    s = ModelStore(root)
+    s = InstalledModels(root)
     s.add_file(root / "cls.onnx", "classifier", standin=True, seed=3)
     s.add_file(root / "df.onnx", "detector", detector="DF")
     s.add_file(root / "mds.onnx", "detector", detector="MDS", source="download")
     s.set_version("1.4", classifier="cls.onnx", detectors={"DF": "df.onnx", "MDS": "mds.onnx"})
     s.save()
-    return ModelStore(root)  # a fresh reader
+    return InstalledModels(root)  # a fresh reader
 
 
 def test_manifest_content(store):
@@ -90,7 +90,7 @@ def test_missing_and_truncated_files(store):
 
 
 def test_missing_manifest_says_what_to_run(tmp_path):
-    s = ModelStore(tmp_path)
+    s = InstalledModels(tmp_path)
     expected = (f"no models installed in {tmp_path}: run `deepfaune models stand-in {tmp_path}` "
                 f"or `deepfaune models install 1.4`")
     with pytest.raises(ModelFileError) as err:
@@ -115,7 +115,7 @@ def test_verify_reports_versions_pointing_nowhere(store):
     data = json.loads(store.manifest_path.read_text(encoding="utf-8"))
     data["versions"]["1.5"] = {"classifier": "gone.onnx", "detectors": {"DF": "df.onnx"}}
     store.manifest_path.write_text(json.dumps(data), encoding="utf-8")
-    assert ModelStore(store.root).verify() == ["model 1.5 refers to gone.onnx, which the manifest does not list"]
+    assert InstalledModels(store.root).verify() == ["model 1.5 refers to gone.onnx, which the manifest does not list"]
 
 
 def test_set_version_refuses_unregistered_files(store):
@@ -148,7 +148,7 @@ def test_add_file_copies_from_elsewhere(tmp_path):
     outside = tmp_path / "export" / "model.onnx"
     outside.parent.mkdir()
     outside.write_bytes(b"abc")
-    s = ModelStore(tmp_path / "models")
+    s = InstalledModels(tmp_path / "models")
     assert s.add_file(outside, "classifier") == "model.onnx"
     assert (tmp_path / "models" / "model.onnx").read_bytes() == b"abc"
     with pytest.raises(ValueError, match="kind must be one of detector, classifier"):

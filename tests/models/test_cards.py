@@ -5,9 +5,9 @@ import shutil
 import pytest
 import yaml
 
-from deepfaune_plugin import modelcards
+from deepfaune_plugin.models import cards as modelcards
 from deepfaune_plugin.api import MODEL_DETECTOR_MODES
-from deepfaune_plugin.modelcards import available_versions, load_card, version_key
+from deepfaune_plugin.models.cards import available_versions, load_card, version_key
 
 BASE_LANGS = ["fr", "en", "it", "de", "es"]
 

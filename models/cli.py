@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .errors import DeepfauneError
+from ..errors import DeepfauneError
 
 _EXPORT_HINT = "pip install 'deepfaune-plugin[export]'"
 MODELS_DIR_HELP = "folder of ONNX models and their manifest (default: $DEEPFAUNE_MODELS or the user cache)"
@@ -70,7 +70,7 @@ def add_models_parser(sub) -> None:
 
 
 def _models_dir(value: Path | None) -> Path:
-    from .modelstore import default_models_dir
+    from .installed import default_models_dir
 
     return value if value is not None else default_models_dir()
 
@@ -78,7 +78,7 @@ def _models_dir(value: Path | None) -> Path:
 def _export_api():
     """The export package, or a DeepfauneError saying how to install it."""
     try:
-        from .models.export import deps  # deepfaune_plugin.models.export: core dependencies only
+        from .export import deps  # deepfaune_plugin.models.export: core dependencies only
     except ImportError as err:
         raise DeepfauneError(f"the exporter is not installed ({err}); {_EXPORT_HINT}") from err
     return deps
@@ -88,16 +88,16 @@ def _mb(n: int | None) -> str:
     return "size unknown" if n is None else f"{n / 1e6:,.1f} MB"
 
 
-def _cmd_list(store) -> int:
-    from .modelcards import available_versions, load_card
-    from .modelstore import ModelFileError
+def _cmd_list(models) -> int:
+    from .cards import available_versions, load_card
+    from .installed import ModelFileError
 
-    print(f"models directory: {store.root}")
+    print(f"models directory: {models.root}")
     installed: dict = {}
     unreadable = False
-    if store.manifest_path.exists():
+    if models.manifest_path.exists():
         try:
-            installed = store.manifest["versions"]
+            installed = models.manifest["versions"]
         except ModelFileError as err:  # the list of what can be installed still helps; the status says it failed
             print(f"deepfaune: error: manifest unreadable: {err}", file=sys.stderr)
             unreadable = True
@@ -110,7 +110,7 @@ def _cmd_list(store) -> int:
             for name, spec in card.detectors.items():
                 print(f"      detector {name} {spec.file} from {spec.url}")
             continue
-        tag = " (stand-in: random weights)" if store.is_standin(version) else ""
+        tag = " (stand-in: random weights)" if models.is_standin(version) else ""
         print(f"{version}  installed{tag}  weights {card.licence_weights}, code {card.licence_code}")
         roles = [("classifier", entry.get("classifier")), ("classifier int8", entry.get("classifier_int8"))]
         roles += [(f"detector {m}", f) for m, f in entry.get("detectors", {}).items()]
@@ -118,7 +118,7 @@ def _cmd_list(store) -> int:
         for role, name in roles:
             if not name:
                 continue
-            info = store.manifest["files"].get(name, {})
+            info = models.manifest["files"].get(name, {})
             origin = ((info.get("exported_from") or {}).get("url")
                       or (f"{info['derived_from']} (quantised)" if info.get("derived_from") else info.get("source", "?")))
             parity = info.get("parity") or {}
@@ -137,13 +137,13 @@ def _cmd_list(store) -> int:
 
 
 def _cmd_install(args) -> int:
-    from .modelcards import available_versions
+    from .cards import available_versions
 
     if args.model_version not in available_versions():
         raise DeepfauneError(f"unknown model version {args.model_version!r}; available: {', '.join(available_versions())}")
     deps = _export_api()
     deps.require("torch")  # the clear message before anything else
-    from .models.export.install import install
+    from .export.install import install
 
     install(args.model_version, _models_dir(args.models_dir), source_dir=args.source_dir,
             download_dir=args.download_dir, base_url=args.base_url, int8=args.int8,
@@ -154,11 +154,11 @@ def _cmd_install(args) -> int:
 def _cmd_export(args) -> int:
     deps = _export_api()
     deps.require("torch")
-    from .models.export.probes import probe_crops, probe_images
+    from .export.probes import probe_crops, probe_images
 
     images = probe_images(directory=args.probes)
     if args.export_kind == "classifier":
-        from .models.export.classifier import export_classifier
+        from .export.classifier import export_classifier
 
         result = export_classifier(args.checkpoint, args.output, bird_head=args.bird_head,
                                    crop_size=args.crop_size, global_pool=args.global_pool)
@@ -168,14 +168,14 @@ def _cmd_export(args) -> int:
         print(f"parity on {p.probes} crops: max |delta logit| {p.max_abs_logit:.2e}"
               + (f", bird {p.max_abs_bird_logit:.2e}" if p.max_abs_bird_logit is not None else ""))
         if args.int8 is not None:
-            from .models.export.quantize import quantize_classifier
+            from .export.quantize import quantize_classifier
 
             d = quantize_classifier(args.output, args.int8, probe_crops(result.crop_size, images=images),
                                     result.crop_size)
             print(f"wrote {args.int8}: int8 drift max |delta logit| {d.max_abs_logit:.3f}, "
                   f"top-1 agreement {d.top1_agree:.0%}")
         return 0
-    from .models.export.detector import export_detector
+    from .export.detector import export_detector
 
     result = export_detector(args.checkpoint, args.output, size=args.size, card_conf=args.conf, images=images)
     q = result.parity
@@ -186,8 +186,8 @@ def _cmd_export(args) -> int:
 
 
 def run_models_command(args) -> int:
-    from .modelcards import available_versions
-    from .modelstore import ModelFileError, ModelStore
+    from .cards import available_versions
+    from .installed import ModelFileError, InstalledModels
 
     if args.models_cmd == "stand-in":
         from .standins import write_standins
@@ -203,7 +203,7 @@ def run_models_command(args) -> int:
     if args.models_cmd == "export":
         return _cmd_export(args)
     if args.models_cmd == "quantize":
-        from .models.export.quantize import quantize_installed
+        from .export.quantize import quantize_installed
 
         try:
             made = quantize_installed(_models_dir(args.models_dir), args.model_version, args.calibration,
@@ -212,19 +212,19 @@ def run_models_command(args) -> int:
             raise DeepfauneError(str(err)) from err
         print(f"int8 (CPU) and fp16 (GPU) models ready for --fast ({len(made)} written)")
         return 0
-    store = ModelStore(_models_dir(args.models_dir))
+    installed = InstalledModels(_models_dir(args.models_dir))
     if args.models_cmd == "list":
-        return _cmd_list(store)
+        return _cmd_list(installed)
     if args.models_cmd == "verify":
         try:
-            problems = store.verify()
+            problems = installed.verify()
         except ModelFileError as err:
             raise DeepfauneError(str(err)) from err
         for problem in problems:
             print(problem, file=sys.stderr)
         if problems:
             return 1
-        count = len(store.manifest["files"])
-        print(f"all {count} model files in {store.root} match their sha256")
+        count = len(installed.manifest["files"])
+        print(f"all {count} model files in {installed.root} match their sha256")
         return 0
     raise DeepfauneError(f"unknown models command {args.models_cmd}")

@@ -14,7 +14,7 @@ import types
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from .deps import require, require_ultralytics
+from deepfaune_plugin.models.export.deps import require, require_ultralytics
 
 _TV = "torchvision.transforms.transforms"
 _TVF = "torchvision.transforms.functional"
@@ -133,7 +133,7 @@ def _calibrate_batchnorm(model, torch) -> None:
     """
     from deepfaune_plugin.engine.letterbox import letterbox
 
-    from .probes import probe_images
+    from deepfaune_plugin.models.export.probes import probe_images
 
     norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     for bn in norms:

@@ -13,19 +13,15 @@ from typing import Any, Mapping
 
 import yaml
 
-from .types import ClassTable
+from ..types import ClassTable
 
 _CARD_NAME = re.compile(r"^deepfaune-(\d+(?:\.\d+)+)\.yaml$")
 _NON_ANIMAL_KINDS = ("human", "vehicle", "empty", "undefined")
 
 
 def cards_dir() -> Path:
-    """Where the YAML cards are: the installed `deepfaune_plugin.models` package, else the repo's models/."""
-    try:
-        from deepfaune_plugin import models  # installed through setuptools package-dir
-    except ImportError:
-        return Path(__file__).resolve().parent.parent / "models"
-    return Path(models.__file__).resolve().parent
+    """Where the YAML cards are: beside this module, in the `deepfaune_plugin.models` package."""
+    return Path(__file__).resolve().parent
 
 
 @dataclass(frozen=True)

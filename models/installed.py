@@ -17,11 +17,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
 
-from .untrusted import UntrustedInputError, load_json
-from .atomic import write_bytes_atomic
-from .errors import DeepfauneError
-from .modelcards import version_key
-from .paths import is_plain_name
+from ..untrusted import UntrustedInputError, load_json
+from ..atomic import write_bytes_atomic
+from ..errors import DeepfauneError
+from .cards import version_key
+from ..paths import is_plain_name
 
 MANIFEST_NAME = "deepfaune-models.json"
 MANIFEST_VERSION = 1
@@ -86,7 +86,7 @@ def _empty_manifest() -> dict[str, Any]:
     return {"manifest_version": MANIFEST_VERSION, "files": {}, "versions": {}, "created": None, "tools": {}}
 
 
-class ModelStore:
+class InstalledModels:
     """One models directory and its manifest; reads lazily, writes only on save()."""
 
     def __init__(self, root: Path | str | None = None) -> None:
@@ -302,7 +302,7 @@ def _check_names(data: Mapping[str, Any], path: Path) -> None:
 
 
 def _tool_versions() -> dict[str, str]:
-    from ._version import __version__
+    from .._version import __version__
 
     tools = {"deepfaune-plugin": __version__, "python": platform.python_version()}
     for module in ("onnx", "onnxruntime", "numpy"):

@@ -17,8 +17,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from .modelcards import ModelCard, load_card
-from .modelstore import ModelStore
+from .cards import ModelCard, load_card
+from .installed import InstalledModels
 
 OPSET = 17
 IR_VERSION = 8  # the lowest IR that carries opset 17: loadable by older onnxruntime releases
@@ -442,18 +442,18 @@ def write_standins(models_dir: Path, version: str, seed: int = 0, full_size: boo
     """Write stand-in classifier + detectors for a model version, register them, return the manifest path."""
     card = load_card(version)
     models_dir = Path(models_dir)
-    store = ModelStore(models_dir)
+    installed = InstalledModels(models_dir)
     meta = {"standin": True, "source": "standin", "seed": seed, "full_size": full_size}
 
     classifier = build_full_classifier(card, seed) if full_size else build_small_classifier(card, seed)
     path = _save(classifier, models_dir / standin_name(card.classifier.onnx, full_size))
     del classifier
-    cls_name = store.add_file(path, "classifier", card=version, **meta)
+    cls_name = installed.add_file(path, "classifier", card=version, **meta)
 
     detectors = {}
     for name, spec in card.detectors.items():
         model = build_full_detector(card, name, seed) if full_size else build_small_detector(card, name, seed)
         path = _save(model, models_dir / standin_name(spec.onnx, full_size))
-        detectors[name] = store.add_file(path, "detector", detector=name, **meta)
-    store.set_version(version, classifier=cls_name, detectors=detectors)
-    return store.save()
+        detectors[name] = installed.add_file(path, "detector", detector=name, **meta)
+    installed.set_version(version, classifier=cls_name, detectors=detectors)
+    return installed.save()

@@ -19,10 +19,10 @@ import urllib.request
 from pathlib import Path
 from typing import Callable, TextIO
 
-from .untrusted import parse_json
-from .errors import DeepfauneError
-from .modelstore import sha256_file
-from .progress import StatusLine, clock
+from ..untrusted import parse_json
+from ..errors import DeepfauneError
+from .installed import sha256_file
+from ..progress import StatusLine, clock
 
 CHUNK = 1 << 20
 USER_AGENT = "deepfaune-plugin (model installer)"
