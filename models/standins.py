@@ -11,20 +11,17 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 
 from .cards import ModelCard, load_card
+from .graph import Graph, save
 from .installed import InstalledModels
 
-OPSET = 17
-IR_VERSION = 8  # the lowest IR that carries opset 17: loadable by older onnxruntime releases
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406])
 IMAGENET_STD = np.array([0.229, 0.224, 0.225])
-_CHECK_LIMIT = 256 << 20
 CELL = 32  # the marker detector's grid step, in input pixels (YOLO's coarsest stride)
 SUBCELL = 8  # colour is tested on 8x8 pixel sub-cells
 
@@ -33,70 +30,6 @@ MARKER_THRESHOLD = 0.6  # colour excess (e.g. R - G - B on 0..1 values) above wh
 MARKER_SHARPNESS = 20.0
 STRENGTH_CELLS = 2.5  # marker cells in the 3x3 window around a peak giving a score of 0.5
 STRENGTH_SLOPE = 3.0
-
-
-# ---------------------------------------------------------------------------------------------
-# A tiny graph builder: deterministic names, constants as initializers
-# ---------------------------------------------------------------------------------------------
-class _Graph:
-    def __init__(self) -> None:
-        self.nodes: list[onnx.NodeProto] = []
-        self.inits: list[onnx.TensorProto] = []
-        self._n = 0
-
-    def _name(self, stem: str) -> str:
-        self._n += 1
-        return f"{stem}_{self._n}"
-
-    def const(self, value, dtype=np.float32, stem: str = "c") -> str:
-        name = self._name(stem)
-        self.inits.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
-        return name
-
-    def op(self, op_type: str, *inputs: str, outputs: int | Sequence[str] = 1, **attrs) -> str | list[str]:
-        names = [self._name(op_type.lower()) for _ in range(outputs)] if isinstance(outputs, int) else list(outputs)
-        self.nodes.append(helper.make_node(op_type, list(inputs), names, name=self._name("n_" + op_type), **attrs))
-        return names[0] if len(names) == 1 else names
-
-    def model(self, inputs, outputs, doc: str, metadata: dict[str, str]) -> onnx.ModelProto:
-        graph = helper.make_graph(self.nodes, "deepfaune_standin", inputs, outputs)
-        model = helper.make_model(
-            graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="deepfaune-plugin standins",
-            doc_string=doc,
-        )
-        model.ir_version = IR_VERSION
-        helper.set_model_props(model, metadata)
-        # move the weights in one by one: a full-size ViT-L is 1.2 GB and must not be held three times
-        self.inits.reverse()
-        while self.inits:
-            model.graph.initializer.append(self.inits.pop())
-        if model.ByteSize() < _CHECK_LIMIT:  # the checker serialises a copy; big graphs are checked by loading
-            onnx.checker.check_model(model)
-        return model
-
-    # -- common blocks --------------------------------------------------------------------
-    def linear(self, x: str, w: np.ndarray, b: np.ndarray | None) -> str:
-        """x @ w (+ b), w stored [in, out]; MatMul works on any leading dims."""
-        y = self.op("MatMul", x, self.const(w, stem="w"))
-        return y if b is None else self.op("Add", y, self.const(b, stem="b"))
-
-    def gelu(self, x: str) -> str:
-        """Exact (erf) GELU; onnxruntime fuses this pattern."""
-        e = self.op("Erf", self.op("Div", x, self.const(math.sqrt(2.0))))
-        return self.op("Mul", self.op("Mul", x, self.op("Add", e, self.const(1.0))), self.const(0.5))
-
-    def silu(self, x: str) -> str:
-        return self.op("Mul", x, self.op("Sigmoid", x))
-
-    def avgpool(self, x: str, k: int, stride: int = 1, pad: int = 0) -> str:
-        return self.op("AveragePool", x, kernel_shape=[k, k], strides=[stride, stride], pads=[pad] * 4,
-                       count_include_pad=1)
-
-
-def _save(model: onnx.ModelProto, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(model.SerializeToString())
-    return path
 
 
 # ---------------------------------------------------------------------------------------------
@@ -154,7 +87,7 @@ def build_small_classifier(card: ModelCard, seed: int = 0) -> onnx.ModelProto:
     feats = _patch_features(_calibration_images(rng, size), w1, b1)
     wl, bl = _head(rng, feats, n, target_top=0.75)
 
-    g = _Graph()
+    g = Graph()
     x = g.op("Conv", "input", g.const(w1, stem="w"), g.const(b1, stem="b"),
              kernel_shape=[_PATCH, _PATCH], strides=[_PATCH, _PATCH])
     f = g.op("Flatten", g.op("GlobalAveragePool", g.op("Relu", x)), axis=1)
@@ -179,7 +112,7 @@ def _mixing_matrix(rng: np.random.Generator) -> np.ndarray:
     return base + rng.normal(0.0, 0.02, size=(3, 3))
 
 
-def _marker_head(g: _Graph, images: str, rng: np.random.Generator) -> str:
+def _marker_head(g: Graph, images: str, rng: np.random.Generator) -> str:
     """[B,3,H,W] RGB/255 -> [B,7,h*w]: cx, cy, w, h, then animal/person/vehicle scores per 32 px cell."""
     # marker test on 8 px sub-cells, then the covered fraction of each 32 px cell: a blob counts by its
     # area whatever its alignment with the grid
@@ -216,7 +149,7 @@ def _marker_head(g: _Graph, images: str, rng: np.random.Generator) -> str:
     return g.op("Reshape", grid, g.const([0, 7, -1], dtype=np.int64))
 
 
-def _maxpool7(g: _Graph, x: str) -> str:
+def _maxpool7(g: Graph, x: str) -> str:
     return g.op("MaxPool", x, kernel_shape=[7, 7], strides=[1, 1], pads=[3, 3, 3, 3])
 
 
@@ -229,7 +162,7 @@ def _detector_io() -> tuple[list, list]:
 def build_small_detector(card: ModelCard, name: str, seed: int = 0) -> onnx.ModelProto:
     """The colour-marker detector alone: A = (H/32)*(W/32) anchors."""
     rng = np.random.default_rng([seed, _detector_salt(name)])
-    g = _Graph()
+    g = Graph()
     head = _marker_head(g, "images", rng)
     g.op("Identity", head, outputs=["output0"])
     inputs, outputs = _detector_io()
@@ -269,7 +202,7 @@ def _rope_tables(grid: int, head_dim: int) -> tuple[np.ndarray, np.ndarray]:
     return np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
 
 
-def _rope(g: _Graph, t: str, prefix: int, cos: str, sin: str, half: int) -> str:
+def _rope(g: Graph, t: str, prefix: int, cos: str, sin: str, half: int) -> str:
     """Rotate the patch tokens of q or k [B,H,T,Dh]; prefix (class, register) tokens are left alone."""
     i64 = lambda v: g.const(v, dtype=np.int64)  # noqa: E731
     head = g.op("Slice", t, i64([0]), i64([prefix]), i64([2]))
@@ -289,7 +222,7 @@ def build_full_classifier(card: ModelCard, seed: int = 0) -> onnx.ModelProto:
     grid = size // a.patch_size
     dh = d // a.heads
     prefix = 1 + a.register_tokens
-    g = _Graph()
+    g = Graph()
     i64 = lambda v: g.const(v, dtype=np.int64)  # noqa: E731
 
     x = g.op("Conv", "input", g.const(_randn(rng, d, 3, a.patch_size, a.patch_size), stem="w"),
@@ -346,7 +279,7 @@ def build_full_classifier(card: ModelCard, seed: int = 0) -> onnx.ModelProto:
 class _Yolo:
     """Conv-BN-SiLU blocks with BatchNorm folded into the convolution's bias."""
 
-    def __init__(self, g: _Graph, rng: np.random.Generator) -> None:
+    def __init__(self, g: Graph, rng: np.random.Generator) -> None:
         self.g, self.rng = g, rng
 
     def conv(self, x: str, c1: int, c2: int, k: int = 1, s: int = 1, act: bool = True) -> str:
@@ -375,7 +308,7 @@ class _Yolo:
         return self.g.op("Resize", x, "", self.g.const([1.0, 1.0, 2.0, 2.0]), mode="nearest")
 
 
-def _yolov8s_raw(g: _Graph, rng: np.random.Generator, nc: int = 3, reg_max: int = 16) -> str:
+def _yolov8s_raw(g: Graph, rng: np.random.Generator, nc: int = 3, reg_max: int = 16) -> str:
     """YOLOv8s (width 0.50, depth 0.33) on `images`; returns the decoded [B, 4+nc, A] of strides 8/16/32."""
     y = _Yolo(g, rng)
     x = y.conv(y.conv("images", 3, 32, 3, 2), 32, 64, 3, 2)
@@ -415,7 +348,7 @@ def _yolov8s_raw(g: _Graph, rng: np.random.Generator, nc: int = 3, reg_max: int 
 def build_full_detector(card: ModelCard, name: str, seed: int = 0) -> onnx.ModelProto:
     """Real YOLOv8s compute; output = marker head on the stride-32 anchors + 1e-6 x the random YOLO output."""
     rng = np.random.default_rng([seed, _detector_salt(name)])
-    g = _Graph()
+    g = Graph()
     marker = _marker_head(g, "images", rng)  # [B, 7, A32]
     raw = _yolov8s_raw(g, rng)  # [B, 7, A8 + A16 + A32]
     a32 = g.op("Slice", g.op("Shape", marker), g.const([2], dtype=np.int64), g.const([3], dtype=np.int64))
@@ -446,14 +379,14 @@ def write_standins(models_dir: Path, version: str, seed: int = 0, full_size: boo
     meta = {"standin": True, "source": "standin", "seed": seed, "full_size": full_size}
 
     classifier = build_full_classifier(card, seed) if full_size else build_small_classifier(card, seed)
-    path = _save(classifier, models_dir / standin_name(card.classifier.onnx, full_size))
+    path = save(classifier, models_dir / standin_name(card.classifier.onnx, full_size))
     del classifier
     cls_name = installed.add_file(path, "classifier", card=version, **meta)
 
     detectors = {}
     for name, spec in card.detectors.items():
         model = build_full_detector(card, name, seed) if full_size else build_small_detector(card, name, seed)
-        path = _save(model, models_dir / standin_name(spec.onnx, full_size))
+        path = save(model, models_dir / standin_name(spec.onnx, full_size))
         detectors[name] = installed.add_file(path, "detector", detector=name, **meta)
     installed.set_version(version, classifier=cls_name, detectors=detectors)
     return installed.save()

@@ -13,31 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deepfaune_plugin.errors import DeepfauneError
-
+from ..convert.formats import PREFIX, CheckpointError, InertGlobal, bird_head_parts, classifier_parts
 from .deps import require
 
-PREFIX = "base_model."
-
-
-class CheckpointError(DeepfauneError):
-    """A file that is not a DeepFaune checkpoint of the expected kind."""
-
-
-class InertGlobal:
-    """Stands for a class or function named in a pickle; records what the pickle gives it, runs nothing."""
-
-    qualified_name = "?"
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.args, self.kwargs = args, kwargs
-
-    def __setstate__(self, state: Any) -> None:
-        self.state = state
-
-    def __repr__(self) -> str:
-        return f"<inert {self.qualified_name}>"
-
+__all__ = ["PREFIX", "CheckpointError", "InertGlobal", "ClassifierCheckpoint", "load_classifier_checkpoint",
+           "load_bird_head", "safe_load", "describe"]
 
 def _stub(qualified_name: str) -> type:
     return type(qualified_name.rsplit(".", 1)[-1], (InertGlobal,), {"qualified_name": qualified_name})
@@ -98,33 +78,18 @@ class ClassifierCheckpoint:
 def load_classifier_checkpoint(path: Path | str) -> ClassifierCheckpoint:
     """DeepFaune's classifier checkpoint: args, state_dict under 'base_model.', pickled transform."""
     data = safe_load(path)
-    if not isinstance(data, dict) or "state_dict" not in data or "args" not in data:
-        found = sorted(data) if isinstance(data, dict) else type(data).__name__
-        raise CheckpointError(f"{path} is not a DeepFaune classifier checkpoint "
-                              f"(expected a dict with 'args' and 'state_dict', found {found})")
-    args = data["args"]
-    if isinstance(args, InertGlobal):  # e.g. an argparse.Namespace
-        args = dict(getattr(args, "state", None) or {})
-    if not isinstance(args, dict) or "backbone" not in args or "num_classes" not in args:
-        raise CheckpointError(f"{path}: 'args' must hold 'backbone' and 'num_classes'")
-    raw = data["state_dict"]
-    outside = [k for k in raw if not k.startswith(PREFIX)]
-    if outside:
-        raise CheckpointError(f"{path}: state_dict keys outside '{PREFIX}': {', '.join(outside[:5])}")
-    state = {k[len(PREFIX):]: v for k, v in raw.items()}
+    backbone, num_classes, state, args = classifier_parts(data, path)
     _check_finite(path, state)
     transform = describe(data["transform"]) if data.get("transform") is not None else ""
-    return ClassifierCheckpoint(str(args["backbone"]), int(args["num_classes"]), state, transform,
+    return ClassifierCheckpoint(backbone, num_classes, state, transform,
                                 {k: v for k, v in args.items() if isinstance(v, (str, int, float, bool))})
 
 
 def load_bird_head(path: Path | str) -> dict[str, Any]:
     """The bird head's state_dict (a plain dict of tensors, keys 'bird_model.<i>.<param>')."""
-    data = safe_load(path)
-    if not isinstance(data, dict) or not any(str(k).startswith("bird_model.") for k in data):
-        raise CheckpointError(f"{path} is not a DeepFaune bird head (expected a state_dict with 'bird_model.' keys)")
+    data = bird_head_parts(safe_load(path), path)
     _check_finite(path, data)
-    return dict(data)
+    return data
 
 
 def _check_finite(path: Path | str, state: dict[str, Any]) -> None:

@@ -1,4 +1,4 @@
-"""Issue 17 item 1: the torch-free checkpoint reader (models/export/torchfree_pickle.py)."""
+"""Issue 17 item 1: the torch-free checkpoint reader (models/convert/torchfree_pickle.py)."""
 from __future__ import annotations
 
 import collections
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from deepfaune_plugin.errors import DeepfauneError
-from deepfaune_plugin.models.export.torchfree_pickle import InertRecord, UnsafeCheckpointError, load
+from deepfaune_plugin.models.convert.torchfree_pickle import InertRecord, UnsafeCheckpointError, load
 
 
 class _Evil:
@@ -70,7 +70,7 @@ def test_item17_1_not_a_zip_is_a_clear_error(tmp_path):
 def test_item17_1_ultralytics_checkpoint_state_matches_torch(tmp_path):
     pytest.importorskip("ultralytics")
     import official_checkpoints as fakes
-    from deepfaune_plugin.models.export.torchfree_pickle import module_state_dict
+    from deepfaune_plugin.models.convert.torchfree_pickle import module_state_dict
     import torch
     path = fakes.write_detector_checkpoint(tmp_path / "det.pt")
     data = load(path)
@@ -89,7 +89,7 @@ def test_item17_1_reads_with_torch_not_importable(tmp_path):
     path = tmp_path / "ck.pt"
     torch.save({"state_dict": {"base_model.w": torch.full((2, 3), 0.5, dtype=torch.float16)}}, path)
     code = ("import sys; sys.modules['torch'] = None\n"
-            "from deepfaune_plugin.models.export.torchfree_pickle import load\n"
+            "from deepfaune_plugin.models.convert.torchfree_pickle import load\n"
             f"w = load({str(path)!r})['state_dict']['base_model.w']\n"
             "print(w.dtype, w.shape, float(w.sum()))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

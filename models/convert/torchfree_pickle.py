@@ -21,7 +21,7 @@ import numpy as np
 
 from deepfaune_plugin.errors import DeepfauneError
 
-from .checkpoint import InertGlobal
+from .formats import InertGlobal
 
 # storage class name -> numpy dtype of the raw bytes (little-endian, as torch writes them)
 _STORAGES: dict[str, str] = {
