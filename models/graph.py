@@ -10,7 +10,7 @@ from typing import Sequence
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import TensorProto, helper, numpy_helper
 
 OPSET = 17
 IR_VERSION = 8  # the lowest IR that carries opset 17: loadable by older onnxruntime releases
@@ -74,8 +74,35 @@ class Graph:
         return self.op("AveragePool", x, kernel_shape=[k, k], strides=[stride, stride], pads=[pad] * 4,
                        count_include_pad=1)
 
+    def yolo_decode(self, reg: str, cls: str, stride: float, reg_max: int, nc: int) -> tuple[str, str]:
+        """One stride of an ultralytics Detect head, as its ONNX export computes it: the DFL expectation over
+        `reg_max` bins per side, anchors at the cell centres (from the map's own size: H, W stay dynamic),
+        boxes (centre x, centre y, width, height) in input pixels [B, 4, A], class scores sigmoid [B, nc, A]."""
+        i64 = lambda v: self.const(v, dtype=np.int64)  # noqa: E731
+        bins = self.const(np.arange(reg_max, dtype=np.float32).reshape(1, reg_max, 1, 1), stem="dfl")
+        dist = self.op("Softmax", self.op("Transpose", self.op("Reshape", reg, i64([0, 4, reg_max, -1])),
+                                          perm=[0, 2, 1, 3]), axis=1)
+        dist = self.op("Reshape", self.op("Conv", dist, bins), i64([0, 4, -1]))
+        ones = self.op("ReduceMax", self.op("Add", self.op("Mul", cls, self.const(0.0)), self.const(1.0)), axes=[1],
+                       keepdims=1)
+        ax = self.op("Add", self.op("CumSum", ones, i64(3)), self.const(-0.5))
+        ay = self.op("Add", self.op("CumSum", ones, i64(2)), self.const(-0.5))
+        anchors = self.op("Reshape", self.op("Concat", ax, ay, axis=1), i64([0, 2, -1]))
+        lt = self.op("Slice", dist, i64([0]), i64([2]), i64([1]))
+        rb = self.op("Slice", dist, i64([2]), i64([4]), i64([1]))
+        x1y1, x2y2 = self.op("Sub", anchors, lt), self.op("Add", anchors, rb)
+        centre = self.op("Mul", self.op("Add", x1y1, x2y2), self.const(0.5))
+        box = self.op("Mul", self.op("Concat", centre, self.op("Sub", x2y2, x1y1), axis=1), self.const(float(stride)))
+        return box, self.op("Sigmoid", self.op("Reshape", cls, i64([0, nc, -1])))
+
 
 def save(model: onnx.ModelProto, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(model.SerializeToString())
     return path
+
+def detector_io() -> tuple[list, list]:
+    """The detector contract's signature: images [batch, 3, H, W] -> output0 [batch, 7, anchors]."""
+    inputs = [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", 3, "height", "width"])]
+    outputs = [helper.make_tensor_value_info("output0", TensorProto.FLOAT, ["batch", 7, "anchors"])]
+    return inputs, outputs

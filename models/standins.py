@@ -17,7 +17,7 @@ import onnx
 from onnx import TensorProto, helper
 
 from .cards import ModelCard, load_card
-from .graph import Graph, save
+from .graph import Graph, detector_io, save
 from .installed import InstalledModels
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406])
@@ -153,19 +153,13 @@ def _maxpool7(g: Graph, x: str) -> str:
     return g.op("MaxPool", x, kernel_shape=[7, 7], strides=[1, 1], pads=[3, 3, 3, 3])
 
 
-def _detector_io() -> tuple[list, list]:
-    inputs = [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", 3, "height", "width"])]
-    outputs = [helper.make_tensor_value_info("output0", TensorProto.FLOAT, ["batch", 7, "anchors"])]
-    return inputs, outputs
-
-
 def build_small_detector(card: ModelCard, name: str, seed: int = 0) -> onnx.ModelProto:
     """The colour-marker detector alone: A = (H/32)*(W/32) anchors."""
     rng = np.random.default_rng([seed, _detector_salt(name)])
     g = Graph()
     head = _marker_head(g, "images", rng)
     g.op("Identity", head, outputs=["output0"])
-    inputs, outputs = _detector_io()
+    inputs, outputs = detector_io()
     return g.model(inputs, outputs, f"DeepFaune stand-in detector {name} (colour markers)",
                    _metadata(card, "detector", seed, full_size=False, detector=name))
 
@@ -321,27 +315,13 @@ def _yolov8s_raw(g: Graph, rng: np.random.Generator, nc: int = 3, reg_max: int =
     o4 = y.c2f(g.op("Concat", y.conv(o3, 128, 128, 3, 2), h12, axis=1), 384, 256, 1, False)
     o5 = y.c2f(g.op("Concat", y.conv(o4, 256, 256, 3, 2), p5, axis=1), 768, 512, 1, False)
     c2, c3 = max(16, 128 // 4, reg_max * 4), max(128, min(nc, 100))
-    i64 = lambda v: g.const(v, dtype=np.int64)  # noqa: E731
-    bins = g.const(np.arange(reg_max, dtype=np.float32).reshape(1, reg_max, 1, 1), stem="dfl")
     boxes, scores = [], []
     for feat, ch, stride in ((o3, 128, 8), (o4, 256, 16), (o5, 512, 32)):
         reg = y.conv(y.conv(y.conv(feat, ch, c2, 3), c2, c2, 3), c2, 4 * reg_max, 1, act=False)
         cls = y.conv(y.conv(y.conv(feat, ch, c3, 3), c3, c3, 3), c3, nc, 1, act=False)
-        # DFL: softmax over the 16 bins of each side, expectation -> distances (left, top, right, bottom)
-        dist = g.op("Softmax", g.op("Transpose", g.op("Reshape", reg, i64([0, 4, reg_max, -1])), perm=[0, 2, 1, 3]),
-                    axis=1)
-        dist = g.op("Reshape", g.op("Conv", dist, bins), i64([0, 4, -1]))
-        ones = g.op("ReduceMax", g.op("Add", g.op("Mul", cls, g.const(0.0)), g.const(1.0)), axes=[1], keepdims=1)
-        ax = g.op("Add", g.op("CumSum", ones, i64(3)), g.const(-0.5))
-        ay = g.op("Add", g.op("CumSum", ones, i64(2)), g.const(-0.5))
-        anchors = g.op("Reshape", g.op("Concat", ax, ay, axis=1), i64([0, 2, -1]))
-        lt = g.op("Slice", dist, i64([0]), i64([2]), i64([1]))
-        rb = g.op("Slice", dist, i64([2]), i64([4]), i64([1]))
-        x1y1, x2y2 = g.op("Sub", anchors, lt), g.op("Add", anchors, rb)
-        centre = g.op("Mul", g.op("Add", x1y1, x2y2), g.const(0.5))
-        box = g.op("Mul", g.op("Concat", centre, g.op("Sub", x2y2, x1y1), axis=1), g.const(float(stride)))
+        box, score = g.yolo_decode(reg, cls, stride, reg_max, nc)
         boxes.append(box)
-        scores.append(g.op("Sigmoid", g.op("Reshape", cls, i64([0, nc, -1]))))
+        scores.append(score)
     return g.op("Concat", g.op("Concat", *boxes, axis=2), g.op("Concat", *scores, axis=2), axis=1)
 
 
@@ -359,7 +339,7 @@ def build_full_detector(card: ModelCard, name: str, seed: int = 0) -> onnx.Model
     planted = g.op("Concat", zeros, marker, axis=2)
     # (1 - 1e-6) keeps the scores within 0..1
     g.op("Add", g.op("Mul", planted, g.const(1.0 - 1e-6)), g.op("Mul", raw, g.const(1e-6)), outputs=["output0"])
-    inputs, outputs = _detector_io()
+    inputs, outputs = detector_io()
     return g.model(inputs, outputs, f"DeepFaune stand-in detector {name} (full-size YOLOv8s, colour-marker scores)",
                    _metadata(card, "detector", seed, full_size=True, detector=name))
 
