@@ -24,8 +24,8 @@ def add_models_parser(sub) -> None:
     s.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0): same seed, same weights")
     s.add_argument("--full-size", action="store_true", help="the real architectures' sizes (benchmarks; ~1.3 GB)")
 
-    i = msub.add_parser("install", help="download DeepFaune's official weights, export them to ONNX, check parity "
-                                        f"(needs {_EXPORT_HINT})")
+    i = msub.add_parser("install", help="download DeepFaune's official weights, convert them to ONNX (no torch "
+                                        "needed), make the int8 variant, register them")
     i.add_argument("model_version", metavar="VERSION", help="DeepFaune version: 1.3, 1.4 or 1.5")
     i.add_argument("--from", dest="source_dir", type=Path, default=None,
                    help="take the official .pt files from this folder instead of downloading them (offline machines)")
@@ -37,6 +37,10 @@ def add_models_parser(sub) -> None:
     i.add_argument("--no-int8", dest="int8", action="store_false", help="skip the int8 classifier variant")
     i.add_argument("--probes", type=Path, default=None,
                    help="folder of JPEG/PNG photos to check parity on (default: scenes made in code)")
+    i.add_argument("--converter", choices=("torchfree", "torch"), default="torchfree",
+                   help="torchfree (default): graphs written from the checkpoints' arrays, numpy and onnx only; "
+                        f"parity against torch is measured too when torch is installed. torch: the torch/ultralytics "
+                        f"export with its parity check ({_EXPORT_HINT})")
 
     e = msub.add_parser("export", help=f"export one PyTorch checkpoint to ONNX with a parity check (needs {_EXPORT_HINT})")
     esub = e.add_subparsers(dest="export_kind", required=True)
@@ -141,13 +145,13 @@ def _cmd_install(args) -> int:
 
     if args.model_version not in available_versions():
         raise DeepfauneError(f"unknown model version {args.model_version!r}; available: {', '.join(available_versions())}")
-    deps = _export_api()
-    deps.require("torch")  # the clear message before anything else
+    if args.converter == "torch":
+        _export_api().require("torch")  # the clear message before anything else
     from .export.install import install
 
     install(args.model_version, _models_dir(args.models_dir), source_dir=args.source_dir,
             download_dir=args.download_dir, base_url=args.base_url, int8=args.int8,
-            keep_downloads=args.keep_downloads, probe_dir=args.probes)
+            keep_downloads=args.keep_downloads, probe_dir=args.probes, converter=args.converter)
     return 0
 
 

@@ -19,9 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from deepfaune_plugin.errors import DeepfauneError
-
-from .formats import InertGlobal
+from .formats import CheckpointError, InertGlobal
 
 # storage class name -> numpy dtype of the raw bytes (little-endian, as torch writes them)
 _STORAGES: dict[str, str] = {
@@ -34,7 +32,7 @@ _REFUSED_MODULES = {"os", "posix", "nt", "subprocess", "builtins", "__builtin__"
                     "importlib", "runpy", "socket", "pickle", "marshal", "types", "code", "pty", "webbrowser"}
 
 
-class UnsafeCheckpointError(DeepfauneError):
+class UnsafeCheckpointError(CheckpointError):
     """A checkpoint whose pickle names a callable outside the allow-list (it would run code)."""
 
 
@@ -112,7 +110,7 @@ class _Unpickler(pickle.Unpickler):
         try:
             raw = self.archive.read(f"{self.root}data/{key}")
         except KeyError as err:
-            raise DeepfauneError(f"{self.path}: storage {key} missing from the archive (damaged file)") from err
+            raise CheckpointError(f"{self.path}: storage {key} missing from the archive (damaged file)") from err
         return _Storage(raw, _STORAGES[kind])
 
 
@@ -120,22 +118,24 @@ def load(path: Path | str) -> Any:
     """The checkpoint's object with tensors as NumPy arrays and foreign classes as InertRecords."""
     path = Path(path)
     if not path.is_file():
-        raise DeepfauneError(f"{path}: no such file")
+        raise CheckpointError(f"{path}: no such file")
     try:
         archive = zipfile.ZipFile(path)
     except zipfile.BadZipFile as err:
-        raise DeepfauneError(f"{path} is not a PyTorch checkpoint (not a zip archive: legacy or damaged)") from err
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint (not a zip archive: legacy or damaged)") from err
     with archive:
         pickles = [n for n in archive.namelist() if n.endswith("data.pkl")]
         if len(pickles) != 1:
-            raise DeepfauneError(f"{path} is not a PyTorch checkpoint (no single data.pkl inside)")
+            raise CheckpointError(f"{path} is not a PyTorch checkpoint (no single data.pkl inside)")
         root = pickles[0][: -len("data.pkl")]
         try:
             return _Unpickler(archive.read(pickles[0]), archive, root, path).load()
-        except (UnsafeCheckpointError, DeepfauneError):
+        except (UnsafeCheckpointError, CheckpointError):
             raise
+        except zipfile.BadZipFile as err:  # a storage whose bytes fail the archive's CRC: damaged in transit
+            raise CheckpointError(f"{path} is damaged ({err}); download it again") from err
         except Exception as err:
-            raise DeepfauneError(f"{path} is not a readable PyTorch checkpoint ({type(err).__name__}: {err})") from err
+            raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({type(err).__name__}: {err})") from err
 
 
 def module_state_dict(record: InertRecord, prefix: str = "") -> dict[str, np.ndarray]:
@@ -143,7 +143,7 @@ def module_state_dict(record: InertRecord, prefix: str = "") -> dict[str, np.nda
     buffers of the module tree, under the same dotted keys as torch's `Module.state_dict()`."""
     state = getattr(record, "state", None) if isinstance(record, InertRecord) else None
     if not isinstance(state, dict):
-        raise DeepfauneError(f"{record!r} is not a pickled torch module (no module state)")
+        raise CheckpointError(f"{record!r} is not a pickled torch module (no module state)")
     out: dict[str, np.ndarray] = {}
     skipped = set(state.get("_non_persistent_buffers_set") or ())
     for group in ("_parameters", "_buffers"):

@@ -109,6 +109,15 @@ def resample_table(table: np.ndarray, shape: VitShape, grid: int) -> np.ndarray:
     return np.concatenate([head.astype(np.float64), cells], axis=1).astype(np.float32)
 
 
+def position_note(state: Mapping[str, np.ndarray], crop_size: int) -> str:
+    """What the manifest says of the position table (the torch export's wording)."""
+    shape = vit_shape(state, "classifier")
+    n, grid = shape.table_grid, crop_size // shape.patch
+    if n == grid:
+        return f"{n}x{n} (no resampling needed)"
+    return f"{n}x{n} resampled to {grid}x{grid} (bicubic, antialias) and baked in"
+
+
 def _array(state: Mapping[str, np.ndarray], key: str, where: str) -> np.ndarray:
     try:
         return np.asarray(state[key], dtype=np.float32)

@@ -1,9 +1,10 @@
-"""An ultralytics detector checkpoint (DeepFaune's YOLOv8s) as the ONNX contract's graph, with no torch and no
+"""An ultralytics detector checkpoint (DeepFaune's YOLOv8s, MegaDetector v1000 sorrel's YOLO11s) as the ONNX contract's graph, with no torch and no
 ultralytics: the pickled model is read as inert records (torchfree_pickle) and walked layer by layer.
 
 An ultralytics model is a list of layers, each naming where its input comes from (`f`: -1 the previous layer,
 or indices, Concat and Detect taking several). The walk follows that wiring and writes each layer's compute:
-Conv (Conv2d + BatchNorm folded + SiLU), C2f with its Bottlenecks, SPPF, nearest Upsample, Concat and the Detect
+Conv (Conv2d + BatchNorm folded + SiLU; DWConv alike), C2f with its Bottlenecks, SPPF, nearest Upsample,
+Concat, YOLO11's C3k2 / C3k and C2PSA (position-sensitive attention), and the Detect
 head (box and class branches per stride, DFL expectation, anchors from the feature map's size so that height
 and width stay dynamic, boxes as centre x, y, width, height in input pixels, class scores through a sigmoid):
 the output `output0` [batch, 4 + 3, anchors] that ultralytics' own ONNX export gives. As ultralytics does, the
@@ -67,7 +68,8 @@ class Walk:
         self.build: dict[str, Callable[[Layer, Any], str]] = {
             "Conv": self.conv, "DWConv": self.conv, "C2f": self.c2f, "Bottleneck": self.bottleneck,
             "SPPF": self.sppf, "Upsample": self.upsample, "Concat": self.concat, "Sequential": self.sequential,
-            "Conv2d": self.conv2d,
+            "Conv2d": self.conv2d, "C3k2": self.c2f, "C3k": self.c3, "C3": self.c3, "C2PSA": self.c2psa,
+            "PSABlock": self.psa_block, "Attention": self.attention,
         }
 
     def i64(self, values) -> str:
@@ -119,6 +121,35 @@ class Walk:
         for block in layer.child("m").children():
             y.append(self.layer(block, y[-1]))
         return self.conv(layer.child("cv2"), self.g.op("Concat", *y, axis=1))
+
+    def c3(self, layer: Layer, x: str) -> str:
+        inner = self.layer(layer.child("m"), self.conv(layer.child("cv1"), x))
+        return self.conv(layer.child("cv3"), self.g.op("Concat", inner, self.conv(layer.child("cv2"), x), axis=1))
+
+    def c2psa(self, layer: Layer, x: str) -> str:
+        c = int(layer.attr("c"))
+        a, b = self.g.op("Split", self.conv(layer.child("cv1"), x), self.i64([c, c]), axis=1, outputs=2)
+        return self.conv(layer.child("cv2"), self.g.op("Concat", a, self.layer(layer.child("m"), b), axis=1))
+
+    def psa_block(self, layer: Layer, x: str) -> str:
+        add = bool(layer.attr("add", True))
+        y = self.attention(layer.child("attn"), x)
+        x = self.g.op("Add", x, y) if add else y
+        y = self.layer(layer.child("ffn"), x)
+        return self.g.op("Add", x, y) if add else y
+
+    def attention(self, layer: Layer, x: str) -> str:
+        """YOLO11's position-sensitive attention over the H*W cells of a map, heads along the channels."""
+        heads, kd, hd = (int(layer.attr(a)) for a in ("num_heads", "key_dim", "head_dim"))
+        shape = self.g.op("Shape", x)  # [B, C, H, W]
+        qkv = self.g.op("Reshape", self.conv(layer.child("qkv"), x), self.i64([0, heads, 2 * kd + hd, -1]))
+        q, k, v = self.g.op("Split", qkv, self.i64([kd, kd, hd]), axis=2, outputs=3)  # [B, heads, *, N]
+        q = self.g.op("Mul", q, self.g.const(np.float32(layer.attr("scale"))))
+        attn = self.g.op("Softmax", self.g.op("MatMul", self.g.op("Transpose", q, perm=[0, 1, 3, 2]), k), axis=-1)
+        y = self.g.op("MatMul", v, self.g.op("Transpose", attn, perm=[0, 1, 3, 2]))  # [B, heads, hd, N]
+        y = self.g.op("Reshape", y, shape)
+        pe = self.conv(layer.child("pe"), self.g.op("Reshape", v, shape))
+        return self.conv(layer.child("proj"), self.g.op("Add", y, pe))
 
     def sppf(self, layer: Layer, x: str) -> str:
         pool = layer.child("m")

@@ -99,41 +99,42 @@ def int8_name(onnx_name: str) -> str:
     return f"{stem}-int8.onnx"
 
 
+CONVERTERS = ("torchfree", "torch")
+
+
 def export_version(card: ModelCard, files: Mapping[str, Path], models_dir: Path, *, int8: bool = True,
                    probe_dir: Path | None = None, backbone_kwargs: Mapping[str, Any] | None = None,
-                   log: Log = _stderr) -> Path:
-    """Export every file of a version, check parity, move them into `models_dir`, save the manifest."""
-    from .classifier import export_classifier
-    from .deps import tool_versions
-    from .detector import export_detector
+                   converter: str = "torchfree", log: Log = _stderr) -> Path:
+    """Convert every file of a version, check it, move them into `models_dir`, save the manifest.
+
+    `converter` "torchfree" writes the graphs from the checkpoints' arrays (models/convert: numpy and onnx
+    only), and measures parity against torch too when torch, timm and ultralytics happen to be installed;
+    "torch" is the torch/ultralytics export, always with its parity check."""
     from .probes import probe_crops, probe_images
     from .quantize import int8_classifier
 
+    if converter not in CONVERTERS:
+        raise DeepfauneError(f"unknown converter {converter!r}; choose {' or '.join(CONVERTERS)}")
+    steps = _TorchFree(backbone_kwargs) if converter == "torchfree" else _TorchExport(backbone_kwargs)
     models_dir = Path(models_dir)
     models_dir.mkdir(parents=True, exist_ok=True)
     installed = InstalledModels(models_dir)
     if installed.manifest_path.exists():
         installed.manifest  # a damaged manifest fails now, before an hour of exporting
     origins = {f.role: f.urls[0] if f.urls else None for f in official_files(card)}
-    tools = tool_versions()
+    tools = steps.tools()
     images = probe_images(directory=probe_dir)
     c = card.classifier
     crops = probe_crops(c.crop_size, images=images)
     entries: list[tuple[str, str, dict[str, Any]]] = []  # (file name, kind, metadata)
     with tempfile.TemporaryDirectory(prefix=".staging-", dir=models_dir) as staging:
         stage = Path(staging)
-        log(f"exporting the {c.backbone} classifier ({c.file}) at {c.crop_size} px")
-        cls = export_classifier(files["classifier"], stage / c.onnx, bird_head=files.get("bird_head"),
-                                crop_size=c.crop_size, global_pool=c.global_pool, expect_backbone=c.backbone,
-                                expect_classes=c.num_classes, backbone_kwargs=backbone_kwargs, probes=crops)
-        p = cls.parity
-        log(f"  parity: max |delta logit| {p.max_abs_logit:.2e}"
-            + (f", bird {p.max_abs_bird_logit:.2e}" if p.max_abs_bird_logit is not None else "")
-            + f" on {p.probes} probe crops ({cls.seconds:.0f} s)")
+        log(f"{steps.verb} the {c.backbone} classifier ({c.file}) at {c.crop_size} px")
+        meta = steps.classifier(card, files, stage / c.onnx, crops, log)
         sources = {"exported_from": _file_facts(files["classifier"], origins.get("classifier"))}
         if "bird_head" in files:
             sources["bird_head_from"] = _file_facts(files["bird_head"], origins.get("bird_head"))
-        entries.append((c.onnx, "classifier", {**sources, **cls.metadata()}))
+        entries.append((c.onnx, "classifier", {**sources, **meta}))
         int8_file = None
         if int8:
             int8_file = int8_name(c.onnx)
@@ -141,16 +142,12 @@ def export_version(card: ModelCard, files: Mapping[str, Path], models_dir: Path,
                             int8_classifier(stage / c.onnx, stage / int8_file, crops, c.crop_size, log)))
         detectors = {}
         for name, spec in card.detectors.items():
-            log(f"exporting the {name} detector ({spec.file}) at {spec.size} px")
-            det = export_detector(files[f"detector:{name}"], stage / spec.onnx, size=spec.size,
-                                  card_conf=spec.conf, images=images)
-            q = det.parity
-            log(f"  parity: {q.boxes} boxes on {q.images} probe images, min IoU {q.min_iou:.6f}, "
-                f"max |delta score| {q.max_abs_raw_score:.2e} ({det.seconds:.0f} s)")
+            log(f"{steps.verb} the {name} detector ({spec.file}) at {spec.size} px")
+            meta = steps.detector(files[f"detector:{name}"], stage / spec.onnx, spec, images, log)
             entries.append((spec.onnx, "detector", {"detector": name, "conf": spec.conf,
                                                     "exported_from": _file_facts(files[f"detector:{name}"],
                                                                                  origins.get(f"detector:{name}")),
-                                                    **det.metadata()}))
+                                                    **meta}))
             detectors[name] = spec.onnx
         for name, _kind, _meta in entries:
             os.replace(stage / name, models_dir / name)
@@ -161,22 +158,175 @@ def export_version(card: ModelCard, files: Mapping[str, Path], models_dir: Path,
     return installed.save()
 
 
+def _log_classifier_parity(p, seconds: float, log: Log, against: str = "PyTorch") -> None:
+    log(f"  parity against {against}: max |delta logit| {p.max_abs_logit:.2e}"
+        + (f", bird {p.max_abs_bird_logit:.2e}" if p.max_abs_bird_logit is not None else "")
+        + f" on {p.probes} probe crops ({seconds:.0f} s)")
+
+
+def _log_detector_parity(q, seconds: float, log: Log, against: str = "PyTorch") -> None:
+    log(f"  parity against {against}: {q.boxes} boxes on {q.images} probe images, min IoU {q.min_iou:.6f}, "
+        f"max |delta score| {q.max_abs_raw_score:.2e} ({seconds:.0f} s)")
+
+
+class _TorchExport:
+    """torch.onnx / ultralytics' exporter, each file refused on a parity failure (the export extra)."""
+
+    verb = "exporting"
+
+    def __init__(self, backbone_kwargs: Mapping[str, Any] | None):
+        self.backbone_kwargs = backbone_kwargs
+
+    def tools(self) -> dict[str, str]:
+        from .deps import tool_versions
+
+        return {**tool_versions(), "converter": "torch"}
+
+    def classifier(self, card: ModelCard, files: Mapping[str, Path], out: Path, crops, log: Log) -> dict[str, Any]:
+        from .classifier import export_classifier
+
+        c = card.classifier
+        cls = export_classifier(files["classifier"], out, bird_head=files.get("bird_head"), crop_size=c.crop_size,
+                                global_pool=c.global_pool, expect_backbone=c.backbone, expect_classes=c.num_classes,
+                                backbone_kwargs=self.backbone_kwargs, probes=crops)
+        _log_classifier_parity(cls.parity, cls.seconds, log)
+        return {"converter": "torch", **cls.metadata()}
+
+    def detector(self, pt: Path, out: Path, spec, images, log: Log) -> dict[str, Any]:
+        from .detector import export_detector
+
+        det = export_detector(pt, out, size=spec.size, card_conf=spec.conf, images=images)
+        _log_detector_parity(det.parity, det.seconds, log)
+        return {"converter": "torch", **det.metadata()}
+
+
+class _TorchFree:
+    """models/convert: the graphs written from the checkpoints' arrays; parity measured when torch is there."""
+
+    verb = "converting (torch-free)"
+
+    def __init__(self, backbone_kwargs: Mapping[str, Any] | None):
+        self.backbone_kwargs = backbone_kwargs
+        from .deps import ExportDepsMissing, require, require_ultralytics
+
+        try:
+            require("torch"), require("timm"), require_ultralytics()
+            self.reference = True
+        except ExportDepsMissing:
+            self.reference = False
+
+    def tools(self) -> dict[str, str]:
+        import onnx
+        import onnxruntime
+
+        from deepfaune_plugin import __version__
+
+        return {"converter": "torchfree", "deepfaune-plugin": __version__, "onnx": onnx.__version__,
+                "onnxruntime": onnxruntime.__version__}
+
+    def classifier(self, card: ModelCard, files: Mapping[str, Path], out: Path, crops, log: Log) -> dict[str, Any]:
+        import time
+
+        from deepfaune_plugin.engine.onnx_models import OnnxClassifier
+        from deepfaune_plugin.models.convert.read import read_bird_head, read_classifier
+        from deepfaune_plugin.models.convert.vit import build_classifier, position_note
+
+        start = time.monotonic()
+        c = card.classifier
+        ckpt = read_classifier(files["classifier"])
+        if ckpt.backbone != c.backbone:
+            raise DeepfauneError(f"{files['classifier']} holds a {ckpt.backbone} classifier, the model card "
+                                 f"expects {c.backbone}")
+        if ckpt.num_classes != c.num_classes:
+            raise DeepfauneError(f"{files['classifier']} has {ckpt.num_classes} classes, the model card expects "
+                                 f"{c.num_classes}")
+        if "dinov2" not in ckpt.backbone:
+            raise DeepfauneError(f"DeepFaune {card.version}'s {ckpt.backbone} classifier has no torch-free "
+                                 "converter yet (DINOv2 only: 1.3, 1.4); install it with --converter torch")
+        bird = read_bird_head(files["bird_head"]) if "bird_head" in files else None
+        model = build_classifier(ckpt.state_dict, bird, c.crop_size, where=str(files["classifier"]))
+        note = position_note(ckpt.state_dict, c.crop_size)
+        del ckpt
+        out.write_bytes(model.SerializeToString())
+        del model
+        logits, bird_logits = OnnxClassifier(out, size=c.crop_size)(crops)  # the contract, and finite answers
+        meta: dict[str, Any] = {"converter": "torchfree", "backbone": c.backbone, "num_classes": c.num_classes,
+                                "crop_size": c.crop_size, "position_table": note,
+                                "bird_classes": None if bird_logits is None else int(bird_logits.shape[1])}
+        if self.reference:
+            from .classifier import build_reference
+            from .checkpoint import load_bird_head, load_classifier_checkpoint
+            from .parity import ParityError, classifier_parity
+
+            ref, _ = build_reference(load_classifier_checkpoint(files["classifier"]),
+                                     load_bird_head(files["bird_head"]) if "bird_head" in files else None,
+                                     c.global_pool, self.backbone_kwargs)
+            ref_logits, ref_bird = ref.run(crops)
+            parity = classifier_parity(ref_logits, logits, ref_bird, bird_logits)
+            _log_classifier_parity(parity, time.monotonic() - start, log, "timm (torch is installed)")
+            if not parity.ok:
+                raise ParityError(f"the torch-free {c.backbone} graph does not match timm: {parity.as_dict()}")
+            meta["parity"] = {**parity.as_dict(), "against": "timm"}
+            meta["parity"].pop("max_abs_logit_baked")  # a torch-export figure: no static torch model here
+        else:
+            meta["parity"] = {"measured": False, "why": "torch is not installed; the converter's parity with timm "
+                                                        "is measured in CI (docs/models.md)"}
+            log(f"  written from the checkpoint's arrays ({time.monotonic() - start:.0f} s); torch is not "
+                "installed, so parity was not measured here (see docs/models.md)")
+        return meta
+
+    def detector(self, pt: Path, out: Path, spec, images, log: Log) -> dict[str, Any]:
+        import time
+
+        from deepfaune_plugin.engine.onnx_models import OnnxDetector
+        from deepfaune_plugin.models.convert.yolo import convert_detector
+
+        start = time.monotonic()
+        convert_detector(pt, out)
+        OnnxDetector(out, size=spec.size)  # the contract
+        meta: dict[str, Any] = {"converter": "torchfree", "architecture": spec.architecture, "size": spec.size}
+        if self.reference:
+            from .detector import PARITY_CONF, load_reference, measure_parity
+            from .parity import ParityError
+
+            reference = load_reference(pt)
+            checks = [measure_parity(reference, out, images, spec.size, conf)
+                      for conf in dict.fromkeys((PARITY_CONF, spec.conf))]
+            for q in checks:
+                _log_detector_parity(q, time.monotonic() - start, log, "ultralytics (torch is installed)")
+                if not q.ok:
+                    raise ParityError(f"the torch-free {pt.name} graph does not match ultralytics: {q.as_dict()}")
+            meta["parity"] = {**checks[0].as_dict(), "against": "ultralytics"}
+            if len(checks) > 1:
+                meta["parity_at_card_conf"] = checks[1].as_dict()
+        else:
+            meta["parity"] = {"measured": False, "why": "torch is not installed; the converter's parity with "
+                                                        "ultralytics is measured in CI (docs/models.md)"}
+            log(f"  written from the checkpoint's arrays ({time.monotonic() - start:.0f} s)")
+        return meta
+
+
 def install(version: str, models_dir: Path, *, source_dir: Path | None = None, download_dir: Path | None = None,
             base_url: str | None = None, card: ModelCard | None = None, int8: bool = True,
             keep_downloads: bool = False, probe_dir: Path | None = None, progress: bool = True,
-            backbone_kwargs: Mapping[str, Any] | None = None, log: Log = _stderr) -> Path:
-    """Fetch (or take from `source_dir`) a version's official files, export them, write the manifest."""
-    from .deps import require, require_ultralytics
-
-    require("torch")
-    require("timm")
-    require_ultralytics()  # fail before a 1.2 GB download, not after
+            backbone_kwargs: Mapping[str, Any] | None = None, converter: str = "torchfree",
+            log: Log = _stderr) -> Path:
+    """Fetch (or take from `source_dir`) a version's official files, convert them, write the manifest."""
     card = card or load_card(version)
+    if converter == "torch":
+        from .deps import require, require_ultralytics
+
+        require("torch")
+        require("timm")
+        require_ultralytics()  # fail before a 1.2 GB download, not after
+    elif converter == "torchfree" and "dinov2" not in card.classifier.backbone:
+        raise DeepfauneError(f"DeepFaune {card.version}'s {card.classifier.backbone} classifier has no torch-free "
+                             "converter yet (DINOv2 only: 1.3, 1.4); install it with --converter torch")
     models_dir = Path(models_dir)
     download_dir = Path(download_dir) if download_dir else default_download_dir(models_dir)
     files = fetch(card, download_dir, source_dir=source_dir, base_url=base_url, progress=progress, log=log)
     manifest = export_version(card, files, models_dir, int8=int8, probe_dir=probe_dir,
-                              backbone_kwargs=backbone_kwargs, log=log)
+                              backbone_kwargs=backbone_kwargs, converter=converter, log=log)
     if source_dir is None and not keep_downloads:
         for path in files.values():
             path.unlink(missing_ok=True)

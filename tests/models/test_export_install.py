@@ -74,7 +74,7 @@ def installed(official, tmp_path_factory, monkeypatch_module):
         cut = card.classifier.size_bytes // 2
         server.drop_once[card.classifier.file] = cut
         code = cli.main(["models", "install", "1.4", "--base-url", server.url, "--models-dir", str(models),
-                         "--download-dir", str(downloads), "--probes", str(probes)])
+                         "--download-dir", str(downloads), "--probes", str(probes), "--converter", "torch"])
     ranges = [r for name, r in server.requests if name == card.classifier.file]
     return code, models, downloads, ranges, cut
 
@@ -163,11 +163,12 @@ def test_a_corrupted_checkpoint_is_refused_and_nothing_half_written_remains(offi
     models = tmp_path / "models"
     models.mkdir()
     (models / "keep.txt").write_text("the user's own file")
-    with pytest.raises(CheckpointError, match="non-finite"):
-        install("1.4", models, card=card, source_dir=bad, probe_dir=probes, backbone_kwargs=SMALL_VIT,
-                progress=False, log=lambda m: None)
-    assert _leftovers(models) == ["keep.txt"]  # no staging folder, no ONNX, no manifest
-    assert (bad / card.classifier.file).exists()  # --from files are never deleted
+    for converter, why in (("torch", "non-finite"), ("torchfree", "damaged .*Bad CRC-32")):
+        with pytest.raises(CheckpointError, match=why):  # torch reads the bad bytes; the zip's CRC catches them
+            install("1.4", models, card=card, source_dir=bad, probe_dir=probes, backbone_kwargs=SMALL_VIT,
+                    progress=False, log=lambda m: None, converter=converter)
+        assert _leftovers(models) == ["keep.txt"]  # no staging folder, no ONNX, no manifest
+        assert (bad / card.classifier.file).exists()  # --from files are never deleted
 
 
 def test_from_dir_with_a_missing_file_names_it(official, tmp_path):
@@ -181,7 +182,92 @@ def test_cli_without_the_export_extra_says_how_to_get_it(monkeypatch, capsys, tm
         raise deps._missing(name, ImportError(f"No module named '{name}'"))
 
     monkeypatch.setattr(deps, "require", missing)
-    code = cli.main(["models", "install", "1.4", "--models-dir", str(tmp_path / "m")])
+    code = cli.main(["models", "install", "1.4", "--models-dir", str(tmp_path / "m"), "--converter", "torch"])
     err = capsys.readouterr().err
     assert code == 1 and "pip install 'deepfaune-plugin[export]'" in err and "torch" in err
+    assert not (tmp_path / "m").exists()
+
+
+# --- issue 17: the default install needs no torch -----------------------------------------------------------------
+BLOCK_TORCH = """
+import dataclasses, importlib.abc, sys
+class NoTorch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {"torch", "torchvision", "timm", "ultralytics"}:
+            raise ImportError(f"No module named {name!r} (blocked: this run proves the path needs no torch)")
+sys.meta_path.insert(0, NoTorch())
+try:
+    import torch
+except ImportError:
+    pass
+else:
+    raise SystemExit("torch is importable")
+from deepfaune_plugin import cli
+from deepfaune_plugin.models.export import install as install_module
+real = install_module.load_card
+def sized(version):  # the shrunk random classifier is not the real file's size
+    card = real(version)
+    return dataclasses.replace(card, classifier=dataclasses.replace(card.classifier, size_bytes=int(sys.argv[1])))
+install_module.load_card = sized
+argv = sys.argv[2:]
+split = argv.index("--then")
+code = cli.main(argv[:split])
+if code == 0:
+    code = cli.main(argv[split + 1:])
+print("modules:", sorted(m for m in sys.modules if m.split(".")[0] in {"torch", "timm", "ultralytics"}))
+raise SystemExit(code)
+"""
+
+
+def test_install_and_run_with_torch_unimportable(official, tmp_path):
+    """`deepfaune models install 1.4 --from DIR` then `deepfaune run`, in a process where torch, timm and
+    ultralytics cannot be imported (asserted there): a verified models folder and a result table."""
+    import subprocess
+    import sys
+
+    card, www, probes = official
+    models, photos = tmp_path / "models", tmp_path / "photos"
+    photos.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(photos / f"IMG_{i:04d}.JPG"), scene(600, 800, 40 + i))
+    done = subprocess.run(
+        [sys.executable, "-c", BLOCK_TORCH, str(card.classifier.size_bytes),
+         "models", "install", "1.4", "--from", str(www), "--models-dir", str(models), "--probes", str(probes),
+         "--then", "run", str(photos), "--models-dir", str(models), "-q", "--no-store"],
+        capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "modules: []" in done.stdout
+    assert "parity was not measured here" in done.stderr and "installed DeepFaune 1.4" in done.stderr
+    store = InstalledModels(models)
+    assert store.verify() == []
+    cls = store.file_info(card.classifier.onnx)
+    assert cls["converter"] == "torchfree" and cls["parity"]["measured"] is False
+    assert cls["tools"]["converter"] == "torchfree" and "torch" not in cls["tools"]
+    assert cls["position_table"] == "37x37 resampled to 13x13 (bicubic, antialias) and baked in"
+    assert store.file_info(card.classifier.onnx[:-5] + "-int8.onnx")["drift"]["probes"] == 8  # int8 made at install
+    assert {store.file_info(n)["converter"] for n in store.manifest["versions"]["1.4"]["detectors"].values()} == \
+        {"torchfree"}
+    table = (photos / "deepfaune.csv").read_text(encoding="utf-8")
+    assert table.count("IMG_") == 3
+
+
+def test_torch_free_install_measures_parity_when_torch_is_there(official, tmp_path):
+    card, www, probes = official
+    models = tmp_path / "models"
+    install("1.4", models, card=card, source_dir=www, probe_dir=probes, backbone_kwargs=SMALL_VIT, progress=False,
+            log=lambda m: None)
+    store = InstalledModels(models)
+    assert store.verify() == []
+    cls = store.file_info(card.classifier.onnx)
+    assert cls["converter"] == "torchfree" and cls["parity"]["against"] == "timm" and cls["parity"]["ok"]
+    assert cls["parity"]["max_abs_logit"] <= 1e-4 and cls["parity"]["max_abs_bird_logit"] <= 1e-4
+    for name in store.manifest["versions"]["1.4"]["detectors"].values():
+        det = store.file_info(name)
+        assert det["parity"]["against"] == "ultralytics" and det["parity"]["ok"] and det["parity"]["boxes"] > 0
+        assert det["parity"]["min_iou"] >= 0.999 and det["parity_at_card_conf"]["ok"]
+
+
+def test_torch_free_install_of_1_5_says_to_use_the_torch_converter(tmp_path):
+    with pytest.raises(Exception, match=r"1\.5's vit_large_patch16_dinov3.* --converter torch"):
+        install("1.5", tmp_path / "m", source_dir=tmp_path, log=lambda m: None)
     assert not (tmp_path / "m").exists()
