@@ -327,6 +327,10 @@ def install(version: str, models_dir: Path, *, source_dir: Path | None = None, d
     files = fetch(card, download_dir, source_dir=source_dir, base_url=base_url, progress=progress, log=log)
     manifest = export_version(card, files, models_dir, int8=int8, probe_dir=probe_dir,
                               backbone_kwargs=backbone_kwargs, converter=converter, log=log)
+    if int8:  # what --fast runs: int8 detectors (CPU) and fp16 files (GPU), beside the int8 classifier
+        from .quantize import quantize_installed
+
+        quantize_installed(models_dir, card.version, calibration_dir=probe_dir, log=log)
     if source_dir is None and not keep_downloads:
         for path in files.values():
             path.unlink(missing_ok=True)

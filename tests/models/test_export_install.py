@@ -91,15 +91,21 @@ def test_install_resumes_an_interrupted_download_and_writes_the_manifest(officia
     code, models, downloads, ranges, cut = installed
     assert code == 0
     assert ranges == [None, f"bytes={cut}-"]
+    fast = ["deepfaune-vit_large_patch14_dinov2.lvd142m.v4-fp16.onnx", "deepfaune-yolov8s_960-int8.onnx",
+            "deepfaune-yolov8s_960-fp16.onnx", "md_v1000.0.0-sorrel-int8.onnx", "md_v1000.0.0-sorrel-fp16.onnx"]
     assert _leftovers(models) == sorted([MANIFEST_NAME, card.classifier.onnx, "deepfaune-vit_large_patch14_dinov2"
-                                         ".lvd142m.v4-int8.onnx", "deepfaune-yolov8s_960.onnx", "md_v1000.0.0-sorrel.onnx"])
+                                         ".lvd142m.v4-int8.onnx", "deepfaune-yolov8s_960.onnx", "md_v1000.0.0-sorrel.onnx",
+                                         *fast])  # issue 17: the --fast variants are made at install
     assert not downloads.exists()  # downloads are removed once exported
 
     store = InstalledModels(models)
     assert store.verify() == []
     entry = store.manifest["versions"]["1.4"]
     assert entry == {"classifier": card.classifier.onnx, "classifier_int8": card.classifier.onnx[:-5] + "-int8.onnx",
-                     "detectors": {"DF": "deepfaune-yolov8s_960.onnx", "MDS": "md_v1000.0.0-sorrel.onnx"}}
+                     "detectors": {"DF": "deepfaune-yolov8s_960.onnx", "MDS": "md_v1000.0.0-sorrel.onnx"},
+                     "classifier_fp16": card.classifier.onnx[:-5] + "-fp16.onnx",
+                     "detectors_int8": {"DF": "deepfaune-yolov8s_960-int8.onnx", "MDS": "md_v1000.0.0-sorrel-int8.onnx"},
+                     "detectors_fp16": {"DF": "deepfaune-yolov8s_960-fp16.onnx", "MDS": "md_v1000.0.0-sorrel-fp16.onnx"}}
     cls = store.file_info(card.classifier.onnx)
     assert cls["source"] == "export" and cls["standin"] is False and cls["version"] == "1.4"
     assert cls["parity"]["ok"] and cls["parity"]["max_abs_logit"] <= 1e-4 and cls["parity"]["max_abs_bird_logit"] <= 1e-4
@@ -131,7 +137,7 @@ def test_list_and_verify(official, installed, tmp_path, capsys):
     assert f"classifier: {card.classifier.onnx}" in out and "parity max|dlogit|" in out
     assert "int8 drift max|dlogit|" in out and "parity min IoU 0.99" in out
     assert cli.main(["models", "verify", "--models-dir", str(models)]) == 0
-    assert "all 4 model files" in capsys.readouterr().out
+    assert "all 9 model files" in capsys.readouterr().out  # 4 models, their int8 and fp16 variants
     with open(models / "deepfaune-yolov8s_960.onnx", "r+b") as fh:
         fh.seek(1000)
         fh.write(b"\x00\x01\x02")
@@ -211,7 +217,7 @@ def sized(version):  # the shrunk random classifier is not the real file's size
 install_module.load_card = sized
 argv = sys.argv[2:]
 split = argv.index("--then")
-code = cli.main(argv[:split])
+code = cli.main(argv[:split]) if split else 0
 if code == 0:
     code = cli.main(argv[split + 1:])
 print("modules:", sorted(m for m in sys.modules if m.split(".")[0] in {"torch", "timm", "ultralytics"}))
@@ -245,10 +251,15 @@ def test_install_and_run_with_torch_unimportable(official, tmp_path):
     assert cls["tools"]["converter"] == "torchfree" and "torch" not in cls["tools"]
     assert cls["position_table"] == "37x37 resampled to 13x13 (bicubic, antialias) and baked in"
     assert store.file_info(card.classifier.onnx[:-5] + "-int8.onnx")["drift"]["probes"] == 8  # int8 made at install
+    assert set(store.manifest["versions"]["1.4"]["detectors_int8"]) == {"DF", "MDS"}  # and what --fast needs
     assert {store.file_info(n)["converter"] for n in store.manifest["versions"]["1.4"]["detectors"].values()} == \
         {"torchfree"}
     table = (photos / "deepfaune.csv").read_text(encoding="utf-8")
     assert table.count("IMG_") == 3
+    fast = subprocess.run([sys.executable, "-c", BLOCK_TORCH, str(card.classifier.size_bytes), "--then", "run",
+                           str(photos), "--models-dir", str(models), "-q", "--no-store", "--fast",
+                           "--output", str(tmp_path / "fast.csv")], capture_output=True, text=True, timeout=600)
+    assert (tmp_path / "fast.csv").read_text(encoding="utf-8").count("IMG_") == 3, fast.stderr[-2000:]
 
 
 def test_torch_free_install_measures_parity_when_torch_is_there(official, tmp_path):
