@@ -23,7 +23,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "models")]
 DINOV2 = "vit_large_patch14_dinov2.lvd142m"
 
 
-def classifier_row(work: Path) -> dict:
+def classifier_row(work: Path, backbone: str = DINOV2, classes: int = 38, size: int = 182,
+                   pool: str | None = None, label: str = "DINOv2 ViT-L/14 at 182 + bird head (1.3, 1.4)") -> dict:
     import official_checkpoints
 
     from deepfaune_plugin.engine.onnx_models import OnnxClassifier
@@ -33,20 +34,21 @@ def classifier_row(work: Path) -> dict:
     from deepfaune_plugin.models.export.parity import max_abs
     from deepfaune_plugin.models.export.probes import probe_crops
 
-    ckpt = official_checkpoints.write_classifier_checkpoint(work / "cls.pt", DINOV2, 38, 182, seed=11)
+    ckpt = official_checkpoints.write_classifier_checkpoint(work / "cls.pt", backbone, classes, size, seed=11,
+                                                            global_pool=pool)
     bird = official_checkpoints.write_bird_head(work / "bird.pt", seed=12)
     t0 = time.monotonic()
-    free = convert_classifier(ckpt, bird, work / "free.onnx", 182)
+    free = convert_classifier(ckpt, bird, work / "free.onnx", size)
     t_free = time.monotonic() - t0
     t0 = time.monotonic()
-    torch_made = export_classifier(ckpt, work / "torch.onnx", bird_head=bird).path
+    torch_made = export_classifier(ckpt, work / "torch.onnx", bird_head=bird, crop_size=size, global_pool=pool).path
     t_torch = time.monotonic() - t0
-    reference, _ = build_reference(load_classifier_checkpoint(ckpt), load_bird_head(bird), None)
-    x = probe_crops(182)
+    reference, _ = build_reference(load_classifier_checkpoint(ckpt), load_bird_head(bird), pool)
+    x = probe_crops(size)
     ref_logits, ref_bird = reference.run(x)
-    row = {"architecture": "DINOv2 ViT-L/14 at 182 + bird head (1.3, 1.4)", "probes": f"{len(x)} crops"}
+    row = {"architecture": label, "probes": f"{len(x)} crops"}
     for name, path, seconds in (("torch-free", free, t_free), ("torch export", torch_made, t_torch)):
-        logits, bird_logits = OnnxClassifier(path, size=182)(x)
+        logits, bird_logits = OnnxClassifier(path, size=size)(x)
         row[name] = (f"max abs dlogit {max_abs(ref_logits, logits):.1e}, bird {max_abs(ref_bird, bird_logits):.1e}"
                      f" ({seconds:.0f} s)")
     return row
@@ -82,7 +84,7 @@ def detector_row(work: Path, cfg: str, label: str) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=None, help="where the ~2 GB of checkpoints go (default: temp)")
-    parser.add_argument("--only", default="dinov2,yolov8s,yolo11s")
+    parser.add_argument("--only", default="dinov2,dinov3,yolov8s,yolo11s")
     args = parser.parse_args(argv)
     wanted = args.only.split(",")
     with tempfile.TemporaryDirectory(prefix="convert-parity-") as tmp:
@@ -91,6 +93,9 @@ def main(argv=None) -> int:
         rows = []
         if "dinov2" in wanted:
             rows.append(classifier_row(work))
+        if "dinov3" in wanted:
+            rows.append(classifier_row(work, "vit_large_patch16_dinov3.lvd1689m", 40, 224, "token",
+                                       "DINOv3 ViT-L/16 at 224 + bird head (1.5)"))
         if "yolov8s" in wanted:
             rows.append(detector_row(work, "yolov8s.yaml", "YOLOv8s, DeepFaune's detector (DF)"))
         if "yolo11s" in wanted:

@@ -240,9 +240,6 @@ class _TorchFree:
         if ckpt.num_classes != c.num_classes:
             raise DeepfauneError(f"{files['classifier']} has {ckpt.num_classes} classes, the model card expects "
                                  f"{c.num_classes}")
-        if "dinov2" not in ckpt.backbone:
-            raise DeepfauneError(f"DeepFaune {card.version}'s {ckpt.backbone} classifier has no torch-free "
-                                 "converter yet (DINOv2 only: 1.3, 1.4); install it with --converter torch")
         bird = read_bird_head(files["bird_head"]) if "bird_head" in files else None
         model = build_classifier(ckpt.state_dict, bird, c.crop_size, where=str(files["classifier"]))
         note = position_note(ckpt.state_dict, c.crop_size)
@@ -319,9 +316,7 @@ def install(version: str, models_dir: Path, *, source_dir: Path | None = None, d
         require("torch")
         require("timm")
         require_ultralytics()  # fail before a 1.2 GB download, not after
-    elif converter == "torchfree" and "dinov2" not in card.classifier.backbone:
-        raise DeepfauneError(f"DeepFaune {card.version}'s {card.classifier.backbone} classifier has no torch-free "
-                             "converter yet (DINOv2 only: 1.3, 1.4); install it with --converter torch")
+
     models_dir = Path(models_dir)
     download_dir = Path(download_dir) if download_dir else default_download_dir(models_dir)
     files = fetch(card, download_dir, source_dir=source_dir, base_url=base_url, progress=progress, log=log)

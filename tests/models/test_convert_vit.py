@@ -180,6 +180,41 @@ def test_position_table_resampled_as_timm_does(official):
     assert got.shape == (1, 170, SHALLOW["embed_dim"]) and np.abs(got - expected).max() <= 1e-5
 
 
+def test_dinov3_with_rotary_positions_and_register_tokens_matches_timm(tmp_path: Path):
+    """DeepFaune 1.5: timm's Eva layout (gamma_1/2, 4 register tokens, no table, RoPE on the patch tokens)."""
+    pytest.importorskip("timm")
+    import official_checkpoints
+    from test_export_classifier import timm_reference
+
+    from deepfaune_plugin.engine.onnx_models import OnnxClassifier
+    from deepfaune_plugin.models.convert.vit import convert_classifier
+    from deepfaune_plugin.models.export.probes import probe_crops
+
+    dinov3 = "vit_large_patch16_dinov3.lvd1689m"
+    ckpt = official_checkpoints.write_classifier_checkpoint(tmp_path / "v3.pt", dinov3, 40, 224, seed=4,
+                                                            global_pool="token", backbone_kwargs=SHALLOW)
+    bird = official_checkpoints.write_bird_head(tmp_path / "b.pt", dim=SHALLOW["embed_dim"], hidden=256, seed=5)
+    shape = vit_shape(read_classifier(ckpt).state_dict, "v3.pt")
+    assert (shape.rope, shape.prefix, shape.table_grid) == (True, 5, 0)
+    free = convert_classifier(ckpt, bird, tmp_path / "v3.onnx", 224)
+    x = probe_crops(224, count=4, seed=9)
+    ref_logits, ref_bird = timm_reference(ckpt, bird, SHALLOW, global_pool="token")(x)
+    logits, bird_logits = OnnxClassifier(free, size=224)(x)
+    assert np.abs(logits - ref_logits).max() <= 1e-4 and np.abs(bird_logits - ref_bird).max() <= 1e-4
+    assert np.abs(ref_logits).max() > 1.0
+
+
+def test_rope_tables_rotate_half_layout():
+    from deepfaune_plugin.models.convert.vit import rope_tables
+
+    cos, sin = rope_tables(14)
+    assert cos.shape == sin.shape == (196, 64)
+    assert np.allclose(cos[:, :32], cos[:, 32:]) and np.allclose(sin[:, :32], sin[:, 32:])  # repeated halves
+    # patch (row 0, col 13): y = -1 + 1/14, x = 1 - 1/14; the first period is 1, so the angle is 2 pi y, 2 pi x
+    assert np.isclose(np.arctan2(sin[13, 0], cos[13, 0]), 2 * np.pi * (-1 + 1 / 14) + 2 * np.pi)
+    assert np.isclose(np.arctan2(sin[13, 16], cos[13, 16]), 2 * np.pi * (1 - 1 / 14) - 2 * np.pi)
+
+
 @pytest.mark.slow
 def test_full_size_vit_l14_torch_free_matches_timm(tmp_path):
     pytest.importorskip("torch")

@@ -277,8 +277,3 @@ def test_torch_free_install_measures_parity_when_torch_is_there(official, tmp_pa
         assert det["parity"]["against"] == "ultralytics" and det["parity"]["ok"] and det["parity"]["boxes"] > 0
         assert det["parity"]["min_iou"] >= 0.999 and det["parity_at_card_conf"]["ok"]
 
-
-def test_torch_free_install_of_1_5_says_to_use_the_torch_converter(tmp_path):
-    with pytest.raises(Exception, match=r"1\.5's vit_large_patch16_dinov3.* --converter torch"):
-        install("1.5", tmp_path / "m", source_dir=tmp_path, log=lambda m: None)
-    assert not (tmp_path / "m").exists()
