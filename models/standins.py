@@ -17,6 +17,7 @@ import onnx
 from onnx import TensorProto, helper
 
 from .cards import ModelCard, load_card
+from .convert.vit import rope_tables, rotate
 from .graph import Graph, detector_io, save
 from .installed import InstalledModels
 
@@ -185,29 +186,6 @@ def _randn(rng: np.random.Generator, *shape: int, std: float = 0.02) -> np.ndarr
     return rng.standard_normal(shape, dtype=np.float32) * np.float32(std)
 
 
-def _rope_tables(grid: int, head_dim: int) -> tuple[np.ndarray, np.ndarray]:
-    """2-D rotary tables (cos, sin) [grid*grid, head_dim]: half the frequencies on y, half on x."""
-    n_freq = head_dim // 4
-    periods = 100.0 ** (np.arange(n_freq) / n_freq)
-    coords = (np.arange(grid) + 0.5) / grid * 2.0 - 1.0  # patch centres in [-1, 1]
-    yy, xx = np.meshgrid(coords, coords, indexing="ij")
-    angles = np.concatenate([yy.reshape(-1, 1) / periods, xx.reshape(-1, 1) / periods], axis=1) * 2 * np.pi
-    angles = np.concatenate([angles, angles], axis=1)  # rotate-half layout
-    return np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
-
-
-def _rope(g: Graph, t: str, prefix: int, cos: str, sin: str, half: int) -> str:
-    """Rotate the patch tokens of q or k [B,H,T,Dh]; prefix (class, register) tokens are left alone."""
-    i64 = lambda v: g.const(v, dtype=np.int64)  # noqa: E731
-    head = g.op("Slice", t, i64([0]), i64([prefix]), i64([2]))
-    patches = g.op("Slice", t, i64([prefix]), i64([2**62]), i64([2]))
-    x1 = g.op("Slice", patches, i64([0]), i64([half]), i64([3]))
-    x2 = g.op("Slice", patches, i64([half]), i64([2**62]), i64([3]))
-    rotated = g.op("Concat", g.op("Neg", x2), x1, axis=3)
-    patches = g.op("Add", g.op("Mul", patches, cos), g.op("Mul", rotated, sin))
-    return g.op("Concat", head, patches, axis=2)
-
-
 def build_full_classifier(card: ModelCard, seed: int = 0) -> onnx.ModelProto:
     """The card's ViT-L with random N(0, 0.02) weights, class-token head and bird head (BatchNorm folded)."""
     a = card.classifier.architecture
@@ -230,7 +208,7 @@ def build_full_classifier(card: ModelCard, seed: int = 0) -> onnx.ModelProto:
         x = g.op("Add", x, g.const(_randn(rng, 1, prefix + grid * grid, d), stem="pos_embed"))
         cos = sin = None
     else:
-        c, s = _rope_tables(grid, dh)
+        c, s = rope_tables(grid, dh)
         cos, sin = g.const(c, stem="rope_cos"), g.const(s, stem="rope_sin")
 
     def layer_norm(t: str) -> str:
@@ -244,7 +222,7 @@ def build_full_classifier(card: ModelCard, seed: int = 0) -> onnx.ModelProto:
         qkv = g.op("Transpose", g.op("Reshape", qkv, i64([0, 0, 3, a.heads, dh])), perm=[2, 0, 3, 1, 4])
         q, k, v = (g.op("Gather", qkv, i64(i), axis=0) for i in range(3))  # [B, H, T, Dh]
         if cos is not None:
-            q, k = (_rope(g, t, prefix, cos, sin, dh // 2) for t in (q, k))
+            q, k = (rotate(g, t, prefix, cos, sin, dh // 2) for t in (q, k))
         att = g.op("Softmax", g.op("MatMul", g.op("Mul", q, scale), g.op("Transpose", k, perm=[0, 1, 3, 2])), axis=-1)
         o = g.op("Reshape", g.op("Transpose", g.op("MatMul", att, v), perm=[0, 2, 1, 3]), i64([0, 0, d]))
         o = g.linear(o, _randn(rng, d, d), np.zeros(d, np.float32))

@@ -117,10 +117,9 @@ def rope_tables(grid: int, head_dim: int = HEAD_DIM) -> tuple[np.ndarray, np.nda
     return np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
 
 
-def _rotate(g: Graph, t: str, prefix: int, cos: str, sin: str) -> str:
+def rotate(g: Graph, t: str, prefix: int, cos: str, sin: str, half: int = HEAD_DIM // 2) -> str:
     """q or k [B, H, T, Dh] with the patch tokens rotated (x cos + rotate_half(x) sin), prefix tokens kept."""
     i64 = lambda v: g.const(v, dtype=np.int64)  # noqa: E731
-    half = HEAD_DIM // 2
     head = g.op("Slice", t, i64([0]), i64([prefix]), i64([2]))
     patches = g.op("Slice", t, i64([prefix]), i64([2**62]), i64([2]))
     x1 = g.op("Slice", patches, i64([0]), i64([half]), i64([3]))
@@ -229,7 +228,7 @@ def build_classifier(state: Mapping[str, Any], bird: Mapping[str, Any] | None, c
         qkv = g.op("Transpose", g.op("Reshape", qkv, i64([0, 0, 3, heads, HEAD_DIM])), perm=[2, 0, 3, 1, 4])
         q, k, v = (g.op("Gather", qkv, i64(j), axis=0) for j in range(3))  # [B, H, T, Dh]
         if cos is not None:
-            q, k = (_rotate(g, t, prefix, cos, sin) for t in (q, k))
+            q, k = (rotate(g, t, prefix, cos, sin) for t in (q, k))
         att = g.op("Softmax", g.op("MatMul", g.op("Mul", q, scale), g.op("Transpose", k, perm=[0, 1, 3, 2])), axis=-1)
         o = g.op("Reshape", g.op("Transpose", g.op("MatMul", att, v), perm=[0, 2, 1, 3]), i64([0, 0, d]))
         o = linear(o, f"{b}.attn.proj")
