@@ -221,13 +221,16 @@ code = cli.main(argv[:split]) if split else 0
 if code == 0:
     code = cli.main(argv[split + 1:])
 print("modules:", sorted(m for m in sys.modules if m.split(".")[0] in {"torch", "timm", "ultralytics"}))
+print("package:", cli.__file__)
 raise SystemExit(code)
 """
 
 
 def test_install_and_run_with_torch_unimportable(official, tmp_path):
     """`deepfaune models install 1.4 --from DIR` then `deepfaune run`, in a process where torch, timm and
-    ultralytics cannot be imported (asserted there): a verified models folder and a result table."""
+    ultralytics cannot be imported (asserted there; in CI that process is a fresh venv with `pip install .`
+    only, $DEEPFAUNE_PLAIN_PYTHON): a verified models folder and a result table."""
+    import os
     import subprocess
     import sys
 
@@ -236,13 +239,16 @@ def test_install_and_run_with_torch_unimportable(official, tmp_path):
     photos.mkdir()
     for i in range(3):
         cv2.imwrite(str(photos / f"IMG_{i:04d}.JPG"), scene(600, 800, 40 + i))
+    python = os.environ.get("DEEPFAUNE_PLAIN_PYTHON") or sys.executable  # CI: a venv with `pip install .` only
     done = subprocess.run(
-        [sys.executable, "-c", BLOCK_TORCH, str(card.classifier.size_bytes),
+        [python, "-c", BLOCK_TORCH, str(card.classifier.size_bytes),
          "models", "install", "1.4", "--from", str(www), "--models-dir", str(models), "--probes", str(probes),
          "--then", "run", str(photos), "--models-dir", str(models), "-q", "--no-store"],
-        capture_output=True, text=True, timeout=600)
+        capture_output=True, text=True, timeout=600, cwd=tmp_path)  # not the repo: the installed package
     assert done.returncode == 0, done.stderr[-3000:]
     assert "modules: []" in done.stdout
+    if python != sys.executable:  # the plain venv's own copy ran, not this checkout
+        assert "site-packages" in done.stdout.split("package:")[1], done.stdout
     assert "parity was not measured here" in done.stderr and "installed DeepFaune 1.4" in done.stderr
     store = InstalledModels(models)
     assert store.verify() == []
@@ -256,9 +262,10 @@ def test_install_and_run_with_torch_unimportable(official, tmp_path):
         {"torchfree"}
     table = (photos / "deepfaune.csv").read_text(encoding="utf-8")
     assert table.count("IMG_") == 3
-    fast = subprocess.run([sys.executable, "-c", BLOCK_TORCH, str(card.classifier.size_bytes), "--then", "run",
+    fast = subprocess.run([python, "-c", BLOCK_TORCH, str(card.classifier.size_bytes), "--then", "run",
                            str(photos), "--models-dir", str(models), "-q", "--no-store", "--fast",
-                           "--output", str(tmp_path / "fast.csv")], capture_output=True, text=True, timeout=600)
+                           "--output", str(tmp_path / "fast.csv")], capture_output=True, text=True, timeout=600,
+                          cwd=tmp_path)
     assert (tmp_path / "fast.csv").read_text(encoding="utf-8").count("IMG_") == 3, fast.stderr[-2000:]
 
 
