@@ -1,7 +1,7 @@
 """`deepfaune models ...`: stand-ins, install, export, list and verify.
 
-install/export need the optional export extra (torch, timm, ultralytics); everything else runs
-with the core dependencies only.
+`install` converts torch-free by default (numpy and onnx); `export` and `install --converter torch` need the
+optional export extra (torch, timm, ultralytics). Everything else runs with the core dependencies only.
 """
 from __future__ import annotations
 
@@ -131,11 +131,15 @@ def _cmd_list(models) -> int:
                 figures = f"  parity max|dlogit| {parity['max_abs_logit']:.1e}"
             elif "min_iou" in parity:
                 figures = f"  parity min IoU {parity['min_iou']:.6f}"
+            elif parity.get("measured") is False:
+                figures = "  converted torch-free; parity not measured here (no torch)"
             elif "max_abs_logit" in (drift := info.get("drift") or {}):
                 figures = f"  int8 drift max|dlogit| {drift['max_abs_logit']:.2f}"
             elif "max_abs_score" in drift:  # an int8 detector
                 figures = (f"  int8 drift max|dscore| {drift['max_abs_score']:.3f}, same box count on "
                            f"{drift['same_box_count']}/{drift['images']} images")
+            if info.get("converter") == "torchfree" and parity.get("measured") is not False:
+                figures += " (torch-free)"
             print(f"      {role}: {name} ({_mb(info.get('bytes'))}) from {origin}{figures}")
     return 1 if unreadable else 0
 

@@ -24,6 +24,7 @@ except Exception as exc:  # ExportDepsMissing
 from test_download import FileServer  # noqa: E402
 
 from deepfaune_plugin import cli  # noqa: E402
+from deepfaune_plugin.testing import run_cli  # noqa: E402
 from deepfaune_plugin.models.download import DownloadError  # noqa: E402
 from deepfaune_plugin.engine.onnx_models import OnnxClassifier, OnnxDetector  # noqa: E402
 from deepfaune_plugin.models.cards import load_card  # noqa: E402
@@ -262,6 +263,8 @@ def test_install_and_run_with_torch_unimportable(official, tmp_path):
         {"torchfree"}
     table = (photos / "deepfaune.csv").read_text(encoding="utf-8")
     assert table.count("IMG_") == 3
+    listed = run_cli(["models", "list", "--models-dir", models])
+    assert listed.code == 0 and "converted torch-free; parity not measured here (no torch)" in listed.stdout
     fast = subprocess.run([python, "-c", BLOCK_TORCH, str(card.classifier.size_bytes), "--then", "run",
                            str(photos), "--models-dir", str(models), "-q", "--no-store", "--fast",
                            "--output", str(tmp_path / "fast.csv")], capture_output=True, text=True, timeout=600,
