@@ -11,6 +11,7 @@ from . import __version__
 from .api import DETECTOR_MODES, RunSettings
 from .engine.providers import DEVICES, choose_device, requested_device, runtime_install
 from .errors import DeepfauneError
+from .evaluate_cli import add_evaluate_parser, run_evaluate_command
 from .models.cli import MODELS_DIR_HELP, add_models_parser, run_models_command
 from .store_cli import add_store_parser, run_store_command
 from .plugins import PluginError, Registry, default_registry
@@ -279,6 +280,7 @@ def build_parser(registry: Registry) -> argparse.ArgumentParser:
     parser.set_defaults(plugin_notes=_add_run(sub, registry))
     add_models_parser(sub)
     add_store_parser(sub)
+    add_evaluate_parser(sub)
     p = sub.add_parser("plugins", help="list registered backends and hosts and where they come from")
     p.add_argument("--json", action="store_true", help="print the list as JSON (for scripts)")
     _add_sort(sub)
@@ -307,6 +309,8 @@ def main(argv: Sequence[str] | None = None, registry: Registry | None = None) ->
             return _cmd_sort(args)
         if args.command == "store":
             return run_store_command(args)
+        if args.command == "evaluate":
+            return run_evaluate_command(args, registry)
     except (CliError, DeepfauneError) as err:
         print(f"deepfaune: error: {err}", file=sys.stderr)
         return 1

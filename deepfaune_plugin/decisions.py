@@ -232,6 +232,7 @@ def decide_run(
                 relpath=item.relpath, date=raw.date, seqnum=seqnum, predictionbase="", scorebase=0.0,
                 prediction="", score=0.0, top1="", count=0, humancount=0, category=EMPTY,
                 prediction_key=FAILED, top1_key=FAILED, failure=raw.failure, top1base_key=FAILED,
+                predictionbase_key=FAILED,
             ))
             continue
         base, seq = decide([raw]), per_sequence[seqnum]
@@ -244,7 +245,7 @@ def decide_run(
             prediction_key=seq.key, top1_key=seq.top1_key,
             box=selected.box if selected else None, box_conf=selected.conf if selected else None,
             raw_score=seq.raw_score, raw_scorebase=base.raw_score, categorybase=base.category,
-            top1base_key=base.top1_key,
+            top1base_key=base.top1_key, predictionbase_key=base.key,
         ))
     decisions.sort(key=lambda d: (d.seqnum, d.relpath))
     return decisions

@@ -79,11 +79,21 @@ class Inference:
         found = self._raws(items)
         return [resolve(item, found[item.relpath]) for item in items]
 
-    def _raws(self, items: Sequence[MediaItem]) -> dict[str, RawResult]:
+    def stored(self, items: Sequence[MediaItem]) -> dict[str, RawResult]:
+        """The stored raw outputs of `items` (dated), by relpath; the others are left out: nothing is computed
+        and no model is loaded (`deepfaune evaluate` re-decides from these)."""
+        found = self._lookup(items)
+        return {item.relpath: resolve(item, found[item.relpath]) for item in items if item.relpath in found}
+
+    def _lookup(self, items: Sequence[MediaItem]) -> dict[str, RawResult]:
         raws: dict[str, RawResult] = {}
         if self.stores:
             for fingerprint, group in by_fingerprint(self.fingerprint, items).items():
                 raws.update(self.store.lookup(fingerprint, group))
+        return raws
+
+    def _raws(self, items: Sequence[MediaItem]) -> dict[str, RawResult]:
+        raws = self._lookup(items)
         self.reused += len(raws)
         if self.bar and raws:
             self.bar.discount(len(raws))

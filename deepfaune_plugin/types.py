@@ -258,3 +258,4 @@ class Decision:
     raw_scorebase: float = 0.0
     categorybase: int = EMPTY
     top1base_key: str = ""
+    predictionbase_key: str = ""  # language-independent key of `predictionbase` (the per-image answer)

@@ -1,0 +1,167 @@
+"""How well DeepFaune does on the user's own data: its decisions against the human labels the user gives, per
+image and per sequence, and for every threshold re-decided from the stored raw outputs (no model runs).
+
+Labels are keys: a class's English label ("red deer"), or "empty", "human", "vehicle"; a decision that stayed
+under the threshold is "undefined". Coverage is the share of labelled files that got a label (not undefined);
+accuracy is the share of those whose label is the human one. Precision and recall are per class, undefined
+counting as a miss for recall and as no prediction for precision. Failed files are left out.
+"""
+from __future__ import annotations
+
+import csv
+from collections import Counter
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from .api import RunSettings
+from .decisions import decide_run
+from .table import escape_formula
+from .types import FAILED, UNDEFINED, ClassTable, MediaItem, Problem, RawResult
+
+LEVELS = ("image", "sequence")
+THRESHOLDS = tuple(round(0.50 + 0.05 * i, 2) for i in range(10))  # 0.50 .. 0.95
+MAX_LABEL_ROWS = 2_000_000
+_WORDS = {"empty": "empty", "blank": "empty", "vide": "empty", "human": "human", "person": "human",
+          "humain": "human", "vehicle": "vehicle", "véhicule": "vehicle", "vehicule": "vehicle"}
+
+
+@dataclass(frozen=True)
+class Score:
+    """One level at one threshold."""
+
+    level: str
+    threshold: float
+    labelled: int  # files with a human label and a decision
+    covered: int  # of those, decided (not undefined)
+    correct: int  # of those, the human label
+
+    @property
+    def coverage(self) -> float:
+        return self.covered / self.labelled if self.labelled else 0.0
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.covered if self.covered else 0.0
+
+
+@dataclass(frozen=True)
+class ClassScore:
+    level: str
+    label: str
+    support: int  # files the humans gave this label
+    predicted: int  # files DeepFaune gave this label
+    correct: int
+
+    @property
+    def precision(self) -> float | None:
+        return self.correct / self.predicted if self.predicted else None
+
+    @property
+    def recall(self) -> float | None:
+        return self.correct / self.support if self.support else None
+
+
+def label_keys(classes: ClassTable) -> dict[str, str]:
+    """Every way a user may write a label (any language of the card, any case) -> its key."""
+    english = list(classes.labels("en")) if "en" in classes.names else list(next(iter(classes.names.values())))
+    keys = {}
+    for labels in classes.names.values():
+        for i, label in enumerate(labels):
+            keys.setdefault(label.casefold(), english[i])
+    for kind, by_lang in classes.non_animal.items():
+        if kind == "undefined":  # a person's label is never "undefined"
+            continue
+        for label in by_lang.values():
+            keys.setdefault(label.casefold(), _WORDS.get(kind, kind))
+    keys.update(_WORDS)
+    return keys
+
+
+def read_labels(path: Path, classes: ClassTable) -> tuple[dict[str, str], list[Problem]]:
+    """Human labels from a CSV with a file column (relpath, file or path) and a label column (label,
+    species or prediction): {relpath: key}; rows whose label is no class of the model are problems."""
+    keys = label_keys(classes)
+    labels: dict[str, str] = {}
+    problems: list[Problem] = []
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            fields = {f.strip().casefold(): f for f in reader.fieldnames or ()}
+            file_col = next((fields[c] for c in ("relpath", "file", "path", "filename") if c in fields), None)
+            label_col = next((fields[c] for c in ("label", "species", "prediction") if c in fields), None)
+            if file_col is None or label_col is None:
+                raise ValueError(f"{path}: needs a file column (relpath, file, path or filename) and a label column "
+                                 f"(label, species or prediction); found {', '.join(reader.fieldnames or ()) or 'none'}")
+            for n, row in enumerate(reader, start=2):
+                if n > MAX_LABEL_ROWS:
+                    raise ValueError(f"{path}: more than {MAX_LABEL_ROWS:,} rows")
+                rel = (row.get(file_col) or "").strip().replace("\\", "/")
+                text = (row.get(label_col) or "").strip()
+                if not rel or not text:
+                    continue
+                key = keys.get(text.casefold())
+                if key is None:
+                    problems.append(Problem(relpath=rel, reason=f"{path.name} line {n}: {text!r} is no label of "
+                                                                f"model {classes.version}", skipped=0))
+                    continue
+                labels[rel] = key
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise ValueError(f"{path}: cannot read the labels ({err})") from err
+    return labels, problems
+
+
+def _predicted(decision, level: str) -> str:
+    return decision.predictionbase_key if level == "image" else decision.prediction_key
+
+
+def score(decisions, truth: Mapping[str, str], level: str, threshold: float) -> tuple[Score, Counter]:
+    """The level's score and its confusion counts {(human, predicted): files}."""
+    confusion: Counter = Counter()
+    for d in decisions:
+        human = truth.get(d.relpath)
+        if human is None or d.failure is not None or _predicted(d, level) == FAILED:
+            continue
+        confusion[(human, _predicted(d, level))] += 1
+    labelled = sum(confusion.values())
+    covered = sum(n for (_, p), n in confusion.items() if p != UNDEFINED)
+    correct = sum(n for (h, p), n in confusion.items() if h == p)
+    return Score(level, threshold, labelled, covered, correct), confusion
+
+
+def per_class(confusion: Counter, level: str) -> list[ClassScore]:
+    labels = sorted({h for h, _ in confusion} | {p for _, p in confusion if p != UNDEFINED})
+    out = []
+    for label in labels:
+        support = sum(n for (h, _), n in confusion.items() if h == label)
+        predicted = sum(n for (_, p), n in confusion.items() if p == label)
+        out.append(ClassScore(level, label, support, predicted, confusion.get((label, label), 0)))
+    return out
+
+
+def sweep(items: Sequence[MediaItem], raws: Sequence[RawResult], classes: ClassTable, settings: RunSettings,
+          truth: Mapping[str, str], thresholds: Sequence[float] = THRESHOLDS) -> list[Score]:
+    """Every level's score at every threshold, re-decided from `raws` (what DeepFaune would answer there)."""
+    out = []
+    for t in thresholds:
+        decisions = decide_run(items, raws, classes, replace(settings, threshold=float(t)))
+        out.extend(score(decisions, truth, level, float(t))[0] for level in LEVELS)
+    return out
+
+
+def threshold_for(scores: Sequence[Score], target: float, level: str = "sequence") -> Score | None:
+    """The lowest threshold (the most files labelled) whose accuracy reaches `target`; None if none does."""
+    good = [s for s in scores if s.level == level and s.covered and s.accuracy >= target]
+    return min(good, key=lambda s: s.threshold) if good else None
+
+
+def write_csv(path: Path, header: Sequence[str], rows) -> Path:
+    from .atomic import atomic_output
+
+    with atomic_output(path) as tmp:
+        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+            w = csv.writer(fh)
+            w.writerow(header)
+            for row in rows:
+                w.writerow([escape_formula(v) if isinstance(v, str) else v for v in row])
+    return path
