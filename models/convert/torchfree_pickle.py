@@ -27,6 +27,9 @@ _STORAGES: dict[str, str] = {
     "LongStorage": "<i8", "IntStorage": "<i4", "ShortStorage": "<i2", "CharStorage": "i1",
     "ByteStorage": "u1", "BoolStorage": "?",
 }
+#: Bounds on what one file may unpack to: the largest official file (DINOv3 ViT-L) is 1.2 GB, its pickle < 1 MB.
+MAX_CHECKPOINT_BYTES = 8 << 30
+MAX_PICKLE_BYTES = 256 << 20
 # modules whose functions are never a checkpoint's business: naming them refuses the file
 _REFUSED_MODULES = {"os", "posix", "nt", "subprocess", "builtins", "__builtin__", "sys", "shutil",
                     "importlib", "runpy", "socket", "pickle", "marshal", "types", "code", "pty", "webbrowser"}
@@ -45,19 +48,37 @@ class _Storage:
 
     def __init__(self, raw: bytes, dtype: str) -> None:
         self.raw, self.dtype = raw, dtype
+        self._array: np.ndarray | None = None
 
     def array(self) -> np.ndarray:
-        if self.dtype == "bf16":
-            bits = np.frombuffer(self.raw, dtype="<u2").astype(np.uint32) << 16
-            return bits.view(np.float32)
-        flat = np.frombuffer(self.raw, dtype=self.dtype)
-        return flat.astype(np.float32) if self.dtype == "<f2" else flat
+        """The storage's elements (fp16/bf16 widened), decoded once however many tensors view it."""
+        if self._array is None:
+            if self.dtype == "bf16":
+                self._array = (np.frombuffer(self.raw, dtype="<u2").astype(np.uint32) << 16).view(np.float32)
+            else:
+                flat = np.frombuffer(self.raw, dtype=self.dtype)
+                self._array = flat.astype(np.float32) if self.dtype == "<f2" else flat
+            self.raw = b""
+        return self._array
+
+
+class _BadTensor(ValueError):
+    """A tensor the pickle describes outside its storage; `load` names the file."""
 
 
 def _rebuild_tensor(storage: _Storage, offset: int, size: tuple, stride: tuple, *_rest: Any) -> np.ndarray:
     flat = storage.array()
+    size, stride = tuple(int(n) for n in size), tuple(int(s) for s in stride)
+    # the pickle gives the view's shape: a view outside its storage would read memory that is not the file's
+    last = int(offset) + sum((n - 1) * s for n, s in zip(size, stride) if n > 0)
+    if (len(size) != len(stride) or offset < 0 or any(n < 0 for n in size) or any(s < 0 for s in stride)
+            or (0 not in size and last >= flat.size)):
+        raise _BadTensor(f"a tensor of shape {size} reaches outside its storage of {flat.size} elements "
+                         "(a damaged or crafted file)")
     if not size:
         return np.array(flat[offset])
+    if 0 in size:
+        return np.zeros(size, dtype=flat.dtype)
     item = flat.itemsize
     view = np.lib.stride_tricks.as_strided(flat[offset:], shape=tuple(size),
                                            strides=tuple(s * item for s in stride))
@@ -83,6 +104,7 @@ class _Unpickler(pickle.Unpickler):
         super().__init__(io.BytesIO(data))
         self.archive, self.root, self.path = archive, root, path
         self.records: dict[str, type] = {}
+        self.storages: dict[str, _Storage] = {}  # tensors that share a storage (views) share its bytes
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in _ALLOWED:
@@ -107,11 +129,14 @@ class _Unpickler(pickle.Unpickler):
         kind, key = pid[1], str(pid[2])
         if kind not in _STORAGES:
             raise UnsafeCheckpointError(f"{self.path}: unknown storage type {kind!r}")
+        if key in self.storages:
+            return self.storages[key]
         try:
             raw = self.archive.read(f"{self.root}data/{key}")
         except KeyError as err:
             raise CheckpointError(f"{self.path}: storage {key} missing from the archive (damaged file)") from err
-        return _Storage(raw, _STORAGES[kind])
+        self.storages[key] = _Storage(raw, _STORAGES[kind])
+        return self.storages[key]
 
 
 def load(path: Path | str) -> Any:
@@ -128,12 +153,20 @@ def load(path: Path | str) -> Any:
         if len(pickles) != 1:
             raise CheckpointError(f"{path} is not a PyTorch checkpoint (no single data.pkl inside)")
         root = pickles[0][: -len("data.pkl")]
+        total = sum(info.file_size for info in archive.infolist())
+        if total > MAX_CHECKPOINT_BYTES or archive.getinfo(pickles[0]).file_size > MAX_PICKLE_BYTES:
+            raise CheckpointError(f"{path} unpacks to {total:,} bytes: more than any DeepFaune checkpoint "
+                                  f"({MAX_CHECKPOINT_BYTES:,} at most, {MAX_PICKLE_BYTES:,} of pickle)")
         try:
             return _Unpickler(archive.read(pickles[0]), archive, root, path).load()
         except (UnsafeCheckpointError, CheckpointError):
             raise
         except zipfile.BadZipFile as err:  # a storage whose bytes fail the archive's CRC: damaged in transit
             raise CheckpointError(f"{path} is damaged ({err}); download it again") from err
+        except _BadTensor as err:
+            raise CheckpointError(f"{path}: {err}") from err
+        except RecursionError as err:
+            raise CheckpointError(f"{path}: its pickle nests deeper than any checkpoint does") from err
         except Exception as err:
             raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({type(err).__name__}: {err})") from err
 

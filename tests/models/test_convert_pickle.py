@@ -112,3 +112,32 @@ def test_item17_1_deepfaune_classifier_and_bird_head_match_torch_reader(tmp_path
     assert set(bird) == set(bird_ref)
     for key, value in bird_ref.items():
         np.testing.assert_array_equal(bird[key], value.numpy(), err_msg=key)
+
+
+def _tensor_pickle(size: tuple[int, ...], stride: tuple[int, ...]) -> bytes:
+    """A pickle written opcode by opcode (no torch): one float tensor viewing storage 0 with `size`/`stride`."""
+    def text(s: str) -> bytes:
+        return b"X" + len(s).to_bytes(4, "little") + s.encode()
+
+    def ints(values) -> bytes:
+        return b"(" + b"".join(b"K" + bytes([v]) for v in values) + b"t"
+
+    pid = b"(" + text("storage") + text("FloatStorage") + text("0") + text("cpu") + b"K\x04" + b"t" + b"Q"
+    return (b"\x80\x02" + b"ctorch._utils\n_rebuild_tensor_v2\n" + b"(" + pid + b"K\x00" + ints(size) + ints(stride)
+            + b"tR.")
+
+
+def test_a_tensor_view_outside_its_storage_is_refused_not_read(tmp_path):
+    """The pickle names the view's shape and strides: taken as they are, as_strided would read past the
+    storage's 4 floats into memory that is not the file's."""
+    for name, size, stride, ok in (("fits", (2, 2), (2, 1), True), ("wide", (2, 2), (100, 1), False),
+                                   ("long", (5,), (1,), False)):
+        path = tmp_path / f"{name}.pt"
+        with zipfile.ZipFile(path, "w") as z:
+            z.writestr("archive/data.pkl", _tensor_pickle(size, stride))
+            z.writestr("archive/data/0", np.arange(4, dtype="<f4").tobytes())
+        if ok:
+            assert load(path).tolist() == [[0.0, 1.0], [2.0, 3.0]]
+        else:
+            with pytest.raises(DeepfauneError, match=rf"{name}\.pt: .*reaches outside its storage of 4 elements"):
+                load(path)
