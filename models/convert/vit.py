@@ -70,8 +70,9 @@ def vit_shape(state: Mapping[str, np.ndarray], where: str) -> VitShape:
                         prefix=prefix, table_has_prefix=False, rope=True)
     rows = state["pos_embed"].shape[1]
     for has_prefix in (True, False):
-        grid = math.isqrt(rows - (prefix if has_prefix else 0))
-        if grid * grid == rows - (prefix if has_prefix else 0):
+        cells = rows - (prefix if has_prefix else 0)
+        grid = math.isqrt(max(cells, 0))
+        if cells > 0 and grid * grid == cells:
             break
     else:
         raise ConversionError(f"{where}: a position table of {rows} rows is not a square grid")

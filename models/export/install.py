@@ -7,6 +7,7 @@ saved last, so an interrupted install leaves the previous state, not a half-writ
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import tempfile
@@ -200,6 +201,22 @@ class _TorchExport:
         return {"converter": "torch", **det.metadata()}
 
 
+@contextlib.contextmanager
+def _unfit(path: Path, architecture: str):
+    """Arrays from a file that build no working graph (a shape that does not fit, a graph onnxruntime refuses)
+    become a message naming the official file (not the staged ONNX), not a traceback; the file's own
+    checks (CheckpointError) already say the clear cases."""
+    from deepfaune_plugin.models.convert.formats import CheckpointError
+
+    try:
+        yield
+    except CheckpointError:
+        raise
+    except Exception as err:
+        raise DeepfauneError(f"{path}: its weights do not form DeepFaune's {architecture} "
+                             f"({type(err).__name__}: {err})") from err
+
+
 class _TorchFree:
     """models/convert: the graphs written from the checkpoints' arrays; parity measured when torch is there."""
 
@@ -241,12 +258,13 @@ class _TorchFree:
             raise DeepfauneError(f"{files['classifier']} has {ckpt.num_classes} classes, the model card expects "
                                  f"{c.num_classes}")
         bird = read_bird_head(files["bird_head"]) if "bird_head" in files else None
-        model = build_classifier(ckpt.state_dict, bird, c.crop_size, where=str(files["classifier"]))
-        note = position_note(ckpt.state_dict, c.crop_size)
-        del ckpt
-        out.write_bytes(model.SerializeToString())
-        del model
-        logits, bird_logits = OnnxClassifier(out, size=c.crop_size)(crops)  # the contract, and finite answers
+        with _unfit(files["classifier"], c.backbone):
+            model = build_classifier(ckpt.state_dict, bird, c.crop_size, where=str(files["classifier"]))
+            note = position_note(ckpt.state_dict, c.crop_size)
+            del ckpt
+            out.write_bytes(model.SerializeToString())
+            del model
+            logits, bird_logits = OnnxClassifier(out, size=c.crop_size)(crops)  # the contract, and finite answers
         meta: dict[str, Any] = {"converter": "torchfree", "backbone": c.backbone, "num_classes": c.num_classes,
                                 "crop_size": c.crop_size, "position_table": note,
                                 "bird_classes": None if bird_logits is None else int(bird_logits.shape[1])}
@@ -279,8 +297,9 @@ class _TorchFree:
         from deepfaune_plugin.models.convert.yolo import convert_detector
 
         start = time.monotonic()
-        convert_detector(pt, out)
-        OnnxDetector(out, size=spec.size)  # the contract
+        with _unfit(pt, spec.architecture):
+            convert_detector(pt, out)
+            OnnxDetector(out, size=spec.size)  # the contract
         meta: dict[str, Any] = {"converter": "torchfree", "architecture": spec.architecture, "size": spec.size}
         if self.reference:
             from .detector import PARITY_CONF, load_reference, measure_parity

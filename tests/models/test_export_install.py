@@ -25,6 +25,7 @@ from test_download import FileServer  # noqa: E402
 
 from deepfaune_plugin import cli  # noqa: E402
 from deepfaune_plugin.testing import run_cli  # noqa: E402
+from deepfaune_plugin.errors import DeepfauneError  # noqa: E402
 from deepfaune_plugin.models.download import DownloadError  # noqa: E402
 from deepfaune_plugin.engine.onnx_models import OnnxClassifier, OnnxDetector  # noqa: E402
 from deepfaune_plugin.models.cards import load_card  # noqa: E402
@@ -287,3 +288,21 @@ def test_torch_free_install_measures_parity_when_torch_is_there(official, tmp_pa
         assert det["parity"]["against"] == "ultralytics" and det["parity"]["ok"] and det["parity"]["boxes"] > 0
         assert det["parity"]["min_iou"] >= 0.999 and det["parity_at_card_conf"]["ok"]
 
+
+
+def test_torch_free_install_of_weights_that_fit_no_graph_names_the_file(official, tmp_path):
+    import torch
+
+    card, www, probes = official
+    bad = tmp_path / "bad"
+    shutil.copytree(www, bad)
+    data = torch.load(str(bad / card.classifier.file), map_location="cpu", weights_only=False)
+    data["state_dict"]["base_model.head.weight"] = torch.zeros(38, 64)  # the class token is 128 wide
+    torch.save(data, str(bad / card.classifier.file))
+    sized = dataclasses.replace(card, classifier=dataclasses.replace(
+        card.classifier, size_bytes=(bad / card.classifier.file).stat().st_size))
+    models = tmp_path / "models"
+    with pytest.raises(DeepfauneError, match=rf"{card.classifier.file}: its weights do not form DeepFaune's "
+                                             rf"{card.classifier.backbone}"):
+        install("1.4", models, card=sized, source_dir=bad, probe_dir=probes, progress=False, log=lambda m: None)
+    assert _leftovers(models) == []
