@@ -46,19 +46,18 @@ def add_evaluate_parser(sub) -> None:
 
 
 def run_evaluate_command(args: argparse.Namespace, registry: Registry) -> int:
-    from .inference import Inference, check_settings, open_store
+    from .cli import _split_list
+    from .inference import Inference, open_store
     from .pipeline import resolve_host
-    from .runlog import host_log
     from .store import default_store_path
 
     def log(msg: str) -> None:
         print(msg, file=sys.stderr)
 
-    exclude = tuple(x.strip() for v in args.exclude or () for x in v.split(",") if x.strip())
     try:
         settings = RunSettings(model_version=args.model_version, detector_mode=args.detector, lang="en",
-                               maxlag=args.maxlag, exclude=exclude, models_dir=args.models_dir, backend=args.backend,
-                               threshold=args.threshold)
+                               maxlag=args.maxlag, exclude=_split_list(args.exclude), models_dir=args.models_dir,
+                               backend=args.backend, threshold=args.threshold)
         if args.target is not None and not 0 < args.target <= 1:
             raise ValueError(f"--target must be an accuracy between 0 and 1, got {args.target}")
     except ValueError as err:
@@ -70,38 +69,29 @@ def run_evaluate_command(args: argparse.Namespace, registry: Registry) -> int:
         backend = registry.backend(settings.backend)
     except PluginError as err:
         raise EvaluateError(str(err)) from err
-    description = backend.describe(settings)
-    if description is None:
-        raise EvaluateError(f"backend {backend.name!r} keeps no outputs in the result store; evaluate re-decides "
-                            "stored outputs only")
-    check_settings(settings, description.classes)
-    options = {o.dest: (bool(o.default) if o.flag else o.default) for o in host.options}
-    options["output"] = None
-    with host_log(log):
-        manifest = host.read(args.source, options)
-    items = [item for block in manifest.blocks() for item in block]
     store = open_store(args.store or default_store_path())
-    inference = Inference(backend, settings, store, None, False, log)
+    inference = Inference(backend, settings, store, None, False, log)  # describes, checks --exclude; loads no model
     try:
-        raws = inference.stored(items)
+        outputs = _stored(inference, host, args.source, log)
     finally:
         inference.close()
         store.close()
-    missing = [i.relpath for i in items if i.relpath not in raws]
-    kept = [i for i in items if i.relpath in raws]
+    classes = inference.description.classes
+    kept = [(item, raw) for item, raw in outputs if raw is not None]
+    missing = [item.relpath for item, raw in outputs if raw is None]
     if not kept:
-        raise EvaluateError(f"{args.source}: none of its {len(items)} files has stored outputs for these settings "
+        raise EvaluateError(f"{args.source}: none of its {len(outputs)} files has stored outputs for these settings "
                             f"(model {settings.model_version}, detector {settings.detector_mode}); run "
                             f"`deepfaune run {args.source}` with them first")
     if missing:
         log(f"{len(missing)} file(s) have no stored outputs for these settings and are left out, e.g. {missing[0]}")
     try:
-        truth, problems = read_labels(args.labels, description.classes)
+        truth, problems = read_labels(args.labels, classes)
     except ValueError as err:
         raise EvaluateError(str(err)) from err
     for p in problems[:20]:
         log(f"{p.relpath}: {p.reason}")
-    known = {i.relpath for i in kept}
+    known = {item.relpath for item, _ in kept}
     unknown = [rel for rel in truth if rel not in known]
     if unknown:
         log(f"{len(unknown)} labelled file(s) are not among the evaluated files (e.g. {unknown[0]})")
@@ -109,10 +99,9 @@ def run_evaluate_command(args: argparse.Namespace, registry: Registry) -> int:
     if not truth:
         raise EvaluateError(f"{args.labels}: no label names a file of {args.source} that has stored outputs")
 
-    classes = description.classes
-    ordered = [raws[i.relpath] for i in kept]
-    scores = sweep(kept, ordered, classes, settings, truth, sorted(set(THRESHOLDS) | {args.threshold}))
-    decisions = decide_run(kept, ordered, classes, settings)
+    items, raws = [item for item, _ in kept], [raw for _, raw in kept]
+    scores = sweep(items, raws, classes, settings, truth, sorted(set(THRESHOLDS) | {args.threshold}))
+    decisions = decide_run(items, raws, classes, settings)
     confusions = {level: score(decisions, truth, level, settings.threshold)[1] for level in LEVELS}
     out = args.output
     out.mkdir(parents=True, exist_ok=True)
@@ -148,3 +137,20 @@ def run_evaluate_command(args: argparse.Namespace, registry: Registry) -> int:
     for path in written:
         print(f"wrote {path}", file=sys.stderr)
     return 0
+
+
+def _stored(inference, host, source: Path, log) -> list:
+    """[(item, its stored raw output or None)], in the source's order: the host reads the source (with its
+    options' defaults; nothing is written), the result store answers, no model runs."""
+    from .runlog import host_log
+
+    if inference.description is None:
+        raise EvaluateError(f"backend {inference.backend.name!r} keeps no outputs in the result store; evaluate "
+                            "re-decides stored outputs only")
+    options = {o.dest: (bool(o.default) if o.flag else o.default) for o in host.options}
+    options["output"] = None
+    with host_log(log):
+        manifest = host.read(source, options)
+    items = [item for block in manifest.blocks() for item in block]
+    found = inference.stored(items)
+    return [(item, found.get(item.relpath)) for item in items]
