@@ -237,7 +237,7 @@ class _PlainBackend(Backend):
         return describe(settings) if describe is not None else None
 
     def __getattr__(self, attr: str) -> Any:
-        return getattr(self.__dict__["plain"], attr)
+        return _forward(self, attr)
 
 
 class _PlainHost(Host):
@@ -264,7 +264,15 @@ class _PlainHost(Host):
         return opener(manifest, options) if opener is not None else None
 
     def __getattr__(self, attr: str) -> Any:
-        return getattr(self.__dict__["plain"], attr)
+        return _forward(self, attr)
+
+
+def _forward(wrapper: Any, attr: str) -> Any:
+    """What the wrapped plain object has beyond the contract; an AttributeError (not a KeyError) while the
+    wrapper itself is being built or unpickled (Dask sends backends to its workers)."""
+    if "plain" not in wrapper.__dict__:
+        raise AttributeError(attr)
+    return getattr(wrapper.__dict__["plain"], attr)
 
 
 def adopt_backend(obj: Any) -> Backend:

@@ -134,3 +134,13 @@ def registry_with_fake(rule=outcome_from_name) -> Registry:
     registry = build_registry(new_plugin_manager())
     registry.backends["fake"] = Registered("fake", FakeBackend(rule), "tests", "tests")
     return registry
+
+
+class PlainPicklableBackend:
+    """A backend written as a plain object (no api.Backend base), importable so that it pickles."""
+
+    name = "plain-picklable"
+    extra = 7
+
+    def open(self, settings):
+        raise AssertionError("not opened in these tests")

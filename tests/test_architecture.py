@@ -190,6 +190,19 @@ def test_hooks_learn_of_output_only_from_their_options():
     assert reading == []
 
 
+class _HostMethods:
+    """The three methods a host needs, doing nothing: for the registration tests below."""
+
+    def detect(self, source):
+        return False
+
+    def read(self, source, options):
+        raise AssertionError
+
+    def write(self, manifest, results, options):
+        return []
+
+
 def test_built_in_hooks_subclass_the_api_bases_and_plain_objects_get_their_defaults():
     """Issue 19: Host/Backend are base classes with documented defaults; the core never probes with getattr."""
     from deepfaune_plugin.api import Backend, Host
@@ -197,23 +210,14 @@ def test_built_in_hooks_subclass_the_api_bases_and_plain_objects_get_their_defau
     from deepfaune_plugin.testing import registry_with
 
     registry = default_registry()
-    built_in = {type(reg.obj).__name__: isinstance(reg.obj, (Host, Backend)) and type(reg.obj).__module__
+    built_in = {type(reg.obj).__name__: type(reg.obj).__module__ if isinstance(reg.obj, (Host, Backend)) else ""
                 for reg in [*registry.backends.values(), *registry.hosts.values()]
                 if reg.origin.startswith("deepfaune-plugin ")}
     assert set(built_in) == {"DeepFauneBackend", "FolderHost", "TimelapseHost", "CamtrapDPHost", "CamtrapRHost"}
     assert all(module.startswith("deepfaune_plugin.hooks.") for module in built_in.values()), built_in
 
-    class PlainHost:  # a 0.x plugin written before the bases: still accepted, with the defaults filled in
+    class PlainHost(_HostMethods):  # a 0.x plugin written before the bases: accepted, the defaults filled in
         name = "plain"
-
-        def detect(self, source):
-            return False
-
-        def read(self, source, options):
-            raise AssertionError
-
-        def write(self, manifest, results, options):
-            return []
 
     class PlainBackend:
         name = "plainb"
@@ -239,15 +243,8 @@ def test_a_subclass_that_implements_nothing_is_refused_at_registration():
     class NoOpen(Backend):
         name = "noopen"
 
-    class Nameless(Host):
-        def detect(self, source):
-            return True
-
-        def read(self, source, options):
-            raise AssertionError
-
-        def write(self, manifest, results, options):
-            return []
+    class Nameless(_HostMethods, Host):
+        pass
 
     errors = [b.error for b in registry_with(hosts=[Empty()], installed=False).broken]
     assert len(errors) == 1 and "lacks detect, read, write or open_writer" in errors[0]
@@ -277,3 +274,13 @@ def test_one_error_hierarchy_host_backend_and_plugin_errors_under_deepfaune_erro
     for backend_error in (ModelContractError, DeviceError):
         assert issubclass(backend_error, BackendError), backend_error
     assert not issubclass(HostError, BackendError) and not issubclass(BackendError, HostError)
+
+
+def test_a_wrapped_plain_backend_survives_pickling_as_dask_sends_it():
+    import pickle
+
+    from deepfaune_plugin.api import adopt_backend
+    from fakes import PlainPicklableBackend
+
+    wrapped = pickle.loads(pickle.dumps(adopt_backend(PlainPicklableBackend())))
+    assert wrapped.name == "plain-picklable" and wrapped.describe(None) is None and wrapped.extra == 7
