@@ -12,6 +12,7 @@ from .api import DETECTOR_MODES, RunSettings
 from .engine.providers import DEVICES, choose_device, requested_device, runtime_install
 from .errors import DeepfauneError
 from .evaluate_cli import add_evaluate_parser, run_evaluate_command
+from .review.cli import add_review_parser, run_review_command
 from .models.cli import MODELS_DIR_HELP, add_models_parser, run_models_command
 from .store_cli import add_store_parser, run_store_command
 from .plugins import PluginError, Registry, default_registry
@@ -50,6 +51,12 @@ def _add_run(sub, registry: Registry) -> list[str]:
                        description="Classify every image of SOURCE with DeepFaune and write the results where the "
                                    "source's data manager expects them.",
                        epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    return add_run_options(p, registry)
+
+
+def add_run_options(p: argparse.ArgumentParser, registry: Registry) -> list[str]:
+    """The options of a run (settings, outputs, every host's options): `deepfaune review` takes the same, so
+    that its export writes what `deepfaune run` would."""
     p.add_argument("source", type=Path, help="a folder, a Timelapse root, a camtrapR tree or record table, a Camtrap DP package")
     p.add_argument("--host", default="auto", help="data manager of SOURCE (default: auto-detect); see `deepfaune plugins`")
     p.add_argument("--backend", default="deepfaune", help="classification backend (default: deepfaune)")
@@ -118,18 +125,7 @@ def _cmd_run(args, registry: Registry) -> int:
     from .errors import RunError, RunInterrupted
     from .pipeline import run
 
-    try:
-        settings = RunSettings(
-            model_version=args.model_version, detector_mode=args.detector, threshold=args.threshold,
-            maxlag=args.maxlag, lang=args.lang, exclude=_split_list(args.exclude), bird=args.bird,
-            models_dir=args.models_dir, threads=args.threads, fast=args.fast, backend=args.backend,
-            scheduler=args.scheduler, device=args.device,
-        )
-        if not args.scheduler:  # a device asked by name and not here: refused before any file is read
-            choose_device(requested_device(args.device))
-    except ValueError as err:
-        raise CliError(str(err)) from err
-    host_options = {k[len("host_"):]: v for k, v in vars(args).items() if k.startswith("host_")}
+    settings, host_options = run_settings(args)
     conflict = runtime_install().conflict
     if conflict:
         print(f"deepfaune: warning: {conflict}", file=sys.stderr)
@@ -146,6 +142,22 @@ def _cmd_run(args, registry: Registry) -> int:
         raise CliError(str(err)) from err
     _print_summary(summary)
     return EXIT_OK if summary.complete else EXIT_INCOMPLETE
+
+
+def run_settings(args) -> tuple[RunSettings, dict]:
+    """The settings and host options of a run's command line (`add_run_options`)."""
+    try:
+        settings = RunSettings(
+            model_version=args.model_version, detector_mode=args.detector, threshold=args.threshold,
+            maxlag=args.maxlag, lang=args.lang, exclude=_split_list(args.exclude), bird=args.bird,
+            models_dir=args.models_dir, threads=args.threads, fast=args.fast, backend=args.backend,
+            scheduler=args.scheduler, device=args.device,
+        )
+        if not args.scheduler:  # a device asked by name and not here: refused before any file is read
+            choose_device(requested_device(args.device))
+    except ValueError as err:
+        raise CliError(str(err)) from err
+    return settings, {k[len("host_"):]: v for k, v in vars(args).items() if k.startswith("host_")}
 
 
 def _print_summary(summary) -> None:
@@ -281,6 +293,7 @@ def build_parser(registry: Registry) -> argparse.ArgumentParser:
     add_models_parser(sub)
     add_store_parser(sub)
     add_evaluate_parser(sub)
+    add_review_parser(sub, registry)
     p = sub.add_parser("plugins", help="list registered backends and hosts and where they come from")
     p.add_argument("--json", action="store_true", help="print the list as JSON (for scripts)")
     _add_sort(sub)
@@ -311,6 +324,8 @@ def main(argv: Sequence[str] | None = None, registry: Registry | None = None) ->
             return run_store_command(args)
         if args.command == "evaluate":
             return run_evaluate_command(args, registry)
+        if args.command == "review":
+            return run_review_command(args, registry)
     except (CliError, DeepfauneError) as err:
         print(f"deepfaune: error: {err}", file=sys.stderr)
         return 1

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from .api import Host, RunResults, RunSettings
+from .corrections import overlay
 from .decisions import decide_run
 from .errors import DeepfauneError, RunError
 from .inference import Inference, open_store
@@ -179,13 +180,17 @@ def run(
             try:
                 outputs = open_output(adapter, manifest, host_options, result_store)
                 writers = [outputs, Counting(tally), *([kept] if keep_results else []),
-                           *([ReviewPage(outputs.out_dir, settings, blur_humans, log)] if report else []),
+                           *([ReviewPage(outputs.out_dir, settings, blur_humans, log, manifest.human_labels)]
+                             if report else []),
                            RunRecord(command, log)]
                 last_seqnum = 0
                 size = CLUSTER_CHUNK_FILES if settings.scheduler else CHUNK_FILES
                 for chunk in chunks(manifest.blocks(keep=keep_results), size):
                     raws = inference.raws(chunk)
                     decisions = decide_run(chunk, raws, inference.classes, settings, first_seqnum=last_seqnum + 1)
+                    if result_store is not None:  # what people decided is never replaced by a run
+                        decisions = overlay(decisions, result_store.human_labels(chunk), inference.classes,
+                                            settings.lang)
                     last_seqnum = max((d.seqnum for d in decisions), default=last_seqnum)
                     batch = RunResults(settings=settings, classes=inference.classes,
                                        raw={raw.relpath: raw for raw in raws}, decisions=decisions,

@@ -22,7 +22,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .types import CONTAINER_DATE, EXIF_DATE, FILE_DATE, Detection, MediaItem, RawResult
+from .types import CONTAINER_DATE, EXIF_DATE, FILE_DATE, Detection, HumanLabel, MediaItem, RawResult
 
 SCHEMA_VERSION = 2
 LOOKUP_BATCH = 500  # keys per query: under SQLite's oldest limit of 999 variables
@@ -122,10 +122,11 @@ def decode(relpath: str, payload: str) -> RawResult:
 
 
 class ResultStore:
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, shared: bool = False):
+        """`shared`: used from another thread than this one (the review server's; the caller serialises)."""
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=not shared)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(
@@ -135,6 +136,9 @@ class ResultStore:
                 fingerprint TEXT NOT NULL, content TEXT NOT NULL, relpath TEXT NOT NULL,
                 size INTEGER NOT NULL, stored_at REAL NOT NULL,
                 payload TEXT NOT NULL, PRIMARY KEY (fingerprint, content));
+            CREATE TABLE IF NOT EXISTS human (
+                content TEXT NOT NULL, size INTEGER NOT NULL, relpath TEXT NOT NULL,
+                label TEXT NOT NULL, reviewer TEXT NOT NULL, at TEXT NOT NULL, PRIMARY KEY (content, size));
             """
         )
         row = self.db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
@@ -144,6 +148,7 @@ class ResultStore:
             raise RuntimeError(f"{self.path}: result store of schema {row[0]}, expected {SCHEMA_VERSION}; "
                                "delete it (it only caches model outputs) or use --store elsewhere")
         self._seen: dict[str, FileIdentity] = {}  # path -> identity hashed by lookup, reused by save
+        self._last: dict[str, FileIdentity] = {}  # path -> identity, of the last lookup's files (human labels)
 
     def close(self) -> None:
         self.db.close()
@@ -159,11 +164,12 @@ class ResultStore:
         identity and once (from the page cache) by its decoder."""
         found: dict[str, RawResult] = {}
         wanted: dict[str, list[MediaItem]] = {}
+        self._last = {}
         for item in items:
             ident = FileIdentity.of(item)
             if ident is None:
                 continue  # unreadable now: computing it will say why
-            self._seen[str(item.path)] = ident
+            self._seen[str(item.path)] = self._last[str(item.path)] = ident
             wanted.setdefault(ident.content, []).append(item)
         keys_all = list(wanted)
         for start in range(0, len(keys_all), LOOKUP_BATCH):  # by key: a chunk's cost, not the whole store's
@@ -194,6 +200,52 @@ class ResultStore:
                 self.db.execute("BEGIN")
                 self.db.executemany("INSERT OR REPLACE INTO raw VALUES (?, ?, ?, ?, ?, ?)", rows)
         return len(rows)
+
+
+    # -- what people decided (`deepfaune review`): by content too, so a label follows a moved or renamed file,
+    # and apart from any model's outputs, so no new model or setting ever replaces it.
+
+    def human_labels(self, items: Sequence[MediaItem]) -> dict[str, HumanLabel]:
+        """The people's labels of `items`, by relpath (files nobody labelled are left out)."""
+        wanted: dict[tuple[str, int], list[MediaItem]] = {}
+        for item in items:
+            ident = self._last.get(str(item.path)) or FileIdentity.of(item)
+            if ident is not None:
+                wanted.setdefault((ident.content, ident.size), []).append(item)
+        found: dict[str, HumanLabel] = {}
+        if not self._has_human():
+            return found
+        keys_all = list(wanted)
+        for start in range(0, len(keys_all), LOOKUP_BATCH):
+            keys = [k for k, _ in keys_all[start:start + LOOKUP_BATCH]]
+            rows = self.db.execute(f"SELECT content, size, label, reviewer, at FROM human WHERE content IN "
+                                   f"({','.join('?' * len(keys))})", keys)
+            for content, size, label, reviewer, at in rows.fetchall():
+                for item in wanted.get((content, size), ()):
+                    found[item.relpath] = HumanLabel(label, reviewer, datetime.fromisoformat(at))
+        return found
+
+    def _has_human(self) -> bool:
+        return self.db.execute("SELECT 1 FROM human LIMIT 1").fetchone() is not None
+
+    def set_human(self, entries: Iterable[tuple[MediaItem, str | None]], reviewer: str) -> int:
+        """Record (or, with label None, forget) people's labels, all in one transaction; returns the files changed.
+        A file that cannot be read now is refused (ValueError naming it): a label must name the bytes it is for."""
+        rows, gone = [], []
+        at = datetime.now().isoformat(timespec="seconds")
+        for item, label in entries:
+            ident = self._last.get(str(item.path)) or FileIdentity.of(item)
+            if ident is None:
+                raise ValueError(f"{item.relpath}: cannot be read, so its label cannot be kept")
+            if label is None:
+                gone.append((ident.content, ident.size))
+            else:
+                rows.append((ident.content, ident.size, item.relpath, label, reviewer, at))
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.executemany("INSERT OR REPLACE INTO human VALUES (?, ?, ?, ?, ?, ?)", rows)
+            self.db.executemany("DELETE FROM human WHERE content=? AND size=?", gone)
+        return len(rows) + len(gone)
 
 
 def default_store_path() -> Path:

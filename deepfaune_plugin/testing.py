@@ -12,7 +12,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from .api import ANIMAL, PERSON, VEHICLE, Backend, Detection, MediaItem, RawResult, RunSettings
+from .api import ANIMAL, PERSON, VEHICLE, Backend, BackendDescription, Detection, MediaItem, RawResult, RunSettings
 from .models.cards import load_card
 from .plugins import Registry, build_registry, new_plugin_manager
 
@@ -62,6 +62,23 @@ class LogitsBackend(Backend):
 
     def open(self, settings: RunSettings) -> _LogitsPredictor:
         return _LogitsPredictor(settings, self.outcomes, self.default)
+
+
+class StoredLogitsBackend(LogitsBackend):
+    """A `LogitsBackend` that describes itself, so its outputs go to the result store and a later command
+    re-decides them without running it (`deepfaune evaluate`, `deepfaune review`); `opened` counts its runs."""
+
+    def __init__(self, outcomes: Mapping[str, Any] | None = None, default: Any = EMPTY):
+        super().__init__(outcomes, default)
+        self.opened = 0
+
+    def describe(self, settings: RunSettings) -> BackendDescription:
+        return BackendDescription(load_card(settings.model_version).class_table(),
+                                  f"stored-logits-v1 {settings.model_version} {settings.detector_mode}")
+
+    def open(self, settings: RunSettings) -> _LogitsPredictor:
+        self.opened += 1
+        return super().open(settings)
 
 
 def logits_for(version: str, label: str, lang: str = "en", high: float = 8.0) -> list[float]:

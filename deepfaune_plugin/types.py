@@ -106,6 +106,13 @@ class Manifest:
     #: Days each station was deployed (station -> days, from the host's deployment dates), where the host
     #: knows them: the review page's detection rate per 100 trap-days.  Empty: unknown.
     trap_days: dict[str, float] = field(default_factory=dict)
+    #: The human labels the source already holds (relpath -> the label as the host holds it: a DeepFaune key
+    #: such as "red deer", "empty", "human", "vehicle", or a host's own text): what `deepfaune evaluate` and the
+    #: review page's evaluation compare DeepFaune's decisions with.  Empty: the source holds none.
+    human_labels: dict[str, str] = field(default_factory=dict)
+    #: Where each station is (station -> (latitude, longitude), WGS84 decimal degrees, from the host's
+    #: deployments), where the host knows it: the review page's map of the deployments.  Empty: unknown.
+    station_coordinates: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     @classmethod
     def from_items(cls, root: Path, items: list[MediaItem], **fields: Any) -> "Manifest":
@@ -200,6 +207,16 @@ class RawResult:
 
 
 @dataclass(frozen=True)
+class HumanLabel:
+    """What a person decided for one file in `deepfaune review`: a label key (a class's English label, or
+    "empty", "human", "vehicle"), who, and when."""
+
+    key: str
+    reviewer: str
+    at: datetime
+
+
+@dataclass(frozen=True)
 class ClassTable:
     """The labels and decision constants of a classifier, as a model card states them."""
 
@@ -259,3 +276,7 @@ class Decision:
     categorybase: int = EMPTY
     top1base_key: str = ""
     predictionbase_key: str = ""  # language-independent key of `predictionbase` (the per-image answer)
+    #: A person's label for this file (`deepfaune review`), which the label fields above then hold (scores 1.0);
+    #: `machine` keeps DeepFaune's own decision for the formats that write both (Camtrap DP's machine rows).
+    human: "HumanLabel | None" = None
+    machine: "Decision | None" = None

@@ -1,0 +1,82 @@
+"""How `deepfaune review` scales: a season of N small JPEGs (default 100,000) run once with a stand-in backend
+whose outputs go to a result store, then the review opened on it: the time to open (reading every file once to
+know its content, the store lookups, deciding, the queue), one page, one label given, and the memory it holds.
+
+    python benchmarks/bench_review.py --files 100000 --work /tmp/bench-review
+
+Nothing is timed in the tests; the figures go to benchmarks/RESULTS.md by hand."""
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from deepfaune_plugin.api import RunSettings
+from deepfaune_plugin.pipeline import resolve_host, run
+from deepfaune_plugin.review.session import ReviewSession
+from deepfaune_plugin.store import ResultStore
+from deepfaune_plugin.testing import StoredLogitsBackend, registry_with
+
+
+def make_season(root: Path, files: int, per_folder: int = 1000) -> None:
+    buf = Path(root / "tmp.jpg")
+    root.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((48, 64, 3), 90, np.uint8)).save(buf, "JPEG")
+    data = buf.read_bytes()
+    buf.unlink()
+    for i in range(files):
+        folder = root / f"st{i // per_folder:03d}"
+        folder.mkdir(exist_ok=True)
+        # different bytes per file (the store keys by content): a comment segment after SOI
+        tag = f"file {i}".encode()
+        (folder / f"IMG_{i % per_folder:04d}.JPG").write_bytes(
+            data[:2] + b"\xff\xfe" + (len(tag) + 2).to_bytes(2, "big") + tag + data[2:])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--files", type=int, default=100_000)
+    ap.add_argument("--work", type=Path, default=Path("/tmp/bench-review"))
+    args = ap.parse_args()
+    src, store = args.work / "season", args.work / "store.sqlite"
+    logits = [0.0] * 38
+    logits[5] = 3.0  # one class ahead, well under the threshold: every sequence is in the queue
+    backend = StoredLogitsBackend(default=logits)
+    registry = registry_with(backends=[backend])
+    settings = RunSettings(backend="logits", lang="en")
+    if not src.exists():
+        t = time.perf_counter()
+        make_season(src, args.files)
+        print(f"made {args.files} files in {time.perf_counter() - t:.1f} s")
+        t = time.perf_counter()
+        run(src, settings, registry=registry, store=store, progress=False, report=False, keep_results=False,
+            log=lambda m: None)
+        print(f"first run (stand-in backend): {time.perf_counter() - t:.1f} s")
+    host = resolve_host(registry, "auto", src)
+    t = time.perf_counter()
+    session = ReviewSession.open(src, host, backend, settings, ResultStore(store, shared=True), {"output": None},
+                                 args.work / "thumbs", "bench", log=lambda m: None)
+    opened = time.perf_counter() - t
+    t = time.perf_counter()
+    page = session.page(0)
+    paged = time.perf_counter() - t
+    files = [f["f"] for f in page["sequences"][0]["files"]]
+    t = time.perf_counter()
+    session.set_labels(files, "fox")
+    labelled = time.perf_counter() - t
+    t = time.perf_counter()
+    session.thumbnail(page["sequences"][0]["files"][0]["id"])
+    thumb = time.perf_counter() - t
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"{len(session.items)} files, {len(session.sequences)} sequences, {session.summary()['queue']} queued: "
+          f"open {opened:.1f} s, page {paged * 1000:.0f} ms, label {labelled * 1000:.0f} ms, "
+          f"first thumbnail {thumb * 1000:.0f} ms, peak RSS {rss:.0f} MB")
+    session.store.close()
+
+
+if __name__ == "__main__":
+    main()

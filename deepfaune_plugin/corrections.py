@@ -1,0 +1,71 @@
+"""People's labels (`deepfaune review`) laid over DeepFaune's decisions, the one place that does it.
+
+Every run lays them over its decisions before any writer sees them, so re-running the models, a new
+threshold or another host never replaces what a person decided, and every output (the host's files, the
+review page, the counts) says the same. The person's label fills the label fields in the run's language,
+with scores 1.0; `Decision.machine` keeps DeepFaune's own answer for the formats that write both.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Mapping, Sequence
+
+from .types import ANIMAL, EMPTY, PERSON, VEHICLE, ClassTable, Decision, HumanLabel
+
+#: The label keys that are no animal class, and their categories.
+NON_ANIMAL = {"empty": EMPTY, "human": PERSON, "vehicle": VEHICLE}
+
+
+def category_of(key: str) -> int:
+    return NON_ANIMAL.get(key, ANIMAL)
+
+
+def english_labels(classes: ClassTable) -> list[str]:
+    return list(classes.names["en"]) if "en" in classes.names else list(next(iter(classes.names.values())))
+
+
+def label_choices(classes: ClassTable) -> list[str]:
+    """Every key a person may give: the card's classes (and bird subclasses, as "bird <subclass>" like
+    DeepFaune's bird option), then empty, human, vehicle."""
+    keys = english_labels(classes)
+    if classes.bird_names:
+        birds = classes.bird_names.get("en") or next(iter(classes.bird_names.values()))
+        keys += [f"{classes.bird_class} {b}" for b in birds]
+    return keys + list(NON_ANIMAL)
+
+
+def label_text(classes: ClassTable, key: str, lang: str) -> str:
+    """`key` as the run's language writes it (the key itself where the card has no such label)."""
+    if key in NON_ANIMAL:
+        return classes.non_animal.get(key, {}).get(lang, key)
+    english = english_labels(classes)
+    if key in english:
+        names = classes.names.get(lang)
+        return names[english.index(key)] if names else key
+    if classes.bird_names and key.startswith(classes.bird_class + " "):
+        birds_en = list(classes.bird_names.get("en") or next(iter(classes.bird_names.values())))
+        sub = key[len(classes.bird_class) + 1:]
+        if sub in birds_en and lang in classes.bird_names:
+            return f"{label_text(classes, classes.bird_class, lang)} {classes.bird_names[lang][birds_en.index(sub)]}"
+    return key
+
+
+def overlay(decisions: Sequence[Decision], labels: Mapping[str, HumanLabel], classes: ClassTable,
+            lang: str) -> list[Decision]:
+    """`decisions` with each labelled file's label replaced by the person's (failed files stay failed: there
+    is no file a label could be written for)."""
+    if not labels:
+        return list(decisions)
+    out = []
+    for d in decisions:
+        human = labels.get(d.relpath)
+        if human is None or d.failure is not None:
+            out.append(d)
+            continue
+        text = label_text(classes, human.key, lang)
+        category = category_of(human.key)
+        out.append(replace(d, prediction=text, prediction_key=human.key, predictionbase=text,
+                           predictionbase_key=human.key, top1=text, top1_key=human.key, top1base_key=human.key,
+                           score=1.0, scorebase=1.0, raw_score=1.0, raw_scorebase=1.0, category=category,
+                           categorybase=category, human=human, machine=d))
+    return out

@@ -1,0 +1,243 @@
+// The review page: keyboard first. Everything it shows comes from /api (the token rides in a same-site
+// cookie for reads and in a header for every change); every text is set with textContent, never as HTML.
+"use strict";
+(function () {
+  const token = document.body.dataset.token;
+  history.replaceState(null, "", "/");  // the token stays out of the history and of copied links
+  const state = { page: 0, pages: 1, seqs: [], cur: 0, pic: 0, selected: new Set(), labels: [], choice: 0 };
+  const $ = (id) => document.getElementById(id);
+
+  function el(tag, cls, text) {
+    const e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text !== undefined) e.textContent = text;
+    return e;
+  }
+
+  async function api(path, body) {
+    const init = { credentials: "same-origin", headers: {} };
+    if (body !== undefined) {
+      init.method = "POST";
+      init.headers["Content-Type"] = "application/json";
+      init.headers["X-Review-Token"] = token;
+      init.body = JSON.stringify(body);
+    }
+    const res = await fetch(path, init);
+    const data = await res.json().catch(() => ({ error: res.status + " " + res.statusText }));
+    if (!res.ok || data.error) throw new Error(data.error || res.statusText);
+    return data;
+  }
+
+  function say(text, error) {
+    const s = $("status");
+    s.textContent = text;
+    s.className = error ? "error" : "";
+  }
+
+  function showSummary(s) {
+    $("summary").textContent = `${s.source} (${s.host}, model ${s.model}, threshold ${s.threshold}): ` +
+      `${s.queue} of ${s.sequences} sequences to review, ${s.reviewed} reviewed` +
+      (s.missing ? `; ${s.missing} files without stored results not shown` : "") + ` · reviewer ${s.reviewer}`;
+  }
+
+  async function load(page, keep) {
+    const data = await api(`/api/page/${page}`);
+    state.page = data.page;
+    state.pages = data.pages;
+    state.seqs = data.sequences;
+    if (!keep) { state.cur = 0; state.pic = 0; state.selected.clear(); }
+    state.cur = Math.min(state.cur, Math.max(0, state.seqs.length - 1));
+    render();
+  }
+
+  function render() {
+    const q = $("queue");
+    q.replaceChildren();
+    state.seqs.forEach((seq, i) => {
+      const box = el("section", "seq" + (i === state.cur ? " current" : "") + (seq.reviewed ? " reviewed" : ""));
+      box.dataset.seq = seq.id;
+      const h = el("h2", null, `#${seq.id} ${seq.station ? seq.station + " · " : ""}${seq.label}`);
+      h.append(el("span", "machine", ` (DeepFaune: ${seq.machine.label} ${seq.machine.score.toFixed(2)})`));
+      seq.reasons.forEach((r) => h.append(el("span", "reason", r)));
+      box.append(h);
+      const files = el("div", "files");
+      seq.files.forEach((f, j) => {
+        const fig = el("figure");
+        if (i === state.cur && j === state.pic) fig.classList.add("pic");
+        if (i === state.cur && state.selected.has(j)) fig.classList.add("selected");
+        fig.dataset.file = f.f;
+        const img = el("img");
+        img.alt = f.f;
+        img.loading = "lazy";
+        img.src = `/thumb/${f.id}.jpg`;
+        fig.append(img);
+        const cap = el("figcaption");
+        cap.append(el("span", f.human ? "human" : "", f.label + (f.human ? ` ✓ ${f.human.by}` : "")));
+        if (f.human || f.machine.key !== f.key) {  // what DeepFaune said of this picture alone
+          cap.append(el("span", "machine", ` · DeepFaune: ${f.machine.label} ${f.machine.score.toFixed(2)}`));
+        }
+        cap.append(el("br"), el("span", "machine", `${f.f}${f.date ? " · " + f.date : ""}`));
+        fig.append(cap);
+        files.append(fig);
+      });
+      box.append(files);
+      q.append(box);
+    });
+    $("pageinfo").textContent = `page ${state.page + 1} of ${state.pages}`;
+    const current = q.children[state.cur];
+    if (current) current.scrollIntoView({ block: "nearest" });
+  }
+
+  function targets() {
+    const seq = state.seqs[state.cur];
+    if (!seq) return [];
+    const picked = state.selected.size ? [...state.selected].sort((a, b) => a - b) : seq.files.map((_, j) => j);
+    return picked.map((j) => seq.files[j]).filter((f) => !f.failed).map((f) => f.f);
+  }
+
+  async function label(key) {
+    const seq = state.seqs[state.cur];
+    const files = targets();
+    if (!seq || !files.length) return;
+    try {
+      const res = await api("/api/label", { files, key });
+      const whole = state.selected.size === 0;
+      state.selected.clear();
+      showSummary(res.summary);
+      await load(state.page, true);
+      if (whole && state.cur < state.seqs.length - 1) { state.cur += 1; state.pic = 0; render(); }
+      // said last: whoever waits for this line finds the page already showing the change
+      say(key === null ? `forgot the label of ${files.length} file(s)` :
+          `${files.length} file(s) of #${seq.id}: ${labelName(key)}`);
+    } catch (err) {
+      say(err.message, true);
+    }
+  }
+
+  function labelName(key) {
+    const found = state.labels.find((l) => l.key === key);
+    return found ? found.label : key;
+  }
+
+  function accept() {
+    const seq = state.seqs[state.cur];
+    if (!seq) return;
+    const key = seq.machine.key;
+    if (key === "undefined" || key.endsWith(" undefined") || key === "failed") {
+      say("DeepFaune gave no label here: pick one (/ or e, h, v)", true);
+      return;
+    }
+    label(key);
+  }
+
+  // -- the label picker: search as you type, in any language of the model card
+  function openPicker() {
+    $("picker").hidden = false;
+    $("search").value = "";
+    state.choice = 0;
+    filter();
+    $("search").focus();
+  }
+
+  function closePicker() {
+    $("picker").hidden = true;
+    $("search").blur();
+  }
+
+  function matches() {
+    const text = $("search").value.trim().toLowerCase();
+    return state.labels.filter((l) => !text || l.names.some((n) => n.toLowerCase().includes(text)));
+  }
+
+  function filter() {
+    const list = $("choices");
+    list.replaceChildren();
+    const found = matches();
+    state.choice = Math.min(state.choice, Math.max(0, found.length - 1));
+    found.forEach((l, i) => {
+      const li = el("li", i === state.choice ? "active" : "", l.label);
+      li.dataset.key = l.key;
+      list.append(li);
+    });
+  }
+
+  function pickerKey(ev) {
+    const found = matches();
+    if (ev.key === "Escape") { closePicker(); }
+    else if (ev.key === "ArrowDown") { state.choice = Math.min(found.length - 1, state.choice + 1); filter(); }
+    else if (ev.key === "ArrowUp") { state.choice = Math.max(0, state.choice - 1); filter(); }
+    else if (ev.key === "Enter") {
+      const l = found[state.choice];
+      closePicker();
+      if (l) label(l.key);
+    } else { return; }
+    ev.preventDefault();
+  }
+
+  function move(delta) {
+    const next = state.cur + delta;
+    if (next >= state.seqs.length && state.page < state.pages - 1) { load(state.page + 1); return; }
+    if (next < 0 && state.page > 0) {
+      load(state.page - 1).then(() => { state.cur = state.seqs.length - 1; render(); });
+      return;
+    }
+    state.cur = Math.max(0, Math.min(state.seqs.length - 1, next));
+    state.pic = 0;
+    state.selected.clear();
+    render();
+  }
+
+  async function exportAll() {
+    say("writing the labels into the source's files…");
+    try {
+      const res = await api("/api/export", {});
+      say("wrote " + res.written.join(", "));
+    } catch (err) {
+      say(err.message, true);
+    }
+  }
+
+  function onKey(ev) {
+    if (!$("picker").hidden) { pickerKey(ev); return; }
+    if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
+    const seq = state.seqs[state.cur];
+    switch (ev.key) {
+      case "j": case "ArrowDown": move(1); break;
+      case "k": case "ArrowUp": move(-1); break;
+      case "ArrowRight": if (seq) { state.pic = Math.min(seq.files.length - 1, state.pic + 1); render(); } break;
+      case "ArrowLeft": state.pic = Math.max(0, state.pic - 1); render(); break;
+      case "x":
+        if (state.selected.has(state.pic)) state.selected.delete(state.pic); else state.selected.add(state.pic);
+        render();
+        break;
+      case "Enter": case "a": accept(); break;
+      case "e": label("empty"); break;
+      case "h": label("human"); break;
+      case "v": label("vehicle"); break;
+      case "u": label(null); break;
+      case "/": case "l": openPicker(); break;
+      case "n": if (state.page < state.pages - 1) load(state.page + 1); break;
+      case "p": if (state.page > 0) load(state.page - 1); break;
+      case "W": exportAll(); break;
+      default: return;
+    }
+    ev.preventDefault();
+  }
+
+  document.addEventListener("keydown", onKey);
+  $("search").addEventListener("input", () => { state.choice = 0; filter(); });
+  $("export").addEventListener("click", exportAll);
+  $("next").addEventListener("click", () => { if (state.page < state.pages - 1) load(state.page + 1); });
+  $("prev").addEventListener("click", () => { if (state.page > 0) load(state.page - 1); });
+  $("choices").addEventListener("click", (ev) => {
+    const key = ev.target.dataset && ev.target.dataset.key;
+    if (key) { closePicker(); label(key); }
+  });
+
+  Promise.all([api("/api/summary"), api("/api/labels")]).then(([summary, labels]) => {
+    showSummary(summary);
+    state.labels = labels;
+    document.body.dataset.ready = "1";
+    return load(0);
+  }).then(() => { document.body.dataset.loaded = "1"; }).catch((err) => say(err.message, true));
+})();

@@ -1,0 +1,127 @@
+"""`deepfaune review SOURCE`: correct DeepFaune's labels in the browser; `--export` writes them back.
+
+It takes every option of `deepfaune run`, because writing back *is* a run: every file's outputs are in the
+result store (no model runs), the people's labels are laid over DeepFaune's decisions
+(`corrections.overlay`), and the host writes its own files the way `deepfaune run` does (backups, atomic).
+"""
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+import webbrowser
+from pathlib import Path
+
+from ..errors import DeepfauneError
+from ..plugins import PluginError, Registry
+
+
+class ReviewCliError(DeepfauneError):
+    pass
+
+
+def add_review_parser(sub, registry: Registry) -> None:
+    from ..cli import EXIT_CODES_HELP, add_run_options
+
+    p = sub.add_parser("review", help="correct DeepFaune's labels in your browser (a local web app), then write "
+                                      "them into the source's own files",
+                       description="Open the review queue of SOURCE (sequences that are undefined, near the "
+                                   "threshold, whose images disagree, or with suspect dates) in a local web app. "
+                                   "Labels are kept in the result store as you give them; --export (or the page's "
+                                   "Write back) writes them through the source's host, as `deepfaune run` with the "
+                                   "same options would. Run `deepfaune run SOURCE` first.",
+                       epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_run_options(p, registry)
+    group = p.add_argument_group("review")
+    group.add_argument("--reviewer", default=None,
+                       help="your name, written with each label (Camtrap DP's classifiedBy; default: your login)")
+    group.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
+    group.add_argument("--no-browser", action="store_true", help="print the link instead of opening the browser")
+    group.add_argument("--all", dest="show_all", action="store_true",
+                       help="show every sequence, not only those that need a look")
+    group.add_argument("--export", action="store_true",
+                       help="write the labels given so far into the source's files and exit (no web app)")
+
+
+def reviewer_name(given: str | None) -> str:
+    name = (given or os.environ.get("DEEPFAUNE_REVIEWER") or _login()).strip()
+    if not name or len(name) > 200 or any(ord(c) < 32 for c in name):
+        raise ReviewCliError(f"--reviewer {name!r}: give a name of 1 to 200 printable characters")
+    return name
+
+
+def _login() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "reviewer"
+
+
+def run_review_command(args: argparse.Namespace, registry: Registry, ready=None) -> int:
+    """`ready(server)`, when given, is called once the server listens (tests drive a browser from there and
+    stop it with `server.server.shutdown()`)."""
+    from ..cli import EXIT_INCOMPLETE, EXIT_OK, _print_summary, run_settings
+    from ..inference import open_store
+    from ..models.installed import user_cache_dir
+    from ..pipeline import resolve_host, run
+    from ..store import ResultStore, default_store_path
+    from .server import ReviewApp, ReviewServer, new_token
+    from .session import ReviewSession, thumbs_folder
+
+    settings, host_options = run_settings(args)
+    reviewer = reviewer_name(args.reviewer)
+    if args.no_store:
+        raise ReviewCliError("review keeps its labels in the result store: drop --no-store")
+    store_path = args.store or default_store_path()
+    if not args.source.exists():
+        raise ReviewCliError(f"{args.source}: no such file or folder")
+
+    def export() -> list[str]:
+        summary = run(args.source, settings, host=args.host, host_options=host_options, output=args.output,
+                      registry=registry, progress=False, store=store_path, report=args.report,
+                      blur_humans=args.blur_humans, command=["deepfaune", *args.argv], keep_results=False)
+        _print_summary(summary)
+        return [str(p) for p in summary.written + summary.review_files]
+
+    if args.export:
+        if not Path(store_path).is_file():
+            raise ReviewCliError(f"result store {store_path}: none yet; run `deepfaune run {args.source}` first")
+        written = export()
+        return EXIT_OK if written else EXIT_INCOMPLETE
+
+    try:
+        host = resolve_host(registry, args.host, args.source)
+        backend = registry.backend(settings.backend)
+    except PluginError as err:
+        raise ReviewCliError(str(err)) from err
+    if not Path(store_path).is_file():
+        raise ReviewCliError(f"result store {store_path}: none yet; run `deepfaune run {args.source}` first")
+    open_store(store_path).close()  # a store of another schema is refused with run's message
+    store = ResultStore(store_path, shared=True)
+
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr)
+
+    try:
+        options = dict(host_options, output=args.output)
+        session = ReviewSession.open(args.source, host, backend, settings, store, options,
+                                     thumbs_folder(user_cache_dir(), args.source), reviewer, args.show_all, log)
+        server = ReviewServer(ReviewApp(session, new_token(), export), args.port)
+        log(f"{session.summary()['queue']} sequences to review; open {server.url}")
+        log("(only this link opens the review; Ctrl-C stops it; labels are kept as you give them)")
+        if ready is not None:
+            ready(server)
+        elif not args.no_browser:
+            webbrowser.open(server.url)
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            log("stopped; the labels are kept in the result store: `deepfaune review --export` writes them")
+        finally:
+            server.stop()
+    except OSError as err:
+        raise ReviewCliError(f"cannot serve the review on 127.0.0.1:{args.port}: {err}") from err
+    finally:
+        store.close()
+    return EXIT_OK

@@ -1,0 +1,185 @@
+"""The review web app: one person's browser on this computer, nobody else.
+
+Werkzeug (a small, well-kept WSGI library) does the HTTP; what is ours is who may ask. The server listens on
+127.0.0.1 only, on a free port the OS picks, and every request must carry the one-time token of the link the
+command printed (in the URL once; the page then keeps it in a same-site cookie and sends it back in a header
+with every change). So another local user, who can reach the port but not read the link, is refused, and so is
+a web page in the same browser: it cannot read the cookie, cannot set the header across origins, and a
+rebound DNS name fails the Host check. The page and its script are served from here: no CDN, works offline.
+"""
+from __future__ import annotations
+
+import hmac
+import logging
+import json
+import secrets
+import threading
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable
+
+from werkzeug.exceptions import BadRequest, Forbidden, HTTPException, MethodNotAllowed, NotFound
+from werkzeug.routing import Map, Rule
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
+
+from .session import ReviewError, ReviewSession
+
+HOST = "127.0.0.1"
+MAX_BODY = 1 << 20  # a request body is a list of file names and a label: 1 MiB is far more than enough
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+       "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+ASSETS = {"app.js": "text/javascript; charset=utf-8", "app.css": "text/css; charset=utf-8"}
+
+
+def _asset(name: str) -> str:
+    return resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
+
+
+class ReviewApp:
+    """The WSGI application: routes, the token check, JSON in and out."""
+
+    def __init__(self, session: ReviewSession, token: str, export: Callable[[], list[str]] | None = None):
+        self.session, self.token, self.export = session, token, export
+        self.port = 0  # set once the server is bound: the Host header must name it
+        self.cookie = "deepfaune_review"
+        self.urls = Map([
+            Rule("/", endpoint="index", methods=["GET"]),
+            Rule("/app.js", endpoint="asset", methods=["GET"]),
+            Rule("/app.css", endpoint="asset", methods=["GET"]),
+            Rule("/api/summary", endpoint="summary", methods=["GET"]),
+            Rule("/api/page/<int:number>", endpoint="page", methods=["GET"]),
+            Rule("/api/labels", endpoint="labels", methods=["GET"]),
+            Rule("/api/label", endpoint="label", methods=["POST"]),
+            Rule("/api/export", endpoint="export", methods=["POST"]),
+            Rule("/thumb/<ident>.jpg", endpoint="thumb", methods=["GET"]),
+        ])
+
+    # -- who may ask
+
+    def _allowed_host(self, request: Request) -> bool:
+        return request.host in {f"{HOST}:{self.port}", f"localhost:{self.port}"}
+
+    def _has_token(self, request: Request, write: bool) -> bool:
+        given = request.headers.get("X-Review-Token", "") if write else (
+            request.args.get("t") or request.cookies.get(self.cookie, ""))
+        return hmac.compare_digest(given.encode("utf-8"), self.token.encode("utf-8"))
+
+    def __call__(self, environ, start_response):
+        request = Request(environ)
+        request.max_content_length = MAX_BODY
+        try:
+            if not self._allowed_host(request):
+                raise Forbidden("this review answers requests for 127.0.0.1 only")
+            endpoint, values = self.urls.bind_to_environ(environ).match()
+            if not self._has_token(request, write=request.method == "POST"):
+                raise Forbidden("this review needs the link `deepfaune review` printed (with its token)")
+            response = getattr(self, f"on_{endpoint}")(request, **values)
+        except ReviewError as err:
+            response = self._json({"error": str(err)}, 400)
+        except (NotFound, MethodNotAllowed, Forbidden, BadRequest) as err:
+            response = Response(f"{err.code} {err.description}\n", status=err.code, mimetype="text/plain")
+        except HTTPException as err:
+            response = err.get_response(environ)
+        response.headers["Content-Security-Policy"] = CSP
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "no-referrer"
+        response.headers["Cache-Control"] = ("private, max-age=3600" if request.path.startswith("/thumb/")
+                                             else "no-store")
+        return response(environ, start_response)
+
+    # -- endpoints
+
+    def on_index(self, request: Request) -> Response:
+        html = _asset("app.html").replace("{{TOKEN}}", self.token)
+        response = Response(html, mimetype="text/html")
+        response.set_cookie(self.cookie, self.token, httponly=True, samesite="Strict", path="/")
+        return response
+
+    def on_asset(self, request: Request) -> Response:
+        name = request.path.lstrip("/")
+        return Response(_asset(name), content_type=ASSETS[name])
+
+    def on_summary(self, request: Request) -> Response:
+        with self.session.lock:
+            return self._json(self.session.summary())
+
+    def on_page(self, request: Request, number: int) -> Response:
+        with self.session.lock:
+            return self._json(self.session.page(number))
+
+    def on_labels(self, request: Request) -> Response:
+        with self.session.lock:
+            return self._json(self.session.labels())
+
+    def on_label(self, request: Request) -> Response:
+        body = self._body(request)
+        files, key = body.get("files"), body.get("key")
+        if not isinstance(files, list) or not all(isinstance(f, str) for f in files) or not (
+                key is None or isinstance(key, str)):
+            raise BadRequest("expects {\"files\": [relpath, ...], \"key\": label or null}")
+        with self.session.lock:
+            return self._json(self.session.set_labels(files, key))
+
+    def on_export(self, request: Request) -> Response:
+        if self.export is None:
+            raise NotFound("this review was started without a way to export")
+        with self.session.lock:
+            written = self.export()
+        return self._json({"written": written})
+
+    def on_thumb(self, request: Request, ident: str) -> Response:
+        with self.session.lock:
+            path = self.session.thumbnail(ident)
+        if path is None:
+            raise NotFound("no such file in this review, or it cannot be read")
+        response = Response(Path(path).read_bytes(), mimetype="image/jpeg")
+        return response
+
+    @staticmethod
+    def _body(request: Request) -> dict[str, Any]:
+        try:
+            body = json.loads(request.get_data(cache=False) or b"{}")
+        except (ValueError, UnicodeDecodeError) as err:
+            raise BadRequest(f"not JSON: {err}") from None
+        if not isinstance(body, dict):
+            raise BadRequest("expects a JSON object")
+        return body
+
+    @staticmethod
+    def _json(data: Any, status: int = 200) -> Response:
+        return Response(json.dumps(data, ensure_ascii=False), status=status, mimetype="application/json")
+
+
+class ReviewServer:
+    """The app on 127.0.0.1 and a free port; `url` is the one link that opens it."""
+
+    def __init__(self, app: ReviewApp, port: int = 0):
+        self.app = app
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # a line per thumbnail would bury what we say
+        self.server = make_server(HOST, port, app, threaded=False)
+        app.port = self.server.server_port
+        self.thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.app.port}/?t={self.app.token}"
+
+    def serve_forever(self) -> None:
+        self.server.serve_forever()
+
+    def start(self) -> "ReviewServer":
+        """Serve from a background thread (tests, and a caller that does something else meanwhile)."""
+        self.thread = threading.Thread(target=self.server.serve_forever, name="deepfaune-review", daemon=True)
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown() if self.thread is not None else None
+        self.server.server_close()
+        if self.thread is not None:
+            self.thread.join(timeout=10)
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(24)

@@ -1,0 +1,245 @@
+"""One review: a source's sequences, DeepFaune's decisions from the result store, and the people's labels.
+
+Nothing here writes the user's files. A label is kept in the result store the moment it is given (so a
+restart loses nothing, and the label follows the file's bytes); `deepfaune review --export` or any later
+`deepfaune run` writes them into the source's own files through its host.
+"""
+from __future__ import annotations
+
+import hashlib
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from ..api import Host, RunSettings
+from ..corrections import label_choices, label_text, overlay
+from ..decisions import decide_run
+from ..errors import DeepfauneError
+from ..exifdate import PLAUSIBLE_FROM, plausible_until
+from ..inference import Inference
+from ..report.thumbs import Job, ThumbCache
+from ..report.view import REVIEW_MARGIN, station_of
+from ..runlog import host_log
+from ..store import ResultStore
+from ..types import ANIMAL, FAILED, FILE_DATE, UNDEFINED, Decision, MediaItem, RawResult
+
+PAGE_SEQUENCES = 20  # sequences per page: what one screen shows without scrolling far
+MAX_PAGE_SEQUENCES = 200
+#: Why a sequence is in the queue, in the order the page shows them.
+REASONS = ("undefined", "near", "disagree", "date")
+
+
+class ReviewError(DeepfauneError):
+    """A review that cannot start or a request it cannot honour; the message says which file and why."""
+
+
+@dataclass
+class Sequence_:
+    """One sequence as the review shows it: its files' decisions (people's labels laid over)."""
+
+    seqnum: int
+    decisions: list[Decision]
+    reasons: tuple[str, ...] = ()
+    station: str = ""
+
+    @property
+    def reviewed(self) -> bool:
+        return all(d.human is not None for d in self.decisions if d.failure is None)
+
+
+@dataclass
+class ReviewSession:
+    """Everything a review shows and changes; safe to call from the server's one thread at a time (a lock)."""
+
+    source: Path
+    host: Host
+    settings: RunSettings
+    store: ResultStore
+    items: dict[str, MediaItem]
+    raws: dict[str, RawResult]
+    classes: Any
+    machine: list[Decision]
+    thumbs: ThumbCache
+    reviewer: str = "reviewer"
+    show_all: bool = False
+    missing: list[str] = field(default_factory=list)  # files with no stored outputs (not reviewable)
+    sequences: list[Sequence_] = field(default_factory=list)
+    queue: list[int] = field(default_factory=list)  # indexes into sequences
+    human: dict = field(default_factory=dict)  # relpath -> HumanLabel, as kept in the store
+    where: dict = field(default_factory=dict)  # relpath -> index into sequences
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    # -- building
+
+    @classmethod
+    def open(cls, source: Path, host: Host, backend, settings: RunSettings, store: ResultStore,
+             options: Mapping[str, Any], thumbs_dir: Path, reviewer: str, show_all: bool = False,
+             log: Callable[[str], None] = print) -> "ReviewSession":
+        """Reads the source through its host (writing nothing) and its stored outputs (no model runs)."""
+        inference = Inference(backend, settings, store, None, False, log)
+        try:
+            if inference.description is None:
+                raise ReviewError(f"backend {backend.name!r} keeps no outputs in the result store; review shows "
+                                  "stored outputs only")
+            with host_log(log):
+                manifest = host.read(source, dict(options))
+            items = [item for block in manifest.blocks() for item in block]
+            log(f"{source}: {len(items)} files; finding their results in {store.path} (each file is read once "
+                "to know its content)")
+            found = inference.stored(items)
+        finally:
+            inference.close()
+        kept = [item for item in items if item.relpath in found]
+        missing = [item.relpath for item in items if item.relpath not in found]
+        if not kept:
+            raise ReviewError(f"{source}: none of its {len(items)} files has stored outputs for these settings "
+                              f"(model {settings.model_version}, detector {settings.detector_mode}); run "
+                              f"`deepfaune run {source}` with them first")
+        if missing:
+            log(f"{len(missing)} file(s) have no stored outputs and are not shown, e.g. {missing[0]}")
+        classes = inference.description.classes
+        raws = [found[item.relpath] for item in kept]
+        session = cls(source=source, host=host, settings=settings, store=store,
+                      items={item.relpath: item for item in kept}, raws={r.relpath: r for r in raws},
+                      classes=classes, machine=decide_run(kept, raws, classes, settings),
+                      thumbs=ThumbCache(thumbs_dir), reviewer=reviewer, show_all=show_all, missing=missing)
+        session.thumbs.folder.mkdir(parents=True, exist_ok=True)
+        session.refresh()
+        return session
+
+    def refresh(self) -> None:
+        """The sequences with the people's labels laid over, and the queue (read once: a label given here
+        changes only its own sequences, `_relabel`)."""
+        items = list(self.items.values())
+        self.human = self.store.human_labels(items)
+        current = overlay(self.machine, self.human, self.classes, self.settings.lang)
+        by_seq: dict[int, list[Decision]] = {}
+        for d in current:
+            by_seq.setdefault(d.seqnum, []).append(d)
+        self.sequences = []
+        self.where = {}
+        for seqnum in sorted(by_seq):
+            decisions = sorted(by_seq[seqnum], key=lambda d: (d.date is None, d.date or datetime.min, d.relpath))
+            head = decisions[0]
+            for d in decisions:
+                self.where[d.relpath] = len(self.sequences)
+            self.sequences.append(Sequence_(seqnum, decisions, self._reasons(decisions),
+                                            station_of(self.items.get(head.relpath), head.relpath)))
+        self.queue = [i for i, s in enumerate(self.sequences) if self.show_all or s.reasons]
+
+    def _relabel(self, relpaths: Sequence[str]) -> None:
+        """Lay the people's labels again over the sequences of `relpaths` only: a keypress costs a sequence,
+        not the season (the queue stays: why a sequence needs a look is DeepFaune's answer, not the person's)."""
+        for index in {self.where[rel] for rel in relpaths}:
+            seq = self.sequences[index]
+            machine = [d.machine or d for d in seq.decisions]
+            seq.decisions = overlay(machine, self.human, self.classes, self.settings.lang)
+
+    def _reasons(self, decisions: list[Decision]) -> tuple[str, ...]:
+        """Why a person should look: DeepFaune's decision (`machine`), so a corrected sequence stays listed."""
+        machine = [d.machine or d for d in decisions if d.failure is None]
+        if not machine:
+            return ()
+        head, out = machine[0], set()
+        threshold = self.settings.threshold
+        if head.category == ANIMAL:
+            if head.prediction_key == UNDEFINED or head.prediction_key.endswith(" " + UNDEFINED):
+                out.add("undefined")
+            elif head.score <= threshold + REVIEW_MARGIN + 1e-9:
+                out.add("near")
+        for d in machine:  # an image whose own answer is another species than its sequence's
+            if (d.categorybase == ANIMAL and d.predictionbase_key not in (UNDEFINED, head.prediction_key, "")
+                    and not d.predictionbase_key.endswith(" " + UNDEFINED)):
+                out.add("disagree")
+            raw = self.raws.get(d.relpath)
+            if raw is not None and raw.date is not None and (  # a guess, or a clock that was never set
+                    raw.date_source == FILE_DATE
+                    or not PLAUSIBLE_FROM <= raw.date.replace(tzinfo=None) <= plausible_until()):
+                out.add("date")
+        return tuple(r for r in REASONS if r in out)
+
+    # -- what the page asks
+
+    def summary(self) -> dict[str, Any]:
+        queued = [self.sequences[i] for i in self.queue]
+        return {"source": str(self.source), "host": self.host.name, "model": self.classes.version,
+                "threshold": self.settings.threshold, "lang": self.settings.lang, "reviewer": self.reviewer,
+                "files": len(self.items), "sequences": len(self.sequences), "queue": len(queued),
+                "reviewed": sum(1 for s in queued if s.reviewed), "missing": len(self.missing),
+                "pages": max(1, -(-len(queued) // PAGE_SEQUENCES)), "page_size": PAGE_SEQUENCES}
+
+    def page(self, number: int, size: int = PAGE_SEQUENCES) -> dict[str, Any]:
+        size = max(1, min(int(size), MAX_PAGE_SEQUENCES))
+        pages = max(1, -(-len(self.queue) // size))
+        number = max(0, min(int(number), pages - 1))
+        chosen = self.queue[number * size:(number + 1) * size]
+        return {"page": number, "pages": pages, "total": len(self.queue),
+                "sequences": [self._sequence_json(self.sequences[i]) for i in chosen]}
+
+    def _sequence_json(self, seq: Sequence_) -> dict[str, Any]:
+        head = seq.decisions[0]
+        machine = head.machine or head
+        return {"id": seq.seqnum, "station": seq.station, "reasons": list(seq.reasons), "reviewed": seq.reviewed,
+                "label": head.prediction, "key": head.prediction_key,
+                "machine": {"label": machine.prediction, "key": machine.prediction_key,
+                            "score": round(float(machine.score), 2)},
+                "files": [self._file_json(d) for d in seq.decisions]}
+
+    def _file_json(self, d: Decision) -> dict[str, Any]:
+        machine = d.machine or d
+        raw = self.raws.get(d.relpath)
+        return {"f": d.relpath, "id": file_id(d.relpath), "date": d.date.isoformat(" ") if d.date else None,
+                "label": d.prediction, "key": d.prediction_key,
+                "machine": {"label": machine.predictionbase, "key": machine.predictionbase_key,
+                            "score": round(float(machine.scorebase), 2)},
+                "human": None if d.human is None else {"key": d.human.key, "by": d.human.reviewer,
+                                                        "at": d.human.at.isoformat(timespec="seconds")},
+                "failed": d.failure is not None or d.prediction_key == FAILED,
+                "date_source": raw.date_source if raw is not None else ""}
+
+    def labels(self) -> list[dict[str, Any]]:
+        """Every label a person may give, with its name in each language of the card (search as you type)."""
+        langs = list(self.classes.names)
+        return [{"key": key, "label": label_text(self.classes, key, self.settings.lang),
+                 "names": sorted({label_text(self.classes, key, lang) for lang in langs} | {key})}
+                for key in label_choices(self.classes)]
+
+    def set_labels(self, relpaths: Sequence[str], key: str | None) -> dict[str, Any]:
+        """Keep a person's label for these files (None: forget it, DeepFaune's answer shows again)."""
+        if key is not None and key not in set(label_choices(self.classes)):
+            raise ReviewError(f"{key!r} is no label of model {self.classes.version}")
+        unknown = [rel for rel in relpaths if rel not in self.items]
+        if unknown or not relpaths:
+            raise ReviewError(f"not a file of this review: {unknown[0] if unknown else '(none given)'}")
+        changed = self.store.set_human([(self.items[rel], key) for rel in relpaths], self.reviewer)
+        self.human.update(self.store.human_labels([self.items[rel] for rel in relpaths]))
+        for rel in relpaths:
+            if key is None:
+                self.human.pop(rel, None)
+        self._relabel(relpaths)
+        return {"changed": changed, "summary": self.summary()}
+
+    def thumbnail(self, ident: str) -> Path | None:
+        rel = self._by_id().get(ident)
+        if rel is None:
+            return None
+        thumb, _ = self.thumbs.make(Job.of(self.items[rel], self.raws.get(rel)))
+        return thumb
+
+    def _by_id(self) -> dict[str, str]:
+        if not hasattr(self, "_ids"):
+            self._ids = {file_id(rel): rel for rel in self.items}
+        return self._ids
+
+
+def file_id(relpath: str) -> str:
+    """A URL-safe name of a file of the review (paths never travel in URLs: only these, looked up)."""
+    return hashlib.blake2b(relpath.encode("utf-8"), digest_size=9).hexdigest()
+
+
+def thumbs_folder(cache: Path, source: Path) -> Path:
+    """The review's thumbnail cache for `source`, in the user cache (never inside the user's data)."""
+    key = hashlib.blake2b(str(source.resolve()).encode("utf-8"), digest_size=8).hexdigest()
+    return cache / "review-thumbs" / key

@@ -1,0 +1,229 @@
+"""Issue 18 item 1: `deepfaune review`'s server: only the printed link opens it, labels are kept in the result
+store as they are given (and survive a restart), and a later run or `--export` writes them, never DeepFaune's."""
+from __future__ import annotations
+
+import csv
+import http.client
+import json
+import math
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from deepfaune_plugin.models.cards import load_card
+from deepfaune_plugin.pipeline import resolve_host
+from deepfaune_plugin.review.server import ReviewApp, ReviewServer
+from deepfaune_plugin.review.session import ReviewError, ReviewSession
+from deepfaune_plugin.store import ResultStore
+from deepfaune_plugin.testing import StoredLogitsBackend, logits_for, registry_with, run_cli
+from deepfaune_plugin.api import RunSettings
+
+TOKEN = "test-token-0123456789"
+
+
+def fox_at(p: float) -> list[float]:
+    """Logits DeepFaune 1.4 decides as fox with probability `p` (one image: temperature 1.10, 38 classes)."""
+    values = [0.0] * 38
+    values[list(load_card("1.4").class_table().labels("en")).index("fox")] = 1.10 * math.log(p * 37 / (1 - p))
+    return values
+
+
+def jpeg(path: Path, when: str, grey: int) -> None:
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[0x9003] = when  # Exif IFD, DateTimeOriginal
+    Image.new("RGB", (80, 60), (grey, grey, grey)).save(path, "JPEG", exif=exif.tobytes())
+
+
+@pytest.fixture
+def season(tmp_path: Path):
+    """One-image sequences: a sure fox (not queued), fox at 0.72 (undefined at 0.8), fox at 0.85 (near), an
+    empty one, a sure fox dated 1980 (a clock never set); and a two-image sequence whose images disagree."""
+    src = tmp_path / "season"
+    for i, station in enumerate("abcdef"):
+        (src / station).mkdir(parents=True)
+        jpeg(src / station / "IMG_0001.JPG", "1980:01:01 00:00:00" if station == "f" else f"2024:05:0{i + 1} 10:00:00",
+             40 * i)
+    jpeg(src / "e" / "IMG_0002.JPG", "2024:05:05 10:00:05", 7)
+    backend = StoredLogitsBackend({
+        "a/IMG_0001.JPG": logits_for("1.4", "fox", high=20.0), "b/IMG_0001.JPG": fox_at(0.72),
+        "c/IMG_0001.JPG": fox_at(0.85), "d/IMG_0001.JPG": "empty", "f/IMG_0001.JPG": logits_for("1.4", "fox", high=20.0),
+        "e/IMG_0001.JPG": logits_for("1.4", "fox", high=9.0), "e/IMG_0002.JPG": logits_for("1.4", "wolf", high=8.0)})
+    registry = registry_with(backends=[backend])
+    store = tmp_path / "results.sqlite"
+    ran = run_cli(["run", src, "--backend", "logits", "--store", store, "-q", "--no-report", "--lang", "en"],
+                  registry)
+    assert ran.code == 0, ran.stderr
+    assert backend.opened == 1
+    return src, registry, store, backend
+
+
+def open_session(season, tmp_path, reviewer="Ana", show_all=False) -> ReviewSession:
+    src, registry, store, backend = season
+    host = resolve_host(registry, "auto", src)
+    settings = RunSettings(backend="logits", lang="en")
+    return ReviewSession.open(src, host, backend, settings, ResultStore(store, shared=True), {"output": None},
+                              tmp_path / "thumbs", reviewer, show_all, log=lambda msg: None)
+
+
+class Client:
+    def __init__(self, server: ReviewServer):
+        self.port = server.app.port
+
+    def request(self, method, path, body=None, headers=None, host=None):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        h = {"Host": host or f"127.0.0.1:{self.port}", **(headers or {})}
+        conn.request(method, path, body=None if body is None else json.dumps(body), headers=h)
+        res = conn.getresponse()
+        data = res.read()
+        conn.close()
+        return res.status, dict(res.getheaders()), data
+
+
+@pytest.fixture
+def served(season, tmp_path):
+    session = open_session(season, tmp_path)
+    exported = []
+    src, registry, store, backend = season
+
+    def export():
+        ran = run_cli(["run", src, "--backend", "logits", "--store", store, "-q", "--no-report", "--lang", "en"],
+                      registry)
+        exported.append(ran)
+        return [str(src / "deepfaune.csv")]
+
+    server = ReviewServer(ReviewApp(session, TOKEN, export)).start()
+    yield Client(server), session, exported
+    server.stop()
+    session.store.close()
+
+
+def table(src: Path) -> dict[str, dict]:
+    with open(src / "deepfaune.csv", newline="", encoding="utf-8") as fh:
+        return {row["filename"]: row for row in csv.DictReader(fh)}
+
+
+def test_the_queue_holds_what_needs_a_look_and_why(season, tmp_path):
+    session = open_session(season, tmp_path)
+    queued = {s.decisions[0].relpath.split("/")[0]: s.reasons for s in (session.sequences[i] for i in session.queue)}
+    # a: fox at ~1.0, d: empty: nothing to look at; b: 0.72 < 0.8; c: 0.85 <= 0.8 + 0.1; f: 1980;
+    # e: its images say fox and wolf, whose average is under the threshold
+    assert queued == {"b": ("undefined",), "c": ("near",), "e": ("undefined", "disagree"), "f": ("date",)}
+    assert session.summary()["queue"] == 4 and session.summary()["sequences"] == 6
+    assert len(open_session(season, tmp_path, show_all=True).queue) == 6
+    session.store.close()
+
+
+def test_a_request_without_the_token_is_refused(served):
+    client, session, _ = served
+    status, _, body = client.request("GET", "/api/summary")
+    assert status == 403 and b"needs the link" in body
+    assert client.request("GET", "/")[0] == 403
+    assert client.request("GET", "/?t=wrong-token")[0] == 403
+    # another site's page in the same browser: a rebound DNS name fails the Host check, even with the token
+    assert client.request("GET", f"/?t={TOKEN}", host="evil.example:80")[0] == 403
+    # a change needs the header, not only the cookie a browser would attach to a cross-site form
+    status, _, _ = client.request("POST", "/api/label", {"files": ["b/IMG_0001.JPG"], "key": "wolf"},
+                                  headers={"Cookie": f"deepfaune_review={TOKEN}"})
+    assert status == 403
+    assert session.store.human_labels(list(session.items.values())) == {}
+
+
+def test_the_link_opens_the_page_and_sets_a_same_site_cookie(served):
+    client, _, _ = served
+    status, headers, body = client.request("GET", f"/?t={TOKEN}")
+    assert status == 200 and b"DeepFaune review" in body
+    cookie = headers["Set-Cookie"]
+    assert f"deepfaune_review={TOKEN}" in cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    assert "script-src 'self'" in headers["Content-Security-Policy"] and "default-src 'none'" in headers[
+        "Content-Security-Policy"]
+    status, _, body = client.request("GET", "/api/page/0", headers={"Cookie": f"deepfaune_review={TOKEN}"})
+    page = json.loads(body)
+    assert status == 200 and page["total"] == 4 and [s["reasons"] for s in page["sequences"]] == [
+        ["undefined"], ["near"], ["undefined", "disagree"], ["date"]]
+    first = page["sequences"][0]["files"][0]
+    status, headers, body = client.request("GET", f"/thumb/{first['id']}.jpg",
+                                           headers={"Cookie": f"deepfaune_review={TOKEN}"})
+    assert status == 200 and body[:2] == b"\xff\xd8" and headers["Content-Type"] == "image/jpeg"
+    # a path never travels in a URL: only the ids of this review's files are served
+    assert client.request("GET", "/thumb/..%2f..%2fetc%2fpasswd.jpg",
+                          headers={"Cookie": f"deepfaune_review={TOKEN}"})[0] == 404
+
+
+def test_labels_are_kept_as_given_and_follow_the_files_into_a_later_run(served, season, tmp_path):
+    client, session, exported = served
+    src = season[0]
+    post = {"X-Review-Token": TOKEN, "Content-Type": "application/json"}
+    status, _, body = client.request("POST", "/api/label", {"files": ["b/IMG_0001.JPG"], "key": "wolf"}, post)
+    assert status == 200 and json.loads(body)["changed"] == 1
+    status, _, body = client.request("POST", "/api/label", {"files": ["e/IMG_0002.JPG"], "key": "fox"}, post)
+    assert status == 200
+    status, _, body = client.request("POST", "/api/label", {"files": ["b/IMG_0001.JPG"], "key": "unicorn"}, post)
+    assert status == 400 and "no label of model 1.4" in json.loads(body)["error"]
+    status, _, body = client.request("POST", "/api/label", {"files": ["../outside.jpg"], "key": "fox"}, post)
+    assert status == 400 and "not a file of this review" in json.loads(body)["error"]
+
+    # a restart finds them: they are in the result store, by content
+    again = open_session(season, tmp_path)
+    labelled = {d.relpath: (d.prediction_key, d.human.reviewer, d.machine.prediction_key)
+                for s in again.sequences for d in s.decisions if d.human}
+    assert labelled == {"b/IMG_0001.JPG": ("wolf", "Ana", "undefined"), "e/IMG_0002.JPG": ("fox", "Ana", "undefined")}
+    again.store.close()
+
+    status, _, body = client.request("POST", "/api/export", {}, post)
+    assert status == 200 and json.loads(body)["written"] == [str(src / "deepfaune.csv")]
+    assert exported[0].code == 0 and season[3].opened == 1  # written from the store: no model ran
+    rows = table(src)
+    assert (rows["b/IMG_0001.JPG"]["prediction"], rows["b/IMG_0001.JPG"]["score"]) == ("wolf", "1.0")
+    assert rows["e/IMG_0002.JPG"]["predictionbase"] == "fox" and rows["a/IMG_0001.JPG"]["prediction"] == "fox"
+    assert rows["c/IMG_0001.JPG"]["prediction"] == "fox"  # nobody changed it: DeepFaune's answer
+
+    # forgetting a label gives DeepFaune's answer back
+    status, _, _ = client.request("POST", "/api/label", {"files": ["b/IMG_0001.JPG"], "key": None}, post)
+    assert status == 200
+    assert session.store.human_labels([session.items["b/IMG_0001.JPG"]]) == {}
+
+
+def test_a_label_follows_the_file_when_the_season_moves(season, tmp_path):
+    src, registry, store, backend = season
+    session = open_session(season, tmp_path)
+    session.set_labels(["c/IMG_0001.JPG"], "badger")
+    session.store.close()
+    moved = tmp_path / "moved"
+    src.rename(moved)
+    ran = run_cli(["run", moved, "--backend", "logits", "--store", store, "-q", "--no-report", "--lang", "fr"],
+                  registry)
+    assert ran.code == 0 and backend.opened == 1
+    assert table(moved)["c/IMG_0001.JPG"]["prediction"] == "blaireau"  # the person's label, in the run's language
+
+
+def test_review_needs_stored_outputs(season, tmp_path):
+    src, registry, store, backend = season
+    host = resolve_host(registry, "auto", src)
+    with pytest.raises(ReviewError, match="none of its 7 files has stored outputs"):
+        ReviewSession.open(src, host, backend, RunSettings(backend="logits", model_version="1.5"),
+                           ResultStore(store, shared=True), {"output": None}, tmp_path / "t", "Ana",
+                           log=lambda msg: None)
+
+
+def test_export_from_the_command_line_writes_the_labels_without_a_browser(season, tmp_path):
+    src, registry, store, backend = season
+    session = open_session(season, tmp_path)
+    session.set_labels(["b/IMG_0001.JPG"], "wild boar")
+    session.store.close()
+    ran = run_cli(["review", src, "--export", "--backend", "logits", "--store", store, "--lang", "en",
+                   "--no-report"], registry)
+    assert ran.code == 0, ran.stderr
+    assert backend.opened == 1 and f"wrote {src / 'deepfaune.csv'}" in ran.stderr
+    assert table(src)["b/IMG_0001.JPG"]["prediction"] == "wild boar"
+
+
+def test_review_refuses_what_it_cannot_do(season, tmp_path):
+    src, registry, store, backend = season
+    ran = run_cli(["review", src, "--backend", "logits", "--no-store"], registry)
+    assert ran.code == 1 and "keeps its labels in the result store: drop --no-store" in ran.stderr
+    ran = run_cli(["review", src, "--backend", "logits", "--store", tmp_path / "none.sqlite", "--export"], registry)
+    assert ran.code == 1 and "none yet; run `deepfaune run" in ran.stderr
+    ran = run_cli(["review", src, "--backend", "logits", "--store", store, "--reviewer", "a\nb", "--export"],
+                  registry)
+    assert ran.code == 1 and "give a name of 1 to 200 printable characters" in ran.stderr
