@@ -22,6 +22,7 @@ from .types import FAILED, UNDEFINED, ClassTable, MediaItem, Problem, RawResult
 LEVELS = ("image", "sequence")
 THRESHOLDS = tuple(round(0.50 + 0.05 * i, 2) for i in range(10))  # 0.50 .. 0.95
 MAX_LABEL_ROWS = 2_000_000
+_BIRD = "bird"  # the class the bird option refines (ClassTable.bird_class of every card)
 _WORDS = {"empty": "empty", "blank": "empty", "vide": "empty", "human": "human", "person": "human",
           "humain": "human", "vehicle": "vehicle", "véhicule": "vehicle", "vehicule": "vehicle"}
 
@@ -111,8 +112,72 @@ def read_labels(path: Path, classes: ClassTable) -> tuple[dict[str, str], list[P
     return labels, problems
 
 
-def _predicted(decision, level: str) -> str:
-    return decision.predictionbase_key if level == "image" else decision.prediction_key
+def truth_keys(labels: Mapping[str, str], classes: ClassTable,
+               bird: bool = False) -> tuple[dict[str, str], list[Problem]]:
+    """The labels a source holds (`Manifest.human_labels`: keys, or a host's raw text) as keys of this model:
+    a label in any language of the model, else a taxon of the taxonomy table (its key, a vernacular name or a
+    scientific name) taken to the model class that holds it (a bird group is bird, unless the bird option is on;
+    a label of another model version is the class of this one that holds it). Labels naming no class: problems."""
+    from .taxonomy import key_for_name, taxa
+
+    keys = label_keys(classes)
+    english = set(keys.values())
+    table = taxa()
+    by_name: dict[str, str] = {}
+    for t in table.values():
+        by_name.setdefault(t.key.casefold(), t.key)
+        for name in t.vernacular.values():
+            by_name.setdefault(name.casefold(), t.key)
+    bird_groups = set()
+    if classes.bird_names:
+        bird_groups = set(classes.bird_names.get("en") or next(iter(classes.bird_names.values())))
+    memo: dict[str, str | None] = {}
+
+    def to_model(key: str) -> str | None:
+        if bird and key in bird_groups:
+            return f"{classes.bird_class} {key}"
+        if key in english:
+            return key
+        t = table.get(key)
+        if t is None:
+            return None
+        for value in (t.genus, t.family, t.order, t.class_):  # the model class that holds this taxon
+            holders = [k for k in english if k in table and value and table[k].scientific_name == value]
+            if value == "Aves" and classes.bird_class in english:
+                return classes.bird_class
+            if len(holders) == 1:
+                return holders[0]
+        return None
+
+    def one(text: str) -> str | None:
+        folded = " ".join(text.split()).casefold()
+        if folded not in memo:
+            key = keys.get(folded)
+            if key is None:
+                found = by_name.get(folded) or key_for_name(text)[0]
+                key = to_model(found) if found else None
+            memo[folded] = key
+        return memo[folded]
+
+    out: dict[str, str] = {}
+    unknown: dict[str, list[str]] = {}
+    for rel, text in labels.items():
+        key = one(str(text))
+        if key is None:
+            unknown.setdefault(str(text), []).append(rel)
+        else:
+            out[rel] = key
+    problems = [Problem(rels[0], f"human label {text!r} ({len(rels)} file(s), e.g. this one) is no class of model "
+                                 f"{classes.version} (nor a taxon of the taxonomy table); left out", skipped=0)
+                for text, rels in sorted(unknown.items())]
+    return out, problems
+
+
+def _predicted(decision, level: str, human: str = "") -> str:
+    key = decision.predictionbase_key if level == "image" else decision.prediction_key
+    if human == _BIRD and key.startswith(_BIRD + " "):
+        return _BIRD  # "bird passerine" for a person's "bird": the bird option refines what they said
+    return key
 
 
 def score(decisions, truth: Mapping[str, str], level: str, threshold: float) -> tuple[Score, Counter]:
@@ -122,7 +187,7 @@ def score(decisions, truth: Mapping[str, str], level: str, threshold: float) -> 
         human = truth.get(d.relpath)
         if human is None or d.failure is not None or _predicted(d, level) == FAILED:
             continue
-        confusion[(human, _predicted(d, level))] += 1
+        confusion[(human, _predicted(d, level, human))] += 1
     labelled = sum(confusion.values())
     covered = sum(n for (_, p), n in confusion.items() if p != UNDEFINED)
     correct = sum(n for (h, p), n in confusion.items() if h == p)
@@ -147,6 +212,68 @@ def sweep(items: Sequence[MediaItem], raws: Sequence[RawResult], classes: ClassT
         decisions = decide_run(items, raws, classes, replace(settings, threshold=float(t)))
         out.extend(score(decisions, truth, level, float(t))[0] for level in LEVELS)
     return out
+
+
+class Evaluation:
+    """The evaluation of a run against human labels, added up block by block (blocks hold whole sequences, so
+    a block re-decided alone gives the run's decisions): every level's score at every threshold, and the
+    confusion counts at the run's threshold.  Used by `deepfaune evaluate` and by the review page."""
+
+    def __init__(self, truth: Mapping[str, str], classes: ClassTable, settings: RunSettings,
+                 thresholds: Sequence[float] = THRESHOLDS):
+        self.truth, self.classes, self.settings = dict(truth), classes, settings
+        self.thresholds = sorted({round(float(t), 4) for t in thresholds} | {round(float(settings.threshold), 4)})
+        self._counts = {(level, t): [0, 0, 0] for t in self.thresholds for level in LEVELS}
+        self.confusion: dict[str, Counter] = {level: Counter() for level in LEVELS}
+        self.files = 0  # files evaluated (with a raw output), labelled or not
+
+    def add(self, items: Sequence[MediaItem], raws: Mapping[str, RawResult] | Sequence[RawResult]) -> None:
+        """One block: its items and their raw outputs (items without one are left out)."""
+        by_rel = raws if isinstance(raws, Mapping) else {r.relpath: r for r in raws}
+        kept = [item for item in items if item.relpath in by_rel]
+        self.files += len(kept)
+        if not any(item.relpath in self.truth for item in kept):
+            return  # nothing labelled here: its decisions count nowhere
+        rows = [by_rel[item.relpath] for item in kept]
+        for t in self.thresholds:
+            decisions = decide_run(kept, rows, self.classes, replace(self.settings, threshold=t))
+            for level in LEVELS:
+                found, confusion = score(decisions, self.truth, level, t)
+                counts = self._counts[(level, t)]
+                counts[0] += found.labelled
+                counts[1] += found.covered
+                counts[2] += found.correct
+                if t == round(float(self.settings.threshold), 4):
+                    self.confusion[level].update(confusion)
+
+    def scores(self) -> list[Score]:
+        return [Score(level, t, *self._counts[(level, t)]) for t in self.thresholds for level in LEVELS]
+
+    def per_class(self, level: str) -> list[ClassScore]:
+        return per_class(self.confusion[level], level)
+
+    @property
+    def labelled(self) -> int:
+        return self._counts[("image", self.thresholds[0])][0]
+
+    def view(self) -> dict:
+        """JSON-ready data for the review page."""
+        def ratio(x: float | None) -> float | None:
+            return None if x is None else round(x, 4)
+
+        return {
+            "threshold": self.settings.threshold,
+            "labelled": self.labelled,
+            "files": self.files,
+            "sweep": [{"level": s.level, "t": s.threshold, "labelled": s.labelled, "covered": s.covered,
+                       "correct": s.correct, "coverage": ratio(s.coverage), "accuracy": ratio(s.accuracy)}
+                      for s in self.scores()],
+            "confusion": {level: [{"human": h, "deepfaune": p, "n": n} for (h, p), n in sorted(c.items())]
+                          for level, c in self.confusion.items()},
+            "classes": {level: [{"label": c.label, "support": c.support, "predicted": c.predicted,
+                                 "correct": c.correct, "precision": ratio(c.precision), "recall": ratio(c.recall)}
+                                for c in self.per_class(level)] for level in LEVELS},
+        }
 
 
 def threshold_for(scores: Sequence[Score], target: float, level: str = "sequence") -> Score | None:

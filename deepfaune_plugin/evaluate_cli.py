@@ -1,4 +1,7 @@
-"""`deepfaune evaluate SOURCE --labels FILE`: DeepFaune's decisions against the user's own labels.
+"""`deepfaune evaluate SOURCE [--labels FILE]`: DeepFaune's decisions against the user's own labels.
+
+The labels come from a CSV (--labels), else from the source itself: the human observations of a Camtrap DP
+package, a Timelapse data field (--labels-field), a camtrapR tree's species folders (--species-from-folders).
 
 It reads the source through its host (nothing of the user's is written) and the raw outputs a previous
 `deepfaune run` left in the result store (no model is loaded), then re-decides them at every threshold
@@ -11,9 +14,8 @@ import sys
 from pathlib import Path
 
 from .api import DETECTOR_MODES, RunSettings
-from .decisions import decide_run
 from .errors import DeepfauneError
-from .evaluate import LEVELS, THRESHOLDS, per_class, read_labels, score, sweep, threshold_for, write_csv
+from .evaluate import LEVELS, THRESHOLDS, Evaluation, read_labels, threshold_for, truth_keys, write_csv
 from .plugins import PluginError, Registry
 
 
@@ -25,10 +27,18 @@ def add_evaluate_parser(sub) -> None:
     p = sub.add_parser("evaluate", help="compare DeepFaune's decisions with your own labels, for every threshold "
                                         "(from the result store: run `deepfaune run` first; no model runs)")
     p.add_argument("source", type=Path, help="the source given to `deepfaune run`")
-    p.add_argument("--labels", type=Path, required=True,
+    p.add_argument("--labels", type=Path, default=None,
                    help="CSV with a file column (relpath, file, path or filename: as in deepfaune.csv) and a label "
                         "column (label, species or prediction): a class in any language of the model, or empty, "
-                        "human, vehicle")
+                        "human, vehicle (default: the human labels the source holds: a Camtrap DP package's human "
+                        "observations, a Timelapse --labels-field, a camtrapR tree's --species-from-folders)")
+    p.add_argument("--labels-field", default=None, metavar="FIELD",
+                   help="Timelapse: the .ddb data field holding people's species labels (e.g. Species)")
+    p.add_argument("--reviewed", action="store_true",
+                   help="compare with the labels people gave in `deepfaune review` (kept in the result store) "
+                        "instead of the source's own; used anyway when the source holds none")
+    p.add_argument("--species-from-folders", action="store_true",
+                   help="camtrapR station tree: the last folder level is the species (Station/[Camera/]Species/files)")
     p.add_argument("--threshold", type=float, default=0.8, help="threshold of the per-class table (default 0.8)")
     p.add_argument("--target", type=float, default=None,
                    help="an accuracy to reach (e.g. 0.95): says the lowest threshold that reaches it per sequence")
@@ -69,14 +79,20 @@ def run_evaluate_command(args: argparse.Namespace, registry: Registry) -> int:
         backend = registry.backend(settings.backend)
     except PluginError as err:
         raise EvaluateError(str(err)) from err
-    store = open_store(args.store or default_store_path())
+    store_path = args.store or default_store_path()
+    if not Path(store_path).is_file():  # never made here: evaluating writes nothing, not even an empty store
+        raise EvaluateError(f"result store {store_path}: none yet; run `deepfaune run {args.source}` first")
+    store = open_store(store_path)
     inference = Inference(backend, settings, store, None, False, log)  # describes, checks --exclude; loads no model
+    chosen = {"labels_field": args.labels_field, "species_from_folders": args.species_from_folders}
     try:
-        outputs = _stored(inference, host, args.source, log)
+        blocks, held = _stored(inference, host, args.source, log, chosen)
+        reviewed = store.human_labels([item for block in blocks for item, _ in block])  # `deepfaune review`'s
     finally:
         inference.close()
         store.close()
     classes = inference.description.classes
+    outputs = [pair for block in blocks for pair in block]
     kept = [(item, raw) for item, raw in outputs if raw is not None]
     missing = [item.relpath for item, raw in outputs if raw is None]
     if not kept:
@@ -85,10 +101,26 @@ def run_evaluate_command(args: argparse.Namespace, registry: Registry) -> int:
                             f"`deepfaune run {args.source}` with them first")
     if missing:
         log(f"{len(missing)} file(s) have no stored outputs for these settings and are left out, e.g. {missing[0]}")
-    try:
-        truth, problems = read_labels(args.labels, classes)
-    except ValueError as err:
-        raise EvaluateError(str(err)) from err
+    if args.labels is not None:
+        try:
+            truth, problems = read_labels(args.labels, classes)
+        except ValueError as err:
+            raise EvaluateError(str(err)) from err
+        where = str(args.labels)
+    elif reviewed and (args.reviewed or not held):
+        truth, problems = {rel: h.key for rel, h in reviewed.items()}, []
+        where = "the labels given in `deepfaune review`"
+        log(f"{len(reviewed)} file(s) carry a label given in `deepfaune review`: using them")
+    elif args.reviewed:
+        raise EvaluateError(f"{args.source}: nobody has labelled its files in `deepfaune review` yet")
+    elif held:
+        truth, problems = truth_keys(held, classes, settings.bird)
+        where = f"the human labels of {args.source}"
+        log(f"{len(held)} file(s) carry a human label in {args.source} ({host.name}); no --labels given: using them")
+    else:
+        raise EvaluateError(f"{args.source}: the source holds no human labels ({host.name}: "
+                            + _HOW_HELD.get(host.name, "its host reads none") + "); give them with --labels FILE "
+                            "(a CSV with a file column and a label column)")
     for p in problems[:20]:
         log(f"{p.relpath}: {p.reason}")
     known = {item.relpath for item, _ in kept}
@@ -97,12 +129,14 @@ def run_evaluate_command(args: argparse.Namespace, registry: Registry) -> int:
         log(f"{len(unknown)} labelled file(s) are not among the evaluated files (e.g. {unknown[0]})")
     truth = {rel: key for rel, key in truth.items() if rel in known}
     if not truth:
-        raise EvaluateError(f"{args.labels}: no label names a file of {args.source} that has stored outputs")
+        raise EvaluateError(f"{where}: no label names a file of {args.source} that has stored outputs")
 
-    items, raws = [item for item, _ in kept], [raw for _, raw in kept]
-    scores = sweep(items, raws, classes, settings, truth, sorted(set(THRESHOLDS) | {args.threshold}))
-    decisions = decide_run(items, raws, classes, settings)
-    confusions = {level: score(decisions, truth, level, settings.threshold)[1] for level in LEVELS}
+    evaluation = Evaluation(truth, classes, settings, THRESHOLDS)  # block by block: whole sequences each
+    for block in blocks:
+        evaluation.add([item for item, raw in block if raw is not None],
+                       {raw.relpath: raw for _, raw in block if raw is not None})
+    scores = evaluation.scores()
+    confusions = evaluation.confusion
     out = args.output
     out.mkdir(parents=True, exist_ok=True)
     written = [
@@ -115,7 +149,7 @@ def run_evaluate_command(args: argparse.Namespace, registry: Registry) -> int:
                   [(c.level, settings.threshold, c.label, c.support, c.predicted, c.correct,
                     None if c.precision is None else round(c.precision, 4),
                     None if c.recall is None else round(c.recall, 4))
-                   for level in LEVELS for c in per_class(confusions[level], level)]),
+                   for level in LEVELS for c in evaluation.per_class(level)]),
         write_csv(out / "confusion.csv", ["level", "threshold", "human", "deepfaune", "files"],
                   [(level, settings.threshold, h, p, n) for level in LEVELS
                    for (h, p), n in sorted(confusions[level].items())]),
@@ -139,9 +173,17 @@ def run_evaluate_command(args: argparse.Namespace, registry: Registry) -> int:
     return 0
 
 
-def _stored(inference, host, source: Path, log) -> list:
-    """[(item, its stored raw output or None)], in the source's order: the host reads the source (with its
-    options' defaults; nothing is written), the result store answers, no model runs."""
+#: Where each built-in host keeps human labels, for the message when a source holds none.
+_HOW_HELD = {"camtrapdp": "no human observation of its media maps to a DeepFaune label",
+             "timelapse": "name the data field holding them with --labels-field",
+             "camtrapr": "a station tree sorted into species folders needs --species-from-folders",
+             "folder": "a plain folder holds none"}
+
+
+def _stored(inference, host, source: Path, log, chosen=None) -> tuple[list, dict[str, str]]:
+    """([[(item, its stored raw output or None)] per block of whole sequences], the human labels the source
+    holds), in the source's order: the host reads the source (with its options' defaults, and `chosen`;
+    nothing is written), the result store answers, no model runs."""
     from .runlog import host_log
 
     if inference.description is None:
@@ -149,8 +191,17 @@ def _stored(inference, host, source: Path, log) -> list:
                             "re-decides stored outputs only")
     options = {o.dest: (bool(o.default) if o.flag else o.default) for o in host.options}
     options["output"] = None
+    options.update({k: v for k, v in (chosen or {}).items() if v})
     with host_log(log):
         manifest = host.read(source, options)
-    items = [item for block in manifest.blocks() for item in block]
-    found = inference.stored(items)
-    return [(item, found.get(item.relpath)) for item in items]
+    lock = getattr(manifest.host_state, "lock", None)  # a Camtrap DP package's: nothing will be written
+    try:
+        blocks = list(manifest.blocks())
+    finally:
+        if lock is not None and hasattr(lock, "release"):
+            lock.release()
+    for p in manifest.problems:
+        if p.skipped == 0 and "evaluation" in p.reason:
+            log(f"{p.relpath}: {p.reason}")
+    found = inference.stored([item for block in blocks for item in block])
+    return [[(item, found.get(item.relpath)) for item in block] for block in blocks], dict(manifest.human_labels)

@@ -22,10 +22,11 @@ DEEPFAUNE_COLUMNS = [
 #: warnings, "; "-joined: about a file that was still used (a truncated JPEG decoded as far as it goes), and
 #: what the decoder itself printed about a file ("decoder said: ...", also beside a failure), then where
 #: `date` comes from: "exif", "host" (the data manager's own date), "container" (a video's creation
-#: date) or "file date" (a video's modification time: a guess, kept out of the review page's charts).
+#: date) or "file date" (a video's modification time: a guess, kept out of the review page's charts), and
+#: `reviewed`: who set the label in `deepfaune review` (empty where the label is DeepFaune's own).
 EXTRA_COLUMNS = [
     "bbox_x", "bbox_y", "bbox_width", "bbox_height", "bbox_conf", "detector", "person_boxes", "failure", "warning",
-    "date_source",
+    "date_source", "reviewed",
 ]
 DATE_FORMAT = EXIF_DATE_FORMAT  # EXIF's own format, which DeepFaune writes back unchanged
 
@@ -50,6 +51,7 @@ def result_table(results: RunResults) -> pd.DataFrame:
             "failure": d.failure or "",
             "warning": "; ".join(raw.warnings) if raw is not None else "",
             "date_source": raw.date_source if raw is not None and d.date else "",
+            "reviewed": d.human.reviewer if d.human is not None else "",
         }
         if raw is not None and raw.width and raw.height:
             sel = raw.selected_detection
@@ -182,7 +184,8 @@ def read_table(path: Path) -> pd.DataFrame:
 
         return read_xlsx(path)
     table = pd.read_csv(path, keep_default_na=False, dtype={"filename": str, "person_boxes": str, "failure": str,
-                                                             "warning": str, "date_source": str})
+                                                             "warning": str, "date_source": str,
+                                                             "reviewed": str})
     for column in _text_columns(table):
         table[column] = table[column].map(unescape_formula)
     return table

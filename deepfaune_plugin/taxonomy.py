@@ -99,3 +99,52 @@ def taxon_for_key(key: str, bird_class: str = "bird") -> Taxon | None:
     if key.startswith(prefix) and len(key) > len(prefix):
         return table.get(key[len(prefix):], table.get(bird_class))
     return None
+
+
+#: Class-rank labels that pool a whole class only for some of its orders: micromammal (class Mammalia) is the
+#: small rodents and eulipotyphlans, never "any mammal"; bird (class Aves) is any bird.
+_CLASS_POOLS = {"Aves": ("bird", None), "Mammalia": ("micromammal", ("Rodentia", "Eulipotyphla"))}
+
+
+def key_for_name(name: str, higher: Mapping[str, str] | None = None) -> tuple[str | None, str]:
+    """The DeepFaune key a person's scientific name stands for, and how it was found (or why none was).
+
+    `higher`: what the source says of the name's classification (genus, family, order, class; e.g. a Camtrap DP
+    package's `taxonomic` entry), where it says it.  Rule: the exact scientific name of a table entry ("Aves" is
+    bird); else the only species or genus entry of the name's genus (its first word); else an entry of the
+    table at the name's family, then order, then class (a class only where it pools the whole class for that
+    order: any bird is bird, a rodent or a shrew micromammal). Several entries of one genus (Canis: wolf, dog,
+    golden jackal) name no key: the genus does not say which.
+    """
+    text = " ".join(str(name or "").split())
+    if not text:
+        return None, "no scientific name"
+    higher = {k.casefold(): str(v).strip() for k, v in (higher or {}).items() if v}
+    table = taxa()
+    exact = [t.key for t in table.values() if t.scientific_name.casefold() == text.casefold()]
+    if exact:
+        preferred = _CLASS_POOLS.get(table[exact[0]].scientific_name, (None,))[0]
+        if len(exact) == 1 or preferred in exact:
+            key = exact[0] if len(exact) == 1 else preferred
+            if table[key].rank == "class" and key != "bird":
+                return None, f"{text} is a whole class; {key} holds only part of it"
+            return key, f"scientific name {table[key].scientific_name}"
+    genus = higher.get("genus") or text.split(" ")[0]
+    same = [t.key for t in table.values() if t.genus and t.genus.casefold() == genus.casefold()
+            and t.rank in ("species", "genus") and t.key != "human"]
+    if len(same) == 1:
+        return same[0], f"genus {table[same[0]].genus}"
+    if len(same) > 1:
+        return None, f"genus {genus} holds several DeepFaune classes ({', '.join(sorted(same))})"
+    for rank in ("family", "order"):
+        value = higher.get(rank, "")
+        found = [t.key for t in table.values() if t.rank == rank and value
+                 and t.scientific_name.casefold() == value.casefold()]
+        if len(found) == 1:
+            return found[0], f"{rank} {value}"
+    klass = higher.get("class", "")
+    for sci, (key, orders) in _CLASS_POOLS.items():
+        if klass.casefold() == sci.casefold() and (orders is None or higher.get("order", "") in orders):
+            return key, f"class {sci}" + (f", order {higher['order']}" if orders else "")
+    return None, "no DeepFaune class (the taxonomy table has neither the name nor its genus" + \
+        (", family or order" if higher else "; the source gives no family, order or class for it") + ")"

@@ -122,8 +122,10 @@ class ReviewPage(RunWriter):
 
     role = REVIEW
 
-    def __init__(self, out_dir: Path | None, settings: RunSettings, blur_humans: bool, log: Callable[[str], None]):
+    def __init__(self, out_dir: Path | None, settings: RunSettings, blur_humans: bool, log: Callable[[str], None],
+                 labels: Mapping[str, str] | None = None):
         self.settings, self.blur, self.log = settings, blur_humans, log
+        self.labels = labels  # the source's human labels: the page's evaluation
         self.builder, self.failed = None, False
         self.waiting: list[tuple[Sequence[MediaItem], RunResults]] | None = [] if out_dir is None else None
         if out_dir is not None:
@@ -133,7 +135,7 @@ class ReviewPage(RunWriter):
         from .report.page import ReportBuilder
 
         try:
-            return ReportBuilder(out_dir, self.settings.threshold, blur_humans=self.blur)
+            return ReportBuilder(out_dir, self.settings.threshold, blur_humans=self.blur, labels=self.labels)
         except OSError as err:
             self._drop(err)
             return None

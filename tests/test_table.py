@@ -35,7 +35,7 @@ def test_columns_order_and_values():
     assert list(table.columns) == [
         "filename", "date", "seqnum", "predictionbase", "scorebase", "prediction", "score", "top1", "count",
         "humancount", "bbox_x", "bbox_y", "bbox_width", "bbox_height", "bbox_conf", "detector", "person_boxes",
-        "failure", "warning", "date_source",
+        "failure", "warning", "date_source", "reviewed",
     ]
     assert list(table.columns) == DEEPFAUNE_COLUMNS + EXTRA_COLUMNS
     first = table.iloc[0]

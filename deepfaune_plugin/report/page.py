@@ -76,8 +76,12 @@ class ReportBuilder:
     written to a spool file at once, and the page is put together at the end, so its size is not bound
     by memory."""
 
-    def __init__(self, out_dir: Path, threshold: float, blur_humans: bool = False, thumbs_dir: Path | None = None):
+    def __init__(self, out_dir: Path, threshold: float, blur_humans: bool = False, thumbs_dir: Path | None = None,
+                 labels: Mapping[str, str] | None = None):
         self.out_dir = Path(out_dir)
+        self.labels = dict(labels or {})  # the source's human labels (Manifest.human_labels): the evaluation
+        self.evaluation = None
+        self.label_notes: list[str] = []
         self.blur = blur_humans
         self.cache = ThumbCache(Path(thumbs_dir) if thumbs_dir else self.out_dir / THUMBS_DIR, blur=blur_humans)
         self.spool = tempfile.TemporaryFile("w+", encoding="utf-8")
@@ -108,6 +112,22 @@ class ReportBuilder:
                     job.video and not previewed)  # the video itself: the full view plays it
 
         self.builder.add({item.relpath: item for item in items}, results.raw, results.decisions, links)
+        if self.labels:
+            self._evaluate(items, results)
+
+    def _evaluate(self, items, results) -> None:
+        """The block's decisions re-decided at every threshold against the human labels (no model runs)."""
+        from ..evaluate import Evaluation, truth_keys
+
+        if self.evaluation is None:
+            truth, problems = truth_keys(self.labels, results.classes, results.settings.bird)
+            self.label_notes = [f"{p.relpath}: {p.reason}" for p in problems[:20]]
+            self.evaluation = Evaluation(truth, results.classes, results.settings)
+        try:
+            self.evaluation.add(items, results.raw)
+        except ValueError as err:  # a block that cannot be re-decided: the page goes on without its evaluation
+            self.labels, self.evaluation = {}, None
+            self.label_notes = [f"no evaluation: {err}"]
 
     def write(self, summary, name: str = REPORT_NAME, record: str = RECORD_NAME) -> Path:
         """The page, atomically, into out_dir as `name` (linking to the run record `record`); its path."""
@@ -116,6 +136,8 @@ class ReportBuilder:
             "outputs": [{"name": Path(p).name, "href": page_href(p, self.out_dir)} for p in summary.written],
             "blurred": self.blur,
         }
+        if self.evaluation is not None and self.evaluation.labelled:
+            extra["evaluation"] = {**self.evaluation.view(), "notes": self.label_notes}
         view = self.builder.view(summary, extra)
         head, tail = _page_parts(view)
         data = embed_json(view)
@@ -140,7 +162,8 @@ def write_report(summary, out_dir: Path, blur_humans: bool = False, thumbs_dir: 
                  name: str = REPORT_NAME, record: str = RECORD_NAME) -> Path:
     """Write the page (deepfaune-report.html unless `name`) for a run whose results were kept, making the
     missing thumbnails."""
-    report = ReportBuilder(out_dir, summary.results.settings.threshold, blur_humans, thumbs_dir)
+    report = ReportBuilder(out_dir, summary.results.settings.threshold, blur_humans, thumbs_dir,
+                           labels=getattr(summary.manifest, "human_labels", None))
     try:
         report.add(summary.manifest.items, summary.results)
         return report.write(summary, name, record)

@@ -177,13 +177,164 @@
         (withDays ? "; trap-days from the deployments' start and end." : "; trap-days need deployments (a Camtrap DP source).") +
         (T.rows.some(function (r) { return r.undated; }) ? " * some sequences have no trusted date and are not counted as events." : "")));
   }
+  /* deployments map: an inline SVG laid out in Python (view.station_map); names go in as text nodes only */
+  var SVG_NS = (function () {  /* the HTML parser's own SVG namespace: the page holds no URL, not even that one */
+    var probe = document.createElement("div");
+    probe.innerHTML = "<svg></svg>";  /* a constant: no data ever goes through innerHTML */
+    return probe.firstChild.namespaceURI;
+  })();
+  function svg(tag, attrs) {
+    var node = document.createElementNS(SVG_NS, tag);
+    Object.keys(attrs || {}).forEach(function (k) { if (attrs[k] !== null && attrs[k] !== undefined) node.setAttribute(k, attrs[k]); });
+    return add(node, Array.prototype.slice.call(arguments, 2));
+  }
+  function distance(km) { return km < 1 ? Math.round(km * 1000) + " m" : km + " km"; }
+  function stationMap() {
+    var M = D.map, W = M.width, H = M.height, bar = M.scale;
+    var markers = M.markers.map(function (m) {
+      var right = m.x > W * 0.7;  /* a label near the right edge goes to the marker's left */
+      var tip = stationName(m.name) + " (" + m.lat.toFixed(5) + ", " + m.lon.toFixed(5) + "): " +
+        plural(m.animals, "sequence") + " with animals" +
+        (m.species.length ? ": " + m.species.map(function (e) { return e[0] + " " + e[1]; }).join(", ") : "");
+      return svg("g", { "class": "station" + (m.animals ? "" : " none"), "data-station": m.name, "data-animals": m.animals },
+        svg("title", {}, tip),
+        svg("circle", { cx: m.x, cy: m.y, r: m.r }),
+        svg("text", { x: right ? m.x - m.r - 4 : m.x + m.r + 4, y: m.y + 4, "text-anchor": right ? "end" : "start" },
+          stationName(m.name) + " (" + m.animals + ")"));
+    });
+    var x0 = 20, y0 = H - 18;
+    var map = svg("svg", { id: "station-map", viewBox: "0 0 " + W + " " + H, width: W, height: H, role: "img",
+                           "aria-label": "map of the deployments" },
+      svg("rect", { "class": "frame", x: 0.5, y: 0.5, width: W - 1, height: H - 1 }),
+      svg("g", { "class": "north", transform: "translate(" + (W - 24) + ",16)" },
+        svg("path", { d: "M0 0 L7 20 L0 15 L-7 20 Z" }), svg("text", { x: 0, y: 34, "text-anchor": "middle" }, "N")),
+      svg("g", { "class": "scale", id: "map-scale", "data-km": bar.km },
+        svg("path", { d: "M" + x0 + " " + (y0 - 5) + " V" + y0 + " H" + (x0 + bar.px) + " V" + (y0 - 5) }),
+        svg("text", { x: x0 + bar.px / 2, y: y0 - 8, "text-anchor": "middle" }, distance(bar.km))),
+      markers);
+    /* a click on a station filters the list below to it, like its bar */
+    map.addEventListener("click", function (e) {
+      var g = e.target.closest ? e.target.closest("g.station") : null;
+      if (g) setStation(g.getAttribute("data-station"));
+    });
+    return el("div", { cls: "map" }, map,
+      el("p", { cls: "muted", style: "font-size:12px" }, "Marker size: sequences with animals. Local flat projection (north up), " +
+        "no background map; coordinates from the deployments."),
+      M.missing.length ? el("p", { cls: "muted", id: "map-missing" }, "no coordinates: " + M.missing.map(stationName).join(", ")) : null);
+  }
   function panels() {
     return el("div", { cls: "panels" },
       el("section", { cls: "panel" }, el("h2", {}, "Sequences per label"), labelBars()),
       el("section", { cls: "panel" }, el("h2", {}, "Activity"), activityChart(),
         el("h2", { style: "margin-top:16px" }, "Time of day"), hourChart(),
         D.stations.length > 1 ? [el("h2", { style: "margin-top:16px" }, "Sequences per station"), stationBars()] : null),
-      el("section", { cls: "panel wide" }, el("h2", {}, "Species × station"), speciesStations()));
+      el("section", { cls: "panel wide" }, el("h2", {}, "Species × station"), speciesStations()),
+      D.map ? el("section", { cls: "panel wide", id: "map-panel" }, el("h2", {}, "Deployments"), stationMap()) : null);
+  }
+  /* ---- evaluation against the human labels the source holds (evaluate.Evaluation, computed in Python) ---- */
+  var EVAL_NS = (function () {  /* the HTML parser's own SVG namespace: the page holds no URL */
+    var probe = document.createElement("div");
+    probe.innerHTML = "<svg></svg>";
+    return probe.firstChild.namespaceURI;
+  })();
+  function evalSvg(tag, attrs) {
+    var node = document.createElementNS(EVAL_NS, tag);
+    Object.keys(attrs || {}).forEach(function (k) { if (attrs[k] !== null && attrs[k] !== undefined) node.setAttribute(k, attrs[k]); });
+    return add(node, Array.prototype.slice.call(arguments, 2));
+  }
+  function pct(x) { return x === null || x === undefined ? "—" : (100 * x).toFixed(1) + "%"; }
+  var EVAL_LINES = [["image", "coverage", "#9aa0a6", "4 3"], ["image", "accuracy", "#2e6b4f", "4 3"],
+                    ["sequence", "coverage", "#5f6b73", null], ["sequence", "accuracy", "#d98200", null]];
+  /* coverage and accuracy against the threshold: one line each, per image (dashed) and per sequence */
+  function evalChart(E) {
+    var W = 460, H = 240, L = 44, R = 12, T = 12, B = 34;
+    var ts = E.sweep.map(function (s) { return s.t; }).filter(function (t, i, a) { return a.indexOf(t) === i; }).sort(function (a, b) { return a - b; });
+    var t0 = Math.min(0.5, ts[0]), t1 = Math.max(0.95, ts[ts.length - 1]);
+    function x(t) { return L + (W - L - R) * (t - t0) / ((t1 - t0) || 1); }
+    function y(v) { return T + (H - T - B) * (1 - v); }
+    var grid = [0, 0.25, 0.5, 0.75, 1].map(function (v) {
+      return evalSvg("g", {}, evalSvg("line", { x1: L, x2: W - R, y1: y(v), y2: y(v), stroke: "#dde3e7" }),
+        evalSvg("text", { x: L - 6, y: y(v) + 4, "text-anchor": "end", "font-size": 11 }, (100 * v) + "%"));
+    });
+    var ticks = ts.map(function (t) {
+      return evalSvg("text", { x: x(t), y: H - B + 16, "text-anchor": "middle", "font-size": 10 }, t.toFixed(2));
+    });
+    var lines = EVAL_LINES.map(function (spec) {
+      var pts = E.sweep.filter(function (s) { return s.level === spec[0]; }).sort(function (a, b) { return a.t - b.t; });
+      return evalSvg("g", { "class": "eval-line", "data-level": spec[0], "data-metric": spec[1] },
+        evalSvg("polyline", { fill: "none", stroke: spec[2], "stroke-width": 2, "stroke-dasharray": spec[3],
+                              points: pts.map(function (s) { return x(s.t) + "," + y(s[spec[1]]); }).join(" ") }),
+        pts.map(function (s) {
+          return evalSvg("circle", { cx: x(s.t), cy: y(s[spec[1]]), r: 3, fill: spec[2], "data-t": s.t.toFixed(2), "data-v": s[spec[1]] },
+            evalSvg("title", {}, spec[0] + " " + spec[1] + " at " + s.t.toFixed(2) + ": " + pct(s[spec[1]])));
+        }));
+    });
+    var run = evalSvg("line", { id: "eval-run-threshold", x1: x(E.threshold), x2: x(E.threshold), y1: T, y2: H - B,
+                                stroke: "#8e44ad", "stroke-dasharray": "2 2" });
+    var chart = evalSvg("svg", { id: "eval-chart", viewBox: "0 0 " + W + " " + H, width: W, height: H, role: "img",
+                                 "aria-label": "coverage and accuracy for every threshold" },
+      grid, ticks, run, lines,
+      evalSvg("text", { x: (L + W - R) / 2, y: H - 4, "text-anchor": "middle", "font-size": 11 }, "threshold"));
+    var key = el("div", { cls: "legend" }, EVAL_LINES.map(function (spec) {
+      return el("span", {}, el("i", { style: "background:" + spec[2] }), spec[1] + " per " + spec[0] + (spec[3] ? " (dashed)" : ""));
+    }));
+    return el("div", {}, chart, key);
+  }
+  function evalSweepTable(E) {
+    var by = {};
+    E.sweep.forEach(function (s) { by[s.level + "@" + s.t] = s; });
+    var ts = E.sweep.map(function (s) { return s.t; }).filter(function (t, i, a) { return a.indexOf(t) === i; }).sort(function (a, b) { return a - b; });
+    return el("table", { cls: "plain", id: "eval-sweep" },
+      el("thead", {}, el("tr", {}, el("th", {}, "threshold"), el("th", { cls: "n" }, "coverage (image)"), el("th", { cls: "n" }, "accuracy (image)"),
+        el("th", { cls: "n" }, "coverage (sequence)"), el("th", { cls: "n" }, "accuracy (sequence)"))),
+      el("tbody", {}, ts.map(function (t) {
+        var im = by["image@" + t], sq = by["sequence@" + t];
+        return el("tr", { data: { t: t.toFixed(2) }, cls: t === E.threshold ? "run" : null },
+          el("td", {}, t.toFixed(2) + (t === E.threshold ? " (this run)" : "")),
+          el("td", { cls: "n", title: im.covered + " of " + im.labelled }, pct(im.coverage)),
+          el("td", { cls: "n", title: im.correct + " of " + im.covered }, pct(im.accuracy)),
+          el("td", { cls: "n", title: sq.covered + " of " + sq.labelled }, pct(sq.coverage)),
+          el("td", { cls: "n", title: sq.correct + " of " + sq.covered }, pct(sq.accuracy)));
+      })));
+  }
+  function evalConfusion(E, level) {
+    var rows = E.confusion[level] || [];
+    var humans = rows.map(function (r) { return r.human; }).filter(function (v, i, a) { return a.indexOf(v) === i; }).sort();
+    var preds = rows.map(function (r) { return r.deepfaune; }).filter(function (v, i, a) { return a.indexOf(v) === i; }).sort();
+    var n = {};
+    rows.forEach(function (r) { n[r.human + "\u0000" + r.deepfaune] = r.n; });
+    return el("table", { cls: "plain", id: "eval-confusion-" + level },
+      el("thead", {}, el("tr", {}, el("th", {}, "person ↓ / DeepFaune →"), preds.map(function (p) { return el("th", { cls: "n" }, p); }))),
+      el("tbody", {}, humans.map(function (h) {
+        return el("tr", { data: { human: h } }, el("th", {}, h), preds.map(function (p) {
+          var v = n[h + "\u0000" + p] || 0;
+          return el("td", { cls: "n" + (h === p && v ? " hit" : ""), data: { deepfaune: p, n: v } }, v ? String(v) : "·");
+        }));
+      })));
+  }
+  function evalClasses(E, level) {
+    return el("table", { cls: "plain", id: "eval-classes-" + level },
+      el("thead", {}, el("tr", {}, el("th", {}, "label"), el("th", { cls: "n" }, "labelled by people"), el("th", { cls: "n" }, "by DeepFaune"),
+        el("th", { cls: "n" }, "both"), el("th", { cls: "n" }, "precision"), el("th", { cls: "n" }, "recall"))),
+      el("tbody", {}, (E.classes[level] || []).map(function (c) {
+        return el("tr", { data: { label: c.label } }, el("td", {}, c.label), el("td", { cls: "n" }, String(c.support)),
+          el("td", { cls: "n" }, String(c.predicted)), el("td", { cls: "n" }, String(c.correct)),
+          el("td", { cls: "n" }, pct(c.precision)), el("td", { cls: "n" }, pct(c.recall)));
+      })));
+  }
+  function evaluationSection() {
+    var E = D.evaluation;
+    if (!E) return null;
+    return el("section", { cls: "panel wide", id: "evaluation" },
+      el("h2", {}, "Evaluation"),
+      el("p", { cls: "muted" }, "DeepFaune's labels against the " + plural(E.labelled, "file") + " people labelled in the source, re-decided at every " +
+        "threshold from this run's outputs (no model ran again). Coverage: the share of labelled files DeepFaune gave a label (not undefined); " +
+        "accuracy: the share of those whose label is the person's. Failed files are left out."),
+      evalChart(E), evalSweepTable(E),
+      el("h3", {}, "Per sequence, at this run's threshold (" + E.threshold + ")"), evalConfusion(E, "sequence"), evalClasses(E, "sequence"),
+      el("details", {}, el("summary", {}, "Per image"), evalConfusion(E, "image"), evalClasses(E, "image")),
+      E.notes && E.notes.length ? el("details", { id: "eval-notes" }, el("summary", {}, plural(E.notes.length, "label") + " left out"),
+        el("ul", {}, E.notes.map(function (n) { return el("li", {}, n); }))) : null);
   }
   function issueTable(rows, id) {
     return el("table", { cls: "plain", id: id }, el("thead", {}, el("tr", {}, el("th", {}, "file"), el("th", {}, "reason"))),
@@ -367,7 +518,7 @@
 
   var app = document.getElementById("app");
   readHash();
-  var main = el("main", {}, cards(), panels(), failures(), filterBox, reviewBox, groupsBox, details(),
+  var main = el("main", {}, cards(), panels(), evaluationSection(), failures(), filterBox, reviewBox, groupsBox, details(),
     el("footer", {}, "Made by deepfaune-plugin " + D.plugin_version + ". Self-contained: opens offline; thumbnails are in the folder beside this page."));
   add(app, [header(), main, lb]);
   update();

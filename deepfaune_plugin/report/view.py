@@ -6,6 +6,7 @@ result table and can be tested without a browser; the page's script only lays it
 from __future__ import annotations
 
 import dataclasses
+import math
 from array import array
 from collections import Counter, defaultdict
 from datetime import date, datetime, timedelta
@@ -140,6 +141,81 @@ def species_stations(starts: Mapping[tuple[str, str], Sequence[float]], undated:
     return {"gap_minutes": INDEPENDENCE_MINUTES, "rows": rows}
 
 
+#: The deployments map: an SVG this size (user units), the stations fitted inside the margin in a local flat
+#: (equirectangular) projection about their middle latitude.  No tiles, nothing fetched.
+MAP_WIDTH, MAP_HEIGHT, MAP_MARGIN = 600.0, 400.0, 40.0
+MAP_MIN_SPAN_KM = 1.0  # one station alone, or stations closer than this, still get a map this wide and tall
+KM_PER_DEGREE = 111.32  # km per degree of latitude (and of longitude at the equator)
+SCALE_BAR_MAX = 150.0  # the scale bar's longest length, in SVG units
+
+
+def km_per_degree(latitude: float) -> tuple[float, float]:
+    """(km per degree of latitude, km per degree of longitude) at this latitude."""
+    return KM_PER_DEGREE, KM_PER_DEGREE * math.cos(math.radians(latitude))
+
+
+def scale_bar(px_per_km: float, longest: float = SCALE_BAR_MAX) -> tuple[float, float]:
+    """The longest round length (1, 2 or 5 × 10^n km) that fits in `longest` SVG units: (km, its length)."""
+    limit = longest / px_per_km
+    step = 10.0 ** math.floor(math.log10(limit))
+    km = max(m * step for m in (1, 2, 5) if m * step <= limit * (1 + 1e-9))
+    return round(km, 9), round(km * px_per_km, 2)
+
+
+def valid_coordinates(coords: Mapping[str, Any]) -> dict[str, tuple[float, float]]:
+    """The stations whose (latitude, longitude) are finite numbers in range (a host's slip never breaks the page)."""
+    out = {}
+    for name, value in coords.items():
+        try:
+            lat, lon = (float(v) for v in value)
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(lat) and math.isfinite(lon) and -90 <= lat <= 90 and -180 <= lon <= 180:
+            out[str(name)] = (lat, lon)
+    return out
+
+
+def project_stations(coords: Mapping[str, tuple[float, float]]) -> tuple[dict[str, tuple[float, float]], float]:
+    """Each station's (x, y) on the map (SVG units, y down) and the map's scale (SVG units per km).
+
+    x and y are km east and north of the stations' bounding box (1° of latitude = 111.32 km, 1° of longitude
+    = 111.32·cos(middle latitude) km), scaled alike so that the box, at least MAP_MIN_SPAN_KM on each side,
+    fits inside the margin, and centred."""
+    lats = [lat for lat, _ in coords.values()]
+    lons = [lon for _, lon in coords.values()]
+    ky, kx = km_per_degree((min(lats) + max(lats)) / 2)
+    span_x = max((max(lons) - min(lons)) * kx, MAP_MIN_SPAN_KM)
+    span_y = max((max(lats) - min(lats)) * ky, MAP_MIN_SPAN_KM)
+    scale = min((MAP_WIDTH - 2 * MAP_MARGIN) / span_x, (MAP_HEIGHT - 2 * MAP_MARGIN) / span_y)
+    mid_lon, mid_lat = (min(lons) + max(lons)) / 2, (min(lats) + max(lats)) / 2
+    points = {name: (round(MAP_WIDTH / 2 + (lon - mid_lon) * kx * scale, 1),
+                     round(MAP_HEIGHT / 2 - (lat - mid_lat) * ky * scale, 1))
+              for name, (lat, lon) in coords.items()}
+    return points, scale
+
+
+def station_map(coords: Mapping[str, Any], animals: Mapping[str, int],
+                species: Mapping[str, Sequence[tuple[str, int]]], stations: Iterable[str]) -> dict[str, Any] | None:
+    """The deployments map's data (None when no station has coordinates): one marker per station with
+    coordinates, its radius growing with its sequences with animals; `stations` seen without coordinates are
+    listed as `missing`."""
+    coords = valid_coordinates(coords)
+    if not coords:
+        return None
+    points, scale = project_stations(coords)
+    most = max([animals.get(name, 0) for name in coords] + [0])
+    markers = []
+    for name in sorted(coords):
+        n = animals.get(name, 0)
+        markers.append({"name": name, "lat": coords[name][0], "lon": coords[name][1],
+                        "x": points[name][0], "y": points[name][1], "animals": n,
+                        "r": round(5 + 9 * math.sqrt(n / most), 1) if most else 5.0,
+                        "species": [[label, count] for label, count in species.get(name, ())]})
+    km, length = scale_bar(scale)
+    return {"width": MAP_WIDTH, "height": MAP_HEIGHT, "markers": markers, "scale": {"km": km, "px": length},
+            "missing": sorted(set(stations) - set(coords))}
+
+
 def _settings_dict(settings) -> dict[str, Any]:
     out = {}
     for name, value in dataclasses.asdict(settings).items():
@@ -254,6 +330,15 @@ class ViewBuilder:
         near, score, ids = self.review_near, self.review_score, self.review_id
         review = [ids[i] for i in sorted(range(len(ids)), key=lambda i: (near[i], score[i], ids[i]))]
         failures = [{"f": rel, "reason": reason} for rel, reason in summary.failures]
+        seen_species: dict[str, Counter] = defaultdict(Counter)  # station -> sequences per animal label
+        for (label, station) in set(self.starts) | set(self.undated_pairs):
+            if self.label_kinds[label][1] == "animal":
+                seen_species[station][label] += len(self.starts.get((label, station), ())) + \
+                    self.undated_pairs.get((label, station), 0)
+        deployments = station_map(manifest.station_coordinates,
+                                  {name: c["animal"] for name, c in self.per_station.items()},
+                                  {name: sorted(c.items(), key=lambda e: (-e[1], e[0])) for name, c in seen_species.items()},
+                                  self.per_station)
         models = [{"role": role, "file": f.get("file", ""), "sha256": f.get("sha256", "")}
                   for role, f in sorted((info.get("files") or {}).items())]
         view = {
@@ -275,6 +360,7 @@ class ViewBuilder:
             "activity": activity,
             "species_stations": species_stations(self.starts, self.undated_pairs, self.label_kinds,
                                                  manifest.trap_days),
+            "map": deployments,
             "failures": failures,
             "problems": [{"f": p.relpath, "reason": p.reason} for p in summary.problems],
             "review": review,

@@ -35,8 +35,9 @@ from deepfaune_plugin.transaction import FolderLock
 
 from deepfaune_plugin.hooks.camtrapdp.observations import MediaInfo, build_rows, classification_time, update_descriptor
 from deepfaune_plugin.hooks.camtrapdp.package import PackageError
-from deepfaune_plugin.hooks.camtrapdp.schema import (DEPLOYMENTS, MEDIA, OBSERVATIONS, SAMPLING_DESIGNS, SCHEMA_BASE, deployment_days,
-                               format_datetime, parse_datetime, validate_descriptor, validate_foreign_keys, validate_rows)
+from deepfaune_plugin.hooks.camtrapdp.schema import (DEPLOYMENTS, MEDIA, OBSERVATIONS, SAMPLING_DESIGNS, SCHEMA_BASE,
+                               deployment_coordinates, deployment_days, format_datetime, parse_datetime,
+                               validate_descriptor, validate_foreign_keys, validate_rows)
 
 VERSION = "1.0.2"
 STATION_COLUMNS = ("station", "Station", "deploymentID", "locationName")
@@ -248,7 +249,8 @@ def read_folder(source: Path, options: Mapping[str, Any], host: str) -> Manifest
         items.append(item)
     check_target(Path(options["output"]) if options.get("output") else default_output(source), source)
     return Manifest(root=source, items=items, problems=problems, host=host, host_state=state,
-                    trap_days=deployment_days(deployments))
+                    trap_days=deployment_days(deployments),
+                    station_coordinates=deployment_coordinates(deployments)[0])  # rows checked above
 
 
 def _skeleton() -> dict[str, Any]:

@@ -18,10 +18,12 @@ from deepfaune_plugin.transaction import FolderLock, recover
 
 from . import create
 from deepfaune_plugin.hooks.camtrapdp.observations import MediaInfo, build_rows, classification_time
+from deepfaune_plugin.hooks.camtrapdp.labels import human_labels
 from deepfaune_plugin.hooks.camtrapdp.fetch import FetchLimits, MediaCache, cache_name, fetch_all
 from deepfaune_plugin.hooks.camtrapdp.package import (DESCRIPTOR, Package, PackageError, RawTable, is_package, list_media, load_package,
                                 media_rows, package_root, read_table)
-from deepfaune_plugin.hooks.camtrapdp.schema import OBSERVATIONS, deployment_days, format_datetime, parse_datetime
+from deepfaune_plugin.hooks.camtrapdp.schema import (OBSERVATIONS, deployment_coordinates, deployment_days, format_datetime,
+                                                    parse_datetime)
 from deepfaune_plugin.hooks.camtrapdp.write import backup, clear_partial_backups, enrich, swap_in
 
 REMOTE_PREFIX = "~remote/"  # relpaths of fetched media: no package filePath can start with "~"
@@ -131,8 +133,14 @@ class CamtrapDPHost(Host):
         elif listing.remote:
             limits = FetchLimits.from_options(options)
             items.extend(self._fetch(state, listing.remote, root, options.get("media_cache"), limits, problems))
+        labels, notes = human_labels(observations.rows, state.media, package.descriptor)  # for evaluations
+        problems.extend(notes)
+        coordinates, refused = deployment_coordinates(dep_table.rows)
+        where_deployments = str(package.paths["deployments"].relative_to(root))
+        problems.extend(Problem(where_deployments, why, skipped=0) for why in refused)
         return Manifest(root=root, items=items, problems=problems, host=self.name, host_state=state,
-                        trap_days=deployment_days(dep_table.rows))
+                        trap_days=deployment_days(dep_table.rows), station_coordinates=coordinates,
+                        human_labels=labels)
 
     def _fetch(self, state: PackageState, rows, root: Path, chosen, limits: FetchLimits,
                problems: list[Problem]) -> list[MediaItem]:
@@ -205,6 +213,12 @@ class CamtrapDPHost(Host):
         when = format_datetime(classification_time(results.finished))
         new = build_rows(results.decisions, state.media, results.raw, results.classes.version,
                          results.settings.threshold, when)
+        if "observationTags" not in state.observations.header:  # a review label's row could not be told ours
+            reviewed = [row for row in new if row.get("classificationMethod") == "human"]
+            if reviewed:
+                say(f"warning: {obs_path.name} has no observationTags column: the {len(reviewed)} label(s) given in "
+                    "deepfaune review are left out (the machine observations are written)")
+                new = [row for row in new if row.get("classificationMethod") != "human"]
         classified = {info.media_id for info in state.media.values()}
         change = enrich(package.descriptor_bytes, package.descriptor, state.observations, state.observations_bytes,
                         new, classified, state.deployment_ids, state.media_ids, str(obs_path.relative_to(root)))

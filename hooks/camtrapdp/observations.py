@@ -4,6 +4,12 @@ One media-level observation per classified media (DeepFaune's per-file answer, w
 answer of its sequence, as in DeepFaune's own table) and one event-level observation per
 DeepFaune sequence, sharing an `eventID` with its media rows.  Identifiers are derived from
 the mediaIDs, so a re-run finds (and replaces) this plugin's earlier rows.
+
+Those rows always hold DeepFaune's own answer (classificationMethod "machine"), also for a file a person
+labelled in `deepfaune review` (`Decision.machine`); such a file gets one more media-level row of its own, the
+person's (classificationMethod "human", classifiedBy the reviewer, classificationTimestamp when they labelled
+it, no probability), tagged `deepfaune:review` in observationTags so that a re-export replaces it (and drops
+it once the label is withdrawn). Every other row, a person's included, is never touched.
 """
 from __future__ import annotations
 
@@ -19,11 +25,14 @@ from deepfaune_plugin.api import ANIMAL, FAILED, PERSON, UNDEFINED, VEHICLE, Dec
 from deepfaune_plugin.boxes import normalised_box
 from deepfaune_plugin.taxonomy import Taxon, taxa, taxon_for_key
 
-from deepfaune_plugin.hooks.camtrapdp.schema import parse_datetime
+from deepfaune_plugin.hooks.camtrapdp.schema import format_datetime, parse_datetime
 
 CLASSIFIED_BY = "DeepFaune {model} (deepfaune-plugin {plugin})"
 _OURS = re.compile(r"^DeepFaune \S+ \(deepfaune-plugin \S+\)$")
 ID_PREFIX = "deepfaune-"
+#: The observationTags tag of the rows holding a label given in `deepfaune review` (our human rows).
+REVIEW_TAG = "deepfaune:review"
+REVIEW_ID_PREFIX = f"{ID_PREFIX}review-"
 VERNACULAR_ORDER = ("eng", "fra", "deu", "ita", "spa", "por", "nor", "swe")
 _BOX_CATEGORY = {"animal": ANIMAL, "unknown": ANIMAL, "human": PERSON, "vehicle": VEHICLE}
 _NON_ANIMAL_TYPES = {"empty": "blank", "human": "human", "vehicle": "vehicle", UNDEFINED: "unknown",
@@ -35,8 +44,12 @@ def classified_by(model_version: str) -> str:
 
 
 def is_ours(row: Mapping[str, str]) -> bool:
-    """A machine observation written by this plugin (any version): the only rows a re-run replaces."""
-    return row.get("classificationMethod") == "machine" and bool(_OURS.match(row.get("classifiedBy", "")))
+    """A row written by this plugin (any version), the only rows a re-run replaces: a machine observation
+    classified by DeepFaune, or a human one carrying a `deepfaune review` label (tagged REVIEW_TAG)."""
+    method = row.get("classificationMethod")
+    if method == "machine":
+        return bool(_OURS.match(row.get("classifiedBy", "")))
+    return method == "human" and REVIEW_TAG in (t.strip() for t in (row.get("observationTags") or "").split("|"))
 
 
 def observation_type(key: str) -> str:
@@ -102,9 +115,12 @@ def build_rows(decisions: Sequence[Decision], media: Mapping[str, MediaInfo], ra
     common = {"classificationMethod": "machine", "classifiedBy": classified_by(model_version),
               "classificationTimestamp": when}
     sequences: dict[int, list[Decision]] = {}
+    reviewed: dict[str, Decision] = {}  # relpath -> the decision holding a person's label
     for d in decisions:
         if d.relpath in media:
-            sequences.setdefault(d.seqnum, []).append(d)
+            if d.human is not None:
+                reviewed[d.relpath] = d
+            sequences.setdefault(d.seqnum, []).append(d.machine or d)  # machine rows: DeepFaune's own answer
     rows: list[dict[str, str]] = []
     for members in sequences.values():
         infos = [media[d.relpath] for d in members]
@@ -134,7 +150,25 @@ def build_rows(decisions: Sequence[Decision], media: Mapping[str, MediaInfo], ra
                         and raw.category == _BOX_CATEGORY.get(row["observationType"]):
                     row.update(_bbox(d.box, raw.width, raw.height))
             rows.append(row)
+            if d.relpath in reviewed:
+                rows.append(human_row(reviewed[d.relpath], info, eid))
     return rows
+
+
+def human_row(d: Decision, info: MediaInfo, eid: str) -> dict[str, str]:
+    """The media-level observation of the label a person gave `d`'s file in `deepfaune review`."""
+    human = d.human
+    at = human.at if human.at.tzinfo is not None else human.at.astimezone()  # stored as local time
+    row = {"observationID": f"{REVIEW_ID_PREFIX}{info.media_id}", "deploymentID": info.deployment_id,
+           "mediaID": info.media_id, "eventID": eid, "eventStart": info.timestamp, "eventEnd": info.timestamp,
+           "observationLevel": "media", "observationType": observation_type(human.key),
+           "classificationMethod": "human", "classifiedBy": human.reviewer,
+           "classificationTimestamp": format_datetime(at.astimezone(timezone.utc).replace(microsecond=0)),
+           "observationTags": REVIEW_TAG}
+    t = taxon_for_key(human.key)
+    if t is not None:
+        row["scientificName"] = t.scientific_name
+    return row
 
 
 def classification_time(finished: datetime | None) -> datetime:

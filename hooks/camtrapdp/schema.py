@@ -157,6 +157,33 @@ def deployment_days(rows: Iterable[Mapping[str, str]]) -> dict[str, float]:
     return days
 
 
+def deployment_coordinates(rows: Iterable[Mapping[str, str]]) -> tuple[dict[str, tuple[float, float]], list[str]]:
+    """deploymentID -> (latitude, longitude) for the review page's map, and why each row left out was (a
+    latitude or longitude that is missing, not a finite number, or out of range), naming the row (1-based
+    over data rows, as `Issue`)."""
+    coords: dict[str, tuple[float, float]] = {}
+    refused: list[str] = []
+    for n, row in enumerate(rows, start=1):
+        ident = row.get("deploymentID", "")
+        values, bad = [], []
+        for name, limit in (("latitude", 90.0), ("longitude", 180.0)):
+            text = (row.get(name) or "").strip()
+            try:
+                value = float(text)
+            except ValueError:
+                value = math.nan
+            if not (math.isfinite(value) and -limit <= value <= limit):
+                bad.append(f"{name} {text!r} is not a number in [-{limit:g}, {limit:g}]")
+            values.append(value)
+        if not ident:
+            continue  # no station to place (the table's own validation says so)
+        if bad:
+            refused.append(f"row {n} (deploymentID {ident!r}): {'; '.join(bad)}; not on the map")
+        else:
+            coords[ident] = (values[0], values[1])
+    return coords, refused
+
+
 def format_datetime(value: datetime) -> str:
     """ISO 8601 with seconds and offset ("Z" for UTC), which `DATETIME_FORMAT` parses."""
     text = value.isoformat(timespec="seconds")

@@ -122,6 +122,10 @@ class CamtrapRHost(Host):
         HostOption("scientific-names", "Species as scientific names instead of labels in --lang", flag=True),
         HostOption("species-folders", "also build OUTDIR/Station/[Camera/]Species/files (hard links, else "
                    "copies) for recordTable(IDfrom = \"directory\")"),
+        HostOption("species-from-folders", "station tree: the last folder level is the species a person sorted "
+                                           "the files into (Station/[Camera/]Species/files, recordTable(IDfrom = "
+                                           "\"directory\")): what deepfaune evaluate and the review page's "
+                                           "evaluation compare DeepFaune's labels with", flag=True),
         HostOption("file-formats", "station tree: the extensions to read, as recordTable(video = list(file_formats "
                    "= ...)) (default jpg, camtrapR's default; e.g. jpg,mp4)"),
         HostOption("camera-table", "also write a camera-trap table (Station, [Camera,] Setup_date, "
@@ -136,7 +140,8 @@ class CamtrapRHost(Host):
         opts = CamtrapROptions.parse(options)  # bad options fail before any model runs
         source = Path(source)
         formats = file_formats(options.get("file_formats"))
-        manifest = read_tree(source, formats) if source.is_dir() else read_record_table(source)
+        manifest = (read_tree(source, formats, species_from_folders=bool(options.get("species_from_folders")))
+                    if source.is_dir() else read_record_table(source))
         if opts.species_folders is not None:
             check_species_root(opts.species_folders)
             if manifest.host_state.kind == "tree" and inside_listed_tree(source, opts.species_folders):

@@ -85,7 +85,10 @@ def file_formats(value: object) -> tuple[str, ...]:
     return formats
 
 
-def read_tree(root: Path, formats: tuple[str, ...] = DEFAULT_FILE_FORMATS) -> Manifest:
+def read_tree(root: Path, formats: tuple[str, ...] = DEFAULT_FILE_FORMATS,
+              species_from_folders: bool = False) -> Manifest:
+    """The tree's media; `species_from_folders`: the last folder level is a species folder (camtrapR's
+    IDfrom = "directory": Station/[Camera/]Species/file), the label a person gave, kept as human_labels."""
     root = Path(root)
     if not root.is_dir():
         raise CamtrapRSourceError(f"{root}: not a folder (camtrapR's inDir holds one folder per station)")
@@ -93,6 +96,7 @@ def read_tree(root: Path, formats: tuple[str, ...] = DEFAULT_FILE_FORMATS) -> Ma
     items: list[MediaItem] = []
     ignored: list[str] = []
     other: list[str] = []
+    labels: dict[str, str] = {}
     wanted = frozenset(f".{f}" for f in formats)
     for path, rel in iter_media(root, MEDIA_SUFFIXES, problems=problems):
         if path.suffix.lower() not in wanted:
@@ -106,7 +110,10 @@ def read_tree(root: Path, formats: tuple[str, ...] = DEFAULT_FILE_FORMATS) -> Ma
             problems.append(Problem(rel, "directly in the source folder: camtrapR needs station folders "
                                          "(inDir/Station/[Camera/]file); move it into its station's folder"))
             continue
-        camera = parts[1] if len(parts) > 2 else None
+        levels = len(parts) - 1 - (1 if species_from_folders and len(parts) > 2 else 0)  # folders above the file
+        camera = parts[1] if levels > 1 else None
+        if species_from_folders and len(parts) > 2:
+            labels[rel] = parts[-2]
         items.append(MediaItem(path=path, relpath=rel, group=str(PurePosixPath(rel).parent),
                                station=parts[0], camera=camera))
     if ignored:
@@ -121,7 +128,7 @@ def read_tree(root: Path, formats: tuple[str, ...] = DEFAULT_FILE_FORMATS) -> Ma
                                   "...) names other formats: give them with --file-formats)"
                                   + (f"; {len(problems)} file(s) reported" if problems else ""))
     state = SourceState("tree", root, has_camera=any(i.camera is not None for i in items))
-    return Manifest(root=root, items=items, problems=problems, host=HOST, host_state=state)
+    return Manifest(root=root, items=items, problems=problems, host=HOST, host_state=state, human_labels=labels)
 
 
 def inside_listed_tree(root: Path, folder: Path) -> bool:

@@ -81,6 +81,7 @@ class TreeReport:
     corrections: int = 0  # files a person moved, kept where they are
     kept: int = 0  # a person's own files, links and folders carried over
     left_out: int = 0  # images a person removed from the tree, not placed again
+    reviewed_kept: int = 0  # images labelled in deepfaune review that stay where a person moved (or removed) them
     notes: list[str] = field(default_factory=list)
 
     def describe(self, out: Path) -> str | None:
@@ -91,6 +92,9 @@ class TreeReport:
             parts.append(f"{self.kept} file(s) or folder(s) of yours kept")
         if self.left_out:
             parts.append(f"{self.left_out} file(s) you removed left out")
+        if self.reviewed_kept:
+            parts.append(f"{self.reviewed_kept} of them labelled in deepfaune review too: the tree keeps them where "
+                         "you put them, not under that label")
         return f"--species-folders {out}: " + "; ".join(parts) if parts else None
 
 
@@ -255,6 +259,8 @@ def _fill(work: Path, out: Path, plan: _Plan, images: Iterable) -> None:
     for image in images:
         source = os.path.abspath(image.item.path)
         if source in plan.skip:
+            if getattr(getattr(image, "decision", None), "human", None) is not None:
+                report.reviewed_kept += 1
             continue
         folder = work / safe_folder_name(image.item.station or NA)
         if image.item.camera is not None:

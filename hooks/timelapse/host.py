@@ -33,8 +33,10 @@ from deepfaune_plugin.hooks.timelapse.ddb import (DEFAULT_DDB, DataRow, FieldSpe
 from deepfaune_plugin.hooks.timelapse.existing import ExistingDetections, describe_existing, ids_written, read_existing, record_written
 from deepfaune_plugin.hooks.timelapse.existing import notes as existing_notes
 from deepfaune_plugin.hooks.timelapse.existing import summary as existing_summary
-from deepfaune_plugin.hooks.timelapse.recognitions import ImportReport, check_field, write_ddb
+from deepfaune_plugin.hooks.timelapse.recognitions import (FLAG_FALSE, FLAG_TRUE, ImportReport, check_field, check_flag,
+                                                           default_flag, write_ddb)
 from deepfaune_plugin.hooks.timelapse.fields import field_values
+from deepfaune_plugin.hooks.timelapse.labels import read_labels
 from deepfaune_plugin.hooks.timelapse.md_json import build_recognitions
 from deepfaune_plugin.hooks.timelapse.ledger import read_ledger, write_ledger
 
@@ -57,6 +59,7 @@ class TimelapseState:
     recognitions: Path | None = None
     notes: list[str] = field(default_factory=list)
     existing: ExistingDetections | None = None  # --use-existing-detections: the boxes read from the .ddb
+    reviewed_spec: FieldSpec | None = None  # the Flag field set on the files a person labelled (deepfaune review)
 
 
 def _opt(options: Mapping[str, Any], name: str, default=None):
@@ -75,6 +78,13 @@ class TimelapseHost(Host):
         HostOption("field", "with --write-ddb: put each file's sequence-level label in this data field "
                             "(a Note, or a FixedChoice whose choices hold the labels; a scientificName or latin-name "
                             "field gets scientific names); only empty or template-default values are filled"),
+        HostOption("reviewed-field", "with --write-ddb: the Flag field set to true on the files a person labelled "
+                                     "in deepfaune review (back to false when the label is withdrawn; a flag a "
+                                     "person set in Timelapse is kept); default: the template's Flag field named "
+                                     "Reviewed, if any"),
+        HostOption("labels-field", "the data field holding people's species labels (e.g. Species): what "
+                                   "deepfaune evaluate and the review page's evaluation compare DeepFaune's labels "
+                                   "with (labels in any language of the model, or scientific names)"),
         HostOption("per-image", "label each box with its own image's answer instead of its sequence's",
                    flag=True, default=False),
         HostOption("ddb", "the .ddb file to use when the folder holds several"),
@@ -107,6 +117,9 @@ class TimelapseHost(Host):
         field_name = options.get("field")
         if field_name and not options.get("write_ddb"):
             raise TimelapseError("--field fills a data field of the .ddb: add --write-ddb")
+        flag_name = options.get("reviewed_field")
+        if flag_name and not options.get("write_ddb"):
+            raise TimelapseError("--reviewed-field sets a Flag field of the .ddb: add --write-ddb")
         output = options.get("output")
         if output is not None and Path(output).suffix.lower() not in (".json", *TABLE_SUFFIXES):
             raise TimelapseError(f"--output {output}: name a .json file (the recognition file) or a .csv/.xlsx "
@@ -117,6 +130,10 @@ class TimelapseHost(Host):
         wait = _wait(options)  # a bad value fails now, not after hours of inference
         contents = read_ddb(ddb, timeout=wait)
         spec = check_field(contents.fields, field_name) if field_name else None
+        flag = check_flag(contents.fields, flag_name) if flag_name else (
+            default_flag(contents.fields) if options.get("write_ddb") else None)
+        if flag is not None and spec is not None and flag.data_label == spec.data_label:
+            raise TimelapseError(f"--reviewed-field {flag.data_label} is also the --field: choose another Flag field")
         existing = _existing(ddb, wait) if options.get("use_existing_detections") else None
         root = ddb.parent
         by_relpath: dict[str, list[DataRow]] = {}
@@ -142,12 +159,18 @@ class TimelapseHost(Host):
             ids = tuple(r.id for r in rows)
             items.append(MediaItem(path=path, relpath=relpath, group=folder, timestamp=rows[0].date_time,
                                    host_key=ids, known_boxes=existing.boxes_for(ids) if existing else None))
-        state = TimelapseState(ddb=ddb, version=contents.version, rows=by_relpath, field_spec=spec, existing=existing)
+        state = TimelapseState(ddb=ddb, version=contents.version, rows=by_relpath, field_spec=spec, existing=existing,
+                               reviewed_spec=flag)
+        labels: dict[str, str] = {}
+        if options.get("labels_field"):  # people's labels: for evaluations, never written
+            labels, notes = read_labels(ddb, str(options["labels_field"]), contents.fields, by_relpath, wait)
+            problems.extend(notes)
         if existing is not None:
             say(f"timelapse: {existing_summary(existing, ddb.name)}")
             problems.extend(Problem(ddb.name, note, skipped=0) for note in existing_notes(existing))
         return Manifest(root=root, items=items, problems=problems, host=self.name, host_state=state,
-                        detector_mode=EXISTING_DETECTIONS if existing is not None else None)
+                        detector_mode=EXISTING_DETECTIONS if existing is not None else None,
+                        human_labels=labels)
 
     def write(self, manifest: Manifest, results: RunResults, options: Mapping[str, Any]) -> list[Path]:
         if not options.get("write_ddb"):
@@ -205,12 +228,16 @@ class TimelapseHost(Host):
                                f"labelled {labels} (no taxon) left as they are")
         # the values DeepFaune wrote into the field last time: a re-run may refresh them
         previous = {rid: str(v) for rid, v in read_ledger(state.ddb, spec.data_label).items()} if spec else {}
+        flag = _reviewed_flag(state, results)
         report = write_ddb(state.ddb, as_read, field_spec=spec, field_values=values,
-                           previous=previous, wait=_wait(options))
+                           previous=previous, wait=_wait(options), flag=flag)
         state.report = report
         if spec is not None:
             kept = {k: v for k, v in previous.items() if k not in report.field_kept_ids}
             write_ledger(state.ddb, spec.data_label, {**kept, **report.field_values})
+        if flag is not None:
+            kept = {k: v for k, v in flag[2].items() if k not in report.flag.field_kept_ids}
+            write_ledger(state.ddb, flag[0].data_label, {**kept, **report.flag.field_values})
         try:  # which rows DeepFaune's own detector wrote: --use-existing-detections must not take them
             record_written(state.ddb, ids_written(manifest.items, results.raw), results.settings.detector_mode,
                            timeout=_wait(options))
@@ -218,6 +245,29 @@ class TimelapseHost(Host):
             state.notes.append(f"could not note which recognitions DeepFaune wrote ({err}); a later "
                                "--use-existing-detections may take them for another detector's")
         return report
+
+
+def _reviewed_flag(state: TimelapseState, results: RunResults) -> tuple[FieldSpec, dict[str, str], dict[int, str]] | None:
+    """(the reviewed Flag field, relpath -> its value, what DeepFaune wrote there last time) for write_ddb: "true"
+    for each file a person labelled, "false" again where DeepFaune set it and the label has been withdrawn."""
+    reviewed = {d.relpath for d in results.decisions if d.human is not None}
+    spec = state.reviewed_spec
+    if spec is None:
+        if reviewed:
+            state.notes.append(f"{len(reviewed)} file(s) have a label from deepfaune review (written into the "
+                               "--field data field, if any; the recognitions keep DeepFaune's own); the template has "
+                               "no Flag field named Reviewed to mark them: add one in Timelapse's template editor, "
+                               "or choose a Flag field with --reviewed-field")
+        return None
+    previous = {rid: str(v) for rid, v in read_ledger(state.ddb, spec.data_label).items()}
+    ours = {rid for rid, v in previous.items() if v == FLAG_TRUE}
+    values: dict[str, str] = {}
+    for d in results.decisions:
+        if d.relpath in reviewed:
+            values[d.relpath] = FLAG_TRUE
+        elif any(row.id in ours for row in state.rows.get(d.relpath, ())):
+            values[d.relpath] = FLAG_FALSE
+    return spec, values, previous
 
 
 def _not_opened_yet(source: Path, options: Mapping[str, Any]) -> bool:
@@ -299,6 +349,9 @@ def _notes(report: ImportReport, state: TimelapseState) -> list[str]:
         if report.field_kept:
             notes.append(f"field {state.field_spec.data_label}: {len(report.field_kept)} value(s) typed by a person kept, "
                          f"e.g. {report.field_kept[0][0]}: {report.field_kept[0][1]!r}")
+    if report.flag is not None and report.flag.field_values:
+        marked = sum(v == FLAG_TRUE for v in report.flag.field_values.values())
+        notes.append(f"flag {state.reviewed_spec.data_label}: {marked} row(s) marked as labelled in deepfaune review")
     return notes
 
 

@@ -16,7 +16,9 @@ DeepFaune classifies one box per image (the selected one), so only that box carr
 classification.  By default it is the image's *sequence* answer (DeepFaune's `top1` and its
 probability, what the DeepFaune GUI reports); `level="image"` gives each image's own answer.
 Confidences of classifications are the float32 probability truncated to 3 decimals, so a
-probability below the threshold never rounds up to it in Timelapse.
+probability below the threshold never rounds up to it in Timelapse.  A file a person labelled
+(`deepfaune review`) keeps DeepFaune's own classification here (`Decision.machine`): a person's
+label is no recognizer output with a confidence; it reaches the .ddb through --field instead.
 """
 from __future__ import annotations
 
@@ -217,6 +219,8 @@ def build_recognitions(manifest: Manifest, results: RunResults, level: str = "se
         if raw is None:
             continue
         decision = decided.get(item.relpath)
+        if decision is not None and decision.machine is not None:  # a person's label is no machine classification
+            decision = decision.machine
         answer = None if decision is None else box_classification(decision, level, by_key)
         images.append(image_entry(item, raw, answer))
     return {

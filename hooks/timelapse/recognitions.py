@@ -364,6 +364,7 @@ class ImportReport:
     field_values: dict[int, str] = field(default_factory=dict)  # DataTable Id -> the value DeepFaune holds there
     field_kept_ids: set[int] = field(default_factory=set)  # rows whose value a person changed
     backup: Path | None = None
+    flag: "ImportReport | None" = None  # the reviewed flag field's own field_* counts (--reviewed-field)
 
 
 def _rows_by_file(conn: sqlite3.Connection) -> dict[tuple[str, str], list[int]]:
@@ -559,6 +560,35 @@ def check_field(fields: Mapping[str, FieldSpec], name: str) -> FieldSpec:
     return spec
 
 
+#: A Flag field that marks the files a person labelled (`deepfaune review`) when --reviewed-field names none.
+REVIEWED_FLAG = "reviewed"
+#: How Timelapse stores a Flag: lowercase text.
+FLAG_TRUE, FLAG_FALSE = "true", "false"
+
+
+def check_flag(fields: Mapping[str, FieldSpec], name: str) -> FieldSpec:
+    """The Flag field `--reviewed-field NAME` designates, or a TimelapseError saying why it cannot be used."""
+    spec = fields.get(name)
+    flags = [k for k, f in fields.items() if f.type == "Flag" and k != "DeleteFlag"]
+    if spec is None:
+        by_label = {k.casefold(): k for k in fields}
+        hint = f" (did you mean {by_label[name.casefold()]!r}?)" if name.casefold() in by_label else ""
+        raise TimelapseError(f"--reviewed-field {name}: no such data field in the template{hint}; "
+                             f"Flag fields: {', '.join(flags) or 'none'}")
+    if spec.type != "Flag" or name == "DeleteFlag":
+        raise TimelapseError(f"--reviewed-field {name}: a {spec.type} field, not a Flag (a checkbox); "
+                             f"Flag fields: {', '.join(flags) or 'none'}")
+    return spec
+
+
+def default_flag(fields: Mapping[str, FieldSpec]) -> FieldSpec | None:
+    """The template's Flag field named "Reviewed" (DataLabel or Label, any case), if it has one."""
+    for spec in fields.values():
+        if spec.type == "Flag" and REVIEWED_FLAG in (spec.data_label.casefold(), spec.label.strip().casefold()):
+            return spec
+    return None
+
+
 def choice_for(spec: FieldSpec, label: str) -> str | None:
     """The value to store for `label`: itself for a Note, the matching choice for a FixedChoice."""
     if spec.type != "FixedChoice":
@@ -620,8 +650,12 @@ def _fk_violations(conn: sqlite3.Connection) -> set[tuple]:
 
 def write_ddb(ddb: Path, recognizer: Mapping[str, Any], field_spec: FieldSpec | None = None,
               field_values: Mapping[str, str] | None = None, previous: Mapping[int, str] | None = None,
-              wait: float = 30.0, keep_failed: bool = True) -> ImportReport:
-    """Back up `ddb` into Backups/, then import and fill the field in one transaction (all or nothing)."""
+              wait: float = 30.0, keep_failed: bool = True,
+              flag: tuple[FieldSpec, Mapping[str, str], Mapping[int, str]] | None = None) -> ImportReport:
+    """Back up `ddb` into Backups/, then import and fill the field in one transaction (all or nothing).
+
+    `flag`: (a Flag field, relpath -> "true"/"false", what DeepFaune wrote there last time by row Id), written
+    like the field in the same transaction; its counts go to `report.flag`."""
     ddb = Path(ddb)
     conn = sqlite3.connect(ddb, timeout=wait, isolation_level=None)
     backup: Path | None = None
@@ -639,6 +673,9 @@ def write_ddb(ddb: Path, recognizer: Mapping[str, Any], field_spec: FieldSpec | 
             report = import_recognitions(conn, recognizer, keep_failed=keep_failed)
             if field_spec is not None and field_values:
                 write_field(conn, field_spec, field_values, previous or {}, report)
+            if flag is not None:
+                report.flag = ImportReport()
+                write_field(conn, flag[0], flag[1], flag[2], report.flag)
             new = _fk_violations(conn) - before
             if new:
                 raise TimelapseError(f"{ddb}: the update would break {len(new)} foreign key(s), e.g. {sorted(new)[0]}; "

@@ -149,6 +149,36 @@ def test_screenshot_looks_like_a_report(page: Path, tmp_path: Path):
         shutil.copy(shot, Path(artifacts) / shot.name)
 
 
+def test_deployments_map_draws_each_station_and_shows_names_as_text(tmp_path: Path):
+    """Coordinates for cam1, cam2 and a station named like a script (no sequences); the top folder has none."""
+    evil = "<script>alert(1)</script>"
+    summary = build_run(tmp_path)
+    summary.manifest.station_coordinates = {"cam1": (45.20, 5.70), "cam2": (45.25, 5.80), evil: (45.18, 5.76)}
+    page = write_report(summary, tmp_path / "review")
+    dom = Dom(chromium(page.as_uri(), tmp_path, "--dump-dom"))
+    (svg,) = [e for e in dom.elements if e[0] == "svg" and e[1].get("id") == "station-map"]
+    markers = [e for e in dom.elements if e[0] == "g" and "data-station" in e[1]]
+    assert sorted(e[1]["data-station"] for e in markers) == sorted(["cam1", "cam2", evil])
+    assert {e[1]["data-station"]: int(e[1]["data-animals"]) for e in markers} == {"cam1": 3, "cam2": 1, evil: 0}
+    assert len([e for e in dom.elements if e[0] == "circle"]) == 3
+    texts = {e[2].strip() for e in dom.elements if e[0] == "text"}
+    assert {"cam1 (3)", "cam2 (1)", evil + " (0)"} <= texts
+    assert "renard 2, indéfini 1" in [e for e in markers if e[1]["data-station"] == "cam1"][0][2]  # its hover title
+    assert dom.by_id("map-missing") == "no coordinates: (top folder)"
+    assert "km" in [e for e in dom.elements if e[1].get("id") == "map-scale"][0][2]
+    # the name stayed text: the page's two scripts are its only ones
+    assert len([e for e in dom.elements if e[0] == "script"]) == 2 and evil in svg[2]
+    shot = tmp_path / "deepfaune-report-map.png"
+    chromium(page.as_uri(), tmp_path, f"--screenshot={shot}", "--window-size=1280,2000")
+    image = np.asarray(Image.open(shot).convert("RGB")).astype(int)
+    orange = (abs(image - [224, 158, 62]).max(axis=2) < 30).sum()  # the markers' fill (75 % over the map)
+    assert orange > 200
+    artifacts = os.environ.get("DEEPFAUNE_TEST_ARTIFACTS")
+    if artifacts:
+        Path(artifacts).mkdir(parents=True, exist_ok=True)
+        shutil.copy(shot, Path(artifacts) / shot.name)
+
+
 def test_item16_4_video_full_view_and_season_tables(tmp_path: Path):
     """A video opens as a video (an AVI, which no browser plays, falls back to its key-frame thumbnail and a
     link to the file); the time-of-day chart and the species × station table are drawn from the page's data."""
@@ -178,3 +208,55 @@ def test_item16_4_video_full_view_and_season_tables(tmp_path: Path):
     assert len(hours) == 24 and {h: n for h, n in hours.items() if n} == {6: 1, 21: 1}  # the clip has no date
     rows = [e for e in dom.elements if e[0] == "tr" and "data-station" in e[1]]
     assert [(r[1]["data-label"], r[1]["data-station"]) for r in rows] == [("blaireau", "cam2"), ("renard", "cam1")]
+
+
+def test_evaluation_section_and_its_chart_show_the_numbers_checked_by_hand(tmp_path: Path):
+    """Human labels the source holds (as a host's raw text): fox_1 fox (DeepFaune fox 0.98: right), unsure_fox
+    "renard" (fox 0.51: right at 0.50, undefined above), near_badger "wolf" (badger 0.855: wrong up to 0.85),
+    empty_1 empty (right); broken_1 failed and fox_root's "unicorn" are left out. At 0.80: 4 labelled,
+    3 covered, 2 right; at 0.50: 4 covered, 3 right; at 0.95: 2 covered, 2 right."""
+    summary = build_run(tmp_path)
+    summary.manifest.human_labels = {"cam1/fox_1.jpg": "fox", "cam1/unsure_fox_1.jpg": "renard",
+                                     "cam2/near_badger_1.jpg": "wolf", "cam2/empty_1.jpg": "empty",
+                                     "cam2/broken_1.jpg": "fox", "fox_root.jpg": "unicorn"}
+    page = write_report(summary, tmp_path / "review")
+    dom = Dom(chromium(page.as_uri(), tmp_path, "--dump-dom"))
+    assert dom.elements[0][1].get("data-ready") == "1"
+    section = dom.by_id("evaluation")
+    assert section.startswith("Evaluation") and "4 files people labelled" in section
+    sweep = {e[1]["data-t"]: e[2] for e in dom.elements if e[0] == "tr" and "data-t" in e[1]}
+    assert sorted(sweep) == [f"{0.5 + 0.05 * i:.2f}" for i in range(10)]
+
+    def cells(t: str) -> list[str]:
+        (row,) = [i for i, e in enumerate(dom.elements) if e[0] == "tr" and e[1].get("data-t") == t]
+        return [e[2] for e in dom.elements[row + 1:row + 6]]
+
+    assert cells("0.80") == ["0.80 (this run)", "75.0%", "66.7%", "75.0%", "66.7%"]
+    assert cells("0.50") == ["0.50", "100.0%", "75.0%", "100.0%", "75.0%"]
+    assert cells("0.95") == ["0.95", "50.0%", "100.0%", "50.0%", "100.0%"]
+    # the chart: 4 lines (coverage, accuracy; per image, per sequence) of 10 points, drawn from the same numbers
+    (chart,) = [e for e in dom.elements if e[0] == "svg" and e[1].get("id") == "eval-chart"]
+    points = {(line[1]["data-level"], line[1]["data-metric"]): {} for line in dom.elements
+              if line[0] == "g" and "data-metric" in line[1]}
+    assert sorted(points) == [("image", "accuracy"), ("image", "coverage"), ("sequence", "accuracy"),
+                              ("sequence", "coverage")]
+    circles = [e[1] for e in dom.elements if e[0] == "circle" and "data-v" in e[1]]
+    assert len(circles) == 40
+    lines = [e for e in dom.elements if e[0] == "g" and "data-metric" in e[1]]
+    start = [i for i, e in enumerate(dom.elements) if e in lines]
+    for i, line in zip(start, lines):
+        values = {e[1]["data-t"]: float(e[1]["data-v"]) for e in dom.elements[i + 1:i + 22] if e[0] == "circle"}
+        points[(line[1]["data-level"], line[1]["data-metric"])] = values
+    assert points[("sequence", "coverage")]["0.80"] == 0.75 and points[("sequence", "accuracy")]["0.80"] == 0.6667
+    assert points[("image", "accuracy")]["0.50"] == 0.75 and points[("image", "coverage")]["0.95"] == 0.5
+    assert "eval-run-threshold" in {e[1].get("id") for e in dom.elements}
+    # the confusion matrix and the per-class figures at the run's threshold, per sequence
+    hits = {(e[1].get("data-deepfaune"), e[1].get("data-n")) for e in dom.elements
+            if e[0] == "td" and "data-deepfaune" in e[1] and e[1]["data-n"] != "0"}
+    assert hits >= {("fox", "1"), ("badger", "1"), ("undefined", "1"), ("empty", "1")}
+    fox = next(e[2] for e in dom.elements if e[0] == "tr" and e[1].get("data-label") == "fox"
+               and dom.elements.index(e) > dom.elements.index(next(x for x in dom.elements
+                                                                     if x[1].get("id") == "eval-classes-sequence")))
+    assert fox == "fox211100.0%50.0%"  # 2 labelled by people, 1 by DeepFaune, 1 both: precision 1, recall 0.5
+    assert "unicorn" in dom.by_id("eval-notes")
+    assert chart[2] is not None and len([e for e in dom.elements if e[0] == "script"]) == 2

@@ -5,57 +5,18 @@ from __future__ import annotations
 import csv
 import http.client
 import json
-import math
-from pathlib import Path
 
 import pytest
-from PIL import Image
 
-from deepfaune_plugin.models.cards import load_card
 from deepfaune_plugin.pipeline import resolve_host
 from deepfaune_plugin.review.server import ReviewApp, ReviewServer
 from deepfaune_plugin.review.session import ReviewError, ReviewSession
 from deepfaune_plugin.store import ResultStore
-from deepfaune_plugin.testing import StoredLogitsBackend, logits_for, registry_with, run_cli
+from deepfaune_plugin.testing import run_cli
+from reviewkit import table
 from deepfaune_plugin.api import RunSettings
 
 TOKEN = "test-token-0123456789"
-
-
-def fox_at(p: float) -> list[float]:
-    """Logits DeepFaune 1.4 decides as fox with probability `p` (one image: temperature 1.10, 38 classes)."""
-    values = [0.0] * 38
-    values[list(load_card("1.4").class_table().labels("en")).index("fox")] = 1.10 * math.log(p * 37 / (1 - p))
-    return values
-
-
-def jpeg(path: Path, when: str, grey: int) -> None:
-    exif = Image.Exif()
-    exif.get_ifd(0x8769)[0x9003] = when  # Exif IFD, DateTimeOriginal
-    Image.new("RGB", (80, 60), (grey, grey, grey)).save(path, "JPEG", exif=exif.tobytes())
-
-
-@pytest.fixture
-def season(tmp_path: Path):
-    """One-image sequences: a sure fox (not queued), fox at 0.72 (undefined at 0.8), fox at 0.85 (near), an
-    empty one, a sure fox dated 1980 (a clock never set); and a two-image sequence whose images disagree."""
-    src = tmp_path / "season"
-    for i, station in enumerate("abcdef"):
-        (src / station).mkdir(parents=True)
-        jpeg(src / station / "IMG_0001.JPG", "1980:01:01 00:00:00" if station == "f" else f"2024:05:0{i + 1} 10:00:00",
-             40 * i)
-    jpeg(src / "e" / "IMG_0002.JPG", "2024:05:05 10:00:05", 7)
-    backend = StoredLogitsBackend({
-        "a/IMG_0001.JPG": logits_for("1.4", "fox", high=20.0), "b/IMG_0001.JPG": fox_at(0.72),
-        "c/IMG_0001.JPG": fox_at(0.85), "d/IMG_0001.JPG": "empty", "f/IMG_0001.JPG": logits_for("1.4", "fox", high=20.0),
-        "e/IMG_0001.JPG": logits_for("1.4", "fox", high=9.0), "e/IMG_0002.JPG": logits_for("1.4", "wolf", high=8.0)})
-    registry = registry_with(backends=[backend])
-    store = tmp_path / "results.sqlite"
-    ran = run_cli(["run", src, "--backend", "logits", "--store", store, "-q", "--no-report", "--lang", "en"],
-                  registry)
-    assert ran.code == 0, ran.stderr
-    assert backend.opened == 1
-    return src, registry, store, backend
 
 
 def open_session(season, tmp_path, reviewer="Ana", show_all=False) -> ReviewSession:
@@ -96,11 +57,6 @@ def served(season, tmp_path):
     yield Client(server), session, exported
     server.stop()
     session.store.close()
-
-
-def table(src: Path) -> dict[str, dict]:
-    with open(src / "deepfaune.csv", newline="", encoding="utf-8") as fh:
-        return {row["filename"]: row for row in csv.DictReader(fh)}
 
 
 def test_the_queue_holds_what_needs_a_look_and_why(season, tmp_path):
@@ -227,3 +183,27 @@ def test_review_refuses_what_it_cannot_do(season, tmp_path):
     ran = run_cli(["review", src, "--backend", "logits", "--store", store, "--reviewer", "a\nb", "--export"],
                   registry)
     assert ran.code == 1 and "give a name of 1 to 200 printable characters" in ran.stderr
+
+
+def test_evaluate_compares_deepfaune_with_the_labels_given_in_review(season, tmp_path):
+    src, registry, store, backend = season
+    session = open_session(season, tmp_path)
+    session.set_labels(["b/IMG_0001.JPG"], "wolf")  # DeepFaune: fox at 0.72, undefined at 0.8
+    session.set_labels(["c/IMG_0001.JPG"], "fox")  # fox at 0.85: right
+    session.set_labels(["e/IMG_0002.JPG"], "wolf")  # wolf alone; its sequence (fox + wolf) undefined
+    session.store.close()
+    out = tmp_path / "evaluation"
+    ran = run_cli(["evaluate", src, "--backend", "logits", "--store", store, "--output", out], registry)
+    assert ran.code == 0, ran.stderr
+    assert "3 file(s) carry a label given in `deepfaune review`: using them" in ran.stderr
+    with open(out / "thresholds.csv", newline="", encoding="utf-8") as fh:
+        at = {(r["level"], r["threshold"]): r for r in csv.DictReader(fh)}
+    image, sequence = at[("image", "0.8")], at[("sequence", "0.8")]
+    # per image: b undefined; c fox, e2 wolf both right. Per sequence: only c is decided
+    assert (image["labelled"], image["covered"], image["correct"]) == ("3", "2", "2")
+    assert (sequence["labelled"], sequence["covered"], sequence["correct"]) == ("3", "1", "1")
+    # at 0.7 b's fox (0.72) is decided, and wrong: the person said wolf
+    assert (at[("image", "0.7")]["covered"], at[("image", "0.7")]["correct"]) == ("3", "2")
+    assert backend.opened == 1  # re-decided from the store
+    ran = run_cli(["evaluate", src, "--backend", "logits", "--store", tmp_path / "absent.sqlite"], registry)
+    assert ran.code == 1 and "none yet" in ran.stderr and not (tmp_path / "absent.sqlite").exists()

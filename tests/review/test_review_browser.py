@@ -18,7 +18,7 @@ from deepfaune_plugin.store import ResultStore
 from deepfaune_plugin.types import MediaItem
 from deepfaune_plugin.walk import iter_media
 from cdp import Browser
-from test_review_app import season, table  # noqa: F401  (the fixture)
+from reviewkit import table
 
 CHROMIUM = os.environ.get("DEEPFAUNE_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (apt-get install chromium)")
