@@ -184,7 +184,7 @@ def _stored(inference, host, source: Path, log, chosen=None) -> tuple[list, dict
     """([[(item, its stored raw output or None)] per block of whole sequences], the human labels the source
     holds), in the source's order: the host reads the source (with its options' defaults, and `chosen`;
     nothing is written), the result store answers, no model runs."""
-    from .runlog import host_log
+    from .pipeline import read_to_look
 
     if inference.description is None:
         raise EvaluateError(f"backend {inference.backend.name!r} keeps no outputs in the result store; evaluate "
@@ -192,14 +192,7 @@ def _stored(inference, host, source: Path, log, chosen=None) -> tuple[list, dict
     options = {o.dest: (bool(o.default) if o.flag else o.default) for o in host.options}
     options["output"] = None
     options.update({k: v for k, v in (chosen or {}).items() if v})
-    with host_log(log):
-        manifest = host.read(source, options)
-    lock = getattr(manifest.host_state, "lock", None)  # a Camtrap DP package's: nothing will be written
-    try:
-        blocks = list(manifest.blocks())
-    finally:
-        if lock is not None and hasattr(lock, "release"):
-            lock.release()
+    manifest, blocks = read_to_look(host, source, options, log)
     for p in manifest.problems:
         if p.skipped == 0 and "evaluation" in p.reason:
             log(f"{p.relpath}: {p.reason}")

@@ -19,9 +19,9 @@ from ..decisions import decide_run
 from ..errors import DeepfauneError
 from ..exifdate import PLAUSIBLE_FROM, plausible_until
 from ..inference import Inference
+from ..pipeline import read_to_look
 from ..report.thumbs import Job, ThumbCache
 from ..report.view import REVIEW_MARGIN, station_of
-from ..runlog import host_log
 from ..store import ResultStore
 from ..types import ANIMAL, FAILED, FILE_DATE, UNDEFINED, Decision, MediaItem, RawResult
 
@@ -83,9 +83,8 @@ class ReviewSession:
             if inference.description is None:
                 raise ReviewError(f"backend {backend.name!r} keeps no outputs in the result store; review shows "
                                   "stored outputs only")
-            with host_log(log):
-                manifest = host.read(source, dict(options))
-            items = [item for block in manifest.blocks() for item in block]
+            _, blocks = read_to_look(host, source, dict(options), log)
+            items = [item for block in blocks for item in block]
             log(f"{source}: {len(items)} files; finding their results in {store.path} (each file is read once "
                 "to know its content)")
             found = inference.stored(items)

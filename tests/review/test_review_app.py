@@ -13,10 +13,16 @@ from deepfaune_plugin.review.server import ReviewApp, ReviewServer
 from deepfaune_plugin.review.session import ReviewError, ReviewSession
 from deepfaune_plugin.store import ResultStore
 from deepfaune_plugin.testing import run_cli
-from reviewkit import table
+from reviewkit import make_season, table
 from deepfaune_plugin.api import RunSettings
 
 TOKEN = "test-token-0123456789"
+
+
+@pytest.fixture
+def season(tmp_path):
+    """(source, registry, result store, backend) of `reviewkit.make_season`, run once."""
+    return make_season(tmp_path)
 
 
 def open_session(season, tmp_path, reviewer="Ana", show_all=False) -> ReviewSession:
@@ -207,3 +213,25 @@ def test_evaluate_compares_deepfaune_with_the_labels_given_in_review(season, tmp
     assert backend.opened == 1  # re-decided from the store
     ran = run_cli(["evaluate", src, "--backend", "logits", "--store", tmp_path / "absent.sqlite"], registry)
     assert ran.code == 1 and "none yet" in ran.stderr and not (tmp_path / "absent.sqlite").exists()
+
+
+def test_a_review_leaves_a_camtrap_dp_package_unlocked(tmp_path):
+    """Reviewing writes nothing, so it holds no lock on the package: a run (or the review's own export) can go on."""
+    from camtrapdp_helpers import make_package
+    from deepfaune_plugin.testing import StoredLogitsBackend, registry_with
+
+    package = make_package(tmp_path / "pkg")
+    backend = StoredLogitsBackend(default="empty")
+    registry = registry_with(backends=[backend])
+    store = tmp_path / "store.sqlite"
+    assert run_cli(["run", package, "--backend", "logits", "--store", store, "--no-report"], registry).code == 0
+    host = resolve_host(registry, "auto", package)
+    session = ReviewSession.open(package, host, backend, RunSettings(backend="logits", lang="en"),
+                                 ResultStore(store, shared=True), {"output": None}, tmp_path / "thumbs", "Ana",
+                                 show_all=True, log=lambda msg: None)
+    try:
+        assert len(session.items) == 6 and not (package / ".deepfaune.lock").exists()
+        ran = run_cli(["run", package, "--backend", "logits", "--store", store, "--no-report"], registry)
+        assert ran.code == 0 and "being written by another DeepFaune run" not in ran.stderr
+    finally:
+        session.store.close()

@@ -18,9 +18,15 @@ from deepfaune_plugin.store import ResultStore
 from deepfaune_plugin.types import MediaItem
 from deepfaune_plugin.walk import iter_media
 from cdp import Browser
-from reviewkit import table
+from reviewkit import make_season, table
 
 CHROMIUM = os.environ.get("DEEPFAUNE_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture
+def season(tmp_path):
+    """(source, registry, result store, backend) of `reviewkit.make_season`, run once."""
+    return make_season(tmp_path)
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (apt-get install chromium)")
 
 
