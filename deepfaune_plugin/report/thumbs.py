@@ -171,6 +171,16 @@ class ThumbCache:
         except Exception:  # one file's thumbnail never breaks the page
             return None, None
 
+    def large(self, job: Job) -> Path | None:
+        """The picture at PREVIEW_PX with its box drawn (`deepfaune review`'s full view); None when unreadable."""
+        try:
+            target = self.folder / cache_name(job, "l", self.blur)
+            if not target.is_file():
+                _save(render(job, PREVIEW_PX, self.blur, draw_box=True), target, quality=85)
+            return target
+        except Exception:  # one file's picture never breaks the page
+            return None
+
     def make_all(self, jobs: list[Job]) -> dict[str, tuple[Path | None, Path | None]]:
         self.folder.parent.mkdir(parents=True, exist_ok=True)
         try:  # a real folder of ours, never a link that would carry the thumbnails elsewhere

@@ -197,8 +197,30 @@
     }
   }
 
+  function enlarge() {
+    const seq = state.seqs[state.cur];
+    const f = seq && seq.files[state.pic];
+    if (!f) return;
+    $("large").src = `/large/${f.id}.jpg`;
+    $("large").alt = f.f;
+    $("large-caption").textContent = `${f.f} · ${f.label}` + (f.date ? ` · ${f.date}` : "");
+    $("viewer").hidden = false;
+  }
+
   function onKey(ev) {
     if (!$("picker").hidden) { pickerKey(ev); return; }
+    if (!$("viewer").hidden) {  // the arrows go through the sequence's pictures enlarged; any other key closes
+      const seq = state.seqs[state.cur];
+      if (seq && (ev.key === "ArrowRight" || ev.key === "ArrowLeft")) {
+        state.pic = Math.max(0, Math.min(seq.files.length - 1, state.pic + (ev.key === "ArrowRight" ? 1 : -1)));
+        render();
+        enlarge();
+      } else {
+        $("viewer").hidden = true;
+      }
+      ev.preventDefault();
+      return;
+    }
     if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
     const seq = state.seqs[state.cur];
     switch (ev.key) {
@@ -206,6 +228,7 @@
       case "k": case "ArrowUp": move(-1); break;
       case "ArrowRight": if (seq) { state.pic = Math.min(seq.files.length - 1, state.pic + 1); render(); } break;
       case "ArrowLeft": state.pic = Math.max(0, state.pic - 1); render(); break;
+      case "o": case " ": enlarge(); break;
       case "x":
         if (state.selected.has(state.pic)) state.selected.delete(state.pic); else state.selected.add(state.pic);
         render();

@@ -53,6 +53,7 @@ class ReviewApp:
             Rule("/api/label", endpoint="label", methods=["POST"]),
             Rule("/api/export", endpoint="export", methods=["POST"]),
             Rule("/thumb/<ident>.jpg", endpoint="thumb", methods=["GET"]),
+            Rule("/large/<ident>.jpg", endpoint="large", methods=["GET"]),
         ])
 
     # -- who may ask
@@ -84,7 +85,7 @@ class ReviewApp:
         response.headers["Content-Security-Policy"] = CSP
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Referrer-Policy"] = "no-referrer"
-        response.headers["Cache-Control"] = ("private, max-age=3600" if request.path.startswith("/thumb/")
+        response.headers["Cache-Control"] = ("private, max-age=3600" if request.path.startswith(("/thumb/", "/large/"))
                                              else "no-store")
         return response(environ, start_response)
 
@@ -128,13 +129,15 @@ class ReviewApp:
             written = self.export()
         return self._json({"written": written})
 
-    def on_thumb(self, request: Request, ident: str) -> Response:
+    def on_thumb(self, request: Request, ident: str, large: bool = False) -> Response:
         with self.session.lock:
-            path = self.session.thumbnail(ident)
+            path = self.session.thumbnail(ident, large)
         if path is None:
             raise NotFound("no such file in this review, or it cannot be read")
-        response = Response(Path(path).read_bytes(), mimetype="image/jpeg")
-        return response
+        return Response(Path(path).read_bytes(), mimetype="image/jpeg")
+
+    def on_large(self, request: Request, ident: str) -> Response:
+        return self.on_thumb(request, ident, large=True)
 
     @staticmethod
     def _body(request: Request) -> dict[str, Any]:

@@ -220,12 +220,13 @@ class ReviewSession:
         self._relabel(relpaths)
         return {"changed": changed, "summary": self.summary()}
 
-    def thumbnail(self, ident: str) -> Path | None:
+    def thumbnail(self, ident: str, large: bool = False) -> Path | None:
+        """The file's thumbnail, or (`large`) the picture a person enlarges; made once, then from the cache."""
         rel = self._by_id().get(ident)
         if rel is None:
             return None
-        thumb, _ = self.thumbs.make(Job.of(self.items[rel], self.raws.get(rel)))
-        return thumb
+        job = Job.of(self.items[rel], self.raws.get(rel))
+        return self.thumbs.large(job) if large else self.thumbs.make(job)[0]
 
     def _by_id(self) -> dict[str, str]:
         if not hasattr(self, "_ids"):

@@ -107,6 +107,11 @@ def test_the_link_opens_the_page_and_sets_a_same_site_cookie(served):
     status, headers, body = client.request("GET", f"/thumb/{first['id']}.jpg",
                                            headers={"Cookie": f"deepfaune_review={TOKEN}"})
     assert status == 200 and body[:2] == b"\xff\xd8" and headers["Content-Type"] == "image/jpeg"
+    status, _, body = client.request("GET", f"/large/{first['id']}.jpg", headers={"Cookie": f"deepfaune_review={TOKEN}"})
+    assert status == 200 and body[:2] == b"\xff\xd8"
+    from PIL import Image
+    import io
+    assert Image.open(io.BytesIO(body)).size == (80, 60)  # the photo's own size: it is under 1600 px
     # a path never travels in a URL: only the ids of this review's files are served
     assert client.request("GET", "/thumb/..%2f..%2fetc%2fpasswd.jpg",
                           headers={"Cookie": f"deepfaune_review={TOKEN}"})[0] == 404

@@ -71,10 +71,15 @@ def test_three_sequences_corrected_with_the_keyboard_then_written_back(season, t
         browser.wait_for("document.body.dataset.loaded === '1'")
         assert browser.evaluate("location.search") == ""  # the token left the address bar
         assert browser.evaluate("document.querySelectorAll('section.seq').length") == 4
-        assert browser.wait_for("[...document.images].every(i => i.complete && i.naturalWidth > 0)")
+        assert browser.wait_for("[...document.querySelectorAll('#queue img')].every(i => i.complete && i.naturalWidth > 0)")
         shot = browser.screenshot(tmp_path / "review-queue.png")
         keep(shot)
 
+        browser.key("o")  # the picture enlarged, its box drawn; any key closes it
+        browser.wait_for("!document.getElementById('viewer').hidden && document.getElementById('large').complete "
+                         "&& document.getElementById('large').naturalWidth === 80")
+        browser.key("Escape")
+        assert browser.evaluate("document.getElementById('viewer').hidden") is True
         # 1. b (undefined): pick "badger" by typing its French name in the label search
         browser.key("/")
         browser.wait_for("!document.getElementById('picker').hidden")

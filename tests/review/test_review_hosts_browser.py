@@ -45,7 +45,7 @@ def drive(tmp_path: Path, argv: list[str], registry, ids, shot: str | None = Non
     try:
         browser.send("Page.navigate", url=review.server.url)
         browser.wait_for("document.body.dataset.loaded === '1'")
-        browser.wait_for("[...document.images].every(i => i.complete && i.naturalWidth > 0)")
+        browser.wait_for("[...document.querySelectorAll('#queue img')].every(i => i.complete && i.naturalWidth > 0)")
         if shot:
             keep(browser.screenshot(tmp_path / shot))
         for seq_id, (keys, label) in zip(ids, actions):
