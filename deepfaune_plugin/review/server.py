@@ -162,6 +162,9 @@ class ReviewServer:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # a line per thumbnail would bury what we say
         self.server = make_server(HOST, port, app, threaded=False)
         app.port = self.server.server_port
+        # cookies are shared by every port of a host: one name per review, so two reviews open side by side
+        # do not log each other out
+        app.cookie = f"deepfaune_review_{app.port}"
         self.thread: threading.Thread | None = None
 
     @property

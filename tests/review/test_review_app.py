@@ -36,6 +36,7 @@ def open_session(season, tmp_path, reviewer="Ana", show_all=False) -> ReviewSess
 class Client:
     def __init__(self, server: ReviewServer):
         self.port = server.app.port
+        self.cookie = server.app.cookie
 
     def request(self, method, path, body=None, headers=None, host=None):
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
@@ -86,7 +87,7 @@ def test_a_request_without_the_token_is_refused(served):
     assert client.request("GET", f"/?t={TOKEN}", host="evil.example:80")[0] == 403
     # a change needs the header, not only the cookie a browser would attach to a cross-site form
     status, _, _ = client.request("POST", "/api/label", {"files": ["b/IMG_0001.JPG"], "key": "wolf"},
-                                  headers={"Cookie": f"deepfaune_review={TOKEN}"})
+                                  headers={"Cookie": f"{client.cookie}={TOKEN}"})
     assert status == 403
     assert session.store.human_labels(list(session.items.values())) == {}
 
@@ -96,25 +97,26 @@ def test_the_link_opens_the_page_and_sets_a_same_site_cookie(served):
     status, headers, body = client.request("GET", f"/?t={TOKEN}")
     assert status == 200 and b"DeepFaune review" in body
     cookie = headers["Set-Cookie"]
-    assert f"deepfaune_review={TOKEN}" in cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    assert client.cookie == f"deepfaune_review_{client.port}"  # one per review: ports share a host's cookies
+    assert f"{client.cookie}={TOKEN}" in cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie
     assert "script-src 'self'" in headers["Content-Security-Policy"] and "default-src 'none'" in headers[
         "Content-Security-Policy"]
-    status, _, body = client.request("GET", "/api/page/0", headers={"Cookie": f"deepfaune_review={TOKEN}"})
+    status, _, body = client.request("GET", "/api/page/0", headers={"Cookie": f"{client.cookie}={TOKEN}"})
     page = json.loads(body)
     assert status == 200 and page["total"] == 4 and [s["reasons"] for s in page["sequences"]] == [
         ["undefined"], ["near"], ["undefined", "disagree"], ["date"]]
     first = page["sequences"][0]["files"][0]
     status, headers, body = client.request("GET", f"/thumb/{first['id']}.jpg",
-                                           headers={"Cookie": f"deepfaune_review={TOKEN}"})
+                                           headers={"Cookie": f"{client.cookie}={TOKEN}"})
     assert status == 200 and body[:2] == b"\xff\xd8" and headers["Content-Type"] == "image/jpeg"
-    status, _, body = client.request("GET", f"/large/{first['id']}.jpg", headers={"Cookie": f"deepfaune_review={TOKEN}"})
+    status, _, body = client.request("GET", f"/large/{first['id']}.jpg", headers={"Cookie": f"{client.cookie}={TOKEN}"})
     assert status == 200 and body[:2] == b"\xff\xd8"
     from PIL import Image
     import io
     assert Image.open(io.BytesIO(body)).size == (80, 60)  # the photo's own size: it is under 1600 px
     # a path never travels in a URL: only the ids of this review's files are served
     assert client.request("GET", "/thumb/..%2f..%2fetc%2fpasswd.jpg",
-                          headers={"Cookie": f"deepfaune_review={TOKEN}"})[0] == 404
+                          headers={"Cookie": f"{client.cookie}={TOKEN}"})[0] == 404
 
 
 def test_labels_are_kept_as_given_and_follow_the_files_into_a_later_run(served, season, tmp_path):
