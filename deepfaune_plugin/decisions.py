@@ -70,6 +70,8 @@ def excluded_indices(classes: ClassTable, exclude: Sequence[str], lang: str) -> 
     the English keys, then in the other languages: "nutria" is the otter in Spanish but the
     coypu in English.
     """
+    if not exclude:  # the usual case, asked once per image and sequence: the tables below cost more than a decision
+        return []
     languages = [lang, _KEY_LANG] + [l for l in classes.names if l not in (lang, _KEY_LANG)]
     tables = [[label.casefold() for label in classes.names[l]] for l in languages if l in classes.names]
     indices: set[int] = set()
