@@ -219,6 +219,10 @@ class Host:
         """
         return None
 
+    def release(self, manifest: Manifest) -> None:
+        """The source was read but will not be written (`deepfaune evaluate`, `deepfaune review`): give back
+        what `read` holds for its write, e.g. a lock on the user's data. Default: nothing is held."""
+
 
 class _PlainBackend(Backend):
     """A backend registered as a plain object rather than a `Backend` subclass (still accepted in 0.x): the
@@ -262,6 +266,11 @@ class _PlainHost(Host):
     def open_writer(self, manifest: Manifest, options: Mapping[str, Any]) -> ResultWriter | None:
         opener = getattr(self.plain, "open_writer", None)
         return opener(manifest, options) if opener is not None else None
+
+    def release(self, manifest: Manifest) -> None:
+        release = getattr(self.plain, "release", None)
+        if release is not None:
+            release(manifest)
 
     def __getattr__(self, attr: str) -> Any:
         return _forward(self, attr)

@@ -226,16 +226,14 @@ def run(
 
 def read_to_look(adapter: Host, source: Path, options: Mapping[str, Any], log) -> tuple[Manifest, list]:
     """The manifest and its media as blocks, for a command that writes nothing of the user's (evaluate,
-    review): listed whole, then any lock the host took for its write (a Camtrap DP package's) released, so that
-    a run or another tool can go on meanwhile."""
+    review): listed whole, then what the host holds for a write (`Host.release`: a Camtrap DP package's lock)
+    given back, so that a run or another tool can go on meanwhile."""
     with host_log(log):
         manifest = adapter.read(source, options)
-    lock = getattr(manifest.host_state, "lock", None)
-    try:
-        blocks = list(manifest.blocks())
-    finally:
-        if lock is not None and hasattr(lock, "release"):
-            lock.release()
+        try:
+            blocks = list(manifest.blocks())
+        finally:
+            adapter.release(manifest)
     return manifest, blocks
 
 

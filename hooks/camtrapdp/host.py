@@ -195,6 +195,12 @@ class CamtrapDPHost(Host):
         return MediaItem(path=path, relpath=relpath, group=group, timestamp=wall_clock,
                          station=row.deployment_id, host_key=row.media_id)
 
+    def release(self, manifest: Manifest) -> None:
+        """Read only (evaluate, review): the package's lock goes now, not at a write that will not come."""
+        lock = getattr(manifest.host_state, "lock", None)
+        if lock is not None:
+            lock.release()
+
     # ------------------------------------------------------------------ write
     def write(self, manifest: Manifest, results: RunResults, options: Mapping[str, Any]) -> list[Path]:
         state = manifest.host_state
