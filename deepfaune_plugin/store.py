@@ -206,15 +206,16 @@ class ResultStore:
     # and apart from any model's outputs, so no new model or setting ever replaces it.
 
     def human_labels(self, items: Sequence[MediaItem]) -> dict[str, HumanLabel]:
-        """The people's labels of `items`, by relpath (files nobody labelled are left out)."""
+        """The people's labels of `items`, by relpath (files nobody labelled are left out).  Asked of every chunk
+        of every run: with no label kept at all (the usual case) it reads no file."""
+        found: dict[str, HumanLabel] = {}
+        if not self._has_human():
+            return found
         wanted: dict[tuple[str, int], list[MediaItem]] = {}
         for item in items:
             ident = self._last.get(str(item.path)) or FileIdentity.of(item)
             if ident is not None:
                 wanted.setdefault((ident.content, ident.size), []).append(item)
-        found: dict[str, HumanLabel] = {}
-        if not self._has_human():
-            return found
         keys_all = list(wanted)
         for start in range(0, len(keys_all), LOOKUP_BATCH):
             keys = [k for k, _ in keys_all[start:start + LOOKUP_BATCH]]
