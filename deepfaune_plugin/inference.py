@@ -41,11 +41,11 @@ def check_settings(settings: RunSettings, classes: ClassTable) -> None:
                        f"known: {', '.join(classes.labels(settings.lang))}") from None
 
 
-def open_store(path: Path | None) -> ResultStore | None:
+def open_store(path: Path | None, shared: bool = False) -> ResultStore | None:
     if path is None:
         return None
     try:
-        return ResultStore(path)
+        return ResultStore(path, shared)
     except (OSError, sqlite3.Error, RuntimeError) as err:
         raise RunError(f"result store {path}: {err}") from err
 

@@ -65,7 +65,7 @@ def run_review_command(args: argparse.Namespace, registry: Registry, ready=None)
     from ..inference import open_store
     from ..models.installed import user_cache_dir
     from ..pipeline import resolve_host, run
-    from ..store import ResultStore, default_store_path
+    from ..store import default_store_path
     from .server import ReviewApp, ReviewServer, new_token
     from .session import ReviewSession, thumbs_folder
 
@@ -97,8 +97,7 @@ def run_review_command(args: argparse.Namespace, registry: Registry, ready=None)
         raise ReviewCliError(str(err)) from err
     if not Path(store_path).is_file():
         raise ReviewCliError(f"result store {store_path}: none yet; run `deepfaune run {args.source}` first")
-    open_store(store_path).close()  # a store of another schema is refused with run's message
-    store = ResultStore(store_path, shared=True)
+    store = open_store(store_path, shared=True)  # served from the server's thread
 
     def log(msg: str) -> None:
         print(msg, file=sys.stderr)

@@ -17,11 +17,11 @@ from ..api import Host, RunSettings
 from ..corrections import label_choices, label_text, overlay
 from ..decisions import decide_run
 from ..errors import DeepfauneError
-from ..exifdate import PLAUSIBLE_FROM, plausible_until
+from ..exifdate import suspect_date
 from ..inference import Inference
 from ..pipeline import read_to_look
 from ..report.thumbs import Job, ThumbCache
-from ..report.view import REVIEW_MARGIN, station_of
+from ..report.view import review_reason, station_of
 from ..store import ResultStore
 from ..types import ANIMAL, FAILED, FILE_DATE, UNDEFINED, Decision, MediaItem, RawResult
 
@@ -36,7 +36,7 @@ class ReviewError(DeepfauneError):
 
 
 @dataclass
-class Sequence_:
+class ReviewSequence:
     """One sequence as the review shows it: its files' decisions (people's labels laid over)."""
 
     seqnum: int
@@ -65,10 +65,11 @@ class ReviewSession:
     reviewer: str = "reviewer"
     show_all: bool = False
     missing: list[str] = field(default_factory=list)  # files with no stored outputs (not reviewable)
-    sequences: list[Sequence_] = field(default_factory=list)
+    sequences: list[ReviewSequence] = field(default_factory=list)
     queue: list[int] = field(default_factory=list)  # indexes into sequences
     human: dict = field(default_factory=dict)  # relpath -> HumanLabel, as kept in the store
     where: dict = field(default_factory=dict)  # relpath -> index into sequences
+    ids: dict = field(default_factory=dict)  # file_id -> relpath: what a URL may name
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     # -- building
@@ -104,6 +105,7 @@ class ReviewSession:
                       items={item.relpath: item for item in kept}, raws={r.relpath: r for r in raws},
                       classes=classes, machine=decide_run(kept, raws, classes, settings),
                       thumbs=ThumbCache(thumbs_dir), reviewer=reviewer, show_all=show_all, missing=missing)
+        session.ids = {file_id(rel): rel for rel in session.items}
         session.thumbs.folder.mkdir(parents=True, exist_ok=True)
         session.refresh()
         return session
@@ -124,7 +126,7 @@ class ReviewSession:
             head = decisions[0]
             for d in decisions:
                 self.where[d.relpath] = len(self.sequences)
-            self.sequences.append(Sequence_(seqnum, decisions, self._reasons(decisions),
+            self.sequences.append(ReviewSequence(seqnum, decisions, self._reasons(decisions),
                                             station_of(self.items.get(head.relpath), head.relpath)))
         self.queue = [i for i, s in enumerate(self.sequences) if self.show_all or s.reasons]
 
@@ -141,21 +143,15 @@ class ReviewSession:
         machine = [d.machine or d for d in decisions if d.failure is None]
         if not machine:
             return ()
-        head, out = machine[0], set()
-        threshold = self.settings.threshold
-        if head.category == ANIMAL:
-            if head.prediction_key == UNDEFINED or head.prediction_key.endswith(" " + UNDEFINED):
-                out.add("undefined")
-            elif head.score <= threshold + REVIEW_MARGIN + 1e-9:
-                out.add("near")
+        head = machine[0]
+        first = review_reason(head, self.settings.threshold)  # the review page's own rule: undefined or near
+        out = {first} if first else set()
         for d in machine:  # an image whose own answer is another species than its sequence's
             if (d.categorybase == ANIMAL and d.predictionbase_key not in (UNDEFINED, head.prediction_key, "")
                     and not d.predictionbase_key.endswith(" " + UNDEFINED)):
                 out.add("disagree")
-            raw = self.raws.get(d.relpath)
-            if raw is not None and raw.date is not None and (  # a guess, or a clock that was never set
-                    raw.date_source == FILE_DATE
-                    or not PLAUSIBLE_FROM <= raw.date.replace(tzinfo=None) <= plausible_until()):
+            raw = self.raws.get(d.relpath)  # a guess from the file time, or a clock that was never set
+            if raw is not None and raw.date is not None and (raw.date_source == FILE_DATE or suspect_date(raw.date)):
                 out.add("date")
         return tuple(r for r in REASONS if r in out)
 
@@ -177,7 +173,7 @@ class ReviewSession:
         return {"page": number, "pages": pages, "total": len(self.queue),
                 "sequences": [self._sequence_json(self.sequences[i]) for i in chosen]}
 
-    def _sequence_json(self, seq: Sequence_) -> dict[str, Any]:
+    def _sequence_json(self, seq: ReviewSequence) -> dict[str, Any]:
         head = seq.decisions[0]
         machine = head.machine or head
         return {"id": seq.seqnum, "station": seq.station, "reasons": list(seq.reasons), "reviewed": seq.reviewed,
@@ -222,16 +218,12 @@ class ReviewSession:
 
     def thumbnail(self, ident: str, large: bool = False) -> Path | None:
         """The file's thumbnail, or (`large`) the picture a person enlarges; made once, then from the cache."""
-        rel = self._by_id().get(ident)
+        rel = self.ids.get(ident)
         if rel is None:
             return None
         job = Job.of(self.items[rel], self.raws.get(rel))
         return self.thumbs.large(job) if large else self.thumbs.make(job)[0]
 
-    def _by_id(self) -> dict[str, str]:
-        if not hasattr(self, "_ids"):
-            self._ids = {file_id(rel): rel for rel in self.items}
-        return self._ids
 
 
 def file_id(relpath: str) -> str:
