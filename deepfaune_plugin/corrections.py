@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Mapping, Sequence
 
+from .decisions import class_keys
 from .types import ANIMAL, EMPTY, PERSON, VEHICLE, ClassTable, Decision, HumanLabel
 
 #: The label keys that are no animal class, and their categories.
@@ -20,14 +21,10 @@ def category_of(key: str) -> int:
     return NON_ANIMAL.get(key, ANIMAL)
 
 
-def english_labels(classes: ClassTable) -> list[str]:
-    return list(classes.names["en"]) if "en" in classes.names else list(next(iter(classes.names.values())))
-
-
 def label_choices(classes: ClassTable) -> list[str]:
     """Every key a person may give: the card's classes (and bird subclasses, as "bird <subclass>" like
     DeepFaune's bird option), then empty, human, vehicle."""
-    keys = english_labels(classes)
+    keys = class_keys(classes)
     if classes.bird_names:
         birds = classes.bird_names.get("en") or next(iter(classes.bird_names.values()))
         keys += [f"{classes.bird_class} {b}" for b in birds]
@@ -38,7 +35,7 @@ def label_text(classes: ClassTable, key: str, lang: str) -> str:
     """`key` as the run's language writes it (the key itself where the card has no such label)."""
     if key in NON_ANIMAL:
         return classes.non_animal.get(key, {}).get(lang, key)
-    english = english_labels(classes)
+    english = class_keys(classes)
     if key in english:
         names = classes.names.get(lang)
         return names[english.index(key)] if names else key

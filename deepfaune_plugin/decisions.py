@@ -59,7 +59,8 @@ class GroupDecision:
         return self.key == FAILED
 
 
-def _keys(classes: ClassTable) -> list[str]:
+def class_keys(classes: ClassTable) -> list[str]:
+    """The classes' language-free keys (their English labels), in model output order."""
     return list(classes.names.get(_KEY_LANG) or next(iter(classes.names.values())))
 
 
@@ -145,7 +146,7 @@ def decide_group(
         raise ValueError("decide_group needs at least one row")
     rows = frame_rows(rows)
     labels = classes.labels(lang)
-    keys = _keys(classes)
+    keys = class_keys(classes)
     bird_idx = keys.index(classes.bird_class) if classes.bird_class in keys else None
     if bird and (classes.bird_names is None or bird_idx is None):
         raise ValueError(f"model {classes.version} has no bird head; run without the bird option")

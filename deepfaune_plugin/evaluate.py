@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from .api import RunSettings
-from .decisions import decide_run
+from .decisions import class_keys, decide_run
 from .table import escape_formula
 from .types import FAILED, UNDEFINED, ClassTable, MediaItem, Problem, RawResult
 
@@ -65,7 +65,7 @@ class ClassScore:
 
 def label_keys(classes: ClassTable) -> dict[str, str]:
     """Every way a user may write a label (any language of the card, any case) -> its key."""
-    english = list(classes.labels("en")) if "en" in classes.names else list(next(iter(classes.names.values())))
+    english = class_keys(classes)
     keys = {}
     for labels in classes.names.values():
         for i, label in enumerate(labels):
@@ -206,12 +206,10 @@ def per_class(confusion: Counter, level: str) -> list[ClassScore]:
 
 def sweep(items: Sequence[MediaItem], raws: Sequence[RawResult], classes: ClassTable, settings: RunSettings,
           truth: Mapping[str, str], thresholds: Sequence[float] = THRESHOLDS) -> list[Score]:
-    """Every level's score at every threshold, re-decided from `raws` (what DeepFaune would answer there)."""
-    out = []
-    for t in thresholds:
-        decisions = decide_run(items, raws, classes, replace(settings, threshold=float(t)))
-        out.extend(score(decisions, truth, level, float(t))[0] for level in LEVELS)
-    return out
+    """Every level's score at every threshold (and the run's), re-decided from `raws` in one block."""
+    evaluation = Evaluation(truth, classes, settings, thresholds)
+    evaluation.add(items, raws)
+    return evaluation.scores()
 
 
 class Evaluation:

@@ -193,8 +193,7 @@ def _stored(inference, host, source: Path, log, chosen=None) -> tuple[list, dict
     options["output"] = None
     options.update({k: v for k, v in (chosen or {}).items() if v})
     manifest, blocks = read_to_look(host, source, options, log)
-    for p in manifest.problems:
-        if p.skipped == 0 and "evaluation" in p.reason:
-            log(f"{p.relpath}: {p.reason}")
+    for p in manifest.problems:  # what the host could not read or label, as a run says it
+        log(f"warning: {p.relpath}: {p.reason}")
     found = inference.stored([item for block in blocks for item in block])
     return [[(item, found.get(item.relpath)) for item in block] for block in blocks], dict(manifest.human_labels)
