@@ -10,7 +10,7 @@ from .atomic import StagedFile, atomic_output
 from .boxes import normalised_box
 from .exifdate import EXIF_DATE_FORMAT, format_date
 from .types import PERSON
-from .xlsx import write_xlsx
+from .xlsx import XlsxTable, write_xlsx
 
 #: DeepFaune 1.4.1's columns, in its order.
 DEEPFAUNE_COLUMNS = [
@@ -136,28 +136,29 @@ def write_table(table: pd.DataFrame, path: Path) -> Path:
 class TableWriter:
     """The result table written block by block as a run goes (a CSV appends each block, byte for byte what
     one `write_table` of the whole table gives); it replaces the previous table only on `close`.  An XLSX
-    is kept until then (a sheet holds at most 1,048,576 rows anyway)."""
+    streams its rows too (XlsxWriter's constant-memory mode), in a staged file committed on `close`."""
 
     def __init__(self, path: Path):
         self.target = Path(path)
         self.kind = _table_kind(self.target)  # refused before any model runs
         self.staged: StagedFile | None = StagedFile(self.target)
         self.out = self.staged.open_text() if self.kind == "csv" else None
-        self.parts: list[pd.DataFrame] = []
+        self.sheet = XlsxTable(self.staged.tmp, sheet="deepfaune") if self.kind == "xlsx" else None
         self.rows = 0
 
     def add(self, batch: RunResults) -> None:
         table = result_table(batch)
-        if self.kind == "xlsx":
-            self.parts.append(table)
+        if self.sheet is not None:
+            self.sheet.add(table)
         else:
             csv_safe(table).to_csv(self.out, header=self.rows == 0, index=False)
         self.rows += len(table)
 
     def close(self, results: RunResults) -> list[Path]:
-        if self.kind == "xlsx":
-            table = pd.concat(self.parts, ignore_index=True) if self.parts else _empty_table()
-            write_xlsx(table, self.staged.tmp, sheet="deepfaune")
+        if self.sheet is not None:
+            if self.rows == 0:
+                self.sheet.add(_empty_table())
+            self.sheet.close()
         else:
             if self.rows == 0:
                 _empty_table().to_csv(self.out, index=False)
@@ -168,6 +169,8 @@ class TableWriter:
     def abort(self) -> None:
         if self.out is not None:
             self.out.close()
+        if self.sheet is not None:
+            self.sheet.close()  # frees its temporary row files; the staged file is discarded below
         if self.staged is not None:
             self.staged.discard()
             self.staged = None

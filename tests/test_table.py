@@ -116,3 +116,27 @@ def test_outputs_get_the_usual_permissions_not_mkstemps(tmp_path: Path):
     swap_in(tmp_path / "pkg" / ".deepfaune-commit.json", [(tmp_path / "pkg" / "observations.csv", b"a\n")])
     for written in (path, tmp_path / "pkg" / "observations.csv"):
         assert stat.S_IMODE(written.stat().st_mode) == NEW_FILE_MODE
+
+
+def test_xlsx_dates_are_date_cells_and_read_back_as_deepfaunes_text(tmp_path: Path):
+    """Excel, LibreOffice and readxl see `date` as dates (a text cell hid them); sort and resume read it back
+    as the table's own EXIF text. A date a 1900-system sheet cannot hold, or no date, stays text."""
+    import openpyxl
+    import pandas as pd
+
+    from deepfaune_plugin.xlsx import write_xlsx
+
+    table = pd.DataFrame({"filename": ["a.jpg", "b.jpg", "c.jpg", "=HYPERLINK(\"http://x\")"],
+                          "date": ["2025:06:01 13:05:09", "1899:01:01 00:00:00", "", "2024:02:29 23:59:59"],
+                          "score": [0.91, 0.5, None, 1.0]})
+    write_xlsx(table, tmp_path / "d.xlsx", sheet="deepfaune")
+    sheet = openpyxl.load_workbook(tmp_path / "d.xlsx").active
+    from datetime import datetime
+
+    assert sheet["B2"].value == datetime(2025, 6, 1, 13, 5, 9) and sheet["B2"].is_date
+    assert sheet["B2"].number_format == "yyyy-mm-dd hh:mm:ss"
+    assert sheet["B3"].value == "1899:01:01 00:00:00" and sheet["B4"].value is None
+    assert sheet["A5"].data_type == "s" and sheet["A5"].value == "=HYPERLINK(\"http://x\")"
+    back = read_xlsx(tmp_path / "d.xlsx")
+    assert back["date"].tolist() == ["2025:06:01 13:05:09", "1899:01:01 00:00:00", "", "2024:02:29 23:59:59"]
+    assert back["score"].tolist() == [0.91, 0.5, "", 1.0]
