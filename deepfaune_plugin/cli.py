@@ -222,8 +222,8 @@ def _add_sort(sub) -> None:
                                    "there (source -> destination) that --undo reads.")
     p.add_argument("results", type=Path, nargs="?", help="a result table written by `deepfaune run` (CSV or XLSX)")
     p.add_argument("--root", type=Path, default=None, help="folder the table's filenames are relative to "
-                                                           "(default: the table's folder, else the source its run "
-                                                           "record names)")
+                                                           "(default: the table's folder, else the source named by "
+                                                           "the run record written beside the table for it)")
     p.add_argument("--dest", type=Path, default=None, help="where to create deepfaune_<date>/<label>/ folders")
     p.add_argument("--mode", choices=("copy", "move", "link"), default="copy",
                    help="copy (default), move, or hard-link the files")
@@ -234,7 +234,8 @@ def _add_sort(sub) -> None:
                    help="sort the files found when some of the table's files are not under the root (default: stop)")
     p.add_argument("--undo", type=Path, metavar="MAPPING", default=None,
                    help="put back what a sort did, from its deepfaune-sort.csv (or its folder): moved files return, "
-                        "copies and links it made are removed (never a file changed since)")
+                        "copies and links it made are removed (never a file changed since); only a mapping a "
+                        "sort of yours wrote, unchanged, where it wrote it, every row checked first")
 
 
 def _cmd_sort(args) -> int:
@@ -260,6 +261,7 @@ def _cmd_sort(args) -> int:
                             blur_humans=args.blur_humans, flat=args.flat, skip_missing=args.skip_missing)
     except SortError as err:
         raise CliError(str(err)) from err
+    print(f"root: {report.root} ({report.root_reason})")
     for rel, reason in report.failures[:20]:
         print(f"warning: {rel}: {reason}", file=sys.stderr)
     if len(report.failures) > 20:

@@ -9,10 +9,22 @@ renamed into place, so a failed sort leaves nothing half-done (moves are put bac
 Under each label the station/camera sub-folders of the source are kept (`--flat`: DeepFaune's old
 layout, clashes renamed name_2.ext), and the sorted folder holds ``deepfaune-sort.csv``, the mapping
 source -> destination that `deepfaune sort --undo` reads to put everything back.
+
+Only media files (photos, videos) are ever placed. The root is --root, else the table's folder, else the source
+of the run record a run writes beside that table (its own name for it, listing that very table): a record
+anywhere else, or under another name, is not used; the report says which root was used and why.
+
+A mapping is a file anyone can edit or send too, so `--undo` only follows one a sort of this user wrote: each
+sort records the sha256 of its mapping, the root and the sorted folder in the user's own cache folder (0700),
+and undo refuses a mapping that is not recorded, that is not where it was written, or any row of which
+would take a file anywhere but back to where the sort found it, before anything moves.
 """
 from __future__ import annotations
 
 import csv
+import hashlib
+import io
+import json
 import math
 import os
 import shutil
@@ -25,20 +37,24 @@ import cv2
 import numpy as np
 
 from .untrusted import parse_json
-from .atomic import staging_dir
+from .atomic import staging_dir, write_bytes_atomic
 from .engine.imageio import MediaError, read_image
 from .errors import DeepfauneError
 from .paths import UnsafePathError, plain_parts, safe_relative
 from .placing import place_file, safe_folder_name, unique_target
 from .table import escape_formula, read_table, unescape_formula
-from .walk import not_regular
+from .walk import MEDIA_SUFFIXES, not_regular
 
-__all__ = ["SortError", "SortReport", "UndoReport", "blur_boxes", "sort_files", "undo_sort", "unique_target"]
+__all__ = ["SortError", "SortReport", "UndoReport", "blur_boxes", "record_mapping", "sort_files", "undo_sort",
+           "unique_target"]
 
 BLUR_KERNEL = 151  # DeepFaune's box filter size for human blurring
 MAPPING_NAME = "deepfaune-sort.csv"
 MAPPING_COLUMNS = ("source", "destination", "label", "mode", "bytes", "mtime_ns")
 MAX_SHOWN = 5
+MAX_RECORD_BYTES = 1 << 24  # a run record beside a table; larger is not one of ours
+MAX_MAPPING_BYTES = 1 << 30  # a mapping: ~150 bytes a file, so millions of files
+SORT_RECORD_FORMAT = "deepfaune-sort-record/1"
 
 Box = tuple[float, float, float, float]
 
@@ -54,6 +70,7 @@ class SortReport:
     failures: list[tuple[str, str]] = field(default_factory=list)
     root: Path | None = None
     mapping: Path | None = None
+    root_reason: str = ""  # why `root` is the folder the table's names are relative to
 
 
 @dataclass(frozen=True)
@@ -114,24 +131,47 @@ def _listed(names: list[str]) -> str:
     return "; ".join(names[:MAX_SHOWN]) + more
 
 
-def _record_roots(results: Path) -> list[Path]:
-    """The sources of the run records beside `results` that list it among their outputs: where its
-    filenames are relative to when the table was written elsewhere (`deepfaune run SRC -o out/x.csv`)."""
-    roots = []
-    target = str(results.resolve())
-    for candidate in sorted(results.parent.glob("*.json")):
+def _not_media(name: str) -> bool:
+    return Path(name).suffix.lower() not in MEDIA_SUFFIXES
+
+
+def _record_root(results: Path) -> tuple[Path | None, str]:
+    """(the source of the run that wrote `results`, why) from its run record, or (None, why none was used).
+
+    Only the record a run writes beside that table is read: in the folder of the table itself (a link to the
+    table is followed), under the name the run gives it (`x-run.json` for `-o x.csv`, or deepfaune-run.json),
+    a plain file listing that very table among its outputs. A record sent with a table and naming another
+    folder (~/.ssh) is still only a root for the media files the table names.
+    """
+    from .report import RECORD_NAME, report_names
+
+    table = results.resolve()
+    notes = []
+    for name in dict.fromkeys((report_names(table)[1], RECORD_NAME)):
+        path = table.parent / name
+        if not os.path.lexists(path):
+            continue
         try:
-            if candidate.stat().st_size > 1 << 24:
-                continue
-            record = parse_json(candidate.read_text(encoding="utf-8"), str(candidate))
-        except (OSError, ValueError):
+            if path.is_symlink() or not path.is_file():
+                raise ValueError("not a plain file")
+            if path.stat().st_size > MAX_RECORD_BYTES:
+                raise ValueError(f"larger than {MAX_RECORD_BYTES} bytes")
+            record = parse_json(path.read_bytes(), str(path))
+        except (OSError, ValueError) as err:
+            notes.append(f"the run record {path} was not used: {err}")
             continue
-        if not isinstance(record, dict) or not str(record.get("format", "")).startswith("deepfaune-run/"):
-            continue
-        outputs = record.get("outputs") if isinstance(record.get("outputs"), list) else []
-        if any(isinstance(o, dict) and o.get("path") == target for o in outputs) and record.get("source"):
-            roots.append(Path(str(record["source"])))
-    return roots
+        record = record if isinstance(record, dict) else {}
+        outputs, source = record.get("outputs"), record.get("source")
+        if not str(record.get("format", "")).startswith("deepfaune-run/"):
+            notes.append(f"{path} is not a deepfaune run record; not used")
+        elif not (isinstance(outputs, list) and any(isinstance(o, dict) and o.get("path") == str(table)
+                                                    for o in outputs)):
+            notes.append(f"the run record {path} does not list {table} among its outputs; not used")
+        elif not (isinstance(source, str) and os.path.isabs(source)):
+            notes.append(f"the run record {path} names no absolute source folder; not used")
+        else:
+            return Path(source), f"the source of the run record {path}, which lists this table as its output"
+    return None, "; ".join(notes)
 
 
 def _check_rows(rows: list[dict], root: Path, results: Path, blur_humans: bool, mode: str
@@ -149,6 +189,10 @@ def _check_rows(rows: list[dict], root: Path, results: Path, blur_humans: bool, 
         except UnsafePathError as err:
             refused.append(f"row {n}: filename {rel!r} refused: {err.reason}")
             continue
+        if _not_media(src.name):
+            refused.append(f"row {n}: {rel} is not a photo or video ({src.suffix or 'no suffix'}); only media "
+                           "files are sorted")
+            continue
         try:
             boxes = parse_boxes(row.get("person_boxes", "")) if blur_humans else ()
         except ValueError as err:
@@ -165,6 +209,10 @@ def _check_rows(rows: list[dict], root: Path, results: Path, blur_humans: bool, 
             refused.append(f"row {n}: {rel} is {why}")
             continue
         real = str(src.resolve())
+        if _not_media(real):  # a photo's name, linking to something else in the root
+            refused.append(f"row {n}: {rel} leads to {os.path.basename(real)}, not a photo or video; only media "
+                           "files are sorted")
+            continue
         if real in seen:
             refused.append(f"row {n}: {rel} is the same file as {seen[real]}")
             continue
@@ -208,7 +256,8 @@ def sort_files(results: Path, dest: Path, root: Path | None = None, mode: str = 
     """Place every classified file of `results` under dest/deepfaune_<date>/<label>/, all or nothing.
 
     `root` is the folder the table's filenames are relative to; by default the table's folder, else the
-    source its run record names. Nothing is placed unless every row is acceptable.
+    source its run record names (`_record_root`); the report says which and why. Nothing is placed unless
+    every row is acceptable, and only media files are.
     """
     results = Path(results)
     if not results.is_file():
@@ -226,29 +275,38 @@ def sort_files(results: Path, dest: Path, root: Path | None = None, mode: str = 
         raise SortError(f"{results}: not a deepfaune result table (missing column(s) "
                         f"{', '.join(sorted(missing_cols))})")
     rows = table.to_dict("records")
-    candidates = [Path(root)] if root else [results.parent, *_record_roots(results)]
+    note = ""
+    if root:
+        candidates = [(Path(root), "given with --root")]
+    else:
+        candidates = [(results.parent, "the folder of the table")]
+        record_root, note = _record_root(results)
+        if record_root is not None:
+            candidates.append((record_root, note))
+            note = ""
     best = None
-    for candidate in candidates:
+    for candidate, why in candidates:
         checked = _check_rows(rows, candidate, results, blur_humans, mode)
-        if best is None or len(checked[2]) < len(best[1][2]):
-            best = (candidate, checked)
+        if best is None or len(checked[2]) < len(best[2][2]):
+            best = (candidate, why, checked)
         if not checked[2] and not checked[1]:
             break
     assert best is not None
-    chosen, (ok, refused, missing, skipped) = best
+    chosen, reason, (ok, refused, missing, skipped) = best
     if refused:
         raise SortError(f"{results}: {len(refused)} row(s) refused, nothing was sorted: {_listed(refused)}")
     if missing and not skip_missing:
-        tried = " nor ".join(str(c) for c in candidates)
+        tried = " nor ".join(str(c) for c, _why in candidates)
         raise SortError(f"{results}: {len(missing)} of {len(missing) + len(ok)} files it names are not under "
                         f"{tried} (first: {_listed(missing)}); nothing was sorted. Give --root the folder the "
                         "table's filenames are relative to (the folder `deepfaune run` was given), or "
-                        "--skip-missing to sort the others")
+                        "--skip-missing to sort the others" + (f" ({note})" if note else ""))
     skipped += [(rel, f"not found under {chosen}; not sorted") for rel in missing]
     plans = _layout(ok, flat)
     stamp = (now or datetime.now()).strftime("%d-%m-%Y_%H-%M-%S")
     folder = _new_folder(Path(dest), stamp)
-    report = SortReport(folder=folder, failures=skipped, root=chosen, mapping=folder / MAPPING_NAME)
+    report = SortReport(folder=folder, failures=skipped, root=Path(os.path.abspath(chosen)),
+                        mapping=folder / MAPPING_NAME, root_reason=reason)
     _place_all(plans, folder, mode, report)
     return report
 
@@ -258,13 +316,71 @@ def _mapping_row(plan: _Planned, placed: Path, how: str) -> list[str]:
     return [os.path.abspath(plan.source), plan.destination, plan.label, how, str(st.st_size), str(st.st_mtime_ns)]
 
 
-def _write_mapping(path: Path, rows: list[list[str]]) -> None:
-    with open(path, "w", encoding="utf-8", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(MAPPING_COLUMNS)
-        writer.writerows([escape_formula(v) for v in row] for row in rows)
-        fh.flush()
-        os.fsync(fh.fileno())
+def _records_dir() -> Path:
+    """The user's own folder of sort records (0700: another account cannot plant one)."""
+    from .models.installed import user_cache_dir
+
+    folder = user_cache_dir() / "sorts"
+    folder.mkdir(parents=True, exist_ok=True)
+    os.chmod(folder, 0o700)
+    return folder
+
+
+def _record(data: bytes, root: Path, folders: list[Path]) -> str:
+    """Record that a sort of this user wrote a mapping of these bytes, from `root`, in one of `folders`.
+
+    A digest in the user's own folder rather than a signature beside the mapping: no key to keep secret or to
+    lose, the sorted folder holds only what it always held, and a mapping anyone edits or sends is simply
+    not recorded. The root is kept as the sort named it and as it resolved then, so that a root (or a folder
+    in it) swapped for a link afterwards is seen.
+    """
+    digest = hashlib.sha256(data).hexdigest()
+    record = {"format": SORT_RECORD_FORMAT, "sha256": digest, "root": os.path.abspath(root),
+              "real_root": str(Path(root).resolve()), "folders": [str(Path(f).resolve()) for f in folders]}
+    write_bytes_atomic(_records_dir() / f"{digest}.json", json.dumps(record, indent=1).encode("utf-8"))
+    return digest
+
+
+def record_mapping(mapping: Path, root: Path, folders: list[Path]) -> str:
+    """Record `mapping` (as it is now) as written by a sort of this user from `root` into one of `folders`."""
+    return _record(Path(mapping).read_bytes(), root, folders)
+
+
+def _recorded(digest: str) -> dict | None:
+    path = _records_dir() / f"{digest}.json"
+    try:
+        record = parse_json(path.read_bytes(), str(path))
+    except (OSError, ValueError):
+        return None
+    keys = ("root", "real_root", "folders")
+    if not (isinstance(record, dict) and record.get("format") == SORT_RECORD_FORMAT and record.get("sha256") == digest
+            and all(k in record for k in keys) and isinstance(record["folders"], list)):
+        return None
+    return record
+
+
+def _forget(digest: str | None) -> None:
+    if digest:
+        try:
+            (_records_dir() / f"{digest}.json").unlink(missing_ok=True)
+        except OSError:
+            pass  # a record left behind only lets that exact mapping be undone
+
+
+def _write_mapping(path: Path, rows: list[list[str]], root: Path, folders: list[Path]) -> str:
+    """Write the mapping (all or nothing), recorded before it appears; its digest."""
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(MAPPING_COLUMNS)
+    writer.writerows([escape_formula(v) for v in row] for row in rows)
+    data = text.getvalue().encode("utf-8")
+    digest = _record(data, root, folders)
+    try:
+        write_bytes_atomic(path, data)
+    except BaseException:
+        _forget(digest)
+        raise
+    return digest
 
 
 def _place_all(plans: list[_Planned], folder: Path, mode: str, report: SortReport) -> None:
@@ -274,12 +390,15 @@ def _place_all(plans: list[_Planned], folder: Path, mode: str, report: SortRepor
     undone from the hidden folder's mapping; an error puts back what was moved and removes the folder.
     """
     work = staging_dir(folder)
+    root = report.root
+    assert root is not None
     moved: list[tuple[Path, Path]] = []
     rows: list[list[str]] = []
+    journal = None
     try:
         if mode == "move":
-            _write_mapping(work / MAPPING_NAME, [[os.path.abspath(p.source), p.destination, p.label, "move", "", ""]
-                                                 for p in plans])
+            journal = _write_mapping(work / MAPPING_NAME, [[os.path.abspath(p.source), p.destination, p.label,
+                                                            "move", "", ""] for p in plans], root, [work, folder])
         for plan in plans:
             target = work / plan.destination
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -298,13 +417,21 @@ def _place_all(plans: list[_Planned], folder: Path, mode: str, report: SortRepor
                 how = place_file(plan.source, target, link=mode == "link")
             rows.append(_mapping_row(plan, target, how))
             report.done += 1
-        _write_mapping(work / MAPPING_NAME, rows)
+        final = _write_mapping(work / MAPPING_NAME, rows, root, [work, folder])
+        if journal != final:
+            _forget(journal)
+        journal = final
         os.rename(work, folder)
     except OSError as err:
         back = _put_back(moved)
-        shutil.rmtree(work, ignore_errors=True)
         said = f"; the {len(moved)} file(s) moved so far were put back" if moved and not back else ""
-        kept = f"; could not put back {_listed(back)}" if back else ""
+        if back:  # files that could not go back stay in the hidden folder, with the journal to undo it
+            kept = (f"; could not put back {_listed(back)}: they are in {work}, undo with deepfaune sort --undo "
+                    f"{work / MAPPING_NAME}")
+        else:
+            kept = ""
+            shutil.rmtree(work, ignore_errors=True)
+            _forget(journal)
         raise SortError(f"cannot sort into {folder}: {err}{said}{kept}; nothing was sorted") from err
 
 
@@ -333,39 +460,102 @@ class UndoReport:
     kept: list[tuple[str, str]] = field(default_factory=list)  # (destination, why it stays)
 
 
+def _read_mapping(mapping: Path) -> tuple[bytes, dict]:
+    """The mapping's bytes and the record of the sort of this user that wrote them, or SortError."""
+    try:
+        with open(mapping, "rb") as fh:
+            data = fh.read(MAX_MAPPING_BYTES + 1)
+    except FileNotFoundError:
+        raise SortError(f"{mapping}: no such mapping (the {MAPPING_NAME} a sort writes in its folder)") from None
+    except OSError as err:
+        raise SortError(f"{mapping}: cannot read it as a sort mapping ({err.strerror or err})") from None
+    if len(data) > MAX_MAPPING_BYTES:
+        raise SortError(f"{mapping}: larger than {MAX_MAPPING_BYTES} bytes, not a sort mapping; nothing undone")
+    record = _recorded(hashlib.sha256(data).hexdigest())
+    if record is None:
+        raise SortError(f"{mapping}: no sort of yours wrote this mapping (none recorded in {_records_dir()} has "
+                        "these contents: it was changed since, or made by someone else); nothing undone")
+    here = str(mapping.parent.resolve())
+    if here not in record["folders"]:
+        raise SortError(f"{mapping}: was written in {record['folders'][-1]}, not here; undo it there (move the "
+                        "folder back if you moved it); nothing undone")
+    return data, record
+
+
+def _source_in_root(source: str, root: Path) -> Path:
+    """`source` (a mapping's absolute path) as a path inside `root` once links are resolved, or ValueError."""
+    rel = os.path.relpath(source, root) if os.path.isabs(source) else ""
+    if not rel or rel == os.curdir or rel.split(os.sep)[0] == os.pardir:
+        raise ValueError(f"source {source} is not inside {root}, the root the sort recorded")
+    try:
+        return safe_relative(root, rel)
+    except UnsafePathError as err:
+        raise ValueError(f"source {rel} {err.reason}") from None
+
+
+def _checked_entries(mapping: Path, data: bytes, record: dict) -> list[tuple[Path, Path, str, str, str, str]]:
+    """Every row of the mapping, checked whole: each one must take a media file from inside the sorted folder
+    back to inside the root the sort recorded, no two rows the same file; else SortError naming the rows."""
+    try:
+        rows = [[unescape_formula(v) for v in row] for row in csv.reader(io.StringIO(data.decode("utf-8"), newline=""))]
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise SortError(f"{mapping}: cannot read it as a sort mapping ({err}); nothing undone") from None
+    if not rows or tuple(rows[0][:len(MAPPING_COLUMNS)]) != MAPPING_COLUMNS:
+        raise SortError(f"{mapping}: not a sort mapping (its header must be {','.join(MAPPING_COLUMNS)})")
+    root, folder = Path(record["root"]), mapping.parent
+    problems, entries = [], []
+    if str(root.resolve()) != record["real_root"]:
+        problems.append(f"the root {root} now leads to {root.resolve()}, not to {record['real_root']} as when sorted")
+    sources: dict[str, int] = {}
+    destinations: dict[str, int] = {}
+    for n, row in enumerate(rows[1:], start=2):
+        if len(row) < len(MAPPING_COLUMNS):
+            problems.append(f"row {n}: {len(row)} values for {len(MAPPING_COLUMNS)} columns")
+            continue
+        source, destination, _label, how, size, mtime = row[:len(MAPPING_COLUMNS)]
+        try:
+            if how not in ("move", "copy", "link", "blur"):
+                raise ValueError(f"mode {how!r} is not one a sort writes")
+            original = _source_in_root(source, root)
+            if _not_media(source):
+                raise ValueError(f"source {source} is not a photo or video")
+            try:
+                placed = safe_relative(folder, destination)
+            except UnsafePathError as err:
+                raise ValueError(f"destination {destination!r} refused: {err.reason}") from None
+            if _not_media(destination):
+                raise ValueError(f"destination {destination} is not a photo or video")
+            for shown, key, seen in ((f"source {source}", os.path.abspath(source), sources),
+                                     (f"destination {destination}", str(placed).casefold(), destinations)):
+                if key in seen:
+                    raise ValueError(f"{shown} is also row {seen[key]}'s")
+                seen[key] = n
+        except ValueError as err:
+            problems.append(f"row {n}: {err}")
+            continue
+        entries.append((original, placed, destination, how, size, mtime))
+    if problems:
+        raise SortError(f"{mapping}: {_listed(problems)}; nothing undone")
+    return entries
+
+
 def undo_sort(mapping: Path) -> UndoReport:
     """Put moved files back and remove the copies and links a sort made, from its mapping.
 
-    Nothing a person changed is removed: a copy whose size or modification time differs from what the sort
-    wrote stays (and is named), a link is removed only while its original still exists, and a file is
-    never moved onto an existing one. Folders left empty are removed; the mapping too when all is undone.
+    Only a mapping a sort of this user wrote, where it wrote it, unchanged since (its recorded sha256), is
+    followed, and only once every row is checked (`_checked_entries`): a file goes back only to where the sort
+    took it from. Nothing a person changed is removed: a copy whose size or modification time differs from
+    what the sort wrote stays (and is named), a link is removed only while its original still exists, and a
+    file is never moved onto an existing one. Folders left empty are removed; the mapping too when all is
+    undone.
     """
     mapping = Path(mapping)
     if mapping.is_dir():
         mapping = mapping / MAPPING_NAME
-    try:
-        with open(mapping, encoding="utf-8", newline="") as fh:
-            rows = [[unescape_formula(v) for v in row] for row in csv.reader(fh)]
-    except FileNotFoundError:
-        raise SortError(f"{mapping}: no such mapping (the {MAPPING_NAME} a sort writes in its folder)") from None
-    except (OSError, UnicodeDecodeError, csv.Error) as err:
-        raise SortError(f"{mapping}: cannot read it as a sort mapping ({err})") from err
-    if not rows or tuple(rows[0][:len(MAPPING_COLUMNS)]) != MAPPING_COLUMNS:
-        raise SortError(f"{mapping}: not a sort mapping (its header must be {','.join(MAPPING_COLUMNS)})")
-    folder = mapping.parent
+    data, record = _read_mapping(mapping)
+    entries = _checked_entries(mapping, data, record)
+    root, folder = Path(record["root"]), mapping.parent
     report = UndoReport(folder=folder)
-    entries = []
-    for n, row in enumerate(rows[1:], start=2):
-        if len(row) < len(MAPPING_COLUMNS):
-            raise SortError(f"{mapping} line {n}: {len(row)} values for {len(MAPPING_COLUMNS)} columns; nothing undone")
-        source, destination, _label, how, size, mtime = row[:len(MAPPING_COLUMNS)]
-        try:
-            placed = safe_relative(folder, destination, manifest=mapping)
-        except UnsafePathError as err:
-            raise SortError(f"{err}; nothing undone") from None
-        if how not in ("move", "copy", "link", "blur") or not os.path.isabs(source):
-            raise SortError(f"{mapping} line {n}: not a row a sort wrote ({how!r}, {source!r}); nothing undone")
-        entries.append((Path(source), placed, destination, how, size, mtime))
     for source, placed, destination, how, size, mtime in entries:
         present = os.path.lexists(placed) if how == "move" else placed.is_file() and not placed.is_symlink()
         if not present:
@@ -380,6 +570,11 @@ def undo_sort(mapping: Path) -> UndoReport:
             if how == "move":
                 if source.exists() or source.is_symlink():
                     report.kept.append((destination, f"{source} exists again; not moved over it"))
+                    continue
+                try:  # again, just before: a folder of the root swapped for a link since the check
+                    _source_in_root(str(source), root)
+                except ValueError as err:
+                    report.kept.append((destination, str(err)))
                     continue
                 source.parent.mkdir(parents=True, exist_ok=True)
                 shutil.move(str(placed), str(source))
@@ -402,6 +597,7 @@ def undo_sort(mapping: Path) -> UndoReport:
             report.kept.append((destination, str(err.strerror or err)))
     if not report.kept:
         mapping.unlink(missing_ok=True)
+        _forget(hashlib.sha256(data).hexdigest())
     _remove_empty_folders(folder)
     return report
 

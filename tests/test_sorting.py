@@ -207,11 +207,13 @@ def test_item16_5_files_not_found_refused_once_then_found_through_the_run_record
     assert _tree(tmp_path / "out") == []  # no empty dated folder
 
     rc, out, _ = _sort(capsys, table, "--root", source, "--dest", tmp_path / "out")
-    assert rc == 0 and "12 files sorted" in out
+    assert rc == 0 and "12 files sorted" in out and f"root: {source} (given with --root)" in out
     record = {"format": "deepfaune-run/1", "source": str(source), "outputs": [{"path": str(table.resolve())}]}
     (table.parent / "deepfaune-run.json").write_text(json.dumps(record))
     rc, out, _ = _sort(capsys, table, "--dest", tmp_path / "out2")
     assert rc == 0 and "12 files sorted" in out  # the record says where the table's names are relative to
+    assert f"root: {source} (the source of the run record {table.parent / 'deepfaune-run.json'}, which lists " \
+           "this table as its output)" in out
 
     (source / names[0]).unlink()
     rc, _, err = _sort(capsys, table, "--root", source, "--dest", tmp_path / "out3")
@@ -275,3 +277,34 @@ def test_item15_15_a_damaged_table_is_a_message(tmp_path: Path, capsys, name: st
     (tmp_path / name).write_bytes(data)
     rc, _, err = _sort(capsys, tmp_path / name, "--dest", tmp_path / "out")
     assert rc == 1 and f"{name}: cannot read it as a result table" in err and "Traceback" not in err
+
+
+def test_item30_1_files_a_failed_move_cannot_put_back_stay_with_their_journal(tmp_path: Path, capsys, monkeypatch):
+    """A move fails half way and one file cannot go back: it stays in the hidden folder (never deleted with it),
+    and the recorded journal there undoes the rest later."""
+    import shutil
+
+    root = tmp_path / "season"
+    names = ["a/IMG_1.JPG", "a/IMG_2.JPG", "b/IMG_3.JPG"]
+    for rel in names:
+        _img(root / rel)
+    before = {rel: (root / rel).read_bytes() for rel in names}
+    table = _table(root, [[rel, "renard", "", ""] for rel in names])
+    real_move, calls = shutil.move, []
+
+    def failing_move(src, dst):
+        calls.append(src)
+        if len(calls) in (3, 4):  # the third move (disk full), then putting back the second one
+            raise OSError(28, "No space left on device")
+        return real_move(src, dst)
+
+    monkeypatch.setattr(shutil, "move", failing_move)
+    rc, _, err = _sort(capsys, table, "--dest", tmp_path / "out", "--mode", "move")
+    monkeypatch.setattr(shutil, "move", real_move)
+    assert rc == 1 and "could not put back" in err and "a/IMG_2.JPG" in err and "nothing was sorted" in err
+    (work,) = (tmp_path / "out").iterdir()
+    assert (work / "renard" / "a" / "IMG_2.JPG").read_bytes() == before["a/IMG_2.JPG"]  # kept, not deleted
+    assert f"undo with deepfaune sort --undo {work / 'deepfaune-sort.csv'}" in err
+    rc, out, _ = _sort(capsys, "--undo", work)
+    assert rc == 0 and "1 files moved back" in out and "2 already undone" in out
+    assert {rel: (root / rel).read_bytes() for rel in names} == before and not work.exists()
