@@ -229,6 +229,7 @@ def read_folder(source: Path, options: Mapping[str, Any], host: str) -> Manifest
     if not found:
         raise PackageError(f"{source}: no media in station folders (expected SOURCE/Station/[Camera/]file)")
     deployments, offsets = read_deployments(Path(csv_path), {s for _, _, s, _ in found}, default_tz)
+    problems += camera_ids(deployments, found)
     state = FolderState(source, deployments, metadata, link=bool(options.get("link_media")))
     items: list[MediaItem] = []
     for path, rel, station, camera in found:
@@ -251,6 +252,29 @@ def read_folder(source: Path, options: Mapping[str, Any], host: str) -> Manifest
     return Manifest(root=source, items=items, problems=problems, host=host, host_state=state,
                     trap_days=deployment_days(deployments),
                     station_coordinates=deployment_coordinates(deployments)[0])  # rows checked above
+
+
+def camera_ids(deployments: list[dict[str, str]], found: list[tuple[Path, str, str, str | None]]) -> list[Problem]:
+    """Fill each deployment's empty cameraID from its camera folder (Station/Camera/files, as camtrapR's
+    cameraID = "directory"); a station whose files lie in several camera folders, or beside them, has no
+    one camera: its cameraID stays empty, said (the CSV's cameraID column always wins)."""
+    cameras: dict[str, set[str | None]] = {}
+    for _, _, station, camera in found:
+        cameras.setdefault(station, set()).add(camera)
+    notes = []
+    for deployment in deployments:
+        seen = cameras.get(deployment["deploymentID"], set())
+        if deployment.get("cameraID") or seen in (set(), {None}):
+            continue
+        if len(seen) == 1:
+            deployment["cameraID"] = next(iter(seen))  # type: ignore[assignment]
+            continue
+        named = ", ".join(sorted(c for c in seen if c is not None))
+        notes.append(Problem(f"{deployment['deploymentID']}/", f"station has several camera folders ({named})"
+                             + (" and files beside them" if None in seen else "") + "; one deployment holds "
+                             "them all, so its cameraID is left empty (give a cameraID column in "
+                             "--deployments-csv, or make each camera its own station folder)", skipped=0))
+    return notes
 
 
 def _skeleton() -> dict[str, Any]:
