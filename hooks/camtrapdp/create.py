@@ -200,7 +200,8 @@ def read_metadata(path: str | None, source: Path) -> dict[str, Any]:
             raise PackageError(f"{path}: '{key}' is computed from the data; remove it from the metadata file")
     issues = validate_descriptor({**_skeleton(), **data, "project": {**project, "observationLevel": []}})
     if issues:
-        raise PackageError(f"{path}: " + "; ".join(str(i).split(": ", 1)[1] for i in issues[:10]))
+        raise PackageError(f"{path}: " + "; ".join(f"{i.field}: {i.message}" if i.field else i.message
+                                                   for i in issues[:10]) + "; nothing was written")
     return data
 
 

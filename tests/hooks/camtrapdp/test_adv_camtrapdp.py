@@ -68,3 +68,58 @@ def test_item19_camera_id_given_in_the_csv_wins(tree: Path, tmp_path: Path):
     out = tmp_path / "pkg"
     run_on(tree, host="camtrapdp", options=options(tmp_path), output=out)
     assert {r["deploymentID"]: r["cameraID"] for r in read_rows(out / "deployments.csv")}["StationA"] == "SN-4411"
+
+
+def test_item21_one_license_refused_before_anything_runs(tree: Path, tmp_path: Path):
+    """Camtrap DP's profile: licenses, when given, holds at least 2 (a data and a media license). Before: written,
+    exit 3, and frictionless said "licenses is too short"."""
+    meta = dict(METADATA, licenses=[{"name": "CC0-1.0", "scope": "data"}])
+    (tmp_path / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
+    out = tmp_path / "pkg"
+    with pytest.raises(DeepfauneError) as info:
+        run_on(tree, host="camtrapdp", options=options(tmp_path), output=out)
+    assert str(info.value) == (
+        f"{tmp_path / 'meta.json'}: licenses: needs at least 2 entries, has 1 (Camtrap DP: If provided, Camtrap DP "
+        "further requires at least a license for the content of the package and one for the media files); "
+        "nothing was written")
+    assert not out.exists()
+    # two licenses of one scope pass the schema's count, not its words
+    meta["licenses"] = [{"name": "CC0-1.0", "scope": "data"}, {"name": "CC-BY-4.0", "scope": "data"}]
+    (tmp_path / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
+    with pytest.raises(DeepfauneError, match=r"licenses: needs a license with scope media"):
+        run_on(tree, host="camtrapdp", options=options(tmp_path), output=out)
+    assert not out.exists()
+
+
+def test_item21_profile_ships_inside_the_package():
+    """The profile is read from the installed package (package data), never from ../shared or the network."""
+    from importlib import resources
+
+    from deepfaune_plugin.hooks.camtrapdp import profile
+
+    folder = resources.files("deepfaune_plugin.hooks.camtrapdp").joinpath("schemas")
+    assert folder.joinpath("camtrap-dp-profile.json").is_file()
+    assert "MIT License" in folder.joinpath("LICENSE-camtrap-dp.txt").read_text(encoding="utf-8")
+    assert "shared" not in Path(str(folder)).parts
+    assert list(profile.profile_errors({"licenses": []}))[:2] == [
+        ("contributors", "required property is missing"), ("created", "required property is missing")]
+
+
+def test_item21_enrichment_checks_the_profile_before_writing(tmp_path: Path, monkeypatch):
+    """An enrichment whose new datapackage.json would break the profile writes nothing (here the descriptor
+    update is made to drop a license, which only the profile's schema catches)."""
+    from camtrapdp_helpers import make_package, tree_digest
+    from deepfaune_plugin.hooks.camtrapdp import write
+
+    pkg = make_package(tmp_path / "pkg")
+    before = tree_digest(pkg)
+    real = write.update_descriptor
+
+    def dropping_a_license(descriptor, *args):
+        new = real(descriptor, *args)
+        return {**new, "licenses": new.get("licenses", [{"name": "CC0-1.0", "scope": "data"}])[:1]}
+
+    monkeypatch.setattr(write, "update_descriptor", dropping_a_license)
+    with pytest.raises(DeepfauneError, match=r"datapackage.json licenses: needs at least 2 entries, has 1"):
+        run_on(pkg)
+    assert tree_digest(pkg) == before
