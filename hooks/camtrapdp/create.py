@@ -28,7 +28,7 @@ from typing import Any, Mapping
 
 
 from deepfaune_plugin.api import (FILE_DATE, MEDIA_SUFFIXES, Manifest, MediaItem, Problem, RunResults,
-                                  UntrustedInputError, date_for, iter_media, load_yaml)
+                                  UntrustedInputError, date_for, iter_media, load_yaml, read_user_text)
 from deepfaune_plugin.atomic import staging_dir
 from deepfaune_plugin.placing import place_file
 from deepfaune_plugin.transaction import FolderLock
@@ -104,12 +104,12 @@ def _when(text: str, tz: timezone | None, end: bool, where: str) -> str:
 
 
 def _read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    if not path.is_file():
+        raise PackageError(f"--deployments-csv: {path} not found")
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise PackageError(f"--deployments-csv: {path} not found") from None
-    except UnicodeDecodeError as err:
-        raise PackageError(f"{path}: not UTF-8 text ({err})") from err
+        text = read_user_text(path)  # UTF-16 refused with what to do, as for datapackage.json
+    except UntrustedInputError as err:
+        raise PackageError(f"--deployments-csv: {err}") from None
     first = text.split("\n", 1)[0]
     delimiter = max(",;\t", key=first.count)
     reader = csv.DictReader(io.StringIO(text), delimiter=delimiter)
@@ -154,9 +154,9 @@ def read_deployments(path: Path, stations: set[str], default_tz: timezone | None
         # camtrapR's readcamtrapDP() stops on an empty locationID: the station is the location unless given
         deployment["locationID"] = deployment["locationID"] or station
         deployment["deploymentStart"] = _when(row["deploymentStart"], tz, False, f"{where} deploymentStart")
-        deployment["deploymentEnd"] = _when(row["deploymentEnd"], tz, True, f"{where} deploymentEnd")
-        if tz is None:  # the clock's offset, as the user wrote it on the deployment start
+        if tz is None:  # the clock's offset, as the user wrote it on the deployment start (the end's too, if bare)
             tz = parse_datetime(deployment["deploymentStart"]).tzinfo  # type: ignore[assignment]
+        deployment["deploymentEnd"] = _when(row["deploymentEnd"], tz, True, f"{where} deploymentEnd")
         offsets[station] = tz  # type: ignore[assignment]
         out.append(deployment)
     absent = sorted(stations - seen)

@@ -14,7 +14,7 @@ inDir as given (relative stays relative) followed by the file's folders.
 
 Record table: a CSV with camtrapR's ``Directory`` and ``FileName`` columns (and ``Station``,
 optionally ``Camera``, ``DateTimeOriginal``), as written by ``write.csv`` (leading unnamed
-row-name column, quoted fields), UTF-8 or the Windows code page R uses there, "," ";" or tab
+row-name column, quoted fields), UTF-8 or the Windows code page R uses there (UTF-16 refused: save it as UTF-8), "," ";" or tab
 separated. ``Directory`` is what exiftool wrote: absolute, or relative to R's working folder (looked
 up against the table's folder and the folders above it, then the current folder); when it does
 not exist as written it is looked up under the table's folder, dropping leading components one
@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 
-from deepfaune_plugin.api import MEDIA_SUFFIXES, HostError, Manifest, MediaItem, Problem, iter_media
+from deepfaune_plugin.api import (MEDIA_SUFFIXES, HostError, Manifest, MediaItem, Problem, UntrustedInputError,
+                                  decode_user_text, iter_media)
 from deepfaune_plugin.paths import is_plain_name
 from deepfaune_plugin.walk import OWN_FOLDER_PREFIXES
 
@@ -187,12 +188,10 @@ def inside_listed_tree(root: Path, folder: Path) -> bool:
 
 
 def decode(data: bytes, path: Path) -> str:
-    for encoding in ENCODINGS:
-        try:
-            return data.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-    raise CamtrapRSourceError(f"{path}: cannot decode the file")  # latin-1 never fails; kept for clarity
+    try:
+        return decode_user_text(data, str(path), ENCODINGS)
+    except UntrustedInputError as err:  # UTF-16 (Excel's "Unicode text"): said, not read as garbled columns
+        raise CamtrapRSourceError(f"{err}; nothing was written") from None
 
 
 def _dialect(text: str) -> tuple[str, list[str]]:
@@ -212,7 +211,10 @@ def looks_like_record_table(path: Path) -> bool:
         return False
     with open(path, "rb") as fh:
         head = fh.read(65536)
-    text = decode(head, path)
+    try:
+        text = decode(head, path)
+    except CamtrapRSourceError:  # UTF-16: recognised here, so that reading it says what to do
+        text = head.decode("utf-16", errors="replace")
     _, header = _dialect(text)
     names = {h.strip().lower() for h in header}
     return all(r.lower() in names for r in REQUIRED)

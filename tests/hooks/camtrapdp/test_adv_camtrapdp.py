@@ -2,6 +2,7 @@
 the official profile checked before anything is written."""
 from __future__ import annotations
 
+import csv
 import json
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -123,3 +124,79 @@ def test_item21_enrichment_checks_the_profile_before_writing(tmp_path: Path, mon
     with pytest.raises(DeepfauneError, match=r"datapackage.json licenses: needs at least 2 entries, has 1"):
         run_on(pkg)
     assert tree_digest(pkg) == before
+
+
+# ---------------------------------------------------------------- item 20: careless CSVs, a validated row of ours
+
+
+def test_item20_utf16_tables_refused_saying_what_to_do(tree: Path, tmp_path: Path):
+    """Excel's "Unicode text" is UTF-16: said, with what to do, for the deployments CSV and a package's tables
+    (before: the deployments CSV failed as "not UTF-8 text ('utf-8' codec can't decode byte 0xff...")."""
+    (tmp_path / "deployments.csv").write_bytes(DEPLOYMENTS.encode("utf-16"))
+    with pytest.raises(DeepfauneError) as info:
+        run_on(tree, host="camtrapdp", options=options(tmp_path), output=tmp_path / "pkg")
+    assert str(info.value) == f"--deployments-csv: {tmp_path / 'deployments.csv'}: UTF-16 text; save it as UTF-8"
+
+    from camtrapdp_helpers import make_package, tree_digest
+
+    pkg = make_package(tmp_path / "package")
+    obs = pkg / "observations.csv"
+    obs.write_bytes(obs.read_bytes().decode("utf-8").encode("utf-16-le"))  # no byte-order mark
+    before = tree_digest(pkg)
+    with pytest.raises(DeepfauneError, match=r"^observations.csv: UTF-16 text; save it as UTF-8$"):
+        run_on(pkg)
+    assert tree_digest(pkg) == before
+
+
+def test_item20_end_date_alone_takes_the_start_offset(tree: Path, tmp_path: Path):
+    """docs: the offset is the utcOffset column, else --utc-offset, else the one written on deploymentStart; an
+    end given as a date alone takes it (before: refused "has no UTC offset")."""
+    (tmp_path / "deployments.csv").write_text(
+        "station,latitude,longitude,deploymentStart,deploymentEnd\n"
+        "StationA,45.2,5.7,2024-05-01T08:00:00-05:00,2024-05-20\n"
+        "StationB,45.3,5.8,2024-05-02T08:00:00+02:00,2024-05-31\n"
+        "StationC,45.4,5.9,2024-05-02T08:00:00Z,2024-05-31T12:00:00+01:00\n", encoding="utf-8")
+    out = tmp_path / "pkg"
+    run_on(tree, host="camtrapdp", options=options(tmp_path), output=out)
+    assert [(r["deploymentID"], r["deploymentEnd"]) for r in read_rows(out / "deployments.csv")] == [
+        ("StationA", "2024-05-20T23:59:59-05:00"), ("StationB", "2024-05-31T23:59:59+02:00"),
+        ("StationC", "2024-05-31T12:00:00+01:00")]
+    media = {r["fileName"]: r["timestamp"] for r in read_rows(out / "media.csv")}
+    assert media["fox_1.jpg"] == "2024-05-03T06:00:00-05:00"  # the camera clock's offset, from the start
+
+
+def test_item20_our_row_validated_elsewhere_is_kept_and_ours_gets_a_new_id(tmp_path: Path, shared: Path):
+    """A DeepFaune row validated in another tool (classificationMethod human, our observationID kept) is a
+    person's row: kept byte for byte; ours for that media goes under "<id>-2", the same every run (before: every
+    later run refused, "duplicate" observationID, without saying the clash was with DeepFaune's own IDs)."""
+    from camtrapdp_helpers import OBS_HEADER, make_package
+
+    pkg = make_package(tmp_path / "pkg")
+    run_on(pkg)
+    obs = pkg / "observations.csv"
+    text = obs.read_bytes().decode("utf-8")
+    lines = text.split("\r\n") if "\r\n" in text else text.split("\n")
+    ours = [line for line in lines if line.startswith("deepfaune-m02,")]
+    assert len(ours) == 1 and ",machine,DeepFaune " in ours[0]
+    header = OBS_HEADER.split(",")
+    fields = next(csv.reader([ours[0]]))
+    fields[header.index("classificationMethod")] = "human"  # validated: method and who change, our ID kept
+    fields[header.index("classifiedBy")] = "Ann Smith"
+    validated = ",".join(fields)
+    obs.write_bytes(text.replace(ours[0], validated).encode("utf-8"))
+
+    summary, logs = run_on(pkg)
+    assert summary.written  # not blocked
+    assert any("1 observation(s) with DeepFaune's own observationID (deepfaune-m02) are no longer DeepFaune's"
+               in line for line in logs)
+    after = obs.read_bytes().decode("utf-8")
+    assert validated in after  # the person's row, untouched
+    rows = {r["observationID"]: r for r in read_rows(obs)}
+    assert rows["deepfaune-m02"]["classifiedBy"] == "Ann Smith"
+    assert rows["deepfaune-m02-2"]["mediaID"] == "m02" and rows["deepfaune-m02-2"]["classificationMethod"] == "machine"
+    # an unchanged re-run finds its "-2" row again: no byte changes
+    run_on(pkg)
+    assert obs.read_bytes().decode("utf-8") == after
+    pytest.importorskip("frictionless")
+    report = frictionless_validate(pkg, shared / "data" / "camtrap-dp-1.0.2", tmp_path)
+    assert report.valid, report.flatten(["rowNumber", "fieldName", "type", "note"])

@@ -89,3 +89,15 @@ def test_left_out_names_counted_and_not_an_incomplete_run(tmp_path: Path, regist
     assert "2 file(s) of other formats left out" in err
     assert "1 files, 1 sequences, 0 failed, 0 skipped" in err
     assert [r["FileName"] for r in rows_of(out)] == ["fox_1.jpg"]
+
+
+def test_utf16_record_table_says_save_as_utf8(tmp_path: Path, registry, capsys):
+    """A record table saved as Excel's "Unicode text" (UTF-16) is recognised and refused saying what to do
+    (before: read as cp1252, "missing column(s) ... (columns found: 'ÿþ\\x00S...')")."""
+    jpeg(tmp_path / "StationA" / "fox_1.jpg", 0)
+    table = tmp_path / "rt.csv"
+    table.write_bytes(f'"","Station","Directory","FileName"\r\n"1","StationA","{tmp_path / "StationA"}",'
+                      f'"fox_1.jpg"\r\n'.encode("utf-16"))
+    assert main(["run", str(table), "--backend", "fake", "--no-store", "--no-report"], registry=registry) == 1
+    assert f"{table}: UTF-16 text; save it as UTF-8; nothing was written" in capsys.readouterr().err
+    assert not (tmp_path / "deepfaune_recordTable.csv").exists()
