@@ -14,7 +14,7 @@ from typing import Any, Iterator, Mapping
 
 import jsonschema
 from referencing import Registry, Resource
-from referencing.jsonschema import DRAFT4, DRAFT7
+from referencing.jsonschema import DRAFT7
 
 PROFILE = "camtrap-dp-profile.json"
 DATA_PACKAGE_URL = "https://specs.frictionlessdata.io/schemas/data-package.json"

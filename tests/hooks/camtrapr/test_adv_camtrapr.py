@@ -4,7 +4,6 @@ entered; runExiftool() drops names starting with "." or "_"; Directory is exifto
 from __future__ import annotations
 
 import csv
-import os
 from datetime import datetime, timedelta
 from pathlib import Path
 
