@@ -29,7 +29,7 @@ from .paths import UnsafePathError, own_folder, safe_relative
 from .types import (ANIMAL, CATEGORY_NAMES, CONTAINER_DATE, EXIF_DATE, FAILED, FILE_DATE, HOST_DATE, IMAGE_SUFFIXES,
                     PERSON, UNDEFINED, VEHICLE, VIDEO_SUFFIXES, ClassTable, Decision, Detection, KnownBox, Manifest,
                     MediaItem, Problem, RawResult)
-from .untrusted import UntrustedInputError, load_json, load_yaml, parse_json
+from .untrusted import UntrustedInputError, decode_user_text, load_json, load_yaml, parse_json, read_user_text
 from .walk import MEDIA_SUFFIXES, iter_media, iter_media_blocks
 
 __all__ = [
@@ -44,6 +44,7 @@ __all__ = [
     "IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "MEDIA_SUFFIXES", "iter_media", "iter_media_blocks", "safe_relative",
     "own_folder", "UnsafePathError", "atomic_output", "StagedFile", "write_bytes_atomic", "result_table",
     "write_table", "load_json", "load_yaml", "parse_json", "UntrustedInputError", "format_date", "date_for", "say",
+    "read_user_text", "decode_user_text",
 ]
 
 #: Names served lazily: their modules import this one (RunResults), so importing them here would be a cycle.

@@ -1,4 +1,4 @@
-"""JSON and YAML from users' files, read within limits: a size, a nesting depth and a count of values.
+"""JSON, YAML and CSV text from users' files, read within limits: a size, a nesting depth and a count of values.
 
 Why: a 1 KB YAML file with nine nested aliases expands to billions of values once anything walks it (it took
 22 GB and was killed), and a 100,000-deep JSON array ends in RecursionError. PyYAML builds aliases as shared
@@ -19,6 +19,7 @@ from .errors import DeepfauneError
 MAX_BYTES = 16 * 1024 * 1024  # a datapackage.json, a models manifest, metadata: kilobytes in practice
 MAX_DEPTH = 64
 MAX_VALUES = 1_000_000
+MAX_CSV_BYTES = 1024 * 1024 * 1024  # a record or observations table of a large survey: tens of MB
 
 
 class UntrustedInputError(DeepfauneError, ValueError):
@@ -43,12 +44,29 @@ def _read(path: Path, max_bytes: int) -> bytes:
 
 
 def _text(data: bytes, path: Path) -> str:
+    return decode_user_text(data, str(path))
+
+
+def decode_user_text(data: bytes, where: str, encodings: tuple[str, ...] = ("utf-8-sig",)) -> str:
+    """A user's text file (JSON, YAML, every CSV a host reads): UTF-16/32 refused with what to do (decoded as
+    UTF-8 or a code page it would come out as a garbled column list), else the first of `encodings` that
+    decodes it; "utf-8-sig" accepts the byte-order mark some Windows editors write, "utf-8" keeps it."""
     if data[:2] in (b"\xff\xfe", b"\xfe\xff") or (len(data) > 1 and b"\x00" in data[:4]):
-        raise UntrustedInputError(f"{path}: UTF-16 text; save it as UTF-8")
-    try:
-        return data.decode("utf-8-sig")  # a byte-order mark, as some Windows editors write, is accepted
-    except UnicodeDecodeError as err:
-        raise UntrustedInputError(f"{path}: not UTF-8 text (byte {err.start})") from None
+        raise UntrustedInputError(f"{where}: UTF-16 text; save it as UTF-8")
+    first: UnicodeDecodeError | None = None
+    for encoding in encodings:
+        try:
+            return data.decode(encoding)
+        except UnicodeDecodeError as err:
+            first = first or err
+    raise UntrustedInputError(f"{where}: not UTF-8 text (byte {first.start if first else 0})")
+
+
+def read_user_text(path: str | os.PathLike, max_bytes: int = MAX_CSV_BYTES, encodings: tuple[str, ...] = ("utf-8-sig",)
+              ) -> str:
+    """A user's text file (a CSV...) within a size limit, decoded as `decode_user_text` says; refusals name the file."""
+    path = Path(path)
+    return decode_user_text(_read(path, max_bytes), str(path), encodings)
 
 
 def check_shape(value: Any, where: str, max_depth: int = MAX_DEPTH, max_values: int = MAX_VALUES) -> Any:

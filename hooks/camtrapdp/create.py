@@ -28,7 +28,7 @@ from typing import Any, Mapping
 
 
 from deepfaune_plugin.api import (FILE_DATE, MEDIA_SUFFIXES, Manifest, MediaItem, Problem, RunResults,
-                                  UntrustedInputError, date_for, iter_media, load_yaml)
+                                  UntrustedInputError, date_for, iter_media, load_yaml, read_user_text)
 from deepfaune_plugin.atomic import staging_dir
 from deepfaune_plugin.placing import place_file
 from deepfaune_plugin.transaction import FolderLock
@@ -104,12 +104,12 @@ def _when(text: str, tz: timezone | None, end: bool, where: str) -> str:
 
 
 def _read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    if not path.is_file():
+        raise PackageError(f"--deployments-csv: {path} not found")
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise PackageError(f"--deployments-csv: {path} not found") from None
-    except UnicodeDecodeError as err:
-        raise PackageError(f"{path}: not UTF-8 text ({err})") from err
+        text = read_user_text(path)  # UTF-16 refused with what to do, as for datapackage.json
+    except UntrustedInputError as err:
+        raise PackageError(f"--deployments-csv: {err}") from None
     first = text.split("\n", 1)[0]
     delimiter = max(",;\t", key=first.count)
     reader = csv.DictReader(io.StringIO(text), delimiter=delimiter)
@@ -154,9 +154,9 @@ def read_deployments(path: Path, stations: set[str], default_tz: timezone | None
         # camtrapR's readcamtrapDP() stops on an empty locationID: the station is the location unless given
         deployment["locationID"] = deployment["locationID"] or station
         deployment["deploymentStart"] = _when(row["deploymentStart"], tz, False, f"{where} deploymentStart")
-        deployment["deploymentEnd"] = _when(row["deploymentEnd"], tz, True, f"{where} deploymentEnd")
-        if tz is None:  # the clock's offset, as the user wrote it on the deployment start
+        if tz is None:  # the clock's offset, as the user wrote it on the deployment start (the end's too, if bare)
             tz = parse_datetime(deployment["deploymentStart"]).tzinfo  # type: ignore[assignment]
+        deployment["deploymentEnd"] = _when(row["deploymentEnd"], tz, True, f"{where} deploymentEnd")
         offsets[station] = tz  # type: ignore[assignment]
         out.append(deployment)
     absent = sorted(stations - seen)
@@ -200,7 +200,8 @@ def read_metadata(path: str | None, source: Path) -> dict[str, Any]:
             raise PackageError(f"{path}: '{key}' is computed from the data; remove it from the metadata file")
     issues = validate_descriptor({**_skeleton(), **data, "project": {**project, "observationLevel": []}})
     if issues:
-        raise PackageError(f"{path}: " + "; ".join(str(i).split(": ", 1)[1] for i in issues[:10]))
+        raise PackageError(f"{path}: " + "; ".join(f"{i.field}: {i.message}" if i.field else i.message
+                                                   for i in issues[:10]) + "; nothing was written")
     return data
 
 
@@ -229,6 +230,7 @@ def read_folder(source: Path, options: Mapping[str, Any], host: str) -> Manifest
     if not found:
         raise PackageError(f"{source}: no media in station folders (expected SOURCE/Station/[Camera/]file)")
     deployments, offsets = read_deployments(Path(csv_path), {s for _, _, s, _ in found}, default_tz)
+    problems += camera_ids(deployments, found)
     state = FolderState(source, deployments, metadata, link=bool(options.get("link_media")))
     items: list[MediaItem] = []
     for path, rel, station, camera in found:
@@ -251,6 +253,29 @@ def read_folder(source: Path, options: Mapping[str, Any], host: str) -> Manifest
     return Manifest(root=source, items=items, problems=problems, host=host, host_state=state,
                     trap_days=deployment_days(deployments),
                     station_coordinates=deployment_coordinates(deployments)[0])  # rows checked above
+
+
+def camera_ids(deployments: list[dict[str, str]], found: list[tuple[Path, str, str, str | None]]) -> list[Problem]:
+    """Fill each deployment's empty cameraID from its camera folder (Station/Camera/files, as camtrapR's
+    cameraID = "directory"); a station whose files lie in several camera folders, or beside them, has no
+    one camera: its cameraID stays empty, said (the CSV's cameraID column always wins)."""
+    cameras: dict[str, set[str | None]] = {}
+    for _, _, station, camera in found:
+        cameras.setdefault(station, set()).add(camera)
+    notes = []
+    for deployment in deployments:
+        seen = cameras.get(deployment["deploymentID"], set())
+        if deployment.get("cameraID") or seen in (set(), {None}):
+            continue
+        if len(seen) == 1:
+            deployment["cameraID"] = next(iter(seen))  # type: ignore[assignment]
+            continue
+        named = ", ".join(sorted(c for c in seen if c is not None))
+        notes.append(Problem(f"{deployment['deploymentID']}/", f"station has several camera folders ({named})"
+                             + (" and files beside them" if None in seen else "") + "; one deployment holds "
+                             "them all, so its cameraID is left empty (give a cameraID column in "
+                             "--deployments-csv, or make each camera its own station folder)", skipped=0))
+    return notes
 
 
 def _skeleton() -> dict[str, Any]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from deepfaune_plugin.api import HostError, UnsafePathError, UntrustedInputError, parse_json, safe_relative
+from deepfaune_plugin.api import HostError, UnsafePathError, UntrustedInputError, decode_user_text, parse_json, safe_relative
 from deepfaune_plugin.paths import not_regular
 
 from deepfaune_plugin.hooks.camtrapdp.schema import FILE_PATH_PATTERN, MISSING, TABLES, parse_datetime
@@ -101,13 +101,15 @@ def parse_table(text: str, where: str, default_header: list[str] | None = None) 
 
 def read_table(path: Path, where: str, default_header: list[str] | None = None) -> RawTable:
     try:
-        text = path.read_bytes().decode("utf-8")
+        data = path.read_bytes()
     except FileNotFoundError:
         if default_header is not None:
             return parse_table("", where, default_header)
         raise PackageError(f"{where}: file not found ({path})") from None
-    except UnicodeDecodeError as err:
-        raise PackageError(f"{where}: not UTF-8 text ({err})") from err
+    try:
+        text = decode_user_text(data, where, ("utf-8",))  # a BOM is kept: the table is written back byte for byte
+    except UntrustedInputError as err:
+        raise PackageError(str(err)) from None
     return parse_table(text, where, default_header)
 
 

@@ -5,7 +5,8 @@ The field list, types and constraints are those of the official table schemas
 the same fields).  The checks mirror what `frictionless validate` does with them (types,
 required, enums, ranges, patterns, unique keys, foreign keys) plus the profile's required
 package properties, so a package is checked before it replaces anything even when
-frictionless is not installed.
+frictionless is not installed; the package descriptor is also checked against the official
+profile itself (profile.py, jsonschema).
 """
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Iterable, Mapping, Sequence
+
+from deepfaune_plugin.hooks.camtrapdp.profile import profile_errors
 
 MISSING = frozenset({"", "NA", "NaN", "nan"})
 DATETIME_FORMAT = "%Y-%m-%dT%H:%M:%S%z"
@@ -293,7 +296,8 @@ def _is_datetime(text: Any) -> bool:
 
 
 def validate_descriptor(descriptor: Mapping[str, Any], where: str = "datapackage.json") -> list[Issue]:
-    """The Camtrap DP profile's package-level requirements (not GeoJSON geometry details)."""
+    """The Camtrap DP profile's package-level requirements (not GeoJSON geometry details): the checks below
+    in plain words, then the official profile's JSON Schema (profile.py) for everything else."""
     issues: list[Issue] = []
 
     def bad(field: str, message: str) -> None:
@@ -368,4 +372,9 @@ def validate_descriptor(descriptor: Mapping[str, Any], where: str = "datapackage
         if not isinstance(names, Mapping) or any(
                 not re.fullmatch(r"[a-z]{3}", k) or not isinstance(v, str) for k, v in names.items()):
             bad(f"taxonomic[{i}].vernacularNames", "keys must be ISO 639-3 codes (3 lowercase letters), values text")
+    said = [i.field or "" for i in issues]
+    for field, needs in profile_errors(descriptor):  # the official profile itself: what the checks above miss
+        if not any(field == f or field.startswith((f + ".", f + "[")) for f in said):
+            said.append(field)
+            bad(field, needs)
     return issues

@@ -77,6 +77,7 @@ def merge_observations(table: RawTable, new: list[dict[str, str]], classified: s
     rows = [r for r, _ in keep]
     texts = [t for _, t in keep]
     new_rows: set[int] = set()
+    new, warnings = _clear_of_kept_ids(new, keep)
     for row in new:
         full = {h: row.get(h, "") for h in table.header}
         previous = old_ours.get(full["observationID"])
@@ -87,7 +88,38 @@ def merge_observations(table: RawTable, new: list[dict[str, str]], classified: s
         rows.append(full)
         texts.append(text)
         new_rows.add(len(rows))
-    return Merged(rows, texts, new_rows)
+    return Merged(rows, texts, new_rows, warnings)
+
+
+def _clear_of_kept_ids(new: list[dict[str, str]], keep: Sequence[tuple[dict[str, str], str]]
+                       ) -> tuple[list[dict[str, str]], list[str]]:
+    """Our new rows, each under an observationID no kept row holds.
+
+    A row of ours that a person validated in another tool (classificationMethod set to human, our
+    observationID kept) is a person's row now: kept verbatim, never replaced. Refusing the run would block every
+    later one on a clash with our own ID, so ours for that media is written as "<id>-2" (the next free number):
+    the same name every run, so a re-run replaces it and an unchanged one changes no byte."""
+    taken = {row.get("observationID", "") for row, _ in keep if row.get("observationID", "") not in MISSING}
+    clashing = [row["observationID"] for row in new if row["observationID"] in taken]
+    if not clashing:
+        return new, []
+    wanted = {row["observationID"] for row in new}
+    out = []
+    for row in new:
+        oid = row["observationID"]
+        if oid in taken:
+            n = 2
+            while f"{oid}-{n}" in taken or f"{oid}-{n}" in wanted:
+                n += 1
+            row = {**row, "observationID": f"{oid}-{n}"}
+            taken.add(row["observationID"])
+        out.append(row)
+    shown = ", ".join(clashing[:3]) + (", ..." if len(clashing) > 3 else "")
+    return out, [f"{len(clashing)} observation(s) with DeepFaune's own observationID ({shown}) are no longer "
+                 "DeepFaune's (classificationMethod is not machine, or classifiedBy changed: validated in another "
+                 "tool?): kept as a person's rows, untouched; DeepFaune's rows for those media are written under "
+                 "new IDs (<id>-2). To let DeepFaune replace such a row again, set its classificationMethod back to "
+                 "machine; to keep only the person's, leave it"]
 
 
 def overlapping_events(rows: Sequence[Mapping[str, str]], indices: set[int]) -> list[str]:
@@ -190,4 +222,4 @@ def enrich(descriptor_bytes: bytes, descriptor: Mapping[str, Any], table: RawTab
     desc_out = None if new_descriptor == descriptor else dump_descriptor(new_descriptor)
     if desc_out == descriptor_bytes:
         desc_out = None
-    return Enrichment(obs_out, desc_out, overlapping_events(merged.rows, merged.new_rows))
+    return Enrichment(obs_out, desc_out, merged.warnings + overlapping_events(merged.rows, merged.new_rows))

@@ -169,7 +169,7 @@ class CamtrapRHost(Host):
         images, undated = [], []
         for d in select(results.decisions, opts.include):
             item = items[d.relpath]
-            image = self._image(item, d, species_of(d.prediction_key) if species_of else d.prediction)
+            image = self._image(item, d, species_of(d.prediction_key) if species_of else d.prediction, state.source)
             (images if d.date is not None else undated).append(image)
         if undated:
             names = ", ".join(i.item.relpath for i in undated[:5]) + (", ..." if len(undated) > 5 else "")
@@ -198,10 +198,16 @@ class CamtrapRHost(Host):
         return written
 
     @staticmethod
-    def _image(item, decision: Decision, species: str) -> Image:
+    def _image(item, decision: Decision, species: str, source: Path) -> Image:
         if isinstance(item.host_key, TableKey):
             return Image(item, decision, species, item.host_key.directory, item.host_key.filename)
-        return Image(item, decision, species, Path(os.path.abspath(item.path.parent)).as_posix(), item.path.name)
+        return Image(item, decision, species, tree_directory(source, item.relpath), item.path.name)
+
+
+def tree_directory(source: Path, relpath: str) -> str:
+    """Directory as recordTable() writes it: exiftool's path of the folder, which starts with inDir as the user
+    gave it (list.dirs(inDir) then exiftool on each station): "./StationA" for ".", never made absolute."""
+    return f"{source.as_posix().rstrip('/')}/{PurePosixPath(relpath).parent.as_posix()}"
 
 
 def _undated_containers(relpaths: list[str]) -> str:

@@ -6,11 +6,15 @@ The files are those recordTable() reads (camtrapR 3.0: exiftool ``-r -ext jpg`` 
 folder, then runExiftool() drops every FileName matching ``^[._]``): extension ``.jpg`` in any
 case by default (not ``.jpeg``, ``.png``...), or the extensions of recordTable(video =
 list(file_formats = ...)) given as ``--file-formats jpg,mp4``; names starting with ``.`` or ``_``
-(macOS ``._`` files) never; sub-folders starting with ``.`` are not entered (exiftool's ``-r``).
+(macOS ``._`` files) never; sub-folders starting with ``.`` are not entered (exiftool's ``-r``), but a
+station folder starting with ``.`` is read (recordTable() lists stations with ``list.dirs()``, which lists
+hidden folders, and hands each to exiftool by name). What that rule leaves out is not the source's media: it
+is counted in a note and does not make the run incomplete. ``Directory`` is written as exiftool writes it:
+inDir as given (relative stays relative) followed by the file's folders.
 
 Record table: a CSV with camtrapR's ``Directory`` and ``FileName`` columns (and ``Station``,
 optionally ``Camera``, ``DateTimeOriginal``), as written by ``write.csv`` (leading unnamed
-row-name column, quoted fields), UTF-8 or the Windows code page R uses there, "," ";" or tab
+row-name column, quoted fields), UTF-8 or the Windows code page R uses there (UTF-16 refused: save it as UTF-8), "," ";" or tab
 separated. ``Directory`` is what exiftool wrote: absolute, or relative to R's working folder (looked
 up against the table's folder and the folders above it, then the current folder); when it does
 not exist as written it is looked up under the table's folder, dropping leading components one
@@ -26,7 +30,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 
-from deepfaune_plugin.api import MEDIA_SUFFIXES, HostError, Manifest, MediaItem, Problem, iter_media
+from deepfaune_plugin.api import (MEDIA_SUFFIXES, HostError, Manifest, MediaItem, Problem, UntrustedInputError,
+                                  decode_user_text, iter_media)
 from deepfaune_plugin.paths import is_plain_name
 from deepfaune_plugin.walk import OWN_FOLDER_PREFIXES
 
@@ -98,7 +103,7 @@ def read_tree(root: Path, formats: tuple[str, ...] = DEFAULT_FILE_FORMATS,
     other: list[str] = []
     labels: dict[str, str] = {}
     wanted = frozenset(f".{f}" for f in formats)
-    for path, rel in iter_media(root, MEDIA_SUFFIXES, problems=problems):
+    for path, rel in _station_media(root, problems):
         if path.suffix.lower() not in wanted:
             other.append(rel)
             continue
@@ -116,12 +121,16 @@ def read_tree(root: Path, formats: tuple[str, ...] = DEFAULT_FILE_FORMATS,
             labels[rel] = parts[-2]
         items.append(MediaItem(path=path, relpath=rel, group=str(PurePosixPath(rel).parent),
                                station=parts[0], camera=camera))
+    hidden = _hidden_names(root, wanted)  # the walk never lists them; recordTable() drops them
+    ignored = hidden + ignored
+    # camtrapR's own rule leaves these out: not media of the source, so said (counted) but not "skipped"
     if ignored:
-        problems.append(Problem(ignored[0], f"{len(ignored)} file(s) whose name starts with '.' or '_' skipped, as "
-                                            "camtrapR's recordTable() skips them"))
+        problems.append(Problem(ignored[0], f"{len(ignored)} file(s) whose name starts with '.' or '_' left out, as "
+                                            "camtrapR's recordTable() leaves them out", skipped=0))
     if other:
-        problems.append(Problem(other[0], f"{len(other)} file(s) of other formats skipped: camtrapR's recordTable() "
-                                          f"reads {', '.join(sorted(wanted))} here (--file-formats to change)"))
+        problems.append(Problem(other[0], f"{len(other)} file(s) of other formats left out: camtrapR's recordTable() "
+                                          f"reads {', '.join(sorted(wanted))} here (--file-formats to change)",
+                                skipped=0))
     if not items:
         raise CamtrapRSourceError(f"{root}: no {', '.join(sorted(wanted))} files in station folders (expected "
                                   "inDir/Station/[Camera/]file; camtrapR reads .jpg only unless recordTable(video = "
@@ -131,25 +140,58 @@ def read_tree(root: Path, formats: tuple[str, ...] = DEFAULT_FILE_FORMATS,
     return Manifest(root=root, items=items, problems=problems, host=HOST, host_state=state, human_labels=labels)
 
 
+def _station_folders(root: Path) -> list[str]:
+    """Station folders whose name starts with "." (not ours): recordTable() reads them, the walk does not."""
+    try:
+        with os.scandir(root) as listing:
+            return sorted(e.name for e in listing if e.name.startswith(".") and not e.name.startswith(
+                OWN_FOLDER_PREFIXES) and e.is_dir(follow_symlinks=False))
+    except OSError:
+        return []  # the walk below reports an unreadable inDir
+
+
+def _station_media(root: Path, problems: list[Problem]):
+    """iter_media over inDir, hidden station folders included (first: "." sorts before letters)."""
+    for name in _station_folders(root):
+        for path, rel in iter_media(root / name, MEDIA_SUFFIXES, problems=problems):
+            yield path, f"{name}/{rel}"
+    yield from iter_media(root, MEDIA_SUFFIXES, problems=problems)
+
+
+def _hidden_names(root: Path, wanted: frozenset[str]) -> list[str]:
+    """Files of a wanted format whose name starts with "." in the folders read (the walk does not list them)."""
+    found: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        top = dirpath == os.fspath(root)
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(OWN_FOLDER_PREFIXES)
+                             and (top or not d.startswith(".")))  # hidden folders: stations only
+        if top:
+            continue  # files directly in inDir are reported by the walk
+        rel = Path(dirpath).relative_to(root).as_posix()
+        found += [f"{rel}/{n}" for n in sorted(filenames)
+                  if n.startswith(".") and os.path.splitext(n)[1].lower() in wanted]
+    return found
+
+
 def inside_listed_tree(root: Path, folder: Path) -> bool:
-    """True when `folder` is inside `root` where the tree walk would list it (not a deepfaune_*/hidden folder)."""
+    """True when `folder` is inside `root` where the tree walk would list it (not a deepfaune_* folder, nor a
+    hidden folder below a station)."""
     try:
         rel = Path(os.path.abspath(folder)).relative_to(os.path.abspath(root))
     except ValueError:
         return False
-    return not any(part.startswith(OWN_FOLDER_PREFIXES) or part.startswith(".") for part in rel.parts)
+    return not any(part.startswith(OWN_FOLDER_PREFIXES) or (part.startswith(".") and depth > 0)
+                   for depth, part in enumerate(rel.parts))  # a hidden station folder is read
 
 
 # ---------------------------------------------------------------- record table
 
 
 def decode(data: bytes, path: Path) -> str:
-    for encoding in ENCODINGS:
-        try:
-            return data.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-    raise CamtrapRSourceError(f"{path}: cannot decode the file")  # latin-1 never fails; kept for clarity
+    try:
+        return decode_user_text(data, str(path), ENCODINGS)
+    except UntrustedInputError as err:  # UTF-16 (Excel's "Unicode text"): said, not read as garbled columns
+        raise CamtrapRSourceError(f"{err}; nothing was written") from None
 
 
 def _dialect(text: str) -> tuple[str, list[str]]:
@@ -169,7 +211,10 @@ def looks_like_record_table(path: Path) -> bool:
         return False
     with open(path, "rb") as fh:
         head = fh.read(65536)
-    text = decode(head, path)
+    try:
+        text = decode(head, path)
+    except CamtrapRSourceError:  # UTF-16: recognised here, so that reading it says what to do
+        text = head.decode("utf-16", errors="replace")
     _, header = _dialect(text)
     names = {h.strip().lower() for h in header}
     return all(r.lower() in names for r in REQUIRED)
