@@ -121,7 +121,10 @@ def run_evaluate_command(args: argparse.Namespace, registry: Registry) -> int:
         log(f"{len(held)} file(s) carry a human label in {args.source} ({host.name}); no --labels given: using them")
     else:
         raise EvaluateError(f"{args.source}: the source holds no human labels ({host.name}: "
-                            + _HOW_HELD.get(host.name, "its host reads none") + "); give them with --labels FILE "
+                            + ("none left once DeepFaune's own values and what cannot be read are left out, "
+                               "as said above" if args.labels_field or args.species_from_folders
+                               else _HOW_HELD.get(host.name, "its host reads none"))
+                            + "); give them with --labels FILE "
                             "(a CSV with a file column and a label column)")
     for p in problems[:20]:
         log(f"{p.relpath}: {p.reason}")

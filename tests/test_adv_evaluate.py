@@ -67,7 +67,20 @@ def test_timelapse_field_deepfaune_wrote_is_not_a_label(tmp_path):
     done = run_cli(["evaluate", src, "--backend", "logits", "--store", store, "--labels-field", "Species",
                     "--output", tmp_path / "evaluation"], registry)
     assert done.code == 1 and "3 file(s), e.g. this one, hold in Species only what DeepFaune wrote" in done.stderr
-    assert "the source holds no human labels" in done.stderr
+    assert "the source holds no human labels (timelapse: none left once DeepFaune's own values" in done.stderr
+    # the ledger gone (the .ddb copied alone): its backup in Backups/ and its recognitions say DeepFaune wrote
+    # here, so no value of Species is taken for a person's (a/2 the person's too: it cannot be told)
+    with sqlite3.connect(ddb) as conn:
+        conn.execute("UPDATE DataTable SET Species = 'Loup' WHERE File = '2.jpg'")
+    (src / ".deepfaune-timelapse.json").unlink()
+    done = run_cli(["evaluate", src, "--backend", "logits", "--store", store, "--labels-field", "Species",
+                    "--output", tmp_path / "evaluation"], registry)
+    assert done.code == 1 and "DeepFaune has written into this database (Backups/TimelapseData." in done.stderr
+    assert "none of the 3 file(s) labelled in Species is taken for a label" in done.stderr
+    shutil.rmtree(src / "Backups")  # only the .ddb left to say it
+    done = run_cli(["evaluate", src, "--backend", "logits", "--store", store, "--labels-field", "Species",
+                    "--output", tmp_path / "evaluation"], registry)
+    assert done.code == 1 and "none of the 3 file(s) labelled in Species is taken" in done.stderr, done.stderr
 
 
 def test_species_tree_deepfaune_built_is_not_a_label(tmp_path):
