@@ -221,6 +221,10 @@ class LabelReader:
             if found is None:
                 folded = self._folded.get(fold(spaced))
                 found = folded if folded != _AMBIGUOUS else None
+            prefix = f"{self.classes.bird_class} "
+            if found is None and spaced.startswith(prefix):  # a bird option's key, "bird passerine"
+                found = self._exact.get(spaced[len(prefix):])
+                found = found if found in self._bird_groups else None
             if found is None:
                 found = key_for_name(spaced)[0]
             self._memo[spaced] = self._to_model(found) if found else None
