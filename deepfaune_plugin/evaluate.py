@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from .api import RunSettings
-from .decisions import class_keys, decide_run
+from .decisions import decide_run
+from .errors import DeepfauneError
 from .table import escape_formula
 from .types import FAILED, UNDEFINED, ClassTable, MediaItem, Problem, RawResult
 
@@ -23,8 +24,6 @@ LEVELS = ("image", "sequence")
 THRESHOLDS = tuple(round(0.50 + 0.05 * i, 2) for i in range(10))  # 0.50 .. 0.95
 MAX_LABEL_ROWS = 2_000_000
 _BIRD = "bird"  # the class the bird option refines (ClassTable.bird_class of every card)
-_WORDS = {"empty": "empty", "blank": "empty", "vide": "empty", "human": "human", "person": "human",
-          "humain": "human", "vehicle": "vehicle", "véhicule": "vehicle", "vehicule": "vehicle"}
 
 
 @dataclass(frozen=True)
@@ -63,27 +62,16 @@ class ClassScore:
         return self.correct / self.support if self.support else None
 
 
-def label_keys(classes: ClassTable) -> dict[str, str]:
-    """Every way a user may write a label (any language of the card, any case) -> its key."""
-    english = class_keys(classes)
-    keys = {}
-    for labels in classes.names.values():
-        for i, label in enumerate(labels):
-            keys.setdefault(label.casefold(), english[i])
-    for kind, by_lang in classes.non_animal.items():
-        if kind == "undefined":  # a person's label is never "undefined"
-            continue
-        for label in by_lang.values():
-            keys.setdefault(label.casefold(), _WORDS.get(kind, kind))
-    keys.update(_WORDS)
-    return keys
-
-
-def read_labels(path: Path, classes: ClassTable) -> tuple[dict[str, str], list[Problem]]:
+def read_labels(path: Path, classes: ClassTable, bird: bool = False) -> tuple[dict[str, str], list[Problem]]:
     """Human labels from a CSV with a file column (relpath, file or path) and a label column (label,
-    species or prediction): {relpath: key}; rows whose label is no class of the model are problems."""
-    keys = label_keys(classes)
-    labels: dict[str, str] = {}
+    species or prediction): {relpath: key}, read by the one label rule (`taxonomy.LabelReader`: any language
+    of the model or of the taxonomy table, scientific names, accents aside); rows whose label is no class of
+    the model, and files listed with labels that disagree, are problems (never the last row silently)."""
+    from .taxonomy import LabelReader
+
+    rule = LabelReader(classes, bird)
+    found: dict[str, dict[str, list[int]]] = {}  # relpath -> key -> the lines saying it
+    texts: dict[str, list[str]] = {}
     problems: list[Problem] = []
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
@@ -101,75 +89,57 @@ def read_labels(path: Path, classes: ClassTable) -> tuple[dict[str, str], list[P
                 text = (row.get(label_col) or "").strip()
                 if not rel or not text:
                     continue
-                key = keys.get(text.casefold())
+                key = rule.key(text)
                 if key is None:
                     problems.append(Problem(relpath=rel, reason=f"{path.name} line {n}: {text!r} is no label of "
                                                                 f"model {classes.version}", skipped=0))
                     continue
-                labels[rel] = key
+                found.setdefault(rel, {}).setdefault(key, []).append(n)
+                texts.setdefault(rel, []).append(" ".join(text.split()))  # one line, whatever the cell holds
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise ValueError(f"{path}: cannot read the labels ({err})") from err
+    labels: dict[str, str] = {}
+    for rel, keys in found.items():
+        if len(keys) == 1:
+            labels[rel] = next(iter(keys))
+            continue
+        lines = sorted(n for ns in keys.values() for n in ns)
+        problems.append(Problem(relpath=rel, reason=f"{path.name} lines {', '.join(map(str, lines))}: listed "
+                                                    f"{len(lines)} times with labels that disagree "
+                                                    f"({', '.join(sorted(set(texts[rel])))}); left out", skipped=0))
     return labels, problems
 
 
-def truth_keys(labels: Mapping[str, str], classes: ClassTable,
+def truth_keys(labels: Mapping[str, str | tuple[str, ...]], classes: ClassTable,
                bird: bool = False) -> tuple[dict[str, str], list[Problem]]:
-    """The labels a source holds (`Manifest.human_labels`: keys, or a host's raw text) as keys of this model:
-    a label in any language of the model, else a taxon of the taxonomy table (its key, a vernacular name or a
-    scientific name) taken to the model class that holds it (a bird group is bird, unless the bird option is on;
-    a label of another model version is the class of this one that holds it). Labels naming no class: problems."""
-    from .taxonomy import key_for_name, taxa
+    """The labels a source holds (`Manifest.human_labels`: keys or a host's raw text, or several of them for a
+    file several rows or observations label) as keys of this model, by the one label rule
+    (`taxonomy.LabelReader`: a bird group is bird unless the bird option is on; a label of another model
+    version is the class of this one that holds it). Several labels of a file count when they name one key
+    after that mapping. Labels naming no class, and files whose labels disagree: problems."""
+    from .taxonomy import LabelReader
 
-    keys = label_keys(classes)
-    english = set(keys.values())
-    table = taxa()
-    by_name: dict[str, str] = {}
-    for t in table.values():
-        by_name.setdefault(t.key.casefold(), t.key)
-        for name in t.vernacular.values():
-            by_name.setdefault(name.casefold(), t.key)
-    bird_groups = set()
-    if classes.bird_names:
-        bird_groups = set(classes.bird_names.get("en") or next(iter(classes.bird_names.values())))
-    memo: dict[str, str | None] = {}
-
-    def to_model(key: str) -> str | None:
-        if bird and key in bird_groups:
-            return f"{classes.bird_class} {key}"
-        if key in english:
-            return key
-        t = table.get(key)
-        if t is None:
-            return None
-        for value in (t.genus, t.family, t.order, t.class_):  # the model class that holds this taxon
-            holders = [k for k in english if k in table and value and table[k].scientific_name == value]
-            if value == "Aves" and classes.bird_class in english:
-                return classes.bird_class
-            if len(holders) == 1:
-                return holders[0]
-        return None
-
-    def one(text: str) -> str | None:
-        folded = " ".join(text.split()).casefold()
-        if folded not in memo:
-            key = keys.get(folded)
-            if key is None:
-                found = by_name.get(folded) or key_for_name(text)[0]
-                key = to_model(found) if found else None
-            memo[folded] = key
-        return memo[folded]
-
+    rule = LabelReader(classes, bird)
     out: dict[str, str] = {}
     unknown: dict[str, list[str]] = {}
-    for rel, text in labels.items():
-        key = one(str(text))
-        if key is None:
-            unknown.setdefault(str(text), []).append(rel)
-        else:
+    disagree: list[tuple[str, list[str | None]]] = []
+    for rel, value in labels.items():
+        several = (value,) if isinstance(value, str) else tuple(value)
+        key, named = rule.agreed(str(t) for t in several)
+        if key is not None:
             out[rel] = key
+        elif len(several) == 1:
+            unknown.setdefault(str(several[0]), []).append(rel)
+        elif named:
+            disagree.append((rel, named))
     problems = [Problem(rels[0], f"human label {text!r} ({len(rels)} file(s), e.g. this one) is no class of model "
                                  f"{classes.version} (nor a taxon of the taxonomy table); left out", skipped=0)
                 for text, rels in sorted(unknown.items())]
+    if disagree:
+        rel, named = disagree[0]
+        problems.append(Problem(rel, f"{len(disagree)} file(s), e.g. this one ("
+                                     f"{' / '.join(k or 'no class' for k in named)}), have human labels that "
+                                     "disagree after mapping to the model's classes; left out", skipped=0))
     return out, problems
 
 
@@ -280,13 +250,20 @@ def threshold_for(scores: Sequence[Score], target: float, level: str = "sequence
     return min(good, key=lambda s: s.threshold) if good else None
 
 
+class EvaluationOutputError(DeepfauneError):
+    """An evaluation's CSV file that cannot be written (a folder in its place, no room, no right): one line."""
+
+
 def write_csv(path: Path, header: Sequence[str], rows) -> Path:
     from .atomic import atomic_output
 
-    with atomic_output(path) as tmp:
-        with open(tmp, "w", newline="", encoding="utf-8") as fh:
-            w = csv.writer(fh)
-            w.writerow(header)
-            for row in rows:
-                w.writerow([escape_formula(v) if isinstance(v, str) else v for v in row])
+    try:
+        with atomic_output(path) as tmp:
+            with open(tmp, "w", newline="", encoding="utf-8") as fh:
+                w = csv.writer(fh)
+                w.writerow(header)
+                for row in rows:
+                    w.writerow([escape_formula(v) if isinstance(v, str) else v for v in row])
+    except OSError as err:
+        raise EvaluationOutputError(f"{path}: cannot write the evaluation there ({err.strerror or err})") from None
     return path

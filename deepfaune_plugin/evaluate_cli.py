@@ -29,9 +29,10 @@ def add_evaluate_parser(sub) -> None:
     p.add_argument("source", type=Path, help="the source given to `deepfaune run`")
     p.add_argument("--labels", type=Path, default=None,
                    help="CSV with a file column (relpath, file, path or filename: as in deepfaune.csv) and a label "
-                        "column (label, species or prediction): a class in any language of the model, or empty, "
-                        "human, vehicle (default: the human labels the source holds: a Camtrap DP package's human "
-                        "observations, a Timelapse --labels-field, a camtrapR tree's --species-from-folders)")
+                        "column (label, species or prediction): a class in any language of the model or of the "
+                        "taxonomy table, a scientific name, or empty, human, vehicle (default: the human labels the "
+                        "source holds: a Camtrap DP package's human observations, a Timelapse --labels-field, a "
+                        "camtrapR tree's --species-from-folders; never a value DeepFaune wrote there itself)")
     p.add_argument("--labels-field", default=None, metavar="FIELD",
                    help="Timelapse: the .ddb data field holding people's species labels (e.g. Species)")
     p.add_argument("--reviewed", action="store_true",
@@ -74,6 +75,7 @@ def run_evaluate_command(args: argparse.Namespace, registry: Registry) -> int:
         raise EvaluateError(str(err)) from err
     if not args.source.exists():
         raise EvaluateError(f"{args.source}: no such file or folder")
+    _output_folder(args.output)  # refused before the source is read, made only once there is something to write
     try:
         host = resolve_host(registry, args.host, args.source)
         backend = registry.backend(settings.backend)
@@ -119,7 +121,10 @@ def run_evaluate_command(args: argparse.Namespace, registry: Registry) -> int:
         log(f"{len(held)} file(s) carry a human label in {args.source} ({host.name}); no --labels given: using them")
     else:
         raise EvaluateError(f"{args.source}: the source holds no human labels ({host.name}: "
-                            + _HOW_HELD.get(host.name, "its host reads none") + "); give them with --labels FILE "
+                            + ("none left once DeepFaune's own values and what cannot be read are left out, "
+                               "as said above" if args.labels_field or args.species_from_folders
+                               else _HOW_HELD.get(host.name, "its host reads none"))
+                            + "); give them with --labels FILE "
                             "(a CSV with a file column and a label column)")
     for p in problems[:20]:
         log(f"{p.relpath}: {p.reason}")
@@ -137,8 +142,7 @@ def run_evaluate_command(args: argparse.Namespace, registry: Registry) -> int:
                        {raw.relpath: raw for _, raw in block if raw is not None})
     scores = evaluation.scores()
     confusions = evaluation.confusion
-    out = args.output
-    out.mkdir(parents=True, exist_ok=True)
+    out = _output_folder(args.output, make=True)
     written = [
         write_csv(out / "thresholds.csv", ["level", "threshold", "labelled", "covered", "coverage", "correct",
                                            "accuracy"],
@@ -178,6 +182,24 @@ _HOW_HELD = {"camtrapdp": "no human observation of its media maps to a DeepFaune
              "timelapse": "name the data field holding them with --labels-field",
              "camtrapr": "a station tree sorted into species folders needs --species-from-folders",
              "folder": "a plain folder holds none"}
+
+
+def _output_folder(out: Path, make: bool = False) -> Path:
+    """The --output folder (`make`: made if need be); a file there, or a path no folder can be made at, is
+    refused in one line."""
+    if out.exists() and not out.is_dir():
+        raise EvaluateError(f"--output {out}: is a file, not a folder; name a folder for the evaluation's CSV files")
+    above = next((p for p in (out, *out.absolute().parents) if p.exists()), None)
+    if above is not None and not above.is_dir():
+        raise EvaluateError(f"--output {out}: cannot be made, {above} is a file")
+    if not make:
+        return out
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise EvaluateError(f"--output {out}: cannot make this folder ({err.strerror or err}); name another "
+                            "one") from None
+    return out
 
 
 def _stored(inference, host, source: Path, log, chosen=None) -> tuple[list, dict[str, str]]:

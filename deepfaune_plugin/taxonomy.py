@@ -6,15 +6,18 @@ Keys are DeepFaune's English labels, the language-free keys `Decision.prediction
 """
 from __future__ import annotations
 
+import unicodedata
 import uuid
 from dataclasses import dataclass, field
 from functools import lru_cache
 from types import MappingProxyType
-from typing import Mapping
+from typing import Iterable, Mapping
 
 import yaml
 
+from .decisions import class_keys
 from .models.cards import cards_dir
+from .types import ClassTable
 
 RANKS = ("species", "genus", "family", "order", "class")
 
@@ -148,3 +151,106 @@ def key_for_name(name: str, higher: Mapping[str, str] | None = None) -> tuple[st
             return key, f"class {sci}" + (f", order {higher['order']}" if orders else "")
     return None, "no DeepFaune class (the taxonomy table has neither the name nor its genus" + \
         (", family or order" if higher else "; the source gives no family, order or class for it") + ")"
+
+
+#: What people write for a file that shows no animal, beside the card's own words in each of its languages.
+_NON_ANIMAL_WORDS = {"empty": "empty", "blank": "empty", "vide": "empty", "human": "human", "person": "human",
+                     "humain": "human", "vehicle": "vehicle", "véhicule": "vehicle", "vehicule": "vehicle"}
+_AMBIGUOUS = "\x00"
+
+
+def fold(text: str) -> str:
+    """A label as people's labels are compared: spacing, case and accents aside, "_" a space ("Micromammifère "
+    -> "micromammifere", "Red_Deer" -> "red deer"): a label typed without accents, or made a folder name, is
+    the same label."""
+    text = " ".join(str(text).replace("_", " ").split()).casefold()
+    return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+
+
+class LabelReader:
+    """The one rule by which a person's label becomes a key of a model, whatever holds it (a --labels file, a
+    Timelapse data field, a camtrapR species folder, a Camtrap DP observation, a label search): the model's
+    label in any of its languages ("renard", "fox"), or "empty"/"blank", "human", "vehicle"; else a taxon of
+    the table (its key, a vernacular name in any of the table's languages, or a scientific name, "Vulpes
+    vulpes") taken to the class of the model that holds it; spacing, case and accents aside. A bird group is
+    the model's bird class unless the bird option is on ("bird anseriform" then). Exact spellings win over
+    accent-free ones, and an accent-free spelling two classes would share names neither.
+
+    Several labels of one file (two Timelapse rows, two observations of one event) agree when they name one
+    key after this mapping (a heron, "bird", and a mallard, "anseriform", are both bird without the option)."""
+
+    def __init__(self, classes: ClassTable, bird: bool = False):
+        self.classes, self.bird = classes, bird
+        english = class_keys(classes)
+        self._english = set(english)
+        self._bird_groups: set[str] = set()
+        exact: dict[str, str] = {}  # casefolded spelling -> model key or taxon key
+        for labels in classes.names.values():
+            for i, label in enumerate(labels):
+                exact.setdefault(" ".join(label.split()).casefold(), english[i])
+        for kind, by_lang in classes.non_animal.items():
+            if kind == "undefined":  # a person's label is never "undefined"
+                continue
+            for label in by_lang.values():
+                exact.setdefault(label.casefold(), _NON_ANIMAL_WORDS.get(kind, kind))
+        exact.update(_NON_ANIMAL_WORDS)
+        self._english |= set(_NON_ANIMAL_WORDS.values())  # keys of their own, whatever the table says of "human"
+        if classes.bird_names:
+            groups = list(classes.bird_names.get("en") or next(iter(classes.bird_names.values())))
+            self._bird_groups = set(groups)
+            for labels in classes.bird_names.values():
+                for i, label in enumerate(labels):
+                    exact.setdefault(label.casefold(), groups[i])
+        table = taxa()
+        for t in table.values():
+            exact.setdefault(t.key.casefold(), t.key)
+            for name in t.vernacular.values():
+                exact.setdefault(" ".join(name.split()).casefold(), t.key)
+        folded: dict[str, str] = {}
+        for spelling, key in exact.items():
+            f = fold(spelling)
+            folded[f] = key if folded.get(f, key) == key else _AMBIGUOUS
+        self._exact, self._folded = exact, folded
+        self._memo: dict[str, str | None] = {}
+
+    def key(self, text: str) -> str | None:
+        """The model key a person's label names, or None when it names no class of the model."""
+        spaced = " ".join(str(text).split()).casefold()
+        if spaced not in self._memo:
+            found = self._exact.get(spaced)
+            if found is None:
+                folded = self._folded.get(fold(spaced))
+                found = folded if folded != _AMBIGUOUS else None
+            prefix = f"{self.classes.bird_class} "
+            if found is None and spaced.startswith(prefix):  # a bird option's key, "bird passerine"
+                found = self._exact.get(spaced[len(prefix):])
+                found = found if found in self._bird_groups else None
+            if found is None:
+                found = key_for_name(spaced)[0]
+            self._memo[spaced] = self._to_model(found) if found else None
+        return self._memo[spaced]
+
+    def agreed(self, texts: Iterable[str]) -> tuple[str | None, list[str]]:
+        """(the one key several labels of a file name, or None) and the keys they name (None among them for a
+        label naming no class), sorted: [] for no label, several for labels that disagree."""
+        keys = {self.key(t) for t in texts}
+        named = sorted(keys - {None}) + ([None] if None in keys else [])
+        return (named[0] if len(named) == 1 else None), named
+
+    def _to_model(self, key: str) -> str | None:
+        classes = self.classes
+        if key in self._bird_groups:
+            return f"{classes.bird_class} {key}" if self.bird else classes.bird_class
+        if key in self._english:
+            return key
+        table = taxa()
+        t = table.get(key)
+        if t is None:
+            return None
+        for value in (t.genus, t.family, t.order, t.class_):  # the model class that holds this taxon
+            if value == "Aves" and classes.bird_class in self._english:
+                return classes.bird_class
+            holders = [k for k in self._english if k in table and value and table[k].scientific_name == value]
+            if len(holders) == 1:
+                return holders[0]
+        return None

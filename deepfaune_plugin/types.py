@@ -108,8 +108,11 @@ class Manifest:
     trap_days: dict[str, float] = field(default_factory=dict)
     #: The human labels the source already holds (relpath -> the label as the host holds it: a DeepFaune key
     #: such as "red deer", "empty", "human", "vehicle", or a host's own text): what `deepfaune evaluate` and the
-    #: review page's evaluation compare DeepFaune's decisions with.  Empty: the source holds none.
-    human_labels: dict[str, str] = field(default_factory=dict)
+    #: review page's evaluation compare DeepFaune's decisions with, read by `taxonomy.LabelReader`; a tuple
+    #: for a file several rows or observations label differently (they count if they name one class).  Only
+    #: people's labels: a value this plugin wrote (its ledger, species-tree manifest, machine rows) is none.
+    #: Empty: the source holds none.
+    human_labels: dict[str, str | tuple[str, ...]] = field(default_factory=dict)
     #: Where each station is (station -> (latitude, longitude), WGS84 decimal degrees, from the host's
     #: deployments), where the host knows it: the review page's map of the deployments.  Empty: unknown.
     station_coordinates: dict[str, tuple[float, float]] = field(default_factory=dict)

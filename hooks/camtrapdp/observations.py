@@ -43,6 +43,11 @@ def classified_by(model_version: str) -> str:
     return CLASSIFIED_BY.format(model=model_version, plugin=__version__)
 
 
+def classified_by_deepfaune(text: str) -> bool:
+    """`text` (a classifiedBy) names DeepFaune as this plugin writes it, any version."""
+    return bool(_OURS.match(text.strip()))
+
+
 def is_ours(row: Mapping[str, str]) -> bool:
     """A row written by this plugin (any version), the only rows a re-run replaces: a machine observation
     classified by DeepFaune, or a human one carrying a `deepfaune review` label (tagged REVIEW_TAG)."""

@@ -35,6 +35,8 @@ from deepfaune_plugin.api import (MEDIA_SUFFIXES, HostError, Manifest, MediaItem
 from deepfaune_plugin.paths import is_plain_name
 from deepfaune_plugin.walk import OWN_FOLDER_PREFIXES
 
+from deepfaune_plugin.hooks.camtrapr.species import MANIFEST, SpeciesFoldersError, placed_by_deepfaune
+
 HOST = "camtrapr"
 ENCODINGS = ("utf-8-sig", "cp1252", "latin-1")  # R on Windows writes CSVs in the native code page
 REQUIRED = ("Directory", "FileName")
@@ -131,6 +133,8 @@ def read_tree(root: Path, formats: tuple[str, ...] = DEFAULT_FILE_FORMATS,
         problems.append(Problem(other[0], f"{len(other)} file(s) of other formats left out: camtrapR's recordTable() "
                                           f"reads {', '.join(sorted(wanted))} here (--file-formats to change)",
                                 skipped=0))
+    if labels:
+        labels = _people_only(root, labels, problems)
     if not items:
         raise CamtrapRSourceError(f"{root}: no {', '.join(sorted(wanted))} files in station folders (expected "
                                   "inDir/Station/[Camera/]file; camtrapR reads .jpg only unless recordTable(video = "
@@ -171,6 +175,25 @@ def _hidden_names(root: Path, wanted: frozenset[str]) -> list[str]:
         found += [f"{rel}/{n}" for n in sorted(filenames)
                   if n.startswith(".") and os.path.splitext(n)[1].lower() in wanted]
     return found
+def _people_only(root: Path, labels: dict[str, str], problems: list[Problem]) -> dict[str, str]:
+    """The species-folder labels a person gave: in a tree `--species-folders` built (its manifest at the root), a
+    file still where DeepFaune placed it sits in DeepFaune's own answer, and is left out (said, with the count);
+    a file a person moved, or put there, keeps its folder as their label.  An unreadable manifest leaves every
+    folder out: DeepFaune's placements could not be told from a person's."""
+    try:
+        ours = placed_by_deepfaune(root)
+    except SpeciesFoldersError as err:
+        problems.append(Problem(MANIFEST, f"{err}; none of the {len(labels)} species folder label(s) is taken for "
+                                          "a person's: left out of the evaluation", skipped=0))
+        return {}
+    if not ours:
+        return labels
+    left = sorted(rel for rel in labels if rel in ours)
+    if left:
+        problems.append(Problem(left[0], f"{len(left)} file(s), e.g. this one, are where DeepFaune placed them "
+                                         f"(--species-folders, {MANIFEST}): their species folder is its own answer, "
+                                         "not a person's label; left out of the evaluation", skipped=0))
+    return {rel: label for rel, label in labels.items() if rel not in ours}
 
 
 def inside_listed_tree(root: Path, folder: Path) -> bool:

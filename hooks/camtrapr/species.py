@@ -113,6 +113,15 @@ def _load_manifest(out: Path) -> Manifest:
                                   "this folder: move it away (or delete it yourself) and run again") from None
 
 
+def placed_by_deepfaune(out: Path) -> frozenset[str] | None:
+    """The files a build placed in `out` by DeepFaune's prediction and still at that path: their species folder
+    is DeepFaune's answer, not a person's label (a file a person moved is at another path, or is recorded as a
+    correction). None when `out` holds no manifest; SpeciesFoldersError when it holds one that cannot be read."""
+    if not (Path(out) / MANIFEST).is_file():
+        return None
+    return frozenset(f.path for f in _load_manifest(Path(out)).files if not f.corrected)
+
+
 def check_species_root(out: Path) -> None:
     """Refuse, before any model runs, a folder deepfaune may not rebuild: not a folder, or not empty
     without a readable manifest of ours."""

@@ -32,6 +32,12 @@ def _load(ddb: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def has_ledger(ddb: Path) -> bool:
+    """Whether the ledger holds anything for this .ddb (a run that wrote into it left a record here)."""
+    sections = _load(ddb).get(ddb.name)
+    return isinstance(sections, dict) and bool(sections)
+
+
 def read_ledger(ddb: Path, section: str) -> dict[int, Any]:
     """One section of this .ddb's ledger by DataTable Id; entries whose key is not an Id are left out."""
     sections = _load(ddb).get(ddb.name)
