@@ -175,6 +175,8 @@ def _hidden_names(root: Path, wanted: frozenset[str]) -> list[str]:
         found += [f"{rel}/{n}" for n in sorted(filenames)
                   if n.startswith(".") and os.path.splitext(n)[1].lower() in wanted]
     return found
+
+
 def _people_only(root: Path, labels: dict[str, str], problems: list[Problem]) -> dict[str, str]:
     """The species-folder labels a person gave: in a tree `--species-folders` built (its manifest at the root), a
     file still where DeepFaune placed it sits in DeepFaune's own answer, and is left out (said, with the count);
