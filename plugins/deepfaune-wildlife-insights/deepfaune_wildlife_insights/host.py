@@ -18,7 +18,7 @@ from deepfaune_plugin.api import (MEDIA_SUFFIXES, Host, HostOption, Manifest, Me
 
 from . import bulk, output
 from .export import Export, ExportError, csv_bytes, is_export, parse_date, read_export
-from .identify import header_with_identifications, identified_rows
+from .identify import header_with_identifications, identified_rows, person_labels
 
 MAX_LISTED = 10
 _DRIVE = re.compile(r"^[A-Za-z]:[\\/]")  # C:\photos\... written on Windows
@@ -72,8 +72,10 @@ class WildlifeInsightsHost(Host):
             raise ExportError(f"{export.images.path}: none of its {len(export.images.rows)} images is in {media} "
                               "(as DEPLOYMENT_ID/FILENAME or FILENAME); give the media folder with --wi-media")
         trap_days, coordinates = _deployment_facts(export)
+        labels = person_labels(export.images.rows)  # what `deepfaune evaluate` compares with
         return Manifest(root=media, items=items, problems=problems, host=self.name, host_state=state,
-                        trap_days=trap_days, station_coordinates=coordinates)
+                        trap_days=trap_days, station_coordinates=coordinates,
+                        human_labels={rel: labels[i] for rel, i in state.image_ids.items() if i in labels})
 
     @staticmethod
     def _check_target(target: Path | None, export: Export) -> None:

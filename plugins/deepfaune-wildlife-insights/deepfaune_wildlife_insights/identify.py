@@ -67,3 +67,33 @@ def identified_rows(header: list[str], rows: list[dict[str, str]], decisions: di
         written += 1
     kept = len(persons & decisions.keys())
     return out, written, kept
+
+
+#: Species cells that name no species (Wildlife Insights writes "Unknown" for a genus-level identification).
+_NO_SPECIES = {"", "unknown", "sp", "sp.", "spp", "spp."}
+
+
+def person_labels(rows: list[dict[str, str]]) -> dict[str, str]:
+    """image_id -> what a person said the image shows, for `deepfaune evaluate` and the review page: "empty" for a
+    blank, "vehicle", else the lowest scientific name the row gives ("Meles meles", "Mustelidae"), which the
+    evaluation takes to a DeepFaune class through the taxonomy table. Images whose people's rows disagree (two
+    species) are left out."""
+    found: dict[str, set[str]] = {}
+    for row in rows:
+        if not identified_by_a_person(row):
+            continue
+        label = _label(row)
+        if label:
+            found.setdefault(row.get("image_id", ""), set()).add(label)
+    return {image_id: labels.pop() for image_id, labels in found.items() if image_id and len(labels) == 1}
+
+
+def _label(row: dict[str, str]) -> str:
+    if row.get("is_blank", "").strip().casefold() in ("1", "yes", "true"):
+        return "empty"
+    if row.get("common_name", "").strip().casefold() == "vehicle":
+        return "vehicle"
+    genus, species = row.get("genus", "").strip(), row.get("species", "").strip()
+    if genus and species.casefold() not in _NO_SPECIES:
+        return f"{genus} {species}"
+    return genus or row.get("family", "").strip() or row.get("order", "").strip() or row.get("class", "").strip()

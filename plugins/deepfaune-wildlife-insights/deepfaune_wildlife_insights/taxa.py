@@ -70,16 +70,20 @@ def is_machine(identified_by: str) -> bool:
 def identification(decision: Decision, version: str, blank: tuple[str, str]) -> dict[str, str] | None:
     """The identification columns for one image, or None when DeepFaune has no answer (a failed file).
 
-    Sequence-level answer (`prediction_key`, `score`), as DeepFaune's own table; `blank` is the (yes, no)
-    spelling of is_blank the file already uses.
+    Sequence-level answer (`prediction_key`, `score`), as DeepFaune's own table, or the label a person gave
+    in `deepfaune review` (which the decision then carries, `decision.human` saying who); `blank` is the
+    (yes, no) spelling of is_blank the file already uses.
     """
     key = decision.prediction_key
     if decision.failure or key == "failed":
         return None
     row = dict.fromkeys(IDENTIFICATION_COLUMNS, "")
-    row["identified_by"] = author(version)
     row["is_blank"] = blank[0] if key == "empty" else blank[1]
-    row["cv_confidence"] = f"{decision.score:.2f}"
+    if decision.human is not None:  # a label given in `deepfaune review`: a person's, no machine confidence
+        row["identified_by"] = decision.human.reviewer.strip() or "deepfaune review"
+    else:
+        row["identified_by"] = author(version)
+        row["cv_confidence"] = f"{decision.score:.2f}"
     if key in NON_TAXON_NAMES:
         row["common_name"] = NON_TAXON_NAMES[key]
         if key != "empty":

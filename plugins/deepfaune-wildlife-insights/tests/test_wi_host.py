@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from deepfaune_plugin.testing import LogitsBackend, logits_for, registry_with, run_cli
+from deepfaune_plugin.testing import LogitsBackend, StoredLogitsBackend, logits_for, registry_with, run_cli
 from wi_fixtures import IMAGES_HEADER, jpeg, make_export, read_csv, write_csv
 
 import deepfaune_wildlife_insights.host as wi_host
@@ -236,3 +236,47 @@ def test_an_absolute_or_remote_location_is_a_missing_image_not_an_unsafe_one(tmp
     assert result.code == 3
     assert "2 images not found in" in result.stderr and "img-a, img-b" in result.stderr
     assert "outside" not in result.stderr
+
+
+def test_a_label_given_in_deepfaune_review_is_written_as_the_reviewers_identification():
+    from datetime import datetime
+    from types import SimpleNamespace
+
+    from deepfaune_plugin.api import ANIMAL, Decision
+    from deepfaune_wildlife_insights.taxa import identification
+
+    decision = Decision(relpath="DEP1/a.jpg", date=None, seqnum=1, predictionbase="badger", scorebase=1.0,
+                        prediction="badger", score=1.0, top1="badger", count=1, humancount=0, category=ANIMAL,
+                        prediction_key="badger", top1_key="badger",
+                        human=SimpleNamespace(key="badger", reviewer="Ann Smith", at=datetime(2025, 1, 2, 3, 4)))
+    row = identification(decision, "1.4", ("1", "0"))
+    assert (row["identified_by"], row["cv_confidence"], row["genus"], row["species"], row["common_name"]) == \
+        ("Ann Smith", "", "Meles", "meles", "badger")
+    machine = identification(Decision(**{**decision.__dict__, "human": None, "score": 0.83}), "1.4", ("Yes", "No"))
+    assert (machine["identified_by"], machine["cv_confidence"], machine["is_blank"]) == ("DeepFaune 1.4", "0.83", "No")
+
+
+def test_evaluate_compares_with_what_people_identified_in_the_export(tmp_path):
+    export = make_export(tmp_path)
+    rows = read_csv(export / "images_2004252.csv")
+    rows[0].update(identified_by="Ann", is_blank="1")  # a person said blank
+    rows[1].update(identified_by="Ann", **{"class": "Mammalia"}, order="Carnivora", family="Canidae",
+                   genus="Vulpes", species="vulpes", common_name="Red Fox")
+    write_csv(export / "images_2004252.csv", IMAGES_HEADER, rows)
+    manifest = wi_host.WildlifeInsightsHost().read(export, {"output": None})
+    # d.jpg is Wildlife Insights' AI's, e.jpg nobody's: no truth for them
+    assert manifest.human_labels == {"DEP1/a.jpg": "empty", "DEP1/b.jpg": "Vulpes vulpes",
+                                     "DEP1/c.jpg": "Meles meles"}
+    backend = StoredLogitsBackend({"DEP1/a.jpg": "empty", "DEP1/b.jpg": logits_for("1.4", "fox"),
+                                   "DEP1/c.jpg": logits_for("1.4", "fox")}, default="empty")
+    registry = registry_with(wi_host, backends=[backend], installed=False)
+    common = ["--host", "wildlife-insights", "--backend", "logits", "--store", tmp_path / "store"]
+    ran = run_cli(["run", export, *common, "--lang", "en", "-q", "--no-report"], registry)
+    assert ran.code == 0, ran.stderr
+    evaluated = run_cli(["evaluate", export, *common, "--output", tmp_path / "evaluation"], registry)
+    assert evaluated.code == 0, evaluated.stderr
+    assert backend.opened == 1  # re-decided from the store, no model run
+    # blank and fox right, the person's badger called fox: 2 of 3 at every threshold
+    assert "3 labelled files of 5 evaluated (model 1.4)" in evaluated.stdout
+    assert "  0.80      100.0%            66.7%" in evaluated.stdout
+    assert (tmp_path / "evaluation" / "confusion.csv").is_file()
