@@ -45,10 +45,16 @@ __all__ = [
     "own_folder", "UnsafePathError", "atomic_output", "StagedFile", "write_bytes_atomic", "result_table",
     "write_table", "load_json", "load_yaml", "parse_json", "UntrustedInputError", "format_date", "date_for", "say",
     "read_user_text", "decode_user_text",
+    # taxonomy: what a DeepFaune decision key means as a taxon (scientific name, rank, class ... species)
+    "Taxon", "taxon_for_key",
 ]
 
-#: Names served lazily: their modules import this one (RunResults), so importing them here would be a cycle.
-_LAZY = {"result_table": "table", "write_table": "table"}
+#: Names served lazily: their modules import this one (RunResults), so importing them here would be a cycle
+#: (the taxonomy reads the model cards' folder, which imports the engine).
+#: `Taxon`: one DeepFaune label as a taxon (scientific_name, rank, class_, order, family, genus, species epithet,
+#: vernacular names by ISO 639-3 code); `taxon_for_key(key)`: the Taxon of a `Decision.prediction_key`, or None
+#: for "empty", "vehicle", "undefined" and "failed" (bird groups name their group, "human" Homo sapiens).
+_LAZY = {"result_table": "table", "write_table": "table", "Taxon": "taxonomy", "taxon_for_key": "taxonomy"}
 
 
 def __getattr__(name: str):

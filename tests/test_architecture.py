@@ -3,7 +3,7 @@
 
 - the engine (pixels and ONNX sessions) imports no host, no hook and nothing about outputs;
 - the core has no import cycle at module level (imports inside functions are lazy by design and not counted);
-- plugins outside the core (examples/) import only `deepfaune_plugin.api` and `deepfaune_plugin.testing`;
+- plugins outside the core (examples/, plugins/) import only `deepfaune_plugin.api` and `deepfaune_plugin.testing`;
 - the built-in hooks move to the same rule: what they import from the core beyond the api is listed below as
   debt that may only shrink (a new private import fails here);
 - plugin.yaml, what a host application reads, names the backends and hosts the registry really has.
@@ -21,6 +21,7 @@ CORE = REPO / "deepfaune_plugin"
 HOOKS = REPO / "hooks"
 MODELS = REPO / "models"  # installed as deepfaune_plugin.models (setuptools package-dir)
 EXAMPLES = REPO / "examples"
+PLUGINS = REPO / "plugins"  # separate distributions kept in this repository (the Wildlife Insights host)
 PUBLIC = {"deepfaune_plugin.api", "deepfaune_plugin.testing"}
 
 #: Core modules the built-in hooks still import besides the api, as of issue 19's first step. Remove an entry
@@ -106,9 +107,10 @@ def test_the_core_has_no_import_cycle_at_module_level():
     assert cycles == {}, "import cycle: " + " -> ".join(next(iter(cycles.values())))
 
 
-def test_examples_import_only_the_public_api():
-    files = sources(EXAMPLES)
-    assert files, "examples/ holds the example plugin package"
+@pytest.mark.parametrize("folder", [EXAMPLES, PLUGINS], ids=["examples", "plugins"])
+def test_examples_import_only_the_public_api(folder):
+    files = sources(folder)
+    assert files, f"{folder.name}/ holds plugin packages"
     private = {str(p.relative_to(REPO)): sorted(n for n in imports(p) if n.startswith("deepfaune_plugin")
                                                 and not any(n == m or n.startswith(m + ".") for m in PUBLIC))
                for p in files}

@@ -142,3 +142,15 @@ def test_timelapse_description_strings():
 
 def test_cards_listing_ignores_the_taxonomy_file():
     assert available_versions()[:3] == ["1.3", "1.4", "1.5"]
+
+
+def test_the_api_serves_the_taxonomy_to_outside_plugins():
+    """An outside host (plugins/deepfaune-wildlife-insights) writes ranks from the api, not a private module."""
+    from deepfaune_plugin import api
+
+    assert {"Taxon", "taxon_for_key"} <= set(api.__all__)
+    fox = api.taxon_for_key("fox")
+    assert isinstance(fox, api.Taxon)
+    assert (fox.class_, fox.order, fox.family, fox.genus, fox.species) == \
+        ("Mammalia", "Carnivora", "Canidae", "Vulpes", "vulpes")
+    assert api.taxon_for_key("empty") is None

@@ -22,4 +22,6 @@ def test_plugin_manifest_declares_licences_citations_backends_hosts():
     from deepfaune_plugin.plugins import build_registry, new_plugin_manager
 
     registry = build_registry(new_plugin_manager())
-    assert {h["name"] for h in manifest["hosts"]} == set(registry.hosts)
+    # plugin.yaml lists this distribution's hosts: other installed plugins (the Wildlife Insights one in CI) add theirs
+    ours = {name for name, reg in registry.hosts.items() if reg.origin.startswith("deepfaune-plugin ")}
+    assert {h["name"] for h in manifest["hosts"]} == ours
