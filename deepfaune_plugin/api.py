@@ -44,10 +44,12 @@ __all__ = [
     "IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "MEDIA_SUFFIXES", "iter_media", "iter_media_blocks", "safe_relative",
     "own_folder", "UnsafePathError", "atomic_output", "StagedFile", "write_bytes_atomic", "result_table",
     "write_table", "load_json", "load_yaml", "parse_json", "UntrustedInputError", "format_date", "date_for", "say",
+    "media_format",
 ]
 
 #: Names served lazily: their modules import this one (RunResults), so importing them here would be a cycle.
-_LAZY = {"result_table": "table", "write_table": "table"}
+_LAZY = {"result_table": "table", "write_table": "table",
+         "media_format": "sniff"}  # the image decoders load only when a host sniffs a file
 
 
 def __getattr__(name: str):
