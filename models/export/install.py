@@ -246,18 +246,22 @@ class _TorchFree:
 
         from deepfaune_plugin.engine.onnx_models import OnnxClassifier
         from deepfaune_plugin.models.convert.read import read_bird_head, read_classifier
+        from deepfaune_plugin.models.convert.torchfree_pickle import MAX_CHECKPOINT_BYTES, memory_bound
         from deepfaune_plugin.models.convert.vit import build_classifier, position_note
 
         start = time.monotonic()
         c = card.classifier
-        ckpt = read_classifier(files["classifier"])
+        ckpt = read_classifier(files["classifier"], memory_bound(c.weight_bytes()))
         if ckpt.backbone != c.backbone:
             raise DeepfauneError(f"{files['classifier']} holds a {ckpt.backbone} classifier, the model card "
                                  f"expects {c.backbone}")
         if ckpt.num_classes != c.num_classes:
             raise DeepfauneError(f"{files['classifier']} has {ckpt.num_classes} classes, the model card expects "
                                  f"{c.num_classes}")
-        bird = read_bird_head(files["bird_head"]) if "bird_head" in files else None
+        bird = None
+        if "bird_head" in files:  # fetched only for a card that has one
+            need = card.bird_head.weight_bytes(c.architecture.embed_dim) if card.bird_head else None
+            bird = read_bird_head(files["bird_head"], MAX_CHECKPOINT_BYTES if need is None else memory_bound(need))
         with _unfit(files["classifier"], c.backbone):
             model = build_classifier(ckpt.state_dict, bird, c.crop_size, where=str(files["classifier"]))
             note = position_note(ckpt.state_dict, c.crop_size)
@@ -294,11 +298,15 @@ class _TorchFree:
         import time
 
         from deepfaune_plugin.engine.onnx_models import OnnxDetector
+        from deepfaune_plugin.models.convert.torchfree_pickle import MAX_CHECKPOINT_BYTES, memory_bound
         from deepfaune_plugin.models.convert.yolo import convert_detector
 
         start = time.monotonic()
+        need = spec.weight_bytes()
+        # an ultralytics file may hold the model, its EMA and the optimiser's two moments: four copies
+        limit = MAX_CHECKPOINT_BYTES if need is None else memory_bound(need, copies=4)
         with _unfit(pt, spec.architecture):
-            convert_detector(pt, out)
+            convert_detector(pt, out, limit)
             OnnxDetector(out, size=spec.size)  # the contract
         meta: dict[str, Any] = {"converter": "torchfree", "architecture": spec.architecture, "size": spec.size}
         if self.reference:
