@@ -129,3 +129,98 @@ def test_install_bounds_the_classifier_by_its_card(tmp_path: Path, peak):
         with pytest.raises(DeepfauneError, match=rf"{card.classifier.file}: storage 2 .* over the "):
             steps.classifier(card, {"classifier": path}, tmp_path / "out.onnx", None, lambda m: None)
     assert peak() < 4 * MB and not (tmp_path / "out.onnx").exists()
+
+
+# ---------------------------------------------------------------- item 12: the head agrees with args; files by content
+
+def test_a_head_that_disagrees_with_num_classes_is_refused(tmp_path: Path):
+    """args.num_classes 38, head 34 rows: the converter wrote a 34-logit ONNX that `models verify` passed and only
+    `run` failed on. DeepFaune's loader (load_state_dict into a 38-class model) refuses the file; so do we."""
+    from deepfaune_plugin.models.convert.read import read_classifier
+
+    path = _classifier(tmp_path / "c.pt", 38, 34)
+    with pytest.raises(CheckpointError, match=r"c\.pt: its head has 34 classes \(base_model\.head\.weight is "
+                                              r"\(34, 8\)\) but its args say num_classes 38; DeepFaune's loader "
+                                              r"refuses such a file"):
+        read_classifier(path)
+    assert read_classifier(_classifier(tmp_path / "ok.pt", 38, 38)).num_classes == 38
+
+
+def _official_folder(folder: Path, card, mds_name: str | None = None, mds_family: str = "yolo11") -> Path:
+    """The card's files, as small as their kind allows (a detector is its model's yaml, no tensors): what
+    `install --from` is given. `mds_name`: MegaDetector saved under that name instead."""
+    folder.mkdir(exist_ok=True)
+    _classifier(folder / card.classifier.file, card.classifier.num_classes, card.classifier.num_classes)
+    if card.bird_head is not None:
+        tw.write(folder / card.bird_head.file, {"bird_model.0.weight": tw.Tensor(np.zeros((4, 8), "<f4"), "0")})
+    for name, spec in card.detectors.items():
+        family = mds_family if name == "MDS" else "yolov8"
+        target = folder / (mds_name if name == "MDS" and mds_name else spec.file)
+        _detector(target, f"{family}s.yaml")
+    return folder
+
+
+class DetectionModel(tw.Module):
+    pass
+
+
+def _detector(path: Path, yaml_file: str) -> Path:
+    model = DetectionModel({"yaml": {"yaml_file": yaml_file, "nc": 3}, "_modules": {}})
+    return tw.write(path, {"model": model, "ema": None, "train_args": {"imgsz": 960}},
+                    classes={"ultralytics.nn.tasks.DetectionModel": DetectionModel})
+
+
+def test_megadetector_under_deepfaunes_readme_name_is_recognised_by_content(tmp_path: Path):
+    """DeepFaune's README links MegaDetector as md_v1000.0.0.pt; `install --from` refused that file by its name."""
+    from deepfaune_plugin.models.export.install import fetch
+
+    card = load_card("1.4")
+    folder = _official_folder(tmp_path / "from", card, mds_name="md_v1000.0.0.pt")
+    said: list[str] = []
+    files = fetch(card, tmp_path / "dl", source_dir=folder, log=said.append)
+    assert files["detector:MDS"] == folder / "md_v1000.0.0.pt"
+    assert files["detector:DF"] == folder / card.detectors["DF"].file
+    assert said == [f"md_v1000.0.0-sorrel.pt: taking {folder / 'md_v1000.0.0.pt'} (its content is the card's "
+                    "detector:MDS)"]
+
+
+def test_a_file_under_another_name_must_hold_what_the_card_describes(tmp_path: Path):
+    from deepfaune_plugin.models.export.install import fetch
+
+    card = load_card("1.4")
+    folder = _official_folder(tmp_path / "from", card, mds_name="md_v1000.0.0.pt", mds_family="yolov8")
+    with pytest.raises(DeepfauneError, match=rf"{folder} lacks md_v1000\.0\.0-sorrel\.pt \(DeepFaune 1\.4 needs .*; "
+                                             "a file under another name is taken when its content is the one the "
+                                             r"card describes\)"):
+        fetch(card, tmp_path / "dl", source_dir=folder)
+    (folder / "md_v1000.0.0.pt").unlink()
+    _detector(folder / "a.pt", "yolo11s.yaml")
+    _detector(folder / "b.pt", "yolo11x.yaml")
+    (folder / "notes.pt").write_text("not a checkpoint")
+    with pytest.raises(DeepfauneError, match=r"lacks md_v1000\.0\.0-sorrel\.pt, and a\.pt, b\.pt all hold what it "
+                                             r"holds: rename the right one md_v1000\.0\.0-sorrel\.pt"):
+        fetch(card, tmp_path / "dl", source_dir=folder)
+
+
+def test_install_refuses_the_disagreeing_head_in_one_line_and_writes_nothing(tmp_path: Path, capsys):
+    from deepfaune_plugin.cli import main
+
+    card = load_card("1.4")
+    folder = _official_folder(tmp_path / "from", card)
+    _classifier(folder / card.classifier.file, 38, 34)
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "keep.txt").write_text("the user's own file")
+    rc = main(["models", "install", "1.4", "--from", str(folder), "--models-dir", str(models)])
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("deepfaune: error:")]
+    assert rc == 1 and "Traceback" not in err and err.splitlines()[-1] == errors[0] and len(errors) == 1
+    assert errors[0].startswith(f"deepfaune: error: {folder / card.classifier.file}: its head has 34 classes")
+    assert sorted(p.name for p in models.iterdir()) == ["keep.txt"]
+    assert sorted(p.name for p in folder.iterdir()) == sorted(f.name for f in _files(card))  # --from is kept
+
+
+def _files(card):
+    from deepfaune_plugin.models.export.install import official_files
+
+    return official_files(card)

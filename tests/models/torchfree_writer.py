@@ -68,7 +68,9 @@ def _stand_ins(classes: dict[str, type]) -> Iterator[None]:
     modules.update({"torch": torch, "torch._utils": utils})
     for qualified, cls in classes.items():
         module, _, name = qualified.rpartition(".")
-        modules.setdefault(module, types.ModuleType(module))
+        parts = module.split(".")
+        for depth in range(1, len(parts) + 1):  # its parent packages too: importing a module imports them first
+            modules.setdefault(".".join(parts[:depth]), types.ModuleType(".".join(parts[:depth])))
         cls.__module__, cls.__qualname__, cls.__name__ = module, name, name
         setattr(modules[module], name, cls)
     with swapped_modules(modules):
