@@ -44,17 +44,19 @@ __all__ = [
     "IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "MEDIA_SUFFIXES", "iter_media", "iter_media_blocks", "safe_relative",
     "own_folder", "UnsafePathError", "atomic_output", "StagedFile", "write_bytes_atomic", "result_table",
     "write_table", "load_json", "load_yaml", "parse_json", "UntrustedInputError", "format_date", "date_for", "say",
-    "read_user_text", "decode_user_text",
+    "read_user_text", "decode_user_text", "media_format",
     # taxonomy: what a DeepFaune decision key means as a taxon (scientific name, rank, class ... species)
     "Taxon", "taxon_for_key",
 ]
 
 #: Names served lazily: their modules import this one (RunResults), so importing them here would be a cycle
-#: (the taxonomy reads the model cards' folder, which imports the engine).
+#: (the taxonomy reads the model cards' folder, which imports the engine); the image decoders load only when a
+#: host sniffs a file (`media_format`).
 #: `Taxon`: one DeepFaune label as a taxon (scientific_name, rank, class_, order, family, genus, species epithet,
 #: vernacular names by ISO 639-3 code); `taxon_for_key(key)`: the Taxon of a `Decision.prediction_key`, or None
 #: for "empty", "vehicle", "undefined" and "failed" (bird groups name their group, "human" Homo sapiens).
-_LAZY = {"result_table": "table", "write_table": "table", "Taxon": "taxonomy", "taxon_for_key": "taxonomy"}
+_LAZY = {"result_table": "table", "write_table": "table", "Taxon": "taxonomy", "taxon_for_key": "taxonomy",
+         "media_format": "sniff"}
 
 
 def __getattr__(name: str):

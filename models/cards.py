@@ -38,6 +38,15 @@ class VitArchitecture:
     register_tokens: int
     position: str  # "learned" (DINOv2 position table) or "rope" (DINOv3)
 
+    def weight_bytes(self, num_classes: int) -> int:
+        """The float32 bytes of the backbone and a `num_classes` head: what a checkpoint of it needs in memory
+        (a learned position table, a few MB, is left to the reader's slack: its grid is the backbone's own)."""
+        d, m = self.embed_dim, self.mlp_dim
+        attention = 4 * d * d + (3 * d if self.qkv_bias else 0) + d  # qkv and projection
+        block = attention + 2 * d * m + m + d + 4 * d + 2 * d  # MLP, two norms, two layer scales
+        stem = 3 * self.patch_size ** 2 * d + d + (1 + self.register_tokens) * d  # patches, class and register tokens
+        return 4 * (self.depth * block + stem + 2 * d + d * num_classes + num_classes)
+
 
 @dataclass(frozen=True)
 class ClassifierSpec:
@@ -51,6 +60,9 @@ class ClassifierSpec:
     onnx: str  # file name of the exported ONNX model (bird head included when the card has one)
     architecture: VitArchitecture
 
+    def weight_bytes(self) -> int:
+        return self.architecture.weight_bytes(self.num_classes)
+
 
 @dataclass(frozen=True)
 class BirdHeadSpec:
@@ -58,6 +70,11 @@ class BirdHeadSpec:
     url: str
     classes: int
     hidden: int
+
+    def weight_bytes(self, embed_dim: int) -> int:
+        """Linear(embed_dim, hidden), BatchNorm1d(hidden) (4 vectors), Linear(hidden, classes), in float32."""
+        h = self.hidden
+        return 4 * (embed_dim * h + h + 4 * h + h * self.classes + self.classes)
 
 
 @dataclass(frozen=True)
@@ -71,6 +88,18 @@ class DetectorSpec:
     architecture: str
     mirror_url: str | None = None
     licence: str | None = None
+
+    def weight_bytes(self) -> int | None:
+        """The float32 bytes of the architecture's weights (ultralytics' published parameter counts, rounded
+        up), or None for an architecture not listed."""
+        params = YOLO_PARAMETERS.get(self.architecture)
+        return None if params is None else 4 * params
+
+
+#: Parameters of the ultralytics detectors (their model tables), rounded up.
+YOLO_PARAMETERS = {"yolov8n": 3_200_000, "yolov8s": 11_200_000, "yolov8m": 25_900_000, "yolov8l": 43_700_000,
+                   "yolov8x": 68_200_000, "yolo11n": 2_600_000, "yolo11s": 9_500_000, "yolo11m": 20_100_000,
+                   "yolo11l": 25_300_000, "yolo11x": 56_900_000}
 
 
 @dataclass(frozen=True)

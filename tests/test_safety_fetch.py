@@ -94,7 +94,8 @@ def remote_row(media_id: str, url: str, file_name: str = "", seconds: int = 3000
 
 def run(package: Path, capsys, *extra: str) -> tuple[int, str]:
     rc = main(["run", str(package), "--backend", "fake", "--no-store", "--no-report", "-q", "--lang", "en",
-               "--fetch-remote", *extra], registry=registry(lambda item: "fox"))
+               "--fetch-remote", "--fetch-allow-private", *extra],  # the test server is on 127.0.0.1
+              registry=registry(lambda item: "fox"))
     return rc, capsys.readouterr().err
 
 
@@ -195,7 +196,7 @@ def test_item15_9_sha256_given_by_the_url_is_checked(tmp_path: Path, server: Ser
 def test_item15_12_deadline_size_cap_and_skipped_count(tmp_path: Path, server: Server, capsys):
     body = jpeg_bytes(tmp_path)
     server.routes["/slow.jpg"] = send(body[:40], length=len(body), pause=0.3, step=2)  # 2 bytes every 0.3 s
-    server.routes["/endless.jpg"] = send(b"\xff" * 3_000_000, step=1 << 16)  # no Content-Length
+    server.routes["/endless.jpg"] = send(body[:200] + b"\xff" * 3_000_000, step=1 << 16)  # no Content-Length
     server.routes["/huge.jpg"] = send(b"", length=50_000_000)
     server.routes["/ok.jpg"] = send(body, length=len(body))
     package = make_package(tmp_path / "pkg", extra_media_rows=[
@@ -212,7 +213,7 @@ def test_item15_12_deadline_size_cap_and_skipped_count(tmp_path: Path, server: S
 
 
 def test_item15_12_fetches_run_in_parallel_within_the_bound(tmp_path: Path, server: Server):
-    from deepfaune_plugin.hooks.camtrapdp.fetch import MediaCache, _urlopen
+    from deepfaune_plugin.hooks.camtrapdp.fetch import MediaCache, opener_for
 
     body = jpeg_bytes(tmp_path)
     for k in range(8):
@@ -236,7 +237,7 @@ def test_item15_12_fetches_run_in_parallel_within_the_bound(tmp_path: Path, serv
         with lock:
             now[0] += 1
             most[0] = max(most[0], now[0])
-        return Counted(_urlopen(url, timeout))
+        return Counted(opener_for(FetchLimits(allow_private=True))(url, timeout))
 
     cache = MediaCache.open(tmp_path, None)
     try:

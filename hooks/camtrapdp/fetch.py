@@ -10,6 +10,11 @@ A package is a file anyone can send, so its URLs and names are untrusted:
 - a file is cached only when complete: as long as the Content-Length said, with the sha256 the URL gives
   (``...#sha256=<hex>``, as pip reads it) when it gives one; each cached file keeps a note of its URL, size
   and hash beside it, and a different URL, a different size or no note means it is fetched again;
+- only public addresses are fetched by default: every address the host name resolves to is checked, the
+  connection goes to the checked address and each redirect is checked again (safe_http); a lab's own network
+  needs --fetch-allow-private;
+- an answer is kept only when it is a media file: a Content-Type other than image/*, video/* or
+  application/octet-stream, or first bytes that are not an image or video format we read, is refused;
 - each download has an overall deadline and a size cap (a trickling or endless server is cut off), fetches
   run a few at a time, and a host that cannot be reached (offline) is tried once: its other media are
   skipped at once and said in one line.
@@ -28,20 +33,21 @@ import threading
 import time
 import urllib.error
 import urllib.parse
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from deepfaune_plugin import api
 from deepfaune_plugin.api import MEDIA_SUFFIXES, own_folder
 from deepfaune_plugin.paths import UnsafeFolderError, open_folder
 
 from deepfaune_plugin.hooks.camtrapdp.package import MEDIATYPE_SUFFIX, MediaRow, PackageError
+from deepfaune_plugin.hooks.camtrapdp.safe_http import AddressRefused, open_url
 
 CACHE_DIR = ".deepfaune_cache"
 NOTE_SUFFIX = ".source.json"  # beside each cached file: the URL, size and sha256 it was fetched as
-USER_AGENT = "deepfaune-plugin"
 CHUNK = 1 << 16
 _SHA256 = re.compile(r"(?:^|&)sha256=([0-9a-fA-F]{64})(?:&|$)")
 
@@ -54,14 +60,31 @@ class Unreachable(FetchFailed):
     """The server cannot be reached at all (no network, no such host, refused): its other media are not tried."""
 
 
+class Refused(FetchFailed):
+    """A host at an address a package may not make us reach (safe_http): nothing was sent to it."""
+
+    def __init__(self, host: str, why: str):
+        super().__init__(why)
+        self.host = host
+
+
+#: Content-Types a media file may come as (a missing one too): anything else (an HTML error or login page,
+#: JSON) is refused before its body is read.
+MEDIA_TYPES = ("image/", "video/")
+BINARY_TYPES = {"application/octet-stream", "binary/octet-stream"}
+HEAD_BYTES = 189  # enough for every signature api.media_format knows
+
+
 @dataclass(frozen=True)
 class FetchLimits:
-    """How long and how much one download may take, and how many run at once (settable: --fetch-*)."""
+    """How long and how much one download may take, how many run at once, and whether a lab's own network
+    may be reached (settable: --fetch-*)."""
 
     deadline_s: float = 300.0  # the whole file, not one read
     read_timeout_s: float = 30.0  # one read; never longer than what is left of the deadline
     max_bytes: int = 2_000_000_000  # camera-trap videos stay well under this
     workers: int = 4
+    allow_private: bool = False  # --fetch-allow-private: private and loopback addresses too
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> "FetchLimits":
@@ -81,7 +104,8 @@ class FetchLimits:
         deadline = number("fetch-timeout", base.deadline_s)
         return cls(deadline_s=deadline, read_timeout_s=min(base.read_timeout_s, deadline),
                    max_bytes=int(number("fetch-max-mb", base.max_bytes / 1e6) * 1e6),
-                   workers=int(number("fetch-workers", base.workers, int)))
+                   workers=int(number("fetch-workers", base.workers, int)),
+                   allow_private=bool(options.get("fetch_allow_private")))
 
 
 def media_suffix(row: MediaRow) -> str:
@@ -111,10 +135,22 @@ def expected_sha256(url: str) -> str | None:
 Opener = Callable[[str, float], Any]
 
 
-def _urlopen(url: str, timeout: float):
-    url = urllib.parse.urldefrag(url).url
-    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
-    return urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 - scheme checked (http/https)
+def opener_for(limits: FetchLimits) -> Opener:
+    """The checked opener (safe_http.open_url) with the addresses `limits` allows."""
+    return partial(open_url, allow_private=limits.allow_private)
+
+
+def not_media(content_type: str | None) -> str | None:
+    """Why an answer's Content-Type says it is no media file ("text/html answer"), or None."""
+    kind = (content_type or "").split(";", 1)[0].strip().lower()
+    if not kind or kind.startswith(MEDIA_TYPES) or kind in BINARY_TYPES:
+        return None
+    return f"{kind} answer, not an image or video"
+
+
+def _check_head(head: bytes) -> None:
+    if api.media_format(head) is None:
+        raise FetchFailed(f"not an image or video (its first bytes are {head[:8]!r})")
 
 
 _UNREACHABLE_ERRNOS = {errno.ECONNREFUSED, errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN,
@@ -185,7 +221,13 @@ class MediaCache:
                 note = json.loads(fh.read(1 << 16))
         except (OSError, ValueError):
             return False
-        return isinstance(note, dict) and note.get("url") == url and note.get("bytes") == size
+        if not (isinstance(note, dict) and note.get("url") == url and note.get("bytes") == size):
+            return False
+        try:  # a file cached before answers were checked is kept only if it is a media file
+            with os.fdopen(self._open(name, os.O_RDONLY), "rb") as fh:
+                return api.media_format(fh.read(HEAD_BYTES)) is not None
+        except OSError:
+            return False
 
     def new_part(self, name: str) -> tuple[str, Any]:
         """A new temporary file for `name` in the cache: created, never followed, never an existing one."""
@@ -216,6 +258,8 @@ def _download(url: str, out, limits: FetchLimits, opener: Opener) -> tuple[int, 
     digest = hashlib.sha256()
     try:
         response = opener(url, limits.read_timeout_s)
+    except AddressRefused as err:
+        raise Refused(err.host, str(err)) from None
     except urllib.error.HTTPError as err:
         raise FetchFailed(f"HTTP {err.code} {err.reason}") from None
     except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as err:
@@ -223,7 +267,11 @@ def _download(url: str, out, limits: FetchLimits, opener: Opener) -> tuple[int, 
         kind = Unreachable if _unreachable(err) else FetchFailed
         raise kind(str(reason) or type(reason).__name__) from None
     with response:
-        length = response.headers.get("Content-Length") if getattr(response, "headers", None) else None
+        headers = getattr(response, "headers", None)
+        wrong_type = not_media(headers.get("Content-Type")) if headers else None
+        if wrong_type:
+            raise FetchFailed(wrong_type)
+        length = headers.get("Content-Length") if headers else None
         try:
             expected = int(length) if length is not None else None
         except ValueError:
@@ -231,10 +279,14 @@ def _download(url: str, out, limits: FetchLimits, opener: Opener) -> tuple[int, 
         if expected is not None and expected > limits.max_bytes:
             raise FetchFailed(f"{expected / 1e6:.1f} MB announced, over the {limits.max_bytes / 1e6:g} MB limit "
                               "(--fetch-max-mb)")
-        got = 0
+        got, head = 0, b""
         read = getattr(response, "read1", response.read)  # what has come, never a wait for a full buffer
         try:
             while chunk := read(CHUNK):
+                if len(head) < HEAD_BYTES:  # a media file's first bytes: checked before the rest is read
+                    head += chunk[:HEAD_BYTES - len(head)]
+                    if len(head) == HEAD_BYTES:
+                        _check_head(head)
                 got += len(chunk)
                 if got > limits.max_bytes:
                     raise FetchFailed(f"more than the {limits.max_bytes / 1e6:g} MB limit (--fetch-max-mb); "
@@ -252,12 +304,15 @@ def _download(url: str, out, limits: FetchLimits, opener: Opener) -> tuple[int, 
         raise FetchFailed(f"truncated: {got} of the {expected} bytes announced")
     if got == 0:
         raise FetchFailed("empty download")
+    if len(head) < HEAD_BYTES:
+        _check_head(head)
     return got, digest.hexdigest()
 
 
 def fetch(row: MediaRow, cache: MediaCache, limits: FetchLimits = FetchLimits(),
-          opener: Opener = _urlopen) -> Path:
+          opener: Opener | None = None) -> Path:
     """The cached file of a remote media, downloaded unless its complete file for this URL is there."""
+    opener = opener or opener_for(limits)
     name = cache_name(row)
     if cache.cached(name, row.file_path):
         return cache.path(name)
@@ -292,13 +347,16 @@ class Fetched:
     files: list[tuple[MediaRow, Path]] = field(default_factory=list)
     failed: list[tuple[MediaRow, str]] = field(default_factory=list)
     unreachable: dict[str, tuple[str, list[MediaRow]]] = field(default_factory=dict)  # host -> (reason, rows)
+    refused: dict[str, tuple[str, list[MediaRow]]] = field(default_factory=dict)  # host -> (reason, rows)
     reused: int = 0
 
 
-def fetch_all(rows: list[MediaRow], cache: MediaCache, limits: FetchLimits, opener: Opener = _urlopen) -> Fetched:
-    """Fetch `rows` a few at a time; a host found unreachable is not tried again for the others."""
+def fetch_all(rows: list[MediaRow], cache: MediaCache, limits: FetchLimits, opener: Opener | None = None) -> Fetched:
+    """Fetch `rows` a few at a time; a host found unreachable, or at an address refused, is not tried again for
+    the others."""
+    opener = opener or opener_for(limits)
     done = Fetched()
-    dead: dict[str, str] = {}
+    dead: dict[str, tuple[dict, str]] = {}  # host -> (where its media are said: done.unreachable or done.refused, why)
     lock = threading.Lock()
     outcome: dict[int, tuple[str, Any]] = {}
 
@@ -313,7 +371,15 @@ def fetch_all(rows: list[MediaRow], cache: MediaCache, limits: FetchLimits, open
             path = fetch(row, cache, limits, opener)
         except Unreachable as err:
             with lock:
-                dead.setdefault(host, str(err))
+                dead.setdefault(host, (done.unreachable, str(err)))
+            outcome[index] = ("dead", host)
+            return
+        except Refused as err:
+            if err.host != urllib.parse.urlparse(row.file_path).hostname:  # a redirect's target: this media only
+                outcome[index] = ("failed", str(err))
+                return
+            with lock:
+                dead.setdefault(host, (done.refused, str(err)))
             outcome[index] = ("dead", host)
             return
         except (OSError, ValueError) as err:
@@ -332,5 +398,6 @@ def fetch_all(rows: list[MediaRow], cache: MediaCache, limits: FetchLimits, open
         elif kind == "failed":
             done.failed.append((row, value))
         else:
-            done.unreachable.setdefault(value, (dead[value], []))[1].append(row)
+            where, why = dead[value]
+            where.setdefault(value, (why, []))[1].append(row)
     return done

@@ -61,6 +61,8 @@ class CamtrapDPHost(Host):
         HostOption("fetch-timeout", "--fetch-remote: seconds one download may take in all (default 300)"),
         HostOption("fetch-max-mb", "--fetch-remote: largest file downloaded, in MB (default 2000)"),
         HostOption("fetch-workers", "--fetch-remote: downloads at once (default 4)"),
+        HostOption("fetch-allow-private", "--fetch-remote: also fetch from private and loopback addresses (a lab's "
+                                          "own network; refused by default)", flag=True),
         HostOption("skip-missing", "classify the other media when some local media files are missing "
                                    "(default: stop)", flag=True),
         HostOption("deployments-csv", "new package: CSV with one row per station (station, latitude, longitude, "
@@ -157,6 +159,8 @@ class CamtrapDPHost(Host):
         for host, (why, lost) in done.unreachable.items():
             problems.append(Problem(host, _listed(lost, f"remote media not fetched: {host} cannot be reached "
                                                         f"({why}); skipped")))
+        for host, (why, lost) in done.refused.items():
+            problems.append(Problem(host, _listed(lost, f"remote media not fetched: {why}; skipped")))
         skipped = len(rows) - len(done.files)
         say(f"remote media: {len(done.files)} of {len(rows)} ready ({done.reused} already in the cache)"
               + (f", {skipped} skipped" if skipped else ""))

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from .formats import CheckpointError, bird_head_parts, classifier_parts
-from .torchfree_pickle import load
+from .torchfree_pickle import MAX_CHECKPOINT_BYTES, load
 
 
 class ConversionError(CheckpointError):
@@ -27,14 +27,15 @@ class Classifier:
     state_dict: dict[str, np.ndarray]  # timm keys (the 'base_model.' prefix removed)
 
 
-def read_classifier(path: Path | str) -> Classifier:
-    backbone, num_classes, state, _ = classifier_parts(load(path), path)
+def read_classifier(path: Path | str, max_bytes: int = MAX_CHECKPOINT_BYTES) -> Classifier:
+    """`max_bytes`: what its arrays may take in memory (torchfree_pickle.memory_bound of the card's need)."""
+    backbone, num_classes, state, _ = classifier_parts(load(path, max_bytes), path)
     _check_arrays(path, state)
     return Classifier(backbone, num_classes, state)
 
 
-def read_bird_head(path: Path | str) -> dict[str, np.ndarray]:
-    data = bird_head_parts(load(path), path)
+def read_bird_head(path: Path | str, max_bytes: int = MAX_CHECKPOINT_BYTES) -> dict[str, np.ndarray]:
+    data = bird_head_parts(load(path, max_bytes), path)
     _check_arrays(path, data)
     return data
 

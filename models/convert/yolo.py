@@ -20,7 +20,7 @@ import onnx
 
 from ..graph import Graph, detector_io
 from .read import ConversionError
-from .torchfree_pickle import InertRecord, load
+from .torchfree_pickle import MAX_CHECKPOINT_BYTES, InertRecord, load
 
 PRODUCER = "deepfaune-plugin convert (torch-free)"
 CLASSES = 3  # animal, person, vehicle
@@ -225,11 +225,12 @@ def build_detector(checkpoint: Any, where: str = "detector", metadata: dict[str,
     return g.model(ins, outs, doc, dict(metadata or {}), producer=PRODUCER)
 
 
-def convert_detector(checkpoint: Path, out: Path) -> Path:
-    """Read the official .pt (torch-free) and write the ONNX detector to `out` (whole or not at all)."""
+def convert_detector(checkpoint: Path, out: Path, max_bytes: int = MAX_CHECKPOINT_BYTES) -> Path:
+    """Read the official .pt (torch-free) and write the ONNX detector to `out` (whole or not at all); its arrays
+    may take `max_bytes` in memory at most."""
     from deepfaune_plugin.atomic import atomic_output
 
-    model = build_detector(load(checkpoint), where=str(checkpoint), metadata={"converter": "torch-free"})
+    model = build_detector(load(checkpoint, max_bytes), where=str(checkpoint), metadata={"converter": "torch-free"})
     with atomic_output(out) as tmp:
         tmp.write_bytes(model.SerializeToString())
     return out

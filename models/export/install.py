@@ -63,12 +63,16 @@ def fetch(card: ModelCard, download_dir: Path, *, source_dir: Path | None = None
     wanted = official_files(card, base_url)
     found: dict[str, Path] = {}
     if source_dir is not None:
-        missing = [f.name for f in wanted if not (Path(source_dir) / f.name).is_file()]
+        named = {f.role: Path(source_dir) / f.name for f in wanted if (Path(source_dir) / f.name).is_file()}
+        named.update(_found_by_content(card, Path(source_dir), [f for f in wanted if f.role not in named],
+                                       set(named.values()), log))
+        missing = [f.name for f in wanted if f.role not in named]
         if missing:
             raise DeepfauneError(f"{source_dir} lacks {', '.join(missing)} (DeepFaune {card.version} needs "
-                                 f"{', '.join(f.name for f in wanted)})")
+                                 f"{', '.join(f.name for f in wanted)}; a file under another name is taken when "
+                                 "its content is the one the card describes)")
         for f in wanted:
-            path = Path(source_dir) / f.name
+            path = named[f.role]
             if f.size is not None and path.stat().st_size != f.size:
                 raise DeepfauneError(f"{path} has {path.stat().st_size} bytes, the model card expects {f.size}: "
                                      f"a different or damaged file")
@@ -85,6 +89,53 @@ def fetch(card: ModelCard, download_dir: Path, *, source_dir: Path | None = None
                 errors.append(str(err))
         else:
             raise DownloadError("; ".join(errors) or f"no address known for {f.name}")
+    return found
+
+
+MAX_CANDIDATES = 64  # .pt files looked into for the official files not found under their names
+
+
+def _role_of(card: ModelCard, kind: str, detail: str | None) -> list[str]:
+    """The roles of `card` a file of that content can fill."""
+    from deepfaune_plugin.models.convert.formats import detector_family
+
+    if kind == "classifier" and detail == card.classifier.backbone:
+        return ["classifier"]
+    if kind == "bird_head" and card.bird_head is not None:
+        return ["bird_head"]
+    if kind == "detector" and detail is not None:
+        return [f"detector:{name}" for name, d in card.detectors.items() if detector_family(d.architecture) == detail]
+    return []
+
+
+def _found_by_content(card: ModelCard, folder: Path, missing: list[OfficialFile], claimed: set[Path],
+                      log: Log) -> dict[str, Path]:
+    """The official files not under their names, recognised by what they hold (DeepFaune's README saves
+    MegaDetector as md_v1000.0.0.pt): each other .pt file's pickle is read (not its tensors) and a file that
+    is the only one of a role's kind fills it."""
+    if not missing:
+        return {}
+    from deepfaune_plugin.models.convert.formats import CheckpointError, describe
+    from deepfaune_plugin.models.convert.torchfree_pickle import peek
+
+    candidates: dict[str, list[Path]] = {}
+    others = sorted(p for p in folder.glob("*.pt") if p.is_file() and p not in claimed)[:MAX_CANDIDATES]
+    for path in others:
+        try:
+            kind, detail = describe(peek(path))
+        except CheckpointError:
+            continue  # not a checkpoint we read: not an official file either
+        for role in _role_of(card, kind, detail):
+            candidates.setdefault(role, []).append(path)
+    found: dict[str, Path] = {}
+    for f in missing:
+        paths = [p for p in candidates.get(f.role, []) if p not in found.values()]
+        if len(paths) > 1:
+            raise DeepfauneError(f"{folder} lacks {f.name}, and {', '.join(p.name for p in paths)} all hold what it "
+                                 f"holds: rename the right one {f.name}")
+        if paths:
+            log(f"{f.name}: taking {paths[0]} (its content is the card's {f.role})")
+            found[f.role] = paths[0]
     return found
 
 
@@ -246,18 +297,22 @@ class _TorchFree:
 
         from deepfaune_plugin.engine.onnx_models import OnnxClassifier
         from deepfaune_plugin.models.convert.read import read_bird_head, read_classifier
+        from deepfaune_plugin.models.convert.torchfree_pickle import MAX_CHECKPOINT_BYTES, memory_bound
         from deepfaune_plugin.models.convert.vit import build_classifier, position_note
 
         start = time.monotonic()
         c = card.classifier
-        ckpt = read_classifier(files["classifier"])
+        ckpt = read_classifier(files["classifier"], memory_bound(c.weight_bytes()))
         if ckpt.backbone != c.backbone:
             raise DeepfauneError(f"{files['classifier']} holds a {ckpt.backbone} classifier, the model card "
                                  f"expects {c.backbone}")
         if ckpt.num_classes != c.num_classes:
             raise DeepfauneError(f"{files['classifier']} has {ckpt.num_classes} classes, the model card expects "
                                  f"{c.num_classes}")
-        bird = read_bird_head(files["bird_head"]) if "bird_head" in files else None
+        bird = None
+        if "bird_head" in files:  # fetched only for a card that has one
+            need = card.bird_head.weight_bytes(c.architecture.embed_dim) if card.bird_head else None
+            bird = read_bird_head(files["bird_head"], MAX_CHECKPOINT_BYTES if need is None else memory_bound(need))
         with _unfit(files["classifier"], c.backbone):
             model = build_classifier(ckpt.state_dict, bird, c.crop_size, where=str(files["classifier"]))
             note = position_note(ckpt.state_dict, c.crop_size)
@@ -294,11 +349,15 @@ class _TorchFree:
         import time
 
         from deepfaune_plugin.engine.onnx_models import OnnxDetector
+        from deepfaune_plugin.models.convert.torchfree_pickle import MAX_CHECKPOINT_BYTES, memory_bound
         from deepfaune_plugin.models.convert.yolo import convert_detector
 
         start = time.monotonic()
+        need = spec.weight_bytes()
+        # an ultralytics file may hold the model, its EMA and the optimiser's two moments: four copies
+        limit = MAX_CHECKPOINT_BYTES if need is None else memory_bound(need, copies=4)
         with _unfit(pt, spec.architecture):
-            convert_detector(pt, out)
+            convert_detector(pt, out, limit)
             OnnxDetector(out, size=spec.size)  # the contract
         meta: dict[str, Any] = {"converter": "torchfree", "architecture": spec.architecture, "size": spec.size}
         if self.reference:

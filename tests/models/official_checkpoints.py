@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import sys
 import types
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from deepfaune_plugin.models.export.deps import require, require_ultralytics
+from torchfree_writer import swapped_modules
 
 _TV = "torchvision.transforms.transforms"
 _TVF = "torchvision.transforms.functional"
@@ -54,17 +54,9 @@ def _fake_torchvision() -> Iterator[types.SimpleNamespace]:
         cls.__qualname__ = cls.__name__
         setattr(tv, cls.__name__, cls)
     fake = {"torchvision": root, "torchvision.transforms": pkg, _TV: tv, _TVF: tvf}
-    saved = {name: sys.modules.get(name) for name in fake}
-    sys.modules.update(fake)
-    try:
+    with swapped_modules(fake):
         yield types.SimpleNamespace(Compose=Compose, Resize=Resize, ToTensor=ToTensor, Normalize=Normalize,
                                     InterpolationMode=InterpolationMode)
-    finally:
-        for name, module in saved.items():
-            if module is None:
-                sys.modules.pop(name, None)
-            else:
-                sys.modules[name] = module
 
 
 def _smooth_table(torch, shape, prefix: int):

@@ -252,7 +252,7 @@ def test_remote_media_skipped_unless_fetch_remote(tmp_path: Path, web):
     assert "r1" not in {r["mediaID"] for r in read_rows(package / "observations.csv")}
 
     rule = lambda item: "fox" if item.host_key == "r1" else outcome_from_name(item)  # noqa: E731
-    summary, logs = run_on(package, rule=rule, options={"fetch_remote": True})
+    summary, logs = run_on(package, rule=rule, options={"fetch_remote": True, "fetch_allow_private": True})
     cached = package / ".deepfaune_cache" / "r1.jpg"  # named after the mediaID, suffix from fileName
     assert cached.read_bytes() == (www / "asset1").read_bytes()
     assert any(line.startswith(f"warning: {url}/gone: download failed") for line in logs)
