@@ -44,10 +44,12 @@ __all__ = [
     "IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "MEDIA_SUFFIXES", "iter_media", "iter_media_blocks", "safe_relative",
     "own_folder", "UnsafePathError", "atomic_output", "StagedFile", "write_bytes_atomic", "result_table",
     "write_table", "load_json", "load_yaml", "parse_json", "UntrustedInputError", "format_date", "date_for", "say",
+    "STANDIN_MARK", "STANDIN_COLUMN", "STANDIN_VALUE", "label_text",
 ]
 
 #: Names served lazily: their modules import this one (RunResults), so importing them here would be a cycle.
-_LAZY = {"result_table": "table", "write_table": "table"}
+_LAZY = {"result_table": "table", "write_table": "table",
+         "label_text": "corrections"}  # label_text(classes, key, lang): a decision key in one of the card's languages
 
 
 def __getattr__(name: str):
@@ -152,6 +154,14 @@ class HostOption:
         return self.name.replace("-", "_")
 
 
+#: What every file a run on stand-in models writes says about its labels (`RunResults.standin`): once the run's
+#: log is gone, a package or table of random labels must still not look like DeepFaune's.
+STANDIN_MARK = "STAND-IN MODELS, random weights: the labels are meaningless"
+#: The column a table of a stand-in run gets, and its value in every row.  Only a stand-in run's tables have it:
+#: a table of real models stays byte for byte what it was (and what DeepFaune writes).
+STANDIN_COLUMN, STANDIN_VALUE = "models", "stand-in"
+
+
 @dataclass
 class RunResults:
     """What a run produced, handed to the host adapter's write()."""
@@ -164,6 +174,12 @@ class RunResults:
     output: Path | None = None
     started: datetime | None = None
     finished: datetime | None = None
+
+    @property
+    def standin(self) -> bool:
+        """True when the models had random weights (`deepfaune models stand-in`; the backend says so in its info,
+        from the installed models' manifest): the one fact every writer reads to mark its files (STANDIN_MARK)."""
+        return bool(self.backend_info.get("standin"))
 
 
 @runtime_checkable
