@@ -7,13 +7,18 @@ taxon, or a FixedChoice whose choices match more scientific names than labels of
 each file's scientific name (`taxonomy.taxon_for_key`: "fox" -> Vulpes vulpes, "human" -> Homo
 sapiens, a bird group -> its order).  Labels without a taxon (empty, vehicle, undefined) have no
 scientific name: those files' field is left as it is.
+
+A FixedChoice field of common names gets the choice that names the file's class in any language of the
+model card ("blaireau" of a French run is the choice "Badger"), compared without case or accents; a label
+that names no choice is reported (and a person's label refused, in host.py), never written as is.
 """
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from deepfaune_plugin.api import Decision
+from deepfaune_plugin.api import ClassTable, Decision, label_text
 from deepfaune_plugin.taxonomy import taxa, taxon_for_key
 
 from deepfaune_plugin.hooks.timelapse.ddb import FieldSpec
@@ -28,6 +33,7 @@ class FieldValues:
     scientific: bool
     values: dict[str, str] = field(default_factory=dict)
     no_taxon: dict[str, str] = field(default_factory=dict)  # relpath -> label without a scientific name
+    no_choice: dict[str, str] = field(default_factory=dict)  # relpath -> label naming none of the choices
 
 
 def wants_scientific(spec: FieldSpec, labels: Iterable[str]) -> bool:
@@ -43,13 +49,45 @@ def wants_scientific(spec: FieldSpec, labels: Iterable[str]) -> bool:
     return scientific > common
 
 
-def field_values(spec: FieldSpec, decisions: Iterable[Decision]) -> FieldValues:
-    """Each readable file's value for `spec`: its sequence-level label, or its scientific name."""
+def folded(text: str) -> str:
+    """`text` compared as a person reads it: no case, no accents, single spaces ("Chevreuil " is "chevreuil")."""
+    decomposed = unicodedata.normalize("NFKD", " ".join(str(text).split()))
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch)).casefold()
+
+
+def _names(classes: ClassTable, key: str) -> list[str]:
+    """Every way the card writes the class `key`: its label in each language, then the key itself."""
+    languages = list(dict.fromkeys([*classes.names, *(lang for v in classes.non_animal.values() for lang in v)]))
+    if key in classes.non_animal:
+        return [*classes.non_animal[key].values(), key]
+    return [label_text(classes, key, lang) for lang in languages] + [key]
+
+
+def choice_of(spec: FieldSpec, label: str, key: str, classes: ClassTable | None) -> str | None:
+    """The choice of FixedChoice `spec` that names `label` (the run's language first), else the class `key` in
+    any language of `classes`; None when no single choice does."""
+    choices: dict[str, list[str]] = {}
+    for choice in spec.choices:
+        choices.setdefault(folded(choice), []).append(choice)
+    for name in [label] + (_names(classes, key) if classes is not None else [key]):
+        found = choices.get(folded(name), [])
+        if len(found) == 1:
+            return found[0]
+    return None
+
+
+def field_values(spec: FieldSpec, decisions: Iterable[Decision], classes: ClassTable | None = None) -> FieldValues:
+    """Each readable file's value for `spec`: its sequence-level label (a FixedChoice's choice naming it), or its
+    scientific name.  A label naming no choice stays as it is in `values` (write_field reports it) and is
+    listed in `no_choice`."""
     ok = [d for d in decisions if not d.failure]
     out = FieldValues(wants_scientific(spec, (d.prediction for d in ok)))
     for d in ok:
         if not out.scientific:
-            out.values[d.relpath] = d.prediction
+            choice = choice_of(spec, d.prediction, d.prediction_key, classes) if spec.type == "FixedChoice" else None
+            out.values[d.relpath] = choice or d.prediction
+            if spec.type == "FixedChoice" and choice is None:
+                out.no_choice[d.relpath] = d.prediction
             continue
         found = taxon_for_key(d.prediction_key)
         if found is None:
