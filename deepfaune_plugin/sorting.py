@@ -8,7 +8,8 @@ renamed into place, so a failed sort leaves nothing half-done (moves are put bac
 
 Under each label the station/camera sub-folders of the source are kept (`--flat`: DeepFaune's old
 layout, clashes renamed name_2.ext), and the sorted folder holds ``deepfaune-sort.csv``, the mapping
-source -> destination that `deepfaune sort --undo` reads to put everything back.
+source -> destination that `deepfaune sort --undo` reads to put everything back; the table of a run on
+stand-in models (its `models` column) gives the mapping that column too, so the sorted folder says so.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .api import STANDIN_COLUMN, STANDIN_VALUE
 from .untrusted import parse_json
 from .atomic import staging_dir
 from .engine.imageio import MediaError, read_image
@@ -225,6 +227,7 @@ def sort_files(results: Path, dest: Path, root: Path | None = None, mode: str = 
     if missing_cols:
         raise SortError(f"{results}: not a deepfaune result table (missing column(s) "
                         f"{', '.join(sorted(missing_cols))})")
+    standin = STANDIN_COLUMN in table.columns and bool((table[STANDIN_COLUMN] == STANDIN_VALUE).any())
     rows = table.to_dict("records")
     candidates = [Path(root)] if root else [results.parent, *_record_roots(results)]
     best = None
@@ -249,7 +252,7 @@ def sort_files(results: Path, dest: Path, root: Path | None = None, mode: str = 
     stamp = (now or datetime.now()).strftime("%d-%m-%Y_%H-%M-%S")
     folder = _new_folder(Path(dest), stamp)
     report = SortReport(folder=folder, failures=skipped, root=chosen, mapping=folder / MAPPING_NAME)
-    _place_all(plans, folder, mode, report)
+    _place_all(plans, folder, mode, report, standin)
     return report
 
 
@@ -258,16 +261,19 @@ def _mapping_row(plan: _Planned, placed: Path, how: str) -> list[str]:
     return [os.path.abspath(plan.source), plan.destination, plan.label, how, str(st.st_size), str(st.st_mtime_ns)]
 
 
-def _write_mapping(path: Path, rows: list[list[str]]) -> None:
+def _write_mapping(path: Path, rows: list[list[str]], standin: bool = False) -> None:
+    """The mapping; a stand-in run's (`standin`) ends with the result table's STANDIN_COLUMN (undo reads the
+    columns it knows, whatever follows them)."""
+    mark = [STANDIN_VALUE] if standin else []
     with open(path, "w", encoding="utf-8", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(MAPPING_COLUMNS)
-        writer.writerows([escape_formula(v) for v in row] for row in rows)
+        writer.writerow(list(MAPPING_COLUMNS) + ([STANDIN_COLUMN] if standin else []))
+        writer.writerows([escape_formula(v) for v in row + mark] for row in rows)
         fh.flush()
         os.fsync(fh.fileno())
 
 
-def _place_all(plans: list[_Planned], folder: Path, mode: str, report: SortReport) -> None:
+def _place_all(plans: list[_Planned], folder: Path, mode: str, report: SortReport, standin: bool = False) -> None:
     """Build the sorted tree in a hidden folder beside `folder`, then rename it into place.
 
     A move is journalled first (the mapping, written before any file moves), so even a killed sort can be
@@ -279,7 +285,7 @@ def _place_all(plans: list[_Planned], folder: Path, mode: str, report: SortRepor
     try:
         if mode == "move":
             _write_mapping(work / MAPPING_NAME, [[os.path.abspath(p.source), p.destination, p.label, "move", "", ""]
-                                                 for p in plans])
+                                                 for p in plans], standin)
         for plan in plans:
             target = work / plan.destination
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -298,7 +304,7 @@ def _place_all(plans: list[_Planned], folder: Path, mode: str, report: SortRepor
                 how = place_file(plan.source, target, link=mode == "link")
             rows.append(_mapping_row(plan, target, how))
             report.done += 1
-        _write_mapping(work / MAPPING_NAME, rows)
+        _write_mapping(work / MAPPING_NAME, rows, standin)
         os.rename(work, folder)
     except OSError as err:
         back = _put_back(moved)

@@ -286,3 +286,22 @@ def test_refused_ddb_write_writes_no_recognition_file(tmp_path: Path):
     assert not (root / DEFAULT_JSON).exists() and not (tmp_path / "table.csv").exists()
     assert ddb.read_bytes() == data
     assert not [p.name for p in root.iterdir() if p.name.startswith(f".{DEFAULT_JSON}")]  # no staged leftover
+
+
+# ---------------------------------------------------------------- 9: `deepfaune sort` of a stand-in table
+
+@pytest.mark.parametrize("standin", [True, False])
+def test_sorted_folder_mapping_carries_the_mark_and_still_undoes(tmp_path: Path, standin: bool):
+    from deepfaune_plugin.sorting import MAPPING_COLUMNS, sort_files, undo_sort
+
+    src = folder(tmp_path / "card")
+    go(src, standin, host="folder")
+    report = sort_files(src / "deepfaune.csv", dest=tmp_path / "sorted", mode="move")
+    mapping = record_table(report.mapping)
+    assert len(mapping) == 3  # the unreadable file is not sorted
+    if standin:
+        assert list(mapping[0]) == [*MAPPING_COLUMNS, STANDIN_COLUMN]
+        assert {r[STANDIN_COLUMN] for r in mapping} == {STANDIN_VALUE}
+    else:
+        assert list(mapping[0]) == list(MAPPING_COLUMNS)
+    assert undo_sort(report.mapping).restored == 3 and (src / "fox_1.jpg").is_file()
