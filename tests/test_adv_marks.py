@@ -244,6 +244,23 @@ def test_withdrawn_label_goes_when_deepfaunes_own_has_no_choice(tmp_path: Path):
     assert (field_by_file(ddb, "Species")["fox_2.jpg"], field_by_file(ddb, "Reviewed")["fox_2.jpg"]) == ("", "false")
 
 
+def test_a_label_without_a_taxon_takes_back_the_scientific_name_we_wrote(tmp_path: Path, shared: Path):
+    files = [("cam1/fox_1.jpg", T0), ("cam1/fox_2.jpg", T0 + timedelta(seconds=5))]
+    root, store = tmp_path / "set", tmp_path / "store.sqlite"
+    for i, (rel, when) in enumerate(files):
+        make_jpeg(root / rel, 160, 120, date=when, seed=i)
+    tdb = root / "TimelapseTemplate.tdb"
+    tdb.write_bytes((shared / "data" / "timelapse" / "CamtrapDPTemplate.tdb").read_bytes())
+    ddb = create_ddb(tdb, root / "TimelapseData.ddb", files)
+    default = field_by_file(ddb, "scientificName")["fox_2.jpg"]
+    label(store, root, {"cam1/fox_2.jpg": "red deer"})
+    go(root, False, store=store, write_ddb=True, field="scientificName")
+    assert field_by_file(ddb, "scientificName") == {"fox_1.jpg": "Vulpes vulpes", "fox_2.jpg": "Cervus elaphus"}
+    label(store, root, {"cam1/fox_2.jpg": "empty"})  # no taxon: the field cannot say it, nor keep the deer
+    go(root, False, store=store, write_ddb=True, field="scientificName")
+    assert field_by_file(ddb, "scientificName") == {"fox_1.jpg": "Vulpes vulpes", "fox_2.jpg": default}
+
+
 def test_a_persons_label_no_choice_names_refuses_and_changes_nothing(tmp_path: Path, capsys):
     root, store = tmp_path / "set", tmp_path / "store.sqlite"
     ddb = timelapse_set(root, [Control("Species", "FixedChoice", choices=("Fox", "Empty")),

@@ -6,7 +6,8 @@ text), so the field's own description decides: a DataLabel or Label that says sc
 taxon, or a FixedChoice whose choices match more scientific names than labels of this run, gets
 each file's scientific name (`taxonomy.taxon_for_key`: "fox" -> Vulpes vulpes, "human" -> Homo
 sapiens, a bird group -> its order).  Labels without a taxon (empty, vehicle, undefined) have no
-scientific name: those files' field is left as it is.
+scientific name: those files' field is left as it is (a value DeepFaune wrote there before goes back to the
+template's default).
 
 A FixedChoice field of common names gets the choice that names the file's class in any language of the
 model card ("blaireau" of a French run is the choice "Badger"), compared without case or accents; a label
@@ -92,6 +93,7 @@ def field_values(spec: FieldSpec, decisions: Iterable[Decision], classes: ClassT
         found = taxon_for_key(d.prediction_key)
         if found is None:
             out.no_taxon[d.relpath] = d.prediction
+            out.values[d.relpath] = ""  # no value: only the one DeepFaune wrote there before is taken back
         else:
             out.values[d.relpath] = found.scientific_name
     return out

@@ -606,16 +606,15 @@ def write_field(conn: sqlite3.Connection, spec: FieldSpec, values: Mapping[str, 
     Only empty values, the template's default (Timelapse writes it into every new row) and the
     values DeepFaune itself wrote last time (`previous`, by row Id) are replaced: anything else was
     typed by a person and is kept (reported).  A label that is none of a FixedChoice's choices is
-    reported, and a value DeepFaune wrote there last time goes back to the template's default: it
-    answered another question (e.g. a label given in `deepfaune review`, since withdrawn).
+    reported; it, and an empty label (no value this time), take a value DeepFaune wrote there last time
+    back to the template's default: it answered another question (e.g. a label given in `deepfaune
+    review`, since withdrawn).
     """
     column = spec.data_label.replace('"', '""')
     rows = _rows_by_file(conn)
     for relpath, label in sorted(values.items()):
-        if not label:
-            continue
-        stored = choice_for(spec, label)
-        if stored is None:
+        stored = choice_for(spec, label) if label else None  # "": no value this time (e.g. a label without a taxon)
+        if stored is None and label:
             report.field_rejected.append((relpath, label))
         name, folder = split_file(relpath)
         for rid in rows.get((name, folder), ()):
