@@ -229,6 +229,14 @@ def test_french_labels_fill_english_choices_and_a_withdrawal_restores_deepfaunes
     assert set(field_by_file(ddb, "Reviewed").values()) == {"false"}
 
 
+def test_a_word_of_two_languages_is_read_in_the_choices_own(tmp_path: Path):
+    root, store = tmp_path / "set", tmp_path / "store.sqlite"
+    ddb = timelapse_set(root, [Control("Species", "FixedChoice", choices=("Otter", "Nutria", "Fox", "Empty"))])
+    label(store, root, {"cam1/fox_2.jpg": "otter"})  # "nutria" in Spanish; English "nutria" is the coypu
+    go(root, False, lang="es", store=store, write_ddb=True, field="Species")
+    assert field_by_file(ddb, "Species") == {"fox_1.jpg": "Fox", "fox_2.jpg": "Otter", "empty_1.jpg": "Empty"}
+
+
 def test_withdrawn_label_goes_when_deepfaunes_own_has_no_choice(tmp_path: Path):
     root, store = tmp_path / "set", tmp_path / "store.sqlite"
     ddb = timelapse_set(root, [Control("Species", "FixedChoice", choices=("Red deer", "Empty")),

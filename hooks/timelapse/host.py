@@ -221,7 +221,7 @@ class TimelapseHost(Host):
     def _write_ddb(state: TimelapseState, manifest: Manifest, results: RunResults, as_read: Mapping[str, Any],
                    options: Mapping[str, Any]) -> ImportReport:
         spec = state.field_spec
-        chosen = field_values(spec, results.decisions, results.classes) if spec else None
+        chosen = field_values(spec, results.decisions, results.classes, results.settings.lang) if spec else None
         values = chosen.values if chosen else None
         if chosen is not None:
             _refuse_unwritable_reviews(spec, chosen.no_choice, results)
