@@ -45,6 +45,7 @@ __all__ = [
     "own_folder", "UnsafePathError", "atomic_output", "StagedFile", "write_bytes_atomic", "result_table",
     "write_table", "load_json", "load_yaml", "parse_json", "UntrustedInputError", "format_date", "date_for", "say",
     "read_user_text", "decode_user_text", "media_format",
+    "STANDIN_MARK", "STANDIN_COLUMN", "STANDIN_VALUE", "label_text",
     # taxonomy: what a DeepFaune decision key means as a taxon (scientific name, rank, class ... species)
     "Taxon", "taxon_for_key",
 ]
@@ -56,7 +57,8 @@ __all__ = [
 #: vernacular names by ISO 639-3 code); `taxon_for_key(key)`: the Taxon of a `Decision.prediction_key`, or None
 #: for "empty", "vehicle", "undefined" and "failed" (bird groups name their group, "human" Homo sapiens).
 _LAZY = {"result_table": "table", "write_table": "table", "Taxon": "taxonomy", "taxon_for_key": "taxonomy",
-         "media_format": "sniff"}
+         "media_format": "sniff",
+         "label_text": "corrections"}  # label_text(classes, key, lang): a decision key in one of the card's languages
 
 
 def __getattr__(name: str):
@@ -161,6 +163,14 @@ class HostOption:
         return self.name.replace("-", "_")
 
 
+#: What every file a run on stand-in models writes says about its labels (`RunResults.standin`): once the run's
+#: log is gone, a package or table of random labels must still not look like DeepFaune's.
+STANDIN_MARK = "STAND-IN MODELS, random weights: the labels are meaningless"
+#: The column a table of a stand-in run gets, and its value in every row.  Only a stand-in run's tables have it:
+#: a table of real models stays byte for byte what it was (and what DeepFaune writes).
+STANDIN_COLUMN, STANDIN_VALUE = "models", "stand-in"
+
+
 @dataclass
 class RunResults:
     """What a run produced, handed to the host adapter's write()."""
@@ -173,6 +183,12 @@ class RunResults:
     output: Path | None = None
     started: datetime | None = None
     finished: datetime | None = None
+
+    @property
+    def standin(self) -> bool:
+        """True when the models had random weights (`deepfaune models stand-in`; the backend says so in its info,
+        from the installed models' manifest): the one fact every writer reads to mark its files (STANDIN_MARK)."""
+        return bool(self.backend_info.get("standin"))
 
 
 @runtime_checkable

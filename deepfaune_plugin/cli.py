@@ -174,7 +174,7 @@ def _print_summary(summary) -> None:
             print(f"  {label:<24} {n}", file=out)
     _print_listed("failures:", tally.failures, "failure", out)
     _print_listed("with warnings (they have a result):", tally.warned, "warning", out)
-    if summary.results.backend_info.get("standin"):
+    if summary.results.standin:
         print("STAND-IN MODELS were used: these labels are meaningless.", file=out)
     for path in summary.written + summary.review_files:
         print(f"wrote {path}", file=out)

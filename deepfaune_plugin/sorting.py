@@ -8,7 +8,8 @@ renamed into place, so a failed sort leaves nothing half-done (moves are put bac
 
 Under each label the station/camera sub-folders of the source are kept (`--flat`: DeepFaune's old
 layout, clashes renamed name_2.ext), and the sorted folder holds ``deepfaune-sort.csv``, the mapping
-source -> destination that `deepfaune sort --undo` reads to put everything back.
+source -> destination that `deepfaune sort --undo` reads to put everything back; the table of a run on
+stand-in models (its `models` column) gives the mapping that column too, so the sorted folder says so.
 
 Only media files (photos, videos) are ever placed. The root is --root, else the table's folder, else the source
 of the run record a run writes beside that table (its own name for it, listing that very table): a record
@@ -36,6 +37,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .api import STANDIN_COLUMN, STANDIN_VALUE
 from .untrusted import parse_json
 from .atomic import staging_dir, write_bytes_atomic
 from .engine.imageio import MediaError, read_image
@@ -274,6 +276,7 @@ def sort_files(results: Path, dest: Path, root: Path | None = None, mode: str = 
     if missing_cols:
         raise SortError(f"{results}: not a deepfaune result table (missing column(s) "
                         f"{', '.join(sorted(missing_cols))})")
+    standin = STANDIN_COLUMN in table.columns and bool((table[STANDIN_COLUMN] == STANDIN_VALUE).any())
     rows = table.to_dict("records")
     note = ""
     if root:
@@ -307,7 +310,7 @@ def sort_files(results: Path, dest: Path, root: Path | None = None, mode: str = 
     folder = _new_folder(Path(dest), stamp)
     report = SortReport(folder=folder, failures=skipped, root=Path(os.path.abspath(chosen)),
                         mapping=folder / MAPPING_NAME, root_reason=reason)
-    _place_all(plans, folder, mode, report)
+    _place_all(plans, folder, mode, report, standin)
     return report
 
 
@@ -367,12 +370,14 @@ def _forget(digest: str | None) -> None:
             pass  # a record left behind only lets that exact mapping be undone
 
 
-def _write_mapping(path: Path, rows: list[list[str]], root: Path, folders: list[Path]) -> str:
-    """Write the mapping (all or nothing), recorded before it appears; its digest."""
+def _write_mapping(path: Path, rows: list[list[str]], root: Path, folders: list[Path], standin: bool = False) -> str:
+    """Write the mapping (all or nothing), recorded before it appears; its digest. A stand-in run's (`standin`)
+    ends with the result table's STANDIN_COLUMN (undo reads the columns it knows, whatever follows them)."""
+    mark = [STANDIN_VALUE] if standin else []
     text = io.StringIO(newline="")
     writer = csv.writer(text)
-    writer.writerow(MAPPING_COLUMNS)
-    writer.writerows([escape_formula(v) for v in row] for row in rows)
+    writer.writerow(list(MAPPING_COLUMNS) + ([STANDIN_COLUMN] if standin else []))
+    writer.writerows([escape_formula(v) for v in row + mark] for row in rows)
     data = text.getvalue().encode("utf-8")
     digest = _record(data, root, folders)
     try:
@@ -383,7 +388,7 @@ def _write_mapping(path: Path, rows: list[list[str]], root: Path, folders: list[
     return digest
 
 
-def _place_all(plans: list[_Planned], folder: Path, mode: str, report: SortReport) -> None:
+def _place_all(plans: list[_Planned], folder: Path, mode: str, report: SortReport, standin: bool = False) -> None:
     """Build the sorted tree in a hidden folder beside `folder`, then rename it into place.
 
     A move is journalled first (the mapping, written before any file moves), so even a killed sort can be
@@ -398,7 +403,7 @@ def _place_all(plans: list[_Planned], folder: Path, mode: str, report: SortRepor
     try:
         if mode == "move":
             journal = _write_mapping(work / MAPPING_NAME, [[os.path.abspath(p.source), p.destination, p.label,
-                                                            "move", "", ""] for p in plans], root, [work, folder])
+                                                            "move", "", ""] for p in plans], root, [work, folder], standin)
         for plan in plans:
             target = work / plan.destination
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -417,7 +422,7 @@ def _place_all(plans: list[_Planned], folder: Path, mode: str, report: SortRepor
                 how = place_file(plan.source, target, link=mode == "link")
             rows.append(_mapping_row(plan, target, how))
             report.done += 1
-        final = _write_mapping(work / MAPPING_NAME, rows, root, [work, folder])
+        final = _write_mapping(work / MAPPING_NAME, rows, root, [work, folder], standin)
         if journal != final:
             _forget(journal)
         journal = final

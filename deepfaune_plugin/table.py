@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .api import RunResults
+from .api import STANDIN_COLUMN, STANDIN_VALUE, RunResults
 from .atomic import StagedFile, atomic_output
 from .boxes import normalised_box
 from .exifdate import EXIF_DATE_FORMAT, format_date
@@ -31,6 +31,12 @@ EXTRA_COLUMNS = [
 DATE_FORMAT = EXIF_DATE_FORMAT  # EXIF's own format, which DeepFaune writes back unchanged
 
 
+def table_columns(standin: bool = False) -> list[str]:
+    """The result table's columns; a stand-in run's end with STANDIN_COLUMN (only theirs: a real run's table
+    stays DeepFaune's, byte for byte)."""
+    return DEEPFAUNE_COLUMNS + EXTRA_COLUMNS + ([STANDIN_COLUMN] if standin else [])
+
+
 def result_table(results: RunResults) -> pd.DataFrame:
     rows = []
     for d in results.decisions:
@@ -52,6 +58,7 @@ def result_table(results: RunResults) -> pd.DataFrame:
             "warning": "; ".join(raw.warnings) if raw is not None else "",
             "date_source": raw.date_source if raw is not None and d.date else "",
             "reviewed": d.human.reviewer if d.human is not None else "",
+            STANDIN_COLUMN: STANDIN_VALUE,
         }
         if raw is not None and raw.width and raw.height:
             sel = raw.selected_detection
@@ -63,7 +70,7 @@ def result_table(results: RunResults) -> pd.DataFrame:
                       for det in raw.detections if det.category == PERSON]
             row["person_boxes"] = ";".join(",".join(f"{v:.6f}" for v in b) for b in people)
         rows.append(row)
-    return pd.DataFrame(rows, columns=DEEPFAUNE_COLUMNS + EXTRA_COLUMNS)
+    return pd.DataFrame(rows, columns=table_columns(results.standin))
 
 
 #: The result table's file types, by suffix.
@@ -157,11 +164,11 @@ class TableWriter:
     def close(self, results: RunResults) -> list[Path]:
         if self.sheet is not None:
             if self.rows == 0:
-                self.sheet.add(_empty_table())
+                self.sheet.add(_empty_table(results.standin))
             self.sheet.close()
         else:
             if self.rows == 0:
-                _empty_table().to_csv(self.out, index=False)
+                _empty_table(results.standin).to_csv(self.out, index=False)
             self.out.close()
         staged, self.staged = self.staged, None
         return [staged.commit()]
@@ -176,8 +183,8 @@ class TableWriter:
             self.staged = None
 
 
-def _empty_table() -> pd.DataFrame:
-    return pd.DataFrame([], columns=DEEPFAUNE_COLUMNS + EXTRA_COLUMNS)
+def _empty_table(standin: bool = False) -> pd.DataFrame:
+    return pd.DataFrame([], columns=table_columns(standin))
 
 
 def read_table(path: Path) -> pd.DataFrame:
@@ -188,7 +195,7 @@ def read_table(path: Path) -> pd.DataFrame:
         return read_xlsx(path)
     table = pd.read_csv(path, keep_default_na=False, dtype={"filename": str, "person_boxes": str, "failure": str,
                                                              "warning": str, "date_source": str,
-                                                             "reviewed": str})
+                                                             "reviewed": str, STANDIN_COLUMN: str})
     for column in _text_columns(table):
         table[column] = table[column].map(unescape_formula)
     return table

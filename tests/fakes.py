@@ -40,10 +40,11 @@ def outcome_from_name(item: MediaItem) -> str:
 
 
 class FakePredictor:
-    def __init__(self, settings: RunSettings, rule: Callable[[MediaItem], str]):
+    def __init__(self, settings: RunSettings, rule: Callable[[MediaItem], str], standin: bool = False):
         card = load_card(settings.model_version)
         self.classes = card.class_table()
-        self.info = {"backend": "fake", "model_version": card.version, "standin": True}
+        # labels from file names are what a real model would say: not a stand-in run unless a test asks for one
+        self.info = {"backend": "fake", "model_version": card.version, "standin": standin}
         self.rule = rule
         self._english = list(self.classes.names["en"])
 
@@ -119,20 +120,23 @@ class FakeBackend(Backend):
     name = "fake"
     description = "deterministic outputs from file names (tests only)"
 
-    def __init__(self, rule: Callable[[MediaItem], str] | Mapping[str, str] = outcome_from_name):
+    def __init__(self, rule: Callable[[MediaItem], str] | Mapping[str, str] = outcome_from_name,
+                 standin: bool = False):
         if isinstance(rule, Mapping):
             mapping = dict(rule)
             rule = lambda item: mapping.get(item.relpath, "empty")  # noqa: E731
         self.rule = rule
+        self.standin = standin
 
     def open(self, settings: RunSettings) -> FakePredictor:
-        return FakePredictor(settings, self.rule)
+        return FakePredictor(settings, self.rule, self.standin)
 
 
-def registry_with_fake(rule=outcome_from_name) -> Registry:
-    """The installed plugins plus the fake backend (use with RunSettings(backend="fake"))."""
+def registry_with_fake(rule=outcome_from_name, standin: bool = False) -> Registry:
+    """The installed plugins plus the fake backend (use with RunSettings(backend="fake")); `standin`: its info
+    says stand-in models, as `deepfaune models stand-in`'s do."""
     registry = build_registry(new_plugin_manager())
-    registry.backends["fake"] = Registered("fake", FakeBackend(rule), "tests", "tests")
+    registry.backends["fake"] = Registered("fake", FakeBackend(rule, standin), "tests", "tests")
     return registry
 
 

@@ -347,7 +347,7 @@ class ViewBuilder:
             "plugin_version": __version__,
             "model_version": info.get("model_version") or results.classes.version,
             "backend": info.get("backend") or settings.backend,
-            "standin": bool(info.get("standin")),
+            "standin": results.standin,
             "models": models,
             "settings": _settings_dict(settings),
             "started": _stamp(results.started), "finished": _stamp(results.finished),

@@ -334,7 +334,7 @@ def write_package(manifest: Manifest, results: RunResults, options: Mapping[str,
     when = format_datetime(classification_time(results.finished))
     media = {rel: info for rel, info in state.media.items() if rel in results.raw}
     observations = build_rows(results.decisions, media, results.raw, results.classes.version,
-                              results.settings.threshold, when)
+                              results.settings.threshold, when, results.standin)
     media_rows = [{"mediaID": info.media_id, "deploymentID": info.deployment_id,
                    "captureMethod": state.metadata["project"]["captureMethod"][0]
                    if len(state.metadata["project"]["captureMethod"]) == 1 else "",
@@ -355,7 +355,7 @@ def write_package(manifest: Manifest, results: RunResults, options: Mapping[str,
     }
     descriptor.setdefault("title", state.metadata["project"]["title"])
     names = {r["scientificName"] for r in observations if r.get("scientificName")}
-    descriptor = update_descriptor(descriptor, names, names)
+    descriptor = update_descriptor(descriptor, names, names, results.standin)
 
     dep_ids = {d["deploymentID"] for d in state.deployments}
     media_ids = {r["mediaID"] for r in media_rows}

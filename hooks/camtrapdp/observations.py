@@ -21,14 +21,20 @@ from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping, Sequence
 
 from deepfaune_plugin import __version__
-from deepfaune_plugin.api import ANIMAL, FAILED, PERSON, UNDEFINED, VEHICLE, Decision, RawResult
+from deepfaune_plugin.api import ANIMAL, FAILED, PERSON, STANDIN_MARK, UNDEFINED, VEHICLE, Decision, RawResult
 from deepfaune_plugin.boxes import normalised_box
 from deepfaune_plugin.taxonomy import Taxon, taxa, taxon_for_key
 
 from deepfaune_plugin.hooks.camtrapdp.schema import format_datetime, parse_datetime
 
-CLASSIFIED_BY = "DeepFaune {model} (deepfaune-plugin {plugin})"
-_OURS = re.compile(r"^DeepFaune \S+ \(deepfaune-plugin \S+\)$")
+CLASSIFIED_BY = "DeepFaune {model} (deepfaune-plugin {plugin}{standin})"
+#: Ours, of any version, a stand-in run's included (its classifiedBy names STANDIN_MARK after a "; ").
+_OURS = re.compile(r"^DeepFaune \S+ \(deepfaune-plugin \S+(?:; [^()]*)?\)$")
+#: The descriptor property saying that some observations come from stand-in models (set while any row of a
+#: stand-in run is in the package, removed with the last one).
+STANDIN_PROPERTY = "deepfauneStandInModels"
+STANDIN_DESCRIPTION = (f"observations whose classifiedBy ends with '; {STANDIN_MARK}' come from DeepFaune's stand-in "
+                       "models (random weights, for testing integrations): do not use them as data")
 ID_PREFIX = "deepfaune-"
 #: The observationTags tag of the rows holding a label given in `deepfaune review` (our human rows).
 REVIEW_TAG = "deepfaune:review"
@@ -39,8 +45,14 @@ _NON_ANIMAL_TYPES = {"empty": "blank", "human": "human", "vehicle": "vehicle", U
                      FAILED: "unclassified"}
 
 
-def classified_by(model_version: str) -> str:
-    return CLASSIFIED_BY.format(model=model_version, plugin=__version__)
+def classified_by(model_version: str, standin: bool = False) -> str:
+    return CLASSIFIED_BY.format(model=model_version, plugin=__version__, standin=f"; {STANDIN_MARK}" if standin else "")
+
+
+def is_standin(row: Mapping[str, str]) -> bool:
+    """A machine row of ours written by a run on stand-in models (random labels)."""
+    return row.get("classificationMethod") == "machine" and is_ours(row) \
+        and row.get("classifiedBy", "").endswith(f"; {STANDIN_MARK})")
 
 
 def classified_by_deepfaune(text: str) -> bool:
@@ -109,15 +121,16 @@ def _describe(d: Decision, count: int, humancount: int, threshold: float) -> dic
 
 
 def build_rows(decisions: Sequence[Decision], media: Mapping[str, MediaInfo], raws: Mapping[str, RawResult],
-               model_version: str, threshold: float, when: str) -> list[dict[str, str]]:
+               model_version: str, threshold: float, when: str, standin: bool = False) -> list[dict[str, str]]:
     """Event row then media rows for each DeepFaune sequence, in sequence order.
 
     `media`: relpath -> MediaInfo; `raws`: relpath -> the backend's output (image size, box
     category); `when`: the classificationTimestamp text.  A media row gets its file's box only
     when that box is of the observation's kind (no person box on an animal observation), and
-    never for a video: its box is one frame's, and Camtrap DP has no field saying which.
+    never for a video: its box is one frame's, and Camtrap DP has no field saying which.  `standin`
+    (RunResults.standin): every machine row says so in classifiedBy and observationComments.
     """
-    common = {"classificationMethod": "machine", "classifiedBy": classified_by(model_version),
+    common = {"classificationMethod": "machine", "classifiedBy": classified_by(model_version, standin),
               "classificationTimestamp": when}
     sequences: dict[int, list[Decision]] = {}
     reviewed: dict[str, Decision] = {}  # relpath -> the decision holding a person's label
@@ -157,6 +170,11 @@ def build_rows(decisions: Sequence[Decision], media: Mapping[str, MediaInfo], ra
             rows.append(row)
             if d.relpath in reviewed:
                 rows.append(human_row(reviewed[d.relpath], info, eid))
+    if standin:
+        for row in rows:
+            if row["classificationMethod"] == "machine":
+                row["observationComments"] = "; ".join(filter(None, (f"DeepFaune {STANDIN_MARK}",
+                                                                     row.get("observationComments"))))
     return rows
 
 
@@ -203,14 +221,21 @@ def _our_entries() -> dict[str, dict[str, Any]]:
     return out
 
 
-def update_descriptor(descriptor: Mapping[str, Any], all_names: set[str], our_names: set[str]) -> dict[str, Any]:
+def update_descriptor(descriptor: Mapping[str, Any], all_names: set[str], our_names: set[str],
+                      standin: bool = False) -> dict[str, Any]:
     """A copy of `descriptor` with project.observationLevel and taxonomic updated for our observations.
 
     `all_names`: every scientificName used in the new observations table; `our_names`: those of
     our rows.  Existing taxonomic entries are only completed (missing rank or vernacular names),
     never changed; an entry exactly as this plugin writes it is dropped when no row uses it.
+    `standin`: some rows of the new table come from stand-in models: STANDIN_PROPERTY says so (and
+    goes, when no such row is left, if it still holds our text).
     """
     new = copy.deepcopy(dict(descriptor))
+    if standin:
+        new[STANDIN_PROPERTY] = STANDIN_DESCRIPTION
+    elif new.get(STANDIN_PROPERTY) == STANDIN_DESCRIPTION:
+        del new[STANDIN_PROPERTY]
     project = new.setdefault("project", {})
     levels = list(project.get("observationLevel", []))
     for level in ("media", "event"):

@@ -13,7 +13,7 @@ from deepfaune_plugin.api import own_folder
 from deepfaune_plugin.atomic import staging_dir
 from deepfaune_plugin.transaction import commit_files
 
-from deepfaune_plugin.hooks.camtrapdp.observations import is_ours, update_descriptor
+from deepfaune_plugin.hooks.camtrapdp.observations import is_ours, is_standin, update_descriptor
 from deepfaune_plugin.hooks.camtrapdp.package import PackageError, RawTable, join_table
 from deepfaune_plugin.hooks.camtrapdp.schema import (MISSING, OBSERVATIONS, Issue, parse_datetime, validate_descriptor,
                                validate_foreign_keys, validate_rows)
@@ -211,7 +211,7 @@ def enrich(descriptor_bytes: bytes, descriptor: Mapping[str, Any], table: RawTab
     merged = merge_observations(table, new, classified, media_ids)
     all_names = {r.get("scientificName", "") for r in merged.rows} - set(MISSING)
     our_names = {r.get("scientificName", "") for r in merged.rows if is_ours(r)} - set(MISSING)
-    new_descriptor = update_descriptor(descriptor, all_names, our_names)
+    new_descriptor = update_descriptor(descriptor, all_names, our_names, any(is_standin(r) for r in merged.rows))
     issues = check_new(descriptor, new_descriptor, merged, table.header, deployment_ids, media_ids, where)
     if issues:
         shown = "\n  ".join(str(i) for i in issues[:20])

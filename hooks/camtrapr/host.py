@@ -183,7 +183,7 @@ class CamtrapRHost(Host):
 
         independent = assess([to_record(i) for i in images], opts.min_delta_time, opts.compared_to,
                              opts.cameras_independent and state.has_camera)
-        written = [write_csv(target, *record_rows(independent, state.has_camera))]
+        written = [write_csv(target, *record_rows(independent, state.has_camera, results.standin))]
 
         if opts.camera_table:
             dated = [(items[d.relpath], d.date) for d in results.decisions if not d.failure and d.date is not None]
@@ -193,7 +193,8 @@ class CamtrapRHost(Host):
                 _warn(f"camera table: {station} has images at one instant only ({first}); cameraOperation() "
                       "refuses setup == retrieval, edit that row")
         if opts.species_folders is not None:
-            warn_notes(build_species_tree(opts.species_folders, images + undated), opts.species_folders)
+            warn_notes(build_species_tree(opts.species_folders, images + undated, standin=results.standin),
+                       opts.species_folders)
             written.append(Path(opts.species_folders))
         return written
 

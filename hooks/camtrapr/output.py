@@ -12,7 +12,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from deepfaune_plugin.api import Decision, HostError, MediaItem, atomic_output, format_date
+from deepfaune_plugin.api import (STANDIN_COLUMN, STANDIN_VALUE, Decision, HostError, MediaItem, atomic_output,
+                                  format_date)
 from deepfaune_plugin.table import escape_formula
 
 from deepfaune_plugin.hooks.camtrapr.independence import IndependentRecord, Record, r_collation_key
@@ -74,8 +75,12 @@ def _num(value: float | int) -> str:
     return repr(float(value))
 
 
-def record_rows(records: Sequence[IndependentRecord], has_camera: bool) -> tuple[list[str], list[list[str]]]:
-    header = [c for c in RECORD_COLUMNS if has_camera or c != "Camera"] + DEEPFAUNE_COLUMNS
+def record_rows(records: Sequence[IndependentRecord], has_camera: bool,
+                standin: bool = False) -> tuple[list[str], list[list[str]]]:
+    """The record table; a stand-in run's (RunResults.standin) ends with a STANDIN_COLUMN saying so in every row
+    (only theirs: a real run's table keeps recordTable()'s columns and DeepFaune's)."""
+    header = [c for c in RECORD_COLUMNS if has_camera or c != "Camera"] + DEEPFAUNE_COLUMNS \
+        + ([STANDIN_COLUMN] if standin else [])
     rows = []
     for ind in records:
         image: Image = ind.record.payload
@@ -88,7 +93,7 @@ def record_rows(records: Sequence[IndependentRecord], has_camera: bool) -> tuple
             _num(ind.delta_secs), _num(ind.delta_mins), _num(ind.delta_hours), _num(ind.delta_days),
             image.directory, image.filename, _num(ind.n_images),
             _num(d.score), d.top1, _num(d.seqnum), d.predictionbase, _num(d.scorebase), _num(d.count),
-        ]
+        ] + ([STANDIN_VALUE] if standin else [])
         rows.append(row)
     return header, rows
 

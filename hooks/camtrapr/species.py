@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from deepfaune_plugin.api import HostError, parse_json, say
+from deepfaune_plugin.api import STANDIN_MARK, STANDIN_VALUE, HostError, parse_json, say
 from deepfaune_plugin.atomic import staging_dir
 from deepfaune_plugin.placing import place_file, safe_folder_name, unique_target
 from deepfaune_plugin.transaction import FolderLock, file_sha256
@@ -58,12 +58,14 @@ class Manifest:
     files: list[Placed] = field(default_factory=list)
     folders: set[str] = field(default_factory=set)  # folders a build made (the others are a person's)
     excluded: set[str] = field(default_factory=set)  # sources a person took out of the tree
+    standin: bool = False  # placed by a run on stand-in models (RunResults.standin): said in the manifest
 
     def dump(self) -> bytes:
         return (json.dumps({
             "deepfaune_species_folders": FORMAT,
             "about": "what deepfaune placed in this species tree; a re-run keeps every change you make here "
                      "(moved files are corrections, removed files stay out, your own files stay)",
+            **({"models": STANDIN_VALUE, "warning": f"placed by {STANDIN_MARK}"} if self.standin else {}),
             "files": [{"path": f.path, "sha256": f.sha256, "source": f.source, **({"corrected": True}
                                                                                    if f.corrected else {})}
                       for f in self.files],
@@ -221,8 +223,9 @@ def _plan(old: Manifest, scan: _Scan) -> _Plan:
     return plan
 
 
-def build_species_tree(out: Path, images: Iterable, lock_wait: float = 0.0) -> TreeReport:
-    """OUT/Station/[Camera/]Species/file, keeping every change a person made there (module docstring)."""
+def build_species_tree(out: Path, images: Iterable, lock_wait: float = 0.0, standin: bool = False) -> TreeReport:
+    """OUT/Station/[Camera/]Species/file, keeping every change a person made there (module docstring);
+    `standin`: the labels come from stand-in models, and the manifest says so."""
     out = Path(os.path.abspath(out))
     out.parent.mkdir(parents=True, exist_ok=True)
     with _lock(out, lock_wait) as lock:
@@ -232,6 +235,7 @@ def build_species_tree(out: Path, images: Iterable, lock_wait: float = 0.0) -> T
         existing = out.is_dir() and any(out.iterdir())
         scan = _scan(out) if existing else _Scan()
         plan = _plan(_load_manifest(out), scan) if existing else _Plan()
+        plan.manifest.standin = standin
         work = staging_dir(out)
         try:
             _fill(work, out, plan, images)

@@ -189,39 +189,42 @@ class TimelapseHost(Host):
         recognitions = build_recognitions(manifest, results, level=level)
         if state.existing is not None:
             describe_existing(recognitions["info"], state.existing)
-        written: list[Path] = []
-        target = manifest.root / DEFAULT_JSON
+        target, table = manifest.root / DEFAULT_JSON, None
         if options.get("output") is not None:
             output = Path(options["output"])
             if output.suffix.lower() in TABLE_SUFFIXES:  # DeepFaune's own table was asked for: give it too
-                written.append(write_table(result_table(results), output))
+                table = output
             else:
                 target = output
+        # the recognition file is put in place only once the .ddb took it: a refused write ("nothing was
+        # changed") leaves the previous file (and table) as they were
         with atomic_output(target) as tmp:
             with open(tmp, "w", encoding="utf-8") as fh:
                 json.dump(recognitions, fh, indent=1, ensure_ascii=False)
+            report = None
+            if options.get("write_ddb"):
+                with open(tmp, encoding="utf-8") as fh:  # exactly what Timelapse would read from the file
+                    as_read = json.load(fh)
+                report = self._write_ddb(state, manifest, results, as_read, options)
         state.recognitions = target
-        written.insert(0, target)
-        if not options.get("write_ddb"):  # the import in Timelapse is the user's next step
+        written = [target] + ([write_table(result_table(results), table)] if table is not None else [])
+        if report is None:  # the import in Timelapse is the user's next step
             state.notes.extend(_next_steps(manifest.root, target, opened=state.ddb is not None))
-            for note in state.notes:
-                say(f"timelapse: {note}")
         else:
-            with open(target, encoding="utf-8") as fh:  # exactly what Timelapse would read from the file
-                as_read = json.load(fh)
-            report = self._write_ddb(state, manifest, results, as_read, options)
             state.notes.extend(_notes(report, state))
-            for note in state.notes:
-                say(f"timelapse: {note}")
             written.append(state.ddb)
+        for note in state.notes:
+            say(f"timelapse: {note}")
         return written
 
     @staticmethod
     def _write_ddb(state: TimelapseState, manifest: Manifest, results: RunResults, as_read: Mapping[str, Any],
                    options: Mapping[str, Any]) -> ImportReport:
         spec = state.field_spec
-        chosen = field_values(spec, results.decisions) if spec else None
+        chosen = field_values(spec, results.decisions, results.classes, results.settings.lang) if spec else None
         values = chosen.values if chosen else None
+        if chosen is not None:
+            _refuse_unwritable_reviews(spec, chosen.no_choice, results)
         if chosen is not None and chosen.no_taxon:
             labels = ", ".join(sorted(set(chosen.no_taxon.values())))
             state.notes.append(f"field {spec.data_label} holds scientific names: {len(chosen.no_taxon)} file(s) "
@@ -245,6 +248,19 @@ class TimelapseHost(Host):
             state.notes.append(f"could not note which recognitions DeepFaune wrote ({err}); a later "
                                "--use-existing-detections may take them for another detector's")
         return report
+
+
+def _refuse_unwritable_reviews(spec: FieldSpec, no_choice: Mapping[str, str], results: RunResults) -> None:
+    """A label given in `deepfaune review` that the field cannot hold refuses the write: marking the file
+    Reviewed while its field keeps another value would look like a person confirmed that value."""
+    reviewed = {d.relpath for d in results.decisions if d.human is not None}
+    refused = {rel: label for rel, label in no_choice.items() if rel in reviewed}
+    if refused:
+        rel, label = sorted(refused.items())[0]
+        raise TimelapseError(f"--field {spec.data_label}: the label {label!r} given in deepfaune review "
+                             f"({len(refused)} file(s), e.g. {rel}) is not one of the field's choices "
+                             f"({', '.join(spec.choices) or 'none'}) in any language; nothing was changed: add it to "
+                             "the field's choices in Timelapse's template editor, or give those files another label")
 
 
 def _reviewed_flag(state: TimelapseState, results: RunResults) -> tuple[FieldSpec, dict[str, str], dict[int, str]] | None:
@@ -344,8 +360,9 @@ def _notes(report: ImportReport, state: TimelapseState) -> list[str]:
         notes.append(f"field {state.field_spec.data_label}: {report.field_written} row(s) set")
         if report.field_rejected:
             labels = sorted({label for _, label in report.field_rejected})
-            notes.append(f"field {state.field_spec.data_label}: {len(report.field_rejected)} file(s) left unchanged because "
-                         f"their label is not one of the field's choices: {', '.join(labels)}")
+            notes.append(f"field {state.field_spec.data_label}: {len(report.field_rejected)} file(s) not given their "
+                         f"label, which is not one of the field's choices ({', '.join(state.field_spec.choices)}) in "
+                         f"any language: {', '.join(labels)}")
         if report.field_kept:
             notes.append(f"field {state.field_spec.data_label}: {len(report.field_kept)} value(s) typed by a person kept, "
                          f"e.g. {report.field_kept[0][0]}: {report.field_kept[0][1]!r}")

@@ -28,8 +28,8 @@ from typing import Any, Mapping
 import numpy as np
 
 from deepfaune_plugin import __version__
-from deepfaune_plugin.api import (ANIMAL, CATEGORY_NAMES, UNDEFINED, ClassTable, Decision, Manifest, MediaItem,
-                                  RawResult, RunResults)
+from deepfaune_plugin.api import (ANIMAL, CATEGORY_NAMES, STANDIN_MARK, UNDEFINED, ClassTable, Decision, Manifest,
+                                  MediaItem, RawResult, RunResults)
 from deepfaune_plugin.boxes import normalised_box
 from deepfaune_plugin.models.cards import load_card
 from deepfaune_plugin.taxonomy import Taxon, taxon_for_key
@@ -127,7 +127,7 @@ def build_info(results: RunResults, completed: datetime | None = None) -> dict[s
     files = info.get("files") or {}
     detector_files = ", ".join(v.get("file", "") for k, v in sorted(files.items()) if k.startswith("detector"))
     classifier_file = (files.get("classifier") or {}).get("file", "")
-    standin = " [STAND-IN MODELS: random weights, meaningless labels]" if info.get("standin") else ""
+    standin = f" [{STANDIN_MARK}]" if results.standin else ""
     when = (completed or results.finished or datetime.now()).strftime(TIME_FORMAT)
     typical, conservative = detection_thresholds(version, mode)
     return {

@@ -605,21 +605,26 @@ def write_field(conn: sqlite3.Connection, spec: FieldSpec, values: Mapping[str, 
 
     Only empty values, the template's default (Timelapse writes it into every new row) and the
     values DeepFaune itself wrote last time (`previous`, by row Id) are replaced: anything else was
-    typed by a person and is kept (reported).
+    typed by a person and is kept (reported).  A label that is none of a FixedChoice's choices is
+    reported; it, and an empty label (no value this time), take a value DeepFaune wrote there last time
+    back to the template's default: it answered another question (e.g. a label given in `deepfaune
+    review`, since withdrawn).
     """
     column = spec.data_label.replace('"', '""')
     rows = _rows_by_file(conn)
     for relpath, label in sorted(values.items()):
-        if not label:
-            continue
-        stored = choice_for(spec, label)
-        if stored is None:
+        stored = choice_for(spec, label) if label else None  # "": no value this time (e.g. a label without a taxon)
+        if stored is None and label:
             report.field_rejected.append((relpath, label))
-            continue
         name, folder = split_file(relpath)
         for rid in rows.get((name, folder), ()):
             current = conn.execute(f'SELECT "{column}" FROM {DATA_TABLE} WHERE Id = ?', (rid,)).fetchone()[0]
             current = "" if current is None else str(current)
+            if stored is None:  # no value for this label: only our own stale one is taken back
+                if current and current != spec.default and previous.get(rid) == current:
+                    conn.execute(f'UPDATE {DATA_TABLE} SET "{column}" = ? WHERE Id = ?', (spec.default, rid))
+                    report.field_values[rid] = spec.default
+                continue
             # empty, the template's default (what Timelapse wrote, nobody changed it) or DeepFaune's own: ours
             if current and current != stored and current != spec.default and previous.get(rid) != current:
                 report.field_kept.append((relpath, current))

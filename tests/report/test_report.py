@@ -40,8 +40,10 @@ class TunedPredictor(FakePredictor):
 
 
 class TunedBackend(FakeBackend):
+    """Says it runs stand-in models, as `deepfaune models stand-in`'s do: the page shows its banner."""
+
     def open(self, settings):
-        return TunedPredictor(settings, self.rule)
+        return TunedPredictor(settings, self.rule, standin=True)
 
 
 def make_season(root: Path) -> Path:
