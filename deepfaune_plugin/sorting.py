@@ -403,7 +403,8 @@ def _place_all(plans: list[_Planned], folder: Path, mode: str, report: SortRepor
     try:
         if mode == "move":
             journal = _write_mapping(work / MAPPING_NAME, [[os.path.abspath(p.source), p.destination, p.label,
-                                                            "move", "", ""] for p in plans], root, [work, folder], standin)
+                                                            "move", "", ""] for p in plans],
+                                     root, [work, folder], standin)
         for plan in plans:
             target = work / plan.destination
             target.parent.mkdir(parents=True, exist_ok=True)
