@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .api import RunResults
+from .contracts import RunResults
 from .atomic import StagedFile, atomic_output
 from .boxes import normalised_box
 from .exifdate import EXIF_DATE_FORMAT, format_date

@@ -12,8 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from deepfaune_plugin.api import Decision, HostError, MediaItem, atomic_output, format_date
-from deepfaune_plugin.table import escape_formula
+from deepfaune_plugin.api import Decision, HostError, MediaItem, atomic_output, escape_formula, format_date
 
 from deepfaune_plugin.hooks.camtrapr.independence import IndependentRecord, Record, r_collation_key
 

@@ -13,8 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from deepfaune_plugin.api import Decision
-from deepfaune_plugin.taxonomy import taxa, taxon_for_key
+from deepfaune_plugin.api import Decision, taxa, taxon_for_key
 
 from deepfaune_plugin.hooks.timelapse.ddb import FieldSpec
 
