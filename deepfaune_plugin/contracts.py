@@ -176,7 +176,7 @@ class Host:
         """A writer that takes results as they come, or None to have them all given to `write` at the end.
 
         With a lazily listed manifest (`Manifest.from_blocks`) and a writer, a run holds one block of files
-        at a time. A ValueError raised here (an output the host cannot write) stops the run before any model runs.
+        at a time. A `HostError` raised here (an output the host cannot write) stops the run before any model runs.
         """
         return None
 
