@@ -1,36 +1,41 @@
-"""What a backend and a host adapter are: the contracts plugins implement.
+"""The whole surface a plugin imports (docs/plugins.md): the contracts (defined in `contracts`), `hookimpl`, the
+data types, and the helpers every host needs (safe paths, locking and all-or-nothing writes, media listing, the
+taxonomy, DeepFaune's result table). This module only re-exports: each name is defined where its job is done.
 
-A *backend* turns media items into raw outputs (`RawResult`); it never decides labels.
-A *host adapter* reads a manifest of media from a data manager's files and writes decisions
-back into them; it never runs a model.  Both are plain objects registered through the
-`register_backends` / `register_hosts` hooks.
-
-This module is the whole surface a plugin imports (docs/plugins.md): the contracts, `hookimpl`, the data types,
-and the helpers every host needs (safe paths, atomic output, media listing, DeepFaune's result table).
 Stability: within a 0.x minor version nothing listed in `__all__` changes meaning or goes away; a name is only
 removed after one minor version in which it still works and warns. Everything outside this module and
 `deepfaune_plugin.testing` is internal and may change in any release.
 """
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
-from datetime import datetime
-from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Protocol, Sequence, runtime_checkable
-
-from .atomic import StagedFile, atomic_output, write_bytes_atomic
+from ._version import __version__
+from .atomic import StagedFile, atomic_output, staging_dir, write_bytes_atomic
+from .boxes import normalised_box
+# adopt_backend, adopt_host: importable here as before (the registry's wrappers), outside `__all__`
+from .contracts import (DETECTOR_MODES, EXISTING_DETECTIONS, MODEL_DETECTOR_MODES, Backend, BackendDescription, Host,
+                        STANDIN_COLUMN, STANDIN_MARK, STANDIN_VALUE, HostOption, Predictor, ResultWriter, RunResults,
+                        RunSettings, adopt_backend, adopt_host)
+from .corrections import label_text
 from .dates import date_for
-from .runlog import say
+from .engine.known_boxes import JSON_THRESHOLD
 from .errors import BackendError, DeepfauneError, HostError, PluginError
 from .exifdate import format_date
 from .hookspecs import hookimpl
-from .paths import UnsafePathError, own_folder, safe_relative
+from .models.cards import ModelCard, load_card
+from .paths import (UnsafeFolderError, UnsafePathError, is_plain_name, not_regular, open_folder, own_folder,
+                    safe_relative)
+from .placing import place_file, safe_folder_name, unique_target
+from .progress import Progress
+from .runlog import say
+from .sniff import media_format
+from .table import TableWriter, escape_formula, result_table, write_table
+from .taxonomy import LabelReader, Taxon, key_for_name, taxa, taxon_for_key
+from .transaction import FolderLock, JournalError, LockedError, commit_files, file_sha256, recover
 from .types import (ANIMAL, CATEGORY_NAMES, CONTAINER_DATE, EXIF_DATE, FAILED, FILE_DATE, HOST_DATE, IMAGE_SUFFIXES,
                     PERSON, UNDEFINED, VEHICLE, VIDEO_SUFFIXES, ClassTable, Decision, Detection, KnownBox, Manifest,
                     MediaItem, Problem, RawResult)
 from .untrusted import UntrustedInputError, decode_user_text, load_json, load_yaml, parse_json, read_user_text
-from .walk import MEDIA_SUFFIXES, iter_media, iter_media_blocks
+from .walk import MEDIA_SUFFIXES, OWN_FOLDER_PREFIXES, count_media, iter_media, iter_media_blocks
 
 __all__ = [
     # contracts
@@ -44,276 +49,43 @@ __all__ = [
     "IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "MEDIA_SUFFIXES", "iter_media", "iter_media_blocks", "safe_relative",
     "own_folder", "UnsafePathError", "atomic_output", "StagedFile", "write_bytes_atomic", "result_table",
     "write_table", "load_json", "load_yaml", "parse_json", "UntrustedInputError", "format_date", "date_for", "say",
-    "read_user_text", "decode_user_text", "media_format",
-    "STANDIN_MARK", "STANDIN_COLUMN", "STANDIN_VALUE", "label_text",
-    # taxonomy: what a DeepFaune decision key means as a taxon (scientific name, rank, class ... species)
-    "Taxon", "taxon_for_key",
+    "read_user_text", "decode_user_text",
+    # the package: __version__, the version a host records as the writer of its outputs
+    "__version__",
+    # media listing: count_media, how many media files a walk would list (for a progress line, before the lazy
+    # walk); OWN_FOLDER_PREFIXES, the prefixes of the folders DeepFaune writes (never read back as input)
+    "count_media", "OWN_FOLDER_PREFIXES",
+    # locking and all-or-nothing writes: FolderLock, an exclusive lock on a person's data (LockedError: another
+    # live run holds it); commit_files, several files replaced together through a journal; recover, an interrupted
+    # commit finished or undone (JournalError: it cannot be, safely); staging_dir, a private folder beside a target
+    # for its new files; file_sha256, a file's content hash (to tell a file a person changed since we wrote it)
+    "FolderLock", "LockedError", "commit_files", "recover", "JournalError", "staging_dir", "file_sha256",
+    # safe paths and untrusted input: not_regular, why a path is not a regular file (a FIFO, a device...) or None;
+    # is_plain_name, a name that is one plain path component; open_folder, a folder opened without following a
+    # symlink (UnsafeFolderError otherwise)
+    "not_regular", "is_plain_name", "open_folder", "UnsafeFolderError",
+    # placing files: place_file, a file hard-linked at a new name, else copied with its dates; safe_folder_name, a
+    # label as one folder name every system accepts; unique_target, name.ext, else name_2.ext... (DeepFaune's rule)
+    "place_file", "safe_folder_name", "unique_target",
+    # the taxonomy: Taxon, one DeepFaune label as a taxon (scientific name, rank, ranks above); taxa, every taxon
+    # by English key; taxon_for_key, the taxon a decision key names (None for empty, vehicle...); key_for_name, the
+    # key a person's scientific name stands for; LabelReader, the one rule by which a person's label becomes a key
+    "Taxon", "taxa", "taxon_for_key", "key_for_name", "LabelReader",
+    # the models: load_card, a model version's card (ModelCard: its files, classes, detectors and their thresholds);
+    # JSON_THRESHOLD, DeepFaune's MegaDetector threshold (known boxes at or below it are ignored)
+    "load_card", "ModelCard", "JSON_THRESHOLD",
+    # boxes and tables: normalised_box, a pixel box (x1, y1, x2, y2) as (x, y, w, h) fractions of the image;
+    # TableWriter, DeepFaune's result table written block by block (a ResultWriter); escape_formula, a cell a
+    # spreadsheet will not run as a formula
+    "normalised_box", "TableWriter", "escape_formula",
+    # progress: Progress, a progress line with rate and ETA on stderr (a host's notes go through `say`)
+    "Progress",
+    # media_format, what a file's first bytes say it is ("jpeg", "png", "mp4"...; None: not a photo or video), for
+    # bytes from elsewhere (a download) before they are kept
+    "media_format",
+    # stand-in runs: STANDIN_MARK, what every file of a run on stand-in models (random weights) says of its labels
+    # (`RunResults.standin`); STANDIN_COLUMN/STANDIN_VALUE, the column a stand-in run's tables get, and its value
+    "STANDIN_MARK", "STANDIN_COLUMN", "STANDIN_VALUE",
+    # label_text(classes, key, lang): a decision key in one of the model card's languages
+    "label_text",
 ]
-
-#: Names served lazily: their modules import this one (RunResults), so importing them here would be a cycle
-#: (the taxonomy reads the model cards' folder, which imports the engine); the image decoders load only when a
-#: host sniffs a file (`media_format`).
-#: `Taxon`: one DeepFaune label as a taxon (scientific_name, rank, class_, order, family, genus, species epithet,
-#: vernacular names by ISO 639-3 code); `taxon_for_key(key)`: the Taxon of a `Decision.prediction_key`, or None
-#: for "empty", "vehicle", "undefined" and "failed" (bird groups name their group, "human" Homo sapiens).
-_LAZY = {"result_table": "table", "write_table": "table", "Taxon": "taxonomy", "taxon_for_key": "taxonomy",
-         "media_format": "sniff",
-         "label_text": "corrections"}  # label_text(classes, key, lang): a decision key in one of the card's languages
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(f"deepfaune_plugin.{_LAZY[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-#: Modes that run a detector (a model card lists those its models support).
-MODEL_DETECTOR_MODES = ("DF", "MDS", "DFbsMDS", "DFMDS")
-#: No detector: classify the boxes the host supplies (MediaItem.known_boxes), e.g. MegaDetector's.
-EXISTING_DETECTIONS = "existing"
-DETECTOR_MODES = (*MODEL_DETECTOR_MODES, EXISTING_DETECTIONS)
-
-
-@dataclass
-class RunSettings:
-    """Everything a user can set for a run; decisions are a pure function of raw outputs + these."""
-
-    model_version: str = "1.4"
-    detector_mode: str = "DFbsMDS"
-    threshold: float = 0.8
-    maxlag: float = 10.0
-    lang: str = "fr"
-    exclude: tuple[str, ...] = ()
-    bird: bool = False
-    models_dir: Path | None = None
-    threads: int | None = None
-    fast: bool = False  # int8 models (`deepfaune models quantize`), no onnxruntime memory arena: other answers
-    backend: str = "deepfaune"
-    scheduler: str | None = None  # a Dask scheduler address or "local:N": where inference runs, never what it gives
-    device: str | None = None  # auto|cpu|cuda|directml|coreml|openvino; None: $DEEPFAUNE_DEVICE, else auto
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.threshold <= 1.0:  # 0: every animal labelled; NaN fails here too
-            raise ValueError(f"threshold must be between 0 and 1 (inclusive), got {self.threshold}")
-        if not math.isfinite(self.maxlag) or self.maxlag < 0:  # inf/nan would join a whole season (or nothing)
-            raise ValueError(f"maxlag must be a number of seconds >= 0, got {self.maxlag}")
-        if self.detector_mode not in DETECTOR_MODES:
-            raise ValueError(
-                f"unknown detector mode {self.detector_mode!r}; choose one of {', '.join(DETECTOR_MODES)}"
-            )
-
-
-@runtime_checkable
-class Predictor(Protocol):
-    """A backend's loaded models; yields one RawResult per item, in the items' order."""
-
-    classes: ClassTable
-    info: dict[str, Any]  # model version, file names and sha256, stand-in flag...
-
-    def predict(self, items: Iterable[MediaItem]) -> Iterator[RawResult]: ...
-
-    def close(self) -> None: ...
-
-
-@dataclass(frozen=True)
-class BackendDescription:
-    """What a backend will compute, known without loading its models.
-
-    `fingerprint` must change whenever raw outputs could change (model files, detector mode...):
-    stored outputs are reused only under the same fingerprint.
-    """
-
-    classes: ClassTable
-    fingerprint: str
-    info: dict[str, Any] = field(default_factory=dict)
-
-
-class Backend:
-    """Base of every backend: subclass it, set `name` and `description`, implement `open`.
-
-    Defaults: `describe` returns None, so the run has no fingerprint and recomputes every file (no resume, no
-    re-deciding from stored outputs). Return a `BackendDescription` to get both without loading models.
-    """
-
-    name: str = ""
-    description: str = ""
-
-    def open(self, settings: RunSettings) -> Predictor:
-        """Load the models for `settings`: called once per run, when the first file needs computing."""
-        raise NotImplementedError(f"backend {self.name!r} does not implement open()")
-
-    def describe(self, settings: RunSettings) -> BackendDescription | None:
-        """What `open(settings)` would compute, without loading it; None when the backend cannot say."""
-        return None
-
-
-@dataclass(frozen=True)
-class HostOption:
-    """A command-line option a host adds to `deepfaune run` (e.g. Timelapse's --write-ddb)."""
-
-    name: str  # long option without dashes, e.g. "write-ddb"
-    help: str
-    flag: bool = False  # a boolean switch rather than a value
-    default: Any = None
-    multiple: bool = False  # may be given several times (collected in a list)
-
-    @property
-    def dest(self) -> str:
-        return self.name.replace("-", "_")
-
-
-#: What every file a run on stand-in models writes says about its labels (`RunResults.standin`): once the run's
-#: log is gone, a package or table of random labels must still not look like DeepFaune's.
-STANDIN_MARK = "STAND-IN MODELS, random weights: the labels are meaningless"
-#: The column a table of a stand-in run gets, and its value in every row.  Only a stand-in run's tables have it:
-#: a table of real models stays byte for byte what it was (and what DeepFaune writes).
-STANDIN_COLUMN, STANDIN_VALUE = "models", "stand-in"
-
-
-@dataclass
-class RunResults:
-    """What a run produced, handed to the host adapter's write()."""
-
-    settings: RunSettings
-    classes: ClassTable
-    raw: Mapping[str, RawResult]
-    decisions: list[Decision]
-    backend_info: dict[str, Any] = field(default_factory=dict)
-    output: Path | None = None
-    started: datetime | None = None
-    finished: datetime | None = None
-
-    @property
-    def standin(self) -> bool:
-        """True when the models had random weights (`deepfaune models stand-in`; the backend says so in its info,
-        from the installed models' manifest): the one fact every writer reads to mark its files (STANDIN_MARK)."""
-        return bool(self.backend_info.get("standin"))
-
-
-@runtime_checkable
-class ResultWriter(Protocol):
-    """A host's outputs written as the run goes, for hosts that can (optional `Host.open_writer`).
-
-    `add` receives the results of whole sequences, in DeepFaune's order (sequence numbers rising), so a
-    season is never held in memory; `close` finishes the outputs (nothing may replace the user's files
-    before it) and returns the files written; `abort` leaves every previous output as it was.
-    `target` is the main output file, known before the first result (the review page goes beside it).
-    """
-
-    target: Path
-
-    def add(self, batch: RunResults) -> None: ...
-
-    def close(self, results: RunResults) -> list[Path]: ...
-
-    def abort(self) -> None: ...
-
-
-class Host:
-    """Base of every host adapter: subclass it, set `name` and `description`, implement `detect`, `read` and
-    either `write` (results given once, at the end) or `open_writer` (results given as they come).
-
-    Defaults: no options; `priority` 10 (--host auto asks higher priorities first, the folder host has 0);
-    `open_writer` returns None, so the run collects every result and calls `write` at the end.
-    """
-
-    name: str = ""
-    description: str = ""
-    #: Options this host adds to `deepfaune run`; their values reach read/write under their `dest` names.
-    options: Sequence[HostOption] = ()
-    priority: int = 10
-
-    def detect(self, source: Path) -> bool:
-        """True when `source` is this host's kind of data (used by --host auto)."""
-        return False
-
-    def read(self, source: Path, options: Mapping[str, Any]) -> Manifest:
-        """The media of `source`; `options` holds the host's own options and "output" (the --output path or None)."""
-        raise NotImplementedError(f"host {self.name!r} does not implement read()")
-
-    def write(self, manifest: Manifest, results: RunResults, options: Mapping[str, Any]) -> list[Path]:
-        """Write results back (to `options["output"]` when the user gave --output); return the files written."""
-        raise NotImplementedError(f"host {self.name!r} does not implement write()")
-
-    def open_writer(self, manifest: Manifest, options: Mapping[str, Any]) -> ResultWriter | None:
-        """A writer that takes results as they come, or None to have them all given to `write` at the end.
-
-        With a lazily listed manifest (`Manifest.from_blocks`) and a writer, a run holds one block of files
-        at a time. A ValueError raised here (an output the host cannot write) stops the run before any model runs.
-        """
-        return None
-
-    def release(self, manifest: Manifest) -> None:
-        """The source was read but will not be written (`deepfaune evaluate`, `deepfaune review`): give back
-        what `read` holds for its write, e.g. a lock on the user's data. Default: nothing is held."""
-
-
-class _PlainBackend(Backend):
-    """A backend registered as a plain object rather than a `Backend` subclass (still accepted in 0.x): the
-    defaults it lacks come from `Backend`; everything else is its own."""
-
-    def __init__(self, plain: Any):
-        self.plain = plain
-        self.name = plain.name
-        self.description = str(getattr(plain, "description", ""))
-
-    def open(self, settings: RunSettings) -> Predictor:
-        return self.plain.open(settings)
-
-    def describe(self, settings: RunSettings) -> BackendDescription | None:
-        describe = getattr(self.plain, "describe", None)
-        return describe(settings) if describe is not None else None
-
-    def __getattr__(self, attr: str) -> Any:
-        return _forward(self, attr)
-
-
-class _PlainHost(Host):
-    """A host registered as a plain object rather than a `Host` subclass (still accepted in 0.x)."""
-
-    def __init__(self, plain: Any):
-        self.plain = plain
-        self.name = plain.name
-        self.description = str(getattr(plain, "description", ""))
-        self.options = getattr(plain, "options", ())
-        self.priority = getattr(plain, "priority", Host.priority)
-
-    def detect(self, source: Path) -> bool:
-        return self.plain.detect(source)
-
-    def read(self, source: Path, options: Mapping[str, Any]) -> Manifest:
-        return self.plain.read(source, options)
-
-    def write(self, manifest: Manifest, results: RunResults, options: Mapping[str, Any]) -> list[Path]:
-        return self.plain.write(manifest, results, options)
-
-    def open_writer(self, manifest: Manifest, options: Mapping[str, Any]) -> ResultWriter | None:
-        opener = getattr(self.plain, "open_writer", None)
-        return opener(manifest, options) if opener is not None else None
-
-    def release(self, manifest: Manifest) -> None:
-        release = getattr(self.plain, "release", None)
-        if release is not None:
-            release(manifest)
-
-    def __getattr__(self, attr: str) -> Any:
-        return _forward(self, attr)
-
-
-def _forward(wrapper: Any, attr: str) -> Any:
-    """What the wrapped plain object has beyond the contract; an AttributeError (not a KeyError) while the
-    wrapper itself is being built or unpickled (Dask sends backends to its workers)."""
-    if "plain" not in wrapper.__dict__:
-        raise AttributeError(attr)
-    return getattr(wrapper.__dict__["plain"], attr)
-
-
-def adopt_backend(obj: Any) -> Backend:
-    """`obj` as a `Backend`: itself when it subclasses it, else wrapped with the documented defaults."""
-    return obj if isinstance(obj, Backend) else _PlainBackend(obj)
-
-
-def adopt_host(obj: Any) -> Host:
-    """`obj` as a `Host`: itself when it subclasses it, else wrapped with the documented defaults."""
-    return obj if isinstance(obj, Host) else _PlainHost(obj)

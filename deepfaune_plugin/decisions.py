@@ -35,7 +35,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .api import RunSettings
+from .contracts import RunSettings
 from .sequences import assign_sequences, sequence_unit
 from .types import ANIMAL, EMPTY, FAILED, PERSON, UNDEFINED, VEHICLE, ClassTable, Decision, MediaItem, RawResult
 

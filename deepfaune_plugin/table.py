@@ -5,9 +5,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from .api import STANDIN_COLUMN, STANDIN_VALUE, RunResults
+from .contracts import STANDIN_COLUMN, STANDIN_VALUE, RunResults
 from .atomic import StagedFile, atomic_output
 from .boxes import normalised_box
+from .errors import HostError
 from .exifdate import EXIF_DATE_FORMAT, format_date
 from .types import PERSON
 from .xlsx import XlsxTable, write_xlsx
@@ -115,17 +116,22 @@ def csv_safe(table: pd.DataFrame) -> pd.DataFrame:
     return safe
 
 
+class TableTypeError(HostError, ValueError):
+    """An output name that is no result table (a folder, x.txt): a HostError, as `Host.open_writer` promises, and
+    still the ValueError it was for callers that catch that."""
+
+
 def _table_kind(path: Path) -> str:
     """The table kind ("csv" or "xlsx") the name asks for.  Anything else is refused before a model runs,
     with the choices: a table silently written as CSV under another name (x.txt, a folder's) surprises later."""
     if path.is_dir():
-        raise ValueError(f"{path}: is a folder; --output names the result file, e.g. {path / 'deepfaune.csv'}")
+        raise TableTypeError(f"{path}: is a folder; --output names the result file, e.g. {path / 'deepfaune.csv'}")
     suffix = path.suffix.lower()
     if suffix in TABLE_KINDS:
         return TABLE_KINDS[suffix]
     if not suffix:
-        raise ValueError(f"{path}: the name has no file type; use .csv or .xlsx (e.g. {path}.csv)")
-    raise ValueError(f"{path}: unsupported output type {suffix!r}; use .csv or .xlsx")
+        raise TableTypeError(f"{path}: the name has no file type; use .csv or .xlsx (e.g. {path}.csv)")
+    raise TableTypeError(f"{path}: unsupported output type {suffix!r}; use .csv or .xlsx")
 
 
 def write_table(table: pd.DataFrame, path: Path) -> Path:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from .api import Host, RunResults, RunSettings
-from .errors import RunError
+from .errors import HostError, RunError
 from .store import ResultStore
 from .types import Decision, Manifest, MediaItem, RawResult
 
@@ -47,7 +47,7 @@ def open_output(adapter: Host, manifest: Manifest, options: Mapping[str, Any],
     and calls `write` at the end (a Timelapse .ddb, a Camtrap DP package are rewritten whole anyway)."""
     try:
         writer = writing(lambda: adapter.open_writer(manifest, options), store)
-    except ValueError as err:  # an output the host cannot write: said before any model runs
+    except (HostError, ValueError) as err:  # an output the host cannot write: said before any model runs
         raise RunError(str(err)) from err
     if writer is None:
         return WriteAtEnd(adapter, manifest, options, store)

@@ -4,10 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from deepfaune_plugin.api import (MEDIA_SUFFIXES, Host, HostOption, Manifest, MediaItem, Problem, RunResults, hookimpl,
-                                  iter_media_blocks, result_table, write_table)
-from deepfaune_plugin.table import TableWriter
-from deepfaune_plugin.walk import count_media
+from deepfaune_plugin.api import (MEDIA_SUFFIXES, Host, HostOption, Manifest, MediaItem, Problem, RunResults,
+                                  TableWriter, count_media, hookimpl, iter_media_blocks, result_table, write_table)
 
 DEFAULT_OUTPUT = "deepfaune.csv"
 

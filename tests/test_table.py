@@ -74,6 +74,21 @@ def test_unknown_extension_is_refused_and_old_file_kept(tmp_path: Path):
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize("name, says", [("out.json", "unsupported output type '.json'; use .csv or .xlsx"),
+                                        ("out", "the name has no file type; use .csv or .xlsx"),
+                                        ("folder", "is a folder; --output names the result file")])
+def test_issue31_1_the_folder_hosts_writer_refuses_a_non_table_with_a_host_error(tmp_path: Path, name, says):
+    """`Host.open_writer` promises a HostError for an output the host cannot write (docs/plugins.md); the
+    folder host's writer is DeepFaune's TableWriter. Still a ValueError for callers that caught that."""
+    from deepfaune_plugin.api import HostError, TableWriter
+
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(HostError, match=says) as refused:
+        TableWriter(tmp_path / name)
+    assert isinstance(refused.value, ValueError)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder"]
+
+
 def test_failed_write_keeps_previous_output(tmp_path: Path, monkeypatch):
     target = tmp_path / "out.csv"
     target.write_text("previous results\n")

@@ -27,11 +27,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 
-from deepfaune_plugin.api import (FILE_DATE, MEDIA_SUFFIXES, Manifest, MediaItem, Problem, RunResults,
-                                  UntrustedInputError, date_for, iter_media, load_yaml, read_user_text)
-from deepfaune_plugin.atomic import staging_dir
-from deepfaune_plugin.placing import place_file
-from deepfaune_plugin.transaction import FolderLock
+from deepfaune_plugin.api import (FILE_DATE, MEDIA_SUFFIXES, FolderLock, Manifest, MediaItem, Problem, RunResults,
+                                  UntrustedInputError, date_for, iter_media, load_yaml, place_file, read_user_text,
+                                  staging_dir)
 
 from deepfaune_plugin.hooks.camtrapdp.observations import MediaInfo, build_rows, classification_time, update_descriptor
 from deepfaune_plugin.hooks.camtrapdp.package import PackageError

@@ -40,8 +40,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from deepfaune_plugin import api
-from deepfaune_plugin.api import MEDIA_SUFFIXES, own_folder
-from deepfaune_plugin.paths import UnsafeFolderError, open_folder
+from deepfaune_plugin.api import MEDIA_SUFFIXES, UnsafeFolderError, open_folder, own_folder
 
 from deepfaune_plugin.hooks.camtrapdp.package import MEDIATYPE_SUFFIX, MediaRow, PackageError
 from deepfaune_plugin.hooks.camtrapdp.safe_http import AddressRefused, open_url

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from deepfaune_plugin.api import Host, HostOption, Manifest, MediaItem, Problem, RunResults, hookimpl, say
-from deepfaune_plugin.transaction import FolderLock, recover
+from deepfaune_plugin.api import (FolderLock, Host, HostOption, Manifest, MediaItem, Problem, RunResults, hookimpl,
+                                  recover, say)
 
 from . import create
 from deepfaune_plugin.hooks.camtrapdp.observations import MediaInfo, build_rows, classification_time

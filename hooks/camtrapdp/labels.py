@@ -21,8 +21,7 @@ from collections import defaultdict
 from datetime import datetime
 from typing import Any, Iterable, Mapping
 
-from deepfaune_plugin.api import Problem
-from deepfaune_plugin.taxonomy import key_for_name
+from deepfaune_plugin.api import Problem, key_for_name
 
 from deepfaune_plugin.hooks.camtrapdp.observations import (ID_PREFIX, REVIEW_ID_PREFIX, MediaInfo, is_ours,
                                                            classified_by_deepfaune)

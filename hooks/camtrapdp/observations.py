@@ -20,10 +20,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping, Sequence
 
-from deepfaune_plugin import __version__
-from deepfaune_plugin.api import ANIMAL, FAILED, PERSON, STANDIN_MARK, UNDEFINED, VEHICLE, Decision, RawResult
-from deepfaune_plugin.boxes import normalised_box
-from deepfaune_plugin.taxonomy import Taxon, taxa, taxon_for_key
+from deepfaune_plugin.api import (__version__, ANIMAL, FAILED, PERSON, STANDIN_MARK, UNDEFINED, VEHICLE, Decision,
+                                  RawResult, Taxon, normalised_box, taxa, taxon_for_key)
 
 from deepfaune_plugin.hooks.camtrapdp.schema import format_datetime, parse_datetime
 

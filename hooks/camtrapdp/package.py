@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from deepfaune_plugin.api import HostError, UnsafePathError, UntrustedInputError, decode_user_text, parse_json, safe_relative
-from deepfaune_plugin.paths import not_regular
+from deepfaune_plugin.api import (HostError, UnsafePathError, UntrustedInputError, decode_user_text, not_regular,
+                                  parse_json, safe_relative)
 
 from deepfaune_plugin.hooks.camtrapdp.schema import FILE_PATH_PATTERN, MISSING, TABLES, parse_datetime
 

@@ -9,9 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from deepfaune_plugin.api import own_folder
-from deepfaune_plugin.atomic import staging_dir
-from deepfaune_plugin.transaction import commit_files
+from deepfaune_plugin.api import commit_files, own_folder, staging_dir
 
 from deepfaune_plugin.hooks.camtrapdp.observations import is_ours, is_standin, update_descriptor
 from deepfaune_plugin.hooks.camtrapdp.package import PackageError, RawTable, join_table

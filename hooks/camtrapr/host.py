@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Mapping
 
-from deepfaune_plugin.api import FILE_DATE, Decision, Host, HostError, HostOption, Manifest, RunResults, hookimpl, say
-from deepfaune_plugin.taxonomy import taxon_for_key
+from deepfaune_plugin.api import (FILE_DATE, Decision, Host, HostError, HostOption, Manifest, RunResults, hookimpl, say,
+                                  taxon_for_key)
 
 from deepfaune_plugin.hooks.camtrapr.independence import COMPARED_TO, LAST_INDEPENDENT, assess
 from deepfaune_plugin.hooks.camtrapr.output import (

@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from deepfaune_plugin.api import (STANDIN_COLUMN, STANDIN_VALUE, Decision, HostError, MediaItem, atomic_output,
-                                  format_date)
-from deepfaune_plugin.table import escape_formula
+                                  escape_formula, format_date)
 
 from deepfaune_plugin.hooks.camtrapr.independence import IndependentRecord, Record, r_collation_key
 

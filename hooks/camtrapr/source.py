@@ -30,10 +30,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 
-from deepfaune_plugin.api import (MEDIA_SUFFIXES, HostError, Manifest, MediaItem, Problem, UntrustedInputError,
-                                  decode_user_text, iter_media)
-from deepfaune_plugin.paths import is_plain_name
-from deepfaune_plugin.walk import OWN_FOLDER_PREFIXES
+from deepfaune_plugin.api import (MEDIA_SUFFIXES, OWN_FOLDER_PREFIXES, HostError, Manifest, MediaItem, Problem,
+                                  UntrustedInputError, decode_user_text, is_plain_name, iter_media)
 
 from deepfaune_plugin.hooks.camtrapr.species import MANIFEST, SpeciesFoldersError, placed_by_deepfaune
 

@@ -28,10 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from deepfaune_plugin.api import STANDIN_MARK, STANDIN_VALUE, HostError, parse_json, say
-from deepfaune_plugin.atomic import staging_dir
-from deepfaune_plugin.placing import place_file, safe_folder_name, unique_target
-from deepfaune_plugin.transaction import FolderLock, file_sha256
+from deepfaune_plugin.api import (STANDIN_MARK, STANDIN_VALUE, FolderLock, HostError, file_sha256, parse_json,
+                                  place_file, safe_folder_name, say, staging_dir, unique_target)
 
 MANIFEST = ".deepfaune_species_folders.json"  # what a build placed; a rebuild may replace exactly that
 LEGACY_MARKER = ".deepfaune_species_folders"  # an empty marker of older versions: licenses nothing

@@ -33,9 +33,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from deepfaune_plugin.api import ANIMAL, EXISTING_DETECTIONS, PERSON, VEHICLE, KnownBox
-from deepfaune_plugin.taxonomy import taxa
-from deepfaune_plugin.engine.known_boxes import JSON_THRESHOLD
+from deepfaune_plugin.api import ANIMAL, EXISTING_DETECTIONS, JSON_THRESHOLD, PERSON, VEHICLE, KnownBox, taxa
 
 from deepfaune_plugin.hooks.timelapse.ddb import TimelapseError, connect_readonly, reading, table_columns, table_names
 from deepfaune_plugin.hooks.timelapse.recognitions import BOX_SHIFT

@@ -20,8 +20,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
-from deepfaune_plugin.api import ClassTable, Decision, label_text
-from deepfaune_plugin.taxonomy import taxa, taxon_for_key
+from deepfaune_plugin.api import ClassTable, Decision, label_text, taxa, taxon_for_key
 
 from deepfaune_plugin.hooks.timelapse.ddb import FieldSpec
 

@@ -22,11 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from deepfaune_plugin.api import (EXISTING_DETECTIONS, Host, HostOption, Manifest, MediaItem, Problem, RunResults,
-                                  UnsafePathError, atomic_output, hookimpl, iter_media, result_table, safe_relative,
-                                  say, write_table)
-from deepfaune_plugin.paths import not_regular
-from deepfaune_plugin.transaction import FolderLock
+from deepfaune_plugin.api import (EXISTING_DETECTIONS, FolderLock, Host, HostOption, Manifest, MediaItem, Problem,
+                                  RunResults, UnsafePathError, atomic_output, hookimpl, iter_media, not_regular,
+                                  result_table, safe_relative, say, write_table)
 
 from deepfaune_plugin.hooks.timelapse.ddb import (DEFAULT_DDB, DataRow, FieldSpec, TimelapseError, find_ddb, find_template, read_ddb,
                             windows_to_posix)

@@ -27,12 +27,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from deepfaune_plugin import __version__
-from deepfaune_plugin.api import (ANIMAL, CATEGORY_NAMES, STANDIN_MARK, UNDEFINED, ClassTable, Decision, Manifest,
-                                  MediaItem, RawResult, RunResults)
-from deepfaune_plugin.boxes import normalised_box
-from deepfaune_plugin.models.cards import load_card
-from deepfaune_plugin.taxonomy import Taxon, taxon_for_key
+from deepfaune_plugin.api import (__version__, ANIMAL, CATEGORY_NAMES, STANDIN_MARK, UNDEFINED, ClassTable, Decision,
+                                  Manifest, MediaItem, RawResult, RunResults, Taxon, load_card, normalised_box,
+                                  taxon_for_key)
 
 FORMAT_VERSION = "1.6"
 DETECTION_CATEGORIES = {str(k): v for k, v in sorted(CATEGORY_NAMES.items())}  # "1" animal, "2" person, "3" vehicle
