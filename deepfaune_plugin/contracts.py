@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Protocol, Sequence, runtime_checkable
+from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol, Sequence, runtime_checkable
 
 from .types import ClassTable, Decision, Manifest, MediaItem, RawResult
 
@@ -98,19 +98,50 @@ class Backend:
         return None
 
 
+#: The core commands a host's options may join (`HostOption.commands`): `review` takes a run's options
+#: because its export is a run; `evaluate` reads the source as a run does, without writing.
+OPTION_COMMANDS = ("run", "review", "evaluate")
+
+
 @dataclass(frozen=True)
 class HostOption:
-    """A command-line option a host adds to `deepfaune run` (e.g. Timelapse's --write-ddb)."""
+    """A command-line option a host adds to the core's commands (e.g. Timelapse's --write-ddb to `deepfaune run`)."""
 
     name: str  # long option without dashes, e.g. "write-ddb"
     help: str
     flag: bool = False  # a boolean switch rather than a value
     default: Any = None
     multiple: bool = False  # may be given several times (collected in a list)
+    #: The commands that offer it (of `OPTION_COMMANDS`): add "evaluate" for an option that changes what `read`
+    #: finds, e.g. where the source keeps people's labels.
+    commands: tuple[str, ...] = ("run", "review")
+
+    def __post_init__(self) -> None:
+        unknown = [c for c in self.commands if c not in OPTION_COMMANDS] if not isinstance(self.commands, str) \
+            else [self.commands]
+        if unknown:  # a typo would hide the option silently: refused when the plugin loads, with the reason
+            raise ValueError(f"HostOption {self.name!r}: commands must be a tuple of {', '.join(OPTION_COMMANDS)}; "
+                             f"got {self.commands!r}")
 
     @property
     def dest(self) -> str:
         return self.name.replace("-", "_")
+
+
+@dataclass(frozen=True)
+class Command:
+    """A command a plugin adds to `deepfaune` (`register_commands`): `deepfaune NAME ...`.
+
+    `add_arguments(parser)` adds its arguments to its own argparse parser; `run(args)` runs it with the parsed
+    `argparse.Namespace` and returns the exit status. A `DeepfauneError` it raises is printed as one line
+    (exit status 1). A name the core or another plugin already has is left out, with a warning.
+    """
+
+    name: str
+    help: str
+    run: Callable[[Any], int]
+    add_arguments: Callable[[Any], None] | None = None
+    description: str = ""
 
 
 #: What every file a run on stand-in models writes says about its labels (`RunResults.standin`): once the run's
@@ -170,9 +201,13 @@ class Host:
 
     name: str = ""
     description: str = ""
-    #: Options this host adds to `deepfaune run`; their values reach read/write under their `dest` names.
+    #: Options this host adds to `deepfaune run` (and the commands each names); their values reach read/write
+    #: under their `dest` names.
     options: Sequence[HostOption] = ()
     priority: int = 10
+    #: Where this host's sources keep people's labels (`Manifest.human_labels`), said when a source holds none
+    #: (`deepfaune evaluate`), e.g. "name the data field holding them with --labels-field".
+    labels_held: str = "its host reads none"
 
     def detect(self, source: Path) -> bool:
         """True when `source` is this host's kind of data (used by --host auto)."""
@@ -228,6 +263,7 @@ class _PlainHost(Host):
         self.description = str(getattr(plain, "description", ""))
         self.options = getattr(plain, "options", ())
         self.priority = getattr(plain, "priority", Host.priority)
+        self.labels_held = str(getattr(plain, "labels_held", Host.labels_held))
 
     def detect(self, source: Path) -> bool:
         return self.plain.detect(source)

@@ -1,7 +1,7 @@
 """`deepfaune evaluate SOURCE [--labels FILE]`: DeepFaune's decisions against the user's own labels.
 
-The labels come from a CSV (--labels), else from the source itself: the human observations of a Camtrap DP
-package, a Timelapse data field (--labels-field), a camtrapR tree's species folders (--species-from-folders).
+The labels come from a CSV (--labels), else from the source itself, as its host reads them (`Manifest.human_labels`,
+with the host options that join `evaluate`, e.g. the data field that holds them).
 
 It reads the source through its host (nothing of the user's is written) and the raw outputs a previous
 `deepfaune run` left in the result store (no model is loaded), then re-decides them at every threshold
@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from .api import DETECTOR_MODES, RunSettings
+from .cli_shared import DEFAULTS, add_host_options, host_options, split_list
 from .errors import DeepfauneError
 from .evaluate import LEVELS, THRESHOLDS, Evaluation, read_labels, threshold_for, truth_keys, write_csv
 from .plugins import PluginError, Registry
@@ -23,41 +24,42 @@ class EvaluateError(DeepfauneError):
     """An evaluation that cannot be made (no labels, nothing stored): the message says what to do."""
 
 
-def add_evaluate_parser(sub) -> None:
+def add_evaluate_parser(sub, registry: Registry) -> list[str]:
+    """The evaluate parser, with the hosts' options that join it; returns what was left out of them, and why."""
     p = sub.add_parser("evaluate", help="compare DeepFaune's decisions with your own labels, for every threshold "
                                         "(from the result store: run `deepfaune run` first; no model runs)")
     p.add_argument("source", type=Path, help="the source given to `deepfaune run`")
     p.add_argument("--labels", type=Path, default=None,
                    help="CSV with a file column (relpath, file, path or filename: as in deepfaune.csv) and a label "
-                        "column (label, species or prediction): a class in any language of the model or of the "
-                        "taxonomy table, a scientific name, or empty, human, vehicle (default: the human labels the "
-                        "source holds: a Camtrap DP package's human observations, a Timelapse --labels-field, a "
-                        "camtrapR tree's --species-from-folders; never a value DeepFaune wrote there itself)")
-    p.add_argument("--labels-field", default=None, metavar="FIELD",
-                   help="Timelapse: the .ddb data field holding people's species labels (e.g. Species)")
+                        "column (label, species or prediction): a class in any language of the model, or empty, "
+                        "human, vehicle, or a scientific name or a name in the taxonomy table's languages (default: the "
+                        "human labels the source holds, as its host reads them: see the host options; never a value "
+                        "DeepFaune wrote there itself)")
     p.add_argument("--reviewed", action="store_true",
                    help="compare with the labels people gave in `deepfaune review` (kept in the result store) "
                         "instead of the source's own; used anyway when the source holds none")
-    p.add_argument("--species-from-folders", action="store_true",
-                   help="camtrapR station tree: the last folder level is the species (Station/[Camera/]Species/files)")
-    p.add_argument("--threshold", type=float, default=0.8, help="threshold of the per-class table (default 0.8)")
+    p.add_argument("--threshold", type=float, default=DEFAULTS.threshold,
+                   help=f"threshold of the per-class table (default {DEFAULTS.threshold:g})")
     p.add_argument("--target", type=float, default=None,
                    help="an accuracy to reach (e.g. 0.95): says the lowest threshold that reaches it per sequence")
     p.add_argument("--output", "-o", type=Path, default=Path("deepfaune-evaluation"),
                    help="folder for the CSV files (default: ./deepfaune-evaluation)")
     same = "as given to `deepfaune run`"
     p.add_argument("--host", default="auto", help=f"data manager of SOURCE (default: auto-detect), {same}")
-    p.add_argument("--backend", default="deepfaune", help=f"classification backend (default: deepfaune), {same}")
-    p.add_argument("--model-version", default="1.4", help=f"DeepFaune model version (default: 1.4), {same}")
-    p.add_argument("--detector", default="DFbsMDS", choices=DETECTOR_MODES, help=f"detector mode, {same}")
-    p.add_argument("--maxlag", type=float, default=10, help="max seconds between images of a sequence (default 10)")
+    p.add_argument("--backend", default=DEFAULTS.backend,
+                   help=f"classification backend (default: {DEFAULTS.backend}), {same}")
+    p.add_argument("--model-version", default=DEFAULTS.model_version,
+                   help=f"DeepFaune model version (default: {DEFAULTS.model_version}), {same}")
+    p.add_argument("--detector", default=DEFAULTS.detector_mode, choices=DETECTOR_MODES, help=f"detector mode, {same}")
+    p.add_argument("--maxlag", type=float, default=DEFAULTS.maxlag,
+                   help=f"max seconds between images of a sequence (default {DEFAULTS.maxlag:g})")
     p.add_argument("--exclude", action="append", metavar="SPECIES", help=f"species absent from the study area, {same}")
     p.add_argument("--models-dir", type=Path, default=None, help=f"the models directory, {same}")
     p.add_argument("--store", type=Path, default=None, help="the result store the run used (default: the user's)")
+    return add_host_options(p, registry, "evaluate")
 
 
 def run_evaluate_command(args: argparse.Namespace, registry: Registry) -> int:
-    from .cli import _split_list
     from .inference import Inference, open_store
     from .pipeline import resolve_host
     from .store import default_store_path
@@ -67,7 +69,7 @@ def run_evaluate_command(args: argparse.Namespace, registry: Registry) -> int:
 
     try:
         settings = RunSettings(model_version=args.model_version, detector_mode=args.detector, lang="en",
-                               maxlag=args.maxlag, exclude=_split_list(args.exclude), models_dir=args.models_dir,
+                               maxlag=args.maxlag, exclude=split_list(args.exclude), models_dir=args.models_dir,
                                backend=args.backend, threshold=args.threshold)
         if args.target is not None and not 0 < args.target <= 1:
             raise ValueError(f"--target must be an accuracy between 0 and 1, got {args.target}")
@@ -86,7 +88,7 @@ def run_evaluate_command(args: argparse.Namespace, registry: Registry) -> int:
         raise EvaluateError(f"result store {store_path}: none yet; run `deepfaune run {args.source}` first")
     store = open_store(store_path)
     inference = Inference(backend, settings, store, None, False, log)  # describes, checks --exclude; loads no model
-    chosen = {"labels_field": args.labels_field, "species_from_folders": args.species_from_folders}
+    chosen = host_options(args)
     try:
         blocks, held = _stored(inference, host, args.source, log, chosen)
         reviewed = store.human_labels([item for block in blocks for item, _ in block])  # `deepfaune review`'s
@@ -122,8 +124,7 @@ def run_evaluate_command(args: argparse.Namespace, registry: Registry) -> int:
     else:
         raise EvaluateError(f"{args.source}: the source holds no human labels ({host.name}: "
                             + ("none left once DeepFaune's own values and what cannot be read are left out, "
-                               "as said above" if args.labels_field or args.species_from_folders
-                               else _HOW_HELD.get(host.name, "its host reads none"))
+                               "as said above" if any(chosen.values()) else host.labels_held)
                             + "); give them with --labels FILE "
                             "(a CSV with a file column and a label column)")
     for p in problems[:20]:
@@ -175,13 +176,6 @@ def run_evaluate_command(args: argparse.Namespace, registry: Registry) -> int:
     for path in written:
         print(f"wrote {path}", file=sys.stderr)
     return 0
-
-
-#: Where each built-in host keeps human labels, for the message when a source holds none.
-_HOW_HELD = {"camtrapdp": "no human observation of its media maps to a DeepFaune label",
-             "timelapse": "name the data field holding them with --labels-field",
-             "camtrapr": "a station tree sorted into species folders needs --species-from-folders",
-             "folder": "a plain folder holds none"}
 
 
 def _output_folder(out: Path, make: bool = False) -> Path:

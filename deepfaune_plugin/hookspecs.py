@@ -1,7 +1,9 @@
-"""Hook specifications: the two ways a plugin extends deepfaune.
+"""Hook specifications: the three ways a plugin extends deepfaune.
 
 Each hook receives a `register` callback, so one plugin module can add any number of
-backends or hosts, and the core keeps the registry (name → object, plus where it came from).
+backends, hosts or commands, and the core keeps the registry (name → object, plus where it came from).
+A host adds options to the core's commands through its `HostOption`s (which name the commands they join),
+so the core's parsers name no host.
 """
 from __future__ import annotations
 
@@ -19,3 +21,8 @@ def register_backends(register):
 @hookspec
 def register_hosts(register):
     """Add host adapters: call ``register(host)`` for each (see `deepfaune_plugin.api.Host`)."""
+
+
+@hookspec
+def register_commands(register):
+    """Add commands to `deepfaune`: call ``register(command)`` for each (see `deepfaune_plugin.api.Command`)."""

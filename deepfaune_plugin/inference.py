@@ -251,5 +251,5 @@ _STANDIN_BANNER = (
     "\n" + "!" * 78 + "\n"
     "!! STAND-IN MODELS: random weights with DeepFaune's input/output contract.\n"
     "!! Every label and score of this run is MEANINGLESS. Install the real models:\n"
-    "!!     deepfaune models install 1.4\n" + "!" * 78 + "\n"
+    f"!!     deepfaune models install {RunSettings.model_version}\n" + "!" * 78 + "\n"
 )

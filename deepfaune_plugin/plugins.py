@@ -19,7 +19,7 @@ from typing import Any, Callable
 import pluggy
 
 from . import hookspecs
-from .api import Backend, Host, adopt_backend, adopt_host
+from .api import Backend, Command, Host, adopt_backend, adopt_host
 from .errors import PluginError
 
 ENTRY_POINT_GROUP = "deepfaune"
@@ -49,6 +49,7 @@ class BrokenPlugin:
 class Registry:
     backends: dict[str, Registered] = field(default_factory=dict)
     hosts: dict[str, Registered] = field(default_factory=dict)
+    commands: dict[str, Registered] = field(default_factory=dict)  # `deepfaune NAME`, from `register_commands`
     broken: list[BrokenPlugin] = field(default_factory=list)
 
     def backend(self, name: str) -> Backend:
@@ -122,6 +123,7 @@ def build_registry(pm: pluggy.PluginManager) -> Registry:
     for hook_name, table, required in (
         ("register_backends", registry.backends, ("name", "open")),
         ("register_hosts", registry.hosts, ("name", "detect", "read", "write")),
+        ("register_commands", registry.commands, ("name", "run")),
     ):
         for impl in getattr(pm.hook, hook_name).get_hookimpls():
             plugin = impl.plugin_name
@@ -133,7 +135,7 @@ def build_registry(pm: pluggy.PluginManager) -> Registry:
                 impl.function(register=_registrar(table, staged, plugin, origin, required, hook_name))
             except (Exception, SystemExit) as err:
                 failed.add(plugin)
-                for done in (registry.backends, registry.hosts):
+                for done in (registry.backends, registry.hosts, registry.commands):
                     for name in [n for n, reg in done.items() if reg.plugin == plugin]:
                         del done[name]
                 registry.broken.append(BrokenPlugin(plugin, origin, _describe(err)))
@@ -155,10 +157,19 @@ def _registrar(table: dict[str, Registered], staged: dict[str, Registered], plug
         if name in table or name in staged:
             first = table[name].plugin if name in table else plugin
             raise PluginError(f"plugin {plugin!r} registers {name!r}, already registered by plugin {first!r}")
-        base = adopt_backend if hook == "register_backends" else adopt_host
-        staged[name] = Registered(name=name, obj=base(obj), plugin=plugin, origin=origin)
+        staged[name] = Registered(name=name, obj=_ADOPT[hook](obj), plugin=plugin, origin=origin)
 
     return register
+
+
+def _adopt_command(obj: Any) -> Command:
+    if not isinstance(obj, Command):
+        raise PluginError(f"{obj!r} is not a deepfaune_plugin.api.Command")
+    return obj
+
+
+#: What each hook's objects become in the registry: the base class with its documented defaults.
+_ADOPT = {"register_backends": adopt_backend, "register_hosts": adopt_host, "register_commands": _adopt_command}
 
 
 def _not_implemented(obj: Any) -> list[str]:

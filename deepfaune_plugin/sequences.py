@@ -17,12 +17,14 @@ order.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Iterable, Iterator, Sequence, Union
+from typing import TYPE_CHECKING, Iterable, Iterator, Sequence, Union
 
 import numpy as np
 
 from .exifdate import format_date
-from .types import MediaItem
+
+if TYPE_CHECKING:  # names only: `types.Manifest.blocks` calls this module, so it never imports `types` back
+    from .types import MediaItem
 
 Entry = Union[tuple[str, "datetime | None"], tuple[str, "datetime | None", str]]
 

@@ -137,7 +137,7 @@ class Manifest:
         """The media as blocks of whole sequences in DeepFaune's order, however the host listed them: what a
         run goes through.  `keep`: a lazily listed source's items are kept in `items` as they go by."""
         if self.stream is None:
-            from .sequences import sequence_blocks  # sequences needs these types
+            from .sequences import sequence_blocks  # lazily: it loads the EXIF reader, which the data types need not
 
             yield from sequence_blocks(self.items)
             return

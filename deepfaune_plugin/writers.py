@@ -10,15 +10,14 @@ from __future__ import annotations
 import errno
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from .api import Host, RunResults, RunSettings
 from .errors import HostError, RunError
 from .store import ResultStore
+from .summary import RunSummary
 from .types import Decision, Manifest, MediaItem, RawResult
 
-if TYPE_CHECKING:  # the summary is the pipeline's; writers only read it
-    from .pipeline import RunSummary
 
 OUTPUT, REVIEW, NONE = "output", "review", ""
 

@@ -14,6 +14,7 @@ class FolderHost(Host):
     name = "folder"
     description = "a folder tree of images and videos; writes DeepFaune's result table (CSV, or XLSX by --output)"
     options: tuple[HostOption, ...] = ()
+    labels_held = "a plain folder holds none"
     priority = 0  # the fallback: any folder is a plain folder, so specific hosts win --host auto
 
     def detect(self, source: Path) -> bool:

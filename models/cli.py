@@ -8,11 +8,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from ..api import RunSettings
 from ..errors import DeepfauneError
 
 _EXPORT_HINT = "pip install 'deepfaune-plugin[export]'"
 MODELS_DIR_HELP = "folder of ONNX models and their manifest (default: $DEEPFAUNE_MODELS or the user cache)"
-VERSION_HELP = "DeepFaune model version: 1.3, 1.4 or 1.5 (default: 1.4)"
+DEFAULT_VERSION = RunSettings.model_version  # the run's default, owned by RunSettings
+VERSION_HELP = f"DeepFaune model version: 1.3, 1.4 or 1.5 (default: {DEFAULT_VERSION})"
 
 
 def add_models_parser(sub) -> None:
@@ -20,7 +22,7 @@ def add_models_parser(sub) -> None:
     msub = p.add_subparsers(dest="models_cmd", required=True)
     s = msub.add_parser("stand-in", help="write small random models with DeepFaune's exact ONNX contract (for tests)")
     s.add_argument("dir", type=Path, help="folder to write the stand-in models and their manifest into")
-    s.add_argument("--version", default="1.4", dest="model_version", help=VERSION_HELP)
+    s.add_argument("--version", default=DEFAULT_VERSION, dest="model_version", help=VERSION_HELP)
     s.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0): same seed, same weights")
     s.add_argument("--full-size", action="store_true", help="the real architectures' sizes (benchmarks; ~1.3 GB)")
 
@@ -62,7 +64,7 @@ def add_models_parser(sub) -> None:
     q = msub.add_parser("quantize", help="add int8 (CPU) and fp16 (GPU) variants of an installed version's models, "
                                          "for `run --fast` (needs onnx and onnxruntime only)")
     q.add_argument("--models-dir", type=Path, default=None, help=MODELS_DIR_HELP)
-    q.add_argument("--version", default="1.4", dest="model_version", help=VERSION_HELP)
+    q.add_argument("--version", default=DEFAULT_VERSION, dest="model_version", help=VERSION_HELP)
     q.add_argument("--calibration", type=Path, default=None,
                    help="folder of photos to calibrate the int8 detectors on (default: scenes made in code)")
     q.add_argument("--calibration-count", type=int, default=8, help="how many of its photos (default 8)")

@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
 
+from ..api import RunSettings
 from ..untrusted import UntrustedInputError, load_json
 from ..atomic import write_bytes_atomic
 from ..errors import DeepfauneError
@@ -104,7 +105,7 @@ class InstalledModels:
             if not path.is_file():
                 raise ModelFileError(
                     f"no models installed in {self.root}: run `deepfaune models stand-in {self.root}` "
-                    f"or `deepfaune models install 1.4`"
+                    f"or `deepfaune models install {RunSettings.model_version}`"
                 )
             try:
                 data = load_json(path)

@@ -1,6 +1,7 @@
 """The plugin system: built-ins come through entry points, and an outside plugin runs end to end."""
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -306,3 +307,161 @@ def test_item16_8_a_host_option_that_clashes_is_left_out_not_fatal(capsys):
     captured = capsys.readouterr()
     assert captured.out.startswith(f"deepfaune-plugin {__version__}\nonnxruntime ")
     assert "deepfaune: warning: host 'clash' (registered at run time): option 'output' left out" in captured.err
+
+
+# --- issue 31 item 2: commands and options from plugins; the core names no host ---------------------------------
+
+from deepfaune_plugin.api import (Command, Host, HostError, HostOption, Manifest, MediaItem, hookimpl,  # noqa: E402
+                                  iter_media, result_table, write_table)
+from deepfaune_plugin.testing import StoredLogitsBackend, logits_for, registry_with, run_cli  # noqa: E402
+
+
+class TaggedHost(Host):
+    """A test plugin's host: a folder holding tagged.txt, whose files a person gave one label (--label-all, an
+    option the host adds to `run` and `evaluate`)."""
+
+    name = "tagged"
+    description = "a folder holding tagged.txt (test plugin)"
+    priority = 50
+    labels_held = "give every file one label with --label-all LABEL"
+    options = (HostOption("label-all", "the label a person gave every file", commands=("run", "evaluate")),
+               HostOption("tag-note", "a note for the run only"))
+
+    def __init__(self):
+        self.seen: list[dict] = []
+
+    def detect(self, source):
+        return (Path(source) / "tagged.txt").is_file()
+
+    def read(self, source, options):
+        self.seen.append(dict(options))
+        items = [MediaItem(path=path, relpath=rel, group=str(Path(rel).parent.as_posix()))
+                 for path, rel in iter_media(Path(source))]
+        labels = {item.relpath: options["label_all"] for item in items} if options.get("label_all") else {}
+        return Manifest.from_items(Path(source), items, human_labels=labels, host=self.name)
+
+    def write(self, manifest, results, options):
+        return [write_table(result_table(results), Path(manifest.root) / "tagged.csv")]
+
+
+class TagPlugin:
+    """What an outside package's plugin module holds: a host and a command of its own."""
+
+    def __init__(self):
+        self.host = TaggedHost()
+
+    @hookimpl
+    def register_hosts(self, register):
+        register(self.host)
+
+    @hookimpl
+    def register_commands(self, register):
+        register(Command("tag-count", "count the files of a tagged source", run=self.count,
+                         add_arguments=self.arguments))
+
+    @staticmethod
+    def arguments(parser):
+        parser.add_argument("source", type=Path)
+        parser.add_argument("--suffix", default=".jpg")
+
+    @staticmethod
+    def count(args):
+        if not (args.source / "tagged.txt").is_file():
+            raise HostError(f"{args.source}: no tagged.txt here")
+        print(f"{sum(1 for p in args.source.rglob('*') if p.suffix.lower() == args.suffix)} files")
+        return 0
+
+
+def test_issue31_a_plugin_adds_a_command_and_options_to_run_and_evaluate(tmp_path):
+    import cv2
+    import numpy as np
+
+    src = tmp_path / "tagged"
+    for station, shade in (("a", 40), ("b", 200)):
+        (src / station).mkdir(parents=True)
+        cv2.imwrite(str(src / station / "IMG_0001.JPG"), np.full((60, 80, 3), shade, np.uint8))
+    (src / "tagged.txt").write_text("tagged by a person\n", encoding="utf-8")
+    plugin = TagPlugin()
+    backend = StoredLogitsBackend({"a/IMG_0001.JPG": logits_for("1.4", "fox", high=20.0),
+                                   "b/IMG_0001.JPG": logits_for("1.4", "wolf", high=20.0)})
+    registry = registry_with(plugin, backends=[backend])
+    store = tmp_path / "results.sqlite"
+
+    ran = run_cli(["run", src, "--backend", "logits", "--store", store, "-q", "--no-report", "--label-all", "fox",
+                   "--tag-note", "first pass"], registry)
+    assert ran.code == 0, ran.stderr
+    assert (plugin.host.seen[-1]["label_all"], plugin.host.seen[-1]["tag_note"]) == ("fox", "first pass")
+    assert (src / "tagged.csv").is_file()
+
+    out = tmp_path / "evaluation"
+    bare = run_cli(["evaluate", src, "--backend", "logits", "--store", store, "--output", out], registry)
+    assert bare.code == 1
+    assert ("the source holds no human labels (tagged: give every file one label with --label-all LABEL)"
+            in bare.stderr)
+    done = run_cli(["evaluate", src, "--backend", "logits", "--store", store, "--output", out,
+                    "--label-all", "fox"], registry)
+    assert done.code == 0, done.stderr
+    assert plugin.host.seen[-1]["label_all"] == "fox" and backend.opened == 1  # stored outputs only
+    assert "2 file(s) carry a human label" in done.stderr
+    with open(out / "thresholds.csv", newline="", encoding="utf-8") as fh:
+        at_50 = next(r for r in csv.DictReader(fh) if r["level"] == "sequence" and float(r["threshold"]) == 0.5)
+    assert (at_50["labelled"], at_50["correct"], at_50["accuracy"]) == ("2", "1", "0.5")  # a fox right, b wrong
+    wrong = run_cli(["evaluate", src, "--tag-note", "x"], registry)  # an option of run only
+    assert wrong.code == 2 and "unrecognized arguments: --tag-note" in wrong.stderr
+
+    counted = run_cli(["tag-count", src], registry)
+    assert (counted.code, counted.stdout) == (0, "2 files\n")
+    refused = run_cli(["tag-count", tmp_path], registry)
+    assert refused.code == 1 and f"deepfaune: error: {tmp_path}: no tagged.txt here" in refused.stderr
+    listed = run_cli(["--help"], registry)
+    assert "tag-count" in listed.stdout and "count the files of a tagged source" in listed.stdout
+    plugins = run_cli(["plugins", "--json"], registry)
+    assert {"kind": "command", "name": "tag-count"}.items() <= next(
+        r for r in json.loads(plugins.stdout) if r["name"] == "tag-count").items()
+
+
+def test_issue31_a_command_that_clashes_or_breaks_is_left_out_and_the_rest_works():
+    class Clashing:
+        @hookimpl
+        def register_commands(self, register):
+            register(Command("run", "a second run", run=lambda args: 99))
+            register(Command("explode", "arguments that fail", run=lambda args: 0,
+                             add_arguments=lambda parser: 1 / 0))
+
+    class NotACommand:
+        @hookimpl
+        def register_commands(self, register):
+            register(type("Thing", (), {"name": "thing", "run": None})())
+
+    registry = registry_with(Clashing(), NotACommand())
+    listed = run_cli(["plugins"], registry)
+    assert listed.code == 0
+    assert ("command 'run' of plugin 'test-plugin-0' (registered at run time) left out: deepfaune has a command "
+            "of that name") in listed.stderr
+    assert "command 'explode' of plugin 'test-plugin-0' (registered at run time) is unusable (division by zero)" \
+        in listed.stderr
+    assert "plugin 'test-plugin-1' (registered at run time) is not loaded:" in listed.stderr
+    assert "is not a deepfaune_plugin.api.Command" in listed.stderr
+    assert run_cli(["run", "--help"], registry).code == 0  # the core's run, not the plugin's
+    broken = run_cli(["explode"], registry)
+    assert broken.code == 1 and "is unusable (division by zero)" in broken.stderr
+
+
+def test_issue31_the_hosts_bring_their_options_to_run_review_and_evaluate():
+    run_help = run_cli(["run", "--help"]).stdout
+    for option in ("--write-ddb", "--labels-field", "--species-from-folders", "--fetch-remote"):
+        assert option in run_help
+    assert "--labels-field" in run_cli(["review", "--help"]).stdout
+    evaluate_help = " ".join(run_cli(["evaluate", "--help"]).stdout.split())
+    assert "--labels-field LABELS_FIELD [timelapse] the data field holding people's species labels" in evaluate_help
+    assert "--species-from-folders [camtrapr] station tree" in evaluate_help
+    assert "--write-ddb" not in evaluate_help and "--fetch-remote" not in evaluate_help
+
+
+def test_issue31_a_host_option_for_a_command_that_does_not_take_options_is_refused_when_made():
+    with pytest.raises(ValueError, match=r"HostOption 'label-all': commands must be a tuple of run, review, "
+                                         r"evaluate; got \('run', 'evalute'\)"):
+        HostOption("label-all", "a typo", commands=("run", "evalute"))
+    with pytest.raises(ValueError, match="got 'evaluate'"):
+        HostOption("label-all", "a string, not a tuple", commands="evaluate")
+    assert HostOption("x", "fine", commands=("evaluate",)).commands == ("evaluate",)

@@ -13,6 +13,7 @@ import sys
 import webbrowser
 from pathlib import Path
 
+from ..cli_shared import EXIT_CODES_HELP, EXIT_INCOMPLETE, EXIT_OK, add_run_options, print_summary, run_settings
 from ..errors import DeepfauneError
 from ..plugins import PluginError, Registry
 
@@ -22,8 +23,6 @@ class ReviewCliError(DeepfauneError):
 
 
 def add_review_parser(sub, registry: Registry) -> None:
-    from ..cli import EXIT_CODES_HELP, add_run_options
-
     p = sub.add_parser("review", help="correct DeepFaune's labels in your browser (a local web app), then write "
                                       "them into the source's own files",
                        description="Open the review queue of SOURCE (sequences that are undefined, near the "
@@ -32,10 +31,11 @@ def add_review_parser(sub, registry: Registry) -> None:
                                    "Write back) writes them through the source's host, as `deepfaune run` with the "
                                    "same options would. Run `deepfaune run SOURCE` first.",
                        epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_run_options(p, registry)
+    add_run_options(p, registry, "review")
     group = p.add_argument_group("review")
     group.add_argument("--reviewer", default=None,
-                       help="your name, written with each label (Camtrap DP's classifiedBy; default: your login)")
+                       help="your name, written with each label (where a host keeps who classified, e.g. a "
+                            "classifiedBy column; default: your login)")
     group.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
     group.add_argument("--no-browser", action="store_true", help="print the link instead of opening the browser")
     group.add_argument("--all", dest="show_all", action="store_true",
@@ -61,7 +61,6 @@ def _login() -> str:
 def run_review_command(args: argparse.Namespace, registry: Registry, ready=None) -> int:
     """`ready(server)`, when given, is called once the server listens (tests drive a browser from there and
     stop it with `server.server.shutdown()`)."""
-    from ..cli import EXIT_INCOMPLETE, EXIT_OK, _print_summary, run_settings
     from ..inference import open_store
     from ..models.installed import user_cache_dir
     from ..pipeline import resolve_host, run
@@ -81,7 +80,7 @@ def run_review_command(args: argparse.Namespace, registry: Registry, ready=None)
         summary = run(args.source, settings, host=args.host, host_options=host_options, output=args.output,
                       registry=registry, progress=False, store=store_path, report=args.report,
                       blur_humans=args.blur_humans, command=["deepfaune", *args.argv], keep_results=False)
-        _print_summary(summary)
+        print_summary(summary)
         return [str(p) for p in summary.written + summary.review_files]
 
     if args.export:

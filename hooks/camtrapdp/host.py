@@ -55,6 +55,7 @@ class CamtrapDPHost(Host):
     name = "camtrapdp"
     description = ("a Camtrap DP package (datapackage.json): adds DeepFaune observations; "
                    "or a folder/camtrapR tree turned into a new package with --output NEWDIR")
+    labels_held = "no human observation of its media maps to a DeepFaune label"
     options: tuple[HostOption, ...] = (
         HostOption("fetch-remote", "download media given by an http(s) URL into a cache and classify them", flag=True),
         HostOption("media-cache", "folder for downloaded media (default: <package>/.deepfaune_cache)"),

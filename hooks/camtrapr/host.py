@@ -110,6 +110,7 @@ class CamtrapRHost(Host):
     description = ("camtrapR: a station tree (inDir/Station/[Camera/]files) or a record-table CSV; "
                    "writes camtrapR's record table (independence filter, delta times, n_images)")
     priority = 10
+    labels_held = "a station tree sorted into species folders needs --species-from-folders"
     options: tuple[HostOption, ...] = (
         HostOption("min-delta-time", "minutes between independent records of a species at a station "
                    "(camtrapR's minDeltaTime; default 0: every record)", default=0),
@@ -125,7 +126,8 @@ class CamtrapRHost(Host):
         HostOption("species-from-folders", "station tree: the last folder level is the species a person sorted "
                                            "the files into (Station/[Camera/]Species/files, recordTable(IDfrom = "
                                            "\"directory\")): what deepfaune evaluate and the review page's "
-                                           "evaluation compare DeepFaune's labels with", flag=True),
+                                           "evaluation compare DeepFaune's labels with", flag=True,
+                   commands=("run", "review", "evaluate")),
         HostOption("file-formats", "station tree: the extensions to read, as recordTable(video = list(file_formats "
                    "= ...)) (default jpg, camtrapR's default; e.g. jpg,mp4)"),
         HostOption("camera-table", "also write a camera-trap table (Station, [Camera,] Setup_date, "

@@ -70,6 +70,7 @@ class TimelapseHost(Host):
     description = ("a Timelapse image set (folder with TimelapseData.ddb); writes a recognition file Timelapse "
                    "imports, or with --write-ddb the recognitions straight into the .ddb")
     priority = 10
+    labels_held = "name the data field holding them with --labels-field"
     options: tuple[HostOption, ...] = (
         HostOption("write-ddb", "also store the recognitions in the .ddb as Timelapse's import would "
                                 "(backup in Backups/ first; one transaction)", flag=True, default=False),
@@ -82,7 +83,8 @@ class TimelapseHost(Host):
                                      "Reviewed, if any"),
         HostOption("labels-field", "the data field holding people's species labels (e.g. Species): what "
                                    "deepfaune evaluate and the review page's evaluation compare DeepFaune's labels "
-                                   "with (labels in any language of the model, or scientific names)"),
+                                   "with (labels in any language of the model, or scientific names)",
+                   commands=("run", "review", "evaluate")),
         HostOption("per-image", "label each box with its own image's answer instead of its sequence's",
                    flag=True, default=False),
         HostOption("ddb", "the .ddb file to use when the folder holds several"),
