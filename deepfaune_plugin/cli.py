@@ -73,7 +73,8 @@ def add_run_options(p: argparse.ArgumentParser, registry: Registry) -> list[str]
     p.add_argument("--bird", dest="bird", action="store_true", default=False, help="refine 'bird' into 8 bird groups")
     p.add_argument("--no-bird", dest="bird", action="store_false", help="keep 'bird' as one label (the default)")
     p.add_argument("--models-dir", type=Path, default=None, help=MODELS_DIR_HELP)
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for inference (default: all cores)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for inference, 1 to 256 (default: all cores)")
     p.add_argument("--device", default=None, metavar="DEVICE", choices=DEVICES,
                    help="where the models run: auto (default, or $DEEPFAUNE_DEVICE: a GPU when the installed "
                         "onnxruntime offers one, else the CPU), cpu, cuda, directml, coreml, openvino; "
