@@ -163,8 +163,10 @@ def check_ours(path: Path) -> None:
                 "SELECT 1 FROM meta WHERE key='schema'").fetchone() is not None
         finally:
             db.close()
-    except sqlite3.Error as err:
-        raise StoreError(refuse.format(why=f"an SQLite file SQLite cannot read: {err}")) from None
+    except sqlite3.Error as err:  # e.g. a store of ours in WAL mode on a read-only disk: say that, not "not ours"
+        why = unwritable(path)
+        raise StoreError(f"result store {path}: SQLite cannot open it to check that it is a result store ({err})"
+                         + (f": {why}" if why else "") + "; nothing was written to it") from None
     if not ours:
         raise StoreError(refuse.format(why="an SQLite database of another program, e.g. a Timelapse .ddb"))
 
@@ -195,10 +197,10 @@ class ResultStore:
     def __init__(self, path: Path, shared: bool = False):
         """`shared`: used from another thread than this one (the review server's; the caller serialises)."""
         self.path = Path(path)
-        check_ours(self.path)
         why = unwritable(self.path)
         if why:
             raise _not_writable(self.path, why)
+        check_ours(self.path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=not shared)

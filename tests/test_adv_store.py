@@ -165,6 +165,8 @@ CASES = [
          1, "not a deepfaune result store (an SQLite database of another program", unchanged("src/TimelapseData.ddb")),
     Case("14 store clear on a Timelapse .ddb", timelapse_set, "store clear --store {src}/TimelapseData.ddb --yes", 1,
          "not a deepfaune result store", unchanged("src/TimelapseData.ddb")),
+    Case("14 store info on a Timelapse .ddb", timelapse_set, "store info --store {src}/TimelapseData.ddb", 1,
+         "not a deepfaune result store", unchanged("src/TimelapseData.ddb")),
     Case("14 store prune on a Timelapse .ddb", timelapse_set,
          "store prune --store {src}/TimelapseData.ddb --older-than 1", 1, "not a deepfaune result store",
          unchanged("src/TimelapseData.ddb")),
