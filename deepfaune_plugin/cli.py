@@ -35,7 +35,8 @@ EXIT_CODES_HELP = f"""exit status:
   {EXIT_USAGE}    the command line is wrong (unknown option, bad value)
   {EXIT_INCOMPLETE}    finished and wrote the outputs, but some files have no result: they failed
        (the 'failure' column) or were skipped (missing, not fetched); see the summary and deepfaune-run.json
-  {EXIT_INTERRUPTED}  interrupted (Ctrl-C): run the same command again to resume"""
+  {EXIT_INTERRUPTED}  interrupted (Ctrl-C): run the same command again to resume (with --no-store it starts
+       again from the first file: nothing was kept)"""
 
 
 def _split_list(values: Sequence[str] | None) -> tuple[str, ...]:

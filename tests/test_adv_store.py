@@ -277,3 +277,23 @@ def test_item18_a_damaged_stored_output_is_computed_again(tmp_path: Path, standi
     assert "already computed" not in capsys.readouterr().err  # computed again, not reused
     with sqlite3.connect(tmp_path / "s.sqlite") as db:
         assert "2024-13-45" not in db.execute("SELECT payload FROM raw").fetchone()[0]
+
+
+@pytest.mark.parametrize("template", ["AlbertaMetadataStandardsTemplate.tdb", "CamtrapDPTemplate.tdb"])
+def test_item14_a_ddb_of_a_real_timelapse_template_given_as_store_is_left_byte_for_byte(
+        template: str, tmp_path: Path, standin_models: Path, shared: Path, capsys):
+    """The .ddb Timelapse makes from the real templates (and the template itself): refused by name, not one byte
+    changed, no -wal/-shm beside it, whichever command is given it."""
+    src = tmp_path / "set"
+    photo(src)
+    tdb = src / "TimelapseTemplate.tdb"
+    tdb.write_bytes((shared / "data" / "timelapse" / template).read_bytes())
+    ddb = create_ddb(tdb, src / "TimelapseData.ddb", [("IMG_0001.JPG", None)])
+    for target in (ddb, tdb):
+        before = _digest(target)
+        for argv in (["run", str(src), "--models-dir", str(standin_models), "--store", str(target), "-q"],
+                     ["store", "clear", "--store", str(target), "--yes"], ["store", "info", "--store", str(target)]):
+            assert main(argv) == 1
+            assert f"result store {target}: not a deepfaune result store" in capsys.readouterr().err
+        assert _digest(target) == before
+        assert sorted(p.name for p in src.iterdir()) == ["IMG_0001.JPG", "TimelapseData.ddb", "TimelapseTemplate.tdb"]
