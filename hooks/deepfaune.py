@@ -217,7 +217,7 @@ class DeepFaunePredictor:
                 except DeepfauneError:  # the run's own (a model missing or breaking its contract)
                     raise
                 except Exception as err:  # decoding or letterboxing this file (e.g. 1x20000 px): its failure
-                    yield RawResult(relpath=item.relpath, failure=f"cannot be prepared for the detector: {err}")
+                    yield RawResult(relpath=item.relpath, failure=f"cannot be prepared for the models: {err}")
                     continue
                 warnings: tuple[str, ...] = ()
                 tensors = None

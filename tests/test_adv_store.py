@@ -137,6 +137,16 @@ def interrupted_at_once(monkeypatch: pytest.MonkeyPatch, tmp: Path) -> None:
     monkeypatch.setattr(inference, "_graceful_interrupt", stop_now)
 
 
+def detector_breaks_contract(monkeypatch: pytest.MonkeyPatch, tmp: Path) -> None:
+    """The detector answers with an output of the wrong shape, as a wrong model file would (onnx_models checks)."""
+    from deepfaune_plugin.engine import onnx_models
+
+    def detect(self, tensor, lb):
+        raise onnx_models.ModelContractError(self.path, "output 'output0' has shape (1, 5, 9), expected [1, 7, anchors]")
+
+    monkeypatch.setattr(onnx_models.OnnxDetector, "detect", detect)
+
+
 @dataclass(frozen=True)
 class Case:
     id: str
@@ -175,10 +185,13 @@ CASES = [
     Case("14 --store at an empty file is a new store", lambda src: (season(src), (src.parent / "s.sqlite").touch()),
          STORE_RUN, 0, "1 files, 1 sequences"),
     Case("17 a 1x20000 JPEG is that file's failure", elongated("jpeg"), RUN, 3,
-         "IMG_0002.JPG: cannot be prepared for the detector: image 1x20000 is too elongated to letterbox",
+         "IMG_0002.JPG: cannot be prepared for the models: image 1x20000 is too elongated to letterbox",
          failure_row("IMG_0002.JPG", "too elongated")),
     Case("17 a 65000x1 PNG is that file's failure", elongated("png"), RUN, 3, "65000x1 is too elongated",
          failure_row("IMG_0002.PNG", "too elongated")),
+    Case("17 a model breaking its contract is the run's error, not each file's", season, RUN, 1,
+         "output 'output0' has shape (1, 5, 9), expected [1, 7, anchors]", nothing_written,
+         patch=detector_breaks_contract),
     Case("18 a person's label with a malformed date", store_with_label(at="yesterday-ish"), STORE_RUN, 1,
          "the label 'fox' of IMG_0001.JPG has a malformed date 'yesterday-ish'", nothing_written),
     Case("18 evaluate on a person's label with a malformed date", store_with_label(at="yesterday-ish"),
