@@ -12,10 +12,9 @@ from ._version import __version__
 from .atomic import StagedFile, atomic_output, staging_dir, write_bytes_atomic
 from .boxes import normalised_box
 # adopt_backend, adopt_host: importable here as before (the registry's wrappers), outside `__all__`
-from .contracts import (DETECTOR_MODES, EXISTING_DETECTIONS, MODEL_DETECTOR_MODES, OPTION_COMMANDS, Backend,
-                        BackendDescription, Command, Host,
-                        STANDIN_COLUMN, STANDIN_MARK, STANDIN_VALUE, HostOption, Predictor, ResultWriter, RunResults,
-                        RunSettings, adopt_backend, adopt_host)
+from .contracts import (DETECTOR_MODES, EXISTING_DETECTIONS, MAX_THREADS, MODEL_DETECTOR_MODES, OPTION_COMMANDS,
+                        STANDIN_COLUMN, STANDIN_MARK, STANDIN_VALUE, Backend, BackendDescription, Command, Host,
+                        HostOption, Predictor, ResultWriter, RunResults, RunSettings, adopt_backend, adopt_host)
 from .corrections import label_text
 from .dates import date_for
 from .engine.known_boxes import JSON_THRESHOLD
@@ -41,7 +40,8 @@ from .walk import MEDIA_SUFFIXES, OWN_FOLDER_PREFIXES, count_media, iter_media, 
 __all__ = [
     # contracts
     "Backend", "BackendDescription", "Command", "Host", "HostOption", "Predictor", "ResultWriter", "RunResults",
-    "RunSettings", "DETECTOR_MODES", "MODEL_DETECTOR_MODES", "EXISTING_DETECTIONS", "OPTION_COMMANDS", "hookimpl", "DeepfauneError", "HostError",
+    "RunSettings", "DETECTOR_MODES", "MODEL_DETECTOR_MODES", "EXISTING_DETECTIONS", "OPTION_COMMANDS", "MAX_THREADS",
+    "hookimpl", "DeepfauneError", "HostError",
     "BackendError", "PluginError",
     # data
     "ANIMAL", "PERSON", "VEHICLE", "CATEGORY_NAMES", "ClassTable", "Decision", "Detection", "KnownBox", "Manifest",

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from .api import DETECTOR_MODES, RunSettings
+from .api import DETECTOR_MODES, MAX_THREADS, RunSettings
 from .engine.providers import DEVICES, choose_device, requested_device
 from .errors import DeepfauneError
 from .models.cli import MODELS_DIR_HELP
@@ -37,7 +37,8 @@ EXIT_CODES_HELP = f"""exit status:
   {EXIT_USAGE}    the command line is wrong (unknown option, bad value)
   {EXIT_INCOMPLETE}    finished and wrote the outputs, but some files have no result: they failed
        (the 'failure' column) or were skipped (missing, not fetched); see the summary and deepfaune-run.json
-  {EXIT_INTERRUPTED}  interrupted (Ctrl-C): run the same command again to resume"""
+  {EXIT_INTERRUPTED}  interrupted (Ctrl-C): run the same command again to resume (with --no-store it starts
+       again from the first file: nothing was kept)"""
 
 
 def split_list(values: Sequence[str] | None) -> tuple[str, ...]:
@@ -68,7 +69,8 @@ def add_run_options(p: argparse.ArgumentParser, registry: Registry, command: str
     p.add_argument("--bird", dest="bird", action="store_true", default=DEFAULTS.bird, help="refine 'bird' into 8 bird groups")
     p.add_argument("--no-bird", dest="bird", action="store_false", help="keep 'bird' as one label (the default)")
     p.add_argument("--models-dir", type=Path, default=None, help=MODELS_DIR_HELP)
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for inference (default: all cores)")
+    p.add_argument("--threads", type=int, default=None,
+                   help=f"CPU threads for inference, 1 to {MAX_THREADS} (default: all cores)")
     p.add_argument("--device", default=None, metavar="DEVICE", choices=DEVICES,
                    help="where the models run: auto (default, or $DEEPFAUNE_DEVICE: a GPU when the installed "
                         "onnxruntime offers one, else the CPU), cpu, cuda, directml, coreml, openvino; "

@@ -11,6 +11,7 @@ core imports them from here, so that the api can re-export every helper without 
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -23,6 +24,11 @@ MODEL_DETECTOR_MODES = ("DF", "MDS", "DFbsMDS", "DFMDS")
 #: No detector: classify the boxes the host supplies (MediaItem.known_boxes), e.g. MegaDetector's.
 EXISTING_DETECTIONS = "existing"
 DETECTOR_MODES = (*MODEL_DETECTOR_MODES, EXISTING_DETECTIONS)
+
+
+#: The most inference threads a run may ask for: beyond a few per core they only cost memory (onnxruntime
+#: makes every one at once, 100000 took 4 GB before hanging); 256 is 4 threads on each of 64 cores.
+MAX_THREADS = 256
 
 
 @dataclass
@@ -48,6 +54,9 @@ class RunSettings:
             raise ValueError(f"threshold must be between 0 and 1 (inclusive), got {self.threshold}")
         if not math.isfinite(self.maxlag) or self.maxlag < 0:  # inf/nan would join a whole season (or nothing)
             raise ValueError(f"maxlag must be a number of seconds >= 0, got {self.maxlag}")
+        if self.threads is not None and not 1 <= self.threads <= MAX_THREADS:  # 100000 took 4 GB and hung
+            raise ValueError(f"threads must be between 1 and {MAX_THREADS} (this computer has {os.cpu_count()} "
+                             f"cores; leave it out to use them all), got {self.threads}")
         if self.detector_mode not in DETECTOR_MODES:
             raise ValueError(
                 f"unknown detector mode {self.detector_mode!r}; choose one of {', '.join(DETECTOR_MODES)}"

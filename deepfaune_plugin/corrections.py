@@ -11,6 +11,7 @@ from dataclasses import replace
 from typing import Mapping, Sequence
 
 from .decisions import class_keys
+from .errors import DeepfauneError
 from .types import ANIMAL, EMPTY, PERSON, VEHICLE, ClassTable, Decision, HumanLabel
 
 #: The label keys that are no animal class, and their categories.
@@ -45,6 +46,21 @@ def label_text(classes: ClassTable, key: str, lang: str) -> str:
         if sub in birds_en and lang in classes.bird_names:
             return f"{label_text(classes, classes.bird_class, lang)} {classes.bird_names[lang][birds_en.index(sub)]}"
     return key
+
+
+class UnknownLabel(DeepfauneError):
+    """A person's label that the run's model has no class for (given with another model version, or a store
+    edited by hand): written out as it is, it would be a label no table of this model knows."""
+
+
+def check_labels(labels: Mapping[str, HumanLabel], classes: ClassTable) -> None:
+    """Refuse, before anything is written, a person's label that is not one of `classes`' keys."""
+    known = set(label_choices(classes))
+    for relpath, human in labels.items():
+        if human.key not in known:
+            raise UnknownLabel(f"{relpath}: the label {human.key!r} a person gave in `deepfaune review` is not a "
+                               f"class of DeepFaune {classes.version}; run with the --model-version it was given "
+                               "for, or label the file again in `deepfaune review`")
 
 
 def overlay(decisions: Sequence[Decision], labels: Mapping[str, HumanLabel], classes: ClassTable,

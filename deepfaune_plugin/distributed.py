@@ -19,6 +19,7 @@ from typing import Any, Callable, Mapping, Sequence
 from .api import Predictor, RunSettings
 from .errors import DeepfauneError
 from .dates import read_carried
+from .per_file import predict_each
 from .types import ClassTable, MediaItem, RawResult
 
 #: A shard whose task raised is resubmitted this many times; a shard whose worker died is rescheduled
@@ -105,7 +106,7 @@ def run_shard(index: int, items: list[MediaItem], settings: RunSettings, backend
     anyway (`dates.read_carried`); the host's date is the client's, as in a single-process run."""
     predictor = worker_predictor(backend_name, settings)
     results = []
-    for item, raw in zip(items, predictor.predict(iter(items))):
+    for item, raw in predict_each(predictor, items):  # one file's exception is its failure, not the shard's
         read_carried(item, raw)
         results.append(raw)
     if len(results) != len(items):

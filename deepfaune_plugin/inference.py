@@ -18,8 +18,9 @@ from .api import RunSettings
 from .errors import RunError, RunInterrupted
 from .dates import read_carried, resolve
 from .decisions import excluded_indices
+from .per_file import predict_each
 from .progress import Progress
-from .store import ResultStore
+from .store import ResultStore, StoreError
 from .types import ClassTable, MediaItem, RawResult
 
 STORE_BATCH = 8  # files per store transaction
@@ -46,6 +47,8 @@ def open_store(path: Path | None, shared: bool = False) -> ResultStore | None:
         return None
     try:
         return ResultStore(path, shared)
+    except StoreError as err:  # names the file already
+        raise RunError(str(err)) from None
     except (OSError, sqlite3.Error, RuntimeError) as err:
         raise RunError(f"result store {path}: {err}") from err
 
@@ -106,10 +109,12 @@ class Inference:
             stopped = compute(todo, sink)
         finally:
             sink.flush()
+        if stopped and not self.stores:  # a run without a store (--no-store, or a backend that stores nothing)
+            raise RunInterrupted(f"interrupted after {self.computed} files; nothing was kept (no result store): "
+                                 "the same command computes every file again")
         if stopped:
             raise RunInterrupted(f"interrupted: {self.computed + self.reused} files are computed and stored"
-                                 + (f" in {self.store.path}" if self.stores else "")
-                                 + "; run the same command again to resume")
+                                 f" in {self.store.path}; run the same command again to resume")
         return raws
 
     def close(self) -> None:
@@ -142,7 +147,7 @@ class Inference:
             self.predictor = self.backend.open(self.settings)
         self._begin(self.predictor.classes, self.predictor.info)
         with _graceful_interrupt() as stop:
-            for item, raw in zip(todo, self.predictor.predict(iter(todo))):
+            for item, raw in predict_each(self.predictor, todo):
                 sink.add(item, raw)
                 if stop.requested:
                     break

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from .api import Host, RunResults, RunSettings
-from .corrections import overlay
+from .corrections import check_labels, overlay
 from .decisions import decide_run
 from .errors import DeepfauneError, RunError
 from .inference import Inference, open_store
@@ -120,8 +120,9 @@ def run(
                     raws = inference.raws(chunk)
                     decisions = decide_run(chunk, raws, inference.classes, settings, first_seqnum=last_seqnum + 1)
                     if result_store is not None:  # what people decided is never replaced by a run
-                        decisions = overlay(decisions, result_store.human_labels(chunk), inference.classes,
-                                            settings.lang)
+                        labels = result_store.human_labels(chunk)
+                        check_labels(labels, inference.classes)
+                        decisions = overlay(decisions, labels, inference.classes, settings.lang)
                     last_seqnum = max((d.seqnum for d in decisions), default=last_seqnum)
                     batch = RunResults(settings=settings, classes=inference.classes,
                                        raw={raw.relpath: raw for raw in raws}, decisions=decisions,

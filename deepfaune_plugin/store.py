@@ -6,6 +6,11 @@ reached through its TimelapseData.ddb / datapackage.json finds its results, and 
 `exiftool -P`, same size and mtime) is computed again.  A run killed at any moment resumes where it stopped; a
 new threshold, language or host re-decides from here without running a model.  Failures are not stored: they
 are retried.
+
+It also keeps what people decided in `deepfaune review` (the `human` table): those labels are no cache, nothing
+can compute them again, so `store clear` keeps them unless asked by name (`--drop-labels`, after writing them to
+a CSV).  The file is marked as ours (PRAGMA application_id): any other file given as `--store` (a Timelapse .ddb,
+another program's database) is refused before anything is written to it.
 """
 from __future__ import annotations
 
@@ -22,9 +27,13 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from .errors import DeepfauneError
 from .types import CONTAINER_DATE, EXIF_DATE, FILE_DATE, Detection, HumanLabel, MediaItem, RawResult
 
 SCHEMA_VERSION = 2
+#: PRAGMA application_id of a result store ("DFrs"): what tells our file from any other SQLite database.
+APPLICATION_ID = 0x44467273
+_SQLITE_MAGIC = b"SQLite format 3\x00"
 LOOKUP_BATCH = 500  # keys per query: under SQLite's oldest limit of 999 variables
 _CHUNK = 1 << 20  # bytes read per step while hashing
 
@@ -121,12 +130,93 @@ def decode(relpath: str, payload: str) -> RawResult:
     return _from_dict(relpath, json.loads(payload))
 
 
+class StoreError(DeepfauneError, RuntimeError):
+    """The store cannot be used as it is (not ours, of another schema, not writable): the message says why and
+    what to do."""
+
+
+def check_ours(path: Path) -> None:
+    """Refuse, before anything is written, a file that is not a result store: a new or empty file is fine, an
+    SQLite database is ours when it carries our application_id (or, from before the id, our meta table's
+    schema row); anything else (a Timelapse .ddb, another program's database, a photo) is left untouched."""
+    try:
+        if not path.exists() or path.stat().st_size == 0:
+            return
+        if not path.is_file():
+            raise StoreError(f"result store {path}: not a file; give --store a file name")
+        with open(path, "rb") as fh:
+            head = fh.read(len(_SQLITE_MAGIC))
+    except OSError as err:
+        raise StoreError(f"result store {path}: cannot be read ({err.strerror or err})") from None
+    refuse = (f"result store {path}: not a deepfaune result store ({{why}}); nothing was written to it: "
+              "give --store a new file name (or leave --store out for the user's own store)")
+    if head != _SQLITE_MAGIC:
+        raise StoreError(refuse.format(why="not an SQLite file"))
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+        try:
+            app_id = db.execute("PRAGMA application_id").fetchone()[0]
+            if app_id == APPLICATION_ID:
+                return
+            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            ours = app_id == 0 and {"meta", "raw"} <= tables and db.execute(
+                "SELECT 1 FROM meta WHERE key='schema'").fetchone() is not None
+        finally:
+            db.close()
+    except sqlite3.Error as err:  # e.g. a store of ours in WAL mode on a read-only disk: say that, not "not ours"
+        why = unwritable(path)
+        raise StoreError(f"result store {path}: SQLite cannot open it to check that it is a result store ({err})"
+                         + (f": {why}" if why else "") + "; nothing was written to it") from None
+    if not ours:
+        raise StoreError(refuse.format(why="an SQLite database of another program, e.g. a Timelapse .ddb"))
+
+
+def unwritable(path: Path) -> str | None:
+    """Why the store at `path` cannot be written (a read-only file, folder or disk), or None."""
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return f"the disk holding {folder} is read-only"
+    except (OSError, AttributeError):  # no statvfs (Windows): os.access below says it
+        pass
+    if path.exists() and not os.access(path, os.W_OK):
+        return "the file is read-only"
+    if not os.access(folder, os.W_OK):
+        return f"the folder {folder} is not writable"
+    return None
+
+
+def _not_writable(path: Path, why: str) -> StoreError:
+    return StoreError(f"result store {path}: cannot be written: {why}; run with --no-store (nothing kept "
+                      "between runs) or --store PATH on a writable disk")
+
+
 class ResultStore:
     def __init__(self, path: Path, shared: bool = False):
         """`shared`: used from another thread than this one (the review server's; the caller serialises)."""
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=not shared)
+        why = unwritable(self.path)
+        if why:
+            raise _not_writable(self.path, why)
+        check_ours(self.path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=not shared)
+            self._create()
+        except (OSError, sqlite3.OperationalError) as err:  # e.g. "unable to open database file"
+            raise _not_writable(self.path, unwritable(self.path) or str(err)) from err
+        self._seen: dict[str, FileIdentity] = {}  # path -> identity hashed by lookup, reused by save
+        self._last: dict[str, FileIdentity] = {}  # path -> identity, of the last lookup's files (human labels)
+
+    def _create(self) -> None:
+        has_meta = self.db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'").fetchone()
+        row = self.db.execute("SELECT value FROM meta WHERE key='schema'").fetchone() if has_meta else None
+        if row is not None and str(row[0]) != str(SCHEMA_VERSION):  # said before anything is written to it
+            self.db.close()
+            raise StoreError(f"result store {self.path}: of schema {row[0]}, expected {SCHEMA_VERSION}; "
+                             "clear it (`deepfaune store clear --store FILE`) or use --store elsewhere")
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(
@@ -141,14 +231,9 @@ class ResultStore:
                 label TEXT NOT NULL, reviewer TEXT NOT NULL, at TEXT NOT NULL, PRIMARY KEY (content, size));
             """
         )
-        row = self.db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+        self.db.execute(f"PRAGMA application_id={APPLICATION_ID}")
         if row is None:
-            self.db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
-        elif int(row[0]) != SCHEMA_VERSION:
-            raise RuntimeError(f"{self.path}: result store of schema {row[0]}, expected {SCHEMA_VERSION}; "
-                               "delete it (it only caches model outputs) or use --store elsewhere")
-        self._seen: dict[str, FileIdentity] = {}  # path -> identity hashed by lookup, reused by save
-        self._last: dict[str, FileIdentity] = {}  # path -> identity, of the last lookup's files (human labels)
+            self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
 
     def close(self) -> None:
         self.db.close()
@@ -179,7 +264,10 @@ class ResultStore:
                 f"({','.join('?' * len(keys))})", (fingerprint, *keys))
             for content, payload in rows.fetchall():
                 for item in wanted[content]:  # identical copies share one stored result
-                    found[item.relpath] = decode(item.relpath, payload)
+                    try:
+                        found[item.relpath] = decode(item.relpath, payload)
+                    except (ValueError, KeyError, TypeError, IndexError):  # a damaged entry: computed again
+                        continue
                     self._seen.pop(str(item.path), None)
         return found
 
@@ -223,8 +311,18 @@ class ResultStore:
                                    f"({','.join('?' * len(keys))})", keys)
             for content, size, label, reviewer, at in rows.fetchall():
                 for item in wanted.get((content, size), ()):
-                    found[item.relpath] = HumanLabel(label, reviewer, datetime.fromisoformat(at))
+                    found[item.relpath] = HumanLabel(label, reviewer, self._label_date(item.relpath, label, at))
         return found
+
+    def _label_date(self, relpath: str, label: str, at) -> datetime:
+        """When a person gave a label; a damaged date is refused by name (the label is a person's work: never
+        dropped nor given a made-up date)."""
+        try:
+            return datetime.fromisoformat(at)
+        except (TypeError, ValueError):
+            raise StoreError(f"result store {self.path}: the label {label!r} of {relpath} has a malformed "
+                             f"date {at!r} (was the store edited?); save the labels and remove them with "
+                             "`deepfaune store clear --drop-labels`") from None
 
     def _has_human(self) -> bool:
         return self.db.execute("SELECT 1 FROM human LIMIT 1").fetchone() is not None
@@ -271,6 +369,7 @@ class StoreInfo:
     file_bytes: int
     entries: int
     fingerprints: list[FingerprintUse]
+    labels: int = 0  # people's labels (`deepfaune review`): no cache, nothing computes them again
 
 
 def store_files(path: Path) -> list[Path]:
@@ -278,21 +377,65 @@ def store_files(path: Path) -> list[Path]:
     return [p for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")) if p.exists()]
 
 
+def _read_only(path: Path) -> sqlite3.Connection:
+    check_ours(path)
+    return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+
+
 def store_info(path: Path) -> StoreInfo:
-    """What the store holds, by models fingerprint (opened read-only: looking creates nothing)."""
+    """What the store holds, by models fingerprint, and how many people's labels (opened read-only: looking
+    creates nothing)."""
     size = sum(p.stat().st_size for p in store_files(path))
     if not path.exists():
         return StoreInfo(path, 0, 0, [])
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    db = _read_only(path)
     try:
         rows = db.execute("SELECT fingerprint, count(*), sum(length(payload)), max(stored_at) FROM raw "
                           "GROUP BY fingerprint ORDER BY count(*) DESC, fingerprint").fetchall()
+        has_human = db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='human'").fetchone()
+        labels = db.execute("SELECT count(*) FROM human").fetchone()[0] if has_human else 0
     except sqlite3.Error as err:
-        raise RuntimeError(f"{path}: not a readable result store ({err})") from err
+        raise StoreError(f"result store {path}: not a readable result store ({err})") from err
     finally:
         db.close()
     uses = [FingerprintUse(fp, n, int(b or 0), float(t or 0)) for fp, n, b, t in rows]
-    return StoreInfo(path, size, sum(u.entries for u in uses), uses)
+    return StoreInfo(path, size, sum(u.entries for u in uses), uses, labels)
+
+
+LABEL_COLUMNS = ("relpath", "label", "reviewer", "at", "content", "size")
+
+
+def export_labels(path: Path, target: Path) -> int:
+    """Write the people's labels of the store at `path` to the CSV `target` (all at once: a half-written copy
+    never replaces a whole one), as stored: nothing is parsed, so a damaged row is saved too.  Returns how many."""
+    import csv
+    import io
+
+    from .atomic import write_bytes_atomic
+    from .table import escape_formula
+
+    db = _read_only(path)
+    try:
+        rows = db.execute(f"SELECT {', '.join(LABEL_COLUMNS)} FROM human ORDER BY relpath").fetchall()
+    except sqlite3.Error as err:
+        raise StoreError(f"result store {path}: cannot read its labels ({err})") from err
+    finally:
+        db.close()
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(LABEL_COLUMNS)
+    writer.writerows([escape_formula(v) for v in row] for row in rows)
+    write_bytes_atomic(target, text.getvalue().encode("utf-8"))
+    return len(rows)
+
+
+def clear_results(store: ResultStore) -> int:
+    """Drop every model output and keep the people's labels; the file is compacted.  Returns how many went."""
+    with store.db:
+        store.db.execute("BEGIN")
+        dropped = store.db.execute("DELETE FROM raw").rowcount
+    store.db.execute("VACUUM")
+    return dropped
 
 
 def prune(store: ResultStore, keep: Sequence[str] = (), older_than_days: float | None = None,

@@ -1,7 +1,9 @@
 """`deepfaune store info|prune|clear`: see and clean the user's result store.
 
-The store only caches model outputs (every entry can be computed again), but a season's worth is hours of
-compute, so `clear` asks first and `prune` says what it dropped."""
+The model outputs it holds can be computed again, but a season's worth is hours of compute, so `clear` asks first
+and `prune` says what it dropped.  The labels people gave in `deepfaune review` cannot be computed again: `info`
+counts them, `prune` never touches them and `clear` keeps them unless asked by name (`--drop-labels`), and then
+writes them to a CSV first."""
 from __future__ import annotations
 
 import re
@@ -10,7 +12,8 @@ from datetime import datetime
 from pathlib import Path
 
 from .errors import DeepfauneError
-from .store import ResultStore, default_store_path, prune, store_files, store_info
+from .store import (ResultStore, StoreError, check_ours, clear_results, default_store_path, export_labels, prune,
+                    store_files, store_info)
 
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
@@ -36,7 +39,7 @@ def _human(n: int) -> str:
 
 
 def add_store_parser(sub) -> None:
-    p = sub.add_parser("store", help="show, prune or clear the result store (cached model outputs)")
+    p = sub.add_parser("store", help="show, prune or clear the result store (model outputs, people's labels)")
     ssub = p.add_subparsers(dest="store_cmd", required=True)
     where = dict(type=Path, default=None, help="the store file (default: the user's, in the user cache)")
     i = ssub.add_parser("info", help="where the store is, its size, entries and models fingerprints")
@@ -49,9 +52,15 @@ def add_store_parser(sub) -> None:
                    help="drop entries stored more than DAYS days ago")
     r.add_argument("--max-size", type=parse_size, default=None, metavar="SIZE",
                    help="drop the oldest entries until the stored results fit in SIZE (e.g. 500M, 2G)")
-    c = ssub.add_parser("clear", help="delete the store (every result would be computed again)")
+    c = ssub.add_parser("clear", help="delete the stored model outputs (every result would be computed again); "
+                                      "people's labels from `deepfaune review` are kept unless --drop-labels")
     c.add_argument("--store", **where)
     c.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    c.add_argument("--drop-labels", action="store_true",
+                   help="delete the people's labels too (they are written to a CSV first: see --labels-csv)")
+    c.add_argument("--labels-csv", type=Path, default=None, metavar="CSV",
+                   help="where --drop-labels saves the labels (default: beside the store, "
+                        "<store>.labels-<date>.csv)")
 
 
 def run_store_command(args) -> int:
@@ -61,7 +70,9 @@ def run_store_command(args) -> int:
             return _info(path)
         if args.store_cmd == "prune":
             return _prune(path, args)
-        return _clear(path, args.yes)
+        return _clear(path, args)
+    except StoreError as err:  # names the file already
+        raise StoreCommandError(str(err)) from None
     except (RuntimeError, OSError) as err:
         raise StoreCommandError(f"result store {path}: {err}") from err
 
@@ -70,6 +81,9 @@ def _info(path: Path) -> int:
     info = store_info(path)
     print(f"result store: {info.path}" + ("" if path.exists() else " (none yet)"))
     print(f"size: {_human(info.file_bytes)}, {info.entries} entries")
+    if info.labels:
+        print(f"people's labels (deepfaune review): {info.labels}; not a cache, nothing computes them again: "
+              "`store clear` keeps them unless --drop-labels")
     for use in info.fingerprints:
         newest = datetime.fromtimestamp(use.newest).strftime("%Y-%m-%d %H:%M") if use.newest else "?"
         print(f"  models {use.fingerprint[:16]}  {use.entries} entries, {_human(use.payload_bytes)}, newest {newest}")
@@ -93,20 +107,37 @@ def _prune(path: Path, args) -> int:
     return 0
 
 
-def _clear(path: Path, yes: bool) -> int:
+def _clear(path: Path, args) -> int:
     files = store_files(path)
     if not files:
         print(f"result store {path}: none, nothing to clear")
         return 0
-    if not yes:
-        info = store_info(path)
+    check_ours(path)  # never delete a file that is not ours (a .ddb given by mistake)
+    info = store_info(path)
+    keep = info.labels > 0 and not args.drop_labels
+    what = (f"{info.entries} model outputs" + (f" and {info.labels} people's labels" if args.drop_labels and
+                                               info.labels else ""))
+    kept = f"; keep the {info.labels} people's labels (--drop-labels deletes them too)" if keep else ""
+    question = f"delete {what} from {path} ({_human(info.file_bytes)}){kept}"
+    if not args.yes:
         if not sys.stdin.isatty():
-            raise StoreCommandError(f"store clear: would delete {path} ({info.entries} entries, "
-                                    f"{_human(info.file_bytes)}); add --yes to confirm without a terminal")
-        answer = input(f"delete {path} ({info.entries} entries, {_human(info.file_bytes)})? [y/N] ")
+            raise StoreCommandError(f"store clear: would {question}; add --yes to confirm without a terminal")
+        answer = input(f"{question}? [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
             print("kept")
             return 1
+    if keep:
+        store = ResultStore(path)
+        try:
+            dropped = clear_results(store)
+        finally:
+            store.close()
+        print(f"{dropped} model outputs deleted; {info.labels} people's labels kept in {path}")
+        return 0
+    if info.labels:
+        target = args.labels_csv or path.with_name(f"{path.name}.labels-{datetime.now():%Y%m%d-%H%M%S}.csv")
+        saved = export_labels(path, target)
+        print(f"{saved} people's labels saved to {target}")
     for f in files:
         f.unlink()
     print(f"deleted {path}")

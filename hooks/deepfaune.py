@@ -12,7 +12,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from deepfaune_plugin.api import (ANIMAL, EXISTING_DETECTIONS, Backend, BackendDescription, BackendError, ClassTable,
-                                  MediaItem, RawResult, RunSettings, hookimpl)
+                                  DeepfauneError, MediaItem, RawResult, RunSettings, hookimpl)
 from deepfaune_plugin.models.cards import ModelCard, load_card
 from deepfaune_plugin.models.installed import InstalledModels, default_models_dir
 from deepfaune_plugin.engine.crop import crop_rgb, normalise, resize_pillow, square_box
@@ -107,8 +107,11 @@ class DeepFaunePredictor:
     def _detector(self, m: str) -> OnnxDetector:
         if m not in self._detectors:
             spec = self.card.detectors[m]
-            detector = OnnxDetector(self._detector_files[m], size=spec.size, conf=spec.conf, source=m,
-                                    threads=self.threads, low_memory=self.low_memory, device=self.device)
+            try:
+                detector = OnnxDetector(self._detector_files[m], size=spec.size, conf=spec.conf, source=m,
+                                        threads=self.threads, low_memory=self.low_memory, device=self.device)
+            except OSError as err:  # loaded on first need (DFbsMDS's backstop): gone since the run began
+                raise BackendError(f"{self._detector_files[m]}: cannot load the {m} detector ({err})") from err
             self._detectors[m] = detector
             if detector.device != self.device:  # a provider that took the classifier but not this detector
                 self.device = detector.device
@@ -211,6 +214,11 @@ class DeepFaunePredictor:
                 except MediaError as err:  # what the decoder printed about it goes in its `warning`
                     yield RawResult(relpath=item.relpath, failure=str(err), warnings=list(err.details))
                     continue
+                except DeepfauneError:  # the run's own (a model missing or breaking its contract)
+                    raise
+                except Exception as err:  # decoding or letterboxing this file (e.g. 1x20000 px): its failure
+                    yield RawResult(relpath=item.relpath, failure=f"cannot be prepared for the models: {err}")
+                    continue
                 warnings: tuple[str, ...] = ()
                 tensors = None
                 if isinstance(media, tuple):  # an image with its detector input made ahead
@@ -224,6 +232,8 @@ class DeepFaunePredictor:
                         raw = self.infer_video(item.relpath, media)
                     else:
                         raw = self.infer(item.relpath, media, tensors)
+                except DeepfauneError:  # a model file gone or breaking its contract: every file would fail
+                    raise
                 except Exception as err:  # one bad file never stops a season's run
                     yield RawResult(relpath=item.relpath, failure=f"inference failed: {err}")
                     continue

@@ -17,6 +17,7 @@ in Timelapse.
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -342,7 +343,7 @@ def _wait(options: Mapping[str, Any]) -> float:
         value = float(raw)
     except (TypeError, ValueError):
         raise TimelapseError(f"--ddb-wait: expected a number of seconds, got {raw!r}") from None
-    if value < 0:
+    if not math.isfinite(value) or value < 0:  # nan compared as neither, inf would wait for ever
         raise TimelapseError(f"--ddb-wait: expected a number of seconds >= 0, got {raw!r}")
     return value
 
