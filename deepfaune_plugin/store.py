@@ -168,7 +168,7 @@ def check_ours(path: Path) -> None:
         raise StoreError(f"result store {path}: SQLite cannot open it to check that it is a result store ({err})"
                          + (f": {why}" if why else "") + "; nothing was written to it") from None
     if not ours:
-        raise StoreError(refuse.format(why="an SQLite database of another program, e.g. a Timelapse .ddb"))
+        raise StoreError(refuse.format(why="an SQLite database of another program (e.g. a data manager's own database)"))
 
 
 def unwritable(path: Path) -> str | None:
