@@ -11,7 +11,7 @@ from typing import Iterator
 try:
     import fcntl
 except ImportError:  # Windows
-    fcntl = None
+    fcntl = None  # type: ignore[assignment]  # Windows has no fcntl: every use checks for None
 
 
 def _read_umask() -> int:

@@ -66,7 +66,7 @@ class ClassScore:
 def label_keys(classes: ClassTable) -> dict[str, str]:
     """Every way a user may write a label (any language of the card, any case) -> its key."""
     english = class_keys(classes)
-    keys = {}
+    keys: dict[str, str] = {}
     for labels in classes.names.values():
         for i, label in enumerate(labels):
             keys.setdefault(label.casefold(), english[i])

@@ -91,7 +91,7 @@ def run_evaluate_command(args: argparse.Namespace, registry: Registry) -> int:
     finally:
         inference.close()
         store.close()
-    classes = inference.description.classes
+    classes = inference.class_table()  # described (`_stored` refused a backend that cannot say)
     outputs = [pair for block in blocks for pair in block]
     kept = [(item, raw) for item, raw in outputs if raw is not None]
     missing = [item.relpath for item, raw in outputs if raw is None]

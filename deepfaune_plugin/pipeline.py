@@ -85,9 +85,13 @@ class RunSummary:
             self.tally = Tally()
             self.tally.add(self.results.decisions, self.results.raw)
 
+    def _counts(self) -> Tally:
+        assert self.tally is not None, "set by __post_init__"
+        return self.tally
+
     @property
     def failures(self) -> list[tuple[str, str]]:
-        return list(self.tally.failures)
+        return list(self._counts().failures)
 
     @property
     def skipped(self) -> int:
@@ -98,11 +102,11 @@ class RunSummary:
     @property
     def complete(self) -> bool:
         """Every file of the source has a result (warnings allowed): what exit status 0 promises."""
-        return not self.tally.failures and self.skipped == 0
+        return not self._counts().failures and self.skipped == 0
 
     def label_counts(self) -> Counter:
         """Sequences per label, failures excluded."""
-        return Counter(self.tally.sequences_per_label)
+        return Counter(self._counts().sequences_per_label)
 
 
 def resolve_host(registry: Registry, name: str, source: Path) -> Host:
@@ -187,25 +191,27 @@ def run(
                 size = CLUSTER_CHUNK_FILES if settings.scheduler else CHUNK_FILES
                 for chunk in chunks(manifest.blocks(keep=keep_results), size):
                     raws = inference.raws(chunk)
-                    decisions = decide_run(chunk, raws, inference.classes, settings, first_seqnum=last_seqnum + 1)
+                    classes = inference.class_table()
+                    decisions = decide_run(chunk, raws, classes, settings, first_seqnum=last_seqnum + 1)
                     if result_store is not None:  # what people decided is never replaced by a run
-                        decisions = overlay(decisions, result_store.human_labels(chunk), inference.classes,
+                        decisions = overlay(decisions, result_store.human_labels(chunk), classes,
                                             settings.lang)
                     last_seqnum = max((d.seqnum for d in decisions), default=last_seqnum)
-                    batch = RunResults(settings=settings, classes=inference.classes,
+                    batch = RunResults(settings=settings, classes=classes,
                                        raw={raw.relpath: raw for raw in raws}, decisions=decisions,
                                        backend_info=dict(inference.info), output=host_options["output"],
                                        started=started)
                     for writer in writers:
                         writer.add(chunk, batch)
                     problems.flush()
+                classes = inference.class_table()  # a source without media: from the models
             finally:
                 inference.close()
             if inference.reused:
                 log(f"{inference.reused} of {tally.files} files already computed"
                     + (f" (result store {result_store.path})" if result_store is not None else ""))
             finished = RunResults(
-                settings=settings, classes=inference.classes, raw={}, decisions=[],
+                settings=settings, classes=classes, raw={}, decisions=[],
                 backend_info=dict(inference.info, computed=inference.computed, reused=inference.reused),
                 output=host_options["output"], started=started, finished=datetime.now())
             summary = RunSummary(results=kept.results(finished), manifest=manifest, written=[],

@@ -159,11 +159,12 @@ class TableWriter:
             if self.rows == 0:
                 self.sheet.add(_empty_table())
             self.sheet.close()
-        else:
+        elif self.out is not None:
             if self.rows == 0:
                 _empty_table().to_csv(self.out, index=False)
             self.out.close()
         staged, self.staged = self.staged, None
+        assert staged is not None, "close() after close() or abort()"
         return [staged.commit()]
 
     def abort(self) -> None:

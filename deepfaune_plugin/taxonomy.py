@@ -125,7 +125,7 @@ def key_for_name(name: str, higher: Mapping[str, str] | None = None) -> tuple[st
     if exact:
         preferred = _CLASS_POOLS.get(table[exact[0]].scientific_name, (None,))[0]
         if len(exact) == 1 or preferred in exact:
-            key = exact[0] if len(exact) == 1 else preferred
+            key = exact[0] if len(exact) == 1 or preferred is None else preferred
             if table[key].rank == "class" and key != "bird":
                 return None, f"{text} is a whole class; {key} holds only part of it"
             return key, f"scientific name {table[key].scientific_name}"

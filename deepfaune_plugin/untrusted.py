@@ -62,7 +62,7 @@ def check_shape(value: Any, where: str, max_depth: int = MAX_DEPTH, max_values: 
         if seen > max_values:
             raise UntrustedInputError(f"{where}: more than {max_values:,} values (an alias bomb?); refused")
         if isinstance(node, dict):
-            children = list(node.keys()) + list(node.values())
+            children: list[Any] | tuple[Any, ...] = list(node.keys()) + list(node.values())
         elif isinstance(node, (list, tuple)):
             children = node
         else:

@@ -306,3 +306,21 @@ def test_item16_8_a_host_option_that_clashes_is_left_out_not_fatal(capsys):
     captured = capsys.readouterr()
     assert captured.out.startswith(f"deepfaune-plugin {__version__}\nonnxruntime ")
     assert "deepfaune: warning: host 'clash' (registered at run time): option 'output' left out" in captured.err
+
+
+def test_a_source_without_media_and_a_backend_that_cannot_describe_itself(tmp_path):
+    """Issue 31.4 (found by mypy: `RunResults.classes` could be None): every run's results have a class table,
+    so a source with no media and a backend without `describe` loads the models to learn it. It crashed before
+    ('NoneType' object has no attribute 'version', a traceback) while writing the review page."""
+    from deepfaune_plugin.testing import LogitsBackend, registry_with, run_cli
+
+    src = tmp_path / "src"
+    src.mkdir()
+    result = run_cli(["run", src, "--backend", "logits", "--no-store", "-q"],
+                     registry_with(backends=[LogitsBackend()]))
+    assert result.code == 0, result.stderr
+    assert "0 files, 0 sequences, 0 failed" in result.stderr
+    record = json.loads((src / "deepfaune-run.json").read_text())
+    assert record["models"]["class_table"] == "1.4"
+    assert (src / "deepfaune-report.html").is_file()
+    assert (src / "deepfaune.csv").read_text().startswith("filename,")
