@@ -111,6 +111,7 @@ def staging_dir(target: Path) -> Path:
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> Path:
+    """`data` written to `path` whole or not at all (`atomic_output`); returns `path`."""
     with atomic_output(path) as tmp:
         tmp.write_bytes(data)
     return Path(path)

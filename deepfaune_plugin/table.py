@@ -32,6 +32,9 @@ DATE_FORMAT = EXIF_DATE_FORMAT  # EXIF's own format, which DeepFaune writes back
 
 
 def result_table(results: RunResults) -> pd.DataFrame:
+    """DeepFaune's result table for `results`: one row per decision, DeepFaune's columns first (filename,
+    date, seqnum, predictionbase, scorebase, prediction, score, top1, count, humancount), then ours (boxes,
+    detector, failure, warning...). What the folder host writes; `write_table` writes it as CSV or XLSX."""
     rows = []
     for d in results.decisions:
         raw = results.raw.get(d.relpath)

@@ -133,6 +133,14 @@ def registry_with(*plugins: Any, backends: Sequence[Any] = (), hosts: Sequence[A
 
 @dataclass
 class CliResult:
+    """What `run_cli` returns.
+
+    Attributes:
+        code: The command's exit status (0, 1, 2, 3, 130).
+        stdout: What it printed on stdout.
+        stderr: What it printed on stderr: warnings, errors, the run's summary.
+    """
+
     code: int
     stdout: str
     stderr: str

@@ -74,6 +74,8 @@ def check_shape(value: Any, where: str, max_depth: int = MAX_DEPTH, max_values: 
 
 
 def parse_json(text: str | bytes, where: str, max_depth: int = MAX_DEPTH, max_values: int = MAX_VALUES) -> Any:
+    """JSON text from a user's file, refused (UntrustedInputError, naming `where`) when empty, malformed, nested
+    deeper than `max_depth` or holding more than `max_values` values."""
     if isinstance(text, bytes):
         text = _text(text, Path(where))
     if not text.strip():
@@ -107,6 +109,7 @@ def parse_json(text: str | bytes, where: str, max_depth: int = MAX_DEPTH, max_va
 
 
 def load_json(path: str | os.PathLike, max_bytes: int = MAX_BYTES, **limits: int) -> Any:
+    """A user's JSON file (at most `max_bytes`), by `parse_json`'s rules; UntrustedInputError names the file."""
     path = Path(path)
     return parse_json(_text(_read(path, max_bytes), path), str(path), **limits)
 
