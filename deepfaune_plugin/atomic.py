@@ -11,7 +11,7 @@ from typing import Iterator
 try:
     import fcntl
 except ImportError:  # Windows
-    fcntl = None
+    fcntl = None  # type: ignore[assignment]  # Windows has no fcntl: every use checks for None
 
 
 def _read_umask() -> int:
@@ -111,6 +111,7 @@ def staging_dir(target: Path) -> Path:
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> Path:
+    """`data` written to `path` whole or not at all (`atomic_output`); returns `path`."""
     with atomic_output(path) as tmp:
         tmp.write_bytes(data)
     return Path(path)

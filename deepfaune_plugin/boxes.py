@@ -24,7 +24,7 @@ def normalised_box(box: Sequence[float], width: int, height: int, *, decimals: i
     if clamp == "box":
         x1, x2 = (min(max(v / width, 0.0), 1.0) for v in (x1, x2))
         y1, y2 = (min(max(v / height, 0.0), 1.0) for v in (y1, y2))
-        values = (x1, y1, x2 - x1, y2 - y1)
+        values: tuple[float, ...] = (x1, y1, x2 - x1, y2 - y1)
     else:
         values = (x1 / width, y1 / height, (x2 - x1) / width, (y2 - y1) / height)
         if clamp == "values":

@@ -33,7 +33,33 @@ MAX_THREADS = 256
 
 @dataclass
 class RunSettings:
-    """Everything a user can set for a run; decisions are a pure function of raw outputs + these."""
+    """Everything a user can set for a run; decisions are a pure function of raw outputs + these.
+
+    A backend receives them in `Backend.open`/`describe`; a host finds them in `RunResults.settings`
+    (after the source's own detector mode, `Manifest.detector_mode`, was applied). Out-of-range values
+    raise ValueError (the command prints it and exits 1).
+
+    Attributes:
+        model_version: DeepFaune model version, e.g. "1.4" (`--model-version`).
+        detector_mode: One of `DETECTOR_MODES` (`--detector`): how boxes are found ("existing": the
+            host's `MediaItem.known_boxes`, no detector).
+        threshold: Score (probability, 0..1) under which an animal's label is "undefined" (`--threshold`).
+        maxlag: Seconds: two files of a group whose dates are at most this far apart are one sequence
+            (`--maxlag`).
+        lang: Language code of the labels written (`--lang`: fr, en, it, de, es...), a key of
+            `ClassTable.names`.
+        exclude: Species absent from the study area (labels in any language of the model, or keys): never
+            chosen (`--exclude`).
+        bird: Refine "bird" into 8 bird groups with the bird head (`--bird`).
+        models_dir: Where the model files are, or None for the default folder (`--models-dir`).
+        threads: CPU threads for inference, or None for all cores (`--threads`).
+        fast: Quantised models (int8 on the CPU, fp16 on a GPU): faster, other answers (`--fast`).
+        backend: The backend's registered name (`--backend`).
+        scheduler: A Dask scheduler address or "local:N" (`--scheduler`): where inference runs, never
+            what it gives; None: in this process.
+        device: "auto", "cpu", "cuda", "directml", "coreml", "openvino" (`--device`); None:
+            `$DEEPFAUNE_DEVICE`, else auto.
+    """
 
     model_version: str = "1.4"
     detector_mode: str = "DFbsMDS"
@@ -65,22 +91,38 @@ class RunSettings:
 
 @runtime_checkable
 class Predictor(Protocol):
-    """A backend's loaded models; yields one RawResult per item, in the items' order."""
+    """A backend's loaded models, returned by `Backend.open` (any object with these members).
+
+    Attributes:
+        classes: The labels and temperatures of the classifier (`ClassTable`).
+        info: What the run record keeps about the models: model version, file names and sha256, a
+            "standin" flag (the run then warns that the labels are meaningless)...; JSON-serialisable.
+    """
 
     classes: ClassTable
     info: dict[str, Any]  # model version, file names and sha256, stand-in flag...
 
-    def predict(self, items: Iterable[MediaItem]) -> Iterator[RawResult]: ...
+    def predict(self, items: Iterable[MediaItem]) -> Iterator[RawResult]:
+        """One `RawResult` per item, **in the items' order**, each with the item's relpath. Called once per
+        chunk of whole sequences (about a thousand files) with the files the result store does not hold; a
+        file that cannot be read gets `RawResult(relpath, failure=...)`, never an exception."""
+        ...
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Free the models: called once, when the run ends (also when it fails)."""
+        ...
 
 
 @dataclass(frozen=True)
 class BackendDescription:
-    """What a backend will compute, known without loading its models.
+    """What a backend will compute, known without loading its models (`Backend.describe`).
 
-    `fingerprint` must change whenever raw outputs could change (model files, detector mode...):
-    stored outputs are reused only under the same fingerprint.
+    Attributes:
+        classes: The class table `open` would give.
+        fingerprint: Any string that changes whenever raw outputs could change (model files and their
+            hashes, detector mode, backend version...): the result store reuses a file's stored outputs
+            (keyed by the file's content) only under the same fingerprint.
+        info: What `Predictor.info` would hold (the run record's model information).
     """
 
     classes: ClassTable
@@ -91,19 +133,28 @@ class BackendDescription:
 class Backend:
     """Base of every backend: subclass it, set `name` and `description`, implement `open`.
 
-    Defaults: `describe` returns None, so the run has no fingerprint and recomputes every file (no resume, no
-    re-deciding from stored outputs). Return a `BackendDescription` to get both without loading models.
+    A backend turns media into raw outputs (`RawResult`); it never decides labels. Defaults: `describe`
+    returns None, so the run has no fingerprint and recomputes every file (no resume, no re-deciding from
+    stored outputs). Return a `BackendDescription` to get both without loading models.
+
+    Attributes:
+        name: The name `--backend NAME` selects; unique among registered backends, non-empty.
+        description: One line shown by `deepfaune plugins`.
     """
 
     name: str = ""
     description: str = ""
 
     def open(self, settings: RunSettings) -> Predictor:
-        """Load the models for `settings`: called once per run, when the first file needs computing."""
+        """Load the models for `settings`: called once per run, when the first file needs computing (not at
+        all when the result store holds every file), and closed at the end (`Predictor.close`). Raise a
+        `BackendError` when the models cannot run."""
         raise NotImplementedError(f"backend {self.name!r} does not implement open()")
 
     def describe(self, settings: RunSettings) -> BackendDescription | None:
-        """What `open(settings)` would compute, without loading it; None when the backend cannot say."""
+        """What `open(settings)` would compute, without loading it; None when the backend cannot say.
+
+        Called once at the start of a run that uses the result store (not with `--no-store`)."""
         return None
 
 
@@ -114,7 +165,22 @@ OPTION_COMMANDS = ("run", "review", "evaluate")
 
 @dataclass(frozen=True)
 class HostOption:
-    """A command-line option a host adds to the core's commands (e.g. Timelapse's --write-ddb to `deepfaune run`)."""
+    """A command-line option a host adds to the core's commands (e.g. Timelapse's --write-ddb to `deepfaune run`).
+
+    Option names are shared by all hosts: the first host registered with a name gets it, a later one is left
+    out with a warning. Every host receives every host's options (each at its default unless given), so
+    prefix yours (`--example-x`) and read only your own.
+
+    Attributes:
+        name: The long option without dashes, e.g. "write-ddb"; its value reaches `Host.read`/`write` as
+            `options[dest]` ("write_ddb").
+        help: One line for `deepfaune run --help`.
+        flag: A boolean switch (value True when given, else `bool(default)`) rather than a value.
+        default: The value when the option is not given (a value given is the string typed).
+        multiple: May be given several times; the value is then a list (`default` when never given).
+        commands: The commands that offer it (of `OPTION_COMMANDS`, default run and review): add "evaluate"
+            for an option that changes what `read` finds, e.g. where the source keeps people's labels.
+    """
 
     name: str  # long option without dashes, e.g. "write-ddb"
     help: str
@@ -134,6 +200,7 @@ class HostOption:
 
     @property
     def dest(self) -> str:
+        """The key of the option's value in the `options` mapping: `name` with "-" replaced by "_"."""
         return self.name.replace("-", "_")
 
 
@@ -163,7 +230,20 @@ STANDIN_COLUMN, STANDIN_VALUE = "models", "stand-in"
 
 @dataclass
 class RunResults:
-    """What a run produced, handed to the host adapter's write()."""
+    """What a run produced: given to `Host.write` once, or to a `ResultWriter` batch by batch.
+
+    Attributes:
+        settings: The run's settings (the source's detector mode applied).
+        classes: The classifier's class table.
+        raw: relpath -> the file's raw output (its boxes, `width`/`height`: what `Decision.box` is measured
+            in). In `Host.write`: every file of the run; in `ResultWriter.add`: the batch's files; in
+            `ResultWriter.close`: possibly empty (a command-line run keeps nothing it has handed over).
+        decisions: One `Decision` per file, ordered by (seqnum, relpath), with the same scope as `raw`.
+        backend_info: The backend's `Predictor.info`, plus "computed" and "reused" file counts at the end.
+        output: The user's `--output` path, or None (also in the host's options as "output").
+        started: When the run started (local time, naive).
+        finished: When the run finished; None in the batches given to `ResultWriter.add`.
+    """
 
     settings: RunSettings
     classes: ClassTable
@@ -188,24 +268,44 @@ class ResultWriter(Protocol):
     `add` receives the results of whole sequences, in DeepFaune's order (sequence numbers rising), so a
     season is never held in memory; `close` finishes the outputs (nothing may replace the user's files
     before it) and returns the files written; `abort` leaves every previous output as it was.
-    `target` is the main output file, known before the first result (the review page goes beside it).
+
+    Attributes:
+        target: The main output file, known before the first result: the review page
+            (deepfaune-report.html, its thumbnails in `.deepfaune-thumbs/`) and the run record
+            (deepfaune-run.json) are written in its folder.
     """
 
     target: Path
 
-    def add(self, batch: RunResults) -> None: ...
+    def add(self, batch: RunResults) -> None:
+        """Take a batch of whole sequences (its `decisions` and `raw`); write it to a staged file, never to
+        the user's file yet."""
+        ...
 
-    def close(self, results: RunResults) -> list[Path]: ...
+    def close(self, results: RunResults) -> list[Path]:
+        """Every file has been added: put the outputs in place (atomically) and return the files written.
+        `results` has the run's end (`finished`, backend info); its `decisions` may be empty."""
+        ...
 
-    def abort(self) -> None: ...
+    def abort(self) -> None:
+        """The run failed or was interrupted: discard what was staged; the user's files stay as they were."""
+        ...
 
 
 class Host:
     """Base of every host adapter: subclass it, set `name` and `description`, implement `detect`, `read` and
     either `write` (results given once, at the end) or `open_writer` (results given as they come).
 
-    Defaults: no options; `priority` 10 (--host auto asks higher priorities first, the folder host has 0);
-    `open_writer` returns None, so the run collects every result and calls `write` at the end.
+    A host adapter reads a manifest of media from a data manager's files and writes decisions back into
+    them; it never runs a model. Defaults: no options; `priority` 10; `open_writer` returns None, so the run
+    collects every result and calls `write` at the end; `release` does nothing.
+
+    Attributes:
+        name: The name `--host NAME` selects; unique among registered hosts, non-empty.
+        description: One line shown by `deepfaune plugins`.
+        options: Options this host adds to `deepfaune run` (`HostOption`).
+        priority: Among the hosts whose `detect(source)` is true, `--host auto` takes the one with the
+            highest priority (folder 0, camtrapR and Timelapse 10, Camtrap DP 20); a tie is refused.
     """
 
     name: str = ""
@@ -219,15 +319,26 @@ class Host:
     labels_held: str = "its host reads none"
 
     def detect(self, source: Path) -> bool:
-        """True when `source` is this host's kind of data (used by --host auto)."""
+        """True when `source` (a file or folder the user named, which exists) is this host's kind of data.
+
+        Used by `--host auto` on every host: keep it cheap (look for a marker file). An exception counts as
+        False."""
         return False
 
     def read(self, source: Path, options: Mapping[str, Any]) -> Manifest:
-        """The media of `source`; `options` holds the host's own options and "output" (the --output path or None)."""
+        """The media of `source`, as a `Manifest`.
+
+        `options` holds every host's options under their `dest` names and "output" (the --output path or
+        None). Entries you cannot use go to `Manifest.problems`; a source you cannot use at all raises a
+        `HostError` naming the file (an OSError or ValueError is reported as "cannot read as a NAME source")."""
         raise NotImplementedError(f"host {self.name!r} does not implement read()")
 
     def write(self, manifest: Manifest, results: RunResults, options: Mapping[str, Any]) -> list[Path]:
-        """Write results back (to `options["output"]` when the user gave --output); return the files written."""
+        """Write results back (to `options["output"]` when the user gave --output); return the files written.
+
+        Called once, after every file was decided, with the manifest `read` returned and every file's
+        decision. Write atomically (`atomic_output`): an exception leaves the user's files as they were.
+        The review page and run record go in the folder of the first file returned."""
         raise NotImplementedError(f"host {self.name!r} does not implement write()")
 
     def open_writer(self, manifest: Manifest, options: Mapping[str, Any]) -> ResultWriter | None:
@@ -240,7 +351,9 @@ class Host:
 
     def release(self, manifest: Manifest) -> None:
         """The source was read but will not be written (`deepfaune evaluate`, `deepfaune review`): give back
-        what `read` holds for its write, e.g. a lock on the user's data. Default: nothing is held."""
+        what `read` holds for its write, e.g. a lock on the user's data. Default: nothing is held.
+
+        Not called by `deepfaune run`, which ends with `write` (or the writer's `close`/`abort`)."""
 
 
 class _PlainBackend(Backend):

@@ -175,7 +175,7 @@ def decide_group(
     best = kept[local]
     top1_key, top1 = keys[best], labels[best]
 
-    if bird and best == bird_idx:
+    if bird and best == bird_idx and classes.bird_names is not None:  # (no bird head: refused above)
         top1_key, top1 = f"{keys[best]} {UNDEFINED}", f"{labels[best]} {undefined_label}"
         if score >= limit:
             bird_keys = list(classes.bird_names.get(_KEY_LANG) or next(iter(classes.bird_names.values())))

@@ -95,7 +95,7 @@ def run_evaluate_command(args: argparse.Namespace, registry: Registry) -> int:
     finally:
         inference.close()
         store.close()
-    classes = inference.description.classes
+    classes = inference.class_table()  # described (`_stored` refused a backend that cannot say)
     outputs = [pair for block in blocks for pair in block]
     kept = [(item, raw) for item, raw in outputs if raw is not None]
     missing = [item.relpath for item, raw in outputs if raw is None]
@@ -196,7 +196,7 @@ def _output_folder(out: Path, make: bool = False) -> Path:
     return out
 
 
-def _stored(inference, host, source: Path, log, chosen=None) -> tuple[list, dict[str, str]]:
+def _stored(inference, host, source: Path, log, chosen=None) -> tuple[list, dict[str, str | tuple[str, ...]]]:
     """([[(item, its stored raw output or None)] per block of whole sequences], the human labels the source
     holds), in the source's order: the host reads the source (with its options' defaults, and `chosen`;
     nothing is written), the result store answers, no model runs."""

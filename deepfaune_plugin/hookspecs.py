@@ -11,6 +11,7 @@ import pluggy
 
 hookspec = pluggy.HookspecMarker("deepfaune")
 hookimpl = pluggy.HookimplMarker("deepfaune")
+"""The decorator of a plugin's `register_backends` / `register_hosts` functions."""
 
 
 @hookspec

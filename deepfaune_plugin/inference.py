@@ -12,9 +12,9 @@ import time
 from contextlib import contextmanager
 from dataclasses import astuple
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Sequence, overload
 
-from .api import RunSettings
+from .api import Backend, Predictor, RunSettings
 from .errors import RunError, RunInterrupted
 from .dates import read_carried, resolve
 from .decisions import excluded_indices
@@ -42,6 +42,14 @@ def check_settings(settings: RunSettings, classes: ClassTable) -> None:
                        f"known: {', '.join(classes.labels(settings.lang))}") from None
 
 
+@overload
+def open_store(path: Path, shared: bool = False) -> ResultStore: ...
+
+
+@overload
+def open_store(path: None, shared: bool = False) -> None: ...
+
+
 def open_store(path: Path | None, shared: bool = False) -> ResultStore | None:
     if path is None:
         return None
@@ -57,7 +65,7 @@ class Inference:
     """Raw outputs for a run, chunk after chunk: the result store first, the backend for the rest.  The
     backend's models are loaded once, when the first file needs them, and kept until `close`."""
 
-    def __init__(self, backend, settings: RunSettings, store: ResultStore | None, total: int | None,
+    def __init__(self, backend: Backend, settings: RunSettings, store: ResultStore | None, total: int | None,
                  progress: bool, log):
         self.backend, self.settings, self.store, self.log = backend, settings, store, log
         self.description = backend.describe(settings) if store is not None else None
@@ -68,8 +76,8 @@ class Inference:
             check_settings(settings, self.description.classes)
         self.computed = self.reused = 0
         self.bar = Progress(total) if progress and total else None
-        self.predictor = None
-        self.cluster = None  # (client, local cluster or None), opened on first need, kept for the run
+        self.predictor: Predictor | None = None
+        self.cluster: tuple[Any, Any] | None = None  # (client, local cluster or None), opened on first need, kept for the run
         self._begun = False
 
     @property
@@ -90,7 +98,7 @@ class Inference:
 
     def _lookup(self, items: Sequence[MediaItem]) -> dict[str, RawResult]:
         raws: dict[str, RawResult] = {}
-        if self.stores:
+        if self.store is not None and self.stores:
             for fingerprint, group in by_fingerprint(self.fingerprint, items).items():
                 raws.update(self.store.lookup(fingerprint, group))
         return raws
@@ -114,7 +122,8 @@ class Inference:
                                  "the same command computes every file again")
         if stopped:
             raise RunInterrupted(f"interrupted: {self.computed + self.reused} files are computed and stored"
-                                 f" in {self.store.path}; run the same command again to resume")
+                                 + (f" in {self.store.path}" if self.store is not None else "")
+                                 + "; run the same command again to resume")
         return raws
 
     def close(self) -> None:
@@ -128,6 +137,17 @@ class Inference:
 
             connection, self.cluster = self.cluster, None
             disconnect(*connection)
+
+    def class_table(self) -> ClassTable:
+        """The classifier's classes: described, or learnt from the models; loaded here when no file needed them
+        (a source without media, and a backend that cannot describe itself), as every run's results have one."""
+        if self.classes is not None:
+            return self.classes
+        if self.predictor is None:
+            self.predictor = self.backend.open(self.settings)
+        classes = self.predictor.classes
+        self._begin(classes, self.predictor.info)
+        return classes
 
     def _begin(self, classes: ClassTable, info) -> None:
         self.classes, self.info = classes, dict(info)
@@ -157,14 +177,15 @@ class Inference:
         """On a Dask cluster (imported only here): shards on workers, results in completion order."""
         from .distributed import ClusterError, compute_on_cluster, connect
 
-        description = self.description
+        description, scheduler = self.description, self.settings.scheduler
+        assert scheduler is not None, "_raws computes on a cluster only when there is a scheduler"
         if description is not None:
             self._begin(description.classes, description.info)
         try:
             if self.cluster is None:
-                self.cluster = connect(self.settings.scheduler)
+                self.cluster = connect(scheduler)
             with _graceful_interrupt() as stop:
-                outcome = compute_on_cluster(todo, self.settings, self.settings.backend, self.settings.scheduler,
+                outcome = compute_on_cluster(todo, self.settings, self.settings.backend, scheduler,
                                              sink.add, should_stop=lambda: stop.requested,
                                              expected_info=description.info if description is not None else None,
                                              log=self.log, client=self.cluster[0])
@@ -199,9 +220,9 @@ class _Sink:
                 self.flush()
 
     def flush(self) -> None:
-        if self.inference.stores and self.batch:
+        store = self.inference.store
+        if store is not None and self.inference.stores and self.batch:
             entries = by_fingerprint(self.inference.fingerprint, self.batch, lambda entry: entry[0])
-            store = self.inference.store
             try:
                 for fingerprint, batch in entries.items():
                     store.save(fingerprint, batch)

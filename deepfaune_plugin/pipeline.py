@@ -118,26 +118,28 @@ def run(
                 size = CLUSTER_CHUNK_FILES if settings.scheduler else CHUNK_FILES
                 for chunk in chunks(manifest.blocks(keep=keep_results), size):
                     raws = inference.raws(chunk)
-                    decisions = decide_run(chunk, raws, inference.classes, settings, first_seqnum=last_seqnum + 1)
+                    classes = inference.class_table()
+                    decisions = decide_run(chunk, raws, classes, settings, first_seqnum=last_seqnum + 1)
                     if result_store is not None:  # what people decided is never replaced by a run
                         labels = result_store.human_labels(chunk)
-                        check_labels(labels, inference.classes)
-                        decisions = overlay(decisions, labels, inference.classes, settings.lang)
+                        check_labels(labels, classes)
+                        decisions = overlay(decisions, labels, classes, settings.lang)
                     last_seqnum = max((d.seqnum for d in decisions), default=last_seqnum)
-                    batch = RunResults(settings=settings, classes=inference.classes,
+                    batch = RunResults(settings=settings, classes=classes,
                                        raw={raw.relpath: raw for raw in raws}, decisions=decisions,
                                        backend_info=dict(inference.info), output=host_options["output"],
                                        started=started)
                     for writer in writers:
                         writer.add(chunk, batch)
                     problems.flush()
+                classes = inference.class_table()  # a source without media: from the models
             finally:
                 inference.close()
             if inference.reused:
                 log(f"{inference.reused} of {tally.files} files already computed"
                     + (f" (result store {result_store.path})" if result_store is not None else ""))
             finished = RunResults(
-                settings=settings, classes=inference.classes, raw={}, decisions=[],
+                settings=settings, classes=classes, raw={}, decisions=[],
                 backend_info=dict(inference.info, computed=inference.computed, reused=inference.reused),
                 output=host_options["output"], started=started, finished=datetime.now())
             summary = RunSummary(results=kept.results(finished), manifest=manifest, written=[],

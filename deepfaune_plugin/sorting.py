@@ -108,7 +108,8 @@ def parse_boxes(text: object) -> tuple[Box, ...]:
         if len(values) != 4:
             raise ValueError(f"box {part.strip()!r} has {len(values)} values, not 4 (x,y,w,h)")
         try:
-            box = tuple(float(v) for v in values)
+            x, y, w, h = (float(v) for v in values)
+            box = (x, y, w, h)
         except ValueError:
             raise ValueError(f"box {part.strip()!r} is not four numbers") from None
         if not all(math.isfinite(v) for v in box) or box[2] < 0 or box[3] < 0:

@@ -61,9 +61,13 @@ class RunSummary:
             self.tally = Tally()
             self.tally.add(self.results.decisions, self.results.raw)
 
+    def _counts(self) -> Tally:
+        assert self.tally is not None, "set by __post_init__"
+        return self.tally
+
     @property
     def failures(self) -> list[tuple[str, str]]:
-        return list(self.tally.failures)
+        return list(self._counts().failures)
 
     @property
     def skipped(self) -> int:
@@ -74,8 +78,8 @@ class RunSummary:
     @property
     def complete(self) -> bool:
         """Every file of the source has a result (warnings allowed): what exit status 0 promises."""
-        return not self.tally.failures and self.skipped == 0
+        return not self._counts().failures and self.skipped == 0
 
     def label_counts(self) -> Counter:
         """Sequences per label, failures excluded."""
-        return Counter(self.tally.sequences_per_label)
+        return Counter(self._counts().sequences_per_label)

@@ -39,6 +39,9 @@ def table_columns(standin: bool = False) -> list[str]:
 
 
 def result_table(results: RunResults) -> pd.DataFrame:
+    """DeepFaune's result table for `results`: one row per decision, DeepFaune's columns first (filename,
+    date, seqnum, predictionbase, scorebase, prediction, score, top1, count, humancount), then ours (boxes,
+    detector, failure, warning...). What the folder host writes; `write_table` writes it as CSV or XLSX."""
     rows = []
     for d in results.decisions:
         raw = results.raw.get(d.relpath)
@@ -172,11 +175,12 @@ class TableWriter:
             if self.rows == 0:
                 self.sheet.add(_empty_table(results.standin))
             self.sheet.close()
-        else:
+        elif self.out is not None:
             if self.rows == 0:
                 _empty_table(results.standin).to_csv(self.out, index=False)
             self.out.close()
         staged, self.staged = self.staged, None
+        assert staged is not None, "close() after close() or abort()"
         return [staged.commit()]
 
     def abort(self) -> None:

@@ -128,7 +128,7 @@ def key_for_name(name: str, higher: Mapping[str, str] | None = None) -> tuple[st
     if exact:
         preferred = _CLASS_POOLS.get(table[exact[0]].scientific_name, (None,))[0]
         if len(exact) == 1 or preferred in exact:
-            key = exact[0] if len(exact) == 1 else preferred
+            key = exact[0] if len(exact) == 1 or preferred is None else preferred
             if table[key].rank == "class" and key != "bird":
                 return None, f"{text} is a whole class; {key} holds only part of it"
             return key, f"scientific name {table[key].scientific_name}"
@@ -230,11 +230,11 @@ class LabelReader:
             self._memo[spaced] = self._to_model(found) if found else None
         return self._memo[spaced]
 
-    def agreed(self, texts: Iterable[str]) -> tuple[str | None, list[str]]:
+    def agreed(self, texts: Iterable[str]) -> tuple[str | None, list[str | None]]:
         """(the one key several labels of a file name, or None) and the keys they name (None among them for a
         label naming no class), sorted: [] for no label, several for labels that disagree."""
         keys = {self.key(t) for t in texts}
-        named = sorted(keys - {None}) + ([None] if None in keys else [])
+        named: list[str | None] = [*sorted(k for k in keys if k is not None), *([None] if None in keys else [])]
         return (named[0] if len(named) == 1 else None), named
 
     def _to_model(self, key: str) -> str | None:

@@ -105,17 +105,42 @@ class _Registers:
 def registry_with(*plugins: Any, backends: Sequence[Any] = (), hosts: Sequence[Any] = (),
                   installed: bool = True) -> Registry:
     """The installed plugins (unless `installed=False`) plus `plugins` (modules or objects with hook
-    implementations, as an entry point names them) plus `backends`/`hosts` objects given directly."""
-    pm = new_plugin_manager(load_entry_points=installed)
+    implementations, as an entry point names them) plus `backends`/`hosts` objects given directly.
+
+    What is given wins: a plugin given here that is also installed through its entry point (your own, after
+    `pip install -e .`) is registered once, as given, and a backend or host given here replaces an installed
+    one of the same name; so the same test passes whether or not the plugin is installed.
+    """
+    given = new_plugin_manager(load_entry_points=False)
     for n, plugin in enumerate(plugins):
-        pm.register(plugin, name=getattr(plugin, "__name__", f"test-plugin-{n}"))
+        given.register(plugin, name=getattr(plugin, "__name__", f"test-plugin-{n}"))
     if backends or hosts:
-        pm.register(_Registers(backends, hosts), name="test-objects")
-    return build_registry(pm)
+        given.register(_Registers(backends, hosts), name="test-objects")
+    registry = build_registry(given)
+    if not installed:
+        return registry
+    pm = new_plugin_manager()
+    modules = {getattr(plugin, "__name__", None) for plugin in plugins} - {None}
+    for name, plugin in list(pm.list_name_plugin()):  # the installed copy of a plugin given here
+        if any(plugin is p for p in plugins) or getattr(plugin, "__name__", None) in modules:
+            pm.unregister(name=name)
+    merged = build_registry(pm)
+    merged.backends.update(registry.backends)
+    merged.hosts.update(registry.hosts)
+    merged.broken.extend(registry.broken)
+    return merged
 
 
 @dataclass
 class CliResult:
+    """What `run_cli` returns.
+
+    Attributes:
+        code: The command's exit status (0, 1, 2, 3, 130).
+        stdout: What it printed on stdout.
+        stderr: What it printed on stderr: warnings, errors, the run's summary.
+    """
+
     code: int
     stdout: str
     stderr: str

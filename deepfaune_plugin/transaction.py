@@ -36,7 +36,7 @@ from .paths import UnsafePathError, safe_relative
 try:
     import fcntl
 except ImportError:  # Windows
-    fcntl = None
+    fcntl = None  # type: ignore[assignment]  # Windows has no fcntl: every use checks for None
     import msvcrt
 
 JOURNAL_FORMAT = 1
@@ -156,7 +156,7 @@ class FolderLock:
                 raise LockedError(f"{what} is being written by another DeepFaune run: {who} holds the lock file "
                                   f"{self.path}{waited}; wait for it to finish and run again{remote}")
             time.sleep(_POLL_SECONDS)
-        self._fd = fd
+        self._fd: int | None = fd
         previous = _read_holder(self.path)
         if previous is not None and previous.pid is not None and previous.pid != os.getpid():
             alive = previous.host == socket.gethostname() and pid_alive(previous.pid)
@@ -212,8 +212,9 @@ class FolderLock:
         self.release()
 
     def __del__(self) -> None:  # a run that failed between taking and releasing its lock
-        if getattr(self, "_fd", None) is not None:
-            os.close(self._fd)
+        fd = getattr(self, "_fd", None)
+        if fd is not None:
+            os.close(fd)
 
 
 # ---------------------------------------------------------------- the journal

@@ -33,8 +33,16 @@ VIDEO_SUFFIXES = frozenset({".avi", ".mp4", ".mov", ".m4v", ".mpeg", ".mpg", ".m
 class KnownBox:
     """A box another detector already found (e.g. MegaDetector), as its output states it.
 
-    Normalised to the image (0..1), top-left origin: x, y of the corner, w, h the size;
-    `category` is ANIMAL, PERSON or VEHICLE.  Backends use these in detector mode "existing".
+    Backends use these in detector mode "existing" instead of running a detector (`MediaItem.known_boxes`).
+    A category other than ANIMAL, PERSON or VEHICLE raises ValueError.
+
+    Attributes:
+        x: Left edge, as a fraction of the image's width (0..1, top-left origin).
+        y: Top edge, as a fraction of the image's height (0..1).
+        w: Width, as a fraction of the image's width.
+        h: Height, as a fraction of the image's height.
+        conf: That detector's confidence, 0..1.
+        category: `ANIMAL` (1), `PERSON` (2) or `VEHICLE` (3).
     """
 
     x: float
@@ -51,11 +59,33 @@ class KnownBox:
 
 @dataclass(frozen=True)
 class MediaItem:
-    """One file a host knows about.
+    """One media file a host knows about: what a backend reads and what a decision is about.
 
-    `relpath` (POSIX, relative to the manifest root) is the file's identity everywhere
-    downstream; `group` is what sequences are formed within (DeepFaune: the directory).
-    `host_key` is opaque host data handed back at write time (e.g. a database row id).
+    Attributes:
+        path: Where the file is read from (absolute, or relative to the working directory): normally
+            `Manifest.root / relpath`, which `deepfaune sort` relies on to find it again.
+        relpath: The file's identity everywhere downstream: POSIX separators, relative to `Manifest.root`,
+            unique within the manifest. Results (`RawResult.relpath`, `Decision.relpath`), the result
+            table's `filename` column and the review page all use it; it also sets DeepFaune's order
+            (files are sorted by it within a group).
+        group: What sequences are formed within: two files join a sequence only when they have the same
+            group and their dates are at most `RunSettings.maxlag` seconds apart. DeepFaune's own rule is
+            the folder (`str(PurePosixPath(relpath).parent)`); a host may use a camera or a deployment
+            id instead. A video is always a sequence of its own, whatever its group.
+        timestamp: The date the host's records give for the file, as a **naive** `datetime` in the
+            camera's local wall-clock time (like an EXIF date: no time zone; convert an aware time with
+            `.replace(tzinfo=None)` after moving it to the camera's offset). Used only when the file
+            carries no date of its own: an image's EXIF date and a video's container date win over it,
+            it wins over a video's file modification time (`date_for(item)` tells which a run will use).
+            None: the host knows none.
+        station: The camera station (site) the file was taken at, or None; the review page counts
+            detections per station, and it keys `Manifest.trap_days` and `Manifest.station_coordinates`.
+        camera: The camera (device) id, or None; informative only.
+        host_key: Anything the host needs to find the file's record again when it writes (a database row
+            id, a table row number): the core never looks at it, and the same object comes back in
+            `Manifest.items` at write time. Keep it picklable (a Dask run sends items to its workers).
+        known_boxes: Boxes another detector found in this file, for detector mode "existing": None = the
+            host has none for this file; () = that detector ran and found nothing.
     """
 
     path: Path
@@ -78,9 +108,17 @@ class MediaItem:
 class Problem:
     """Something wrong with one entry of a source, reported without stopping the run.
 
-    `skipped` is how many media files it leaves without a result (what the run's summary and exit
-    status count): 1 for a file left out, more for one message about many, 0 for a note about a file
-    that is still classified (an odd name, a date taken from elsewhere).
+    Hosts put these in `Manifest.problems` (a lazily listed source may add more while it is listed). Each
+    is said as `warning: RELPATH: REASON` and written to the run record; a run with any `skipped` file ends
+    with exit status 3 (finished, but not every file has a result) instead of 0.
+
+    Attributes:
+        relpath: The entry, as the user's source names it (it may not be a valid relpath: it is shown,
+            never opened).
+        reason: One line saying what is wrong and, where it helps, which file and line of the source.
+        skipped: How many media files it leaves without a result (what the run's summary and exit status
+            count): 1 for a file left out, more for one message about many, 0 for a note about a file that
+            is still classified (an odd name, a date taken from elsewhere): notes keep exit status 0.
     """
 
     relpath: str
@@ -90,7 +128,36 @@ class Problem:
 
 @dataclass
 class Manifest:
-    """What a host adapter read from a source: the media to process and what it could not use."""
+    """What a host adapter read from a source: the media to process and what it could not use.
+
+    The run gives the same object back to `Host.write` / `Host.open_writer` (and `Host.release`), so a
+    host can keep there what it needs to write.
+
+    Attributes:
+        root: The folder every `MediaItem.relpath` is relative to (`root / relpath` is the file). It is
+            normally the source folder; when the media live outside the source (a record table listing
+            files elsewhere) it is their common folder, not the table's. `deepfaune sort` finds the files
+            under it (the run record names it as "source"), and without an output file the review page
+            and the run record go in it.
+        items: The media, in any order (the run sorts them into DeepFaune's order). Empty when the source
+            is listed lazily (`from_blocks`).
+        problems: Entries the host could not use, or notes about entries (`Problem`).
+        host: The host's name (`Host.name`), for messages and the run record.
+        host_state: The host's own notes for its write: anything (an open database, the parsed source,
+            a lock). The core never reads it.
+        detector_mode: A detector mode the source requires over the user's (e.g. "existing" when the
+            source holds its own boxes), or None; the run says when it switches.
+        stream: Set by `from_blocks`: the media listed lazily, as lists of items that form sequences only
+            among themselves (a folder's images, one video), in DeepFaune's order.
+        count: How many media files a lazily listed source has, if known (the progress bar's total).
+        trap_days: Days each station was deployed (station -> days), where the host knows them: the
+            review page's detection rate per 100 trap-days. Empty: unknown.
+        human_labels: The labels the source already holds (relpath -> the label as the host holds it: a
+            class key such as "red deer", "empty", "human", "vehicle", or a host's own text): what
+            `deepfaune evaluate` and the review page's evaluation compare DeepFaune's decisions with.
+        station_coordinates: Where each station is (station -> (latitude, longitude), WGS84 decimal
+            degrees), where the host knows it: the review page's map. Empty: unknown.
+    """
 
     root: Path
     items: list[MediaItem]
@@ -149,7 +216,16 @@ class Manifest:
 
 @dataclass(frozen=True)
 class Detection:
-    """A detector box after NMS, in original-image pixels (x1, y1, x2, y2)."""
+    """A detector box after non-maximum suppression.
+
+    Attributes:
+        box: (x1, y1, x2, y2): the top-left and bottom-right corners in **pixels of the original image**
+            (the decoded file, `RawResult.width` x `RawResult.height`), not of the detector's input.
+        conf: The detector's confidence, 0..1.
+        category: `ANIMAL` (1), `PERSON` (2) or `VEHICLE` (3).
+        source: Which detector found it: "DF" (DeepFaune's), "MDS" (MegaDetector), "existing" (a
+            `KnownBox`)...; written to the result table's `detector` column.
+    """
 
     box: tuple[float, float, float, float]
     conf: float
@@ -159,17 +235,40 @@ class Detection:
 
 @dataclass
 class RawResult:
-    """Everything a backend computed for one file; a pure input to decisions.
+    """Everything a backend computed for one file; a pure input to decisions (nothing is decided yet).
 
-    `logits`/`bird_logits` are raw classifier outputs for the selected box, present only when
-    that box is an animal.  `failure` is set (and everything else empty) when the file could
-    not be processed.
+    A file the backend cannot read is not an error: return `RawResult(relpath, failure="why")` and the
+    run goes on (the file gets the label key "failed" and the run exit status 3).
 
     A video has one result per sampled frame in `frames` (DeepFaune's order, repeats kept, each
     with its `frame_number`); decisions pool those frames like a sequence.  Its own
     detections/selected/logits/frame_number are those of its key frame (the frame DeepFaune
     shows and takes the box from; none when every frame is empty), and count/humancount are
     the maxima over its frames.
+
+    Attributes:
+        relpath: The `MediaItem.relpath` this result is for.
+        width: Width of the decoded image in pixels (the size `Detection.box` is measured in); 0 if none.
+        height: Height of the decoded image in pixels; 0 if none.
+        detections: Every box the detector kept, any category (`Detection`); empty: nothing found.
+        selected: Index into `detections` of the box that was classified (DeepFaune: the most confident
+            one), or None when there is none. Its category decides empty/human/vehicle/animal.
+        logits: The classifier's **raw** outputs for the selected box (before temperature and softmax):
+            float32, shape [N], in the class table's order (`ClassTable.names`); only when that box is
+            an animal, else None.
+        bird_logits: The bird head's raw outputs (float32 [8], `ClassTable.bird_names` order) for an
+            animal box, when the model has one; else None.
+        date: When the file was taken: set by the run (EXIF, a video's container date, the host's date,
+            a video's file time: see `date_source`); a backend may leave it None.
+        date_source: Where `date` comes from: `EXIF_DATE`, `HOST_DATE`, `CONTAINER_DATE`, `FILE_DATE`,
+            or "" (no date).
+        failure: Why the file has no result (one line), or None. With a failure the other fields stay
+            empty.
+        warnings: What decoding noticed but got past (a truncated JPEG): the result table's `warning`
+            column; the file still has a result.
+        frame_number: The video frame this result is for (a video's own result: its key frame's).
+        frames: A video's sampled frames, each a `RawResult`; empty for an image.
+        frame_rate: A video's frames per second, as its container states it; None for an image.
     """
 
     relpath: str
@@ -211,8 +310,13 @@ class RawResult:
 
 @dataclass(frozen=True)
 class HumanLabel:
-    """What a person decided for one file in `deepfaune review`: a label key (a class's English label, or
-    "empty", "human", "vehicle"), who, and when."""
+    """What a person decided for one file in `deepfaune review`.
+
+    Attributes:
+        key: A label key: a class's English label, or "empty", "human", "vehicle".
+        reviewer: Who decided (the reviewer name given to `deepfaune review`).
+        at: When.
+    """
 
     key: str
     reviewer: str
@@ -221,7 +325,26 @@ class HumanLabel:
 
 @dataclass(frozen=True)
 class ClassTable:
-    """The labels and decision constants of a classifier, as a model card states them."""
+    """The labels and decision constants of a classifier, as a model card states them.
+
+    A backend returns one (`Predictor.classes`, `BackendDescription.classes`); decisions are DeepFaune's
+    rules on it: softmax of logits / temperature, the threshold, sequences pooled.
+
+    Attributes:
+        version: The classifier's version, e.g. "1.4" (the run record's `class_table`).
+        names: Language code -> the N animal labels, in the order of the model's outputs (`RawResult.logits`).
+            Every language has the same N labels. The English labels ("en", else the first language) are
+            the language-free **keys** (`Decision.prediction_key`): DeepFaune 1.4 says "fox", "red deer",
+            "wild boar", "micromammal" (not "red fox"); a model card (`models/deepfaune-1.4.yaml`, `labels: en`)
+            lists them.
+        bird_names: Language code -> the 8 bird-group labels in the bird head's order, or None (no bird head).
+        non_animal: "human", "vehicle", "empty", "undefined" -> language code -> label: what a file without
+            an animal (or under the threshold) is called in each language.
+        temperature_single: Softmax temperature for a sequence of one image.
+        temperature_multi: Softmax temperature for a sequence of several images.
+        temperature_bird: Softmax temperature of the bird head.
+        bird_class: The English key of the class the bird head refines ("bird").
+    """
 
     version: str
     names: Mapping[str, Sequence[str]]  # language -> N animal labels in model output order
@@ -254,7 +377,41 @@ class ClassTable:
 
 @dataclass
 class Decision:
-    """DeepFaune's answer for one file: per-image and per-sequence labels, in one language."""
+    """DeepFaune's answer for one file: per-image and per-sequence labels, in one language.
+
+    What a host writes back (`RunResults.decisions`). Labels are in `RunSettings.lang`; the `*_key` fields
+    are the same answers, language-free: a class key (its English label: "fox", "red deer"; "bird
+    corvid" with the bird option), or "empty", "human", "vehicle", "undefined" (the score stayed under
+    the threshold), "failed" (the file has no result). Scores are probabilities, 0..1.
+
+    Attributes:
+        relpath: The `MediaItem.relpath` this is about.
+        date: When the file was taken (`RawResult.date`: naive, the camera's clock), or None.
+        seqnum: The sequence number, from 1 across the whole run, in DeepFaune's order.
+        predictionbase: The per-image label (this file alone), in the run's language.
+        scorebase: Its score, truncated to 2 decimals as DeepFaune writes it.
+        prediction: The per-sequence label (every file of the sequence has the same): what DeepFaune
+            reports and what a host normally writes.
+        score: Its score, truncated to 2 decimals.
+        top1: The best class of the sequence even when its score is under the threshold.
+        count: Animal boxes in this file (a video: the most in one frame).
+        humancount: Person boxes in this file (a video: the most in one frame).
+        category: Category of the per-sequence decision: 0 empty, `ANIMAL`, `PERSON`, `VEHICLE`.
+        prediction_key: The language-free key of `prediction` (see above).
+        top1_key: The language-free key of `top1`.
+        box: The classified box, (x1, y1, x2, y2) in **pixels** of the image (as `Detection.box`; divide by
+            `results.raw[relpath].width`/`height` for fractions), or None.
+        box_conf: The detector's confidence for that box, or None.
+        failure: Why the file has no result (then the labels are "" and the keys "failed"), or None.
+        raw_score: The per-sequence probability before truncation (formats that keep more digits).
+        raw_scorebase: The per-image probability before truncation.
+        categorybase: The per-image answer's category (`ANIMAL` also when undefined).
+        top1base_key: The per-image best class's key.
+        predictionbase_key: The language-free key of `predictionbase`.
+        human: A person's label for this file (`deepfaune review`), or None; the label fields above then
+            hold it, with scores 1.0.
+        machine: DeepFaune's own decision when `human` replaced it (formats that write both), else None.
+    """
 
     relpath: str
     date: datetime | None

@@ -80,7 +80,7 @@ def check_shape(value: Any, where: str, max_depth: int = MAX_DEPTH, max_values: 
         if seen > max_values:
             raise UntrustedInputError(f"{where}: more than {max_values:,} values (an alias bomb?); refused")
         if isinstance(node, dict):
-            children = list(node.keys()) + list(node.values())
+            children: list[Any] | tuple[Any, ...] = list(node.keys()) + list(node.values())
         elif isinstance(node, (list, tuple)):
             children = node
         else:
@@ -92,6 +92,8 @@ def check_shape(value: Any, where: str, max_depth: int = MAX_DEPTH, max_values: 
 
 
 def parse_json(text: str | bytes, where: str, max_depth: int = MAX_DEPTH, max_values: int = MAX_VALUES) -> Any:
+    """JSON text from a user's file, refused (UntrustedInputError, naming `where`) when empty, malformed, nested
+    deeper than `max_depth` or holding more than `max_values` values."""
     if isinstance(text, bytes):
         text = _text(text, Path(where))
     if not text.strip():
@@ -125,6 +127,7 @@ def parse_json(text: str | bytes, where: str, max_depth: int = MAX_DEPTH, max_va
 
 
 def load_json(path: str | os.PathLike, max_bytes: int = MAX_BYTES, **limits: int) -> Any:
+    """A user's JSON file (at most `max_bytes`), by `parse_json`'s rules; UntrustedInputError names the file."""
     path = Path(path)
     return parse_json(_text(_read(path, max_bytes), path), str(path), **limits)
 

@@ -110,7 +110,7 @@ def iter_media_blocks(root: Path, suffixes: frozenset[str] = MEDIA_SUFFIXES, pro
         media = sorted(_media_files(root, str(directory), [e.name for e in entries if not e.is_dir()],
                                     suffixes, report), key=lambda m: m[1])
         images = [m for m in media if m[0].suffix.lower() not in VIDEO_SUFFIXES]
-        units: list[tuple[str, object]] = [(rel, [(path, rel)]) for path, rel in media
+        units: list[tuple[str, list[tuple[Path, str]] | os.DirEntry[str]]] = [(rel, [(path, rel)]) for path, rel in media
                                            if path.suffix.lower() in VIDEO_SUFFIXES]
         if images:
             units.append((images[0][1], images))

@@ -122,7 +122,7 @@ class ReviewPage(RunWriter):
     role = REVIEW
 
     def __init__(self, out_dir: Path | None, settings: RunSettings, blur_humans: bool, log: Callable[[str], None],
-                 labels: Mapping[str, str] | None = None):
+                 labels: Mapping[str, str | tuple[str, ...]] | None = None):
         self.settings, self.blur, self.log = settings, blur_humans, log
         self.labels = labels  # the source's human labels: the page's evaluation
         self.builder, self.failed = None, False

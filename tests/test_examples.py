@@ -101,3 +101,37 @@ def test_logits_backend_drives_a_built_in_host_to_known_decisions(tmp_path):
 def test_logits_for_refuses_a_label_the_model_lacks():
     with pytest.raises(ValueError, match="'unicorn' is not a class of model 1.4"):
         logits_for("1.4", "unicorn")
+
+
+def test_registry_with_works_when_the_plugin_is_also_installed(installed_example, tmp_path):
+    """Issue 31.3: docs/plugins.md's recipe, `registry_with(my_plugin, backends=[...])`, once the plugin is
+    pip-installed (its entry point loads the same module): it raised pluggy's "already registered" before."""
+    saved = sys.modules.pop("deepfaune_example", None)
+    sys.path.insert(0, str(installed_example))
+    try:
+        import deepfaune_example
+
+        assert Path(deepfaune_example.__file__).is_relative_to(installed_example)  # the installed copy
+        registry = registry_with(deepfaune_example, backends=[LogitsBackend({"cam1/a.txt": "person"})])
+        assert registry.broken == []
+        assert registry.hosts["filelist"].plugin == "deepfaune_example"  # registered once, as given
+        assert "example" not in {r.plugin for r in registry.hosts.values()}
+        assert {"deepfaune", "logits", "textlogits"} <= set(registry.backends)  # the installed ones stay
+        src = _source(tmp_path)
+        (src / "files.txt").write_text("cam1/a.txt\n")
+        result = run_cli(["run", src, "--backend", "logits", "--lang", "en", "--no-store", "-q", "--no-report"],
+                         registry)
+        assert result.code == 0, result.stderr
+        assert json.loads((src / "predictions.json").read_text())["cam1/a.txt"]["label"] == "human"
+        # an object given directly replaces an installed one of the same name (the installed plugin's stays)
+        mine = deepfaune_example.TextLogitsBackend()
+        registry = registry_with(backends=[mine])
+        assert registry.broken == []
+        assert registry.backends["textlogits"].obj is mine
+        assert registry.backends["textlogits"].plugin == "test-objects"
+        assert registry.hosts["filelist"].plugin == "example"
+    finally:
+        sys.path.remove(str(installed_example))
+        sys.modules.pop("deepfaune_example", None)
+        if saved is not None:
+            sys.modules["deepfaune_example"] = saved

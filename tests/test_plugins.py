@@ -465,3 +465,21 @@ def test_issue31_a_host_option_for_a_command_that_does_not_take_options_is_refus
     with pytest.raises(ValueError, match="got 'evaluate'"):
         HostOption("label-all", "a string, not a tuple", commands="evaluate")
     assert HostOption("x", "fine", commands=("evaluate",)).commands == ("evaluate",)
+
+
+def test_a_source_without_media_and_a_backend_that_cannot_describe_itself(tmp_path):
+    """Issue 31.4 (found by mypy: `RunResults.classes` could be None): every run's results have a class table,
+    so a source with no media and a backend without `describe` loads the models to learn it. It crashed before
+    ('NoneType' object has no attribute 'version', a traceback) while writing the review page."""
+    from deepfaune_plugin.testing import LogitsBackend, registry_with, run_cli
+
+    src = tmp_path / "src"
+    src.mkdir()
+    result = run_cli(["run", src, "--backend", "logits", "--no-store", "-q"],
+                     registry_with(backends=[LogitsBackend()]))
+    assert result.code == 0, result.stderr
+    assert "0 files, 0 sequences, 0 failed" in result.stderr
+    record = json.loads((src / "deepfaune-run.json").read_text())
+    assert record["models"]["class_table"] == "1.4"
+    assert (src / "deepfaune-report.html").is_file()
+    assert (src / "deepfaune.csv").read_text().startswith("filename,")

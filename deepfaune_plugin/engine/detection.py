@@ -103,7 +103,7 @@ def postprocess(output: np.ndarray, lb: Letterbox, conf: float, iou: float = 0.7
     kept = nms(boxes + offset, best, iou)[:max_det]
     scaled = _scale_boxes(boxes[kept], lb)
     return [
-        Detection(tuple(float(v) for v in box), float(score), int(c) + 1, source)
+        Detection((float(box[0]), float(box[1]), float(box[2]), float(box[3])), float(score), int(c) + 1, source)
         for box, score, c in zip(scaled, best[kept], cls[kept])
     ]
 

@@ -41,7 +41,7 @@ def key_frame(frames: Sequence[RawResult]) -> int | None:
 
 
 def video_result(relpath: str, frames: list[RawResult], frame_rate: float | None,
-                 notes: list[str] = ()) -> RawResult:
+                 notes: Sequence[str] = ()) -> RawResult:
     """A video's result from its frames' results: the key frame's box and sizes stand for the video."""
     key = key_frame(frames)
     sized = next((f for f in frames if f.failure is None), None)

@@ -151,9 +151,11 @@ class OnnxClassifier:
             raise ModelContractError(self.path, f"input 'input' must be square [B,3,S,S], has shape {inp.shape}")
         if h is not None and size is not None and size != h:
             raise ModelContractError(self.path, f"model input is {h} px but size={size} was asked")
-        if h is None and size is None:
-            raise ModelContractError(self.path, "input size is dynamic: pass the crop size (size=...)")
-        self.size: int = h if h is not None else int(size)
+        if h is None:
+            if size is None:
+                raise ModelContractError(self.path, "input size is dynamic: pass the crop size (size=...)")
+            h = int(size)
+        self.size: int = h
         n = _static(logits.shape[1])
         if n is None:
             raise ModelContractError(self.path, "output 'logits' must have a fixed class count, "

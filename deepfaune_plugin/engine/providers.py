@@ -158,7 +158,7 @@ class RuntimeInstall:
 def runtime_distributions(dists: Iterable | None = None) -> tuple[tuple[str, str], ...]:
     found = {}
     for dist in metadata.distributions() if dists is None else dists:
-        name = (dist.metadata.get("Name") or "").lower().replace("_", "-")
+        name = (dist.metadata["Name"] if "Name" in dist.metadata else "").lower().replace("_", "-")
         if name in RUNTIME_DISTRIBUTIONS:
             found[name] = dist.version
     return tuple(sorted(found.items(), key=lambda kv: RUNTIME_DISTRIBUTIONS.index(kv[0])))

@@ -195,7 +195,7 @@ def read_frames(path: str | os.PathLike, indices: Indices = sample_frame_indices
         return _noted(video, messages)
     except _Failed as err:
         first = err
-    details = (summarise(messages),) if messages else ()
+    details: tuple[str, ...] = (summarise(messages),) if messages else ()
     av = _pyav()
     if av is None:
         no_frames = first.no_frames or mp4_track_count(path) == 0

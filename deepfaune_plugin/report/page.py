@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 from urllib.parse import quote
 
 from .._version import __version__
@@ -23,6 +23,9 @@ from ..atomic import StagedFile
 from .record import RECORD_NAME
 from .thumbs import Job, ThumbCache
 from .view import ViewBuilder
+
+if TYPE_CHECKING:  # imported when a page evaluates (ReportBuilder._evaluate)
+    from ..evaluate import Evaluation
 
 REPORT_NAME = "deepfaune-report.html"
 THUMBS_DIR = ".deepfaune-thumbs"  # a dot folder: the folder host never reads it back as media
@@ -77,10 +80,10 @@ class ReportBuilder:
     by memory."""
 
     def __init__(self, out_dir: Path, threshold: float, blur_humans: bool = False, thumbs_dir: Path | None = None,
-                 labels: Mapping[str, str] | None = None):
+                 labels: Mapping[str, str | tuple[str, ...]] | None = None):
         self.out_dir = Path(out_dir)
         self.labels = dict(labels or {})  # the source's human labels (Manifest.human_labels): the evaluation
-        self.evaluation = None
+        self.evaluation: Evaluation | None = None
         self.label_notes: list[str] = []
         self.blur = blur_humans
         self.cache = ThumbCache(Path(thumbs_dir) if thumbs_dir else self.out_dir / THUMBS_DIR, blur=blur_humans)

@@ -121,7 +121,7 @@ def render(job: Job, size: int, blur: bool, draw_box: bool) -> Image.Image:
     """The file at most `size` px on its long side, people blurred if asked, the selected box drawn if asked."""
     image = _load(job.path, size, job.video, job.frame)
     if max(image.size) > size:
-        image.thumbnail((size, size), Image.LANCZOS)
+        image.thumbnail((size, size), Image.Resampling.LANCZOS)
     # the boxes are in the detector's pixels; its image may differ in size from what was decoded here
     sx = image.width / job.width if job.width else 0.0
     sy = image.height / job.height if job.height else 0.0

@@ -281,7 +281,7 @@ class ViewBuilder:
                 entry["v"] = 1  # a video the full view plays; its box belongs to one frame, shown in the thumbnail
                 entry["fn"] = raw.frame_number if raw is not None else None
             files.append(entry)
-        seq = {
+        seq: dict[str, Any] = {
             "id": seqnum, "label": head.prediction, "key": head.prediction_key,
             "cat": CATEGORY_KEYS.get(head.category, "empty"), "score": head.score, "top1": head.top1,
             "station": station_of(items.get(head.relpath), head.relpath),

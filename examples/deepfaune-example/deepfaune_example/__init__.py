@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 
@@ -111,10 +111,10 @@ class TextLogitsBackend(Backend):
 
 
 @hookimpl
-def register_backends(register):
+def register_backends(register: Callable[[Backend], None]) -> None:
     register(TextLogitsBackend())
 
 
 @hookimpl
-def register_hosts(register):
+def register_hosts(register: Callable[[Host], None]) -> None:
     register(FileListHost())
