@@ -29,6 +29,7 @@ from .paths import UnsafePathError, own_folder, safe_relative
 from .types import (ANIMAL, CATEGORY_NAMES, CONTAINER_DATE, EXIF_DATE, FAILED, FILE_DATE, HOST_DATE, IMAGE_SUFFIXES,
                     PERSON, UNDEFINED, VEHICLE, VIDEO_SUFFIXES, ClassTable, Decision, Detection, KnownBox, Manifest,
                     MediaItem, Problem, RawResult)
+from .types import TOO_SMALL, AnimalDecision, AnimalLogits
 from .untrusted import UntrustedInputError, decode_user_text, load_json, load_yaml, parse_json, read_user_text
 from .walk import MEDIA_SUFFIXES, iter_media, iter_media_blocks
 
@@ -40,6 +41,9 @@ __all__ = [
     # data
     "ANIMAL", "PERSON", "VEHICLE", "CATEGORY_NAMES", "ClassTable", "Decision", "Detection", "KnownBox", "Manifest",
     "MediaItem", "Problem", "RawResult", "UNDEFINED", "FAILED", "EXIF_DATE", "HOST_DATE", "CONTAINER_DATE", "FILE_DATE",
+    # --every-animal: per-box classifier outputs (RawResult.animals), per-box decisions (RunResults.animals), the
+    # key of a box too small to classify, and the folder host's one-row-per-animal table
+    "AnimalLogits", "AnimalDecision", "TOO_SMALL", "animal_table", "AnimalTableWriter", "animals_path",
     # helpers
     "IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "MEDIA_SUFFIXES", "iter_media", "iter_media_blocks", "safe_relative",
     "own_folder", "UnsafePathError", "atomic_output", "StagedFile", "write_bytes_atomic", "result_table",
@@ -57,6 +61,9 @@ __all__ = [
 #: for "empty", "vehicle", "undefined" and "failed" (bird groups name their group, "human" Homo sapiens).
 _LAZY = {"result_table": "table", "write_table": "table", "Taxon": "taxonomy", "taxon_for_key": "taxonomy",
          "media_format": "sniff"}
+#: `animal_table(animals)`: the per-animal rows as a table; `AnimalTableWriter(path)`: that table as CSV, written as
+#: a run goes and committed on close; `animals_path(output)`: where it goes beside a result table (NAME-animals.csv).
+_LAZY.update(animal_table="animal_table", AnimalTableWriter="animal_table", animals_path="animal_table")
 
 
 def __getattr__(name: str):
@@ -90,6 +97,9 @@ class RunSettings:
     backend: str = "deepfaune"
     scheduler: str | None = None  # a Dask scheduler address or "local:N": where inference runs, never what it gives
     device: str | None = None  # auto|cpu|cuda|directml|coreml|openvino; None: $DEEPFAUNE_DEVICE, else auto
+    #: Classify every animal box, not only DeepFaune's best one (RunResults.animals); DeepFaune's own answer is
+    #: the same either way.  Recorded only when on (report.record.recorded_settings).
+    every_animal: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.threshold <= 1.0:  # 0: every animal labelled; NaN fails here too
@@ -173,6 +183,8 @@ class RunResults:
     output: Path | None = None
     started: datetime | None = None
     finished: datetime | None = None
+    #: `--every-animal`: one decision per animal box, in the decisions' order then the boxes'; None when off.
+    animals: list[AnimalDecision] | None = None
 
 
 @runtime_checkable

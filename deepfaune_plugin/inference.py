@@ -94,6 +94,8 @@ class Inference:
 
     def _raws(self, items: Sequence[MediaItem]) -> dict[str, RawResult]:
         raws = self._lookup(items)
+        if self.settings.every_animal:
+            raws = {relpath: raw for relpath, raw in raws.items() if not lacks_animals(raw)}
         self.reused += len(raws)
         if self.bar and raws:
             self.bar.discount(len(raws))
@@ -205,6 +207,14 @@ class _Sink:
                                "kept and the previous outputs are unchanged: free some space (or choose --store "
                                "elsewhere) and run the same command again") from err
         self.batch, self.last_flush = [], time.monotonic()
+
+
+def lacks_animals(raw: RawResult) -> bool:
+    """A stored image result made without --every-animal: a run with it computes the file again (detector and
+    every crop), and stores it with its boxes' logits in place of the old entry, which default runs read as
+    before.  Only the crops are missing, but a backend takes media, not stored boxes; the detector gives the
+    same boxes again, so the file's own answer does not change.  Videos have no per-animal outputs."""
+    return raw.animals is None and not raw.frames and raw.failure is None
 
 
 def item_fingerprint(fingerprint: str, item: MediaItem) -> str:

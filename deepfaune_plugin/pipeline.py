@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from .animals import decide_animals
 from .api import Host, RunResults, RunSettings
 from .corrections import overlay
 from .decisions import decide_run
@@ -192,10 +193,13 @@ def run(
                         decisions = overlay(decisions, result_store.human_labels(chunk), inference.classes,
                                             settings.lang)
                     last_seqnum = max((d.seqnum for d in decisions), default=last_seqnum)
+                    by_path = {raw.relpath: raw for raw in raws}
                     batch = RunResults(settings=settings, classes=inference.classes,
-                                       raw={raw.relpath: raw for raw in raws}, decisions=decisions,
+                                       raw=by_path, decisions=decisions,
                                        backend_info=dict(inference.info), output=host_options["output"],
-                                       started=started)
+                                       started=started,
+                                       animals=decide_animals(by_path, decisions, inference.classes, settings)
+                                       if settings.every_animal else None)
                     for writer in writers:
                         writer.add(chunk, batch)
                     problems.flush()

@@ -22,7 +22,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .types import CONTAINER_DATE, EXIF_DATE, FILE_DATE, Detection, HumanLabel, MediaItem, RawResult
+from .types import CONTAINER_DATE, EXIF_DATE, FILE_DATE, AnimalLogits, Detection, HumanLabel, MediaItem, RawResult
 
 SCHEMA_VERSION = 2
 LOOKUP_BATCH = 500  # keys per query: under SQLite's oldest limit of 999 variables
@@ -93,6 +93,8 @@ def _to_dict(raw: RawResult) -> dict:
         data["failure"] = raw.failure
     if raw.frames:
         data["frames"] = [_to_dict(f) for f in raw.frames]
+    if raw.animals is not None:  # --every-animal only: a default run's entry is as it always was
+        data["animals"] = [[a.index, _array(a.logits), _array(a.bird_logits)] for a in raw.animals]
     return data
 
 
@@ -104,6 +106,8 @@ def _from_dict(relpath: str, data: dict) -> RawResult:
         warnings=list(data.get("warnings", [])),
         failure=data.get("failure"), frame_number=data.get("frame"), frame_rate=data.get("fps"),
         frames=[_from_dict(relpath, f) for f in data.get("frames", [])],
+        animals=None if "animals" not in data else [
+            AnimalLogits(index, _unarray(logits), _unarray(bird)) for index, logits, bird in data["animals"]],
     )
     if data.get("exif_date"):
         raw.date, raw.date_source = datetime.fromisoformat(data["exif_date"]), EXIF_DATE
