@@ -162,6 +162,19 @@ def test_the_store_keeps_every_boxes_logits_and_default_entries_unchanged():
     assert decode("a.jpg", before).animals is None
 
 
+def test_a_default_entry_serves_every_animal_only_when_no_crop_is_missing():
+    from deepfaune_plugin.inference import has_animals
+
+    one = RawResult("a.jpg", 800, 600, [MANY[1], MANY[0]], 1, logits(fox=2.0))  # a person, then the classified animal
+    assert has_animals(one)
+    assert [(a.index, a.logits is one.logits) for a in one.animals] == [(1, True)]
+    empty = RawResult("b.jpg", 800, 600, [MANY[1]], 0)  # a person only
+    assert has_animals(empty) and empty.animals == []
+    assert not has_animals(RawResult("c.jpg", 800, 600, list(MANY), 0, logits(fox=2.0)))  # three more animals
+    # existing detections: a more confident person is the classified box; the animal was never cropped
+    assert not has_animals(RawResult("d.jpg", 800, 600, [MANY[1], MANY[0]], 0))
+
+
 # -- the folder host, end to end ---------------------------------------------------------------------------------
 
 @pytest.fixture
@@ -220,12 +233,13 @@ def test_a_store_without_the_boxes_is_completed_once_then_reused(source, standin
     store = tmp_path / "store.sqlite"
     assert _run(source, standin_models, tmp_path / "a" / "out.csv", "--store", str(store)) == 0
     calls.clear()
-    # made without --every-animal: the files with animals are computed again, with every box (the empty one too:
-    # its stored entry has no per-box list either)
+    # made without --every-animal: only many.jpg lacks crops (one.jpg's one animal is the box DeepFaune
+    # classified, empty.jpg has none): it alone is computed again, with every box
     assert _run(source, standin_models, tmp_path / "b" / "out.csv", "--store", str(store), "--every-animal") == 0
-    assert calls == [1, 2, 1]
+    assert calls == [1, 2]
     record = json.loads((tmp_path / "b" / "out-run.json").read_text())["backend_info"]
-    assert (record["computed"], record["reused"]) == (3, 0)
+    assert (record["computed"], record["reused"]) == (1, 2)
+    assert (tmp_path / "b" / "out.csv").read_bytes() == (tmp_path / "a" / "out.csv").read_bytes()
     calls.clear()
     # now nothing is computed: another threshold, the default run, the same run again
     assert _run(source, standin_models, tmp_path / "c" / "out.csv", "--store", str(store), "--every-animal",
@@ -235,6 +249,9 @@ def test_a_store_without_the_boxes_is_completed_once_then_reused(source, standin
     assert calls == []
     assert (tmp_path / "d" / "out.csv").read_bytes() == (tmp_path / "a" / "out.csv").read_bytes()
     assert (tmp_path / "e" / "out-animals.csv").read_bytes() == (tmp_path / "b" / "out-animals.csv").read_bytes()
+    # and what the store completed is what a run without any store computes
+    assert _run(source, standin_models, tmp_path / "f" / "out.csv", "--no-store", "--every-animal") == 0
+    assert (tmp_path / "f" / "out-animals.csv").read_bytes() == (tmp_path / "b" / "out-animals.csv").read_bytes()
     assert len(pd.read_csv(tmp_path / "c" / "out-animals.csv")) == 5
 
 
