@@ -268,3 +268,26 @@ def test_the_real_stand_in_detector_gives_one_row_per_counted_animal(standin_mod
     assert counts == {"none.jpg": 0, "three.jpg": 3}
     assert animals.filename.tolist() == ["three.jpg"] * 3
     assert animals.deepfaune_box.sum() == 1
+
+
+def test_an_xlsx_table_gets_its_animals_csv_beside_it_and_library_runs_keep_the_rows(standin_models, tmp_path,
+                                                                                     monkeypatch):
+    from deepfaune_plugin.pipeline import run
+
+    monkeypatch.setattr(DeepFaunePredictor, "_detect", fixed_detections)
+    src = tmp_path / "src"
+    make_jpeg(src / "many.jpg", seed=1)
+    assert _run(src, standin_models, tmp_path / "out.xlsx", "--no-store", "--every-animal") == 0
+    assert len(pd.read_csv(tmp_path / "out-animals.csv")) == 4
+    kept = {}
+    for every in (False, True):
+        summary = run(src, RunSettings(models_dir=standin_models, threads=1, every_animal=every),
+                      output=tmp_path / f"lib{int(every)}.csv", store=False, report=False, progress=False,
+                      log=lambda m: None)
+        kept[every] = summary.results.animals
+    assert kept[False] is None and not (tmp_path / "lib0-animals.csv").exists()
+    rows = kept[True]
+    assert [(a.index, a.selected) for a in rows] == [(0, True), (2, False), (3, False), (4, False)]
+    assert rows[3].key == TOO_SMALL
+    for a in rows:  # one image: MaxN is how many of its boxes share the label
+        assert (a.maxn, a.images) == (sum(b.key == a.key for b in rows), 1)
