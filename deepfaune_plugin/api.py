@@ -9,6 +9,7 @@ removed after one minor version in which it still works and warns. Everything ou
 from __future__ import annotations
 
 from ._version import __version__
+from .animal_table import AnimalTableWriter, animal_table, animals_path
 from .atomic import StagedFile, atomic_output, staging_dir, write_bytes_atomic
 from .boxes import normalised_box
 # adopt_backend, adopt_host: importable here as before (the registry's wrappers), outside `__all__`
@@ -33,7 +34,7 @@ from .taxonomy import LabelReader, Taxon, key_for_name, taxa, taxon_for_key
 from .transaction import FolderLock, JournalError, LockedError, commit_files, file_sha256, recover
 from .types import (ANIMAL, CATEGORY_NAMES, CONTAINER_DATE, EXIF_DATE, FAILED, FILE_DATE, HOST_DATE, IMAGE_SUFFIXES,
                     PERSON, UNDEFINED, VEHICLE, VIDEO_SUFFIXES, ClassTable, Decision, Detection, KnownBox, Manifest,
-                    MediaItem, Problem, RawResult)
+                    MediaItem, Problem, RawResult, TOO_SMALL, AnimalDecision, AnimalLogits)
 from .untrusted import UntrustedInputError, decode_user_text, load_json, load_yaml, parse_json, read_user_text
 from .walk import MEDIA_SUFFIXES, OWN_FOLDER_PREFIXES, count_media, iter_media, iter_media_blocks
 
@@ -46,6 +47,11 @@ __all__ = [
     # data
     "ANIMAL", "PERSON", "VEHICLE", "CATEGORY_NAMES", "ClassTable", "Decision", "Detection", "KnownBox", "Manifest",
     "MediaItem", "Problem", "RawResult", "UNDEFINED", "FAILED", "EXIF_DATE", "HOST_DATE", "CONTAINER_DATE", "FILE_DATE",
+    # --every-animal: per-box classifier outputs (RawResult.animals), per-box decisions (RunResults.animals), the
+    # key of a box too small to classify, and the folder host's one-row-per-animal table: animal_table(animals),
+    # the rows as a table; AnimalTableWriter(path), that table as CSV written as a run goes and committed on close;
+    # animals_path(output), where it goes beside a result table (NAME-animals.csv)
+    "AnimalLogits", "AnimalDecision", "TOO_SMALL", "animal_table", "AnimalTableWriter", "animals_path",
     # helpers
     "IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "MEDIA_SUFFIXES", "iter_media", "iter_media_blocks", "safe_relative",
     "own_folder", "UnsafePathError", "atomic_output", "StagedFile", "write_bytes_atomic", "result_table",

@@ -68,6 +68,9 @@ def add_run_options(p: argparse.ArgumentParser, registry: Registry, command: str
                    help="species absent from the study area (repeat, or comma-separated)")
     p.add_argument("--bird", dest="bird", action="store_true", default=DEFAULTS.bird, help="refine 'bird' into 8 bird groups")
     p.add_argument("--no-bird", dest="bird", action="store_false", help="keep 'bird' as one label (the default)")
+    p.add_argument("--every-animal", action="store_true",
+                   help="also classify every animal box, not only DeepFaune's best one: one row per animal (a "
+                        "folder's NAME-animals.csv beside its table); DeepFaune's own columns are unchanged")
     p.add_argument("--models-dir", type=Path, default=None, help=MODELS_DIR_HELP)
     p.add_argument("--threads", type=int, default=None,
                    help=f"CPU threads for inference, 1 to {MAX_THREADS} (default: all cores)")
@@ -136,7 +139,7 @@ def run_settings(args) -> tuple[RunSettings, dict]:
             model_version=args.model_version, detector_mode=args.detector, threshold=args.threshold,
             maxlag=args.maxlag, lang=args.lang, exclude=split_list(args.exclude), bird=args.bird,
             models_dir=args.models_dir, threads=args.threads, fast=args.fast, backend=args.backend,
-            scheduler=args.scheduler, device=args.device,
+            scheduler=args.scheduler, device=args.device, every_animal=getattr(args, "every_animal", False),
         )
         if not args.scheduler:  # a device asked by name and not here: refused before any file is read
             choose_device(requested_device(args.device))

@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol, Sequence, runtime_checkable
 
-from .types import ClassTable, Decision, Manifest, MediaItem, RawResult
+from .types import AnimalDecision, ClassTable, Decision, Manifest, MediaItem, RawResult
 
 #: Modes that run a detector (a model card lists those its models support).
 MODEL_DETECTOR_MODES = ("DF", "MDS", "DFbsMDS", "DFMDS")
@@ -59,6 +59,8 @@ class RunSettings:
             what it gives; None: in this process.
         device: "auto", "cpu", "cuda", "directml", "coreml", "openvino" (`--device`); None:
             `$DEEPFAUNE_DEVICE`, else auto.
+        every_animal: Classify every animal box, not only DeepFaune's best one (`--every-animal`): one
+            `AnimalDecision` per box in `RunResults.animals`; DeepFaune's own decision is the same either way.
     """
 
     model_version: str = "1.4"
@@ -74,6 +76,9 @@ class RunSettings:
     backend: str = "deepfaune"
     scheduler: str | None = None  # a Dask scheduler address or "local:N": where inference runs, never what it gives
     device: str | None = None  # auto|cpu|cuda|directml|coreml|openvino; None: $DEEPFAUNE_DEVICE, else auto
+    #: Classify every animal box, not only DeepFaune's best one (RunResults.animals); DeepFaune's own answer is
+    #: the same either way.  Recorded only when on (report.record.recorded_settings).
+    every_animal: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.threshold <= 1.0:  # 0: every animal labelled; NaN fails here too
@@ -243,6 +248,8 @@ class RunResults:
         output: The user's `--output` path, or None (also in the host's options as "output").
         started: When the run started (local time, naive).
         finished: When the run finished; None in the batches given to `ResultWriter.add`.
+        animals: With `--every-animal`, one `AnimalDecision` per animal box (label, score, box in pixels, the
+            species' MaxN and images in its sequence), in the decisions' order then the boxes'; None when off.
     """
 
     settings: RunSettings
@@ -253,6 +260,8 @@ class RunResults:
     output: Path | None = None
     started: datetime | None = None
     finished: datetime | None = None
+    #: `--every-animal`: one decision per animal box, in the decisions' order then the boxes'; None when off.
+    animals: list[AnimalDecision] | None = None
 
     @property
     def standin(self) -> bool:

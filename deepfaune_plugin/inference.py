@@ -21,7 +21,7 @@ from .decisions import excluded_indices
 from .per_file import predict_each
 from .progress import Progress
 from .store import ResultStore, StoreError
-from .types import ClassTable, MediaItem, RawResult
+from .types import ANIMAL, AnimalLogits, ClassTable, MediaItem, RawResult
 
 STORE_BATCH = 8  # files per store transaction
 
@@ -105,6 +105,8 @@ class Inference:
 
     def _raws(self, items: Sequence[MediaItem]) -> dict[str, RawResult]:
         raws = self._lookup(items)
+        if self.settings.every_animal:
+            raws = {relpath: raw for relpath, raw in raws.items() if has_animals(raw)}
         self.reused += len(raws)
         if self.bar and raws:
             self.bar.discount(len(raws))
@@ -231,6 +233,21 @@ class _Sink:
                                "kept and the previous outputs are unchanged: free some space (or choose --store "
                                "elsewhere) and run the same command again") from err
         self.batch, self.last_flush = [], time.monotonic()
+
+
+def has_animals(raw: RawResult) -> bool:
+    """Whether a stored result serves --every-animal, completed here where nothing is missing: an image stored
+    by a default run whose only animal box (if any) is the one DeepFaune classified gets that box's outputs.  An
+    image with other animal boxes is computed again (detector and every crop) and stored with its boxes' logits in
+    place of the old entry, which default runs read as before: only the crops are missing, but a backend takes
+    media, not stored boxes, and the detector gives the same boxes again.  Videos have no per-animal outputs."""
+    if raw.animals is not None or raw.frames or raw.failure is not None:
+        return True
+    animals = [i for i, det in enumerate(raw.detections) if det.category == ANIMAL]
+    if any(i != raw.selected for i in animals) or (animals and raw.logits is None):
+        return False
+    raw.animals = [AnimalLogits(i, raw.logits, raw.bird_logits) for i in animals]
+    return True
 
 
 def item_fingerprint(fingerprint: str, item: MediaItem) -> str:

@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from .animals import decide_animals
 from .api import Host, RunResults, RunSettings
 from .corrections import check_labels, overlay
 from .decisions import decide_run
@@ -125,10 +126,13 @@ def run(
                         check_labels(labels, classes)
                         decisions = overlay(decisions, labels, classes, settings.lang)
                     last_seqnum = max((d.seqnum for d in decisions), default=last_seqnum)
+                    by_path = {raw.relpath: raw for raw in raws}
                     batch = RunResults(settings=settings, classes=classes,
-                                       raw={raw.relpath: raw for raw in raws}, decisions=decisions,
+                                       raw=by_path, decisions=decisions,
                                        backend_info=dict(inference.info), output=host_options["output"],
-                                       started=started)
+                                       started=started,
+                                       animals=decide_animals(by_path, decisions, classes, settings)
+                                       if settings.every_animal else None)
                     for writer in writers:
                         writer.add(chunk, batch)
                     problems.flush()

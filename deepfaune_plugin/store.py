@@ -28,7 +28,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from .errors import DeepfauneError
-from .types import CONTAINER_DATE, EXIF_DATE, FILE_DATE, Detection, HumanLabel, MediaItem, RawResult
+from .types import CONTAINER_DATE, EXIF_DATE, FILE_DATE, AnimalLogits, Detection, HumanLabel, MediaItem, RawResult
 
 SCHEMA_VERSION = 2
 #: PRAGMA application_id of a result store ("DFrs"): what tells our file from any other SQLite database.
@@ -102,6 +102,8 @@ def _to_dict(raw: RawResult) -> dict:
         data["failure"] = raw.failure
     if raw.frames:
         data["frames"] = [_to_dict(f) for f in raw.frames]
+    if raw.animals is not None:  # --every-animal only: a default run's entry is as it always was
+        data["animals"] = [[a.index, _array(a.logits), _array(a.bird_logits)] for a in raw.animals]
     return data
 
 
@@ -113,6 +115,8 @@ def _from_dict(relpath: str, data: dict) -> RawResult:
         warnings=list(data.get("warnings", [])),
         failure=data.get("failure"), frame_number=data.get("frame"), frame_rate=data.get("fps"),
         frames=[_from_dict(relpath, f) for f in data.get("frames", [])],
+        animals=None if "animals" not in data else [
+            AnimalLogits(index, _unarray(logits), _unarray(bird)) for index, logits, bird in data["animals"]],
     )
     if data.get("exif_date"):
         raw.date, raw.date_source = datetime.fromisoformat(data["exif_date"]), EXIF_DATE

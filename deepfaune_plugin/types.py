@@ -24,6 +24,8 @@ CONTAINER_DATE = "container"  # a video's own creation time
 FILE_DATE = "file date"  # a video's file modification time (its container had no date)
 #: Decision keys that are no class: every file failed; the score stayed under the threshold.
 FAILED, UNDEFINED = "failed", "undefined"
+#: A per-animal decision key (`--every-animal`): the box's crop is too small to classify (engine.crop.MIN_CROP_PX).
+TOO_SMALL = "too small"
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".webp"})
 VIDEO_SUFFIXES = frozenset({".avi", ".mp4", ".mov", ".m4v", ".mpeg", ".mpg", ".mkv", ".asf"})
@@ -233,6 +235,17 @@ class Detection:
     source: str = "DF"  # which detector found it (DF, MDS, ...)
 
 
+@dataclass(frozen=True)
+class AnimalLogits:
+    """The classifier's outputs for one animal box (`deepfaune run --every-animal`), each box cropped exactly as
+    DeepFaune crops its best one.  `index` points into `RawResult.detections`; `logits` is None for a box whose crop
+    is too small to classify (engine.crop.too_small): it is named `TOO_SMALL`, never guessed."""
+
+    index: int
+    logits: np.ndarray | None
+    bird_logits: np.ndarray | None = None
+
+
 @dataclass
 class RawResult:
     """Everything a backend computed for one file; a pure input to decisions (nothing is decided yet).
@@ -285,6 +298,9 @@ class RawResult:
     frame_number: int | None = None  # the video frame this result is for (a video's own result: its key frame)
     frames: list["RawResult"] = field(default_factory=list)  # a video's sampled frames; empty for an image
     frame_rate: float | None = None  # a video's frames per second, as its container states it
+    #: `--every-animal`: one entry per animal box, in `detections` order (the selected box's are `logits` again,
+    #: computed once).  None: not computed (a default run, a video); [] : computed, no animal box.
+    animals: list[AnimalLogits] | None = None
 
     @property
     def selected_detection(self) -> Detection | None:
@@ -440,3 +456,32 @@ class Decision:
     #: `machine` keeps DeepFaune's own decision for the formats that write both (Camtrap DP's machine rows).
     human: "HumanLabel | None" = None
     machine: "Decision | None" = None
+
+
+@dataclass(frozen=True)
+class AnimalDecision:
+    """DeepFaune's rules applied to one animal box alone (`--every-animal`): what the per-animal writers need.
+
+    `box` is in original pixels (x1, y1, x2, y2), `normalised` the same as (x, y, w, h) fractions, top-left origin;
+    `key`/`label`/`score`/`top1` as for one image whose only row is this box (temperature for one row, threshold,
+    `--exclude`, the bird head); `key` is `TOO_SMALL` (score 0, no top1) for a box too small to classify.
+    `maxn` and `images`: for this box's key in its sequence, the most boxes of it in one image (MaxN) and how
+    many images hold at least one.
+    """
+
+    relpath: str
+    seqnum: int
+    index: int  # into the file's RawResult.detections
+    box: tuple[float, float, float, float]
+    normalised: tuple[float, float, float, float]
+    conf: float
+    source: str
+    key: str
+    label: str
+    score: float  # truncated to 2 decimals, as DeepFaune reports it
+    raw_score: float
+    top1_key: str
+    top1: str
+    selected: bool  # the box DeepFaune itself classified for the image
+    maxn: int = 0
+    images: int = 0

@@ -95,14 +95,18 @@ class KeptResults(RunWriter):
     def __init__(self) -> None:
         self.raw: dict[str, RawResult] = {}
         self.decisions: list[Decision] = []
+        self.animals: list | None = None  # --every-animal's per-box decisions, when the run made them
 
     def add(self, items, batch) -> None:
         self.raw.update(batch.raw)
         self.decisions.extend(batch.decisions)
+        if batch.animals is not None:
+            self.animals = [] if self.animals is None else self.animals
+            self.animals.extend(batch.animals)
 
     def results(self, finished: RunResults) -> RunResults:
         """The run's final results (settings, backend info, times) holding what was kept."""
-        return replace(finished, raw=self.raw, decisions=self.decisions)
+        return replace(finished, raw=self.raw, decisions=self.decisions, animals=self.animals)
 
 
 class Counting(RunWriter):

@@ -11,11 +11,11 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from deepfaune_plugin.api import (ANIMAL, EXISTING_DETECTIONS, Backend, BackendDescription, BackendError, ClassTable,
-                                  DeepfauneError, MediaItem, RawResult, RunSettings, hookimpl)
+from deepfaune_plugin.api import (ANIMAL, EXISTING_DETECTIONS, AnimalLogits, Backend, BackendDescription, BackendError,
+                                  ClassTable, DeepfauneError, MediaItem, RawResult, RunSettings, hookimpl)
 from deepfaune_plugin.models.cards import ModelCard, load_card
 from deepfaune_plugin.models.installed import InstalledModels, default_models_dir
-from deepfaune_plugin.engine.crop import crop_rgb, normalise, resize_pillow, square_box
+from deepfaune_plugin.engine.crop import crop_rgb, normalise, resize_pillow, square_box, too_small
 from deepfaune_plugin.engine.detection import combine, needs_mds, select_box
 from deepfaune_plugin.engine.imageio import Decoded, MediaError, decode_image
 from deepfaune_plugin.engine.keyframe import video_result
@@ -25,6 +25,8 @@ from deepfaune_plugin.engine.providers import DeviceChoice, choose_device, reque
 from deepfaune_plugin.engine.video import VideoFrames, read_frames
 
 PREFETCH = 2  # files decoded ahead of inference, on another thread (a video: its sampled frames)
+#: --every-animal: crops per classifier call beyond the image's own box (bounds the memory of a crowded image)
+CROP_BATCH = 16
 #: Bump when a change of this backend's code changes raw outputs: stored outputs are then recomputed.
 ENGINE_REVISION = 1
 #: The same for what `--fast` does besides choosing its int8 model files.
@@ -85,6 +87,7 @@ class DeepFaunePredictor:
         plan = ModelPlan.for_settings(settings)
         self.card, self.installed, self.mode = plan.card, plan.installed, plan.mode
         self.threads = settings.threads
+        self.every_animal = settings.every_animal
         clf_path = self.installed.verified_path(plan.classifier)
         self.low_memory = plan.fast  # --fast also keeps within its memory budget (no onnxruntime arena)
         self.device: DeviceChoice = choose_device(requested_device(settings.device))
@@ -137,13 +140,17 @@ class DeepFaunePredictor:
         first = self._detectors["DF" if "DF" in self.mode else "MDS"]  # loaded at start: only MDS waits in DFbsMDS
         return decoded, {first.size: first.prepare(decoded.image)}
 
-    def infer(self, relpath: str, image: np.ndarray, tensors: dict[int, tuple] | None = None) -> RawResult:
+    def infer(self, relpath: str, image: np.ndarray, tensors: dict[int, tuple] | None = None,
+              frame: bool = False) -> RawResult:
+        """One image (or, `frame`, one video frame: --every-animal classifies the boxes of images only)."""
         height, width = image.shape[:2]
         detections = self._detect(image, tensors)
         selected = select_box(detections)
         raw = RawResult(relpath=relpath, width=width, height=height, detections=detections, selected=selected)
         if selected is not None and detections[selected].category == ANIMAL:
             self._classify(raw, image, detections[selected].box)
+        if self.every_animal and not frame:
+            raw.animals = self._classify_animals(raw, image)
         return raw
 
     def _classify(self, raw: RawResult, image: np.ndarray, box) -> None:
@@ -153,6 +160,30 @@ class DeepFaunePredictor:
         raw.logits = logits[0]
         raw.bird_logits = None if bird is None else bird[0]
 
+    def _classify_animals(self, raw: RawResult, image: np.ndarray) -> list[AnimalLogits]:
+        """--every-animal: every animal box cropped as DeepFaune crops its best one, the crops classified in
+        batches.  The selected box keeps the outputs computed for the image (so DeepFaune's own answer is the
+        same, and costs nothing twice); a crop too small to classify is left without logits."""
+        found: dict[int, AnimalLogits] = {}
+        crops, wanted = [], []
+        for i, det in enumerate(raw.detections):
+            if det.category != ANIMAL:
+                continue
+            if i == raw.selected and raw.logits is not None:
+                found[i] = AnimalLogits(i, raw.logits, raw.bird_logits)
+                continue
+            bounds = square_box(det.box, raw.width, raw.height)
+            if too_small(bounds):
+                found[i] = AnimalLogits(i, None)
+                continue
+            crops.append(resize_pillow(crop_rgb(image, bounds), self.crop_size))
+            wanted.append(i)
+        for start in range(0, len(crops), CROP_BATCH):
+            logits, bird = self.classifier(normalise(np.stack(crops[start:start + CROP_BATCH])))
+            for k, i in enumerate(wanted[start:start + CROP_BATCH]):
+                found[i] = AnimalLogits(i, logits[k], None if bird is None else bird[k])
+        return [found[i] for i in sorted(found)]
+
     def infer_known(self, item: MediaItem, image: np.ndarray) -> RawResult:
         """Detector mode "existing": the item's known boxes under DeepFaune's MegaDetector-file rules."""
         height, width = image.shape[:2]
@@ -161,6 +192,8 @@ class DeepFaunePredictor:
                         selected=chosen.selected)
         if chosen.selected is not None and chosen.detections[chosen.selected].category == ANIMAL:
             self._classify(raw, image, chosen.crop)
+        if self.every_animal:  # the other boxes are cropped from their pixel boxes (the selected one: as above)
+            raw.animals = self._classify_animals(raw, image)
         return raw
 
     def infer_video(self, relpath: str, video: VideoFrames) -> RawResult:
@@ -178,7 +211,7 @@ class DeepFaunePredictor:
             elif number in done:  # a short video repeats frames: same pixels, same outputs
                 frames.append(replace(done[number], detections=list(done[number].detections), warnings=[]))
             else:
-                done[number] = self.infer(relpath, image)
+                done[number] = self.infer(relpath, image, frame=True)
                 done[number].frame_number = number
                 frames.append(done[number])
         return video_result(relpath, frames, video.fps, notes=video.notes + (

@@ -4,8 +4,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from deepfaune_plugin.api import (MEDIA_SUFFIXES, Host, HostOption, Manifest, MediaItem, Problem, RunResults,
-                                  TableWriter, count_media, hookimpl, iter_media_blocks, result_table, write_table)
+from deepfaune_plugin.api import (MEDIA_SUFFIXES, AnimalTableWriter, Host, HostOption, Manifest, MediaItem, Problem,
+                                  RunResults, TableWriter, animals_path, count_media, hookimpl, iter_media_blocks,
+                                  result_table, write_table)
 
 DEFAULT_OUTPUT = "deepfaune.csv"
 
@@ -31,12 +32,48 @@ class FolderHost(Host):
     def default_output(self, manifest: Manifest) -> Path:
         return manifest.root / DEFAULT_OUTPUT
 
-    def open_writer(self, manifest: Manifest, options: Mapping[str, Any]) -> TableWriter:
-        return TableWriter(options.get("output") or self.default_output(manifest))
+    def open_writer(self, manifest: Manifest, options: Mapping[str, Any]) -> "FolderWriter":
+        return FolderWriter(options.get("output") or self.default_output(manifest))
 
     def write(self, manifest: Manifest, results: RunResults, options: Mapping[str, Any]) -> list[Path]:
         target = options.get("output") or self.default_output(manifest)
-        return [write_table(result_table(results), target)]
+        written = [write_table(result_table(results), target)]
+        if results.animals is not None:
+            animals = AnimalTableWriter(animals_path(target))
+            animals.add(results.animals)
+            written += animals.close()
+        return written
+
+
+class FolderWriter:
+    """DeepFaune's table as the run goes and, with --every-animal, NAME-animals.csv beside it (one row per
+    animal box); without the option the table is all there is, written exactly as before."""
+
+    def __init__(self, target: Path):
+        self.table = TableWriter(target)
+        self.target = self.table.target
+        self.animals: AnimalTableWriter | None = None
+
+    def add(self, batch: RunResults) -> None:
+        self.table.add(batch)
+        if batch.animals is not None:
+            self._animals().add(batch.animals)
+
+    def _animals(self) -> AnimalTableWriter:
+        if self.animals is None:
+            self.animals = AnimalTableWriter(animals_path(self.target))
+        return self.animals
+
+    def close(self, results: RunResults) -> list[Path]:
+        if results.settings.every_animal:
+            self._animals()  # a run without any file still writes the header
+        written = self.table.close(results)
+        return written + (self.animals.close() if self.animals is not None else [])
+
+    def abort(self) -> None:
+        self.table.abort()
+        if self.animals is not None:
+            self.animals.abort()
 
 
 def _blocks(root: Path, problems: list[Problem]) -> Iterator[list[MediaItem]]:

@@ -25,6 +25,15 @@ RECORD_NAME = "deepfaune-run.json"
 RECORD_FORMAT = "deepfaune-run/1"
 
 
+#: Settings written only when on: a run without them records exactly what it recorded before they existed.
+RECORDED_WHEN_ON = ("every_animal",)
+
+
+def recorded_settings(settings) -> dict[str, Any]:
+    """The run's settings as the record and the review page state them (`RECORDED_WHEN_ON` left out when off)."""
+    return {k: v for k, v in dataclasses.asdict(settings).items() if k not in RECORDED_WHEN_ON or v}
+
+
 def jsonable(value: Any) -> Any:
     """Paths, tuples, datetimes, sets and NumPy scalars as plain JSON values (recursively)."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -87,7 +96,7 @@ def run_record(summary, command: Sequence[str] | str | None = None) -> dict[str,
         "started": _iso(results.started),
         "finished": _iso(results.finished),
         "elapsed_s": round(float(summary.elapsed), 3),
-        "settings": jsonable(dataclasses.asdict(results.settings)),
+        "settings": jsonable(recorded_settings(results.settings)),
         "models": {
             "backend": info.get("backend", results.settings.backend),
             "version": info.get("model_version", results.classes.version),
