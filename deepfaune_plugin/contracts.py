@@ -216,6 +216,13 @@ class Command:
     `add_arguments(parser)` adds its arguments to its own argparse parser; `run(args)` runs it with the parsed
     `argparse.Namespace` and returns the exit status. A `DeepfauneError` it raises is printed as one line
     (exit status 1). A name the core or another plugin already has is left out, with a warning.
+
+    Attributes:
+        name: The subcommand's name (`deepfaune NAME`); not one the core or another plugin has.
+        help: One line for `deepfaune --help`.
+        run: Called with the parsed `argparse.Namespace`; returns the exit status.
+        add_arguments: Adds the command's arguments to its own argparse parser, or None for none.
+        description: The longer text of `deepfaune NAME --help` ("" : `help`).
     """
 
     name: str
@@ -315,6 +322,8 @@ class Host:
         options: Options this host adds to `deepfaune run` (`HostOption`).
         priority: Among the hosts whose `detect(source)` is true, `--host auto` takes the one with the
             highest priority (folder 0, camtrapR and Timelapse 10, Camtrap DP 20); a tie is refused.
+        labels_held: Where this host's sources keep people's labels (`Manifest.human_labels`), said by
+            `deepfaune evaluate` when a source holds none.
     """
 
     name: str = ""

@@ -28,7 +28,21 @@ GUID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://www.deepfaune.cnrs.fr/d
 
 @dataclass(frozen=True)
 class Taxon:
-    """One DeepFaune label as a taxon; empty strings for ranks below `rank`."""
+    """One DeepFaune label as a taxon; empty strings for ranks below `rank`.
+
+    Attributes:
+        key: The label's English key, as `Decision.prediction_key` ("red deer", "bird").
+        scientific_name: The taxon's scientific name ("Cervus elaphus", "Aves").
+        rank: Its rank: "species", "genus", "family", "order", "class"...
+        kingdom: "Animalia".
+        class_: The class ("Mammalia", "Aves"); `class` is a Python keyword.
+        order: The order, or "" below `rank`.
+        family: The family, or "" below `rank`.
+        genus: The genus, or "".
+        species: The species epithet only ("elaphus"), "" above species rank.
+        vernacular: Common names by ISO 639-3 language code ("fra", "eng", "deu"...).
+        note: Why this name and rank, and which look-alikes get the same label.
+    """
 
     key: str
     scientific_name: str

@@ -239,7 +239,14 @@ class Detection:
 class AnimalLogits:
     """The classifier's outputs for one animal box (`deepfaune run --every-animal`), each box cropped exactly as
     DeepFaune crops its best one.  `index` points into `RawResult.detections`; `logits` is None for a box whose crop
-    is too small to classify (engine.crop.too_small): it is named `TOO_SMALL`, never guessed."""
+    is too small to classify (engine.crop.too_small): it is named `TOO_SMALL`, never guessed.
+
+    Attributes:
+        index: Index of the box in `RawResult.detections`.
+        logits: The classifier's raw outputs for the box's crop (float32 [N], the class table's order), or
+            None for a box too small to classify.
+        bird_logits: The bird head's raw outputs for the crop (float32 [8]) when the model has one, else None.
+    """
 
     index: int
     logits: np.ndarray | None
@@ -282,6 +289,9 @@ class RawResult:
         frame_number: The video frame this result is for (a video's own result: its key frame's).
         frames: A video's sampled frames, each a `RawResult`; empty for an image.
         frame_rate: A video's frames per second, as its container states it; None for an image.
+        animals: With `RunSettings.every_animal` only: one `AnimalLogits` per animal box, in `detections`
+            order (the selected box's are `logits` again, computed once); None: not computed (a default run,
+            a video); []: computed, no animal box.
     """
 
     relpath: str
@@ -467,6 +477,25 @@ class AnimalDecision:
     `--exclude`, the bird head); `key` is `TOO_SMALL` (score 0, no top1) for a box too small to classify.
     `maxn` and `images`: for this box's key in its sequence, the most boxes of it in one image (MaxN) and how
     many images hold at least one.
+
+    Attributes:
+        relpath: The file (`MediaItem.relpath`).
+        seqnum: The file's sequence number (`Decision.seqnum`).
+        index: Index of the box in the file's `RawResult.detections`.
+        box: The box in the original image's pixels: x1, y1, x2, y2.
+        normalised: The same box as x, y, width, height fractions of the image, top-left origin.
+        conf: The detector's confidence for the box, 0..1.
+        source: The detector that found it ("DF", "MDS", or the host's for known boxes).
+        key: The box's decision key (language-free, as `Decision.prediction_key`); `TOO_SMALL` for a box too
+            small to classify, "undefined" under the threshold.
+        label: `key` in the run's language.
+        score: The box's score, truncated to 2 decimals as DeepFaune reports it (0 when too small).
+        raw_score: The score before truncation.
+        top1_key: The best class's key, whatever the threshold ("" when too small).
+        top1: `top1_key` in the run's language.
+        selected: True for the box DeepFaune itself classified for the image.
+        maxn: For `key` in this sequence, the most boxes of it in one image (MaxN).
+        images: For `key` in this sequence, how many images hold at least one.
     """
 
     relpath: str

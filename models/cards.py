@@ -112,6 +112,27 @@ class Temperatures:
 
 @dataclass(frozen=True)
 class ModelCard:
+    """A DeepFaune version's card (models/deepfaune-VERSION.yaml): what its models are and how to decide.
+
+    Attributes:
+        version: The DeepFaune version ("1.4").
+        release_notes: What changed in this version, as its authors said.
+        licence_weights: The weights' licence (CC BY-SA 4.0 from 1.3).
+        licence_code: DeepFaune's code licence.
+        citations: What to cite when using it.
+        classifier: The classifier's files, input size and architecture.
+        bird_head: The bird head's files, or None when the version has none.
+        temperatures: The logit temperatures (one row, several rows, the bird head).
+        threshold: DeepFaune's default score threshold.
+        detectors: Detector name ("DF", "MDS") -> its files and thresholds.
+        detector_modes: The `--detector` modes this version supports.
+        default_detector_mode: The mode used when none is given.
+        languages: The label languages.
+        labels: Language -> the animal labels, in the classifier's output order.
+        bird_labels: Language -> the bird head's labels, or None.
+        non_animal: "human" | "vehicle" | "empty" | "undefined" -> language -> label.
+    """
+
     version: str
     release_notes: str
     licence_weights: str
