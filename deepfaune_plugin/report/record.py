@@ -24,6 +24,16 @@ from ..models.installed import sha256_file
 RECORD_NAME = "deepfaune-run.json"
 RECORD_FORMAT = "deepfaune-run/1"
 
+#: Settings written only with the option they belong to (setting -> its switch): a run without that option
+#: records exactly what it recorded before the option existed.
+RECORDED_WITH = {"drop_repeats": "drop_repeats", "repeat_iou": "drop_repeats", "repeat_min_images": "drop_repeats"}
+
+
+def recorded_settings(settings) -> dict[str, Any]:
+    """The run's settings as the record and the review page state them (`RECORDED_WITH` left out when off)."""
+    values = dataclasses.asdict(settings)
+    return {k: v for k, v in values.items() if k not in RECORDED_WITH or values[RECORDED_WITH[k]]}
+
 
 def jsonable(value: Any) -> Any:
     """Paths, tuples, datetimes, sets and NumPy scalars as plain JSON values (recursively)."""
@@ -87,7 +97,7 @@ def run_record(summary, command: Sequence[str] | str | None = None) -> dict[str,
         "started": _iso(results.started),
         "finished": _iso(results.finished),
         "elapsed_s": round(float(summary.elapsed), 3),
-        "settings": jsonable(dataclasses.asdict(results.settings)),
+        "settings": jsonable(recorded_settings(results.settings)),
         "models": {
             "backend": info.get("backend", results.settings.backend),
             "version": info.get("model_version", results.classes.version),
@@ -112,7 +122,16 @@ def run_record(summary, command: Sequence[str] | str | None = None) -> dict[str,
         "problems": [{"file": p.relpath, "reason": p.reason, "skipped": p.skipped} for p in summary.problems],
         "outputs": [_file_entry(p) for p in summary.written],
         "machine": _machine(),
-    }
+    } | _repeats(summary)
+
+
+def _repeats(summary) -> dict[str, Any]:
+    """`--drop-repeats`: each place whose boxes were set aside (a run without it records none of this)."""
+    groups = getattr(summary, "repeats", None)
+    if groups is None:
+        return {}
+    return {"repeats": [{"station": g.station, "file": g.relpath, "box": [round(v, 5) for v in g.box],
+                         "images": g.images, "files": list(g.files)} for g in groups]}
 
 
 def write_run_record(summary, out_dir: Path, command: Sequence[str] | str | None = None,

@@ -5,7 +5,6 @@ result table and can be tested without a browser; the page's script only lays it
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 from array import array
 from collections import Counter, defaultdict
@@ -17,6 +16,7 @@ from ..exifdate import PLAUSIBLE_FROM, format_date, plausible_until
 from .._version import __version__
 from ..boxes import normalised_box
 from ..types import ANIMAL, EMPTY, FILE_DATE, PERSON, VEHICLE, Decision, MediaItem, RawResult
+from .record import recorded_settings
 
 #: A sequence whose animal score is at most this far above the threshold is worth a second look.
 REVIEW_MARGIN = 0.1
@@ -218,7 +218,7 @@ def station_map(coords: Mapping[str, Any], animals: Mapping[str, int],
 
 def _settings_dict(settings) -> dict[str, Any]:
     out = {}
-    for name, value in dataclasses.asdict(settings).items():
+    for name, value in recorded_settings(settings).items():
         if isinstance(value, Path):
             value = str(value)
         elif isinstance(value, tuple):

@@ -264,7 +264,9 @@ def test_run_record_names_the_model_files_actually_used(tmp_path: Path, standin_
     summary = run(source, settings, progress=False, log=lambda m: None, output=tmp_path / "res.csv")
     rec = json.loads(write_run_record(summary, report_dir(summary)).read_text(encoding="utf-8"))
     assert report_dir(summary) == tmp_path
-    assert rec["settings"] == {**asdict(settings), "models_dir": str(standin_models), "exclude": ["reindeer"]}
+    recorded = {k: v for k, v in asdict(settings).items()  # recorded only when on
+                if k not in ("drop_repeats", "repeat_iou", "repeat_min_images")}
+    assert rec["settings"] == {**recorded, "models_dir": str(standin_models), "exclude": ["reindeer"]}
     files = rec["models"]["files"]
     assert sorted(files) == ["classifier", "detector-DF"]  # DF mode: MegaDetector is not loaded
     for entry in files.values():
