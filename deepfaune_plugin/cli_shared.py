@@ -85,6 +85,16 @@ def add_run_options(p: argparse.ArgumentParser, registry: Registry, command: str
                    help="run inference on a Dask cluster: a scheduler address (tcp://host:8786) or local:N for N "
                         "worker processes on this computer; needs pip install 'deepfaune-plugin[dask]' "
                         "(see docs/cluster.md)")
+    p.add_argument("--drop-repeats", action="store_true",
+                   help="set aside animal boxes that recur at one place in many images of a station (a branch, a "
+                        "rock, a post): they no longer count for the image's label and count; the `warning` column "
+                        "and the review page say which (see docs/report.md)")
+    p.add_argument("--repeat-iou", type=float, default=DEFAULTS.repeat_iou, metavar="IOU",
+                   help=f"with --drop-repeats: boxes at least this overlapping are at the same place, above 0 to 1 "
+                        f"(default {DEFAULTS.repeat_iou:g})")
+    p.add_argument("--repeat-min-images", type=int, default=DEFAULTS.repeat_min_images, metavar="N",
+                   help=f"with --drop-repeats: a box is a repeat when N images of its station (its own included) "
+                        f"have a box at its place, N >= 2 (default {DEFAULTS.repeat_min_images})")
     p.add_argument("--output", "-o", type=Path, default=None, help="output file (.csv or .xlsx for a folder)")
     p.add_argument("--store", type=Path, default=None,
                    help="result store (SQLite) that makes runs resumable and re-decisions instant "
@@ -140,6 +150,7 @@ def run_settings(args) -> tuple[RunSettings, dict]:
             maxlag=args.maxlag, lang=args.lang, exclude=split_list(args.exclude), bird=args.bird,
             models_dir=args.models_dir, threads=args.threads, fast=args.fast, backend=args.backend,
             scheduler=args.scheduler, device=args.device, every_animal=getattr(args, "every_animal", False),
+            drop_repeats=args.drop_repeats, repeat_iou=args.repeat_iou, repeat_min_images=args.repeat_min_images,
         )
         if not args.scheduler:  # a device asked by name and not here: refused before any file is read
             choose_device(requested_device(args.device))

@@ -61,6 +61,12 @@ class RunSettings:
             `$DEEPFAUNE_DEVICE`, else auto.
         every_animal: Classify every animal box, not only DeepFaune's best one (`--every-animal`): one
             `AnimalDecision` per box in `RunResults.animals`; DeepFaune's own decision is the same either way.
+        drop_repeats: Set aside animal boxes that recur at one place in many images of a station or camera (a
+            branch, a rock, a post: `--drop-repeats`, module `repeats`); off: DeepFaune's own answers.
+        repeat_iou: With `drop_repeats`: two boxes are at the same place when their intersection over union is at
+            least this (`--repeat-iou`, 0..1).
+        repeat_min_images: With `drop_repeats`: a box is a repeat when at least this many images of its station
+            (its own included) hold a box at its place (`--repeat-min-images`, >= 2).
     """
 
     model_version: str = "1.4"
@@ -79,6 +85,9 @@ class RunSettings:
     #: Classify every animal box, not only DeepFaune's best one (RunResults.animals); DeepFaune's own answer is
     #: the same either way.  Recorded only when on (report.record.recorded_settings).
     every_animal: bool = False
+    drop_repeats: bool = False  # recorded (run record, review page) only when on: off records what it always did
+    repeat_iou: float = 0.85  # MegaDetector's repeat detection elimination starts at the same overlap
+    repeat_min_images: int = 10
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.threshold <= 1.0:  # 0: every animal labelled; NaN fails here too
@@ -88,6 +97,11 @@ class RunSettings:
         if self.threads is not None and not 1 <= self.threads <= MAX_THREADS:  # 100000 took 4 GB and hung
             raise ValueError(f"threads must be between 1 and {MAX_THREADS} (this computer has {os.cpu_count()} "
                              f"cores; leave it out to use them all), got {self.threads}")
+        if not 0.0 < self.repeat_iou <= 1.0:  # NaN fails here too; 0 would join every box of a station
+            raise ValueError(f"repeat IoU must be above 0 and at most 1, got {self.repeat_iou}")
+        if isinstance(self.repeat_min_images, bool) or not isinstance(self.repeat_min_images, int) \
+                or self.repeat_min_images < 2:  # 1 would set aside every animal box
+            raise ValueError(f"repeat minimum images must be a whole number >= 2, got {self.repeat_min_images!r}")
         if self.detector_mode not in DETECTOR_MODES:
             raise ValueError(
                 f"unknown detector mode {self.detector_mode!r}; choose one of {', '.join(DETECTOR_MODES)}"

@@ -131,14 +131,18 @@ class Inference:
     def close(self) -> None:
         if self.bar:
             self.bar.close()
-        if self.predictor is not None:
-            predictor, self.predictor = self.predictor, None
-            predictor.close()
+        self.unload()
         if self.cluster is not None:
             from .distributed import disconnect
 
             connection, self.cluster = self.cluster, None
             disconnect(*connection)
+
+    def unload(self) -> None:
+        """Free the backend's models (a later file that needs them loads them again)."""
+        if self.predictor is not None:
+            predictor, self.predictor = self.predictor, None
+            predictor.close()
 
     def class_table(self) -> ClassTable:
         """The classifier's classes: described, or learnt from the models; loaded here when no file needed them

@@ -107,6 +107,7 @@ def run(
         tally, kept = Tally(), KeptResults()
         result_store = open_store(default_store_path() if store is True else (store or None))
         writers: list[RunWriter] = []
+        dropping = None  # --drop-repeats: the run's outputs with the repeats set aside
         try:
             inference = Inference(backend, settings, result_store, manifest.size, progress, log)
             try:
@@ -117,8 +118,14 @@ def run(
                            RunRecord(command, log)]
                 last_seqnum = 0
                 size = CLUSTER_CHUNK_FILES if settings.scheduler else CHUNK_FILES
-                for chunk in chunks(manifest.blocks(keep=keep_results), size):
-                    raws = inference.raws(chunk)
+                blocks = chunks(manifest.blocks(keep=keep_results), size)
+                if settings.drop_repeats:  # a first pass over every file's boxes (repeats.py)
+                    from .repeats import RepeatRun
+
+                    dropping = RepeatRun(inference, backend, settings, result_store, log)
+                    blocks = iter(dropping.survey(blocks))
+                for chunk in blocks:
+                    raws = inference.raws(chunk) if dropping is None else dropping.raws(chunk)
                     classes = inference.class_table()
                     decisions = decide_run(chunk, raws, classes, settings, first_seqnum=last_seqnum + 1)
                     if result_store is not None:  # what people decided is never replaced by a run
@@ -139,6 +146,8 @@ def run(
                 classes = inference.class_table()  # a source without media: from the models
             finally:
                 inference.close()
+                if dropping is not None:
+                    dropping.close()
             if inference.reused:
                 log(f"{inference.reused} of {tally.files} files already computed"
                     + (f" (result store {result_store.path})" if result_store is not None else ""))
@@ -148,6 +157,8 @@ def run(
                 output=host_options["output"], started=started, finished=datetime.now())
             summary = RunSummary(results=kept.results(finished), manifest=manifest, written=[],
                                  elapsed=0.0, problems=list(manifest.problems), tally=tally)
+            if dropping is not None:
+                summary.repeats = dropping.repeats.groups
             for writer in writers:  # outputs first: the page and the record list what they wrote
                 summary.elapsed = time.monotonic() - t0
                 files = writer.close(summary)

@@ -55,6 +55,8 @@ class RunSummary:
     problems: list[Problem] = field(default_factory=list)
     review_files: list[Path] = field(default_factory=list)  # the review page and the run record
     tally: Tally | None = None
+    #: `--drop-repeats`: the places whose boxes were set aside (`repeats.RepeatGroup`, by station); None: off.
+    repeats: list | None = None
 
     def __post_init__(self) -> None:
         if self.tally is None:

@@ -20,6 +20,8 @@ from urllib.parse import quote
 
 from .._version import __version__
 from ..atomic import StagedFile
+from ..boxes import normalised_box
+from ..types import ANIMAL
 from .record import RECORD_NAME
 from .thumbs import Job, ThumbCache
 from .view import ViewBuilder
@@ -60,7 +62,7 @@ def _page_parts(view: Mapping[str, Any]) -> tuple[str, str]:
         "TITLE": html.escape(f"DeepFaune review: {Path(view.get('source', '')).name or view.get('source', '')}"),
         "VERSION": html.escape(__version__),
         "CSS": _asset("report.css"),
-        "JS": _asset("report.js"),
+        "JS": _asset("report.js") + ("\n" + _asset("repeats.js") if "repeats" in view else ""),  # --drop-repeats
         "DATA": _DATA,
     }
     # one pass over the template only: text inside the parts is never taken for a placeholder
@@ -141,6 +143,8 @@ class ReportBuilder:
         }
         if self.evaluation is not None and self.evaluation.labelled:
             extra["evaluation"] = {**self.evaluation.view(), "notes": self.label_notes}
+        if getattr(summary, "repeats", None) is not None:  # --drop-repeats: a page without it is unchanged
+            extra["repeats"] = self._repeats(summary.repeats)
         view = self.builder.view(summary, extra)
         head, tail = _page_parts(view)
         data = embed_json(view)
@@ -156,6 +160,21 @@ class ReportBuilder:
             staged.discard()
             raise
         return staged.commit()
+
+    def _repeats(self, groups) -> list[dict[str, Any]]:
+        """The boxes set aside as repeats, one entry per place (repeats.RepeatGroup): a thumbnail with its box."""
+        out = []
+        for group in groups:
+            job = Job(group.relpath, Path(group.path), group.width, group.height, group.pixel_box, ANIMAL,
+                      tuple(group.people))
+            thumb, preview = self.cache.make_all([job]).get(group.relpath, (None, None))
+            full = preview if self.cache.needs_preview(job) else job.path
+            out.append({"station": group.station, "f": group.relpath,
+                        "t": page_href(thumb, self.out_dir) if thumb else None,
+                        "h": page_href(full, self.out_dir) if full else None,
+                        "b": list(normalised_box(group.pixel_box, group.width, group.height, decimals=5)),
+                        "n": group.images, "files": list(group.files)})
+        return out
 
     def close(self) -> None:
         self.spool.close()

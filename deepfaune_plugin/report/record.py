@@ -24,14 +24,16 @@ from ..models.installed import sha256_file
 RECORD_NAME = "deepfaune-run.json"
 RECORD_FORMAT = "deepfaune-run/1"
 
-
-#: Settings written only when on: a run without them records exactly what it recorded before they existed.
-RECORDED_WHEN_ON = ("every_animal",)
+#: Settings written only with the option they belong to (setting -> its switch): a run without that option
+#: records exactly what it recorded before the option existed.
+RECORDED_WITH = {"every_animal": "every_animal", "drop_repeats": "drop_repeats", "repeat_iou": "drop_repeats",
+                 "repeat_min_images": "drop_repeats"}
 
 
 def recorded_settings(settings) -> dict[str, Any]:
-    """The run's settings as the record and the review page state them (`RECORDED_WHEN_ON` left out when off)."""
-    return {k: v for k, v in dataclasses.asdict(settings).items() if k not in RECORDED_WHEN_ON or v}
+    """The run's settings as the record and the review page state them (`RECORDED_WITH` left out when off)."""
+    values = dataclasses.asdict(settings)
+    return {k: v for k, v in values.items() if k not in RECORDED_WITH or values[RECORDED_WITH[k]]}
 
 
 def jsonable(value: Any) -> Any:
@@ -121,7 +123,16 @@ def run_record(summary, command: Sequence[str] | str | None = None) -> dict[str,
         "problems": [{"file": p.relpath, "reason": p.reason, "skipped": p.skipped} for p in summary.problems],
         "outputs": [_file_entry(p) for p in summary.written],
         "machine": _machine(),
-    }
+    } | _repeats(summary)
+
+
+def _repeats(summary) -> dict[str, Any]:
+    """`--drop-repeats`: each place whose boxes were set aside (a run without it records none of this)."""
+    groups = getattr(summary, "repeats", None)
+    if groups is None:
+        return {}
+    return {"repeats": [{"station": g.station, "file": g.relpath, "box": [round(v, 5) for v in g.box],
+                         "images": g.images, "files": list(g.files)} for g in groups]}
 
 
 def write_run_record(summary, out_dir: Path, command: Sequence[str] | str | None = None,

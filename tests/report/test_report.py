@@ -264,7 +264,8 @@ def test_run_record_names_the_model_files_actually_used(tmp_path: Path, standin_
     summary = run(source, settings, progress=False, log=lambda m: None, output=tmp_path / "res.csv")
     rec = json.loads(write_run_record(summary, report_dir(summary)).read_text(encoding="utf-8"))
     assert report_dir(summary) == tmp_path
-    recorded = {k: v for k, v in asdict(settings).items() if k != "every_animal"}  # recorded only when on
+    recorded = {k: v for k, v in asdict(settings).items()  # recorded only when on
+                if k not in ("every_animal", "drop_repeats", "repeat_iou", "repeat_min_images")}
     assert rec["settings"] == {**recorded, "models_dir": str(standin_models), "exclude": ["reindeer"]}
     files = rec["models"]["files"]
     assert sorted(files) == ["classifier", "detector-DF"]  # DF mode: MegaDetector is not loaded
