@@ -108,8 +108,8 @@ def registry_with(*plugins: Any, backends: Sequence[Any] = (), hosts: Sequence[A
     implementations, as an entry point names them) plus `backends`/`hosts` objects given directly.
 
     What is given wins: a plugin given here that is also installed through its entry point (your own, after
-    `pip install -e .`) is registered once, as given, and a backend or host given here replaces an installed
-    one of the same name; so the same test passes whether or not the plugin is installed.
+    `pip install -e .`) is registered once, as given, and a backend, host or command given here replaces an
+    installed one of the same name; so the same test passes whether or not the plugin is installed.
     """
     given = new_plugin_manager(load_entry_points=False)
     for n, plugin in enumerate(plugins):
@@ -127,6 +127,7 @@ def registry_with(*plugins: Any, backends: Sequence[Any] = (), hosts: Sequence[A
     merged = build_registry(pm)
     merged.backends.update(registry.backends)
     merged.hosts.update(registry.hosts)
+    merged.commands.update(registry.commands)
     merged.broken.extend(registry.broken)
     return merged
 
