@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from .api import Host, RunResults, RunSettings
-from .corrections import check_labels, overlay
+from .corrections import check_labels, conflict_note, conflicts, overlay
 from .decisions import decide_run
 from .errors import DeepfauneError, RunError
 from .inference import Inference, open_store
@@ -115,6 +115,7 @@ def run(
                              if report else []),
                            RunRecord(command, log)]
                 last_seqnum = 0
+                disputed: dict = {}  # files two reviewers labelled differently: said once, at the end
                 size = CLUSTER_CHUNK_FILES if settings.scheduler else CHUNK_FILES
                 for chunk in chunks(manifest.blocks(keep=keep_results), size):
                     raws = inference.raws(chunk)
@@ -123,6 +124,7 @@ def run(
                     if result_store is not None:  # what people decided is never replaced by a run
                         labels = result_store.human_labels(chunk)
                         check_labels(labels, classes)
+                        disputed.update(conflicts(labels))
                         decisions = overlay(decisions, labels, classes, settings.lang)
                     last_seqnum = max((d.seqnum for d in decisions), default=last_seqnum)
                     batch = RunResults(settings=settings, classes=classes,
@@ -133,6 +135,8 @@ def run(
                         writer.add(chunk, batch)
                     problems.flush()
                 classes = inference.class_table()  # a source without media: from the models
+                if (note := conflict_note(disputed)) is not None:
+                    log(note)
             finally:
                 inference.close()
             if inference.reused:
