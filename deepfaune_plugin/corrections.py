@@ -77,13 +77,14 @@ def overlay(decisions: Sequence[Decision], labels: Mapping[str, HumanLabel], cla
             continue
         text = label_text(classes, human.key, lang)
         category = category_of(human.key)
-        counted = {}  # a count the person gave replaces DeepFaune's count of boxes, of animals or of people
-        if human.fields.count is not None and category in (ANIMAL, PERSON):
-            counted = {"count" if category == ANIMAL else "humancount": human.fields.count}
+        given = human.fields.count  # a count the person gave replaces DeepFaune's count of animals or of people
+        count = given if given is not None and category == ANIMAL else d.count
+        humancount = given if given is not None and category == PERSON else d.humancount
         out.append(replace(d, prediction=text, prediction_key=human.key, predictionbase=text,
                            predictionbase_key=human.key, top1=text, top1_key=human.key, top1base_key=human.key,
                            score=1.0, scorebase=1.0, raw_score=1.0, raw_scorebase=1.0, category=category,
-                           categorybase=category, human=human, machine=d, **counted))
+                           categorybase=category, human=human, machine=d, count=count,
+                           humancount=humancount))
     return out
 
 

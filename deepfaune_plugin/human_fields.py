@@ -8,7 +8,7 @@ of at least 1), the strictest host: a value every host can hold, so nothing acce
 from __future__ import annotations
 
 from dataclasses import fields as dataclass_fields
-from typing import Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 from .errors import DeepfauneError
 from .types import HUMAN_FIELDS, Decision, HumanFields
@@ -59,7 +59,8 @@ def parse_fields(values: Mapping[str, object]) -> HumanFields:
     unknown = sorted(set(values) - set(HUMAN_FIELDS))
     if unknown:
         raise FieldValueError(f"{unknown[0]!r} is no field a person records; fields: {', '.join(HUMAN_FIELDS)}")
-    return HumanFields(**{name: field_value(name, values[name]) for name in values})
+    checked: dict[str, Any] = {name: field_value(name, values[name]) for name in values}
+    return HumanFields(**checked)
 
 
 def merged(old: HumanFields, new: Mapping[str, object]) -> HumanFields:

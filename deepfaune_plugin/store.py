@@ -23,7 +23,7 @@ import time
 from dataclasses import astuple, dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -347,7 +347,9 @@ class ResultStore:
                                    f"WHERE content IN ({','.join('?' * len(keys))})", keys)
             for content, size, label, reviewer, at, *values in rows.fetchall():
                 for item in wanted.get((content, size), ()):
-                    fields = HumanFields(*(v if v is not None or n == "count" else "" for n, v in zip(HUMAN_FIELDS, values)))
+                    given: dict[str, Any] = {n: v if v is not None or n == "count" else ""
+                                             for n, v in zip(HUMAN_FIELDS, values)}
+                    fields = HumanFields(**given)
                     found.setdefault(item.relpath, []).append(
                         HumanLabel(label, reviewer, self._label_date(item.relpath, label, at), fields))
         for labels in found.values():

@@ -50,12 +50,12 @@ def people_columns(decisions) -> list[str]:
     return [c for c in PEOPLE_COLUMNS if c in given]
 
 
-def result_table(results: RunResults, people: list[str] | None = None) -> pd.DataFrame:
+def result_table(results: RunResults, columns: list[str] | None = None) -> pd.DataFrame:
     """DeepFaune's result table for `results`: one row per decision, DeepFaune's columns first (filename,
     date, seqnum, predictionbase, scorebase, prediction, score, top1, count, humancount), then ours (boxes,
-    detector, failure, warning...), then `people` (default: the PEOPLE_COLUMNS some file has a value for).
+    detector, failure, warning...), then `columns` of PEOPLE_COLUMNS (default: those some file has a value for).
     What the folder host writes; `write_table` writes it as CSV or XLSX."""
-    recorded = people_columns(results.decisions) if people is None else people
+    recorded = people_columns(results.decisions) if columns is None else columns
     rows = []
     for d in results.decisions:
         raw = results.raw.get(d.relpath)

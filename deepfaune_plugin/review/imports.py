@@ -15,7 +15,7 @@ import io
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from ..corrections import label_choices
 from ..errors import DeepfauneError
@@ -98,7 +98,8 @@ def read_corrections(path: Path, items: Mapping[str, MediaItem], classes: ClassT
     reviewer_col, at_col = _column(header, ("reviewer", "classifiedby")), _column(header, ("at",))
     rule, known = LabelReader(classes, bird), set(label_choices(classes))
     when = (now or datetime.now()).replace(microsecond=0)
-    out, seen = Imported(), {}  # (relpath, reviewer) -> the line that gave it
+    out = Imported()
+    seen: dict[tuple[str, str], int] = {}  # (relpath, reviewer) -> the line that gave it
     try:
         for n, row in enumerate(reader, start=2):
             if n > MAX_IMPORT_ROWS + 1:
@@ -120,8 +121,9 @@ def read_corrections(path: Path, items: Mapping[str, MediaItem], classes: ClassT
                 if key is None or key not in known:
                     raise FieldValueError(f"label {given[:60]!r} is no label of model {classes.version} "
                                           "(any language of the model, or a scientific name)")
-                fields = HumanFields(**{name: field_value(name, row.get(col) or "")
-                                        for name, col in columns.items() if col is not None})
+                values: dict[str, Any] = {name: field_value(name, row.get(col) or "")
+                                          for name, col in columns.items() if col is not None}
+                fields = HumanFields(**values)
                 named = (row.get(reviewer_col) or "").strip() if reviewer_col else ""
                 who = check_reviewer(named) if named else reviewer
                 at = _date(row.get(at_col) or "") if at_col else None
