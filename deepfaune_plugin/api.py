@@ -21,6 +21,7 @@ from .dates import date_for
 from .engine.known_boxes import JSON_THRESHOLD
 from .errors import BackendError, DeepfauneError, HostError, PluginError
 from .exifdate import format_date
+from .human_fields import fields_given, fields_note
 from .hookspecs import hookimpl
 from .models.cards import ModelCard, load_card
 from .paths import (UnsafeFolderError, UnsafePathError, is_plain_name, not_regular, open_folder, own_folder,
@@ -33,8 +34,9 @@ from .table import TableWriter, escape_formula, result_table, write_table
 from .taxonomy import LabelReader, Taxon, key_for_name, taxa, taxon_for_key
 from .transaction import FolderLock, JournalError, LockedError, commit_files, file_sha256, recover
 from .types import (ANIMAL, CATEGORY_NAMES, CONTAINER_DATE, EXIF_DATE, FAILED, FILE_DATE, HOST_DATE, IMAGE_SUFFIXES,
-                    PERSON, UNDEFINED, VEHICLE, VIDEO_SUFFIXES, ClassTable, Decision, Detection, KnownBox, Manifest,
-                    MediaItem, Problem, RawResult, TOO_SMALL, AnimalDecision, AnimalLogits)
+                    HUMAN_FIELDS, PERSON, UNDEFINED, VEHICLE, VIDEO_SUFFIXES, ClassTable, Decision, Detection,
+                    HumanFields, HumanLabel, KnownBox, Manifest, MediaItem, Problem, RawResult, TOO_SMALL,
+                    AnimalDecision, AnimalLogits)
 from .untrusted import UntrustedInputError, decode_user_text, load_json, load_yaml, parse_json, read_user_text
 from .walk import MEDIA_SUFFIXES, OWN_FOLDER_PREFIXES, count_media, iter_media, iter_media_blocks
 
@@ -95,4 +97,9 @@ __all__ = [
     "STANDIN_MARK", "STANDIN_COLUMN", "STANDIN_VALUE",
     # label_text(classes, key, lang): a decision key in one of the model card's languages
     "label_text",
+    # what people record besides a label (`deepfaune review`, `--import`): HumanLabel (Decision.human), its
+    # HumanFields (count, sex, life stage, behaviour, individual, comment; HUMAN_FIELDS their names); fields_given,
+    # how many files of a run hold each; fields_note, the lines a host says of those it wrote and those it cannot
+    # hold (nothing a person recorded is dropped without a word)
+    "HumanLabel", "HumanFields", "HUMAN_FIELDS", "fields_given", "fields_note",
 ]

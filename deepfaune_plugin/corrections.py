@@ -77,8 +77,27 @@ def overlay(decisions: Sequence[Decision], labels: Mapping[str, HumanLabel], cla
             continue
         text = label_text(classes, human.key, lang)
         category = category_of(human.key)
+        given = human.fields.count  # a count the person gave replaces DeepFaune's count of animals or of people
+        count = given if given is not None and category == ANIMAL else d.count
+        humancount = given if given is not None and category == PERSON else d.humancount
         out.append(replace(d, prediction=text, prediction_key=human.key, predictionbase=text,
                            predictionbase_key=human.key, top1=text, top1_key=human.key, top1base_key=human.key,
                            score=1.0, scorebase=1.0, raw_score=1.0, raw_scorebase=1.0, category=category,
-                           categorybase=category, human=human, machine=d))
+                           categorybase=category, human=human, machine=d, count=count,
+                           humancount=humancount))
     return out
+
+
+def conflicts(labels: Mapping[str, HumanLabel]) -> dict[str, HumanLabel]:
+    """The files whose reviewers disagree (`HumanLabel.others`), by relpath: the latest label decides."""
+    return {rel: h for rel, h in labels.items() if h.others}
+
+
+def conflict_note(found: Mapping[str, HumanLabel]) -> str | None:
+    """One line saying that reviewers disagree on some files and which label was written, or None."""
+    if not found:
+        return None
+    rel, h = sorted(found.items())[0]
+    said = "; ".join(f"{o.reviewer}: {o.key}" for o in h.others)
+    return (f"{len(found)} file(s) labelled differently by several reviewers; the latest label is written, e.g. "
+            f"{rel}: {h.key} by {h.reviewer} ({said}); `deepfaune review` shows them side by side")

@@ -16,7 +16,7 @@ from typing import Any, Mapping, Sequence
 
 from .animals import decide_animals
 from .api import Host, RunResults, RunSettings
-from .corrections import check_labels, overlay
+from .corrections import check_labels, conflict_note, conflicts, overlay
 from .decisions import decide_run
 from .errors import DeepfauneError, RunError
 from .inference import Inference, open_store
@@ -117,6 +117,7 @@ def run(
                              if report else []),
                            RunRecord(command, log)]
                 last_seqnum = 0
+                disputed: dict = {}  # files two reviewers labelled differently: said once, at the end
                 size = CLUSTER_CHUNK_FILES if settings.scheduler else CHUNK_FILES
                 blocks = chunks(manifest.blocks(keep=keep_results), size)
                 if settings.drop_repeats:  # a first pass over every file's boxes (repeats.py)
@@ -131,6 +132,7 @@ def run(
                     if result_store is not None:  # what people decided is never replaced by a run
                         labels = result_store.human_labels(chunk)
                         check_labels(labels, classes)
+                        disputed.update(conflicts(labels))
                         decisions = overlay(decisions, labels, classes, settings.lang)
                     last_seqnum = max((d.seqnum for d in decisions), default=last_seqnum)
                     by_path = {raw.relpath: raw for raw in raws}
@@ -144,6 +146,8 @@ def run(
                         writer.add(chunk, batch)
                     problems.flush()
                 classes = inference.class_table()  # a source without media: from the models
+                if (note := conflict_note(disputed)) is not None:
+                    log(note)
             finally:
                 inference.close()
                 if dropping is not None:

@@ -20,15 +20,16 @@ import json
 import os
 import sqlite3
 import time
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
 from .errors import DeepfauneError
-from .types import CONTAINER_DATE, EXIF_DATE, FILE_DATE, AnimalLogits, Detection, HumanLabel, MediaItem, RawResult
+from .types import (CONTAINER_DATE, EXIF_DATE, FILE_DATE, HUMAN_FIELDS, AnimalLogits, Detection, HumanFields,
+                    HumanLabel, MediaItem, RawResult)
 
 SCHEMA_VERSION = 2
 #: PRAGMA application_id of a result store ("DFrs"): what tells our file from any other SQLite database.
@@ -197,6 +198,37 @@ def _not_writable(path: Path, why: str) -> StoreError:
                       "between runs) or --store PATH on a writable disk")
 
 
+#: People's labels: one row per reviewer per file (two reviewers' labels of a file live side by side), with
+#: what else they recorded (HUMAN_FIELDS; "" / NULL: not recorded).
+HUMAN_TABLE = """CREATE TABLE {exists}{name} (
+    content TEXT NOT NULL, size INTEGER NOT NULL, relpath TEXT NOT NULL,
+    label TEXT NOT NULL, reviewer TEXT NOT NULL, at TEXT NOT NULL,
+    count INTEGER, sex TEXT NOT NULL DEFAULT '', life_stage TEXT NOT NULL DEFAULT '',
+    behaviour TEXT NOT NULL DEFAULT '', individual TEXT NOT NULL DEFAULT '', comment TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (content, size, reviewer));"""
+_HUMAN_ROW = ("content", "size", "relpath", "label", "reviewer", "at", *HUMAN_FIELDS)
+
+
+def _columns(db: sqlite3.Connection, table: str) -> list[str]:
+    return [row[1] for row in db.execute(f"PRAGMA table_info({table})")]
+
+
+def _migrate_human(db: sqlite3.Connection) -> None:
+    """A store of before people's fields (one label per file, whoever gave it) takes the new table, every label
+    kept as it was, in one transaction: a crash leaves the old table whole."""
+    if "count" in _columns(db, "human"):
+        return
+    with db:
+        db.execute("BEGIN IMMEDIATE")
+        if "count" in _columns(db, "human"):  # another process migrated it meanwhile
+            return
+        db.execute(HUMAN_TABLE.format(name="human_new", exists=""))
+        db.execute("INSERT INTO human_new (content, size, relpath, label, reviewer, at) "
+                   "SELECT content, size, relpath, label, reviewer, at FROM human")
+        db.execute("DROP TABLE human")
+        db.execute("ALTER TABLE human_new RENAME TO human")
+
+
 class ResultStore:
     def __init__(self, path: Path, shared: bool = False):
         """`shared`: used from another thread than this one (the review server's; the caller serialises)."""
@@ -230,11 +262,10 @@ class ResultStore:
                 fingerprint TEXT NOT NULL, content TEXT NOT NULL, relpath TEXT NOT NULL,
                 size INTEGER NOT NULL, stored_at REAL NOT NULL,
                 payload TEXT NOT NULL, PRIMARY KEY (fingerprint, content));
-            CREATE TABLE IF NOT EXISTS human (
-                content TEXT NOT NULL, size INTEGER NOT NULL, relpath TEXT NOT NULL,
-                label TEXT NOT NULL, reviewer TEXT NOT NULL, at TEXT NOT NULL, PRIMARY KEY (content, size));
             """
         )
+        self.db.executescript(HUMAN_TABLE.format(name="human", exists="IF NOT EXISTS "))
+        _migrate_human(self.db)
         self.db.execute(f"PRAGMA application_id={APPLICATION_ID}")
         if row is None:
             self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
@@ -298,9 +329,14 @@ class ResultStore:
     # and apart from any model's outputs, so no new model or setting ever replaces it.
 
     def human_labels(self, items: Sequence[MediaItem]) -> dict[str, HumanLabel]:
-        """The people's labels of `items`, by relpath (files nobody labelled are left out).  Asked of every chunk
-        of every run: with no label kept at all (the usual case) it reads no file."""
-        found: dict[str, HumanLabel] = {}
+        """The label that decides each labelled file of `items`, by relpath (files nobody labelled are left
+        out): the latest given, its `others` holding the other reviewers' labels that say something else.
+        Asked of every chunk of every run: with no label kept at all (the usual case) it reads no file."""
+        return {rel: decider(labels) for rel, labels in self.human_records(items).items()}
+
+    def human_records(self, items: Sequence[MediaItem]) -> dict[str, list[HumanLabel]]:
+        """Every reviewer's label of each labelled file of `items`, by relpath, the latest first."""
+        found: dict[str, list[HumanLabel]] = {}
         if not self._has_human():
             return found
         wanted: dict[tuple[str, int], list[MediaItem]] = {}
@@ -311,11 +347,17 @@ class ResultStore:
         keys_all = list(wanted)
         for start in range(0, len(keys_all), LOOKUP_BATCH):
             keys = [k for k, _ in keys_all[start:start + LOOKUP_BATCH]]
-            rows = self.db.execute(f"SELECT content, size, label, reviewer, at FROM human WHERE content IN "
-                                   f"({','.join('?' * len(keys))})", keys)
-            for content, size, label, reviewer, at in rows.fetchall():
+            rows = self.db.execute(f"SELECT content, size, label, reviewer, at, {', '.join(HUMAN_FIELDS)} FROM human "
+                                   f"WHERE content IN ({','.join('?' * len(keys))})", keys)
+            for content, size, label, reviewer, at, *values in rows.fetchall():
                 for item in wanted.get((content, size), ()):
-                    found[item.relpath] = HumanLabel(label, reviewer, self._label_date(item.relpath, label, at))
+                    given: dict[str, Any] = {n: v if v is not None or n == "count" else ""
+                                             for n, v in zip(HUMAN_FIELDS, values)}
+                    fields = HumanFields(**given)
+                    found.setdefault(item.relpath, []).append(
+                        HumanLabel(label, reviewer, self._label_date(item.relpath, label, at), fields))
+        for labels in found.values():
+            labels.sort(key=lambda h: (h.at, h.reviewer), reverse=True)
         return found
 
     def _label_date(self, relpath: str, label: str, at) -> datetime:
@@ -331,24 +373,57 @@ class ResultStore:
     def _has_human(self) -> bool:
         return self.db.execute("SELECT 1 FROM human LIMIT 1").fetchone() is not None
 
-    def set_human(self, entries: Iterable[tuple[MediaItem, str | None]], reviewer: str) -> int:
-        """Record (or, with label None, forget) people's labels, all in one transaction; returns the files changed.
-        A file that cannot be read now is refused (ValueError naming it): a label must name the bytes it is for."""
+    def _ident(self, item: MediaItem) -> FileIdentity:
+        ident = self._last.get(str(item.path)) or FileIdentity.of(item)
+        if ident is None:
+            raise ValueError(f"{item.relpath}: cannot be read, so its label cannot be kept")
+        return ident
+
+    def set_human(self, entries: Iterable[tuple[MediaItem, str | None]], reviewer: str,
+                  fields: HumanFields | None = None) -> int:
+        """Record (or, with label None, forget) `reviewer`'s labels, all in one transaction; returns the files
+        changed. Another reviewer's label of the same file stays beside it. `fields`: what else they recorded
+        (None: what this reviewer recorded before is kept). A file that cannot be read now is refused
+        (ValueError naming it): a label must name the bytes it is for."""
         rows, gone = [], []
         at = datetime.now().isoformat(timespec="seconds")
         for item, label in entries:
-            ident = self._last.get(str(item.path)) or FileIdentity.of(item)
-            if ident is None:
-                raise ValueError(f"{item.relpath}: cannot be read, so its label cannot be kept")
+            ident = self._ident(item)
             if label is None:
-                gone.append((ident.content, ident.size))
+                gone.append((ident.content, ident.size, reviewer))
             else:
-                rows.append((ident.content, ident.size, item.relpath, label, reviewer, at))
+                rows.append((ident.content, ident.size, item.relpath, label, reviewer, at,
+                             *(() if fields is None else astuple(fields))))
+        names = _HUMAN_ROW[:6] + (HUMAN_FIELDS if fields is not None else ())
+        update = ", ".join(f"{n}=excluded.{n}" for n in names if n not in ("content", "size", "reviewer"))
         with self.db:
             self.db.execute("BEGIN")
-            self.db.executemany("INSERT OR REPLACE INTO human VALUES (?, ?, ?, ?, ?, ?)", rows)
-            self.db.executemany("DELETE FROM human WHERE content=? AND size=?", gone)
+            self.db.executemany(f"INSERT INTO human ({', '.join(names)}) VALUES ({', '.join('?' * len(names))}) "
+                                f"ON CONFLICT (content, size, reviewer) DO UPDATE SET {update}", rows)
+            self.db.executemany("DELETE FROM human WHERE content=? AND size=? AND reviewer=?", gone)
         return len(rows) + len(gone)
+
+    def put_human(self, labels: Iterable[tuple[MediaItem, HumanLabel]]) -> int:
+        """Keep labels as given (their reviewer, date and fields: an import), replacing that reviewer's label of
+        each file, all in one transaction (a refusal keeps none). Returns how many."""
+        rows = []
+        for item, h in labels:
+            ident = self._ident(item)
+            rows.append((ident.content, ident.size, item.relpath, h.key, h.reviewer,
+                         h.at.isoformat(timespec="seconds"), *astuple(h.fields)))
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.executemany(f"INSERT OR REPLACE INTO human ({', '.join(_HUMAN_ROW)}) "
+                                f"VALUES ({', '.join('?' * len(_HUMAN_ROW))})", rows)
+        return len(rows)
+
+
+def decider(labels: Sequence[HumanLabel]) -> HumanLabel:
+    """Of one file's labels (the latest first), the one that decides its outputs: the latest, carrying in
+    `others` the other reviewers' labels that say something else (a conflict, shown side by side)."""
+    latest = labels[0]
+    others = tuple(h for h in labels[1:] if (h.key, h.fields) != (latest.key, latest.fields))
+    return replace(latest, others=others) if others else latest
 
 
 def default_store_path() -> Path:
@@ -406,7 +481,7 @@ def store_info(path: Path) -> StoreInfo:
     return StoreInfo(path, size, sum(u.entries for u in uses), uses, labels)
 
 
-LABEL_COLUMNS = ("relpath", "label", "reviewer", "at", "content", "size")
+LABEL_COLUMNS = ("relpath", "label", "reviewer", "at", "content", "size", *HUMAN_FIELDS)
 
 
 def export_labels(path: Path, target: Path) -> int:
@@ -420,7 +495,9 @@ def export_labels(path: Path, target: Path) -> int:
 
     db = _read_only(path)
     try:
-        rows = db.execute(f"SELECT {', '.join(LABEL_COLUMNS)} FROM human ORDER BY relpath").fetchall()
+        held = set(_columns(db, "human"))  # a store of before people's fields has none of them
+        rows = db.execute(f"SELECT {', '.join(c if c in held else 'NULL' for c in LABEL_COLUMNS)} FROM human "
+                          "ORDER BY relpath, reviewer").fetchall()
     except sqlite3.Error as err:
         raise StoreError(f"result store {path}: cannot read its labels ({err})") from err
     finally:

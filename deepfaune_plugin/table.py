@@ -1,6 +1,7 @@
 """DeepFaune's own result table (the GUI's CSV/XLSX export), plus our traceability columns."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -10,7 +11,9 @@ from .atomic import StagedFile, atomic_output
 from .boxes import normalised_box
 from .errors import HostError
 from .exifdate import EXIF_DATE_FORMAT, format_date
-from .types import PERSON
+from .human_fields import fields_given, fields_note
+from .runlog import say
+from .types import HUMAN_FIELDS, PERSON
 from .xlsx import XlsxTable, write_xlsx
 
 #: DeepFaune 1.4.1's columns, in its order.
@@ -29,6 +32,9 @@ EXTRA_COLUMNS = [
     "bbox_x", "bbox_y", "bbox_width", "bbox_height", "bbox_conf", "detector", "person_boxes", "failure", "warning",
     "date_source", "reviewed",
 ]
+#: What a person recorded besides the label and count (a count given replaces `count`), after everything else,
+#: only in a table where some file has such a value: a table without them stays byte for byte as before.
+PEOPLE_COLUMNS = ("sex", "life_stage", "behaviour", "individual", "comment")
 DATE_FORMAT = EXIF_DATE_FORMAT  # EXIF's own format, which DeepFaune writes back unchanged
 
 
@@ -38,10 +44,18 @@ def table_columns(standin: bool = False) -> list[str]:
     return DEEPFAUNE_COLUMNS + EXTRA_COLUMNS + ([STANDIN_COLUMN] if standin else [])
 
 
-def result_table(results: RunResults) -> pd.DataFrame:
+def people_columns(decisions) -> list[str]:
+    """The PEOPLE_COLUMNS some decision holds a person's value for."""
+    given = {name for d in decisions if d.human is not None for name in d.human.fields.given()}
+    return [c for c in PEOPLE_COLUMNS if c in given]
+
+
+def result_table(results: RunResults, columns: list[str] | None = None) -> pd.DataFrame:
     """DeepFaune's result table for `results`: one row per decision, DeepFaune's columns first (filename,
     date, seqnum, predictionbase, scorebase, prediction, score, top1, count, humancount), then ours (boxes,
-    detector, failure, warning...). What the folder host writes; `write_table` writes it as CSV or XLSX."""
+    detector, failure, warning...), then `columns` of PEOPLE_COLUMNS (default: those some file has a value for).
+    What the folder host writes; `write_table` writes it as CSV or XLSX."""
+    recorded = people_columns(results.decisions) if columns is None else columns
     rows = []
     for d in results.decisions:
         raw = results.raw.get(d.relpath)
@@ -63,6 +77,7 @@ def result_table(results: RunResults) -> pd.DataFrame:
             "date_source": raw.date_source if raw is not None and d.date else "",
             "reviewed": d.human.reviewer if d.human is not None else "",
             STANDIN_COLUMN: STANDIN_VALUE,
+            **{c: d.human.fields.text(c) if d.human is not None else "" for c in recorded},
         }
         if raw is not None and raw.width and raw.height:
             sel = raw.selected_detection
@@ -74,7 +89,7 @@ def result_table(results: RunResults) -> pd.DataFrame:
                       for det in raw.detections if det.category == PERSON]
             row["person_boxes"] = ";".join(",".join(f"{v:.6f}" for v in b) for b in people)
         rows.append(row)
-    return pd.DataFrame(rows, columns=table_columns(results.standin))
+    return pd.DataFrame(rows, columns=table_columns(results.standin) + recorded)
 
 
 #: The result table's file types, by suffix.
@@ -161,14 +176,49 @@ class TableWriter:
         self.out = self.staged.open_text() if self.kind == "csv" else None
         self.sheet = XlsxTable(self.staged.tmp, sheet="deepfaune") if self.kind == "xlsx" else None
         self.rows = 0
+        self.people: list[str] = []  # PEOPLE_COLUMNS written so far
+        self.given: dict[str, int] = {}  # how many files hold a person's count, sex...: said on close
 
     def add(self, batch: RunResults) -> None:
-        table = result_table(batch)
+        found = set(self.people) | set(people_columns(batch.decisions))
+        wider = [c for c in PEOPLE_COLUMNS if c in found]
+        if wider != self.people and self.rows:
+            self._widen(wider)
+        self.people = wider
+        for name, n in fields_given(batch.decisions).items():
+            self.given[name] = self.given.get(name, 0) + n
+        table = result_table(batch, self.people)
         if self.sheet is not None:
             self.sheet.add(table)
         else:
             csv_safe(table).to_csv(self.out, header=self.rows == 0, index=False)
         self.rows += len(table)
+
+    def _widen(self, columns: list[str]) -> None:
+        """The rows written so far given the people's columns that a later block brought (empty for them): rare,
+        only once a file with such a value comes, so it costs a rewrite of the staged table, never a held copy."""
+        assert self.staged is not None
+        if self.sheet is not None:
+            from .xlsx import read_xlsx
+
+            self.sheet.close()
+            table = read_xlsx(self.staged.tmp)
+            self.sheet = XlsxTable(self.staged.tmp, sheet="deepfaune")
+            self.sheet.add(table.reindex(columns=[*table.columns, *(c for c in columns if c not in table.columns)],
+                                         fill_value=""))
+            return
+        import csv
+
+        assert self.out is not None
+        self.out.close()
+        with open(self.staged.tmp, encoding="utf-8", newline="") as fh:
+            rows = list(csv.reader(fh))
+        added = [c for c in columns if c not in rows[0]]
+        with open(self.staged.tmp, "w", encoding="utf-8", newline="") as fh:
+            writer = csv.writer(fh, lineterminator=os.linesep)
+            writer.writerow(rows[0] + added)
+            writer.writerows(row + [""] * len(added) for row in rows[1:])
+        self.out = self.staged.open_text()
 
     def close(self, results: RunResults) -> list[Path]:
         if self.sheet is not None:
@@ -181,6 +231,8 @@ class TableWriter:
             self.out.close()
         staged, self.staged = self.staged, None
         assert staged is not None, "close() after close() or abort()"
+        for line in fields_note(self.target.name, self.given, {name: f"{name} column" for name in HUMAN_FIELDS}):
+            say(line)
         return [staged.commit()]
 
     def abort(self) -> None:
@@ -205,7 +257,8 @@ def read_table(path: Path) -> pd.DataFrame:
         return read_xlsx(path)
     table = pd.read_csv(path, keep_default_na=False, dtype={"filename": str, "person_boxes": str, "failure": str,
                                                              "warning": str, "date_source": str,
-                                                             "reviewed": str, STANDIN_COLUMN: str})
+                                                             "reviewed": str, STANDIN_COLUMN: str,
+                                                             **dict.fromkeys(PEOPLE_COLUMNS, str)})
     for column in _text_columns(table):
         table[column] = table[column].map(unescape_formula)
     return table

@@ -334,6 +334,42 @@ class RawResult:
         return sum(1 for d in self.detections if d.category == PERSON)
 
 
+#: What a person may record besides a label (`HumanFields`), in the order tables and messages give them.
+HUMAN_FIELDS = ("count", "sex", "life_stage", "behaviour", "individual", "comment")
+
+
+@dataclass(frozen=True)
+class HumanFields:
+    """What ecologists record about a file besides its label (`deepfaune review`, `--import`): how many animals,
+    their sex and life stage (Camtrap DP's vocabulary), what they do, which known individual, a comment. Empty
+    text / None: not recorded (a host writes nothing for it).
+
+    Attributes:
+        count: How many animals (of the label's class) the file shows, 1 or more; it replaces DeepFaune's count.
+        sex: "female" or "male".
+        life_stage: "adult", "subadult" or "juvenile".
+        behaviour: What they do, free text ("grazing").
+        individual: Which known individual, free text ("RD-7").
+        comment: Free text.
+    """
+
+    count: int | None = None
+    sex: str = ""
+    life_stage: str = ""
+    behaviour: str = ""
+    individual: str = ""
+    comment: str = ""
+
+    def given(self) -> tuple[str, ...]:
+        """The names (HUMAN_FIELDS) of the fields recorded."""
+        return tuple(name for name in HUMAN_FIELDS if self.text(name))
+
+    def text(self, name: str) -> str:
+        """A field's value as a table cell holds it ("" when not recorded)."""
+        value = getattr(self, name)
+        return "" if value is None else str(value)
+
+
 @dataclass(frozen=True)
 class HumanLabel:
     """What a person decided for one file in `deepfaune review`.
@@ -342,11 +378,16 @@ class HumanLabel:
         key: A label key: a class's English label, or "empty", "human", "vehicle".
         reviewer: Who decided (the reviewer name given to `deepfaune review`).
         at: When.
+        fields: What else they recorded (count, sex, life stage, behaviour, individual, comment).
+        others: The labels other reviewers gave the same file that say something else (a conflict): kept side by
+            side in the store; this one, the latest, decides the outputs.
     """
 
     key: str
     reviewer: str
     at: datetime
+    fields: HumanFields = HumanFields()
+    others: tuple["HumanLabel", ...] = ()
 
 
 @dataclass(frozen=True)

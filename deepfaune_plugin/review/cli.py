@@ -42,6 +42,11 @@ def add_review_parser(sub, registry: Registry) -> None:
                        help="show every sequence, not only those that need a look")
     group.add_argument("--export", action="store_true",
                        help="write the labels given so far into the source's files and exit (no web app)")
+    group.add_argument("--import", dest="import_csv", type=Path, default=None, metavar="CSV",
+                       help="first keep the labels of this CSV (columns file, label, and any of count, sex, "
+                            "life_stage, behaviour, individual, comment, reviewer; labels in any language of the "
+                            "model or scientific names), as if given in the app; rows that cannot be taken are "
+                            "refused with their line and why, the others kept")
 
 
 def reviewer_name(given: str | None) -> str:
@@ -83,11 +88,17 @@ def run_review_command(args: argparse.Namespace, registry: Registry, ready=None)
         print_summary(summary)
         return [str(p) for p in summary.written + summary.review_files]
 
+    refused = False
+    if args.import_csv is not None:
+        if not Path(store_path).is_file():
+            raise ReviewCliError(f"result store {store_path}: none yet; run `deepfaune run {args.source}` first")
+        refused = import_labels(args, registry, settings, dict(host_options, output=args.output), store_path,
+                                reviewer)
     if args.export:
         if not Path(store_path).is_file():
             raise ReviewCliError(f"result store {store_path}: none yet; run `deepfaune run {args.source}` first")
         written = export()
-        return EXIT_OK if written else EXIT_INCOMPLETE
+        return EXIT_OK if written and not refused else EXIT_INCOMPLETE
 
     try:
         host = resolve_host(registry, args.host, args.source)
@@ -122,4 +133,44 @@ def run_review_command(args: argparse.Namespace, registry: Registry, ready=None)
         raise ReviewCliError(f"cannot serve the review on 127.0.0.1:{args.port}: {err}") from err
     finally:
         store.close()
-    return EXIT_OK
+    return EXIT_INCOMPLETE if refused else EXIT_OK
+
+
+def import_labels(args: argparse.Namespace, registry: Registry, settings, options: dict, store_path: Path,
+                  reviewer: str) -> bool:
+    """`--import CSV`: its labels kept in the store (one transaction); the summary said. True when rows were
+    refused (the exit status then says the import was incomplete)."""
+    from ..inference import Inference, open_store
+    from ..pipeline import read_to_look, resolve_host
+    from .imports import CorrectionsError, read_corrections
+
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr)
+
+    try:
+        host = resolve_host(registry, args.host, args.source)
+        backend = registry.backend(settings.backend)
+    except PluginError as err:
+        raise ReviewCliError(str(err)) from err
+    store = open_store(store_path)
+    try:
+        inference = Inference(backend, settings, store, None, False, log)  # describes the classes; loads no model
+        try:
+            classes = inference.class_table()
+        finally:
+            inference.close()
+        _, blocks = read_to_look(host, args.source, options, log)
+        items = {item.relpath: item for block in blocks for item in block}
+        try:
+            found = read_corrections(args.import_csv, items, classes, reviewer, settings.bird)
+        except CorrectionsError as err:
+            raise ReviewCliError(str(err)) from err
+        try:
+            store.put_human(found.labels)
+        except ValueError as err:  # a file that cannot be read now: nothing is kept
+            raise ReviewCliError(f"{args.import_csv}: {err}; nothing was imported") from err
+    finally:
+        store.close()
+    for line in found.summary(str(args.import_csv)):
+        log(line)
+    return bool(found.refused)

@@ -23,7 +23,7 @@ from ..pipeline import read_to_look
 from ..report.thumbs import Job, ThumbCache
 from ..report.view import review_reason, station_of
 from ..store import ResultStore
-from ..types import ANIMAL, FAILED, FILE_DATE, UNDEFINED, Decision, MediaItem, RawResult
+from ..types import ANIMAL, FAILED, FILE_DATE, UNDEFINED, Decision, HumanFields, HumanLabel, MediaItem, RawResult
 
 PAGE_SEQUENCES = 20  # sequences per page: what one screen shows without scrolling far
 MAX_PAGE_SEQUENCES = 200
@@ -190,7 +190,10 @@ class ReviewSession:
                 "machine": {"label": machine.predictionbase, "key": machine.predictionbase_key,
                             "score": round(float(machine.scorebase), 2)},
                 "human": None if d.human is None else {"key": d.human.key, "by": d.human.reviewer,
-                                                        "at": d.human.at.isoformat(timespec="seconds")},
+                                                        "at": d.human.at.isoformat(timespec="seconds"),
+                                                        "fields": {n: getattr(d.human.fields, n)
+                                                                   for n in d.human.fields.given()},
+                                                        "others": [self._human_json(o) for o in d.human.others]},
                 "failed": d.failure is not None or d.prediction_key == FAILED,
                 "date_source": raw.date_source if raw is not None else ""}
 
@@ -209,12 +212,57 @@ class ReviewSession:
         if unknown or not relpaths:
             raise ReviewError(f"not a file of this review: {unknown[0] if unknown else '(none given)'}")
         changed = self.store.set_human([(self.items[rel], key) for rel in relpaths], self.reviewer)
+        for rel in relpaths:  # another reviewer's label of the file, if any, shows again
+            self.human.pop(rel, None)
         self.human.update(self.store.human_labels([self.items[rel] for rel in relpaths]))
-        for rel in relpaths:
-            if key is None:
-                self.human.pop(rel, None)
         self._relabel(relpaths)
         return {"changed": changed, "summary": self.summary()}
+
+    def set_fields(self, relpaths: Sequence[str], values: Mapping[str, Any]) -> dict[str, Any]:
+        """Keep what the reviewer recorded besides the label for these files (a picture, or a sequence's):
+        `values` names the fields changed (count, sex, life_stage, behaviour, individual, comment; "" or None
+        forgets one). A file this reviewer has not labelled takes the label it shows (another reviewer's, or
+        DeepFaune's, as `Enter` accepts it); one that shows undefined or failed is refused: pick a label first."""
+        from ..human_fields import FieldValueError, merged
+
+        unknown = [rel for rel in relpaths if rel not in self.items]
+        if unknown or not relpaths:
+            raise ReviewError(f"not a file of this review: {unknown[0] if unknown else '(none given)'}")
+        mine = self.store.human_records([self.items[rel] for rel in relpaths])
+        entries = []
+        for rel in relpaths:
+            own = next((h for h in mine.get(rel, ()) if h.reviewer == self.reviewer), None)
+            shown = self.sequences[self.where[rel]].decisions
+            d = next(x for x in shown if x.relpath == rel)
+            key = own.key if own is not None else d.prediction_key
+            if own is None and (d.failure is not None or key not in set(label_choices(self.classes))):
+                raise ReviewError(f"{rel}: give it a label first (it shows {d.prediction or key!r})")
+            try:
+                entries.append((rel, key, merged(own.fields if own is not None else HumanFields(), values)))
+            except FieldValueError as err:
+                raise ReviewError(f"{rel}: {err}") from None
+        changed = 0
+        for rel, key, fields in entries:  # each file its own fields (a sequence's files may differ)
+            changed += self.store.set_human([(self.items[rel], key)], self.reviewer, fields)
+        self.human.update(self.store.human_labels([self.items[rel] for rel in relpaths]))
+        self._relabel(relpaths)
+        return {"changed": changed, "summary": self.summary()}
+
+    def conflicts(self) -> list[dict[str, Any]]:
+        """The files two or more reviewers labelled differently, each reviewer's label side by side (the first
+        decides the outputs: the latest), for the page to show; nothing is overwritten."""
+        out = []
+        for rel, h in sorted(self.human.items()):
+            if not h.others:
+                continue
+            out.append({"f": rel, "id": file_id(rel), "seq": self.sequences[self.where[rel]].seqnum,
+                        "labels": [self._human_json(x) for x in (h, *h.others)]})
+        return out
+
+    def _human_json(self, h: HumanLabel) -> dict[str, Any]:
+        return {"key": h.key, "label": label_text(self.classes, h.key, self.settings.lang), "by": h.reviewer,
+                "at": h.at.isoformat(timespec="seconds"),
+                "fields": {name: getattr(h.fields, name) for name in h.fields.given()}}
 
     def thumbnail(self, ident: str, large: bool = False) -> Path | None:
         """The file's thumbnail, or (`large`) the picture a person enlarges; made once, then from the cache."""

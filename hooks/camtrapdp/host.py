@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
-from deepfaune_plugin.api import (FolderLock, Host, HostOption, Manifest, MediaItem, Problem, RunResults, hookimpl,
+from deepfaune_plugin.api import (Decision, FolderLock, Host, HostOption, Manifest, MediaItem, Problem, RunResults,
+                                  fields_given, fields_note, hookimpl,
                                   recover, say)
 
 from . import create
-from deepfaune_plugin.hooks.camtrapdp.observations import MediaInfo, build_rows, classification_time
+from deepfaune_plugin.hooks.camtrapdp.observations import FIELD_COLUMNS, MediaInfo, build_rows, classification_time
 from deepfaune_plugin.hooks.camtrapdp.labels import human_labels
 from deepfaune_plugin.hooks.camtrapdp.fetch import FetchLimits, MediaCache, cache_name, fetch_all
 from deepfaune_plugin.hooks.camtrapdp.package import (DESCRIPTOR, Package, PackageError, RawTable, is_package, list_media, load_package,
@@ -230,6 +231,8 @@ class CamtrapDPHost(Host):
                 say(f"warning: {obs_path.name} has no observationTags column: the {len(reviewed)} label(s) given in "
                     "deepfaune review are left out (the machine observations are written)")
                 new = [row for row in new if row.get("classificationMethod") != "human"]
+        new = _fields_held(new, state.observations.header,
+                           [d for d in results.decisions if d.relpath in state.media])
         classified = {info.media_id for info in state.media.values()}
         change = enrich(package.descriptor_bytes, package.descriptor, state.observations, state.observations_bytes,
                         new, classified, state.deployment_ids, state.media_ids, str(obs_path.relative_to(root)))
@@ -276,6 +279,20 @@ def open_package(root: Path, options: Mapping[str, Any]) -> FolderLock:
         lock.release()
         raise
     return lock
+
+
+def _fields_held(rows: list[dict[str, str]], header: Sequence[str], decisions: Sequence[Decision]
+                 ) -> list[dict[str, str]]:
+    """The human rows without the people's fields the observations table has no column for, and the lines
+    saying which were written (count, sex, lifeStage, behavior, individualID, observationComments) and which not."""
+    held = {name: column for name, column in FIELD_COLUMNS.items() if column in header}
+    for line in fields_note("camtrapdp", fields_given(decisions), held,
+                            {name: f"the observations table has no {column} column"
+                             for name, column in FIELD_COLUMNS.items()}):
+        say(line)
+    dropped = {column for name, column in FIELD_COLUMNS.items() if name not in held}
+    return [{k: v for k, v in row.items() if k not in dropped} if row.get("classificationMethod") == "human" else row
+            for row in rows]
 
 
 @hookimpl

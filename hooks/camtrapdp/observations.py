@@ -37,6 +37,9 @@ ID_PREFIX = "deepfaune-"
 #: The observationTags tag of the rows holding a label given in `deepfaune review` (our human rows).
 REVIEW_TAG = "deepfaune:review"
 REVIEW_ID_PREFIX = f"{ID_PREFIX}review-"
+#: Where Camtrap DP holds what a person recorded besides the label (HumanFields), in the human row.
+FIELD_COLUMNS = {"count": "count", "sex": "sex", "life_stage": "lifeStage", "behaviour": "behavior",
+                 "individual": "individualID", "comment": "observationComments"}
 VERNACULAR_ORDER = ("eng", "fra", "deu", "ita", "spa", "por", "nor", "swe")
 _BOX_CATEGORY = {"animal": ANIMAL, "unknown": ANIMAL, "human": PERSON, "vehicle": VEHICLE}
 _NON_ANIMAL_TYPES = {"empty": "blank", "human": "human", "vehicle": "vehicle", UNDEFINED: "unknown",
@@ -189,6 +192,8 @@ def human_row(d: Decision, info: MediaInfo, eid: str) -> dict[str, str]:
     t = taxon_for_key(human.key)
     if t is not None:
         row["scientificName"] = t.scientific_name
+    for name in human.fields.given():
+        row[FIELD_COLUMNS[name]] = human.fields.text(name)
     return row
 
 

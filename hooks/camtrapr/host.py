@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Mapping
 
-from deepfaune_plugin.api import (FILE_DATE, Decision, Host, HostError, HostOption, Manifest, RunResults, hookimpl, say,
-                                  taxon_for_key)
+from deepfaune_plugin.api import (FILE_DATE, HUMAN_FIELDS, Decision, Host, HostError, HostOption, Manifest, RunResults,
+                                  fields_given, fields_note, hookimpl, say, taxon_for_key)
 
 from deepfaune_plugin.hooks.camtrapr.independence import COMPARED_TO, LAST_INDEPENDENT, assess
 from deepfaune_plugin.hooks.camtrapr.output import (
@@ -186,6 +186,7 @@ class CamtrapRHost(Host):
         independent = assess([to_record(i) for i in images], opts.min_delta_time, opts.compared_to,
                              opts.cameras_independent and state.has_camera)
         written = [write_csv(target, *record_rows(independent, state.has_camera, results.standin))]
+        _say_fields([i.decision for i in images], {id(ind.record.payload.decision) for ind in independent})
 
         if opts.camera_table:
             dated = [(items[d.relpath], d.date) for d in results.decisions if not d.failure and d.date is not None]
@@ -205,6 +206,18 @@ class CamtrapRHost(Host):
         if isinstance(item.host_key, TableKey):
             return Image(item, decision, species, item.host_key.directory, item.host_key.filename)
         return Image(item, decision, species, tree_directory(source, item.relpath), item.path.name)
+
+
+def _say_fields(decisions: list[Decision], recorded: set[int]) -> None:
+    """Which people's fields the record table holds, and those of files that are no record of their own (the
+    table keeps one record per independent event): said, never dropped without a word."""
+    held = {name: f"{name} column" for name in HUMAN_FIELDS}
+    for line in fields_note("camtrapR", fields_given(decisions), held):
+        say(line)
+    lost = [d.relpath for d in decisions if id(d) not in recorded and d.human is not None and d.human.fields.given()]
+    if lost:
+        say(f"camtrapR: {len(lost)} file(s) with people's fields are not records of their own (one record per "
+            f"independent event): their values are not in the record table, e.g. {lost[0]}")
 
 
 def tree_directory(source: Path, relpath: str) -> str:

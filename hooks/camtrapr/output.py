@@ -12,8 +12,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from deepfaune_plugin.api import (STANDIN_COLUMN, STANDIN_VALUE, Decision, HostError, MediaItem, atomic_output,
-                                  escape_formula, format_date)
+from deepfaune_plugin.api import (HUMAN_FIELDS, STANDIN_COLUMN, STANDIN_VALUE, Decision, HostError, MediaItem,
+                                  atomic_output, escape_formula, format_date)
 
 from deepfaune_plugin.hooks.camtrapr.independence import IndependentRecord, Record, r_collation_key
 
@@ -26,6 +26,8 @@ DEEPFAUNE_COLUMNS = ["score", "top1", "seqnum", "predictionbase", "scorebase", "
 CAMERA_TABLE_COLUMNS = ["Station", "Camera", "Setup_date", "Retrieval_date"]
 DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # how R writes a POSIXct, and camtrapR's recordDateTimeFormat
 NA = "NA"
+#: What a person recorded, as columns after DeepFaune's (a count they gave is in `count`).
+PEOPLE_COLUMNS = [name for name in HUMAN_FIELDS if name != "count"]
 
 #: prediction keys that are not animals, and the --include value that lets each through
 NON_ANIMAL_KEYS = ("undefined", "empty", "human", "vehicle")
@@ -74,11 +76,21 @@ def _num(value: float | int) -> str:
     return repr(float(value))
 
 
+def people_columns(records: Sequence[IndependentRecord]) -> list[str]:
+    """The columns of what people recorded (sex, life_stage, behaviour, individual, comment; a count replaces
+    `count`) that some record's file has a value for: none, and the table is as before."""
+    given = {name for ind in records if (h := ind.record.payload.decision.human) is not None
+             for name in h.fields.given()}
+    return [c for c in PEOPLE_COLUMNS if c in given]
+
+
 def record_rows(records: Sequence[IndependentRecord], has_camera: bool,
                 standin: bool = False) -> tuple[list[str], list[list[str]]]:
     """The record table; a stand-in run's (RunResults.standin) ends with a STANDIN_COLUMN saying so in every row
-    (only theirs: a real run's table keeps recordTable()'s columns and DeepFaune's)."""
-    header = [c for c in RECORD_COLUMNS if has_camera or c != "Camera"] + DEEPFAUNE_COLUMNS \
+    (only theirs: a real run's table keeps recordTable()'s columns and DeepFaune's). The people's columns
+    (`people_columns`) follow DeepFaune's, the record's own file's values."""
+    people = people_columns(records)
+    header = [c for c in RECORD_COLUMNS if has_camera or c != "Camera"] + DEEPFAUNE_COLUMNS + people \
         + ([STANDIN_COLUMN] if standin else [])
     rows = []
     for ind in records:
@@ -92,7 +104,8 @@ def record_rows(records: Sequence[IndependentRecord], has_camera: bool,
             _num(ind.delta_secs), _num(ind.delta_mins), _num(ind.delta_hours), _num(ind.delta_days),
             image.directory, image.filename, _num(ind.n_images),
             _num(d.score), d.top1, _num(d.seqnum), d.predictionbase, _num(d.scorebase), _num(d.count),
-        ] + ([STANDIN_VALUE] if standin else [])
+        ] + [d.human.fields.text(c) if d.human is not None else "" for c in people] \
+            + ([STANDIN_VALUE] if standin else [])
         rows.append(row)
     return header, rows
 

@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from deepfaune_plugin.api import (EXISTING_DETECTIONS, FolderLock, Host, HostOption, Manifest, MediaItem, Problem,
-                                  RunResults, UnsafePathError, atomic_output, hookimpl, iter_media, not_regular,
-                                  result_table, safe_relative, say, write_table)
+from deepfaune_plugin.api import (EXISTING_DETECTIONS, HUMAN_FIELDS, FolderLock, Host, HostOption, Manifest, MediaItem,
+                                  Problem, RunResults, UnsafePathError, atomic_output, fields_given, fields_note,
+                                  hookimpl, iter_media, not_regular, result_table, safe_relative, say, write_table)
 
 from deepfaune_plugin.hooks.timelapse.ddb import (DEFAULT_DDB, DataRow, FieldSpec, TimelapseError, find_ddb, find_template, read_ddb,
                             windows_to_posix)
@@ -33,7 +33,7 @@ from deepfaune_plugin.hooks.timelapse.existing import ExistingDetections, descri
 from deepfaune_plugin.hooks.timelapse.existing import notes as existing_notes
 from deepfaune_plugin.hooks.timelapse.existing import summary as existing_summary
 from deepfaune_plugin.hooks.timelapse.recognitions import (FLAG_FALSE, FLAG_TRUE, ImportReport, check_field, check_flag,
-                                                           default_flag, write_ddb)
+                                                           check_people_field, default_flag, write_ddb)
 from deepfaune_plugin.hooks.timelapse.fields import field_values
 from deepfaune_plugin.hooks.timelapse.labels import read_labels
 from deepfaune_plugin.hooks.timelapse.md_json import build_recognitions
@@ -44,6 +44,8 @@ DEFAULT_WAIT = 30.0
 TABLE_SUFFIXES = (".csv", ".xlsx")  # --output with these names: DeepFaune's result table, besides the JSON
 #: What Timelapse loads from an image set's folder tree (its FilesFolders: images and videos).
 TIMELAPSE_MEDIA = frozenset({".jpg", ".jpeg", ".asf", ".avi", ".mov", ".mp4"})
+#: The option naming the data field for each thing a person records besides the label (HUMAN_FIELDS).
+PEOPLE_OPTIONS = {name: f"{name.replace('_', '-')}-field" for name in HUMAN_FIELDS}
 
 
 @dataclass
@@ -59,6 +61,7 @@ class TimelapseState:
     notes: list[str] = field(default_factory=list)
     existing: ExistingDetections | None = None  # --use-existing-detections: the boxes read from the .ddb
     reviewed_spec: FieldSpec | None = None  # the Flag field set on the files a person labelled (deepfaune review)
+    people_specs: dict[str, FieldSpec] = field(default_factory=dict)  # count, sex... -> the field holding it
 
 
 def _opt(options: Mapping[str, Any], name: str, default=None):
@@ -86,6 +89,9 @@ class TimelapseHost(Host):
                                    "deepfaune evaluate and the review page's evaluation compare DeepFaune's labels "
                                    "with (labels in any language of the model, or scientific names)",
                    commands=("run", "review", "evaluate")),
+        *(HostOption(option, f"with --write-ddb: the data field that gets the {name.replace('_', ' ')} a person "
+                             "recorded in deepfaune review (or --import); only empty or template-default values "
+                             "are filled", commands=("run", "review")) for name, option in PEOPLE_OPTIONS.items()),
         HostOption("per-image", "label each box with its own image's answer instead of its sequence's",
                    flag=True, default=False),
         HostOption("ddb", "the .ddb file to use when the folder holds several"),
@@ -135,6 +141,7 @@ class TimelapseHost(Host):
             default_flag(contents.fields) if options.get("write_ddb") else None)
         if flag is not None and spec is not None and flag.data_label == spec.data_label:
             raise TimelapseError(f"--reviewed-field {flag.data_label} is also the --field: choose another Flag field")
+        people = _people_specs(contents.fields, options, [s for s in (spec, flag) if s is not None])
         existing = _existing(ddb, wait) if options.get("use_existing_detections") else None
         root = ddb.parent
         by_relpath: dict[str, list[DataRow]] = {}
@@ -161,7 +168,7 @@ class TimelapseHost(Host):
             items.append(MediaItem(path=path, relpath=relpath, group=folder, timestamp=rows[0].date_time,
                                    host_key=ids, known_boxes=existing.boxes_for(ids) if existing else None))
         state = TimelapseState(ddb=ddb, version=contents.version, rows=by_relpath, field_spec=spec, existing=existing,
-                               reviewed_spec=flag)
+                               reviewed_spec=flag, people_specs=people)
         labels: dict[str, str] = {}
         if options.get("labels_field"):  # people's labels: for evaluations, never written
             labels, notes = read_labels(ddb, str(options["labels_field"]), contents.fields, by_relpath, wait)
@@ -209,6 +216,11 @@ class TimelapseHost(Host):
                 report = self._write_ddb(state, manifest, results, as_read, options)
         state.recognitions = target
         written = [target] + ([write_table(result_table(results), table)] if table is not None else [])
+        held = {name: f"field {spec.data_label}" for name, spec in state.people_specs.items()} if report else {}
+        state.notes.extend(line.removeprefix("timelapse: ") for line in fields_note(
+            "timelapse", fields_given(results.decisions), held,
+            {name: f"name one with --{option}" + ("" if options.get("write_ddb") else " and --write-ddb")
+             for name, option in PEOPLE_OPTIONS.items()}))
         if report is None:  # the import in Timelapse is the user's next step
             state.notes.extend(_next_steps(manifest.root, target, opened=state.ddb is not None))
         else:
@@ -233,8 +245,11 @@ class TimelapseHost(Host):
         # the values DeepFaune wrote into the field last time: a re-run may refresh them
         previous = {rid: str(v) for rid, v in read_ledger(state.ddb, spec.data_label).items()} if spec else {}
         flag = _reviewed_flag(state, results)
+        people = [(pspec, _people_values(name, results), {rid: str(v) for rid, v in
+                                                          read_ledger(state.ddb, pspec.data_label).items()})
+                  for name, pspec in state.people_specs.items()]
         report = write_ddb(state.ddb, as_read, field_spec=spec, field_values=values,
-                           previous=previous, wait=_wait(options), flag=flag)
+                           previous=previous, wait=_wait(options), flag=flag, people=people)
         state.report = report
         if spec is not None:
             kept = {k: v for k, v in previous.items() if k not in report.field_kept_ids}
@@ -242,6 +257,10 @@ class TimelapseHost(Host):
         if flag is not None:
             kept = {k: v for k, v in flag[2].items() if k not in report.flag.field_kept_ids}
             write_ledger(state.ddb, flag[0].data_label, {**kept, **report.flag.field_values})
+        for pspec, _, earlier in people:
+            done = report.people[pspec.data_label]
+            kept = {k: v for k, v in earlier.items() if k not in done.field_kept_ids}
+            write_ledger(state.ddb, pspec.data_label, {**kept, **done.field_values})
         try:  # which rows DeepFaune's own detector wrote: --use-existing-detections must not take them
             record_written(state.ddb, ids_written(manifest.items, results.raw), results.settings.detector_mode,
                            timeout=_wait(options))
@@ -249,6 +268,33 @@ class TimelapseHost(Host):
             state.notes.append(f"could not note which recognitions DeepFaune wrote ({err}); a later "
                                "--use-existing-detections may take them for another detector's")
         return report
+
+
+def _people_specs(fields: Mapping[str, FieldSpec], options: Mapping[str, Any],
+                  taken: list[FieldSpec]) -> dict[str, FieldSpec]:
+    """count, sex... -> the data field named for it (--count-field...), checked; none twice, none the --field or
+    the --reviewed-field."""
+    out: dict[str, FieldSpec] = {}
+    used = {s.data_label: "--field or --reviewed-field" for s in taken}
+    for name, option in PEOPLE_OPTIONS.items():
+        chosen = options.get(option.replace("-", "_"))
+        if not chosen:
+            continue
+        if not options.get("write_ddb"):
+            raise TimelapseError(f"--{option} fills a data field of the .ddb: add --write-ddb")
+        spec = check_people_field(fields, option, str(chosen), name)
+        if spec.data_label in used:
+            raise TimelapseError(f"--{option} {spec.data_label} is also the {used[spec.data_label]}: choose another field")
+        used[spec.data_label] = f"--{option}"
+        out[name] = spec
+    return out
+
+
+def _people_values(name: str, results: RunResults) -> dict[str, str]:
+    """relpath -> what a person recorded as `name` (count, sex...); "" where nothing (a value DeepFaune wrote
+    there before, since withdrawn, goes back to the template's default)."""
+    return {d.relpath: d.human.fields.text(name) if d.human is not None else ""
+            for d in results.decisions if not d.failure}
 
 
 def _refuse_unwritable_reviews(spec: FieldSpec, no_choice: Mapping[str, str], results: RunResults) -> None:
@@ -367,6 +413,18 @@ def _notes(report: ImportReport, state: TimelapseState) -> list[str]:
         if report.field_kept:
             notes.append(f"field {state.field_spec.data_label}: {len(report.field_kept)} value(s) typed by a person kept, "
                          f"e.g. {report.field_kept[0][0]}: {report.field_kept[0][1]!r}")
+    for name, spec in state.people_specs.items():
+        done = report.people.get(spec.data_label)
+        if done is None:
+            continue
+        if done.field_rejected:
+            values = sorted({value for _, value in done.field_rejected})
+            notes.append(f"field {spec.data_label}: {len(done.field_rejected)} file(s) not given the "
+                         f"{name.replace('_', ' ')} a person recorded, which is not one of the field's choices "
+                         f"({', '.join(spec.choices)}): {', '.join(values)}")
+        if done.field_kept:
+            notes.append(f"field {spec.data_label}: {len(done.field_kept)} value(s) typed by a person in Timelapse "
+                         f"kept, e.g. {done.field_kept[0][0]}: {done.field_kept[0][1]!r}")
     if report.flag is not None and report.flag.field_values:
         marked = sum(v == FLAG_TRUE for v in report.flag.field_values.values())
         notes.append(f"flag {state.reviewed_spec.data_label}: {marked} row(s) marked as labelled in deepfaune review")

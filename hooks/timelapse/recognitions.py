@@ -365,6 +365,7 @@ class ImportReport:
     field_kept_ids: set[int] = field(default_factory=set)  # rows whose value a person changed
     backup: Path | None = None
     flag: "ImportReport | None" = None  # the reviewed flag field's own field_* counts (--reviewed-field)
+    people: dict[str, "ImportReport"] = field(default_factory=dict)  # people's fields (--count-field...), by DataLabel
 
 
 def _rows_by_file(conn: sqlite3.Connection) -> dict[tuple[str, str], list[int]]:
@@ -581,6 +582,26 @@ def check_flag(fields: Mapping[str, FieldSpec], name: str) -> FieldSpec:
     return spec
 
 
+#: The field types that can hold what a person recorded: a count also in a Counter or a whole-number field.
+PEOPLE_FIELD_TYPES = {"count": ("Counter", "IntegerPositive", "IntegerAny", *FIELD_TYPES)}
+
+
+def check_people_field(fields: Mapping[str, FieldSpec], option: str, name: str, kind: str) -> FieldSpec:
+    """The field `--<option> NAME` designates for a person's `kind` (count, sex...), or a TimelapseError."""
+    spec = fields.get(name)
+    types = PEOPLE_FIELD_TYPES.get(kind, FIELD_TYPES)
+    usable = [k for k, f in fields.items() if f.type in types]
+    if spec is None:
+        by_label = {k.casefold(): k for k in fields}
+        hint = f" (did you mean {by_label[name.casefold()]!r}?)" if name.casefold() in by_label else ""
+        raise TimelapseError(f"--{option} {name}: no such data field in the template{hint}; fields that can take "
+                             f"a {kind.replace('_', ' ')}: {', '.join(usable) or 'none'}")
+    if spec.type not in types:
+        raise TimelapseError(f"--{option} {name}: a {spec.type} field cannot hold a {kind.replace('_', ' ')}; "
+                             f"fields that can: {', '.join(usable) or 'none'}")
+    return spec
+
+
 def default_flag(fields: Mapping[str, FieldSpec]) -> FieldSpec | None:
     """The template's Flag field named "Reviewed" (DataLabel or Label, any case), if it has one."""
     for spec in fields.values():
@@ -656,11 +677,13 @@ def _fk_violations(conn: sqlite3.Connection) -> set[tuple]:
 def write_ddb(ddb: Path, recognizer: Mapping[str, Any], field_spec: FieldSpec | None = None,
               field_values: Mapping[str, str] | None = None, previous: Mapping[int, str] | None = None,
               wait: float = 30.0, keep_failed: bool = True,
-              flag: tuple[FieldSpec, Mapping[str, str], Mapping[int, str]] | None = None) -> ImportReport:
+              flag: tuple[FieldSpec, Mapping[str, str], Mapping[int, str]] | None = None,
+              people: Sequence[tuple[FieldSpec, Mapping[str, str], Mapping[int, str]]] = ()) -> ImportReport:
     """Back up `ddb` into Backups/, then import and fill the field in one transaction (all or nothing).
 
     `flag`: (a Flag field, relpath -> "true"/"false", what DeepFaune wrote there last time by row Id), written
-    like the field in the same transaction; its counts go to `report.flag`."""
+    like the field in the same transaction; its counts go to `report.flag`. `people`: the same for each field
+    holding what a person recorded (--count-field...), counts in `report.people` by DataLabel."""
     ddb = Path(ddb)
     conn = sqlite3.connect(ddb, timeout=wait, isolation_level=None)
     backup: Path | None = None
@@ -681,6 +704,9 @@ def write_ddb(ddb: Path, recognizer: Mapping[str, Any], field_spec: FieldSpec | 
             if flag is not None:
                 report.flag = ImportReport()
                 write_field(conn, flag[0], flag[1], flag[2], report.flag)
+            for spec, values, earlier in people:
+                report.people[spec.data_label] = ImportReport()
+                write_field(conn, spec, values, earlier, report.people[spec.data_label])
             new = _fk_violations(conn) - before
             if new:
                 raise TimelapseError(f"{ddb}: the update would break {len(new)} foreign key(s), e.g. {sorted(new)[0]}; "

@@ -242,3 +242,31 @@ def test_a_review_leaves_a_camtrap_dp_package_unlocked(tmp_path):
         assert ran.code == 0 and "being written by another DeepFaune run" not in ran.stderr
     finally:
         session.store.close()
+
+
+def test_fields_and_two_reviewers_side_by_side(season, tmp_path):
+    """Issue 33.1/33.4: a reviewer records a count and sex (taking the label the file shows), a second reviewer
+    labels it otherwise: both kept, the latest decides, `conflicts` lists both."""
+    ana = open_session(season, tmp_path, reviewer="Ana")
+    try:
+        shown = ana.sequences[ana.where["a/IMG_0001.JPG"]].decisions[0].prediction_key
+        ana.set_fields(["a/IMG_0001.JPG"], {"count": "2", "sex": "Female"})
+        with pytest.raises(ReviewError, match="give it a label first .it shows 'undefined'"):
+            ana.set_fields(["b/IMG_0001.JPG"], {"count": "1"})
+        with pytest.raises(ReviewError, match="sex 'x': one of female, male is expected"):
+            ana.set_fields(["a/IMG_0001.JPG"], {"sex": "x"})
+        mine = ana.store.human_labels([ana.items["a/IMG_0001.JPG"]])["a/IMG_0001.JPG"]
+        assert (mine.key, mine.fields.count, mine.fields.sex) == (shown, 2, "female")
+    finally:
+        ana.store.close()
+    bob = open_session(season, tmp_path, reviewer="Bob")
+    try:
+        bob.set_labels(["a/IMG_0001.JPG"], "wolf")
+        found = bob.conflicts()
+        assert [(c["f"], [(x["by"], x["key"]) for x in c["labels"]]) for c in found] == [
+            ("a/IMG_0001.JPG", [("Bob", "wolf"), ("Ana", shown)])]
+        assert found[0]["labels"][1]["fields"] == {"count": 2, "sex": "female"}
+        bob.set_labels(["a/IMG_0001.JPG"], None)  # Bob withdraws his own: Ana's shows again
+        assert bob.human["a/IMG_0001.JPG"].reviewer == "Ana" and bob.conflicts() == []
+    finally:
+        bob.store.close()
