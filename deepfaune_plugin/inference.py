@@ -131,6 +131,11 @@ class Inference:
     def close(self) -> None:
         if self.bar:
             self.bar.close()
+        edited = self.store.take_edited() if self.store is not None else []
+        if edited:  # run, review and evaluate all close here: said once, whichever found them
+            self.log(f"{len(edited)} file(s) were edited since the result store last read them (other bytes at the "
+                     f"same path), e.g. {edited[0]}: their results are looked up by their new content (computed "
+                     "again if it is new)")
         self.unload()
         if self.cluster is not None:
             from .distributed import disconnect

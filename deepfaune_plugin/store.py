@@ -3,7 +3,8 @@
 Keyed by the file's content (a BLAKE2b hash of all its bytes) and by the fingerprint of the models and settings
 that produced it; the path is only kept to show and order.  So a season moved, renamed, mounted elsewhere or
 reached through its TimelapseData.ddb / datapackage.json finds its results, and a file edited in place (e.g.
-`exiftool -P`, same size and mtime) is computed again.  A run killed at any moment resumes where it stopped; a
+`exiftool -P`, same size and mtime) is computed again.  What the hash of each file was, with the file's status when
+it was read, is remembered (known_files.py), so an unchanged file is not read again.  A run killed at any moment resumes where it stopped; a
 new threshold, language or host re-decides from here without running a model.  Failures are not stored: they
 are retried.
 
@@ -15,7 +16,6 @@ another program's database) is refused before anything is written to it.
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import os
 import sqlite3
@@ -28,6 +28,8 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from .errors import DeepfauneError
+from .known_files import FileIdentity, KnownFiles, forget_unused
+from .known_files import content_hash as content_hash  # its name here since it was written (RESULTS.md)
 from .types import (CONTAINER_DATE, EXIF_DATE, FILE_DATE, HUMAN_FIELDS, AnimalLogits, Detection, HumanFields,
                     HumanLabel, MediaItem, RawResult)
 
@@ -36,36 +38,6 @@ SCHEMA_VERSION = 2
 APPLICATION_ID = 0x44467273
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 LOOKUP_BATCH = 500  # keys per query: under SQLite's oldest limit of 999 variables
-_CHUNK = 1 << 20  # bytes read per step while hashing
-
-
-def content_hash(path: Path) -> str:
-    """BLAKE2b-128 of the size and every byte of the file.
-
-    Why all of it: an in-place edit (camera dates fixed by exiftool) keeps size and mtime and may touch only the
-    header, so nothing less than the whole content tells files apart.  The read is the one decoding needs anyway:
-    the decoder reads the same bytes again from the OS page cache, and BLAKE2b runs at about 1 GB/s on one core
-    (benchmarks/RESULTS.md gives the figure per image)."""
-    h = hashlib.blake2b(digest_size=16)
-    with open(path, "rb", buffering=0) as fh:
-        h.update(str(os.fstat(fh.fileno()).st_size).encode() + b"\0")
-        while chunk := fh.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-@dataclass(frozen=True)
-class FileIdentity:
-    """What makes two files the same for the store: their bytes (the path only orders the output)."""
-    content: str
-    size: int
-
-    @classmethod
-    def of(cls, item: MediaItem) -> "FileIdentity | None":
-        try:
-            return cls(content_hash(item.path), os.stat(item.path).st_size)
-        except OSError:
-            return None
 
 
 def _array(values: np.ndarray | None) -> str | None:
@@ -241,6 +213,7 @@ class ResultStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=not shared)
             self._create()
+            self.known = KnownFiles(self.db)
         except (OSError, sqlite3.OperationalError) as err:  # e.g. "unable to open database file"
             raise _not_writable(self.path, unwritable(self.path) or str(err)) from err
         self._seen: dict[str, FileIdentity] = {}  # path -> identity hashed by lookup, reused by save
@@ -275,18 +248,26 @@ class ResultStore:
 
     def _identity(self, item: MediaItem) -> FileIdentity | None:
         ident = self._seen.pop(str(item.path), None)
-        return ident if ident is not None else FileIdentity.of(item)
+        return ident if ident is not None else self.known.identity(item)
+
+    def _looked_up(self, item: MediaItem) -> FileIdentity | None:
+        """The identity found by the last lookup, else known now (a stat, and a read only if it changed)."""
+        return self._last.get(str(item.path)) or self.known.identity(item)
+
+    def take_edited(self) -> list[str]:
+        """Files found with other bytes than this store last read at their path (each said once)."""
+        return self.known.take_edited()
 
     def lookup(self, fingerprint: str, items: Sequence[MediaItem]) -> dict[str, RawResult]:
         """Stored results of the files whose content is known; the others must be computed.
 
-        Each file is hashed once here; `save` reuses that hash, so a computed file is read once for its
-        identity and once (from the page cache) by its decoder."""
+        Each file's identity is found once here (read only when the store has not seen it as it is now); `save`
+        reuses it, so a computed file is read once for its identity and once (from the page cache) by its
+        decoder."""
         found: dict[str, RawResult] = {}
         wanted: dict[str, list[MediaItem]] = {}
         self._last = {}
-        for item in items:
-            ident = FileIdentity.of(item)
+        for item, ident in zip(items, self.known.identities(items)):
             if ident is None:
                 continue  # unreadable now: computing it will say why
             self._seen[str(item.path)] = self._last[str(item.path)] = ident
@@ -341,7 +322,7 @@ class ResultStore:
             return found
         wanted: dict[tuple[str, int], list[MediaItem]] = {}
         for item in items:
-            ident = self._last.get(str(item.path)) or FileIdentity.of(item)
+            ident = self._looked_up(item)
             if ident is not None:
                 wanted.setdefault((ident.content, ident.size), []).append(item)
         keys_all = list(wanted)
@@ -374,7 +355,7 @@ class ResultStore:
         return self.db.execute("SELECT 1 FROM human LIMIT 1").fetchone() is not None
 
     def _ident(self, item: MediaItem) -> FileIdentity:
-        ident = self._last.get(str(item.path)) or FileIdentity.of(item)
+        ident = self._looked_up(item)
         if ident is None:
             raise ValueError(f"{item.relpath}: cannot be read, so its label cannot be kept")
         return ident
@@ -515,6 +496,7 @@ def clear_results(store: ResultStore) -> int:
     with store.db:
         store.db.execute("BEGIN")
         dropped = store.db.execute("DELETE FROM raw").rowcount
+        forget_unused(store.db)
     store.db.execute("VACUUM")
     return dropped
 
@@ -543,6 +525,7 @@ def prune(store: ResultStore, keep: Sequence[str] = (), older_than_days: float |
                     break
             if drop_before is not None:
                 store.db.execute("DELETE FROM raw WHERE stored_at <= ?", (drop_before,))
+        forget_unused(store.db)
     after = store.db.execute("SELECT count(*) FROM raw").fetchone()[0]
     store.db.execute("VACUUM")
     return before - after

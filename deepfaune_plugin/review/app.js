@@ -37,7 +37,8 @@
   function showSummary(s) {
     $("summary").textContent = `${s.source} (${s.host}, model ${s.model}, threshold ${s.threshold}): ` +
       `${s.queue} of ${s.sequences} sequences to review, ${s.reviewed} reviewed` +
-      (s.missing ? `; ${s.missing} files without stored results not shown` : "") + ` · reviewer ${s.reviewer}`;
+      (s.missing ? `; ${s.missing} files without stored results not shown` : "") + ` · reviewer ${s.reviewer}` +
+      Object.entries(s.by_reviewer || {}).map(([who, n]) => ` · ${who}: ${n} of ${s.queue} done`).join("");
   }
 
   async function load(page, keep) {

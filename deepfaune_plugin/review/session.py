@@ -46,7 +46,20 @@ class ReviewSequence:
 
     @property
     def reviewed(self) -> bool:
-        return all(d.human is not None for d in self.decisions if d.failure is None)
+        return self.progress()[0]
+
+    def progress(self) -> tuple[bool, str | None]:
+        """Whether every file has a person's label, and who finished the sequence (the reviewer of its latest
+        label; None while a file still waits for one): one pass, as the summary asks it of every sequence."""
+        last = None
+        for d in self.decisions:
+            if d.failure is not None:
+                continue
+            if d.human is None:
+                return False, None
+            if last is None or (d.human.at, d.human.reviewer) > (last.at, last.reviewer):
+                last = d.human
+        return True, None if last is None else last.reviewer
 
 
 @dataclass
@@ -86,8 +99,8 @@ class ReviewSession:
                                   "stored outputs only")
             _, blocks = read_to_look(host, source, dict(options), log)
             items = [item for block in blocks for item in block]
-            log(f"{source}: {len(items)} files; finding their results in {store.path} (each file is read once "
-                "to know its content)")
+            log(f"{source}: {len(items)} files; finding their results in {store.path} (a file is read only "
+                "when the store has not seen it as it is now)")
             found = inference.stored(items)
         finally:
             inference.close()
@@ -158,12 +171,22 @@ class ReviewSession:
     # -- what the page asks
 
     def summary(self) -> dict[str, Any]:
+        """What the page's head line says; `by_reviewer`: how many of the queue's sequences each person finished
+        (the one who gave a sequence's latest label), so a shared review shows who did what of `queue`."""
         queued = [self.sequences[i] for i in self.queue]
+        by_reviewer: dict[str, int] = {}
+        reviewed = 0
+        for seq in queued:
+            done, who = seq.progress()
+            reviewed += done
+            if who is not None:
+                by_reviewer[who] = by_reviewer.get(who, 0) + 1
         return {"source": str(self.source), "host": self.host.name, "model": self.classes.version,
                 "threshold": self.settings.threshold, "lang": self.settings.lang, "reviewer": self.reviewer,
                 "files": len(self.items), "sequences": len(self.sequences), "queue": len(queued),
-                "reviewed": sum(1 for s in queued if s.reviewed), "missing": len(self.missing),
-                "pages": max(1, -(-len(queued) // PAGE_SEQUENCES)), "page_size": PAGE_SEQUENCES}
+                "reviewed": reviewed, "missing": len(self.missing),
+                "pages": max(1, -(-len(queued) // PAGE_SEQUENCES)), "page_size": PAGE_SEQUENCES,
+                "by_reviewer": dict(sorted(by_reviewer.items()))}
 
     def page(self, number: int, size: int = PAGE_SEQUENCES) -> dict[str, Any]:
         size = max(1, min(int(size), MAX_PAGE_SEQUENCES))

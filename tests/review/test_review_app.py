@@ -270,3 +270,29 @@ def test_fields_and_two_reviewers_side_by_side(season, tmp_path):
         assert bob.human["a/IMG_0001.JPG"].reviewer == "Ana" and bob.conflicts() == []
     finally:
         bob.store.close()
+
+
+def test_progress_per_reviewer_counts_the_sequences_each_finished(season, tmp_path, monkeypatch):
+    """Issue 33 item 7: N of M sequences done, per reviewer; the one who gave a sequence's last label finished it."""
+    from deepfaune_plugin import known_files
+
+    ana = open_session(season, tmp_path, reviewer="Ana")
+    assert ana.summary()["by_reviewer"] == {} and ana.summary()["queue"] == 4
+    ana.set_labels(["b/IMG_0001.JPG"], "wolf")
+    ana.set_labels(["e/IMG_0001.JPG"], "fox")  # e has two images: not done yet
+    assert ana.summary()["by_reviewer"] == {"Ana": 1} and ana.summary()["reviewed"] == 1
+    ana.store.close()
+    ben = open_session(season, tmp_path, reviewer="Ben")  # a second person, later, on the same store
+    done = ben.set_labels(["e/IMG_0002.JPG"], "wolf")["summary"]
+    assert done["by_reviewer"] == {"Ana": 1, "Ben": 1} and done["reviewed"] == 2 and done["queue"] == 4
+    assert ben.set_labels(["e/IMG_0002.JPG"], None)["summary"]["by_reviewer"] == {"Ana": 1}
+    ben.store.close()
+    # and opening the review again reads no file (each was remembered when it was read; none changed since)
+    monkeypatch.setattr(known_files, "RACY_NS", 0)
+    open_session(season, tmp_path).store.close()
+    reads = []
+    real = known_files.hash_file
+    monkeypatch.setattr(known_files, "hash_file", lambda path: reads.append(path) or real(path))
+    again = open_session(season, tmp_path)
+    assert reads == [] and again.summary()["by_reviewer"] == {"Ana": 1}
+    again.store.close()
