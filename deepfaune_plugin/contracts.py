@@ -59,6 +59,9 @@ class RunSettings:
             what it gives; None: in this process.
         device: "auto", "cpu", "cuda", "directml", "coreml", "openvino" (`--device`); None:
             `$DEEPFAUNE_DEVICE`, else auto.
+        keep_features: Keep the classifier's features of each classified crop in the result store, to fit a
+            head on people's labels later (`--no-features` turns it off): about 2 KiB per crop. Never changes
+            an output, nor the store's key.
     """
 
     model_version: str = "1.4"
@@ -74,6 +77,7 @@ class RunSettings:
     backend: str = "deepfaune"
     scheduler: str | None = None  # a Dask scheduler address or "local:N": where inference runs, never what it gives
     device: str | None = None  # auto|cpu|cuda|directml|coreml|openvino; None: $DEEPFAUNE_DEVICE, else auto
+    keep_features: bool = True  # the classifier's features kept in the store (`--no-features`: not)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.threshold <= 1.0:  # 0: every animal labelled; NaN fails here too

@@ -269,6 +269,11 @@ class RawResult:
         frame_number: The video frame this result is for (a video's own result: its key frame's).
         frames: A video's sampled frames, each a `RawResult`; empty for an image.
         frame_rate: A video's frames per second, as its container states it; None for an image.
+        features: What the classifier's heads read for the selected box (DeepFaune: the class token after the
+            final norm, float32 [1024]), when the model gives them (its `features` output) and `logits` is set;
+            else None (a video: in its `frames`).  The run hands them to the result store (float16,
+            `store.read_features`, to fit new heads on people's labels) and then forgets them; never part of a
+            decision, and None in results read back from the store.
     """
 
     relpath: str
@@ -285,6 +290,7 @@ class RawResult:
     frame_number: int | None = None  # the video frame this result is for (a video's own result: its key frame)
     frames: list["RawResult"] = field(default_factory=list)  # a video's sampled frames; empty for an image
     frame_rate: float | None = None  # a video's frames per second, as its container states it
+    features: np.ndarray | None = None  # the classifier's features for the selected box (issue 34)
 
     @property
     def selected_detection(self) -> Detection | None:
