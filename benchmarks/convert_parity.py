@@ -45,7 +45,7 @@ def classifier_row(work: Path, backbone: str = DINOV2, classes: int = 38, size: 
     t_torch = time.monotonic() - t0
     reference, _ = build_reference(load_classifier_checkpoint(ckpt), load_bird_head(bird), pool)
     x = probe_crops(size)
-    ref_logits, ref_bird = reference.run(x)
+    ref_logits, ref_bird, _ = reference.run(x)
     row = {"architecture": label, "probes": f"{len(x)} crops"}
     for name, path, seconds in (("torch-free", free, t_free), ("torch export", torch_made, t_torch)):
         logits, bird_logits = OnnxClassifier(path, size=size)(x)

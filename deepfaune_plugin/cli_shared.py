@@ -100,6 +100,9 @@ def add_run_options(p: argparse.ArgumentParser, registry: Registry, command: str
                    help="result store (SQLite) that makes runs resumable and re-decisions instant "
                         "(default: one per user in the user cache, shared by all sources; see `deepfaune store`)")
     p.add_argument("--no-store", action="store_true", help="keep nothing between runs")
+    p.add_argument("--no-features", dest="keep_features", action="store_false",
+                   help="do not keep the classifier's features (about 2 KiB per classified image) in the result "
+                        "store; they let a head fitted on people's labels re-decide without running a model")
     p.add_argument("--no-report", dest="report", action="store_false",
                    help="do not write deepfaune-report.html (the run record deepfaune-run.json is always written)")
     p.add_argument("--blur-humans", action="store_true", help="blur people in the report's thumbnails")
@@ -151,6 +154,7 @@ def run_settings(args) -> tuple[RunSettings, dict]:
             models_dir=args.models_dir, threads=args.threads, fast=args.fast, backend=args.backend,
             scheduler=args.scheduler, device=args.device, every_animal=getattr(args, "every_animal", False),
             drop_repeats=args.drop_repeats, repeat_iou=args.repeat_iou, repeat_min_images=args.repeat_min_images,
+            keep_features=args.keep_features,
         )
         if not args.scheduler:  # a device asked by name and not here: refused before any file is read
             choose_device(requested_device(args.device))

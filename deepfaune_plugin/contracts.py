@@ -67,6 +67,9 @@ class RunSettings:
             least this (`--repeat-iou`, 0..1).
         repeat_min_images: With `drop_repeats`: a box is a repeat when at least this many images of its station
             (its own included) hold a box at its place (`--repeat-min-images`, >= 2).
+        keep_features: Keep the classifier's features of each classified crop in the result store, to fit a
+            head on people's labels later (`--no-features` turns it off): about 2 KiB per crop. Never changes
+            an output, nor the store's key.
     """
 
     model_version: str = "1.4"
@@ -88,6 +91,7 @@ class RunSettings:
     drop_repeats: bool = False  # recorded (run record, review page) only when on: off records what it always did
     repeat_iou: float = 0.85  # MegaDetector's repeat detection elimination starts at the same overlap
     repeat_min_images: int = 10
+    keep_features: bool = True  # the classifier's features kept in the store (`--no-features`: not)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.threshold <= 1.0:  # 0: every animal labelled; NaN fails here too

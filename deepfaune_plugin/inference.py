@@ -225,6 +225,8 @@ class _Sink:
         self.inference.computed += 1
         if self.inference.bar:
             self.inference.bar.update(failed=raw.failure is not None)
+        if not (self.inference.stores and self.inference.settings.keep_features):
+            drop_features(raw)  # nowhere to keep them: a season's would fill memory (4 KiB an image)
         if self.inference.stores:
             self.batch.append((item, raw))
             if len(self.batch) >= STORE_BATCH or time.monotonic() - self.last_flush > 5.0:
@@ -236,11 +238,13 @@ class _Sink:
             entries = by_fingerprint(self.inference.fingerprint, self.batch, lambda entry: entry[0])
             try:
                 for fingerprint, batch in entries.items():
-                    store.save(fingerprint, batch)
+                    store.save(fingerprint, batch, features=self.inference.settings.keep_features)
             except (OSError, sqlite3.Error) as err:  # e.g. the disk holding the store is full
                 raise RunError(f"result store {store.path}: cannot save results ({err}); what was stored before is "
                                "kept and the previous outputs are unchanged: free some space (or choose --store "
                                "elsewhere) and run the same command again") from err
+        for _, raw in self.batch:  # kept in the store now; the run's decisions never read them
+            drop_features(raw)
         self.batch, self.last_flush = [], time.monotonic()
 
 
@@ -257,6 +261,13 @@ def has_animals(raw: RawResult) -> bool:
         return False
     raw.animals = [AnimalLogits(i, raw.logits, raw.bird_logits) for i in animals]
     return True
+
+
+def drop_features(raw: RawResult) -> None:
+    """Forget a result's features (and its frames'): decisions never read them, the store has them."""
+    raw.features = None
+    for frame in raw.frames:
+        frame.features = None
 
 
 def item_fingerprint(fingerprint: str, item: MediaItem) -> str:

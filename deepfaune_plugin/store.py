@@ -8,6 +8,10 @@ it was read, is remembered (known_files.py), so an unchanged file is not read ag
 new threshold, language or host re-decides from here without running a model.  Failures are not stored: they
 are retried.
 
+Beside each result it keeps what the classifier's heads read for each classified crop (the `features` table:
+float16, about 2 KiB per crop for DeepFaune's ViT-L), so a head fitted later on people's labels can re-decide a
+season without running a model; `read_features` reads them back in bulk.
+
 It also keeps what people decided in `deepfaune review` (the `human` table): those labels are no cache, nothing
 can compute them again, so `store clear` keeps them unless asked by name (`--drop-labels`, after writing them to
 a CSV).  The file is marked as ours (PRAGMA application_id): any other file given as `--store` (a Timelapse .ddb,
@@ -37,6 +41,7 @@ SCHEMA_VERSION = 2
 #: PRAGMA application_id of a result store ("DFrs"): what tells our file from any other SQLite database.
 APPLICATION_ID = 0x44467273
 _SQLITE_MAGIC = b"SQLite format 3\x00"
+PAGE_SIZE = 16384  # of a new store (SQLite's default is 4096); a store made before keeps its own
 LOOKUP_BATCH = 500  # keys per query: under SQLite's oldest limit of 999 variables
 
 
@@ -96,6 +101,23 @@ def _from_dict(relpath: str, data: dict) -> RawResult:
     elif data.get("date"):
         raw.date, raw.date_source = datetime.fromisoformat(data["date"]), data["date_source"]
     return raw
+
+
+FLOAT16_MAX = float(np.finfo(np.float16).max)  # features beyond it (none seen) are clipped, never made inf
+
+
+def feature_rows(fingerprint: str, content: str, raw: RawResult) -> list[tuple]:
+    """(fingerprint, content, frame, box, dim, float16 bytes) of every classified crop of `raw`: an image's
+    selected box (frame -1), each sampled frame's of a video (repeated frames once)."""
+    rows: dict[tuple[int, int], tuple] = {}
+    for r in (raw.frames or [raw]):
+        if r.features is None or r.selected is None:
+            continue
+        frame = -1 if not raw.frames else int(r.frame_number if r.frame_number is not None else -1)
+        values = np.clip(np.asarray(r.features, dtype=np.float32).reshape(-1), -FLOAT16_MAX, FLOAT16_MAX)
+        rows[(frame, r.selected)] = (fingerprint, content, frame, int(r.selected), int(values.size),
+                                     values.astype("<f2").tobytes())
+    return list(rows.values())
 
 
 def encode(raw: RawResult) -> str:
@@ -226,6 +248,8 @@ class ResultStore:
             self.db.close()
             raise StoreError(f"result store {self.path}: of schema {row[0]}, expected {SCHEMA_VERSION}; "
                              "clear it (`deepfaune store clear --store FILE`) or use --store elsewhere")
+        if not has_meta:  # a new file: 16 KiB pages hold 7 features rows (2 KiB each) where 4 KiB pages hold one
+            self.db.execute(f"PRAGMA page_size={PAGE_SIZE}")  # (benchmarks/RESULTS.md, issue 34); before WAL
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(
@@ -235,6 +259,9 @@ class ResultStore:
                 fingerprint TEXT NOT NULL, content TEXT NOT NULL, relpath TEXT NOT NULL,
                 size INTEGER NOT NULL, stored_at REAL NOT NULL,
                 payload TEXT NOT NULL, PRIMARY KEY (fingerprint, content));
+            CREATE TABLE IF NOT EXISTS features (
+                fingerprint TEXT NOT NULL, content TEXT NOT NULL, frame INTEGER NOT NULL, box INTEGER NOT NULL,
+                dim INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (fingerprint, content, frame, box));
             """
         )
         self.db.executescript(HUMAN_TABLE.format(name="human", exists="IF NOT EXISTS "))
@@ -287,9 +314,10 @@ class ResultStore:
                     self._seen.pop(str(item.path), None)
         return found
 
-    def save(self, fingerprint: str, batch: Iterable[tuple[MediaItem, RawResult]]) -> int:
-        """Store a batch in one transaction (failures skipped); returns how many were stored."""
-        rows = []
+    def save(self, fingerprint: str, batch: Iterable[tuple[MediaItem, RawResult]], features: bool = True) -> int:
+        """Store a batch in one transaction (failures skipped); returns how many were stored.  With `features`,
+        the classifier's features of each classified crop too (those of a model that gives them)."""
+        rows, feats = [], []
         now = time.time()
         for item, raw in batch:
             if raw.failure is not None:
@@ -299,10 +327,16 @@ class ResultStore:
             if ident is None:
                 continue
             rows.append((fingerprint, ident.content, item.relpath, ident.size, now, encode(raw)))
+            if features:
+                feats.extend(feature_rows(fingerprint, ident.content, raw))
         if rows:
             with self.db:
                 self.db.execute("BEGIN")
                 self.db.executemany("INSERT OR REPLACE INTO raw VALUES (?, ?, ?, ?, ?, ?)", rows)
+                if feats:  # a recomputed entry's features are its new ones only
+                    self.db.executemany("DELETE FROM features WHERE fingerprint=? AND content=?",
+                                        sorted({r[:2] for r in feats}))
+                    self.db.executemany("INSERT OR REPLACE INTO features VALUES (?, ?, ?, ?, ?, ?)", feats)
         return len(rows)
 
 
@@ -421,6 +455,8 @@ class FingerprintUse:
     entries: int
     payload_bytes: int
     newest: float
+    feature_crops: int = 0  # classified crops with features kept
+    feature_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -454,12 +490,74 @@ def store_info(path: Path) -> StoreInfo:
                           "GROUP BY fingerprint ORDER BY count(*) DESC, fingerprint").fetchall()
         has_human = db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='human'").fetchone()
         labels = db.execute("SELECT count(*) FROM human").fetchone()[0] if has_human else 0
+        feats = {fp: (n, int(b or 0)) for fp, n, b in db.execute(
+            "SELECT fingerprint, count(*), sum(length(data)) FROM features GROUP BY fingerprint")} \
+            if _has_features(db) else {}
     except sqlite3.Error as err:
         raise StoreError(f"result store {path}: not a readable result store ({err})") from err
     finally:
         db.close()
-    uses = [FingerprintUse(fp, n, int(b or 0), float(t or 0)) for fp, n, b, t in rows]
+    uses = [FingerprintUse(fp, n, int(b or 0), float(t or 0), *feats.get(fp, (0, 0))) for fp, n, b, t in rows]
     return StoreInfo(path, size, sum(u.entries for u in uses), uses, labels)
+
+
+def _has_features(db: sqlite3.Connection) -> bool:
+    """Whether the store has the features table (a store last written before issue 34 has not)."""
+    return db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='features'").fetchone() is not None
+
+
+@dataclass(frozen=True)
+class StoredFeatures:
+    """The kept features of one models fingerprint, one row per classified crop, ordered by (content, frame, box).
+
+    `content` is the store's key of the file (`content_hash`; the people's labels of `deepfaune review` are keyed by
+    it too), `frame` the video frame (-1 for an image), `box` the index of the classified box in that result's
+    detections, `values` the features as float16 [rows, dim] (cast to float32 before fitting)."""
+
+    fingerprint: str
+    content: tuple[str, ...]
+    frame: np.ndarray  # int32 [rows]
+    box: np.ndarray  # int32 [rows]
+    values: np.ndarray  # float16 [rows, dim]
+
+    def __len__(self) -> int:
+        return len(self.content)
+
+
+def read_features(path: Path, fingerprint: str, contents: Iterable[str] | None = None) -> StoredFeatures:
+    """The features kept under `fingerprint` (the backend's `BackendDescription.fingerprint`, or one from `store
+    info`; for detector mode "existing", each file's `inference.item_fingerprint`, as its results), of every file or
+    of the files whose `content` keys are given; opened read-only (nothing is created).
+
+    A store of before issue 34, or models without the `features` output, gives none (0 rows).  Refuses (StoreError)
+    a fingerprint whose rows disagree on their width: one fingerprint is one model."""
+    db = _read_only(path)
+    try:
+        rows: list[tuple] = []
+        if _has_features(db):
+            query = "SELECT content, frame, box, dim, data FROM features WHERE fingerprint=?"
+            if contents is None:
+                rows = db.execute(query, (fingerprint,)).fetchall()
+            else:
+                keys = sorted(set(contents))
+                for start in range(0, len(keys), LOOKUP_BATCH):
+                    chunk = keys[start:start + LOOKUP_BATCH]
+                    rows += db.execute(f"{query} AND content IN ({','.join('?' * len(chunk))})",
+                                       (fingerprint, *chunk)).fetchall()
+    except sqlite3.Error as err:
+        raise StoreError(f"result store {path}: cannot read its features ({err})") from err
+    finally:
+        db.close()
+    rows.sort(key=lambda r: (r[0], r[1], r[2]))
+    dims = {r[3] for r in rows}
+    if len(dims) > 1 or any(len(r[4]) != 2 * r[3] for r in rows):
+        raise StoreError(f"result store {path}: the features of models {fingerprint[:16]} are damaged (widths "
+                         f"{sorted(dims)}, or a row of the wrong length); `deepfaune store prune` or `clear` drops "
+                         "them with their results")
+    dim = dims.pop() if dims else 0
+    values = np.frombuffer(b"".join(r[4] for r in rows), dtype="<f2").reshape(len(rows), dim).astype(np.float16)
+    return StoredFeatures(fingerprint, tuple(r[0] for r in rows), np.array([r[1] for r in rows], np.int32),
+                          np.array([r[2] for r in rows], np.int32), values)
 
 
 LABEL_COLUMNS = ("relpath", "label", "reviewer", "at", "content", "size", *HUMAN_FIELDS)
@@ -496,6 +594,7 @@ def clear_results(store: ResultStore) -> int:
     with store.db:
         store.db.execute("BEGIN")
         dropped = store.db.execute("DELETE FROM raw").rowcount
+        store.db.execute("DELETE FROM features")
         forget_unused(store.db)
     store.db.execute("VACUUM")
     return dropped
@@ -517,14 +616,17 @@ def prune(store: ResultStore, keep: Sequence[str] = (), older_than_days: float |
         if max_bytes is not None:
             total = 0
             drop_before = None
-            for stored_at, length in store.db.execute(
-                    "SELECT stored_at, length(payload) FROM raw ORDER BY stored_at DESC"):
+            for stored_at, length in store.db.execute(  # an entry's size: its payload and its features
+                    "SELECT stored_at, length(payload) + coalesce((SELECT sum(length(data)) FROM features f WHERE "
+                    "f.fingerprint=raw.fingerprint AND f.content=raw.content), 0) FROM raw ORDER BY stored_at DESC"):
                 total += length
                 if total > max_bytes:
                     drop_before = stored_at
                     break
             if drop_before is not None:
                 store.db.execute("DELETE FROM raw WHERE stored_at <= ?", (drop_before,))
+        store.db.execute("DELETE FROM features WHERE NOT EXISTS (SELECT 1 FROM raw WHERE "
+                         "raw.fingerprint=features.fingerprint AND raw.content=features.content)")
         forget_unused(store.db)
     after = store.db.execute("SELECT count(*) FROM raw").fetchone()[0]
     store.db.execute("VACUUM")

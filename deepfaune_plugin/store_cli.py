@@ -86,7 +86,9 @@ def _info(path: Path) -> int:
               "`store clear` keeps them unless --drop-labels")
     for use in info.fingerprints:
         newest = datetime.fromtimestamp(use.newest).strftime("%Y-%m-%d %H:%M") if use.newest else "?"
-        print(f"  models {use.fingerprint[:16]}  {use.entries} entries, {_human(use.payload_bytes)}, newest {newest}")
+        kept = (f"; features of {use.feature_crops} crops, {_human(use.feature_bytes)}" if use.feature_crops else "")
+        print(f"  models {use.fingerprint[:16]}  {use.entries} entries, {_human(use.payload_bytes)}, newest {newest}"
+              + kept)
     return 0
 
 

@@ -292,6 +292,11 @@ class RawResult:
         animals: With `RunSettings.every_animal` only: one `AnimalLogits` per animal box, in `detections`
             order (the selected box's are `logits` again, computed once); None: not computed (a default run,
             a video); []: computed, no animal box.
+        features: What the classifier's heads read for the selected box (DeepFaune: the class token after the
+            final norm, float32 [1024]), when the model gives them (its `features` output) and `logits` is set;
+            else None (a video: in its `frames`).  The run hands them to the result store (float16,
+            `store.read_features`, to fit new heads on people's labels) and then forgets them; never part of a
+            decision, and None in results read back from the store.
     """
 
     relpath: str
@@ -311,6 +316,7 @@ class RawResult:
     #: `--every-animal`: one entry per animal box, in `detections` order (the selected box's are `logits` again,
     #: computed once).  None: not computed (a default run, a video); [] : computed, no animal box.
     animals: list[AnimalLogits] | None = None
+    features: np.ndarray | None = None  # the classifier's features for the selected box (issue 34)
 
     @property
     def selected_detection(self) -> Detection | None:

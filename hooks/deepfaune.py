@@ -156,9 +156,10 @@ class DeepFaunePredictor:
     def _classify(self, raw: RawResult, image: np.ndarray, box) -> None:
         """Logits of DeepFaune's square crop around `box` (pixels x1, y1, x2, y2)."""
         crop = resize_pillow(crop_rgb(image, square_box(box, raw.width, raw.height)), self.crop_size)
-        logits, bird = self.classifier(normalise(crop[None]))
-        raw.logits = logits[0]
-        raw.bird_logits = None if bird is None else bird[0]
+        out = self.classifier.classify(normalise(crop[None]))
+        raw.logits = out.logits[0]
+        raw.bird_logits = None if out.bird_logits is None else out.bird_logits[0]
+        raw.features = None if out.features is None else out.features[0]
 
     def _classify_animals(self, raw: RawResult, image: np.ndarray) -> list[AnimalLogits]:
         """--every-animal: every animal box cropped as DeepFaune crops its best one, the crops classified in

@@ -12,6 +12,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from ..engine.onnx_models import FEATURES  # the contract's name of the classifier's class-token output
+
 OPSET = 17
 IR_VERSION = 8  # the lowest IR that carries opset 17: loadable by older onnxruntime releases
 _CHECK_LIMIT = 256 << 20
@@ -100,6 +102,13 @@ def save(model: onnx.ModelProto, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(model.SerializeToString())
     return path
+
+def features_output(g: Graph, token: str, width: int) -> onnx.ValueInfoProto:
+    """Expose `token` [B, width] as the output `features`; made after the heads, so their nodes, names and
+    bytes are those of a graph without it (and the logits the same, bit for bit)."""
+    g.op("Identity", token, outputs=[FEATURES])
+    return helper.make_tensor_value_info(FEATURES, TensorProto.FLOAT, ["batch", int(width)])
+
 
 def detector_io() -> tuple[list, list]:
     """The detector contract's signature: images [batch, 3, H, W] -> output0 [batch, 7, anchors]."""

@@ -18,7 +18,7 @@ from onnx import TensorProto, helper
 
 from .cards import ModelCard, load_card
 from .convert.vit import rope_tables, rotate
-from .graph import Graph, detector_io, save
+from .graph import Graph, detector_io, features_output, save
 from .installed import InstalledModels
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406])
@@ -79,8 +79,10 @@ def _head(rng: np.random.Generator, feats: np.ndarray, n_out: int, target_top: f
     return weight, bias
 
 
-def build_small_classifier(card: ModelCard, seed: int = 0) -> onnx.ModelProto:
-    """Conv 3->16 (k=s=8) -> Relu -> GAP -> Gemm logits (+ Gemm bird_logits); deterministic from seed."""
+def build_small_classifier(card: ModelCard, seed: int = 0, features: bool = True) -> onnx.ModelProto:
+    """Conv 3->16 (k=s=8) -> Relu -> GAP -> Gemm logits (+ Gemm bird_logits), the 16 pooled values as
+    `features` (what the heads read, as the class token is for the real ViT); deterministic from seed.
+    `features=False`: the graph of before issue 34 (tests compare the logits)."""
     rng = np.random.default_rng(seed)
     size, n = card.classifier.crop_size, card.classifier.num_classes
     w1 = rng.standard_normal((_FEATURES, 3, _PATCH, _PATCH)) / math.sqrt(3 * _PATCH * _PATCH)
@@ -99,6 +101,8 @@ def build_small_classifier(card: ModelCard, seed: int = 0) -> onnx.ModelProto:
         g.op("Gemm", f, g.const(wb, stem="w"), g.const(bb, stem="b"), transB=1, outputs=["bird_logits"])
         nb = card.bird_head.classes
         outputs.append(helper.make_tensor_value_info("bird_logits", TensorProto.FLOAT, ["batch", nb]))
+    if features:
+        outputs.append(features_output(g, f, _FEATURES))
     inputs = [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, size, size])]
     return g.model(inputs, outputs, "DeepFaune stand-in classifier (small, random weights)",
                    _metadata(card, "classifier", seed, full_size=False))
@@ -186,8 +190,9 @@ def _randn(rng: np.random.Generator, *shape: int, std: float = 0.02) -> np.ndarr
     return rng.standard_normal(shape, dtype=np.float32) * np.float32(std)
 
 
-def build_full_classifier(card: ModelCard, seed: int = 0) -> onnx.ModelProto:
-    """The card's ViT-L with random N(0, 0.02) weights, class-token head and bird head (BatchNorm folded)."""
+def build_full_classifier(card: ModelCard, seed: int = 0, features: bool = True) -> onnx.ModelProto:
+    """The card's ViT-L with random N(0, 0.02) weights, class-token head and bird head (BatchNorm folded), and the
+    class token as `features` (left out with `features=False`)."""
     a = card.classifier.architecture
     rng = np.random.default_rng(seed)
     size, d, n = card.classifier.crop_size, a.embed_dim, card.classifier.num_classes
@@ -240,6 +245,8 @@ def build_full_classifier(card: ModelCard, seed: int = 0) -> onnx.ModelProto:
         g.op("Add", g.op("MatMul", h, g.const(_randn(rng, hid, nb), stem="w")), g.const(np.zeros(nb, np.float32)),
              outputs=["bird_logits"])
         outputs.append(helper.make_tensor_value_info("bird_logits", TensorProto.FLOAT, ["batch", nb]))
+    if features:
+        outputs.append(features_output(g, cls, d))
     inputs = [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, size, size])]
     return g.model(inputs, outputs, f"DeepFaune stand-in classifier (full-size {card.classifier.backbone})",
                    _metadata(card, "classifier", seed, full_size=True))

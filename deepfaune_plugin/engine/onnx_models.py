@@ -4,12 +4,14 @@ Contract (the same for exported weights, stand-ins and anyone's own models):
 - detector: input ``images`` float32 [1,3,H,W] (H, W dynamic multiples of 32, RGB/255); output
   ``output0`` float32 [1, 4+3, A]: cx, cy, w, h in input pixels, then animal/person/vehicle scores.
 - classifier: input ``input`` float32 [B,3,S,S] (ImageNet-normalised); output ``logits`` [B,N] and,
-  with a bird head, ``bird_logits`` [B,8].
+  with a bird head, ``bird_logits`` [B,8]; and ``features`` [B,D], the class token the heads read (issue 34;
+  optional: a model installed before it has none, and then no features are kept).
 """
 from __future__ import annotations
 
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -24,6 +26,7 @@ from .providers import CPU, DeviceChoice, check_started, provider_options
 
 DETECTOR_ROWS = 4 + 3
 BIRD_CLASSES = 8
+FEATURES = "features"  # the classifier's optional output: the class token after the final norm
 
 
 class ModelContractError(BackendError):
@@ -133,8 +136,17 @@ class OnnxDetector:
         return postprocess(output, lb, self.conf, source=self.source)
 
 
+@dataclass(frozen=True)
+class ClassifierOutputs:
+    """Everything the classifier gives for a batch; `features` is None for a model without that output."""
+
+    logits: np.ndarray  # [B, N]
+    bird_logits: np.ndarray | None  # [B, 8]
+    features: np.ndarray | None  # [B, D] float32
+
+
 class OnnxClassifier:
-    """The species classifier: normalised crops in, raw logits (and bird-head logits) out."""
+    """The species classifier: normalised crops in, raw logits (and bird-head logits, and features) out."""
 
     def __init__(self, path: str | os.PathLike, threads: int | None = None, size: int | None = None,
                  low_memory: bool = False, device: DeviceChoice | None = None):
@@ -168,12 +180,26 @@ class OnnxClassifier:
                                                     f"has shape {bird.shape}")
         self.has_bird_head: bool = bird is not None
         self._outputs = ["logits", "bird_logits"] if self.has_bird_head else ["logits"]
+        #: Whether the model gives `features` (models installed before issue 34 do not: install them again).
+        self.has_features: bool = _by_name(outputs, FEATURES) is not None
+        if self.has_features:
+            _require(self.path, outputs, FEATURES, "output", 2)
 
     def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """float32 [B,3,S,S] -> (logits [B,N], bird_logits [B,8] or None)."""
+        """float32 [B,3,S,S] -> (logits [B,N], bird_logits [B,8] or None): `classify` without the features."""
+        out = self.classify(batch)
+        return out.logits, out.bird_logits
+
+    def classify(self, batch: np.ndarray) -> ClassifierOutputs:
+        """float32 [B,3,S,S] -> logits, bird logits and features (None where the model lacks them), one pass."""
+        names = self._outputs + ([FEATURES] if self.has_features else [])
+        results = self.session.run(names, {"input": self._checked(batch)})
+        return ClassifierOutputs(results[0], results[1] if self.has_bird_head else None,
+                                 results[-1] if self.has_features else None)
+
+    def _checked(self, batch: np.ndarray) -> np.ndarray:
         batch = np.asarray(batch)
         expected = (3, self.size, self.size)
         if batch.ndim != 4 or batch.shape[1:] != expected or batch.dtype != np.float32:
             raise ValueError(f"expected float32 [B,3,{self.size},{self.size}], got {batch.dtype} {batch.shape}")
-        results = self.session.run(self._outputs, {"input": batch})
-        return results[0], (results[1] if self.has_bird_head else None)
+        return batch

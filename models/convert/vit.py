@@ -23,7 +23,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from ..graph import Graph
+from ..graph import Graph, features_output
 from .read import ConversionError
 
 HEAD_DIM = 64
@@ -179,8 +179,10 @@ def fold_bird_head(bird: Mapping[str, np.ndarray], width: int, where: str) -> tu
 
 
 def build_classifier(state: Mapping[str, Any], bird: Mapping[str, Any] | None, crop_size: int,
-                     where: str = "classifier", metadata: Mapping[str, str] | None = None) -> onnx.ModelProto:
-    """The ONNX classifier (input [batch, 3, crop, crop] -> logits [, bird_logits]) from timm-keyed arrays."""
+                     where: str = "classifier", metadata: Mapping[str, str] | None = None,
+                     features: bool = True) -> onnx.ModelProto:
+    """The ONNX classifier (input [batch, 3, crop, crop] -> logits [, bird_logits], features) from timm-keyed
+    arrays. `features=False` leaves out the class token output (the graph of before issue 34: tests compare)."""
     shape = vit_shape(state, where)
     if crop_size % shape.patch:
         raise ConversionError(f"{where}: a {crop_size} px crop is not a whole number of {shape.patch} px patches")
@@ -245,6 +247,8 @@ def build_classifier(state: Mapping[str, Any], bird: Mapping[str, Any] | None, c
         hidden = g.gelu(g.linear(cls, w1, b1))
         g.op("Add", g.op("MatMul", hidden, g.const(w2, stem="w")), g.const(b2), outputs=["bird_logits"])
         outputs.append(helper.make_tensor_value_info("bird_logits", TensorProto.FLOAT, ["batch", int(w2.shape[1])]))
+    if features:
+        outputs.append(features_output(g, cls, d))
     inputs = [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, crop_size, crop_size])]
     where_from = (f"rotary positions on the {grid}x{grid} grid" if shape.rope else
                   f"position table {shape.table_grid}x{shape.table_grid} resampled to {grid}x{grid}")

@@ -3,7 +3,7 @@
 The reference is the model as DeepFaune builds it: `timm.create_model(backbone, pretrained=False,
 num_classes=N, dynamic_img_size=True)` (+ `global_pool="token"` for DINOv3), weights from the
 checkpoint's `base_model.` keys; logits = forward_head(forward_features(x)); the bird head reads the
-class token of forward_features (after the final norm).
+class token of forward_features (after the final norm), which the graph also gives as `features` (issue 34).
 
 DINOv2 (<= 1.4) stores a 37x37 position table and, with dynamic_img_size, resamples it to the
 13x13 grid of a 182 px crop at every call (bicubic, antialiased). The exported graph is built
@@ -22,7 +22,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from deepfaune_plugin.atomic import atomic_output
-from deepfaune_plugin.engine.onnx_models import OnnxClassifier
+from deepfaune_plugin.engine.onnx_models import FEATURES, OnnxClassifier
 
 from .checkpoint import CheckpointError, ClassifierCheckpoint, load_bird_head, load_classifier_checkpoint
 from .deps import require
@@ -69,25 +69,30 @@ class BirdHead(nn.Module):
 
 
 class DeepfauneClassifier(nn.Module):
-    """A timm ViT and an optional bird head: (logits, bird_logits) from one forward pass."""
+    """A timm ViT and an optional bird head: (logits[, bird_logits], features) from one forward pass, in the
+    order of `output_names`; features = the class token after the final norm, what both heads read."""
 
     def __init__(self, vit, bird: BirdHead | None):
         super().__init__()
         self.vit, self.bird = vit.eval(), bird
 
+    @property
+    def output_names(self) -> list[str]:
+        return ["logits", "bird_logits", FEATURES] if self.bird is not None else ["logits", FEATURES]
+
     def forward(self, x):
         feats = self.vit.forward_features(x)
         logits = self.vit.forward_head(feats)
+        token = feats[:, 0]
         if self.bird is None:
-            return logits
-        return logits, self.bird(feats[:, 0])
+            return logits, token
+        return logits, self.bird(token), token
 
     @torch.no_grad()
-    def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        out = self(torch.from_numpy(np.ascontiguousarray(batch)))
-        if isinstance(out, tuple):
-            return out[0].numpy(), out[1].numpy()
-        return out.numpy(), None
+    def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        """(logits, bird_logits or None, features) of a float32 batch."""
+        out = [t.numpy() for t in self(torch.from_numpy(np.ascontiguousarray(batch)))]
+        return out[0], (out[1] if self.bird is not None else None), out[-1]
 
 
 def _create(backbone: str, num_classes: int, global_pool: str | None, kwargs: Mapping[str, Any]):
@@ -174,7 +179,7 @@ class ClassifierExport:
 
 
 def export_onnx(model: DeepfauneClassifier, path: Path, crop_size: int, opset: int = OPSET) -> None:
-    names = ["logits", "bird_logits"] if model.bird is not None else ["logits"]
+    names = model.output_names
     example = torch.zeros(1, 3, crop_size, crop_size)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
@@ -219,14 +224,16 @@ def export_classifier(checkpoint: Path | str, out: Path | str, *, bird_head: Pat
                      f"DeepFaune ignores it and so do we")
 
     x = probes if probes is not None else probe_crops(crop_size)
-    ref_logits, ref_bird = reference.run(x)
-    baked_logits, _ = static.run(x)
+    ref_logits, ref_bird, ref_features = reference.run(x)
+    baked_logits, _, _ = static.run(x)
     with atomic_output(out) as tmp:
         export_onnx(static, tmp, crop_size, opset)
         session = OnnxClassifier(tmp, size=crop_size)
-        got_logits, got_bird = session(x)
+        got = session.classify(x)
+        got_logits, got_bird = got.logits, got.bird_logits
         one_logits, _ = session(x[:1])  # the batch axis is dynamic
-        parity = classifier_parity(ref_logits, got_logits, ref_bird, got_bird, baked_logits)
+        parity = classifier_parity(ref_logits, got_logits, ref_bird, got_bird, baked_logits,
+                                   ref_features, got.features)
         parity.max_abs_logit = max(parity.max_abs_logit, float(np.max(np.abs(one_logits - ref_logits[:1]))))
         del session
         if not parity.ok:

@@ -319,10 +319,12 @@ class _TorchFree:
             del ckpt
             out.write_bytes(model.SerializeToString())
             del model
-            logits, bird_logits = OnnxClassifier(out, size=c.crop_size)(crops)  # the contract, and finite answers
+            got = OnnxClassifier(out, size=c.crop_size).classify(crops)  # the contract, and finite answers
+            logits, bird_logits = got.logits, got.bird_logits
         meta: dict[str, Any] = {"converter": "torchfree", "backbone": c.backbone, "num_classes": c.num_classes,
                                 "crop_size": c.crop_size, "position_table": note,
-                                "bird_classes": None if bird_logits is None else int(bird_logits.shape[1])}
+                                "bird_classes": None if bird_logits is None else int(bird_logits.shape[1]),
+                                "features": None if got.features is None else int(got.features.shape[1])}
         if self.reference:
             from .classifier import build_reference
             from .checkpoint import load_bird_head, load_classifier_checkpoint
@@ -331,8 +333,8 @@ class _TorchFree:
             ref, _ = build_reference(load_classifier_checkpoint(files["classifier"]),
                                      load_bird_head(files["bird_head"]) if "bird_head" in files else None,
                                      c.global_pool, self.backbone_kwargs)
-            ref_logits, ref_bird = ref.run(crops)
-            parity = classifier_parity(ref_logits, logits, ref_bird, bird_logits)
+            ref_logits, ref_bird, ref_features = ref.run(crops)
+            parity = classifier_parity(ref_logits, logits, ref_bird, bird_logits, None, ref_features, got.features)
             _log_classifier_parity(parity, time.monotonic() - start, log, "timm (torch is installed)")
             if not parity.ok:
                 raise ParityError(f"the torch-free {c.backbone} graph does not match timm: {parity.as_dict()}")

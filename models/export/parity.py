@@ -45,10 +45,12 @@ class ClassifierParity:
     max_abs_logit_baked: float  # PyTorch with the baked (static) position table vs DeepFaune's dynamic model
     top1_agree: float
     tolerance: float = LOGIT_TOLERANCE
+    max_abs_feature: float | None = None  # the class token output (issue 34); None: not compared
 
     @property
     def ok(self) -> bool:
-        worst = max(self.max_abs_logit, self.max_abs_bird_logit or 0.0, self.max_abs_logit_baked)
+        worst = max(self.max_abs_logit, self.max_abs_bird_logit or 0.0, self.max_abs_logit_baked,
+                    self.max_abs_feature or 0.0)
         return worst <= self.tolerance
 
     def as_dict(self) -> dict:
@@ -56,15 +58,21 @@ class ClassifierParity:
 
 
 def classifier_parity(ref_logits: np.ndarray, got_logits: np.ndarray, ref_bird: np.ndarray | None,
-                      got_bird: np.ndarray | None, baked_logits: np.ndarray | None = None) -> ClassifierParity:
+                      got_bird: np.ndarray | None, baked_logits: np.ndarray | None = None,
+                      ref_features: np.ndarray | None = None,
+                      got_features: np.ndarray | None = None) -> ClassifierParity:
+    """The figures; features are compared when both sides give them (the graph's `features` output)."""
     if (ref_bird is None) != (got_bird is None):
         raise ParityError("one model has bird logits and the other has not")
+    if ref_features is not None and got_features is None:
+        raise ParityError("the exported model has no 'features' output (the class token)")
     return ClassifierParity(
         probes=int(len(ref_logits)),
         max_abs_logit=max_abs(ref_logits, got_logits),
         max_abs_bird_logit=None if ref_bird is None else max_abs(ref_bird, got_bird),
         max_abs_logit_baked=0.0 if baked_logits is None else max_abs(ref_logits, baked_logits),
         top1_agree=float(np.mean(np.argmax(ref_logits, 1) == np.argmax(got_logits, 1))) if len(ref_logits) else 1.0,
+        max_abs_feature=None if ref_features is None else max_abs(ref_features, got_features),
     )
 
 

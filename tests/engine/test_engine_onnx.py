@@ -37,8 +37,9 @@ def detector_graph(anchors: np.ndarray, out_name="output0", in_name="images", hw
         initializer=[planted, zero])
 
 
-def classifier_graph(size=8, n=5, bird=True, logits_name="logits"):
-    """logits = mean over pixels of each channel @ W; bird_logits likewise with an 8-column matrix."""
+def classifier_graph(size=8, n=5, bird=True, logits_name="logits", features=False, features_rank=2):
+    """logits = mean over pixels of each channel @ W; bird_logits likewise with an 8-column matrix; `features`
+    (issue 34): the 3 pooled values the heads read."""
     rng = np.random.default_rng(0)
     inits = [numpy_helper.from_array(rng.normal(size=(3, n)).astype(np.float32), "w"),
              numpy_helper.from_array(rng.normal(size=(3, 8)).astype(np.float32), "wb")]
@@ -48,6 +49,9 @@ def classifier_graph(size=8, n=5, bird=True, logits_name="logits"):
     if bird:
         nodes.append(helper.make_node("MatMul", ["pooled", "wb"], ["bird_logits"]))
         outputs.append(helper.make_tensor_value_info("bird_logits", TensorProto.FLOAT, ["B", 8]))
+    if features:
+        nodes.append(helper.make_node("Identity", ["pooled"], ["features"]))
+        outputs.append(helper.make_tensor_value_info("features", TensorProto.FLOAT, ["B", 3][:features_rank]))
     graph = helper.make_graph(nodes, "classifier",
                               [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["B", 3, size, size])],
                               outputs, initializer=inits)
@@ -130,6 +134,39 @@ def test_classifier_without_bird_head_and_dynamic_size(tmp_path):
     assert (clf.size, clf.num_classes, clf.has_bird_head) == (6, 4, False)
     logits, bird = clf(np.ones((3, 3, 6, 6), np.float32))
     assert logits.shape == (3, 4) and bird is None
+
+
+def test_issue34_classify_gives_the_features_when_the_model_has_them(tmp_path):
+    graph, w, wb = classifier_graph(size=8, n=5, bird=True, features=True)
+    clf = OnnxClassifier(save(graph, tmp_path / "clf.onnx"), threads=1)
+    assert clf.has_features
+    batch = np.random.default_rng(2).normal(size=(2, 3, 8, 8)).astype(np.float32)
+    out = clf.classify(batch)
+    pooled = batch.mean(axis=(2, 3))
+    np.testing.assert_allclose(out.features, pooled, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out.logits, pooled @ w, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out.bird_logits, pooled @ wb, rtol=1e-5, atol=1e-6)
+    logits, bird = clf(batch)  # the two-output call is unchanged
+    assert np.array_equal(logits, out.logits) and np.array_equal(bird, out.bird_logits)
+
+
+def test_issue34_a_model_without_features_still_classifies(tmp_path):
+    """A classifier installed before issue 34 (no `features` output): same answers, features None."""
+    graph, w, _ = classifier_graph(size=8, n=5, bird=False)
+    clf = OnnxClassifier(save(graph, tmp_path / "old.onnx"), threads=1)
+    out = clf.classify(np.ones((2, 3, 8, 8), np.float32))
+    assert not clf.has_features and out.features is None and out.bird_logits is None
+    np.testing.assert_allclose(out.logits, np.ones((2, 3)) @ w, rtol=1e-5)
+
+
+def test_issue34_features_of_the_wrong_rank_are_refused_by_name(tmp_path):
+    graph, _, _ = classifier_graph(size=8, n=5, bird=False, features=True, features_rank=1)
+    nodes = list(graph.node)
+    nodes[-1] = helper.make_node("ReduceMean", ["pooled"], ["features"], axes=[1], keepdims=0)
+    graph = helper.make_graph(nodes, "classifier", list(graph.input), list(graph.output), list(graph.initializer))
+    path = save(graph, tmp_path / "bad.onnx")
+    with pytest.raises(ModelContractError, match=r"bad\.onnx: output 'features' must have rank 2"):
+        OnnxClassifier(path)
 
 
 def test_classifier_contract_checks(tmp_path):

@@ -44,7 +44,13 @@ def tiny_state(rng: np.random.Generator, width: int = 128, depth: int = 1, patch
 
 
 def numpy_forward(state: dict, x: np.ndarray, heads: int) -> np.ndarray:
-    """The ViT written out in float64 NumPy, with no resampling (the crop's grid is the table's)."""
+    """The ViT written out in float64 NumPy, with no resampling (the crop's grid is the table's): the logits."""
+    token = numpy_class_token(state, x, heads)
+    return token @ state["head.weight"].astype(np.float64).T + state["head.bias"].astype(np.float64)
+
+
+def numpy_class_token(state: dict, x: np.ndarray, heads: int) -> np.ndarray:
+    """The class token after the final norm [B, D], in float64: what the heads read."""
     s = {k: v.astype(np.float64) for k, v in state.items()}
     w = s["patch_embed.proj.weight"]
     d, _, p, _ = w.shape
@@ -73,17 +79,46 @@ def numpy_forward(state: dict, x: np.ndarray, heads: int) -> np.ndarray:
         t = t + o * s[k + "ls1.gamma"]
         h = gelu(ln(t, k + "norm2") @ s[k + "mlp.fc1.weight"].T + s[k + "mlp.fc1.bias"])
         t = t + (h @ s[k + "mlp.fc2.weight"].T + s[k + "mlp.fc2.bias"]) * s[k + "ls2.gamma"]
-    return ln(t, "norm")[:, 0] @ s["head.weight"].T + s["head.bias"]
+    return ln(t, "norm")[:, 0]
 
 
 def test_the_graph_computes_the_vit_written_out_in_numpy():
     rng = np.random.default_rng(3)
     state = tiny_state(rng)
     x = rng.standard_normal((2, 3, 70, 70)).astype(np.float32)
-    (logits,) = run(build_classifier(state, None, 70), x)
+    logits, features = run(build_classifier(state, None, 70), x)
     expected = numpy_forward(state, x, heads=2)
     assert logits.shape == (2, 4)
     assert np.abs(logits - expected).max() <= 1e-4 and np.abs(expected).max() > 0.5
+    token = numpy_class_token(state, x, heads=2)  # issue 34: the class token after the final norm
+    assert features.shape == (2, 128) and features.dtype == np.float32
+    assert np.abs(features - token).max() <= 1e-4 and np.abs(token).max() > 1.0
+
+
+def test_issue34_features_output_leaves_the_logits_bit_for_bit():
+    """The same checkpoint with and without the `features` output: the logits and bird logits are identical to
+    the last bit (the output is an Identity made after the heads), and the graph's other nodes are unchanged."""
+    rng = np.random.default_rng(8)
+    state = tiny_state(rng, depth=2)
+    width = 128
+    bird = {"bird_model.0.weight": rng.standard_normal((32, width)).astype(np.float32) * 0.1,
+            "bird_model.0.bias": rng.standard_normal(32).astype(np.float32) * 0.1,
+            "bird_model.1.weight": 1 + rng.standard_normal(32).astype(np.float32) * 0.1,
+            "bird_model.1.bias": rng.standard_normal(32).astype(np.float32) * 0.1,
+            "bird_model.1.running_mean": rng.standard_normal(32).astype(np.float32) * 0.1,
+            "bird_model.1.running_var": rng.uniform(0.5, 2, 32).astype(np.float32),
+            "bird_model.4.weight": rng.standard_normal((8, 32)).astype(np.float32) * 0.3,
+            "bird_model.4.bias": rng.standard_normal(8).astype(np.float32) * 0.1}
+    old = build_classifier(state, bird, 70, features=False)
+    new = build_classifier(state, bird, 70)
+    assert [o.name for o in old.graph.output] == ["logits", "bird_logits"]
+    assert [o.name for o in new.graph.output] == ["logits", "bird_logits", "features"]
+    assert list(new.graph.node)[:-1] == list(old.graph.node) and new.graph.node[-1].op_type == "Identity"
+    x = rng.standard_normal((3, 3, 70, 70)).astype(np.float32)
+    old_logits, old_bird = run(old, x)
+    new_logits, new_bird, features = run(new, x)
+    assert np.array_equal(new_logits, old_logits) and np.array_equal(new_bird, old_bird)
+    assert features.shape == (3, width) and np.abs(old_logits).max() > 0.5
 
 
 def test_shapes_come_from_the_arrays_and_broken_state_dicts_are_named():
@@ -163,6 +198,12 @@ def test_torch_free_graph_matches_timm_and_the_torch_export(official):
     assert np.abs(logits - ref_logits).max() <= 1e-4 and np.abs(bird_logits - ref_bird).max() <= 1e-4
     assert np.abs(logits - t_logits).max() <= 1e-4 and np.abs(bird_logits - t_bird).max() <= 1e-4
     assert np.abs(ref_logits).max() > 1.0 and np.abs(ref_logits[1:] - ref_logits[0]).max() > 0.05
+    # issue 34: both converters give the class token as `features`, and it is timm's
+    _, _, ref_features = timm_reference(ckpt, bird, SHALLOW, features=True)(x)
+    free_features = OnnxClassifier(free, size=182).classify(x).features
+    torch_features = OnnxClassifier(torch_made, size=182).classify(x).features
+    assert free_features.shape == torch_features.shape == (6, SHALLOW["embed_dim"])
+    assert np.abs(free_features - ref_features).max() <= 1e-4 and np.abs(torch_features - ref_features).max() <= 1e-4
 
 
 def test_position_table_resampled_as_timm_does(official):

@@ -28,8 +28,10 @@ SHALLOW = {"depth": 1, "embed_dim": 192, "num_heads": 3}  # ViT-L's layout, narr
 WIDTH = SHALLOW["embed_dim"]
 
 
-def timm_reference(checkpoint: Path, bird: Path | None, backbone_kwargs: dict, **create) -> callable:
-    """DeepFaune's forward pass, written out with timm: logits and bird logits of a float32 batch."""
+def timm_reference(checkpoint: Path, bird: Path | None, backbone_kwargs: dict, features: bool = False,
+                   **create) -> callable:
+    """DeepFaune's forward pass, written out with timm: logits and bird logits of a float32 batch (and, with
+    `features`, the class token after the final norm: what the bird head reads)."""
     data = torch.load(str(checkpoint), map_location="cpu", weights_only=False)
     vit = timm.create_model(data["args"]["backbone"], pretrained=False, num_classes=data["args"]["num_classes"],
                             dynamic_img_size=True, **create, **backbone_kwargs).eval()
@@ -46,7 +48,8 @@ def timm_reference(checkpoint: Path, bird: Path | None, backbone_kwargs: dict, *
     def run(x: np.ndarray):
         feats = vit.forward_features(torch.from_numpy(x))
         logits = vit.forward_head(feats).numpy()
-        return logits, (None if head is None else head(feats[:, 0]).numpy())
+        bird_logits = None if head is None else head(feats[:, 0]).numpy()
+        return (logits, bird_logits, feats[:, 0].numpy()) if features else (logits, bird_logits)
 
     return run
 
@@ -69,7 +72,8 @@ def test_dinov2_export_follows_the_contract(dinov2_export):
     model = onnx.load(str(dinov2_export.path), load_external_data=False)
     shape = lambda v: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]  # noqa: E731
     assert [(i.name, shape(i)) for i in model.graph.input] == [("input", ["batch", 3, 182, 182])]
-    assert [(o.name, shape(o)) for o in model.graph.output] == [("logits", ["batch", 38]), ("bird_logits", ["batch", 8])]
+    assert [(o.name, shape(o)) for o in model.graph.output] == [("logits", ["batch", 38]), ("bird_logits", ["batch", 8]),
+                                                                ("features", ["batch", WIDTH])]
     assert dinov2_export.position_table == "37x37 resampled to 13x13 (bicubic, antialias) and baked in"
     assert (dinov2_export.crop_size, dinov2_export.global_pool, dinov2_export.bird_classes) == (182, None, 8)
 
@@ -77,14 +81,17 @@ def test_dinov2_export_follows_the_contract(dinov2_export):
 def test_dinov2_export_computes_what_timm_computes(dinov2_files, dinov2_export):
     _, ckpt, bird = dinov2_files
     x = probe_crops(182, count=5, seed=7)  # not the exporter's own probes
-    ref_logits, ref_bird = timm_reference(ckpt, bird, SHALLOW)(x)
+    ref_logits, ref_bird, ref_features = timm_reference(ckpt, bird, SHALLOW, features=True)(x)
     logits, bird_logits = OnnxClassifier(dinov2_export.path)(x)
     assert np.abs(logits - ref_logits).max() <= 1e-4
     assert np.abs(bird_logits - ref_bird).max() <= 1e-4
+    features = OnnxClassifier(dinov2_export.path).classify(x).features  # issue 34: the class token
+    assert features.shape == (5, WIDTH) and np.abs(features - ref_features).max() <= 1e-4
     assert np.abs(ref_logits).max() > 1.0  # logits of a real spread, not all ~0
     assert np.abs(ref_logits[1:] - ref_logits[0]).max() > 0.05  # and they depend on the crop
     p = dinov2_export.parity
     assert p.ok and p.max_abs_logit <= 1e-4 and p.max_abs_bird_logit <= 1e-4 and p.max_abs_logit_baked == 0.0
+    assert p.max_abs_feature is not None and p.max_abs_feature <= 1e-4
 
 
 def test_baking_is_needed(dinov2_files, dinov2_export):

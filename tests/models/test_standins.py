@@ -72,11 +72,48 @@ def test_classifier_contract(models, version, size, n, bird):
     (inp,) = sess.get_inputs()
     assert (inp.name, inp.type, inp.shape) == ("input", "tensor(float)", ["batch", 3, size, size])
     names = [o.name for o in sess.get_outputs()]
-    assert names == (["logits", "bird_logits"] if bird else ["logits"])
+    assert names == (["logits", "bird_logits", "features"] if bird else ["logits", "features"])
     x = np.random.default_rng(1).normal(0, 1, (3, 3, size, size)).astype(np.float32)
     outs = sess.run(None, {"input": x})
-    assert [o.shape for o in outs] == ([(3, n), (3, 8)] if bird else [(3, n)])
+    assert [o.shape for o in outs] == ([(3, n), (3, 8), (3, 16)] if bird else [(3, n), (3, 16)])
     assert all(o.dtype == np.float32 for o in outs)
+
+
+def _narrow(card, **arch):
+    """The card with a narrower ViT (the full-size builder's code, at a test's cost)."""
+    from dataclasses import replace
+
+    a = replace(card.classifier.architecture, **arch)
+    return replace(card, classifier=replace(card.classifier, architecture=a))
+
+
+@pytest.mark.parametrize("version", ["1.3", "1.4", "1.5"])
+def test_issue34_features_leave_the_standin_logits_bit_for_bit(version):
+    """Small and (narrowed) full-size stand-ins with and without `features`: same logits to the last bit, and
+    the features are what the heads read (the small one's logits are its 16 pooled values through a Gemm)."""
+    from deepfaune_plugin.models.cards import load_card
+    from deepfaune_plugin.models.standins import build_full_classifier, build_small_classifier
+
+    card = load_card(version)
+    size = card.classifier.crop_size
+    x = np.random.default_rng(2).normal(0, 1, (3, 3, size, size)).astype(np.float32)
+    narrow = _narrow(card, embed_dim=128, heads=2, depth=2, mlp_dim=256)
+    for build, c, width in ((build_small_classifier, card, 16), (build_full_classifier, narrow, 128)):
+        old = _run(build(c, seed=3, features=False), x)
+        new = _run(build(c, seed=3), x)
+        assert len(new) == len(old) + 1 and new[-1].shape == (3, width)
+        for a, b in zip(old, new):
+            assert np.array_equal(a, b)
+        assert np.abs(new[0]).max() > 0.1 and np.abs(new[-1][1:] - new[-1][0]).max() > 1e-3
+    small = build_small_classifier(card, seed=3)
+    logits, *_, features = _run(small, x)
+    gemm = next(n for n in small.graph.node if n.output[0] == "logits")
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in small.graph.initializer}
+    assert np.allclose(features @ inits[gemm.input[1]].T + inits[gemm.input[2]], logits, atol=1e-5)
+
+
+def _run(model: onnx.ModelProto, x: np.ndarray) -> list[np.ndarray]:
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"input": x})
 
 
 @pytest.mark.parametrize("mode", ["DF", "MDS"])
@@ -116,7 +153,7 @@ def test_classifier_confidence_spreads_on_ordinary_images(models):
         field = cv2.resize(rng.uniform(0, 1, (5, 5, 3)).astype(np.float32), (182, 182), interpolation=cv2.INTER_CUBIC)
         field = np.clip(field + rng.normal(0, 0.05, field.shape), 0, 1)
         images.append(((field - [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225]).transpose(2, 0, 1))
-    logits, _ = _session(InstalledModels(models).file_for("1.4", "classifier")).run(
+    logits, *_ = _session(InstalledModels(models).file_for("1.4", "classifier")).run(
         None, {"input": np.asarray(images, np.float32)})
     p = np.exp(logits - logits.max(axis=1, keepdims=True))
     top = (p / p.sum(axis=1, keepdims=True)).max(axis=1)
@@ -166,8 +203,9 @@ def test_full_size_standins(tmp_path):
     cls_path = installed.file_for("1.4", "classifier")
     assert cls_path.name == "standin-full-deepfaune-vit_large_patch14_dinov2.lvd142m.v4.onnx"
     assert cls_path.stat().st_size > 1_200_000_000  # ~304 M float32 parameters
-    logits, bird = _session(cls_path).run(None, {"input": np.zeros((2, 3, 182, 182), np.float32)})
+    logits, bird, features = _session(cls_path).run(None, {"input": np.zeros((2, 3, 182, 182), np.float32)})
     assert logits.shape == (2, 38) and bird.shape == (2, 8) and np.isfinite(logits).all()
+    assert features.shape == (2, 1024)
     det = _session(installed.file_for("1.4", "detector", "DF"))
     x, *_ = _letterbox(_photo_with((0, 0, 255)))
     (out,) = det.run(None, {"images": x})

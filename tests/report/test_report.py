@@ -241,7 +241,8 @@ def test_run_record_of_a_fake_run(summary, tmp_path: Path):
     assert rec["host"] == "folder" and rec["source"] == str(summary.manifest.root.resolve())
     assert rec["settings"] == {"model_version": "1.4", "detector_mode": "DFbsMDS", "threshold": 0.8, "maxlag": 10.0,
                                "lang": "fr", "exclude": [], "bird": False, "models_dir": None, "threads": None,
-                               "fast": False, "backend": "fake", "scheduler": None, "device": None}
+                               "fast": False, "backend": "fake", "scheduler": None, "device": None,
+                               "keep_features": True}
     assert rec["models"]["standin"] is True and rec["models"]["version"] == "1.4"
     numbers = csv_numbers(summary.written[0])
     assert rec["counts"]["files"] == numbers["files"] and rec["counts"]["sequences"] == numbers["sequences"]
