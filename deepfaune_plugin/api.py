@@ -223,6 +223,11 @@ class Host:
         """The source was read but will not be written (`deepfaune evaluate`, `deepfaune review`): give back
         what `read` holds for its write, e.g. a lock on the user's data. Default: nothing is held."""
 
+    def labels_unwritten(self, options: Mapping[str, Any]) -> str | None:
+        """Why a write with `options` would put none of people's labels (`deepfaune review`) where the person's
+        tool shows them, saying which option to add; None when it would (the default). Write back refuses then."""
+        return None
+
 
 class _PlainBackend(Backend):
     """A backend registered as a plain object rather than a `Backend` subclass (still accepted in 0.x): the
