@@ -81,6 +81,8 @@ def run_options(source: Path, output: Path | None,
             raise ValueError(f"over {MAX_RECORD} bytes")
         record = json.loads(path.read_text(encoding="utf-8"))
         command = record.get("command") if isinstance(record, dict) else None
+        if command is None:
+            return None, {}  # a run made through the Python API: no command line to take options from
         if not (isinstance(command, list) and 2 < len(command) <= 1000 and all(isinstance(c, str) for c in command)
                 and command[1] in ("run", "review")):
             raise ValueError("no `deepfaune run` command in it")

@@ -186,13 +186,31 @@ def test_review_export_and_evaluate_take_the_runs_options_from_its_record(season
     assert backend.opened == 1
 
 
-def test_a_timelapse_export_that_would_write_no_label_says_what_to_add(tmp_path):
-    """30.8: Timelapse without --write-ddb: the 25 labels went nowhere, silently."""
-    from deepfaune_plugin.hooks.timelapse.host import TimelapseHost
+def test_a_timelapse_export_takes_the_runs_write_ddb_and_field_or_says_what_to_add(tmp_path):
+    """30.8: `review --export` on Timelapse without repeating the run's `--write-ddb --field Species` wrote none
+    of the labels given, said nothing, and switched the language from en to fr."""
+    from test_review_writeback import field_by_file, label, timelapse_registry, timelapse_set
+    from timelapse_build import Control
 
-    host = TimelapseHost()
-    assert "add --write-ddb (and --field NAME" in host.labels_unwritten({"output": None})
-    assert host.labels_unwritten({"write_ddb": True, "output": None}) is None
+    root = tmp_path / "set"
+    ddb = timelapse_set(root, None, [Control("Species", "FixedChoice", choices=("fox", "red deer", "empty"))])
+    store, registry = tmp_path / "store.sqlite", timelapse_registry()
+    ran = run_cli(["run", root, "--backend", "fake", "--store", store, "--lang", "en", "--write-ddb", "--field",
+                   "Species", "-q", "--no-report"], registry)
+    assert ran.code == 0, ran.stderr
+    label(store, root, {"cam1/fox_2.jpg": "red deer"})
+    ran = run_cli(["review", root, "--export", "--store", store], registry)
+    assert ran.code == 0, ran.stderr
+    assert "write_ddb=True" in ran.stderr and "field=Species" in ran.stderr and "lang=en" in ran.stderr
+    assert field_by_file(ddb, "Species")["fox_2.jpg"] == "red deer"
+
+    plain = tmp_path / "plain"  # a run that never wrote the .ddb: its export would write none of the labels
+    timelapse_set(plain, None, [Control("Species", "FixedChoice", choices=("fox", "red deer", "empty"))])
+    assert run_cli(["run", plain, "--backend", "fake", "--store", store, "-q", "--no-report"], registry).code == 0
+    label(store, plain, {"cam1/fox_2.jpg": "red deer"})
+    ran = run_cli(["review", plain, "--export", "--store", store], registry)
+    assert ran.code == 1 and (f"write back to {plain}: Timelapse shows a label only once it is in the .ddb: add "
+                              "--write-ddb (and --field NAME to put the labels into a data field)") in ran.stderr
 
 
 def test_people_are_blurred_in_the_review_when_asked(season, tmp_path):
@@ -266,3 +284,17 @@ def test_the_report_of_a_write_back_evaluates_the_labels_it_writes(season, tmp_p
     assert evaluation["labelled"] == 2
     assert (sweep[("image", 0.8)]["covered"], sweep[("image", 0.8)]["correct"]) == (1, 1)
     assert (sweep[("image", 0.7)]["covered"], sweep[("image", 0.7)]["correct"]) == (2, 1)
+
+
+def test_the_browser_gets_the_link_from_a_file_only_its_user_can_read():
+    """30.3: a browser started with the link on its command line shows it to every local user (`ps`)."""
+    import stat
+
+    from deepfaune_plugin.review.cli import _launcher
+
+    url = "http://127.0.0.1:5000/?c=abc"
+    path = _launcher(url)
+    try:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600 and url in path.read_text(encoding="utf-8")
+    finally:
+        path.unlink()
