@@ -25,7 +25,7 @@ from deepfaune_plugin.testing import run_cli
 from deepfaune_plugin.types import PERSON, Detection
 from reviewkit import make_season, table
 from test_review_app import TOKEN, Client, open_session
-from test_review_browser import Review
+from test_review_browser import CHROMIUM, Review
 
 
 @pytest.fixture
@@ -298,3 +298,34 @@ def test_the_browser_gets_the_link_from_a_file_only_its_user_can_read():
         assert stat.S_IMODE(path.stat().st_mode) == 0o600 and url in path.read_text(encoding="utf-8")
     finally:
         path.unlink()
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (apt-get install chromium)")
+def test_the_page_shows_the_stand_in_banner_and_why_a_write_back_or_a_label_failed(serve, season, tmp_path):
+    """30.9, 30.18, 30.13 in the browser: the banner is shown, the write back's own message (not a bare 500),
+    and a label refused once the store is gone."""
+    from cdp import Browser
+
+    message = "/data/x.ddb: the database stayed locked for 30 s (database is locked); is Timelapse saving to it?"
+
+    def export():
+        raise DeepfauneError(message)
+
+    client, server, session = serve(export)
+    session.standin = True
+    browser = Browser(CHROMIUM, tmp_path / "profile")
+    try:
+        browser.send("Page.navigate", url=server.url)
+        browser.wait_for("document.body.dataset.loaded === '1'")
+        assert browser.evaluate("document.getElementById('standin').hidden") is False
+        assert "every label and score is meaningless" in browser.evaluate(
+            "document.getElementById('standin').textContent")
+        browser.key("W")
+        browser.wait_for("document.getElementById('status').className === 'error'")
+        assert browser.evaluate("document.getElementById('status').textContent") == f"write back failed: {message}"
+        os.remove(season[2])  # `deepfaune store clear` while the page is open
+        browser.key("e")
+        browser.wait_for("document.getElementById('status').textContent.includes('was removed or replaced')")
+        assert browser.evaluate("document.getElementById('status').className") == "error"
+    finally:
+        browser.close()
