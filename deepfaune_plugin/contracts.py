@@ -391,6 +391,11 @@ class Host:
 
         Not called by `deepfaune run`, which ends with `write` (or the writer's `close`/`abort`)."""
 
+    def labels_unwritten(self, options: Mapping[str, Any]) -> str | None:
+        """Why a write with `options` would put none of people's labels (`deepfaune review`) where the person's
+        tool shows them, saying which option to add; None when it would (the default). Write back refuses then."""
+        return None
+
 
 class _PlainBackend(Backend):
     """A backend registered as a plain object rather than a `Backend` subclass (still accepted in 0.x): the
@@ -440,6 +445,10 @@ class _PlainHost(Host):
         release = getattr(self.plain, "release", None)
         if release is not None:
             release(manifest)
+
+    def labels_unwritten(self, options: Mapping[str, Any]) -> str | None:
+        unwritten = getattr(self.plain, "labels_unwritten", None)
+        return unwritten(options) if unwritten is not None else None
 
     def __getattr__(self, attr: str) -> Any:
         return _forward(self, attr)

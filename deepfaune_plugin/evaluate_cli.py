@@ -62,12 +62,14 @@ def add_evaluate_parser(sub, registry: Registry) -> list[str]:
 def run_evaluate_command(args: argparse.Namespace, registry: Registry) -> int:
     from .inference import Inference, open_store
     from .pipeline import resolve_host
+    from .recorded import take_run_options
     from .store import default_store_path
 
     def log(msg: str) -> None:
         print(msg, file=sys.stderr)
 
     try:
+        take_run_options(args, registry, skip={"output"}, log=log)  # the run's settings unless given here
         settings = RunSettings(model_version=args.model_version, detector_mode=args.detector, lang="en",
                                maxlag=args.maxlag, exclude=split_list(args.exclude), models_dir=args.models_dir,
                                backend=args.backend, threshold=args.threshold)

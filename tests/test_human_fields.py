@@ -190,6 +190,11 @@ def test_timelapse_count_and_sex_fields_in_the_ddb(tmp_path: Path):
                    "--field", "Species", "--count-field", "Species", "--export"], registry)
     assert ran.code != 0 and "--count-field Species is also the --field or --reviewed-field" in ran.stderr
     ran = run_cli(["review", root, "--backend", "fake", "--store", store, "--no-report", "--write-ddb",
+                   "--count-field", "Sex", "--export"], registry)  # the export's record still says --sex-field Sex
+    assert ran.code == 1 and "--sex-field Sex is also the --count-field: choose another field" in ran.stderr
+    for record in root.glob("*run.json"):  # no record to take options from: only those given count
+        record.unlink()
+    ran = run_cli(["review", root, "--backend", "fake", "--store", store, "--no-report", "--write-ddb",
                    "--count-field", "Sex", "--export"], registry)  # a count naming none of the choices: said
     assert "field Sex: 2 file(s) not given the count a person recorded, which is not one of the field's choices " \
            "(Female, Male, Unknown): 1, 2" in ran.stderr

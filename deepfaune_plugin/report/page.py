@@ -117,10 +117,12 @@ class ReportBuilder:
                     job.video and not previewed)  # the video itself: the full view plays it
 
         self.builder.add({item.relpath: item for item in items}, results.raw, results.decisions, links)
-        if self.labels:
-            self._evaluate(items, results)
+        # the labels people gave in `deepfaune review`, which this run writes: they are the source's labels now
+        written = {d.relpath: d.human.key for d in results.decisions if d.human is not None}
+        if self.labels or written:
+            self._evaluate(items, results, written)
 
-    def _evaluate(self, items, results) -> None:
+    def _evaluate(self, items, results, written: Mapping[str, str]) -> None:
         """The block's decisions re-decided at every threshold against the human labels (no model runs)."""
         from ..evaluate import Evaluation, truth_keys
 
@@ -128,6 +130,7 @@ class ReportBuilder:
             truth, problems = truth_keys(self.labels, results.classes, results.settings.bird)
             self.label_notes = [f"{p.relpath}: {p.reason}" for p in problems[:20]]
             self.evaluation = Evaluation(truth, results.classes, results.settings)
+        self.evaluation.truth.update(written)
         try:
             self.evaluation.add(items, results.raw)
         except ValueError as err:  # a block that cannot be re-decided: the page goes on without its evaluation

@@ -35,6 +35,7 @@
   }
 
   function showSummary(s) {
+    $("standin").hidden = !s.standin;
     $("summary").textContent = `${s.source} (${s.host}, model ${s.model}, threshold ${s.threshold}): ` +
       `${s.queue} of ${s.sequences} sequences to review, ${s.reviewed} reviewed` +
       (s.missing ? `; ${s.missing} files without stored results not shown` : "") + ` · reviewer ${s.reviewer}` +

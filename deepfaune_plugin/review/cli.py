@@ -10,6 +10,7 @@ import argparse
 import getpass
 import os
 import sys
+import tempfile
 import webbrowser
 from pathlib import Path
 
@@ -69,19 +70,37 @@ def run_review_command(args: argparse.Namespace, registry: Registry, ready=None)
     from ..inference import open_store
     from ..models.installed import user_cache_dir
     from ..pipeline import resolve_host, run
+    from ..recorded import take_run_options
     from ..store import default_store_path
-    from .server import ReviewApp, ReviewServer, new_token
+    from ..transaction import FolderLock, LockedError
+    from .server import ReviewApp, ReviewServer, check_port, new_token
     from .session import ReviewSession, thumbs_folder
 
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr)
+
+    check_port(args.port)
+    if not args.source.exists():
+        raise ReviewCliError(f"{args.source}: no such file or folder")
+    try:
+        args.argv = [*args.argv, *take_run_options(args, registry, log=log)]  # the export's record keeps them
+    except ValueError as err:
+        raise ReviewCliError(str(err)) from err
     settings, host_options = run_settings(args)
     reviewer = reviewer_name(args.reviewer)
     if args.no_store:
         raise ReviewCliError("review keeps its labels in the result store: drop --no-store")
     store_path = args.store or default_store_path()
-    if not args.source.exists():
-        raise ReviewCliError(f"{args.source}: no such file or folder")
+    try:
+        host = resolve_host(registry, args.host, args.source)
+        backend = registry.backend(settings.backend)
+    except PluginError as err:
+        raise ReviewCliError(str(err)) from err
 
     def export() -> list[str]:
+        unwritten = host.labels_unwritten(dict(host_options, output=args.output))
+        if unwritten:  # writing back would write none of the labels given: say what to add instead
+            raise ReviewCliError(f"write back to {args.source}: {unwritten}")
         summary = run(args.source, settings, host=args.host, host_options=host_options, output=args.output,
                       registry=registry, progress=False, store=store_path, report=args.report,
                       blur_humans=args.blur_humans, command=["deepfaune", *args.argv], keep_results=False)
@@ -100,29 +119,29 @@ def run_review_command(args: argparse.Namespace, registry: Registry, ready=None)
         written = export()
         return EXIT_OK if written and not refused else EXIT_INCOMPLETE
 
-    try:
-        host = resolve_host(registry, args.host, args.source)
-        backend = registry.backend(settings.backend)
-    except PluginError as err:
-        raise ReviewCliError(str(err)) from err
     if not Path(store_path).is_file():
         raise ReviewCliError(f"result store {store_path}: none yet; run `deepfaune run {args.source}` first")
-    store = open_store(store_path, shared=True)  # served from the server's thread
-
-    def log(msg: str) -> None:
-        print(msg, file=sys.stderr)
-
+    thumbs = thumbs_folder(user_cache_dir(), args.source)
+    thumbs.mkdir(parents=True, exist_ok=True)
+    try:  # two reviews of one source would each show their own labels, and the store keep the last
+        held = FolderLock(thumbs / ".review.lock", f"{args.source}")
+    except LockedError as err:
+        raise ReviewCliError(f"{args.source} is open in another `deepfaune review`; close it first (its lock "
+                             f"file: {thumbs / '.review.lock'})") from err
+    store = open_store(store_path, shared=True)  # served from the server's threads
+    launcher = None
     try:
         options = dict(host_options, output=args.output)
-        session = ReviewSession.open(args.source, host, backend, settings, store, options,
-                                     thumbs_folder(user_cache_dir(), args.source), reviewer, args.show_all, log)
+        session = ReviewSession.open(args.source, host, backend, settings, store, options, thumbs, reviewer,
+                                     args.show_all, log, blur_humans=args.blur_humans)
         server = ReviewServer(ReviewApp(session, new_token(), export), args.port)
         log(f"{session.summary()['queue']} sequences to review; open {server.url}")
-        log("(only this link opens the review; Ctrl-C stops it; labels are kept as you give them)")
+        log("(this link opens the review once; Ctrl-C stops it; labels are kept as you give them)")
         if ready is not None:
             ready(server)
         elif not args.no_browser:
-            webbrowser.open(server.url)
+            launcher = _launcher(server.url)  # the link never appears on a command line (`ps`)
+            webbrowser.open(launcher.as_uri())
         try:
             server.serve_forever()
         except KeyboardInterrupt:
@@ -133,6 +152,9 @@ def run_review_command(args: argparse.Namespace, registry: Registry, ready=None)
         raise ReviewCliError(f"cannot serve the review on 127.0.0.1:{args.port}: {err}") from err
     finally:
         store.close()
+        held.release()
+        if launcher is not None:
+            launcher.unlink(missing_ok=True)
     return EXIT_INCOMPLETE if refused else EXIT_OK
 
 
@@ -174,3 +196,12 @@ def import_labels(args: argparse.Namespace, registry: Registry, settings, option
     for line in found.summary(str(args.import_csv)):
         log(line)
     return bool(found.refused)
+
+
+def _launcher(url: str) -> Path:
+    """A page only this user can read (0600, as mkstemp makes it) that sends the browser to `url`."""
+    fd, name = tempfile.mkstemp(prefix="deepfaune-review-", suffix=".html")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(f'<!doctype html><meta charset="utf-8"><meta http-equiv="refresh" content="0;url={url}">'
+                 f'<title>DeepFaune review</title><a href="{url}">open the review</a>\n')
+    return Path(name)

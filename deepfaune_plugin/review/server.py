@@ -1,32 +1,43 @@
 """The review web app: one person's browser on this computer, nobody else.
 
 Werkzeug (a small, well-kept WSGI library) does the HTTP; what is ours is who may ask. The server listens on
-127.0.0.1 only, on a free port the OS picks, and every request must carry the one-time token of the link the
-command printed (in the URL once; the page then keeps it in a same-site cookie and sends it back in a header
-with every change). So another local user, who can reach the port but not read the link, is refused, and so is
-a web page in the same browser: it cannot read the cookie, cannot set the header across origins, and a
-rebound DNS name fails the Host check. The page and its script are served from here: no CDN, works offline.
+127.0.0.1 only, on a free port the OS picks. The link the command prints (or hands the browser through a
+launcher file only its user can read) carries a one-time code, never the token: the first load exchanges it for
+the token, kept in a same-site cookie (and sent back in a header with every change), and the code is then
+useless, so a link seen in `ps` or a history opens nothing. Another local user, who can reach the port but has
+no cookie, is refused, and so is a web page in the same browser: it cannot read the cookie, cannot set the
+header across origins, and a rebound DNS name fails the Host check. Requests are served concurrently, each
+connection with a read timeout, so an idle or half-sent request holds only its own thread. The page and its
+script are served from here: no CDN, works offline.
 """
 from __future__ import annotations
 
 import hmac
 import logging
 import json
+import re
 import secrets
 import threading
 from importlib import resources
 from pathlib import Path
 from typing import Any, Callable
 
-from werkzeug.exceptions import BadRequest, Forbidden, HTTPException, MethodNotAllowed, NotFound
+from werkzeug.exceptions import (BadRequest, Forbidden, HTTPException, MethodNotAllowed, NotFound,
+                                 RequestEntityTooLarge)
 from werkzeug.routing import Map, Rule
-from werkzeug.serving import make_server
+from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
 from werkzeug.wrappers import Request, Response
 
+from ..errors import DeepfauneError
 from .session import ReviewError, ReviewSession
 
 HOST = "127.0.0.1"
 MAX_BODY = 1 << 20  # a request body is a list of file names and a label: 1 MiB is far more than enough
+MAX_DEPTH = 8  # {"files": [...], "key": ...} is 2 deep; a deeper body is refused before it is parsed
+READ_TIMEOUT = 10.0  # seconds a connection may stay silent (idle keep-alive, half-sent request) before it is closed
+MAX_CONNECTIONS = 64  # connections served at once; one browser opens about 6
+_STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_BRACKETS = re.compile(rb"[\[\]{}]")
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 ASSETS = {"app.js": "text/javascript; charset=utf-8", "app.css": "text/css; charset=utf-8"}
@@ -39,8 +50,11 @@ def _asset(name: str) -> str:
 class ReviewApp:
     """The WSGI application: routes, the token check, JSON in and out."""
 
-    def __init__(self, session: ReviewSession, token: str, export: Callable[[], list[str]] | None = None):
+    def __init__(self, session: ReviewSession, token: str, export: Callable[[], list[str]] | None = None,
+                 code: str | None = None):
         self.session, self.token, self.export = session, token, export
+        self.code: str | None = code or new_token()  # the link's one-time code; None once used
+        self._code_lock = threading.Lock()
         self.port = 0  # set once the server is bound: the Host header must name it
         self.cookie = "deepfaune_review"
         self.urls = Map([
@@ -62,9 +76,18 @@ class ReviewApp:
         return request.host in {f"{HOST}:{self.port}", f"localhost:{self.port}"}
 
     def _has_token(self, request: Request, write: bool) -> bool:
-        given = request.headers.get("X-Review-Token", "") if write else (
-            request.args.get("t") or request.cookies.get(self.cookie, ""))
+        given = request.headers.get("X-Review-Token", "") if write else request.cookies.get(self.cookie, "")
         return hmac.compare_digest(given.encode("utf-8"), self.token.encode("utf-8"))
+
+    def _take_code(self, request: Request) -> bool:
+        """The link's code, on the page's first load only: it is spent here, whoever brings it."""
+        given = request.args.get("c", "")
+        with self._code_lock:
+            if self.code is None or not given or not hmac.compare_digest(given.encode("utf-8"),
+                                                                          self.code.encode("utf-8")):
+                return False
+            self.code = None
+            return True
 
     def __call__(self, environ, start_response):
         request = Request(environ)
@@ -73,11 +96,15 @@ class ReviewApp:
             if not self._allowed_host(request):
                 raise Forbidden("this review answers requests for 127.0.0.1 only")
             endpoint, values = self.urls.bind_to_environ(environ).match()
-            if not self._has_token(request, write=request.method == "POST"):
-                raise Forbidden("this review needs the link `deepfaune review` printed (with its token)")
+            if not self._has_token(request, write=request.method == "POST") and not (
+                    endpoint == "index" and self._take_code(request)):
+                raise Forbidden("this review needs the link `deepfaune review` printed (each link opens it "
+                                "once: start the review again for a new one)")
             response = getattr(self, f"on_{endpoint}")(request, **values)
         except ReviewError as err:
             response = self._json({"error": str(err)}, 400)
+        except RequestEntityTooLarge:
+            response = self._json({"error": f"request body over {MAX_BODY} bytes: refused"}, 413)
         except (NotFound, MethodNotAllowed, Forbidden, BadRequest) as err:
             response = Response(f"{err.code} {err.description}\n", status=err.code, mimetype="text/plain")
         except HTTPException as err:
@@ -126,7 +153,10 @@ class ReviewApp:
         if self.export is None:
             raise NotFound("this review was started without a way to export")
         with self.session.lock:
-            written = self.export()
+            try:
+                written = self.export()
+            except DeepfauneError as err:  # a .ddb Timelapse holds, a package being written: said in the page
+                return self._json({"error": f"write back failed: {err}"}, 409)
         return self._json({"written": written})
 
     def on_thumb(self, request: Request, ident: str, large: bool = False) -> Response:
@@ -141,9 +171,12 @@ class ReviewApp:
 
     @staticmethod
     def _body(request: Request) -> dict[str, Any]:
+        data = request.get_data(cache=False) or b"{}"  # over MAX_BODY: RequestEntityTooLarge
+        if _depth(data) > MAX_DEPTH:
+            raise BadRequest(f"JSON nested over {MAX_DEPTH} levels: refused")
         try:
-            body = json.loads(request.get_data(cache=False) or b"{}")
-        except (ValueError, UnicodeDecodeError) as err:
+            body = json.loads(data)
+        except (ValueError, UnicodeDecodeError, RecursionError) as err:
             raise BadRequest(f"not JSON: {err}") from None
         if not isinstance(body, dict):
             raise BadRequest("expects a JSON object")
@@ -154,22 +187,59 @@ class ReviewApp:
         return Response(json.dumps(data, ensure_ascii=False), status=status, mimetype="application/json")
 
 
+def _depth(data: bytes) -> int:
+    """How deep a JSON text nests (brackets outside strings), counted without parsing it."""
+    depth = deepest = 0
+    for m in _BRACKETS.finditer(_STRINGS.sub(b"", data)):
+        depth += 1 if m.group() in (b"[", b"{") else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+class _Handler(WSGIRequestHandler):
+    """A connection that says nothing for READ_TIMEOUT seconds is closed (StreamRequestHandler's timeout)."""
+
+    timeout = READ_TIMEOUT
+
+
+class _Server(ThreadedWSGIServer):
+    """A thread per connection, at most MAX_CONNECTIONS at once (the next wait in the listen queue)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+
+    def process_request(self, request, client_address):
+        self.slots.acquire()
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
+
+
 class ReviewServer:
     """The app on 127.0.0.1 and a free port; `url` is the one link that opens it."""
 
-    def __init__(self, app: ReviewApp, port: int = 0):
+    def __init__(self, app: ReviewApp, port: int = 0, timeout: float = READ_TIMEOUT):
+        check_port(port)
         self.app = app
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # a line per thumbnail would bury what we say
-        self.server = make_server(HOST, port, app, threaded=False)
+        handler = type("Handler", (_Handler,), {"timeout": timeout})
+        self.server = _Server(HOST, port, app, handler=handler)
+        self.server.daemon_threads = True
         app.port = self.server.server_port
         # cookies are shared by every port of a host: one name per review, so two reviews open side by side
         # do not log each other out
         app.cookie = f"deepfaune_review_{app.port}"
+        self.url = f"http://{HOST}:{app.port}/?c={app.code}"  # opens the review once
         self.thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://{HOST}:{self.app.port}/?t={self.app.token}"
 
     def serve_forever(self) -> None:
         self.server.serve_forever()
@@ -185,6 +255,13 @@ class ReviewServer:
         self.server.server_close()
         if self.thread is not None:
             self.thread.join(timeout=10)
+
+
+def check_port(port: int) -> int:
+    """A TCP port, or 0 for a free one (the OS would take 70000 as 4464, and -1 is no port at all)."""
+    if not 0 <= port <= 65535:
+        raise ReviewError(f"--port {port}: give a port from 1 to 65535, or 0 for a free one")
+    return port
 
 
 def new_token() -> str:

@@ -7,6 +7,7 @@ restart loses nothing, and the label follows the file's bytes); `deepfaune revie
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -84,13 +85,15 @@ class ReviewSession:
     where: dict = field(default_factory=dict)  # relpath -> index into sequences
     ids: dict = field(default_factory=dict)  # file_id -> relpath: what a URL may name
     lock: threading.Lock = field(default_factory=threading.Lock)
+    standin: bool = False  # the stored outputs came from stand-in models (random weights): meaningless labels
+    store_file: tuple[int, int] | None = None  # (device, inode) of the result store when opened
 
     # -- building
 
     @classmethod
     def open(cls, source: Path, host: Host, backend, settings: RunSettings, store: ResultStore,
              options: Mapping[str, Any], thumbs_dir: Path, reviewer: str, show_all: bool = False,
-             log: Callable[[str], None] = print) -> "ReviewSession":
+             log: Callable[[str], None] = print, blur_humans: bool = False) -> "ReviewSession":
         """Reads the source through its host (writing nothing) and its stored outputs (no model runs)."""
         inference = Inference(backend, settings, store, None, False, log)
         try:
@@ -113,11 +116,13 @@ class ReviewSession:
         if missing:
             log(f"{len(missing)} file(s) have no stored outputs and are not shown, e.g. {missing[0]}")
         classes = inference.description.classes
+        standin = bool(inference.description.info.get("standin"))
         raws = [found[item.relpath] for item in kept]
         session = cls(source=source, host=host, settings=settings, store=store,
                       items={item.relpath: item for item in kept}, raws={r.relpath: r for r in raws},
                       classes=classes, machine=decide_run(kept, raws, classes, settings),
-                      thumbs=ThumbCache(thumbs_dir), reviewer=reviewer, show_all=show_all, missing=missing)
+                      thumbs=ThumbCache(thumbs_dir, blur=blur_humans), reviewer=reviewer, show_all=show_all,
+                      missing=missing, standin=standin, store_file=_identity(store.path))
         session.ids = {file_id(rel): rel for rel in session.items}
         session.thumbs.folder.mkdir(parents=True, exist_ok=True)
         session.refresh()
@@ -186,7 +191,7 @@ class ReviewSession:
                 "files": len(self.items), "sequences": len(self.sequences), "queue": len(queued),
                 "reviewed": reviewed, "missing": len(self.missing),
                 "pages": max(1, -(-len(queued) // PAGE_SEQUENCES)), "page_size": PAGE_SEQUENCES,
-                "by_reviewer": dict(sorted(by_reviewer.items()))}
+                "by_reviewer": dict(sorted(by_reviewer.items())), "standin": self.standin}
 
     def page(self, number: int, size: int = PAGE_SEQUENCES) -> dict[str, Any]:
         size = max(1, min(int(size), MAX_PAGE_SEQUENCES))
@@ -234,7 +239,13 @@ class ReviewSession:
         unknown = [rel for rel in relpaths if rel not in self.items]
         if unknown or not relpaths:
             raise ReviewError(f"not a file of this review: {unknown[0] if unknown else '(none given)'}")
-        changed = self.store.set_human([(self.items[rel], key) for rel in relpaths], self.reviewer)
+        if _identity(self.store.path) != self.store_file:  # `deepfaune store clear`, or a store put back
+            raise ReviewError(f"result store {self.store.path} was removed or replaced while this review was open: "
+                              "the label is not kept (it would be lost); start `deepfaune review` again")
+        try:
+            changed = self.store.set_human([(self.items[rel], key) for rel in relpaths], self.reviewer)
+        except ValueError as err:  # a file that cannot be read now
+            raise ReviewError(str(err)) from None
         for rel in relpaths:  # another reviewer's label of the file, if any, shows again
             self.human.pop(rel, None)
         self.human.update(self.store.human_labels([self.items[rel] for rel in relpaths]))
@@ -295,6 +306,13 @@ class ReviewSession:
         job = Job.of(self.items[rel], self.raws.get(rel))
         return self.thumbs.large(job) if large else self.thumbs.make(job)[0]
 
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def file_id(relpath: str) -> str:

@@ -119,6 +119,12 @@ class TimelapseHost(Host):
             raise TimelapseError(f"{source}: no Timelapse data file ({DEFAULT_DDB}) here")
         return found
 
+    def labels_unwritten(self, options: Mapping[str, Any]) -> str | None:
+        if options.get("write_ddb"):
+            return None
+        return ("Timelapse shows a label only once it is in the .ddb: add --write-ddb (and --field NAME to put "
+                "the labels into a data field)")
+
     def read(self, source: Path, options: Mapping[str, Any]) -> Manifest:
         source = Path(source)
         field_name = options.get("field")

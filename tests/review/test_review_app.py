@@ -17,6 +17,7 @@ from reviewkit import make_season, table
 from deepfaune_plugin.api import RunSettings
 
 TOKEN = "test-token-0123456789"
+CODE = "test-code-9876543210"  # the link's one-time code
 
 
 @pytest.fixture
@@ -25,12 +26,12 @@ def season(tmp_path):
     return make_season(tmp_path)
 
 
-def open_session(season, tmp_path, reviewer="Ana", show_all=False) -> ReviewSession:
+def open_session(season, tmp_path, reviewer="Ana", show_all=False, blur_humans=False) -> ReviewSession:
     src, registry, store, backend = season
     host = resolve_host(registry, "auto", src)
     settings = RunSettings(backend="logits", lang="en")
     return ReviewSession.open(src, host, backend, settings, ResultStore(store, shared=True), {"output": None},
-                              tmp_path / "thumbs", reviewer, show_all, log=lambda msg: None)
+                              tmp_path / "thumbs", reviewer, show_all, log=lambda msg: None, blur_humans=blur_humans)
 
 
 class Client:
@@ -60,7 +61,7 @@ def served(season, tmp_path):
         exported.append(ran)
         return [str(src / "deepfaune.csv")]
 
-    server = ReviewServer(ReviewApp(session, TOKEN, export)).start()
+    server = ReviewServer(ReviewApp(session, TOKEN, export, code=CODE)).start()
     yield Client(server), session, exported
     server.stop()
     session.store.close()
@@ -84,7 +85,8 @@ def test_a_request_without_the_token_is_refused(served):
     assert client.request("GET", "/")[0] == 403
     assert client.request("GET", "/?t=wrong-token")[0] == 403
     # another site's page in the same browser: a rebound DNS name fails the Host check, even with the token
-    assert client.request("GET", f"/?t={TOKEN}", host="evil.example:80")[0] == 403
+    assert client.request("GET", f"/?c={CODE}", host="evil.example:80")[0] == 403
+    assert client.request("GET", f"/?t={TOKEN}")[0] == 403  # the token never opens the page from a URL
     # a change needs the header, not only the cookie a browser would attach to a cross-site form
     status, _, _ = client.request("POST", "/api/label", {"files": ["b/IMG_0001.JPG"], "key": "wolf"},
                                   headers={"Cookie": f"{client.cookie}={TOKEN}"})
@@ -94,7 +96,7 @@ def test_a_request_without_the_token_is_refused(served):
 
 def test_the_link_opens_the_page_and_sets_a_same_site_cookie(served):
     client, _, _ = served
-    status, headers, body = client.request("GET", f"/?t={TOKEN}")
+    status, headers, body = client.request("GET", f"/?c={CODE}")
     assert status == 200 and b"DeepFaune review" in body
     cookie = headers["Set-Cookie"]
     assert client.cookie == f"deepfaune_review_{client.port}"  # one per review: ports share a host's cookies
