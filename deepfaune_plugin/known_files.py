@@ -71,7 +71,15 @@ def signature(status: os.stat_result) -> tuple[int, int, int, int, int]:
 
 
 def path_key(item: MediaItem) -> str:
-    return os.path.abspath(item.path)
+    """The file's absolute path as SQLite can keep it: a name that is not UTF-8 (its bytes kept by Python as
+    surrogates, which SQLite's text refuses) is written "bytes:" + its bytes in hex. An absolute path starts with
+    "/" or a drive, never "bytes:", so two files never share a key."""
+    path = os.path.abspath(item.path)
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return "bytes:" + os.fsencode(path).hex()
+    return path
 
 
 class KnownFiles:

@@ -525,7 +525,7 @@ def test_full_disk_under_the_result_store_stops_cleanly_and_the_next_run_resumes
     before = _outputs(out.parent)
     write(src / "IMG_0003.JPG", jpeg(scene(width=640)))  # a new file (new content): computed, to be stored
 
-    def store_disk_full(self, fingerprint, batch):
+    def store_disk_full(self, fingerprint, batch, **options):
         raise sqlite3.OperationalError("database or disk is full")
 
     save = ResultStore.save

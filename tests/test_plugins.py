@@ -394,6 +394,9 @@ def test_issue31_a_plugin_adds_a_command_and_options_to_run_and_evaluate(tmp_pat
     assert (src / "tagged.csv").is_file()
 
     out = tmp_path / "evaluation"
+    recorded = run_cli(["evaluate", src, "--backend", "logits", "--store", store, "--output", out], registry)
+    assert recorded.code == 0 and "2 file(s) carry a human label" in recorded.stderr  # --label-all from the record
+    (src / "deepfaune-run.json").unlink()  # no record: only the options given count
     bare = run_cli(["evaluate", src, "--backend", "logits", "--store", store, "--output", out], registry)
     assert bare.code == 1
     assert ("the source holds no human labels (tagged: give every file one label with --label-all LABEL)"
