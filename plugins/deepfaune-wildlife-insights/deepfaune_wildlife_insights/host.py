@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import Any, Mapping
 
-from deepfaune_plugin.api import (MEDIA_SUFFIXES, Host, HostOption, Manifest, MediaItem, Problem, RunResults,
-                                  UnsafePathError, hookimpl, safe_relative, say)
+from deepfaune_plugin.api import (MEDIA_SUFFIXES, STANDIN_MARK, Host, HostOption, Manifest, MediaItem, Problem,
+                                  RunResults, UnsafePathError, hookimpl, safe_relative, say)
 
 from . import bulk, output
 from .export import Export, ExportError, csv_bytes, is_export, parse_date, read_export
@@ -135,6 +135,8 @@ class WildlifeInsightsHost(Host):
     def write(self, manifest: Manifest, results: RunResults, options: Mapping[str, Any]) -> list[Path]:
         state = manifest.host_state
         version = results.classes.version
+        if results.standin:  # random weights: every identification says so, and a later real run replaces it
+            version = f"{version} ({STANDIN_MARK})"
         if isinstance(state, bulk.TreeState):
             written = output.write_folder(Path(options["output"]), bulk.tree_files(state, results.decisions, version))
             say(f"wildlife-insights: bulk-upload set written to {Path(options['output'])} (fill in the deployments' "

@@ -210,8 +210,14 @@ def test_stand_in_models_through_the_installed_entry_point(tmp_path, standin_mod
                          env=dict(os.environ))
     assert run.returncode == 0, run.stderr
     out = _by_id(export / "deepfaune_images.csv")
-    assert {out[i]["identified_by"] for i in ("img-a", "img-b", "img-d", "img-e")} == {"DeepFaune 1.4"}
+    # stand-in models: every identification says its labels are meaningless (issue 30.9), and stays DeepFaune's
+    assert {out[i]["identified_by"] for i in ("img-a", "img-b", "img-d", "img-e")} == {
+        "DeepFaune 1.4 (STAND-IN MODELS, random weights: the labels are meaningless)"}
     assert out["img-c"]["identified_by"] == "Elildo Carvalho"
+    again = subprocess.run([*deepfaune, "run", str(export), "--host", "wildlife-insights", "--models-dir",
+                            str(standin_models), "--no-store", "-q", "--no-report"], capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr  # its own marked rows are a machine's: replaced, not a person's
+    assert _by_id(export / "deepfaune_images.csv") == out
 
 
 def test_station_folders_that_would_share_an_id_are_refused_before_any_model_runs(tmp_path):
