@@ -12,7 +12,7 @@ from collections import Counter, defaultdict
 from dataclasses import replace
 from typing import Mapping, Sequence
 
-from .api import RunSettings
+from .contracts import RunSettings
 from .boxes import normalised_box
 from .decisions import decide_group
 from .engine.crop import square_box, too_small
@@ -59,3 +59,21 @@ def count_per_sequence(rows: Sequence[AnimalDecision]) -> list[AnimalDecision]:
         per_image[(row.seqnum, row.key)][row.relpath] += 1
     return [replace(row, maxn=max(per_image[(row.seqnum, row.key)].values()),
                     images=len(per_image[(row.seqnum, row.key)])) for row in rows]
+
+
+def animals_by_file(animals: Sequence[AnimalDecision] | None) -> dict[str, list[AnimalDecision]]:
+    """relpath -> its animal boxes, in the detector's order: how the hosts that hold several animals per file
+    (per detection, per box, per species) find a file's boxes.  Empty when `--every-animal` is off (None)."""
+    out: dict[str, list[AnimalDecision]] = defaultdict(list)
+    for animal in animals or ():
+        out[animal.relpath].append(animal)
+    return dict(out)
+
+
+def species_in_file(boxes: Sequence[AnimalDecision]) -> dict[str, list[AnimalDecision]]:
+    """key -> the file's boxes of that key, keys in order of their first box (the most confident first): one
+    entry per species a file shows, its count the length of its list."""
+    out: dict[str, list[AnimalDecision]] = {}
+    for box in boxes:
+        out.setdefault(box.key, []).append(box)
+    return out

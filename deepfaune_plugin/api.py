@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from ._version import __version__
 from .animal_table import AnimalTableWriter, animal_table, animals_path
+from .animals import animals_by_file, species_in_file
 from .atomic import StagedFile, atomic_output, staging_dir, write_bytes_atomic
 from .boxes import normalised_box
 # adopt_backend, adopt_host: importable here as before (the registry's wrappers), outside `__all__`
@@ -52,8 +53,11 @@ __all__ = [
     # --every-animal: per-box classifier outputs (RawResult.animals), per-box decisions (RunResults.animals), the
     # key of a box too small to classify, and the folder host's one-row-per-animal table: animal_table(animals),
     # the rows as a table; AnimalTableWriter(path), that table as CSV written as a run goes and committed on close;
-    # animals_path(output), where it goes beside a result table (NAME-animals.csv)
+    # animals_path(output), where it goes beside a result table (NAME-animals.csv); animals_by_file(animals),
+    # relpath -> that file's boxes (empty when the option is off); species_in_file(boxes), key -> that file's boxes
+    # of it (one entry per species it shows; the count is the list's length)
     "AnimalLogits", "AnimalDecision", "TOO_SMALL", "animal_table", "AnimalTableWriter", "animals_path",
+    "animals_by_file", "species_in_file",
     # helpers
     "IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "MEDIA_SUFFIXES", "iter_media", "iter_media_blocks", "safe_relative",
     "own_folder", "UnsafePathError", "atomic_output", "StagedFile", "write_bytes_atomic", "result_table",

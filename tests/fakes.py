@@ -8,6 +8,10 @@ and rate as OpenCV reports them: the outcome in the even sampled frames (0, 2, 4
 the odd ones, two boxes in the third (so its count is 2), an animal logit growing by 0.1 per
 sampled frame (so the key frame is the last even one), boxes scaled to the video's frame size;
 a repeated frame (short videos) repeats the outputs of its first sampling.
+
+Several animals in one image: an outcome "fox+badger+fox" gives one animal box per name, left to right and by
+falling confidence (0.88, 0.8, 0.72...), the first one DeepFaune's; "tiny" names a box too small to classify.
+With `--every-animal` each animal box gets its own logits (`RawResult.animals`), a single animal's included.
 """
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ from deepfaune_plugin.engine.keyframe import video_result
 from deepfaune_plugin.engine.video import NO_FRAMES, UNDECODABLE, sample_frame_indices
 from deepfaune_plugin.models.cards import load_card
 from deepfaune_plugin.plugins import Registered, Registry, build_registry, new_plugin_manager
-from deepfaune_plugin.types import ANIMAL, PERSON, VEHICLE, Detection, MediaItem, RawResult
+from deepfaune_plugin.types import ANIMAL, PERSON, VEHICLE, AnimalLogits, Detection, MediaItem, RawResult
 
 W, H = 4000, 3000
 
@@ -47,6 +51,7 @@ class FakePredictor:
         self.info = {"backend": "fake", "model_version": card.version, "standin": standin}
         self.rule = rule
         self._english = list(self.classes.names["en"])
+        self.every_animal = settings.every_animal
 
     def raw_for(self, item: MediaItem, outcome: str) -> RawResult:
         if outcome == "broken":
@@ -59,13 +64,33 @@ class FakePredictor:
             raw.detections = [Detection((400.0, 300.0, 1200.0, 2100.0), 0.91, cat)]
             raw.selected = 0
             return raw
-        logits = np.zeros(len(self._english), dtype=np.float32)
-        logits[self._english.index(outcome)] = 8.0  # softmax ≈ 0.99 → a confident label
+        if "+" in outcome:
+            return self.animals_for(raw, outcome.split("+"))
         raw.detections = [Detection((1000.0, 750.0, 2000.0, 1500.0), 0.88, ANIMAL)]
         raw.selected = 0
-        raw.logits = logits
+        raw.logits = self.logits_for(outcome)
         if self.classes.bird_names is not None:
             raw.bird_logits = np.array([0, 0, 0, 0, 0, 6.0, 0, 0], dtype=np.float32)
+        if self.every_animal:
+            raw.animals = [AnimalLogits(0, raw.logits, raw.bird_logits)]
+        return raw
+
+    def logits_for(self, species: str) -> np.ndarray:
+        logits = np.zeros(len(self._english), dtype=np.float32)
+        logits[self._english.index(species)] = 8.0  # softmax ≈ 0.99 → a confident label
+        return logits
+
+    def animals_for(self, raw: RawResult, names: list[str]) -> RawResult:
+        """One animal box per name (see the module docstring); "tiny" is a 20 x 16 px box."""
+        for i, name in enumerate(names):
+            x = 200.0 + 900.0 * i
+            box = (x, 700.0, x + 20.0, 716.0) if name == "tiny" else (x, 700.0, x + 800.0, 1500.0)
+            raw.detections.append(Detection(box, round(0.88 - 0.08 * i, 2), ANIMAL))
+        raw.selected = 0
+        raw.logits = self.logits_for(names[0])
+        if self.every_animal:
+            raw.animals = [AnimalLogits(i, None if name == "tiny" else self.logits_for(name))
+                           for i, name in enumerate(names)]
         return raw
 
     def video_for(self, item: MediaItem, outcome: str) -> RawResult:

@@ -10,6 +10,14 @@ labelled in `deepfaune review` (`Decision.machine`); such a file gets one more m
 person's (classificationMethod "human", classifiedBy the reviewer, classificationTimestamp when they labelled
 it, no probability), tagged `deepfaune:review` in observationTags so that a re-export replaces it (and drops
 it once the label is withdrawn). Every other row, a person's included, is never touched.
+
+With `--every-animal` (`RunResults.animals`) an image with animal boxes gets one media-level row per box instead
+of its one row (`<mediaID>-box<n>`, n the box's rank in the detector's list: its bbox, the box's own answer by
+DeepFaune's rules for that box alone, count 1), and a sequence with animal boxes one event-level row per species
+instead of its one (`-<species>` after the event's observationID, count = MaxN, the most boxes of it in one
+image; the best probability of its boxes). A file's or sequence's own row stays beside them only when its answer
+is a person or a vehicle (no animal answer to replace). These rows are ours by the same rules as the others
+(machine, classifiedBy DeepFaune), so a re-run, with or without the option, replaces exactly them.
 """
 from __future__ import annotations
 
@@ -20,8 +28,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping, Sequence
 
-from deepfaune_plugin.api import (__version__, ANIMAL, FAILED, PERSON, STANDIN_MARK, UNDEFINED, VEHICLE, Decision,
-                                  RawResult, Taxon, normalised_box, taxa, taxon_for_key)
+from deepfaune_plugin.api import (__version__, ANIMAL, FAILED, PERSON, STANDIN_MARK, TOO_SMALL, UNDEFINED, VEHICLE,
+                                  AnimalDecision, Decision, RawResult, Taxon, animals_by_file, normalised_box,
+                                  species_in_file, taxa, taxon_for_key)
 
 from deepfaune_plugin.hooks.camtrapdp.schema import format_datetime, parse_datetime
 
@@ -106,31 +115,81 @@ class MediaInfo:
 def _describe(d: Decision, count: int, humancount: int, threshold: float) -> dict[str, str]:
     key = d.prediction_key
     obs_type = observation_type(key)
-    row = {"observationType": obs_type}
+    n = count if obs_type == "animal" else humancount if obs_type == "human" else 0
+    return _answer(key, d.top1_key, d.score, n, threshold)
+
+
+def _answer(key: str, top1_key: str, score: float, count: int, threshold: float) -> dict[str, str]:
+    """The columns saying what DeepFaune answered (a file's, a sequence's or one animal box's)."""
+    row = {"observationType": observation_type(key)}
     t = taxon_for_key(key)
     if t is not None:
         row["scientificName"] = t.scientific_name
-    n = count if obs_type == "animal" else humancount if obs_type == "human" else 0
-    if n >= 1:
-        row["count"] = str(n)
+    if count >= 1:
+        row["count"] = str(count)
     if key == UNDEFINED:
-        row["observationComments"] = (f"DeepFaune: undefined; best guess {d.top1_key} with score "
-                                      f"{_number(d.score)} < threshold {_number(threshold)}")
-    if key != FAILED:
-        row["classificationProbability"] = _number(d.score)
+        row["observationComments"] = (f"DeepFaune: undefined; best guess {top1_key} with score "
+                                      f"{_number(score)} < threshold {_number(threshold)}")
+    if key == TOO_SMALL:
+        row["observationComments"] = "DeepFaune: an animal box too small to classify"
+    elif key != FAILED:
+        row["classificationProbability"] = _number(score)
     return row
 
 
+#: Observation types of a file's (or sequence's) own answer that stay beside its per-box rows: no animal answer.
+_BESIDE_BOXES = ("human", "vehicle")
+
+
+#: What a per-box or per-species row takes from its file's or sequence's own row: where and who, not what.
+_SHARED = ("deploymentID", "mediaID", "eventID", "eventStart", "eventEnd", "observationLevel", "classificationMethod",
+           "classifiedBy", "classificationTimestamp")
+
+
+def _slug(key: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", key.lower()).strip("_") or "x"
+
+
+def box_rows(media_row: Mapping[str, str], boxes: Sequence[AnimalDecision], raw: RawResult | None,
+             threshold: float) -> list[dict[str, str]]:
+    """One media-level row per animal box of a file (`--every-animal`): `media_row`'s identity and provenance,
+    the box's bbox and its own answer, count 1."""
+    rows = []
+    for a in boxes:
+        row = {"observationID": f"{media_row['observationID']}-box{a.index + 1}",
+               **{k: media_row[k] for k in _SHARED}, **_answer(a.key, a.top1_key, a.score, 1, threshold)}
+        if raw is not None:
+            row.update(_bbox(a.box, raw.width, raw.height))
+        rows.append(row)
+    return rows
+
+
+def species_events(event_row: Mapping[str, str], boxes: Sequence[AnimalDecision],
+                   threshold: float) -> list[dict[str, str]]:
+    """One event-level row per species of a sequence's animal boxes (`--every-animal`): count = its MaxN, the
+    best-scored box's answer."""
+    rows = []
+    for key, group in species_in_file(boxes).items():
+        best = max(group, key=lambda a: a.raw_score)
+        rows.append({"observationID": f"{event_row['observationID']}-{_slug(key)}",
+                     **{k: event_row[k] for k in _SHARED}, **_answer(key, best.top1_key, best.score, best.maxn,
+                                                                   threshold)})
+    return rows
+
+
 def build_rows(decisions: Sequence[Decision], media: Mapping[str, MediaInfo], raws: Mapping[str, RawResult],
-               model_version: str, threshold: float, when: str, standin: bool = False) -> list[dict[str, str]]:
+               model_version: str, threshold: float, when: str, standin: bool = False,
+               animals: Sequence[AnimalDecision] | None = None) -> list[dict[str, str]]:
     """Event row then media rows for each DeepFaune sequence, in sequence order.
 
     `media`: relpath -> MediaInfo; `raws`: relpath -> the backend's output (image size, box
     category); `when`: the classificationTimestamp text.  A media row gets its file's box only
     when that box is of the observation's kind (no person box on an animal observation), and
     never for a video: its box is one frame's, and Camtrap DP has no field saying which.  `standin`
-    (RunResults.standin): every machine row says so in classifiedBy and observationComments.
+    (RunResults.standin): every machine row says so in classifiedBy and observationComments.  `animals`
+    (RunResults.animals, `--every-animal`): per-box media rows and per-species event rows (module docstring).
     """
+    boxes = animals_by_file(animals)
     common = {"classificationMethod": "machine", "classifiedBy": classified_by(model_version, standin),
               "classificationTimestamp": when}
     sequences: dict[int, list[Decision]] = {}
@@ -154,7 +213,10 @@ def build_rows(decisions: Sequence[Decision], media: Mapping[str, MediaInfo], ra
                                max((d.humancount for d in ok), default=0), threshold))
         if not ok:
             event["observationComments"] = "DeepFaune could not process any file of this event"
-        rows.append(event)
+        seq_boxes = [a for d in members for a in boxes.get(d.relpath, ())]
+        if not seq_boxes or event["observationType"] in _BESIDE_BOXES:
+            rows.append(event)
+        rows.extend(species_events(event, seq_boxes, threshold))
         for d, info in zip(members, infos):
             row = {"observationID": f"{ID_PREFIX}{info.media_id}", "deploymentID": info.deployment_id,
                    "mediaID": info.media_id, "eventID": eid, "eventStart": info.timestamp, "eventEnd": info.timestamp,
@@ -168,7 +230,10 @@ def build_rows(decisions: Sequence[Decision], media: Mapping[str, MediaInfo], ra
                 if d.box is not None and raw is not None and not raw.frames \
                         and raw.category == _BOX_CATEGORY.get(row["observationType"]):
                     row.update(_bbox(d.box, raw.width, raw.height))
-            rows.append(row)
+            own = boxes.get(d.relpath, ())
+            if not own or row["observationType"] in _BESIDE_BOXES:
+                rows.append(row)
+            rows.extend(box_rows(row, own, raws.get(d.relpath), threshold))
             if d.relpath in reviewed:
                 rows.append(human_row(reviewed[d.relpath], info, eid))
     if standin:

@@ -123,9 +123,11 @@ def _clear_of_kept_ids(new: list[dict[str, str]], keep: Sequence[tuple[dict[str,
 def overlapping_events(rows: Sequence[Mapping[str, str]], indices: set[int]) -> list[str]:
     """Event-level rows of this run that overlap in time within a deployment (Camtrap DP says they must not)."""
     spans: dict[str, list[tuple[datetime, datetime, str]]] = {}
+    seen: set[str] = set()  # an event's several rows (one per species, --every-animal) are one event
     for n in sorted(indices):
         row = rows[n - 1]
-        if row.get("observationLevel") == "event":
+        if row.get("observationLevel") == "event" and row["eventID"] not in seen:
+            seen.add(row["eventID"])
             spans.setdefault(row["deploymentID"], []).append(
                 (parse_datetime(row["eventStart"]), parse_datetime(row["eventEnd"]), row["eventID"]))
     out = []

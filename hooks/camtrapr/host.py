@@ -13,14 +13,15 @@ import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
-from deepfaune_plugin.api import (FILE_DATE, HUMAN_FIELDS, Decision, Host, HostError, HostOption, Manifest, RunResults,
-                                  fields_given, fields_note, hookimpl, say, taxon_for_key)
+from deepfaune_plugin.api import (FILE_DATE, HUMAN_FIELDS, AnimalDecision, Decision, Host, HostError, HostOption,
+                                  Manifest, RunResults, animals_by_file, fields_given, fields_note, hookimpl,
+                                  label_text, say, taxon_for_key)
 
 from deepfaune_plugin.hooks.camtrapr.independence import COMPARED_TO, LAST_INDEPENDENT, assess
 from deepfaune_plugin.hooks.camtrapr.output import (
-    NON_ANIMAL_KEYS, Image, camera_table, record_rows, select, to_record, write_csv,
+    BESIDE_BOXES, NON_ANIMAL_KEYS, Image, camera_table, record_rows, select, species_records, to_record, write_csv,
 )
 from deepfaune_plugin.hooks.camtrapr.species import build_species_tree, check_species_root, warn_notes
 from deepfaune_plugin.hooks.camtrapr.source import (
@@ -169,9 +170,10 @@ class CamtrapRHost(Host):
         species_of = scientific_namer() if opts.scientific_names else None
         items = {item.relpath: item for item in manifest.items}
         images, undated = [], []
-        for d in select(results.decisions, opts.include):
-            item = items[d.relpath]
-            image = self._image(item, d, species_of(d.prediction_key) if species_of else d.prediction, state.source)
+        for d, key, boxes in _records(results, opts.include):
+            name = species_of(key) if species_of else (
+                label_text(results.classes, key, results.settings.lang) if boxes else d.prediction)
+            image = self._image(items[d.relpath], d, name, state.source, boxes)
             (images if d.date is not None else undated).append(image)
         if undated:
             names = ", ".join(i.item.relpath for i in undated[:5]) + (", ..." if len(undated) > 5 else "")
@@ -202,10 +204,24 @@ class CamtrapRHost(Host):
         return written
 
     @staticmethod
-    def _image(item, decision: Decision, species: str, source: Path) -> Image:
+    def _image(item, decision: Decision, species: str, source: Path, boxes: tuple[AnimalDecision, ...] = ()) -> Image:
         if isinstance(item.host_key, TableKey):
-            return Image(item, decision, species, item.host_key.directory, item.host_key.filename)
-        return Image(item, decision, species, tree_directory(source, item.relpath), item.path.name)
+            return Image(item, decision, species, item.host_key.directory, item.host_key.filename, boxes)
+        return Image(item, decision, species, tree_directory(source, item.relpath), item.path.name, boxes)
+
+
+def _records(results: RunResults, include) -> Iterator[tuple[Decision, str, tuple[AnimalDecision, ...]]]:
+    """(decision, species key, its animal boxes) of each record: DeepFaune's one per selected file (its own
+    answer, no boxes); with --every-animal, a file with animal boxes has one per species they show instead
+    (`species_records`), and its own answer beside them only when that is a person or a vehicle."""
+    boxes = animals_by_file(results.animals)
+    selected = {id(d) for d in select(results.decisions, include)}
+    for d in results.decisions:
+        own = boxes.get(d.relpath)
+        if id(d) in selected and (not own or d.prediction_key in BESIDE_BOXES):
+            yield d, d.prediction_key, ()
+        for key, group in species_records(own or (), include).items():
+            yield d, key, group
 
 
 def _say_fields(decisions: list[Decision], recorded: set[int]) -> None:

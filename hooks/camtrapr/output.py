@@ -12,8 +12,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from deepfaune_plugin.api import (HUMAN_FIELDS, STANDIN_COLUMN, STANDIN_VALUE, Decision, HostError, MediaItem,
-                                  atomic_output, escape_formula, format_date)
+from deepfaune_plugin.api import (HUMAN_FIELDS, STANDIN_COLUMN, STANDIN_VALUE, TOO_SMALL, UNDEFINED, AnimalDecision,
+                                  Decision, HostError, MediaItem, atomic_output, escape_formula, format_date,
+                                  species_in_file)
 
 from deepfaune_plugin.hooks.camtrapr.independence import IndependentRecord, Record, r_collation_key
 
@@ -47,6 +48,27 @@ class Image:
     species: str
     directory: str
     filename: str
+    #: `--every-animal`: the image's animal boxes of this record's species (its count, score and top1), or ()
+    #: for DeepFaune's own record of the image.
+    animals: tuple[AnimalDecision, ...] = ()
+
+
+#: The answers of a file's own that stay a record beside its species records (`--every-animal`): no animal's.
+BESIDE_BOXES = ("human", "vehicle")
+
+
+def species_records(boxes: Sequence[AnimalDecision], include: Iterable[str]) -> dict[str, tuple[AnimalDecision, ...]]:
+    """key -> an image's boxes of it: one record per species the image shows (camtrapR's multi-species form).
+    A box too small to classify is an animal of unknown species: it counts as "undefined", which, as a file's
+    own undefined answer, is a record only with --include undefined."""
+    allowed = set(include)
+    out: dict[str, tuple[AnimalDecision, ...]] = {}
+    for key, group in species_in_file(boxes).items():
+        key = UNDEFINED if key == TOO_SMALL else key
+        if key in NON_ANIMAL_KEYS and key not in allowed:
+            continue
+        out[key] = out.get(key, ()) + tuple(group)
+    return out
 
 
 def select(decisions: Iterable[Decision], include: Iterable[str]) -> list[Decision]:
@@ -96,6 +118,10 @@ def record_rows(records: Sequence[IndependentRecord], has_camera: bool,
     for ind in records:
         image: Image = ind.record.payload
         d, when = image.decision, ind.record.time
+        score, top1, count = d.score, d.top1, d.count
+        if image.animals:  # one species' boxes in the image: its own count, its best box's score and top1
+            best = max(image.animals, key=lambda a: a.raw_score)
+            score, top1, count = best.score, best.top1, len(image.animals)
         row = [ind.record.station]
         if has_camera:
             row.append(image.item.camera if image.item.camera is not None else NA)
@@ -103,7 +129,7 @@ def record_rows(records: Sequence[IndependentRecord], has_camera: bool,
             image.species, format_date(when, DATETIME_FORMAT), format_date(when, "%Y-%m-%d"), when.strftime("%H:%M:%S"),
             _num(ind.delta_secs), _num(ind.delta_mins), _num(ind.delta_hours), _num(ind.delta_days),
             image.directory, image.filename, _num(ind.n_images),
-            _num(d.score), d.top1, _num(d.seqnum), d.predictionbase, _num(d.scorebase), _num(d.count),
+            _num(score), top1, _num(d.seqnum), d.predictionbase, _num(d.scorebase), _num(count),
         ] + [d.human.fields.text(c) if d.human is not None else "" for c in people] \
             + ([STANDIN_VALUE] if standin else [])
         rows.append(row)

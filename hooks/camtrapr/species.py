@@ -10,7 +10,9 @@ tree with it first:
   where they put it (and remembered, so later runs keep it too); its image is not placed again;
 - a file of ours that is gone, or whose bytes changed, was removed or replaced by a person: its image
   stays out (remembered), and a replaced file is kept as theirs;
-- every other file, link and folder is theirs and is carried into the new tree at the same path.
+- every other file, link and folder is theirs and is carried into the new tree at the same path;
+- an image placed under several species (`--every-animal`: one copy per species it shows) one copy of which a
+  person moved or removed keeps its other copies where they are, remembered as the person left them.
 
 The new tree is built beside OUT (hard links to the old tree's files for what is carried), swapped in
 with two renames, and the old one is removed only once it is seen unchanged since it was read.  A folder
@@ -213,6 +215,11 @@ def _plan(old: Manifest, scan: _Scan) -> _Plan:
         else:
             plan.manifest.excluded.add(placed.source)
     plan.skip |= plan.manifest.excluded
+    for placed in old.files:  # an image in several species folders (--every-animal) one copy of which a person
+        # moved or removed: its other copies stay where they are, as the person left them, not rebuilt
+        if placed.path in unchanged and not placed.corrected and placed.source in plan.skip:
+            plan.carry.append(placed.path)
+            plan.manifest.files.append(Placed(placed.path, placed.sha256, placed.source, corrected=True))
     plan.report.left_out = len(plan.manifest.excluded)
     plan.carry += sorted(foreign)
     plan.links = dict(scan.links)

@@ -13,7 +13,10 @@ frame's selected box carries the video's classification (a video is its own sequ
 levels give the same answer).  `frames_processed` (required by format 1.5+) names those frames.
 
 DeepFaune classifies one box per image (the selected one), so only that box carries a
-classification.  By default it is the image's *sequence* answer (DeepFaune's `top1` and its
+classification; with `--every-animal` (`RunResults.animals`) every other animal box of an image carries its own
+(its best class and probability, DeepFaune's rules for that box alone), and the selected box one too where its
+file's answer is no animal's; a box too small to classify gets none.  By default DeepFaune's own box carries
+the image's *sequence* answer (DeepFaune's `top1` and its
 probability, what the DeepFaune GUI reports); `level="image"` gives each image's own answer.
 Confidences of classifications are the float32 probability truncated to 3 decimals, so a
 probability below the threshold never rounds up to it in Timelapse.  A file a person labelled
@@ -27,9 +30,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from deepfaune_plugin.api import (__version__, ANIMAL, CATEGORY_NAMES, STANDIN_MARK, UNDEFINED, ClassTable, Decision,
-                                  Manifest, MediaItem, RawResult, RunResults, Taxon, load_card, normalised_box,
-                                  taxon_for_key)
+from deepfaune_plugin.api import (__version__, ANIMAL, CATEGORY_NAMES, STANDIN_MARK, TOO_SMALL, UNDEFINED,
+                                  AnimalDecision, ClassTable, Decision, Manifest, MediaItem, RawResult, RunResults,
+                                  Taxon, animals_by_file, load_card, normalised_box, taxon_for_key)
 
 FORMAT_VERSION = "1.6"
 DETECTION_CATEGORIES = {str(k): v for k, v in sorted(CATEGORY_NAMES.items())}  # "1" animal, "2" person, "3" vehicle
@@ -108,6 +111,15 @@ def box_classification(decision: Decision, level: str, by_key: Mapping[str, str]
     return (by_key[key], truncate3(score)) if key in by_key else None
 
 
+def animal_classification(animal: AnimalDecision, by_key: Mapping[str, str]) -> tuple[str, float] | None:
+    """(category id, confidence) for one animal box decided alone (`--every-animal`): its best class, as
+    `box_classification` gives a file's; None for a box too small to classify."""
+    if animal.key == TOO_SMALL:
+        return None
+    key = animal.top1_key.removesuffix(f" {UNDEFINED}")
+    return (by_key[key], truncate3(animal.raw_score)) if key in by_key else None
+
+
 def detection_thresholds(version: str, mode: str) -> tuple[float, float]:
     """(typical, conservative) detector thresholds: the highest and lowest confidence that the detectors
     `mode` runs keep (their model card's `conf`); a mode running none of them (existing boxes) reports all."""
@@ -156,9 +168,12 @@ def build_info(results: RunResults, completed: datetime | None = None) -> dict[s
     }
 
 
-def _detections(raw: RawResult, classification: tuple[str, float] | None,
-                frame_number: int | None = None) -> list[dict[str, Any]]:
-    """One image's (or video frame's) boxes; its selected box, when an animal, gets `classification`."""
+def _detections(raw: RawResult, classification: tuple[str, float] | None, frame_number: int | None = None,
+                per_box: Mapping[int, tuple[str, float]] | None = None) -> list[dict[str, Any]]:
+    """One image's (or video frame's) boxes; its selected box, when an animal, gets `classification`, and each
+    box `per_box` names (detection index -> its own, `--every-animal`) its own (the selected box only when
+    `classification` is None)."""
+    per_box = per_box or {}
     out: list[dict[str, Any]] = []
     if raw.width <= 0 or raw.height <= 0:
         return out
@@ -168,8 +183,11 @@ def _detections(raw: RawResult, classification: tuple[str, float] | None,
             "conf": float(round(float(det.conf), 3)),
             "bbox": list(normalised_box(det.box, raw.width, raw.height, decimals=4, clamp="values")),
         }
-        if index == raw.selected and det.category == ANIMAL and classification is not None:
-            entry["classifications"] = [[classification[0], float(classification[1])]]
+        own = classification if index == raw.selected and det.category == ANIMAL else None
+        if own is None and det.category == ANIMAL:
+            own = per_box.get(index)
+        if own is not None:
+            entry["classifications"] = [[own[0], float(own[1])]]
         if frame_number is not None:
             entry["frame_number"] = frame_number
         out.append(entry)
@@ -187,7 +205,8 @@ def video_frames(raw: RawResult) -> dict[int, RawResult]:
     return {n: seen[n] for n in sorted(seen)}
 
 
-def image_entry(item: MediaItem, raw: RawResult, classification: tuple[str, float] | None) -> dict[str, Any]:
+def image_entry(item: MediaItem, raw: RawResult, classification: tuple[str, float] | None,
+                per_box: Mapping[int, tuple[str, float]] | None = None) -> dict[str, Any]:
     entry: dict[str, Any] = {"file": item.relpath}
     frames = video_frames(raw) if item.is_video else None
     if raw.failure is not None:
@@ -196,7 +215,7 @@ def image_entry(item: MediaItem, raw: RawResult, classification: tuple[str, floa
     elif frames is not None:
         entry["detections"] = [d for number, frame in frames.items() for d in _detections(frame, classification, number)]
     else:
-        entry["detections"] = _detections(raw, classification)
+        entry["detections"] = _detections(raw, classification, per_box=per_box)
     if frames is not None:
         entry["frame_rate"] = float(raw.frame_rate) if raw.frame_rate else 0.0  # unknown: Timelapse keeps no box
         entry["frames_processed"] = list(frames)
@@ -210,6 +229,7 @@ def build_recognitions(manifest: Manifest, results: RunResults, level: str = "se
     s = results.settings
     categories, by_key = classification_categories(results.classes, s.lang, s.bird)
     decided = {d.relpath: d for d in results.decisions}
+    boxes = animals_by_file(results.animals)
     images = []
     for item in sorted(manifest.items, key=lambda it: it.relpath):
         raw = results.raw.get(item.relpath)
@@ -219,7 +239,8 @@ def build_recognitions(manifest: Manifest, results: RunResults, level: str = "se
         if decision is not None and decision.machine is not None:  # a person's label is no machine classification
             decision = decision.machine
         answer = None if decision is None else box_classification(decision, level, by_key)
-        images.append(image_entry(item, raw, answer))
+        per_box = {a.index: c for a in boxes.get(item.relpath, ()) if (c := animal_classification(a, by_key))}
+        images.append(image_entry(item, raw, answer, per_box))
     return {
         "info": build_info(results),
         "detection_categories": dict(DETECTION_CATEGORIES),
