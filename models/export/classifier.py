@@ -186,6 +186,21 @@ def export_onnx(model: DeepfauneClassifier, path: Path, crop_size: int, opset: i
         torch.onnx.export(model, (example,), str(path), dynamo=False, opset_version=opset,
                           input_names=["input"], output_names=names, do_constant_folding=True,
                           dynamic_axes={n: {0: "batch"} for n in ["input", *names]})
+    _fix_features_width(path, model.vit.num_features)
+
+
+def _fix_features_width(path: Path, width: int) -> None:
+    """The exporter names the features' width symbolically (it comes out of a Gather of the token axis); the
+    contract says [batch, D] with D the class token's width, as the torch-free graph writes it."""
+    import onnx
+
+    graph = onnx.load(str(path))
+    for output in graph.graph.output:
+        if output.name == FEATURES:
+            dim = output.type.tensor_type.shape.dim[1]
+            dim.ClearField("dim_param")
+            dim.dim_value = width
+    onnx.save(graph, str(path))
 
 
 def export_classifier(checkpoint: Path | str, out: Path | str, *, bird_head: Path | str | None = None,
