@@ -35,8 +35,8 @@ from .table import TableWriter, escape_formula, result_table, write_table
 from .taxonomy import LabelReader, Taxon, key_for_name, taxa, taxon_for_key
 from .transaction import FolderLock, JournalError, LockedError, commit_files, file_sha256, recover
 from .types import (ANIMAL, CATEGORY_NAMES, CONTAINER_DATE, EXIF_DATE, FAILED, FILE_DATE, HOST_DATE, IMAGE_SUFFIXES,
-                    HUMAN_FIELDS, PERSON, UNDEFINED, VEHICLE, VIDEO_SUFFIXES, ClassTable, Decision, Detection,
-                    HumanFields, HumanLabel, KnownBox, Manifest, MediaItem, Problem, RawResult, TOO_SMALL,
+                    HUMAN_BOX_SOURCE, HUMAN_FIELDS, PERSON, UNDEFINED, VEHICLE, VIDEO_SUFFIXES, ClassTable, Decision, Detection,
+                    HumanBoxes, HumanFields, HumanLabel, KnownBox, Manifest, MediaItem, Problem, RawResult, TOO_SMALL,
                     AnimalDecision, AnimalLogits)
 from .untrusted import UntrustedInputError, decode_user_text, load_json, load_yaml, parse_json, read_user_text
 from .walk import MEDIA_SUFFIXES, OWN_FOLDER_PREFIXES, count_media, iter_media, iter_media_blocks
@@ -106,4 +106,7 @@ __all__ = [
     # how many files of a run hold each; fields_note, the lines a host says of those it wrote and those it cannot
     # hold (nothing a person recorded is dropped without a word)
     "HumanLabel", "HumanFields", "HUMAN_FIELDS", "fields_given", "fields_note",
+    # the boxes people draw in `deepfaune review` (HumanBoxes), which replace the detector's in RunResults.raw;
+    # HUMAN_BOX_SOURCE, such a box's Detection.source (a host that can mark a person's box, marks it)
+    "HumanBoxes", "HUMAN_BOX_SOURCE",
 ]

@@ -12,7 +12,8 @@ from typing import Mapping, Sequence
 
 from .decisions import class_keys
 from .errors import DeepfauneError
-from .types import ANIMAL, EMPTY, PERSON, VEHICLE, ClassTable, Decision, HumanLabel
+from .types import (ANIMAL, EMPTY, HUMAN_BOX_SOURCE, PERSON, VEHICLE, ClassTable, Decision, Detection, HumanBoxes,
+                    HumanLabel, RawResult)
 
 #: The label keys that are no animal class, and their categories.
 NON_ANIMAL = {"empty": EMPTY, "human": PERSON, "vehicle": VEHICLE}
@@ -86,6 +87,53 @@ def overlay(decisions: Sequence[Decision], labels: Mapping[str, HumanLabel], cla
                            categorybase=category, human=human, machine=d, count=count,
                            humancount=humancount))
     return out
+
+
+def overlay_boxes(decisions: Sequence[Decision], raws: Mapping[str, RawResult], boxes: Mapping[str, HumanBoxes]
+                  ) -> tuple[list[Decision], dict[str, RawResult]]:
+    """`decisions` and `raws` with the boxes people drew replacing the detector's for their files (after
+    `overlay`: the person's label picks which box is the label's), so every writer sees them: the result table's
+    bbox and person_boxes (and so `deepfaune sort --blur-humans`), Timelapse's detections, Camtrap DP's human
+    rows, the thumbnails. A person's box has confidence 1.0 and source "human". Without boxes nothing changes
+    (the same objects come back). `Decision.machine` keeps DeepFaune's own box."""
+    if not boxes:
+        return list(decisions), dict(raws)
+    out_raws = dict(raws)
+    out = []
+    for d in decisions:
+        drawn, raw = boxes.get(d.relpath), raws.get(d.relpath)
+        if drawn is None or raw is None or raw.failure is not None or d.failure is not None or not (
+                raw.width > 0 and raw.height > 0):
+            out.append(d)
+            continue
+        people = replace_boxes(raw, drawn, d.categorybase)
+        out_raws[d.relpath] = people
+        sel = people.selected_detection
+        given = d.human.fields.count if d.human is not None else None
+        out.append(replace(d, box=sel.box if sel is not None else None, box_conf=1.0 if sel is not None else None,
+                           count=given if given is not None and d.category == ANIMAL else people.count,
+                           humancount=given if given is not None and d.category == PERSON else people.humancount,
+                           machine=d.machine or d))
+    return out, out_raws
+
+
+def replace_boxes(raw: RawResult, drawn: HumanBoxes, category: int) -> RawResult:
+    """`raw` with the person's boxes (pixels of `raw`'s image) as its detections (a video: its key frame's); the
+    label's box is the largest of the file's own category, else the largest animal box, else none."""
+    w, h = raw.width, raw.height
+    dets = [Detection((x * w, y * h, (x + bw) * w, (y + bh) * h), 1.0, c, HUMAN_BOX_SOURCE)
+            for c, (x, y, bw, bh) in drawn.boxes]
+
+    def largest(cat: int) -> int | None:
+        found = [i for i, det in enumerate(dets) if det.category == cat]
+        return max(found, key=lambda i: (dets[i].box[2] - dets[i].box[0]) * (dets[i].box[3] - dets[i].box[1]),
+                   default=None)
+
+    selected = largest(category) if category != EMPTY else None
+    selected = largest(ANIMAL) if selected is None else selected
+    frames = [replace(f, detections=list(dets), selected=selected, animals=None)
+              if f.frame_number == raw.frame_number and f.failure is None else f for f in raw.frames]
+    return replace(raw, detections=dets, selected=selected, frames=frames, animals=None)
 
 
 def conflicts(labels: Mapping[str, HumanLabel]) -> dict[str, HumanLabel]:

@@ -16,7 +16,7 @@ from typing import Any, Mapping, Sequence
 
 from .animals import decide_animals
 from .api import Host, RunResults, RunSettings
-from .corrections import check_labels, conflict_note, conflicts, overlay
+from .corrections import check_labels, conflict_note, conflicts, overlay, overlay_boxes
 from .decisions import decide_run
 from .errors import DeepfauneError, RunError
 from .inference import Inference, open_store
@@ -136,6 +136,8 @@ def run(
                         decisions = overlay(decisions, labels, classes, settings.lang)
                     last_seqnum = max((d.seqnum for d in decisions), default=last_seqnum)
                     by_path = {raw.relpath: raw for raw in raws}
+                    if result_store is not None:  # the boxes people drew, over the detector's
+                        decisions, by_path = overlay_boxes(decisions, by_path, result_store.human_boxes(chunk))
                     batch = RunResults(settings=settings, classes=classes,
                                        raw=by_path, decisions=decisions,
                                        backend_info=dict(inference.info), output=host_options["output"],

@@ -34,8 +34,8 @@ import numpy as np
 from .errors import DeepfauneError
 from .known_files import FileIdentity, KnownFiles, forget_unused
 from .known_files import content_hash as content_hash  # its name here since it was written (RESULTS.md)
-from .types import (CONTAINER_DATE, EXIF_DATE, FILE_DATE, HUMAN_FIELDS, AnimalLogits, Detection, HumanFields,
-                    HumanLabel, MediaItem, RawResult)
+from .types import (ANIMAL, CONTAINER_DATE, EXIF_DATE, FILE_DATE, HUMAN_FIELDS, PERSON, VEHICLE, AnimalLogits,
+                    Detection, HumanBoxes, HumanFields, HumanLabel, MediaItem, RawResult)
 
 SCHEMA_VERSION = 2
 #: PRAGMA application_id of a result store ("DFrs"): what tells our file from any other SQLite database.
@@ -201,6 +201,12 @@ HUMAN_TABLE = """CREATE TABLE {exists}{name} (
     behaviour TEXT NOT NULL DEFAULT '', individual TEXT NOT NULL DEFAULT '', comment TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (content, size, reviewer));"""
 _HUMAN_ROW = ("content", "size", "relpath", "label", "reviewer", "at", *HUMAN_FIELDS)
+#: The boxes people drew in `deepfaune review`, one record per file and reviewer (a JSON list of
+#: [category, x, y, w, h], fractions of the image): people's data like their labels, kept by content.
+HUMAN_BOXES_TABLE = """CREATE TABLE IF NOT EXISTS human_boxes (
+    content TEXT NOT NULL, size INTEGER NOT NULL, relpath TEXT NOT NULL, reviewer TEXT NOT NULL, at TEXT NOT NULL,
+    boxes TEXT NOT NULL, PRIMARY KEY (content, size, reviewer));"""
+MAX_HUMAN_BOXES = 200  # boxes one person may draw on one file: far more than any picture holds
 
 
 def _columns(db: sqlite3.Connection, table: str) -> list[str]:
@@ -266,6 +272,7 @@ class ResultStore:
         )
         self.db.executescript(HUMAN_TABLE.format(name="human", exists="IF NOT EXISTS "))
         _migrate_human(self.db)
+        self.db.executescript(HUMAN_BOXES_TABLE)
         self.db.execute(f"PRAGMA application_id={APPLICATION_ID}")
         if row is None:
             self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
@@ -354,11 +361,7 @@ class ResultStore:
         found: dict[str, list[HumanLabel]] = {}
         if not self._has_human():
             return found
-        wanted: dict[tuple[str, int], list[MediaItem]] = {}
-        for item in items:
-            ident = self._looked_up(item)
-            if ident is not None:
-                wanted.setdefault((ident.content, ident.size), []).append(item)
+        wanted = self._by_content(items)
         keys_all = list(wanted)
         for start in range(0, len(keys_all), LOOKUP_BATCH):
             keys = [k for k, _ in keys_all[start:start + LOOKUP_BATCH]]
@@ -374,6 +377,15 @@ class ResultStore:
         for labels in found.values():
             labels.sort(key=lambda h: (h.at, h.reviewer), reverse=True)
         return found
+
+    def _by_content(self, items: Sequence[MediaItem]) -> dict[tuple[str, int], list[MediaItem]]:
+        """`items` by (content, size): what people's labels and boxes are kept by (unreadable files left out)."""
+        wanted: dict[tuple[str, int], list[MediaItem]] = {}
+        for item in items:
+            ident = self._looked_up(item)
+            if ident is not None:
+                wanted.setdefault((ident.content, ident.size), []).append(item)
+        return wanted
 
     def _label_date(self, relpath: str, label: str, at) -> datetime:
         """When a person gave a label; a damaged date is refused by name (the label is a person's work: never
@@ -433,6 +445,67 @@ class ResultStore:
         return len(rows)
 
 
+    # -- the boxes people drew (`deepfaune review`): beside their labels, by content, one record per reviewer
+
+    def human_boxes(self, items: Sequence[MediaItem]) -> dict[str, HumanBoxes]:
+        """The boxes that decide each file of `items` a person drew boxes for, by relpath: the latest drawn
+        (another reviewer's earlier drawing stays in the store). With none kept at all it reads no file."""
+        found: dict[str, HumanBoxes] = {}
+        if self.db.execute("SELECT 1 FROM human_boxes LIMIT 1").fetchone() is None:
+            return found
+        wanted = self._by_content(items)
+        keys_all = [k for k, _ in wanted]
+        for start in range(0, len(keys_all), LOOKUP_BATCH):
+            keys = keys_all[start:start + LOOKUP_BATCH]
+            rows = self.db.execute("SELECT content, size, reviewer, at, boxes FROM human_boxes "
+                                   f"WHERE content IN ({','.join('?' * len(keys))})", keys)
+            for content, size, reviewer, at, text in rows.fetchall():
+                for item in wanted.get((content, size), ()):
+                    drawn = HumanBoxes(_boxes_from_text(self.path, item.relpath, text), reviewer,
+                                       self._label_date(item.relpath, "boxes", at))
+                    old = found.get(item.relpath)
+                    if old is None or (drawn.at, drawn.reviewer) > (old.at, old.reviewer):
+                        found[item.relpath] = drawn
+        return found
+
+    def set_human_boxes(self, item: MediaItem, boxes: Sequence[tuple[int, Sequence[float]]] | None,
+                        reviewer: str) -> None:
+        """Keep `reviewer`'s boxes of one file (an empty list: no box at all; None: forget them, the detector's
+        show again). A file that cannot be read now is refused (ValueError naming it)."""
+        ident = self._ident(item)
+        with self.db:
+            self.db.execute("BEGIN")
+            if boxes is None:
+                self.db.execute("DELETE FROM human_boxes WHERE content=? AND size=? AND reviewer=?",
+                                (ident.content, ident.size, reviewer))
+                return
+            text = json.dumps([[int(c), *(round(float(v), 6) for v in b)] for c, b in boxes])
+            self.db.execute("INSERT INTO human_boxes (content, size, relpath, reviewer, at, boxes) "
+                            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (content, size, reviewer) DO UPDATE SET "
+                            "relpath=excluded.relpath, at=excluded.at, boxes=excluded.boxes",
+                            (ident.content, ident.size, item.relpath, reviewer,
+                             datetime.now().isoformat(timespec="seconds"), text))
+
+
+def _boxes_from_text(path: Path, relpath: str, text: str) -> tuple[tuple[int, tuple[float, float, float, float]], ...]:
+    """A human_boxes record read back; one not as written (an edited store) is refused by name, never guessed."""
+    try:
+        data = json.loads(text)
+        if not isinstance(data, list) or len(data) > MAX_HUMAN_BOXES:
+            raise ValueError("not a list of at most %d boxes" % MAX_HUMAN_BOXES)
+        out = []
+        for entry in data:
+            category, *box = entry
+            if category not in (ANIMAL, PERSON, VEHICLE) or len(box) != 4 or not all(
+                    isinstance(v, (int, float)) and 0.0 <= v <= 1.0 for v in box):
+                raise ValueError(f"box {entry!r}")
+            out.append((int(category), (float(box[0]), float(box[1]), float(box[2]), float(box[3]))))
+        return tuple(out)
+    except (ValueError, TypeError) as err:
+        raise StoreError(f"result store {path}: the boxes a person drew on {relpath} are malformed ({err}; was "
+                         "the store edited?)") from None
+
+
 def decider(labels: Sequence[HumanLabel]) -> HumanLabel:
     """Of one file's labels (the latest first), the one that decides its outputs: the latest, carrying in
     `others` the other reviewers' labels that say something else (a conflict, shown side by side)."""
@@ -490,6 +563,8 @@ def store_info(path: Path) -> StoreInfo:
                           "GROUP BY fingerprint ORDER BY count(*) DESC, fingerprint").fetchall()
         has_human = db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='human'").fetchone()
         labels = db.execute("SELECT count(*) FROM human").fetchone()[0] if has_human else 0
+        if db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='human_boxes'").fetchone():
+            labels += db.execute("SELECT count(*) FROM human_boxes").fetchone()[0]  # people's boxes: kept alike
         feats = {fp: (n, int(b or 0)) for fp, n, b in db.execute(
             "SELECT fingerprint, count(*), sum(length(data)) FROM features GROUP BY fingerprint")} \
             if _has_features(db) else {}

@@ -396,6 +396,27 @@ class HumanLabel:
     others: tuple["HumanLabel", ...] = ()
 
 
+#: `Detection.source` of a box a person drew in `deepfaune review` (the result table's `detector` column).
+HUMAN_BOX_SOURCE = "human"
+
+
+@dataclass(frozen=True)
+class HumanBoxes:
+    """The boxes a person drew for one file in `deepfaune review` (a missed animal, a person to blur), which
+    replace the detector's for that file in every output; none: they removed every box (a false one).
+
+    Attributes:
+        boxes: (category, (x, y, w, h)) each: `ANIMAL`, `PERSON` or `VEHICLE`, and the box's top-left corner and
+            size as fractions 0..1 of the image (a video: of its key frame), so they hold for any decoded size.
+        reviewer: Who drew them.
+        at: When.
+    """
+
+    boxes: tuple[tuple[int, tuple[float, float, float, float]], ...]
+    reviewer: str
+    at: datetime
+
+
 @dataclass(frozen=True)
 class ClassTable:
     """The labels and decision constants of a classifier, as a model card states them.

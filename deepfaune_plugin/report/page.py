@@ -59,7 +59,7 @@ _DATA = "\x00DATA\x00"  # no title or asset can hold a NUL: the one place the da
 def _page_parts(view: Mapping[str, Any]) -> tuple[str, str]:
     """The page's text before and after its data."""
     parts = {
-        "TITLE": html.escape(f"DeepFaune review: {Path(view.get('source', '')).name or view.get('source', '')}"),
+        "TITLE": html.escape(f"DeepFaune report — {Path(view.get('source', '')).name or view.get('source', '')}"),
         "VERSION": html.escape(__version__),
         "CSS": _asset("report.css"),
         "JS": _asset("report.js") + ("\n" + _asset("repeats.js") if "repeats" in view else ""),  # --drop-repeats

@@ -78,7 +78,7 @@
     return [
       D.standin ? el("div", { cls: "standin", id: "standin" }, "Stand-in models (random weights): every label and score in this report is meaningless.") : null,
       el("header", { cls: "top" }, el("div", { cls: "inner" },
-        el("h1", {}, "DeepFaune review"),
+        el("h1", {}, "DeepFaune report"),
         el("div", { cls: "sub" }, sub)))
     ];
   }

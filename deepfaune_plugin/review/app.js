@@ -71,7 +71,7 @@
         const img = el("img");
         img.alt = f.f;
         img.loading = "lazy";
-        img.src = `/thumb/${f.id}.jpg`;
+        img.src = `/thumb/${f.id}.jpg` + (f.v ? `?v=${f.v}` : "");
         fig.append(img);
         const cap = el("figcaption");
         cap.append(el("span", f.human ? "human" : "", f.label + (f.human ? ` ✓ ${f.human.by}` : "")));
@@ -207,11 +207,13 @@
     $("large").alt = f.f;
     $("large-caption").textContent = `${f.f} · ${f.label}` + (f.date ? ` · ${f.date}` : "");
     $("viewer").hidden = false;
+    openBoxes(f);
   }
 
   function onKey(ev) {
     if (!$("picker").hidden) { pickerKey(ev); return; }
     if (!$("viewer").hidden) {  // the arrows go through the sequence's pictures enlarged; any other key closes
+      if (boxKey(ev)) { ev.preventDefault(); return; }
       const seq = state.seqs[state.cur];
       if (seq && (ev.key === "ArrowRight" || ev.key === "ArrowLeft")) {
         state.pic = Math.max(0, Math.min(seq.files.length - 1, state.pic + (ev.key === "ArrowRight" ? 1 : -1)));
@@ -219,6 +221,7 @@
         enlarge();
       } else {
         $("viewer").hidden = true;
+        $("clip").pause();
       }
       ev.preventDefault();
       return;
@@ -248,6 +251,184 @@
     }
     ev.preventDefault();
   }
+
+  // -- the box editor (issue 33.3) and the video clip (33.6), in the enlarged view: a person's boxes replace the
+  // detector's for the file in every output. Boxes are fractions of the picture: {c, x, y, w, h}.
+  const boxes = { file: null, list: [], saved: [], sel: -1, drag: null, dirty: false };
+  const BOX_KEYS = { a: "animal", p: "person", c: "vehicle" };
+  const STEP = 0.01;  // an arrow moves a box by 1% of the picture
+
+  function openBoxes(f) {
+    boxes.file = f;
+    boxes.saved = (f.boxes || []).map((b) => ({ c: b.c, x: b.x, y: b.y, w: b.w, h: b.h }));
+    boxes.list = boxes.saved.map((b) => ({ ...b }));
+    boxes.sel = -1;
+    boxes.dirty = false;
+    const img = $("large"), clip = $("clip");
+    if (f.video) {  // the clip plays; its boxes belong to the key frame, drawn at that time only
+      img.hidden = true;
+      clip.hidden = false;
+      clip.src = `/media/${f.id}`;
+      clip.onloadedmetadata = () => { if (f.key_time !== null) clip.currentTime = f.key_time; };
+      clip.ontimeupdate = drawBoxes;
+    } else {
+      clip.pause();
+      clip.removeAttribute("src");
+      clip.hidden = true;
+      img.hidden = false;
+      img.src = `/plain/${f.id}.jpg` + (f.v ? `?v=${f.v}` : "");
+    }
+    drawBoxes();
+  }
+
+  function atKeyFrame() {
+    const f = boxes.file, clip = $("clip");
+    if (!f || !f.video) return true;
+    return f.key_time !== null && Math.abs(clip.currentTime - f.key_time) < 0.25;
+  }
+
+  function drawBoxes() {
+    const layer = $("boxlayer");
+    layer.replaceChildren();
+    if (!boxes.file || !atKeyFrame()) return;
+    boxes.list.forEach((b, i) => {
+      const d = el("div", `ebox ${b.c}` + (i === boxes.sel ? " sel" : ""));
+      d.style.left = `${100 * b.x}%`;
+      d.style.top = `${100 * b.y}%`;
+      d.style.width = `${100 * b.w}%`;
+      d.style.height = `${100 * b.h}%`;
+      d.dataset.box = String(i);
+      d.title = b.c;
+      layer.append(d);
+    });
+    const f = boxes.file;
+    $("boxhelp").dataset.state = boxes.dirty ? "unsaved" : (f.drawn_by ? "drawn" : "detector");
+    $("large-caption").textContent = `${f.f} · ${f.label}` + (f.date ? ` · ${f.date}` : "") +
+      ` · ${boxes.list.length} box(es)` + (boxes.dirty ? " (not saved: s saves, Escape cancels)" :
+        f.drawn_by ? ` drawn by ${f.drawn_by}` : " by the detector");
+  }
+
+  function clamp01(v) { return Math.max(0, Math.min(1, v)); }
+
+  function place(b) {  // a box kept inside the picture, never a speck
+    b.w = Math.max(0.002, Math.min(1, b.w));
+    b.h = Math.max(0.002, Math.min(1, b.h));
+    b.x = clamp01(Math.min(b.x, 1 - b.w));
+    b.y = clamp01(Math.min(b.y, 1 - b.h));
+  }
+
+  function edited() { boxes.dirty = true; drawBoxes(); }
+
+  function boxKey(ev) {  // true: the key was the editor's
+    if (!boxes.file || ev.ctrlKey || ev.metaKey || ev.altKey) return false;
+    const b = boxes.list[boxes.sel];
+    if (ev.key === "Tab") {
+      if (!boxes.list.length) return true;
+      boxes.sel = ev.shiftKey ? (boxes.sel <= 0 ? boxes.list.length - 1 : boxes.sel - 1)
+        : (boxes.sel + 1) % boxes.list.length;
+      drawBoxes();
+      return true;
+    }
+    if (ev.key === "Escape" && (boxes.dirty || boxes.sel >= 0 || boxes.drag)) {
+      boxes.list = boxes.saved.map((x) => ({ ...x }));
+      boxes.sel = -1;
+      boxes.drag = null;
+      boxes.dirty = false;
+      drawBoxes();
+      say("box changes cancelled");
+      return true;
+    }
+    if (ev.key === "s") { saveBoxes(boxes.list); return true; }
+    if (ev.key === "r") { saveBoxes(null); return true; }
+    if (!b) return false;
+    const arrows = { ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, -1], ArrowDown: [0, 1] };
+    if (arrows[ev.key]) {
+      const [dx, dy] = arrows[ev.key];
+      if (ev.shiftKey) { b.w += dx * STEP; b.h += dy * STEP; } else { b.x += dx * STEP; b.y += dy * STEP; }
+      place(b);
+      edited();
+      return true;
+    }
+    if (ev.key === "Delete" || ev.key === "Backspace") {
+      boxes.list.splice(boxes.sel, 1);
+      boxes.sel = Math.min(boxes.sel, boxes.list.length - 1);
+      edited();
+      return true;
+    }
+    if (BOX_KEYS[ev.key]) { b.c = BOX_KEYS[ev.key]; edited(); return true; }
+    return false;
+  }
+
+  function pointAt(ev) {
+    const r = $("boxlayer").getBoundingClientRect();
+    return { x: clamp01((ev.clientX - r.left) / r.width), y: clamp01((ev.clientY - r.top) / r.height) };
+  }
+
+  function boxDown(ev) {
+    if (!boxes.file || ev.button !== 0 || !atKeyFrame()) return;
+    const p = pointAt(ev);
+    const hit = ev.target.dataset && ev.target.dataset.box !== undefined ? Number(ev.target.dataset.box) : -1;
+    if (hit >= 0) {  // select it, and move it while the button is held
+      boxes.sel = hit;
+      const b = boxes.list[hit];
+      boxes.drag = { kind: "move", from: p, x: b.x, y: b.y };
+    } else {
+      boxes.list.push({ c: "animal", x: p.x, y: p.y, w: 0, h: 0 });
+      boxes.sel = boxes.list.length - 1;
+      boxes.drag = { kind: "draw", from: p };
+    }
+    drawBoxes();
+    ev.preventDefault();
+  }
+
+  function boxMove(ev) {
+    const drag = boxes.drag;
+    if (!drag) return;
+    const p = pointAt(ev), b = boxes.list[boxes.sel];
+    if (drag.kind === "move") {
+      b.x = drag.x + p.x - drag.from.x;
+      b.y = drag.y + p.y - drag.from.y;
+      place(b);
+    } else {
+      b.x = Math.min(p.x, drag.from.x); b.y = Math.min(p.y, drag.from.y);
+      b.w = Math.abs(p.x - drag.from.x); b.h = Math.abs(p.y - drag.from.y);
+    }
+    edited();
+  }
+
+  function boxUp() {
+    const drag = boxes.drag;
+    if (!drag) return;
+    boxes.drag = null;
+    const b = boxes.list[boxes.sel];
+    if (drag.kind === "draw" && (b.w < 0.005 || b.h < 0.005)) {  // a click, not a drag: no box
+      boxes.list.splice(boxes.sel, 1);
+      boxes.sel = -1;
+      drawBoxes();
+      return;
+    }
+    edited();
+  }
+
+  async function saveBoxes(list) {
+    const f = boxes.file;
+    try {
+      const res = await api("/api/boxes", { file: f.f, boxes: list });
+      showSummary(res.summary);
+      const seq = state.seqs[state.cur];
+      const j = seq ? seq.files.findIndex((x) => x.f === f.f) : -1;
+      if (j >= 0) seq.files[j] = res.file;
+      render();
+      openBoxes(res.file);
+      say(list === null ? `${f.f}: the detector's boxes again` : `${f.f}: ${list.length} box(es) saved`);
+    } catch (err) {
+      say(err.message, true);
+    }
+  }
+
+  $("boxlayer").addEventListener("mousedown", boxDown);
+  document.addEventListener("mousemove", boxMove);
+  document.addEventListener("mouseup", boxUp);
 
   document.addEventListener("keydown", onKey);
   $("search").addEventListener("input", () => { state.choice = 0; filter(); });

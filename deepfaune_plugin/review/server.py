@@ -13,6 +13,8 @@ script are served from here: no CDN, works offline.
 from __future__ import annotations
 
 import hmac
+import os
+from html import escape
 import logging
 import json
 import re
@@ -26,6 +28,7 @@ from werkzeug.exceptions import (BadRequest, Forbidden, HTTPException, MethodNot
                                  RequestEntityTooLarge)
 from werkzeug.routing import Map, Rule
 from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
+from werkzeug.utils import send_file
 from werkzeug.wrappers import Request, Response
 
 from ..errors import DeepfauneError
@@ -38,13 +41,18 @@ READ_TIMEOUT = 10.0  # seconds a connection may stay silent (idle keep-alive, ha
 MAX_CONNECTIONS = 64  # connections served at once; one browser opens about 6
 _STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"')
 _BRACKETS = re.compile(rb"[\[\]{}]")
-CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; media-src 'self'; connect-src 'self'; "
        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
-ASSETS = {"app.js": "text/javascript; charset=utf-8", "app.css": "text/css; charset=utf-8"}
+ASSETS = {"app.js": "text/javascript; charset=utf-8", "app.css": "text/css; charset=utf-8",
+          "report.css": "text/css; charset=utf-8"}
+#: Served from the report's package: the report's stylesheet is the review's too (one visual language).
+SHARED_ASSETS = {"report.css": "deepfaune_plugin.report"}
+VIDEO_TYPES = {".mp4": "video/mp4", ".m4v": "video/mp4", ".mov": "video/quicktime", ".webm": "video/webm",
+               ".mkv": "video/x-matroska", ".avi": "video/x-msvideo"}
 
 
 def _asset(name: str) -> str:
-    return resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
+    return resources.files(SHARED_ASSETS.get(name, __package__)).joinpath(name).read_text(encoding="utf-8")
 
 
 class ReviewApp:
@@ -61,6 +69,7 @@ class ReviewApp:
             Rule("/", endpoint="index", methods=["GET"]),
             Rule("/app.js", endpoint="asset", methods=["GET"]),
             Rule("/app.css", endpoint="asset", methods=["GET"]),
+            Rule("/report.css", endpoint="asset", methods=["GET"]),
             Rule("/api/summary", endpoint="summary", methods=["GET"]),
             Rule("/api/page/<int:number>", endpoint="page", methods=["GET"]),
             Rule("/api/labels", endpoint="labels", methods=["GET"]),
@@ -68,6 +77,9 @@ class ReviewApp:
             Rule("/api/export", endpoint="export", methods=["POST"]),
             Rule("/thumb/<ident>.jpg", endpoint="thumb", methods=["GET"]),
             Rule("/large/<ident>.jpg", endpoint="large", methods=["GET"]),
+            Rule("/plain/<ident>.jpg", endpoint="plain", methods=["GET"]),
+            Rule("/api/boxes", endpoint="boxes", methods=["POST"]),
+            Rule("/media/<ident>", endpoint="media", methods=["GET"]),
         ])
 
     # -- who may ask
@@ -112,14 +124,17 @@ class ReviewApp:
         response.headers["Content-Security-Policy"] = CSP
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Referrer-Policy"] = "no-referrer"
-        response.headers["Cache-Control"] = ("private, max-age=3600" if request.path.startswith(("/thumb/", "/large/"))
+        response.headers["Cache-Control"] = ("private, max-age=3600" if request.path.startswith(
+            ("/thumb/", "/large/", "/plain/", "/media/"))
                                              else "no-store")
         return response(environ, start_response)
 
     # -- endpoints
 
     def on_index(self, request: Request) -> Response:
-        html = _asset("app.html").replace("{{TOKEN}}", self.token)
+        source = Path(self.session.source)
+        html = _asset("app.html").replace("{{TOKEN}}", self.token).replace(
+            "{{SOURCE}}", escape(source.name or str(source)))
         response = Response(html, mimetype="text/html")
         response.set_cookie(self.cookie, self.token, httponly=True, samesite="Strict", path="/")
         return response
@@ -168,6 +183,39 @@ class ReviewApp:
 
     def on_large(self, request: Request, ident: str) -> Response:
         return self.on_thumb(request, ident, large=True)
+
+    # -- the boxes a person draws, and a video's clip (issue 33.3, 33.6)
+
+    def on_plain(self, request: Request, ident: str) -> Response:
+        """The enlarged picture without a box drawn in (the page draws the boxes, to edit them)."""
+        with self.session.lock:
+            path = self.session.thumbnail(ident, large=True, plain=True)
+        if path is None:
+            raise NotFound("no such file in this review, or it cannot be read")
+        return Response(Path(path).read_bytes(), mimetype="image/jpeg")
+
+    def on_boxes(self, request: Request) -> Response:
+        body = self._body(request)
+        rel, boxes = body.get("file"), body.get("boxes")
+        if not isinstance(rel, str) or not (boxes is None or isinstance(boxes, list)):
+            raise BadRequest('expects {"file": relpath, "boxes": [{"c", "x", "y", "w", "h"}, ...] or null}')
+        with self.session.lock:
+            return self._json(self.session.set_boxes(rel, boxes))
+
+    def on_media(self, request: Request, ident: str) -> Response:
+        """A video of the review by its id (never a path from the request), with Range requests (seeking)."""
+        with self.session.lock:
+            path = self.session.media(ident)
+        if path is None:
+            raise NotFound("no such video in this review")
+        try:
+            handle = open(path, "rb")
+        except OSError:
+            raise NotFound("this video cannot be read now") from None
+        stat = os.fstat(handle.fileno())
+        return send_file(handle, request.environ, mimetype=VIDEO_TYPES.get(path.suffix.lower(),
+                                                                            "application/octet-stream"),
+                         conditional=True, etag=False, last_modified=stat.st_mtime, size=stat.st_size)
 
     @staticmethod
     def _body(request: Request) -> dict[str, Any]:

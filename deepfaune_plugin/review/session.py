@@ -9,13 +9,13 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from ..api import Host, RunSettings
-from ..corrections import label_choices, label_text, overlay
+from ..corrections import label_choices, label_text, overlay, overlay_boxes
 from ..decisions import decide_run
 from ..errors import DeepfauneError
 from ..exifdate import suspect_date
@@ -23,8 +23,8 @@ from ..inference import Inference
 from ..pipeline import read_to_look
 from ..report.thumbs import Job, ThumbCache
 from ..report.view import review_reason, station_of
-from ..store import ResultStore
-from ..types import ANIMAL, FAILED, FILE_DATE, UNDEFINED, Decision, HumanFields, HumanLabel, MediaItem, RawResult
+from ..store import MAX_HUMAN_BOXES, ResultStore
+from ..types import ANIMAL, FAILED, FILE_DATE, PERSON, UNDEFINED, VEHICLE, Decision, HumanFields, HumanLabel, MediaItem, RawResult
 
 PAGE_SEQUENCES = 20  # sequences per page: what one screen shows without scrolling far
 MAX_PAGE_SEQUENCES = 200
@@ -34,6 +34,11 @@ REASONS = ("undefined", "near", "disagree", "date")
 
 class ReviewError(DeepfauneError):
     """A review that cannot start or a request it cannot honour; the message says which file and why."""
+
+
+#: A box's category as the page names it, and back.
+BOX_CATEGORIES = {"animal": ANIMAL, "person": PERSON, "vehicle": VEHICLE}
+MIN_BOX = 1e-3  # a box narrower or lower than this fraction of the image is a slip of the mouse: refused
 
 
 @dataclass
@@ -87,6 +92,9 @@ class ReviewSession:
     lock: threading.Lock = field(default_factory=threading.Lock)
     standin: bool = False  # the stored outputs came from stand-in models (random weights): meaningless labels
     store_file: tuple[int, int] | None = None  # (device, inode) of the result store when opened
+    boxes: dict = field(default_factory=dict)  # relpath -> HumanBoxes: the boxes people drew, as kept in the store
+    shown: dict = field(default_factory=dict)  # relpath -> RawResult with those boxes over the detector's
+    box_edits: dict = field(default_factory=dict)  # relpath -> boxes saved this session (the pictures' URL version)
 
     # -- building
 
@@ -133,7 +141,9 @@ class ReviewSession:
         changes only its own sequences, `_relabel`)."""
         items = list(self.items.values())
         self.human = self.store.human_labels(items)
-        current = overlay(self.machine, self.human, self.classes, self.settings.lang)
+        self.boxes = self.store.human_boxes(items)
+        current, self.shown = overlay_boxes(overlay(self.machine, self.human, self.classes, self.settings.lang),
+                                            self.raws, self.boxes)
         by_seq: dict[int, list[Decision]] = {}
         for d in current:
             by_seq.setdefault(d.seqnum, []).append(d)
@@ -154,7 +164,8 @@ class ReviewSession:
         for index in {self.where[rel] for rel in relpaths}:
             seq = self.sequences[index]
             machine = [d.machine or d for d in seq.decisions]
-            seq.decisions = overlay(machine, self.human, self.classes, self.settings.lang)
+            seq.decisions, self.shown = overlay_boxes(overlay(machine, self.human, self.classes, self.settings.lang),
+                                                      self.shown, self.boxes)
 
     def _reasons(self, decisions: list[Decision]) -> tuple[str, ...]:
         """Why a person should look: DeepFaune's decision (`machine`), so a corrected sequence stays listed."""
@@ -223,7 +234,7 @@ class ReviewSession:
                                                                    for n in d.human.fields.given()},
                                                         "others": [self._human_json(o) for o in d.human.others]},
                 "failed": d.failure is not None or d.prediction_key == FAILED,
-                "date_source": raw.date_source if raw is not None else ""}
+                "date_source": raw.date_source if raw is not None else "", **self._boxes_json(d.relpath)}
 
     def labels(self) -> list[dict[str, Any]]:
         """Every label a person may give, with its name in each language of the card (search as you type)."""
@@ -298,13 +309,89 @@ class ReviewSession:
                 "at": h.at.isoformat(timespec="seconds"),
                 "fields": {name: getattr(h.fields, name) for name in h.fields.given()}}
 
-    def thumbnail(self, ident: str, large: bool = False) -> Path | None:
+    def thumbnail(self, ident: str, large: bool = False, plain: bool = False) -> Path | None:
         """The file's thumbnail, or (`large`) the picture a person enlarges; made once, then from the cache."""
         rel = self.ids.get(ident)
         if rel is None:
             return None
-        job = Job.of(self.items[rel], self.raws.get(rel))
+        job = Job.of(self.items[rel], self.shown_raw(rel))
+        if plain:  # the page draws the boxes itself (to edit them)
+            job = replace(job, box=None)
         return self.thumbs.large(job) if large else self.thumbs.make(job)[0]
+
+    # -- the boxes people draw (issue 33.3) and the clip a video plays (33.6)
+
+    def shown_raw(self, rel: str) -> RawResult | None:
+        """The file's result as shown: with the boxes a person drew, else the detector's."""
+        return self.shown.get(rel) if rel in self.boxes else self.raws.get(rel)
+
+    def _boxes_json(self, rel: str) -> dict[str, Any]:
+        """What the enlarged view draws: the file's boxes as fractions of its image (a person's, else the
+        detector's), who drew them, and for a video its key frame's time (the boxes belong to that frame)."""
+        raw = self.shown_raw(rel)
+        item = self.items.get(rel)
+        names = {v: k for k, v in BOX_CATEGORIES.items()}
+        out: dict[str, Any] = {"boxes": [], "drawn_by": None, "v": self.box_edits.get(rel, 0),
+                               "video": bool(item is not None and item.is_video),
+                               "key_time": None}
+        if raw is None or raw.failure is not None or not (raw.width > 0 and raw.height > 0):
+            return out
+        for det in raw.detections:
+            x1, y1, x2, y2 = det.box
+            out["boxes"].append({"c": names.get(det.category, "animal"), "x": round(x1 / raw.width, 5),
+                                 "y": round(y1 / raw.height, 5), "w": round((x2 - x1) / raw.width, 5),
+                                 "h": round((y2 - y1) / raw.height, 5), "conf": round(float(det.conf), 3)})
+        drawn = self.boxes.get(rel)
+        out["drawn_by"] = drawn.reviewer if drawn is not None else None
+        if out["video"] and raw.frame_rate and raw.frame_number is not None:
+            out["key_time"] = round(raw.frame_number / raw.frame_rate, 3)
+        return out
+
+    def set_boxes(self, rel: str, boxes: list | None) -> dict[str, Any]:
+        """Keep the boxes this reviewer drew on one file (a list of {"c": animal|person|vehicle, "x", "y", "w", "h"}
+        as fractions of the image; [] no box at all; None: forget them, the detector's show again)."""
+        if rel not in self.items:
+            raise ReviewError(f"not a file of this review: {rel}")
+        raw = self.raws.get(rel)
+        if raw is None or raw.failure is not None or not (raw.width > 0 and raw.height > 0):
+            raise ReviewError(f"{rel}: DeepFaune could not read this file, so no box can be drawn on it")
+        if boxes is not None and len(boxes) > MAX_HUMAN_BOXES:
+            raise ReviewError(f"{rel}: {len(boxes)} boxes: at most {MAX_HUMAN_BOXES} on one file")
+        checked = None if boxes is None else [_box_of(rel, b) for b in boxes]
+        if _identity(self.store.path) != self.store_file:
+            raise ReviewError(f"result store {self.store.path} was removed or replaced while this review was open: "
+                              "the boxes are not kept (they would be lost); start `deepfaune review` again")
+        try:
+            self.store.set_human_boxes(self.items[rel], checked, self.reviewer)
+        except ValueError as err:
+            raise ReviewError(str(err)) from None
+        self.boxes.pop(rel, None)
+        self.boxes.update(self.store.human_boxes([self.items[rel]]))
+        self.box_edits[rel] = self.box_edits.get(rel, 0) + 1
+        self.shown[rel] = raw  # the detector's again, unless a person's boxes lie over it (_relabel)
+        self._relabel([rel])
+        seq = self.sequences[self.where[rel]]
+        d = next(x for x in seq.decisions if x.relpath == rel)
+        return {"file": self._file_json(d), "summary": self.summary()}
+
+    def media(self, ident: str) -> Path | None:
+        """A video of the review, to play in the enlarged view: looked up by its id only (never a path given)."""
+        rel = self.ids.get(ident)
+        item = self.items.get(rel) if rel is not None else None
+        return Path(item.path) if item is not None and item.is_video else None
+
+
+def _box_of(rel: str, b: Any) -> tuple[int, tuple[float, float, float, float]]:
+    """One box the page sent, checked: a known category, four numbers inside the image, not a speck."""
+    if not isinstance(b, dict) or b.get("c") not in BOX_CATEGORIES:
+        raise ReviewError(f"{rel}: a box needs \"c\": one of {', '.join(BOX_CATEGORIES)}")
+    try:
+        x, y, w, h = (float(b[k]) for k in ("x", "y", "w", "h"))
+    except (KeyError, TypeError, ValueError):
+        raise ReviewError(f"{rel}: a box needs numbers x, y, w, h (fractions of the image)") from None
+    if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0 and MIN_BOX <= w <= 1.0 - x + 1e-9 and MIN_BOX <= h <= 1.0 - y + 1e-9):
+        raise ReviewError(f"{rel}: box x={x} y={y} w={w} h={h} is not inside the image")
+    return BOX_CATEGORIES[b["c"]], (x, y, min(w, 1.0 - x), min(h, 1.0 - y))
 
 
 def _identity(path: Path) -> tuple[int, int] | None:

@@ -28,9 +28,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping, Sequence
 
-from deepfaune_plugin.api import (__version__, ANIMAL, FAILED, PERSON, STANDIN_MARK, TOO_SMALL, UNDEFINED, VEHICLE,
-                                  AnimalDecision, Decision, RawResult, Taxon, animals_by_file, normalised_box,
-                                  species_in_file, taxa, taxon_for_key)
+from deepfaune_plugin.api import (__version__, ANIMAL, FAILED, HUMAN_BOX_SOURCE, PERSON, STANDIN_MARK, TOO_SMALL,
+                                  UNDEFINED, VEHICLE, AnimalDecision, Decision, RawResult, Taxon, animals_by_file,
+                                  normalised_box, species_in_file, taxa, taxon_for_key)
 
 from deepfaune_plugin.hooks.camtrapdp.schema import format_datetime, parse_datetime
 
@@ -235,7 +235,8 @@ def build_rows(decisions: Sequence[Decision], media: Mapping[str, MediaInfo], ra
                 rows.append(row)
             rows.extend(box_rows(row, own, raws.get(d.relpath), threshold))
             if d.relpath in reviewed:
-                rows.append(human_row(reviewed[d.relpath], info, eid))
+                rows.append(with_drawn_box(human_row(reviewed[d.relpath], info, eid), reviewed[d.relpath],
+                                           raws.get(d.relpath)))
     if standin:
         for row in rows:
             if row["classificationMethod"] == "machine":
@@ -259,6 +260,16 @@ def human_row(d: Decision, info: MediaInfo, eid: str) -> dict[str, str]:
         row["scientificName"] = t.scientific_name
     for name in human.fields.given():
         row[FIELD_COLUMNS[name]] = human.fields.text(name)
+    return row
+
+
+def with_drawn_box(row: dict[str, str], d: Decision, raw: RawResult | None) -> dict[str, str]:
+    """A human row with the box the person drew for its label (`deepfaune review`), when there is one of the
+    row's kind; never for a video (its box is one frame's)."""
+    sel = raw.selected_detection if raw is not None else None
+    if sel is not None and sel.source == HUMAN_BOX_SOURCE and d.box is not None and not raw.frames \
+            and sel.category == _BOX_CATEGORY.get(row["observationType"]):
+        row.update(_bbox(d.box, raw.width, raw.height))
     return row
 
 
