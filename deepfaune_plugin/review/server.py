@@ -19,6 +19,7 @@ import logging
 import json
 import re
 import secrets
+import stat
 import threading
 from importlib import resources
 from pathlib import Path
@@ -208,14 +209,16 @@ class ReviewApp:
             path = self.session.media(ident)
         if path is None:
             raise NotFound("no such video in this review")
-        try:
-            handle = open(path, "rb")
+        try:  # still the regular file the review listed (a link put in its place is not followed)
+            status = os.stat(path, follow_symlinks=False)
         except OSError:
             raise NotFound("this video cannot be read now") from None
-        stat = os.fstat(handle.fileno())
-        return send_file(handle, request.environ, mimetype=VIDEO_TYPES.get(path.suffix.lower(),
-                                                                            "application/octet-stream"),
-                         conditional=True, etag=False, last_modified=stat.st_mtime, size=stat.st_size)
+        if not stat.S_ISREG(status.st_mode):
+            raise NotFound("this video cannot be read now")
+        # by path: werkzeug then knows the size and answers Range requests (206), which seeking needs
+        return send_file(path, request.environ, mimetype=VIDEO_TYPES.get(path.suffix.lower(),
+                                                                          "application/octet-stream"),
+                         conditional=True, etag=False, last_modified=status.st_mtime)
 
     @staticmethod
     def _body(request: Request) -> dict[str, Any]:

@@ -329,3 +329,21 @@ def test_the_page_shows_the_stand_in_banner_and_why_a_write_back_or_a_label_fail
         assert browser.evaluate("document.getElementById('status').className") == "error"
     finally:
         browser.close()
+
+
+def test_a_video_is_served_by_id_with_ranges_and_never_through_a_link(serve, monkeypatch, tmp_path):
+    """33.6: the enlarged view seeks in a clip: its file is served by id with Range requests (206); a link put
+    in the file's place afterwards is not followed. (send_file with an open handle ignored Range: every request
+    got the whole file, 200.)"""
+    client, _, session = serve()
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(bytes(range(256)) * 40)
+    monkeypatch.setattr(session, "media", lambda ident: clip if ident == "v1" else None)
+    status, headers, body = client.request("GET", "/media/v1", headers={**_cookie(client), "Range": "bytes=10-19"})
+    assert (status, headers["Content-Range"], body) == (206, "bytes 10-19/10240", bytes(range(10, 20)))
+    assert client.request("GET", "/media/v2", headers=_cookie(client))[0] == 404
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not a video")
+    clip.unlink()
+    clip.symlink_to(secret)
+    assert client.request("GET", "/media/v1", headers=_cookie(client))[0] == 404
