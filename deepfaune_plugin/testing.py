@@ -39,11 +39,12 @@ class _LogitsPredictor:
             if isinstance(outcome, str) and outcome.startswith("failure:"):
                 yield RawResult(relpath=item.relpath, failure=outcome[len("failure:"):].strip())
             elif outcome == EMPTY:
-                yield RawResult(relpath=item.relpath, width=100, height=100)
+                yield RawResult(relpath=item.relpath, width=100, height=100, animals=self._none())
             elif outcome in (HUMAN, VEHICLE_WORD):
                 category = PERSON if outcome == HUMAN else VEHICLE
                 yield RawResult(relpath=item.relpath, width=100, height=100,
-                                detections=[Detection((10.0, 10.0, 60.0, 60.0), 0.9, category)], selected=0)
+                                detections=[Detection((10.0, 10.0, 60.0, 60.0), 0.9, category)], selected=0,
+                                animals=self._none())
             elif _several(outcome):
                 yield self._animals(item.relpath, [self._logits(item.relpath, o) for o in outcome])
             else:
@@ -52,6 +53,10 @@ class _LogitsPredictor:
                                 detections=[Detection((20.0, 20.0, 80.0, 80.0), 0.95, ANIMAL)], selected=0,
                                 logits=logits,
                                 animals=[AnimalLogits(0, logits)] if self.settings.every_animal else None)
+
+    def _none(self) -> list | None:
+        """No animal box: none to keep with --every-animal (an empty list), nothing without it."""
+        return [] if self.settings.every_animal else None
 
     def _logits(self, relpath: str, outcome: Any) -> np.ndarray:
         logits = np.asarray(outcome, dtype=np.float32)
