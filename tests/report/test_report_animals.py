@@ -98,11 +98,9 @@ def test_every_box_has_its_label_score_and_the_sequence_its_maxn(source, tmp_pat
     assert files["cam2/d.jpg"]["a"] == []
     seqs = {s["files"][0]["f"]: s for s in data["sequences"]}
     cam = next(s for s in data["sequences"] if any(f["f"] == "cam/a.jpg" for f in s["files"]))
-    if len(cam["files"]) == 2:  # a and b in one sequence: two foxes in a, one in b
-        assert cam["sp"] == [{"l": "renard", "k": "fox", "maxn": 2, "images": 2},
-                             {"l": "too small", "k": "too small", "maxn": 1, "images": 1}]
-    else:
-        assert cam["sp"][0] == {"l": "renard", "k": "fox", "maxn": 2, "images": 1}
+    assert [f["f"] for f in cam["files"]] == ["cam/a.jpg", "cam/b.jpg"]  # one sequence: a second apart
+    assert cam["sp"] == [{"l": "renard", "k": "fox", "maxn": 2, "images": 2},  # two foxes in a, one in b
+                         {"l": "too small", "k": "too small", "maxn": 1, "images": 1}]
     assert seqs[f"{STATION}/c.jpg"]["sp"] == [{"l": "loup", "k": "wolf", "maxn": 1, "images": 1},
                                              {"l": "too small", "k": "too small", "maxn": 1, "images": 1}]
     style, script = _scripts_and_styles(tmp_path / "every" / "deepfaune-report.html")
