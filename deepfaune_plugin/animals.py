@@ -77,3 +77,21 @@ def species_in_file(boxes: Sequence[AnimalDecision]) -> dict[str, list[AnimalDec
     for box in boxes:
         out.setdefault(box.key, []).append(box)
     return out
+
+
+def box_entries(rows: Sequence[AnimalDecision]) -> list[dict]:
+    """One file's animal boxes as the review page and `deepfaune review` draw them: the box (x, y, width,
+    height fractions, top-left origin), its label and key, its score, and `df` for DeepFaune's own box."""
+    return [{"b": list(a.normalised), "l": a.label, "k": a.key, "s": a.score, **({"df": 1} if a.selected else {})}
+            for a in rows]
+
+
+def species_entries(rows: Sequence[AnimalDecision]) -> list[dict]:
+    """One sequence's labels from its boxes (`count_per_sequence` done): label, key, MaxN and images, the
+    species first (most animals first), then undefined, then too small."""
+    seen: dict[str, AnimalDecision] = {}
+    for a in rows:
+        seen.setdefault(a.key, a)
+    def rank(a: AnimalDecision) -> tuple:
+        return (a.key == TOO_SMALL, a.key == "undefined" or a.key.endswith(" undefined"), -a.maxn, a.label)
+    return [{"l": a.label, "k": a.key, "maxn": a.maxn, "images": a.images} for a in sorted(seen.values(), key=rank)]

@@ -12,7 +12,7 @@ import csv
 from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Iterator, Mapping, Sequence
 
 from .api import RunSettings
 from .decisions import decide_run
@@ -62,17 +62,9 @@ class ClassScore:
         return self.correct / self.support if self.support else None
 
 
-def read_labels(path: Path, classes: ClassTable, bird: bool = False) -> tuple[dict[str, str], list[Problem]]:
-    """Human labels from a CSV with a file column (relpath, file or path) and a label column (label,
-    species or prediction): {relpath: key}, read by the one label rule (`taxonomy.LabelReader`: any language
-    of the model or of the taxonomy table, scientific names, accents aside); rows whose label is no class of
-    the model, and files listed with labels that disagree, are problems (never the last row silently)."""
-    from .taxonomy import LabelReader
-
-    rule = LabelReader(classes, bird)
-    found: dict[str, dict[str, list[int]]] = {}  # relpath -> key -> the lines saying it
-    texts: dict[str, list[str]] = {}
-    problems: list[Problem] = []
+def label_rows(path: Path) -> Iterator[tuple[int, str, str]]:
+    """(line, relpath, label text) of each row of a labels CSV with a file column (relpath, file, path or
+    filename) and a label column (label, species or prediction); rows lacking either are skipped."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)
@@ -87,17 +79,33 @@ def read_labels(path: Path, classes: ClassTable, bird: bool = False) -> tuple[di
                     raise ValueError(f"{path}: more than {MAX_LABEL_ROWS:,} rows")
                 rel = (row.get(file_col) or "").strip().replace("\\", "/")
                 text = (row.get(label_col) or "").strip()
-                if not rel or not text:
-                    continue
-                key = rule.key(text)
-                if key is None:
-                    problems.append(Problem(relpath=rel, reason=f"{path.name} line {n}: {text!r} is no label of "
-                                                                f"model {classes.version}", skipped=0))
-                    continue
-                found.setdefault(rel, {}).setdefault(key, []).append(n)
-                texts.setdefault(rel, []).append(" ".join(text.split()))  # one line, whatever the cell holds
+                if rel and text:
+                    yield n, rel, text
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise ValueError(f"{path}: cannot read the labels ({err})") from err
+
+
+def read_labels(path: Path, classes: ClassTable, bird: bool = False) -> tuple[dict[str, str], list[Problem]]:
+    """Human labels from a CSV with a file column (relpath, file or path) and a label column (label,
+    species or prediction): {relpath: key}, read by the one label rule (`taxonomy.LabelReader`: any language
+    of the model or of the taxonomy table, scientific names, accents aside); rows whose label is no class of
+    the model, and files listed with labels that disagree, are problems (never the last row silently)."""
+    from .taxonomy import SPECIES_SEPARATORS, LabelReader
+
+    rule = LabelReader(classes, bird)
+    found: dict[str, dict[str, list[int]]] = {}  # relpath -> key -> the lines saying it
+    texts: dict[str, list[str]] = {}
+    problems: list[Problem] = []
+    for n, rel, text in label_rows(path):
+        key = rule.key(text)
+        if key is None:
+            hint = (" (a list of species in one cell, or a count, is read with --species-lists)"
+                    if SPECIES_SEPARATORS.search(text) or ":" in text else "")
+            problems.append(Problem(relpath=rel, reason=f"{path.name} line {n}: {text!r} is no label of "
+                                                        f"model {classes.version}{hint}", skipped=0))
+            continue
+        found.setdefault(rel, {}).setdefault(key, []).append(n)
+        texts.setdefault(rel, []).append(" ".join(text.split()))  # one line, whatever the cell holds
     labels: dict[str, str] = {}
     for rel, keys in found.items():
         if len(keys) == 1:
@@ -106,7 +114,9 @@ def read_labels(path: Path, classes: ClassTable, bird: bool = False) -> tuple[di
         lines = sorted(n for ns in keys.values() for n in ns)
         problems.append(Problem(relpath=rel, reason=f"{path.name} lines {', '.join(map(str, lines))}: listed "
                                                     f"{len(lines)} times with labels that disagree "
-                                                    f"({', '.join(sorted(set(texts[rel])))}); left out", skipped=0))
+                                                    f"({', '.join(sorted(set(texts[rel])))}); left out (several "
+                                                    "species in one file are read with --species-lists)",
+                                skipped=0))
     return labels, problems
 
 

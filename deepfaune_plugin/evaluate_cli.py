@@ -35,6 +35,11 @@ def add_evaluate_parser(sub, registry: Registry) -> list[str]:
                         "human, vehicle, or a scientific name or a name in the taxonomy table's languages (default: the "
                         "human labels the source holds, as its host reads them: see the host options; never a value "
                         "DeepFaune wrote there itself)")
+    p.add_argument("--species-lists", action="store_true",
+                   help="the labels give a list of species per file (several rows of one file, or one cell such as "
+                        "\"fox:2;badger\": ';' or '|' between species, ':N' for N animals): score each species' "
+                        "presence per file and per sequence, and MaxN per sequence, against every animal box "
+                        "(needs a run with --every-animal); files with one species also get the single-label scores")
     p.add_argument("--reviewed", action="store_true",
                    help="compare with the labels people gave in `deepfaune review` (kept in the result store) "
                         "instead of the source's own; used anyway when the source holds none")
@@ -63,6 +68,7 @@ def run_evaluate_command(args: argparse.Namespace, registry: Registry) -> int:
     from .inference import Inference, open_store
     from .pipeline import resolve_host
     from .recorded import take_run_options
+    from .species_eval import SpeciesEvaluation, held_species_lists, read_species_lists, single_labels
     from .store import default_store_path
 
     def log(msg: str) -> None:
@@ -107,12 +113,25 @@ def run_evaluate_command(args: argparse.Namespace, registry: Registry) -> int:
                             f"`deepfaune run {args.source}` with them first")
     if missing:
         log(f"{len(missing)} file(s) have no stored outputs for these settings and are left out, e.g. {missing[0]}")
+    lists = None  # --species-lists: {relpath: {key: animals}}
+    if args.species_lists and args.reviewed:
+        raise EvaluateError("--species-lists reads --labels or the source's own labels, not those given in "
+                            "`deepfaune review` (one label per file)")
     if args.labels is not None:
         try:
-            truth, problems = read_labels(args.labels, classes)
+            if args.species_lists:
+                lists, problems = read_species_lists(args.labels, classes)
+                truth = single_labels(lists)
+            else:
+                truth, problems = read_labels(args.labels, classes)
         except ValueError as err:
             raise EvaluateError(str(err)) from err
         where = str(args.labels)
+    elif args.species_lists and held:
+        lists, problems = held_species_lists(held, classes, settings.bird)
+        truth = single_labels(lists)
+        where = f"the human labels of {args.source}"
+        log(f"{len(held)} file(s) carry a human label in {args.source} ({host.name}); no --labels given: using them")
     elif reviewed and (args.reviewed or not held):
         truth, problems = {rel: h.key for rel, h in reviewed.items()}, []
         where = "the labels given in `deepfaune review`"
@@ -136,13 +155,22 @@ def run_evaluate_command(args: argparse.Namespace, registry: Registry) -> int:
     if unknown:
         log(f"{len(unknown)} labelled file(s) are not among the evaluated files (e.g. {unknown[0]})")
     truth = {rel: key for rel, key in truth.items() if rel in known}
-    if not truth:
+    if lists is not None:
+        lists = {rel: counts for rel, counts in lists.items() if rel in known}
+        several = sum(len(counts) > 1 for counts in lists.values())
+        if several:
+            log(f"{several} file(s) list several labels: left out of the single-label scores, scored per species")
+    if not truth and not lists:
         raise EvaluateError(f"{where}: no label names a file of {args.source} that has stored outputs")
 
     evaluation = Evaluation(truth, classes, settings, THRESHOLDS)  # block by block: whole sequences each
+    species = None if lists is None else SpeciesEvaluation(lists, classes, settings)
     for block in blocks:
-        evaluation.add([item for item, raw in block if raw is not None],
-                       {raw.relpath: raw for _, raw in block if raw is not None})
+        stored_items = [item for item, raw in block if raw is not None]
+        stored_raws = {raw.relpath: raw for _, raw in block if raw is not None}
+        evaluation.add(stored_items, stored_raws)
+        if species is not None:
+            species.add(stored_items, stored_raws)
     scores = evaluation.scores()
     confusions = evaluation.confusion
     out = _output_folder(args.output, make=True)
@@ -161,10 +189,11 @@ def run_evaluate_command(args: argparse.Namespace, registry: Registry) -> int:
                   [(level, settings.threshold, h, p, n) for level in LEVELS
                    for (h, p), n in sorted(confusions[level].items())]),
     ]
-    print(f"{len(truth)} labelled files of {len(kept)} evaluated (model {classes.version}):")
-    print("threshold  coverage(image)  accuracy(image)  coverage(sequence)  accuracy(sequence)")
+    if truth:
+        print(f"{len(truth)} labelled files of {len(kept)} evaluated (model {classes.version}):")
+        print("threshold  coverage(image)  accuracy(image)  coverage(sequence)  accuracy(sequence)")
     by = {(s.level, s.threshold): s for s in scores}
-    for t in sorted({s.threshold for s in scores}):
+    for t in sorted({s.threshold for s in scores}) if truth else ():
         im, sq = by[("image", t)], by[("sequence", t)]
         print(f"  {t:.2f}      {im.coverage:6.1%}           {im.accuracy:6.1%}           "
               f"{sq.coverage:6.1%}              {sq.accuracy:6.1%}")
@@ -175,9 +204,53 @@ def run_evaluate_command(args: argparse.Namespace, registry: Registry) -> int:
         else:
             print(f"threshold {best.threshold:.2f} reaches {best.accuracy:.1%} accuracy per sequence "
                   f"(target {args.target:.0%}), labelling {best.coverage:.1%} of the labelled files")
+    if species is not None:
+        written += _species_outputs(species, out, settings.threshold, log)
     for path in written:
         print(f"wrote {path}", file=sys.stderr)
     return 0
+
+
+def _species_outputs(species, out: Path, threshold: float, log) -> list[Path]:
+    """presence.csv and maxn.csv (`species`: a `species_eval.SpeciesEvaluation`), and their summary in the
+    terminal; nothing but a note without per-box outputs."""
+    from .species_eval import ALL
+
+    if species.without_boxes:
+        log(f"{len(species.without_boxes)} labelled file(s) have no per-box outputs stored (e.g. "
+            f"{species.without_boxes[0]}): left out of the per-species scores")
+    if not species.files:
+        print("per-species scores need a run with --every-animal (each animal box's outputs in the result store): "
+              "run `deepfaune run SOURCE --every-animal` with these settings, then evaluate again")
+        return []
+
+    def ratio(x: float | None) -> float | None:
+        return None if x is None else round(x, 4)
+
+    presence, maxn = species.presence_scores(), species.maxn_scores()
+    written = [
+        write_csv(out / "presence.csv", ["level", "threshold", "species", "labelled", "predicted", "correct",
+                                         "precision", "recall"],
+                  [(p.level, threshold, p.label, p.support, p.predicted, p.correct, ratio(p.precision),
+                    ratio(p.recall)) for p in presence]),
+        write_csv(out / "maxn.csv", ["threshold", "species", "sequences", "exact", "exact_rate", "mae"],
+                  [(threshold, m.species, m.sequences, m.exact, ratio(m.exact_rate), ratio(m.mae)) for m in maxn]),
+    ]
+    def pct(x: float | None) -> str:
+        return "   -  " if x is None else f"{x:6.1%}"
+
+    print(f"per species, every animal box at threshold {threshold:g}: {species.files} labelled files in "
+          f"{species.sequences} sequences")
+    print("species              precision(image)  recall(image)  precision(sequence)  recall(sequence)  "
+          "MaxN exact  MaxN MAE")
+    by = {(p.level, p.label): p for p in presence}
+    rows = {m.species: m for m in maxn}
+    for name in sorted({p.label for p in presence}) + [ALL]:
+        im, sq, m = by.get(("image", name)), by.get(("sequence", name)), rows.get(name)
+        print(f"  {name[:18]:<18} {pct(im and im.precision):>10}        {pct(im and im.recall):>10}     "
+              f"{pct(sq and sq.precision):>10}           {pct(sq and sq.recall):>10}      "
+              f"{pct(m and m.exact_rate):>8}  {'   -' if m is None or m.mae is None else f'{m.mae:6.2f}'}")
+    return written
 
 
 def _output_folder(out: Path, make: bool = False) -> Path:

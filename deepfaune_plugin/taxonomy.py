@@ -6,6 +6,7 @@ Keys are DeepFaune's English labels, the language-free keys `Decision.prediction
 """
 from __future__ import annotations
 
+import re
 import unicodedata
 import uuid
 from dataclasses import dataclass, field
@@ -20,6 +21,9 @@ from .models.cards import cards_dir
 from .types import ClassTable
 
 RANKS = ("species", "genus", "family", "order", "class")
+#: What separates the labels of a species list in one cell ("fox:2;badger", "fox | badger").
+SPECIES_SEPARATORS = re.compile(r"[;|]")
+MAX_SPECIES_COUNT = 10_000  # animals of one species in one file: a larger count is a typing slip
 
 #: Namespace of the Timelapse guids: uuid5(namespace, key) is stable across releases and machines.
 #: It identifies a DeepFaune label, not a taxon in any external registry.
@@ -250,6 +254,27 @@ class LabelReader:
         keys = {self.key(t) for t in texts}
         named: list[str | None] = [*sorted(k for k in keys if k is not None), *([None] if None in keys else [])]
         return (named[0] if len(named) == 1 else None), named
+
+    def species_list(self, text: str) -> tuple[dict[str, int], list[str]]:
+        """A cell naming several labels ("fox:2;badger", "renard | blaireau"): {key: how many} and the parts that
+        name no class (or carry a count that is no whole number from 1 to MAX_SPECIES_COUNT).  Parts are split on
+        ';' and '|'; "name:N" says N animals, a name alone one; a key named twice adds up."""
+        counts: dict[str, int] = {}
+        unknown: list[str] = []
+        for part in SPECIES_SEPARATORS.split(str(text)):
+            part = " ".join(part.split())
+            if not part:
+                continue
+            name, colon, number = part.rpartition(":")
+            if not colon:
+                name, number = part, "1"
+            key = self.key(name)
+            n = int(number) if number.strip().isdigit() else -1
+            if key is None or not 1 <= n <= MAX_SPECIES_COUNT:
+                unknown.append(part)
+                continue
+            counts[key] = counts.get(key, 0) + n
+        return counts, unknown
 
     def _to_model(self, key: str) -> str | None:
         classes = self.classes

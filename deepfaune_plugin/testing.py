@@ -12,19 +12,26 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from .api import ANIMAL, PERSON, VEHICLE, Backend, BackendDescription, Detection, MediaItem, RawResult, RunSettings
+from .api import ANIMAL, PERSON, VEHICLE, AnimalLogits, Backend, BackendDescription, Detection, MediaItem, RawResult, \
+    RunSettings
 from .models.cards import load_card
 from .plugins import Registry, build_registry, new_plugin_manager
 
-#: What a `LogitsBackend` answers for a file: a class's logits (an animal), or one of these words.
+#: What a `LogitsBackend` answers for a file: a class's logits (an animal), a list of them (several animals, one
+#: box each), or one of these words.
 EMPTY, HUMAN, VEHICLE_WORD = "empty", "person", "vehicle"
+
+
+def _several(outcome: Any) -> bool:
+    """A list of logits lists (several animals), not one list of logits."""
+    return isinstance(outcome, (list, tuple)) and bool(outcome) and isinstance(outcome[0], (list, tuple, np.ndarray))
 
 
 class _LogitsPredictor:
     def __init__(self, settings: RunSettings, outcomes: Mapping[str, Any], default: Any):
         self.classes = load_card(settings.model_version).class_table()
         self.info = {"backend": LogitsBackend.name, "model_version": settings.model_version}
-        self.outcomes, self.default = outcomes, default
+        self.outcomes, self.default, self.settings = outcomes, default, settings
 
     def predict(self, items: Iterable[MediaItem]) -> Iterator[RawResult]:
         for item in items:
@@ -32,19 +39,40 @@ class _LogitsPredictor:
             if isinstance(outcome, str) and outcome.startswith("failure:"):
                 yield RawResult(relpath=item.relpath, failure=outcome[len("failure:"):].strip())
             elif outcome == EMPTY:
-                yield RawResult(relpath=item.relpath, width=100, height=100)
+                yield RawResult(relpath=item.relpath, width=100, height=100, animals=self._none())
             elif outcome in (HUMAN, VEHICLE_WORD):
                 category = PERSON if outcome == HUMAN else VEHICLE
                 yield RawResult(relpath=item.relpath, width=100, height=100,
-                                detections=[Detection((10.0, 10.0, 60.0, 60.0), 0.9, category)], selected=0)
+                                detections=[Detection((10.0, 10.0, 60.0, 60.0), 0.9, category)], selected=0,
+                                animals=self._none())
+            elif _several(outcome):
+                yield self._animals(item.relpath, [self._logits(item.relpath, o) for o in outcome])
             else:
-                logits = np.asarray(outcome, dtype=np.float32)
-                if logits.shape != (self.classes.num_classes,):
-                    raise ValueError(f"{item.relpath}: {logits.shape[0] if logits.ndim else 0} logits given, model "
-                                     f"{self.classes.version} has {self.classes.num_classes} classes")
+                logits = self._logits(item.relpath, outcome)
                 yield RawResult(relpath=item.relpath, width=100, height=100,
                                 detections=[Detection((20.0, 20.0, 80.0, 80.0), 0.95, ANIMAL)], selected=0,
-                                logits=logits)
+                                logits=logits,
+                                animals=[AnimalLogits(0, logits)] if self.settings.every_animal else None)
+
+    def _none(self) -> list | None:
+        """No animal box: none to keep with --every-animal (an empty list), nothing without it."""
+        return [] if self.settings.every_animal else None
+
+    def _logits(self, relpath: str, outcome: Any) -> np.ndarray:
+        logits = np.asarray(outcome, dtype=np.float32)
+        if logits.shape != (self.classes.num_classes,):
+            raise ValueError(f"{relpath}: {logits.shape[0] if logits.ndim else 0} logits given, model "
+                             f"{self.classes.version} has {self.classes.num_classes} classes")
+        return logits
+
+    def _animals(self, relpath: str, logits: list[np.ndarray]) -> RawResult:
+        """Several animals: 40-px boxes in a 400 x 400 image, left to right, the first the most confident (the
+        one DeepFaune classifies); each box's logits kept only with --every-animal, as the real backend does."""
+        boxes = [Detection((10.0 + 45 * (i % 8), 10.0 + 45 * (i // 8), 50.0 + 45 * (i % 8), 50.0 + 45 * (i // 8)),
+                           round(0.95 - 0.01 * i, 2), ANIMAL) for i in range(len(logits))]
+        animals = [AnimalLogits(i, values) for i, values in enumerate(logits)]
+        return RawResult(relpath=relpath, width=400, height=400, detections=boxes, selected=0, logits=logits[0],
+                         animals=animals if self.settings.every_animal else None)
 
     def close(self) -> None:
         pass

@@ -171,7 +171,8 @@ def test_labels_file_reads_every_language_scientific_names_and_accents(tmp_path)
                      "e.jpg": "red deer", "f.jpg": "fox", "i.jpg": "bird"}
     assert [(p.relpath, p.reason) for p in problems] == [
         ("h.jpg", "labels.csv line 11: 'unicorn' is no label of model 1.4"),
-        ("g.jpg", "labels.csv lines 9, 10: listed 2 times with labels that disagree (Loup, fox); left out")]
+        ("g.jpg", "labels.csv lines 9, 10: listed 2 times with labels that disagree (Loup, fox); left out (several "
+                  "species in one file are read with --species-lists)")]
     with_bird = read_labels(labels, CLASSES, bird=True)[0]
     assert (with_bird["d.jpg"], with_bird["i.jpg"]) == ("bird anseriform", "bird passerine")
 

@@ -61,8 +61,10 @@ def _page_parts(view: Mapping[str, Any]) -> tuple[str, str]:
     parts = {
         "TITLE": html.escape(f"DeepFaune report — {Path(view.get('source', '')).name or view.get('source', '')}"),
         "VERSION": html.escape(__version__),
-        "CSS": _asset("report.css"),
-        "JS": _asset("report.js") + ("\n" + _asset("repeats.js") if "repeats" in view else ""),  # --drop-repeats
+        # --every-animal and --drop-repeats add their own parts: a page without them is as it always was
+        "CSS": _asset("report.css") + ("\n" + _asset("animals.css") if "every_animal" in view else ""),
+        "JS": _asset("report.js") + ("\n" + _asset("repeats.js") if "repeats" in view else "")
+        + ("\n" + _asset("animals.js") if "every_animal" in view else ""),
         "DATA": _DATA,
     }
     # one pass over the template only: text inside the parts is never taken for a placeholder
@@ -116,7 +118,8 @@ class ReportBuilder:
                     page_href(full, self.out_dir) if full else None,
                     job.video and not previewed)  # the video itself: the full view plays it
 
-        self.builder.add({item.relpath: item for item in items}, results.raw, results.decisions, links)
+        self.builder.add({item.relpath: item for item in items}, results.raw, results.decisions, links,
+                         results.animals)
         # the labels people gave in `deepfaune review`, which this run writes: they are the source's labels now
         written = {d.relpath: d.human.key for d in results.decisions if d.human is not None}
         if self.labels or written:

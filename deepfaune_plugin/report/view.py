@@ -15,7 +15,9 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 from ..exifdate import PLAUSIBLE_FROM, format_date, plausible_until
 from .._version import __version__
 from ..boxes import normalised_box
-from ..types import ANIMAL, EMPTY, FILE_DATE, PERSON, VEHICLE, Decision, MediaItem, RawResult
+from ..animals import box_entries, species_entries
+from ..types import ANIMAL, EMPTY, FILE_DATE, PERSON, TOO_SMALL, VEHICLE, AnimalDecision, Decision, MediaItem, \
+    RawResult
 from .record import recorded_settings
 
 #: A sequence whose animal score is at most this far above the threshold is worth a second look.
@@ -248,18 +250,30 @@ class ViewBuilder:
         self.undated_pairs: Counter = Counter()
         # the review queue's sort keys, packed (17 bytes a sequence): (not undefined, score, id)
         self.review_near, self.review_score, self.review_id = array("b"), array("d"), array("q")
+        self.animal_boxes: Counter | None = None  # --every-animal: boxes and "too small" ones (a page without it
+        # is as it was)
 
     def add(self, items: Mapping[str, MediaItem], raws: Mapping[str, RawResult], decisions: Sequence[Decision],
-            links: Links | None = None) -> None:
+            links: Links | None = None, animals: Sequence[AnimalDecision] | None = None) -> None:
+        """`animals`: with --every-animal, every animal box of these decisions (`RunResults.animals`)."""
         links = links or (lambda rel: (None, None, False))
         members: dict[int, list[Decision]] = defaultdict(list)
         for d in decisions:
             if not d.failure:
                 members[d.seqnum].append(d)
+        boxes: dict[str, list[AnimalDecision]] | None = None
+        if animals is not None:
+            self.animal_boxes = self.animal_boxes if self.animal_boxes is not None else Counter()
+            boxes = defaultdict(list)
+            for a in animals:
+                boxes[a.relpath].append(a)
+                self.animal_boxes["boxes"] += 1
+                self.animal_boxes["too_small"] += a.key == TOO_SMALL
         for seqnum in sorted(members):
-            self._sequence(seqnum, members[seqnum], items, raws, links)
+            self._sequence(seqnum, members[seqnum], items, raws, links, boxes)
 
-    def _sequence(self, seqnum: int, decisions: list[Decision], items, raws, links) -> None:
+    def _sequence(self, seqnum: int, decisions: list[Decision], items, raws, links,
+                  boxes: Mapping[str, list[AnimalDecision]] | None = None) -> None:
         decisions.sort(key=lambda d: (d.date is None, d.date or datetime.min, d.relpath))
         head = decisions[0]
         dates = [d.date for d in decisions if d.date]
@@ -280,6 +294,9 @@ class ViewBuilder:
             if playable and href:
                 entry["v"] = 1  # a video the full view plays; its box belongs to one frame, shown in the thumbnail
                 entry["fn"] = raw.frame_number if raw is not None else None
+            if boxes is not None and raw is not None and raw.width and raw.height:
+                entry["a"] = box_entries(boxes.get(d.relpath, ()))  # every animal box, with its own label
+                entry["ar"] = round(raw.width / raw.height, 5)  # to place them on a letterboxed thumbnail
             files.append(entry)
         seq: dict[str, Any] = {
             "id": seqnum, "label": head.prediction, "key": head.prediction_key,
@@ -290,6 +307,8 @@ class ViewBuilder:
         }
         if file_dated:
             seq["fd"] = 1
+        if boxes is not None:  # the sequence's labels from its boxes, with MaxN and images
+            seq["sp"] = species_entries([a for d in decisions for a in boxes.get(d.relpath, ())])
         self.label_kinds.setdefault(seq["label"], (seq["key"], seq["cat"]))
         self.per_station[seq["station"]][seq["cat"]] += 1
         pair = (seq["label"], seq["station"])
@@ -365,6 +384,8 @@ class ViewBuilder:
             "problems": [{"f": p.relpath, "reason": p.reason} for p in summary.problems],
             "review": review,
         }
+        if self.animal_boxes is not None:
+            view["every_animal"] = {"boxes": self.animal_boxes["boxes"], "too_small": self.animal_boxes["too_small"]}
         view.update(extra or {})
         return view
 
@@ -374,7 +395,7 @@ def build_view(summary, links: Links | None = None, extra: Mapping[str, Any] | N
     queue and every sequence."""
     builder = ViewBuilder(summary.results.settings.threshold)
     builder.add({item.relpath: item for item in summary.manifest.items}, summary.results.raw,
-                summary.results.decisions, links)
+                summary.results.decisions, links, summary.results.animals)
     view = builder.view(summary, extra)
     view["sequences"] = builder.sequences
     return view

@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from ..animals import box_entries, decide_box
 from ..api import Host, RunSettings
 from ..corrections import label_choices, label_text, overlay, overlay_boxes
 from ..decisions import decide_run
@@ -234,7 +235,16 @@ class ReviewSession:
                                                                    for n in d.human.fields.given()},
                                                         "others": [self._human_json(o) for o in d.human.others]},
                 "failed": d.failure is not None or d.prediction_key == FAILED,
-                "date_source": raw.date_source if raw is not None else "", **self._boxes_json(d.relpath)}
+                "date_source": raw.date_source if raw is not None else "", **self._boxes_json(d.relpath),
+                **self._animals_json(d, raw)}
+
+    def _animals_json(self, d: Decision, raw: RawResult | None) -> dict[str, Any]:
+        """`animals` where the store holds every animal box's outputs (a run with --every-animal): each box with
+        its own label and score, as the review page draws them (`animals.box_entries`); nothing otherwise."""
+        if raw is None or raw.animals is None or raw.failure is not None or not raw.width or not raw.height:
+            return {}
+        rows = [decide_box(raw, animal, d.seqnum, self.classes, self.settings) for animal in raw.animals]
+        return {"animals": box_entries(rows)}
 
     def labels(self) -> list[dict[str, Any]]:
         """Every label a person may give, with its name in each language of the card (search as you type)."""
