@@ -79,6 +79,10 @@ def test_adapt_learns_a_new_class_proves_it_and_run_decides_with_it_from_the_sto
     assert head.new_classes == ["yeti"] and head.classes[:38] == head.classes[:head.base_classes]
     assert head.counts == {"fox": 12, "yeti": 12} and head.helps and head.model_version == "1.4"
     assert [h.name for h in list_heads(models)[0]] == ["site1"]
+    assert main(["models", "list", "--models-dir", str(models)]) == 0
+    listed = capsys.readouterr().out
+    assert "head site1  model 1.4" in listed and "39 classes (1 new: yeti)" in listed
+    assert "cross-validated accuracy 0.0% -> 91.7%: helps" in listed and "labelled crops: fox 12, yeti 12" in listed
 
     from deepfaune_plugin.hooks.deepfaune import DeepFauneBackend
 
