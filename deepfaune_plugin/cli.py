@@ -1,4 +1,4 @@
-"""The `deepfaune` command: run, models, store, evaluate, review, plugins, sort, and the plugins' own commands."""
+"""The `deepfaune` command: run, models, store, evaluate, adapt, review, plugins, sort, and the plugins' own commands."""
 from __future__ import annotations
 
 import argparse
@@ -12,6 +12,7 @@ from .cli_shared import (EXIT_CODES_HELP, EXIT_ERROR, EXIT_INCOMPLETE, EXIT_INTE
                          CliError, add_run_options, print_listed, print_summary, run_settings, split_list)
 from .engine.providers import runtime_install
 from .errors import DeepfauneError
+from .adapt_cli import add_adapt_parser, run_adapt_command
 from .evaluate_cli import add_evaluate_parser, run_evaluate_command
 from .review.cli import add_review_parser, run_review_command
 from .models.cli import add_models_parser, run_models_command
@@ -21,7 +22,7 @@ from .plugins import PluginError, Registry, default_registry
 #: The names these helpers had here before `cli_shared` (kept for callers of 0.x).
 _split_list, _print_summary, _print_listed = split_list, print_summary, print_listed
 #: The core's own commands: a plugin's command of the same name is left out.
-CORE_COMMANDS = ("run", "models", "store", "evaluate", "review", "plugins", "sort")
+CORE_COMMANDS = ("run", "models", "store", "evaluate", "review", "plugins", "sort", "adapt")
 
 
 def _add_run(sub, registry: Registry) -> list[str]:
@@ -30,7 +31,11 @@ def _add_run(sub, registry: Registry) -> list[str]:
                        description="Classify every image of SOURCE with DeepFaune and write the results where the "
                                    "source's data manager expects them.",
                        epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    return add_run_options(p, registry)
+    notes = add_run_options(p, registry)
+    p.add_argument("--adapted", metavar="NAME", default=None,
+                   help="decide with the site head NAME made by `deepfaune adapt` (from the features in the result "
+                        "store: files already computed run no model); the outputs name it. Default: DeepFaune's head")
+    return notes
 
 
 def _cmd_run(args, registry: Registry) -> int:
@@ -46,7 +51,7 @@ def _cmd_run(args, registry: Registry) -> int:
                       registry=registry, progress=not args.quiet,
                       store=False if args.no_store else (args.store or True),
                       report=args.report, blur_humans=args.blur_humans, command=["deepfaune", *args.argv],
-                      keep_results=False)
+                      keep_results=False, adapted=args.adapted)
     except RunInterrupted as err:
         print(f"deepfaune: {err}", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -158,6 +163,7 @@ def build_parser(registry: Registry) -> argparse.ArgumentParser:
     add_models_parser(sub)
     add_store_parser(sub)
     notes += add_evaluate_parser(sub, registry)
+    notes += add_adapt_parser(sub, registry)
     add_review_parser(sub, registry)
     p = sub.add_parser("plugins", help="list registered backends, hosts and commands and where they come from")
     p.add_argument("--json", action="store_true", help="print the list as JSON (for scripts)")
@@ -214,6 +220,8 @@ def main(argv: Sequence[str] | None = None, registry: Registry | None = None) ->
             return run_store_command(args)
         if args.command == "evaluate":
             return run_evaluate_command(args, registry)
+        if args.command == "adapt":
+            return run_adapt_command(args, registry)
         if args.command == "review":
             return run_review_command(args, registry)
     except (CliError, DeepfauneError) as err:

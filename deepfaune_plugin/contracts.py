@@ -275,6 +275,8 @@ class RunResults:
         finished: When the run finished; None in the batches given to `ResultWriter.add`.
         animals: With `--every-animal`, one `AnimalDecision` per animal box (label, score, box in pixels, the
             species' MaxN and images in its sequence), in the decisions' order then the boxes'; None when off.
+        head: The adapted head that decided (`deepfaune run --adapted NAME`, issue 34), or None: DeepFaune's own.
+            Writers that name the classifier (Camtrap DP classifiedBy, the run record) name it too.
     """
 
     settings: RunSettings
@@ -287,6 +289,8 @@ class RunResults:
     finished: datetime | None = None
     #: `--every-animal`: one decision per animal box, in the decisions' order then the boxes'; None when off.
     animals: list[AnimalDecision] | None = None
+    #: `--adapted NAME`: the site head that decided instead of DeepFaune's; None: DeepFaune's own head.
+    head: str | None = None
 
     @property
     def standin(self) -> bool:

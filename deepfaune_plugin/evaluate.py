@@ -85,11 +85,13 @@ def label_rows(path: Path) -> Iterator[tuple[int, str, str]]:
         raise ValueError(f"{path}: cannot read the labels ({err})") from err
 
 
-def read_labels(path: Path, classes: ClassTable, bird: bool = False) -> tuple[dict[str, str], list[Problem]]:
+def read_labels(path: Path, classes: ClassTable, bird: bool = False,
+                unknown: list[str] | None = None) -> tuple[dict[str, str], list[Problem]]:
     """Human labels from a CSV with a file column (relpath, file or path) and a label column (label,
     species or prediction): {relpath: key}, read by the one label rule (`taxonomy.LabelReader`: any language
     of the model or of the taxonomy table, scientific names, accents aside); rows whose label is no class of
-    the model, and files listed with labels that disagree, are problems (never the last row silently)."""
+    the model, and files listed with labels that disagree, are problems (never the last row silently).
+    `unknown`: a list that gets the text of each label naming no class (`deepfaune adapt` learns them)."""
     from .taxonomy import SPECIES_SEPARATORS, LabelReader
 
     rule = LabelReader(classes, bird)
@@ -99,6 +101,8 @@ def read_labels(path: Path, classes: ClassTable, bird: bool = False) -> tuple[di
     for n, rel, text in label_rows(path):
         key = rule.key(text)
         if key is None:
+            if unknown is not None:
+                unknown.append(text)
             hint = (" (a list of species in one cell, or a count, is read with --species-lists)"
                     if SPECIES_SEPARATORS.search(text) or ":" in text else "")
             problems.append(Problem(relpath=rel, reason=f"{path.name} line {n}: {text!r} is no label of "
@@ -121,7 +125,7 @@ def read_labels(path: Path, classes: ClassTable, bird: bool = False) -> tuple[di
 
 
 def truth_keys(labels: Mapping[str, str | tuple[str, ...]], classes: ClassTable,
-               bird: bool = False) -> tuple[dict[str, str], list[Problem]]:
+               bird: bool = False, unknown: list[str] | None = None) -> tuple[dict[str, str], list[Problem]]:
     """The labels a source holds (`Manifest.human_labels`: keys or a host's raw text, or several of them for a
     file several rows or observations label) as keys of this model, by the one label rule
     (`taxonomy.LabelReader`: a bird group is bird unless the bird option is on; a label of another model
@@ -131,7 +135,7 @@ def truth_keys(labels: Mapping[str, str | tuple[str, ...]], classes: ClassTable,
 
     rule = LabelReader(classes, bird)
     out: dict[str, str] = {}
-    unknown: dict[str, list[str]] = {}
+    nameless: dict[str, list[str]] = {}
     disagree: list[tuple[str, list[str | None]]] = []
     for rel, value in labels.items():
         several = (value,) if isinstance(value, str) else tuple(value)
@@ -139,17 +143,19 @@ def truth_keys(labels: Mapping[str, str | tuple[str, ...]], classes: ClassTable,
         if key is not None:
             out[rel] = key
         elif len(several) == 1:
-            unknown.setdefault(str(several[0]), []).append(rel)
+            nameless.setdefault(str(several[0]), []).append(rel)
         elif named:
             disagree.append((rel, named))
     problems = [Problem(rels[0], f"human label {text!r} ({len(rels)} file(s), e.g. this one) is no class of model "
                                  f"{classes.version} (nor a taxon of the taxonomy table); left out", skipped=0)
-                for text, rels in sorted(unknown.items())]
+                for text, rels in sorted(nameless.items())]
     if disagree:
         rel, named = disagree[0]
         problems.append(Problem(rel, f"{len(disagree)} file(s), e.g. this one ("
                                      f"{' / '.join(k or 'no class' for k in named)}), have human labels that "
                                      "disagree after mapping to the model's classes; left out", skipped=0))
+    if unknown is not None:  # `deepfaune adapt` learns them
+        unknown.extend(nameless)
     return out, problems
 
 

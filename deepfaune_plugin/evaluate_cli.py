@@ -49,6 +49,12 @@ def add_evaluate_parser(sub, registry: Registry) -> list[str]:
                    help="an accuracy to reach (e.g. 0.95): says the lowest threshold that reaches it per sequence")
     p.add_argument("--output", "-o", type=Path, default=Path("deepfaune-evaluation"),
                    help="folder for the CSV files (default: ./deepfaune-evaluation)")
+    return add_stored_options(p, registry, "evaluate")
+
+
+def add_stored_options(p, registry: Registry, command: str) -> list[str]:
+    """The options naming the stored outputs of a run (its settings, models, store) and the hosts' options that
+    join `command`: evaluate and adapt read what a run left, with the same settings."""
     same = "as given to `deepfaune run`"
     p.add_argument("--host", default="auto", help=f"data manager of SOURCE (default: auto-detect), {same}")
     p.add_argument("--backend", default=DEFAULTS.backend,
@@ -61,14 +67,14 @@ def add_evaluate_parser(sub, registry: Registry) -> list[str]:
     p.add_argument("--exclude", action="append", metavar="SPECIES", help=f"species absent from the study area, {same}")
     p.add_argument("--models-dir", type=Path, default=None, help=f"the models directory, {same}")
     p.add_argument("--store", type=Path, default=None, help="the result store the run used (default: the user's)")
-    return add_host_options(p, registry, "evaluate")
+    return add_host_options(p, registry, command)
 
 
 def run_evaluate_command(args: argparse.Namespace, registry: Registry) -> int:
     from .inference import Inference, open_store
     from .pipeline import resolve_host
     from .recorded import take_run_options
-    from .species_eval import SpeciesEvaluation, held_species_lists, read_species_lists, single_labels
+    from .species_eval import SpeciesEvaluation
     from .store import default_store_path
 
     def log(msg: str) -> None:
@@ -113,41 +119,7 @@ def run_evaluate_command(args: argparse.Namespace, registry: Registry) -> int:
                             f"`deepfaune run {args.source}` with them first")
     if missing:
         log(f"{len(missing)} file(s) have no stored outputs for these settings and are left out, e.g. {missing[0]}")
-    lists = None  # --species-lists: {relpath: {key: animals}}
-    if args.species_lists and args.reviewed:
-        raise EvaluateError("--species-lists reads --labels or the source's own labels, not those given in "
-                            "`deepfaune review` (one label per file)")
-    if args.labels is not None:
-        try:
-            if args.species_lists:
-                lists, problems = read_species_lists(args.labels, classes)
-                truth = single_labels(lists)
-            else:
-                truth, problems = read_labels(args.labels, classes)
-        except ValueError as err:
-            raise EvaluateError(str(err)) from err
-        where = str(args.labels)
-    elif args.species_lists and held:
-        lists, problems = held_species_lists(held, classes, settings.bird)
-        truth = single_labels(lists)
-        where = f"the human labels of {args.source}"
-        log(f"{len(held)} file(s) carry a human label in {args.source} ({host.name}); no --labels given: using them")
-    elif reviewed and (args.reviewed or not held):
-        truth, problems = {rel: h.key for rel, h in reviewed.items()}, []
-        where = "the labels given in `deepfaune review`"
-        log(f"{len(reviewed)} file(s) carry a label given in `deepfaune review`: using them")
-    elif args.reviewed:
-        raise EvaluateError(f"{args.source}: nobody has labelled its files in `deepfaune review` yet")
-    elif held:
-        truth, problems = truth_keys(held, classes, settings.bird)
-        where = f"the human labels of {args.source}"
-        log(f"{len(held)} file(s) carry a human label in {args.source} ({host.name}); no --labels given: using them")
-    else:
-        raise EvaluateError(f"{args.source}: the source holds no human labels ({host.name}: "
-                            + ("none left once DeepFaune's own values and what cannot be read are left out, "
-                               "as said above" if any(chosen.values()) else host.labels_held)
-                            + "); give them with --labels FILE "
-                            "(a CSV with a file column and a label column)")
+    truth, problems, where, lists = choose_labels(args, classes, reviewed, held, host, chosen, settings, log)
     for p in problems[:20]:
         log(f"{p.relpath}: {p.reason}")
     known = {item.relpath for item, _ in kept}
@@ -251,6 +223,56 @@ def _species_outputs(species, out: Path, threshold: float, log) -> list[Path]:
               f"{pct(sq and sq.precision):>10}           {pct(sq and sq.recall):>10}      "
               f"{pct(m and m.exact_rate):>8}  {'   -' if m is None or m.mae is None else f'{m.mae:6.2f}'}")
     return written
+
+
+def choose_labels(args, classes, reviewed, held, host, chosen, settings, log,
+                  unknown: list[str] | None = None) -> tuple[dict[str, str], list, str, dict | None]:
+    """(relpath -> key, problems, where they come from, the species lists or None): --labels FILE, else the
+    labels given in `deepfaune review` (with --reviewed, or where the source holds none), else the source's own
+    human labels (never a value DeepFaune wrote: the hosts leave those out). With --species-lists, {relpath: {key:
+    animals}} from --labels or the source's labels, the files with one label also as single labels. `unknown`
+    gets the labels naming no class (`read_labels`; `deepfaune adapt` learns them)."""
+    from .species_eval import held_species_lists, read_species_lists, single_labels
+
+    species_lists = getattr(args, "species_lists", False)
+    lists = None  # --species-lists: {relpath: {key: animals}}
+    if species_lists and args.reviewed:
+        raise EvaluateError("--species-lists reads --labels or the source's own labels, not those given in "
+                            "`deepfaune review` (one label per file)")
+    if args.labels is not None:
+        try:
+            if species_lists:
+                lists, problems = read_species_lists(args.labels, classes)
+                truth = single_labels(lists)
+            else:
+                truth, problems = read_labels(args.labels, classes, unknown=unknown)
+        except ValueError as err:
+            raise EvaluateError(str(err)) from err
+        where = str(args.labels)
+    elif species_lists and held:
+        lists, problems = held_species_lists(held, classes, settings.bird)
+        truth = single_labels(lists)
+        where = f"the human labels of {args.source}"
+        log(f"{len(held)} file(s) carry a human label in {args.source} ({host.name}); no --labels given: using them")
+    elif reviewed and (args.reviewed or not held):
+        truth, problems = {rel: h.key for rel, h in reviewed.items()}, []
+        where = "the labels given in `deepfaune review`"
+        log(f"{len(reviewed)} file(s) carry a label given in `deepfaune review`: using them")
+    elif args.reviewed:
+        raise EvaluateError(f"{args.source}: nobody has labelled its files in `deepfaune review` yet")
+    elif held:
+        truth, problems = truth_keys(held, classes, settings.bird, unknown=unknown)
+        where = f"the human labels of {args.source}"
+        log(f"{len(held)} file(s) carry a human label in {args.source} ({host.name}); no --labels given: using them")
+    else:
+        raise EvaluateError(f"{args.source}: the source holds no human labels ({host.name}: "
+                            + ("none left once DeepFaune's own values and what cannot be read are left out, "
+                               "as said above" if any(chosen.values()) else host.labels_held)
+                            + "); give them with --labels FILE "
+                            "(a CSV with a file column and a label column)")
+    return truth, problems, where, lists
+
+
 
 
 def _output_folder(out: Path, make: bool = False) -> Path:

@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from .adapted import open_decider
 from .animals import decide_animals
 from .api import Host, RunResults, RunSettings
 from .corrections import check_labels, conflict_note, conflicts, overlay, overlay_boxes
@@ -73,6 +74,7 @@ def run(
     blur_humans: bool = False,
     command: Sequence[str] | None = None,
     keep_results: bool = True,
+    adapted: str | None = None,
 ) -> RunSummary:
     """One run. `store`: True = the user's result store (shared by all sources), a path, or False/None = none.
 
@@ -83,6 +85,9 @@ def run(
     Files go through in chunks of whole sequences (`CHUNK_FILES`): inferred, dated, decided, handed to
     every writer (writers.py), then forgotten, unless `keep_results` (the summary then holds every file's
     raw output and decision).  A host that writes at the end (its `open_writer` gives None) gets them all.
+
+    `adapted`: the name of a site head (`deepfaune adapt`) that decides instead of DeepFaune's, from the features
+    in the result store (adapted.py); the results name it (`RunResults.head`).  None: DeepFaune's head, as always.
     """
     log = log or (lambda msg: print(msg, file=sys.stderr))
     registry = registry or default_registry()
@@ -111,6 +116,7 @@ def run(
         try:
             inference = Inference(backend, settings, result_store, manifest.size, progress, log)
             try:
+                decider = None if adapted is None else open_decider(adapted, inference, result_store, settings)
                 outputs = open_output(adapter, manifest, host_options, result_store)
                 writers = [outputs, Counting(tally), *([kept] if keep_results else []),
                            *([ReviewPage(outputs.out_dir, settings, blur_humans, log, manifest.human_labels)]
@@ -128,6 +134,8 @@ def run(
                 for chunk in blocks:
                     raws = inference.raws(chunk) if dropping is None else dropping.raws(chunk)
                     classes = inference.class_table()
+                    if decider is not None:  # the site head's logits, from the stored features
+                        raws, classes = decider.raws(chunk, raws), decider.classes(classes)
                     decisions = decide_run(chunk, raws, classes, settings, first_seqnum=last_seqnum + 1)
                     if result_store is not None:  # what people decided is never replaced by a run
                         labels = result_store.human_labels(chunk)
@@ -143,11 +151,15 @@ def run(
                                        backend_info=dict(inference.info), output=host_options["output"],
                                        started=started,
                                        animals=decide_animals(by_path, decisions, classes, settings)
-                                       if settings.every_animal else None)
+                                       if settings.every_animal else None, head=adapted)
                     for writer in writers:
                         writer.add(chunk, batch)
                     problems.flush()
                 classes = inference.class_table()  # a source without media: from the models
+                if decider is not None:
+                    classes = decider.classes(classes)
+                    if (note := decider.note()) is not None:
+                        log(note)
                 if (note := conflict_note(disputed)) is not None:
                     log(note)
             finally:
@@ -160,7 +172,7 @@ def run(
             finished = RunResults(
                 settings=settings, classes=classes, raw={}, decisions=[],
                 backend_info=dict(inference.info, computed=inference.computed, reused=inference.reused),
-                output=host_options["output"], started=started, finished=datetime.now())
+                output=host_options["output"], started=started, finished=datetime.now(), head=adapted)
             summary = RunSummary(results=kept.results(finished), manifest=manifest, written=[],
                                  elapsed=0.0, problems=list(manifest.problems), tally=tally)
             if dropping is not None:

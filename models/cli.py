@@ -143,7 +143,26 @@ def _cmd_list(models) -> int:
             if info.get("converter") == "torchfree" and parity.get("measured") is not False:
                 figures += " (torch-free)"
             print(f"      {role}: {name} ({_mb(info.get('bytes'))}) from {origin}{figures}")
-    return 1 if unreadable else 0
+    return _list_heads(models.root) or (1 if unreadable else 0)
+
+
+def _list_heads(root) -> int:
+    """The adapted heads (`deepfaune adapt`): name, model, classes, labels, date and the cross-validated verdict."""
+    from .heads import list_heads
+
+    heads, problems = list_heads(root)
+    for head in heads:
+        v = head.verdict
+        verdict = ("" if not v else f"; cross-validated accuracy {v['deepfaune']['value']:.1%} -> "
+                   f"{v['adapted']['value']:.1%}: " + ("helps" if head.helps else "does NOT help (not offered)"))
+        counts = ", ".join(f"{k} {n}" for k, n in sorted(head.counts.items(), key=lambda kv: -kv[1])[:8])
+        print(f"head {head.name}  model {head.model_version} ({head.classifier_sha256[:12]}), {len(head.classes)} "
+              f"classes ({len(head.new_classes)} new{': ' + ', '.join(head.new_classes[:5]) if head.new_classes else ''}"
+              f"), made {head.created}{verdict}")
+        print(f"      labelled crops: {counts}{' ...' if len(head.counts) > 8 else ''}")
+    for line in problems:
+        print(f"deepfaune: error: {line}", file=sys.stderr)
+    return 1 if problems else 0
 
 
 def _cmd_install(args) -> int:

@@ -105,6 +105,7 @@ def run_record(summary, command: Sequence[str] | str | None = None) -> dict[str,
             "class_table": results.classes.version,
             "standin": results.standin,
             "files": jsonable(info.get("files", {})),
+            **({"adapted_head": results.head} if results.head else {}),  # `run --adapted`: who decided
         },
         "backend_info": jsonable({k: v for k, v in info.items() if k != "files"}),
         "counts": {

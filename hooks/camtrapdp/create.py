@@ -332,7 +332,7 @@ def write_package(manifest: Manifest, results: RunResults, options: Mapping[str,
     when = format_datetime(classification_time(results.finished))
     media = {rel: info for rel, info in state.media.items() if rel in results.raw}
     observations = build_rows(results.decisions, media, results.raw, results.classes.version,
-                              results.settings.threshold, when, results.standin, results.animals)
+                              results.settings.threshold, when, results.standin, results.animals, results.head)
     media_rows = [{"mediaID": info.media_id, "deploymentID": info.deployment_id,
                    "captureMethod": state.metadata["project"]["captureMethod"][0]
                    if len(state.metadata["project"]["captureMethod"]) == 1 else "",

@@ -224,7 +224,7 @@ class CamtrapDPHost(Host):
         obs_path = package.paths["observations"]
         when = format_datetime(classification_time(results.finished))
         new = build_rows(results.decisions, state.media, results.raw, results.classes.version,
-                         results.settings.threshold, when, results.standin, results.animals)
+                         results.settings.threshold, when, results.standin, results.animals, results.head)
         if "observationTags" not in state.observations.header:  # a review label's row could not be told ours
             reviewed = [row for row in new if row.get("classificationMethod") == "human"]
             if reviewed:

@@ -55,8 +55,10 @@ _NON_ANIMAL_TYPES = {"empty": "blank", "human": "human", "vehicle": "vehicle", U
                      FAILED: "unclassified"}
 
 
-def classified_by(model_version: str, standin: bool = False) -> str:
-    return CLASSIFIED_BY.format(model=model_version, plugin=__version__, standin=f"; {STANDIN_MARK}" if standin else "")
+def classified_by(model_version: str, standin: bool = False, head: str | None = None) -> str:
+    """Our classifiedBy; `head`: the adapted head that decided (`run --adapted`), named before the stand-in mark."""
+    marks = (f"; adapted head {head}" if head else "") + (f"; {STANDIN_MARK}" if standin else "")
+    return CLASSIFIED_BY.format(model=model_version, plugin=__version__, standin=marks)
 
 
 def is_standin(row: Mapping[str, str]) -> bool:
@@ -179,7 +181,7 @@ def species_events(event_row: Mapping[str, str], boxes: Sequence[AnimalDecision]
 
 def build_rows(decisions: Sequence[Decision], media: Mapping[str, MediaInfo], raws: Mapping[str, RawResult],
                model_version: str, threshold: float, when: str, standin: bool = False,
-               animals: Sequence[AnimalDecision] | None = None) -> list[dict[str, str]]:
+               animals: Sequence[AnimalDecision] | None = None, head: str | None = None) -> list[dict[str, str]]:
     """Event row then media rows for each DeepFaune sequence, in sequence order.
 
     `media`: relpath -> MediaInfo; `raws`: relpath -> the backend's output (image size, box
@@ -187,10 +189,11 @@ def build_rows(decisions: Sequence[Decision], media: Mapping[str, MediaInfo], ra
     when that box is of the observation's kind (no person box on an animal observation), and
     never for a video: its box is one frame's, and Camtrap DP has no field saying which.  `standin`
     (RunResults.standin): every machine row says so in classifiedBy and observationComments.  `animals`
-    (RunResults.animals, `--every-animal`): per-box media rows and per-species event rows (module docstring).
+    (RunResults.animals, `--every-animal`): per-box media rows and per-species event rows (module docstring);
+    `head` (RunResults.head): the adapted head that decided, named in classifiedBy.
     """
     boxes = animals_by_file(animals)
-    common = {"classificationMethod": "machine", "classifiedBy": classified_by(model_version, standin),
+    common = {"classificationMethod": "machine", "classifiedBy": classified_by(model_version, standin, head),
               "classificationTimestamp": when}
     sequences: dict[int, list[Decision]] = {}
     reviewed: dict[str, Decision] = {}  # relpath -> the decision holding a person's label

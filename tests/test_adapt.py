@@ -1,0 +1,166 @@
+"""Issue 34 items 2-4: `deepfaune adapt` fits a site head on people's labels from the stored features, proves it by
+cross-validation, and `deepfaune run --adapted NAME` decides with it from the store, running no model."""
+from __future__ import annotations
+
+import csv
+import shutil
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from deepfaune_plugin.adapt import compare, fit_head, wilson
+from deepfaune_plugin.api import RunSettings
+from deepfaune_plugin.cli import main
+from deepfaune_plugin.models.heads import HeadError, base_head, list_heads, load_head, read_head
+from deepfaune_plugin.models.installed import InstalledModels
+from deepfaune_plugin.pipeline import run
+from imagegen import make_jpeg
+
+T0 = datetime(2024, 5, 3, 6, 0, 0)
+FOX, YETI = (255, 0, 0), (200, 0, 60)  # both animals to the stand-in detector; its classifier calls both "genette"
+
+
+@pytest.fixture()
+def models(tmp_path: Path, standin_models: Path) -> Path:
+    """A models folder of this test's own: heads are written into it."""
+    return Path(shutil.copytree(standin_models, tmp_path / "models"))
+
+
+def _season(root: Path, n: int = 24) -> tuple[Path, Path]:
+    """n photos an hour apart (n sequences), alternately a "fox" and a "yeti" (no DeepFaune class), and their labels."""
+    rows = []
+    for i in range(n):
+        colour = FOX if i % 2 == 0 else YETI
+        path = make_jpeg(root / "src" / f"IMG_{i:04d}.JPG", 640, 480, date=T0 + timedelta(hours=i),
+                         blobs=[(colour, (100 + 3 * i, 100, 300 + 3 * i, 300))], seed=i)
+        rows.append((path.name, "renard" if i % 2 == 0 else "Yeti"))
+    with open(root / "labels.csv", "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["file", "label"])
+        w.writerows(rows)
+    return root / "src", root / "labels.csv"
+
+
+def test_deepfaunes_own_head_is_read_from_the_graph_and_no_labels_leave_it_unchanged(models: Path):
+    """The head read out of the ONNX classifier gives the graph's own logits from the graph's own features
+    (within 1e-5), and a fit on no labels is that head exactly."""
+    path = InstalledModels(models).file_for("1.4", "classifier")
+    w0, b0 = base_head(path)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).normal(size=(3, 3, 182, 182)).astype(np.float32)
+    logits, features = session.run(["logits", "features"], {"input": x})
+    assert w0.shape == (38, 16) and b0.shape == (38,)
+    assert np.abs(features @ w0.T + b0 - logits).max() < 1e-5
+    w, b = fit_head(np.zeros((0, 16), np.float32), np.zeros(0, int), w0, b0)
+    assert np.abs(features @ w.T + b - logits).max() < 1e-5
+
+
+def test_adapt_learns_a_new_class_proves_it_and_run_decides_with_it_from_the_store(tmp_path: Path, models: Path,
+                                                                                   capsys, monkeypatch):
+    src, labels = _season(tmp_path)
+    store = tmp_path / "store.sqlite"
+    common = ["--models-dir", str(models), "--store", str(store)]
+    assert main(["run", str(src), "-o", str(tmp_path / "plain.csv"), "--no-report", "-q", *common]) == 0
+    capsys.readouterr()
+
+    assert main(["adapt", str(src), "--labels", str(labels), "--name", "site1", *common]) == 0
+    out = capsys.readouterr().out
+    assert "5-fold cross-validation by sequence: 24 labelled files in 24 sequences" in out
+    assert ("accuracy   DeepFaune   0.0% [0.0%, 0.0%]   adapted  91.7% [79.2%, 100.0%]   "
+            "difference +91.7% [+79.2%, +100.0%]") in out
+    assert "    fox                          12   DeepFaune   0.0% [0.0%, 24.3%]   adapted  83.3% [55.2%, 95.3%]" in out
+    assert "    yeti                         12   DeepFaune   0.0% [0.0%, 24.3%]   adapted 100.0% [75.7%, 100.0%]" in out
+    assert "wrote head 'site1' (39 classes, 1 new)" in out
+    assert "verdict: the adapted head is better on these labels" in out
+    head = load_head(models, "site1")
+    assert head.new_classes == ["yeti"] and head.classes[:38] == head.classes[:head.base_classes]
+    assert head.counts == {"fox": 12, "yeti": 12} and head.helps and head.model_version == "1.4"
+    assert [h.name for h in list_heads(models)[0]] == ["site1"]
+    assert main(["models", "list", "--models-dir", str(models)]) == 0
+    listed = capsys.readouterr().out
+    assert "head site1  model 1.4" in listed and "39 classes (1 new: yeti)" in listed
+    assert "cross-validated accuracy 0.0% -> 91.7%: helps" in listed and "labelled crops: fox 12, yeti 12" in listed
+
+    from deepfaune_plugin.hooks.deepfaune import DeepFauneBackend
+
+    opened = []
+    original = DeepFauneBackend.open
+    monkeypatch.setattr(DeepFauneBackend, "open", lambda self, s: opened.append(s) or original(self, s))
+    assert main(["run", str(src), "-o", str(tmp_path / "adapted.csv"), "--no-report", "-q", "--adapted", "site1",
+                 "--lang", "en", *common]) == 0
+    assert opened == []  # every file from the store: no model loaded, let alone run
+    assert main(["run", str(src), "-o", str(tmp_path / "again.csv"), "--no-report", "-q", *common]) == 0
+    assert (tmp_path / "again.csv").read_bytes() == (tmp_path / "plain.csv").read_bytes()
+    with open(tmp_path / "plain.csv", encoding="utf-8") as a, open(tmp_path / "adapted.csv", encoding="utf-8") as b:
+        plain, adapted = list(csv.DictReader(a)), list(csv.DictReader(b))
+    assert [r["prediction"] for r in plain] == ["genette"] * 24
+    got = [r["prediction"] for r in adapted]
+    assert got[1::2] == ["yeti"] * 12 and got[0::2].count("fox") == 10 and set(got[0::2]) == {"fox", "undefined"}
+    same = ("filename", "date", "seqnum", "count", "bbox_x", "bbox_y", "bbox_width", "bbox_height", "bbox_conf")
+    assert [[r[c] for c in same] for r in plain] == [[r[c] for c in same] for r in adapted]
+    record = (tmp_path / "adapted-run.json").read_text(encoding="utf-8")
+    assert '"adapted_head": "site1"' in record
+
+
+def test_a_head_that_does_not_help_says_so(tmp_path: Path, models: Path, capsys):
+    """Labels that are DeepFaune's own answers: the adapted head can only match it, and the verdict says plainly
+    that it does not help."""
+    src, _ = _season(tmp_path, 12)
+    store = tmp_path / "store.sqlite"
+    common = ["--models-dir", str(models), "--store", str(store)]
+    labels = tmp_path / "genette.csv"
+    labels.write_text("file,label\n" + "".join(f"IMG_{i:04d}.JPG,genette\n" for i in range(12)), encoding="utf-8")
+    assert main(["run", str(src), "-o", str(tmp_path / "a.csv"), "--no-report", "-q", *common]) == 0
+    assert main(["adapt", str(src), "--labels", str(labels), "--name", "same", *common]) == 0
+    out = capsys.readouterr().out
+    assert "difference +0.0% [+0.0%, +0.0%]" in out
+    assert "verdict: the adapted head does NOT help on these labels" in out
+    assert not load_head(models, "same").helps
+
+
+def test_run_adapted_without_stored_features_falls_back_to_deepfaune_and_says_how_many(tmp_path: Path,
+                                                                                        models: Path, capsys):
+    src, labels = _season(tmp_path, 8)
+    common = ["--models-dir", str(models)]
+    assert main(["run", str(src), "-o", str(tmp_path / "a.csv"), "--no-report", "-q", "--store",
+                 str(tmp_path / "s.sqlite"), *common]) == 0
+    assert main(["adapt", str(src), "--labels", str(labels), "--name", "site1", "--store",
+                 str(tmp_path / "s.sqlite"), *common]) == 0
+    bare = ["--store", str(tmp_path / "bare.sqlite"), *common]
+    assert main(["run", str(src), "-o", str(tmp_path / "b.csv"), "--no-report", "-q", "--no-features", *bare]) == 0
+    capsys.readouterr()
+    assert main(["run", str(src), "-o", str(tmp_path / "c.csv"), "--no-report", "-q", "--adapted", "site1",
+                 *bare]) == 0
+    err = capsys.readouterr().err
+    assert "8 file(s) have no stored features" in err and "DeepFaune's own head decided them" in err
+    with open(tmp_path / "b.csv", encoding="utf-8") as b, open(tmp_path / "c.csv", encoding="utf-8") as c:
+        assert [r["prediction"] for r in csv.DictReader(b)] == [r["prediction"] for r in csv.DictReader(c)]
+
+
+def test_unknown_heads_and_damaged_files_are_refused_in_one_line(tmp_path: Path, models: Path, capsys):
+    src, _ = _season(tmp_path, 2)
+    assert main(["run", str(src), "-o", str(tmp_path / "a.csv"), "--no-report", "-q", "--models-dir", str(models),
+                 "--store", str(tmp_path / "s.sqlite"), "--adapted", "nope"]) == 1
+    assert "no adapted head 'nope' in" in capsys.readouterr().err
+    bad = models / "heads" / "bad.head.npz"
+    bad.parent.mkdir(exist_ok=True)
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(HeadError, match="bad.head.npz: not a readable head"):
+        read_head(bad)
+    with pytest.raises(HeadError, match="head name '../x'"):
+        load_head(models, "../x")
+
+
+def test_the_verdict_intervals_are_wilson_and_a_paired_bootstrap():
+    assert wilson(12, 12).low == pytest.approx(0.7575, abs=1e-3)
+    truth = {f"f{i}": "fox" for i in range(20)}
+    seq = {f"f{i}": i for i in range(20)}
+    base = {f"f{i}": "fox" if i < 10 else "genette" for i in range(20)}
+    better = {f"f{i}": "fox" if i < 18 else "genette" for i in range(20)}
+    v = compare(truth, seq, base, better, 5)
+    assert (v.deepfaune.value, v.adapted.value) == (0.5, 0.9) and v.difference.value == pytest.approx(0.4)
+    assert v.difference.low > 0 and v.helps
+    assert not compare(truth, seq, base, base, 5).helps
