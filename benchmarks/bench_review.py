@@ -3,7 +3,8 @@ whose outputs go to a result store, then the review opened on it: the time to op
 know its content, the store lookups, deciding, the queue), one page, one label given, and the memory it holds.
 The review is opened `--opens` times (default 2): the first reads every file whose content the store has not
 seen at that path; the second, with nothing changed, only stats them.  `--rerun` also times `deepfaune run`
-again on the season (a re-decision: everything comes from the store).
+again on the season (a re-decision: everything comes from the store); `--evaluate` times `deepfaune evaluate` on
+it, after the label given (every file re-decided at each of its 11 thresholds).
 
     python benchmarks/bench_review.py --files 100000 --work /tmp/bench-review
 
@@ -22,7 +23,7 @@ from deepfaune_plugin.api import RunSettings
 from deepfaune_plugin.pipeline import resolve_host, run
 from deepfaune_plugin.review.session import ReviewSession
 from deepfaune_plugin.store import ResultStore
-from deepfaune_plugin.testing import StoredLogitsBackend, registry_with
+from deepfaune_plugin.testing import StoredLogitsBackend, registry_with, run_cli
 
 
 def make_season(root: Path, files: int, per_folder: int = 1000) -> None:
@@ -46,6 +47,7 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("/tmp/bench-review"))
     ap.add_argument("--opens", type=int, default=2, help="times the review is opened (the last one is measured)")
     ap.add_argument("--rerun", action="store_true", help="also time a second `run` (re-decision from the store)")
+    ap.add_argument("--evaluate", action="store_true", help="also time `deepfaune evaluate` after the label")
     args = ap.parse_args()
     src, store = args.work / "season", args.work / "store.sqlite"
     logits = [0.0] * 38
@@ -91,6 +93,11 @@ def main() -> None:
           f"open {' then '.join(f'{o:.1f}' for o in opens)} s, page {paged * 1000:.0f} ms, label {labelled * 1000:.0f} ms, "
           f"first thumbnail {thumb * 1000:.0f} ms, peak RSS {rss:.0f} MB")
     session.store.close()
+    if args.evaluate:
+        t = time.perf_counter()
+        done = run_cli(["evaluate", str(src), "--store", str(store), "--backend", "logits",
+                        "--output", str(args.work / "evaluation")], registry=registry)
+        print(f"evaluate (exit {done.code}): {time.perf_counter() - t:.1f} s")
 
 
 if __name__ == "__main__":

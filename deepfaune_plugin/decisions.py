@@ -192,6 +192,135 @@ def decide_group(
     return GroupDecision(top1_key, top1, truncate2(score), top1_key, top1, ANIMAL, float(score))
 
 
+def decide_groups(
+    groups: Sequence[Sequence[RawResult]],
+    classes: ClassTable,
+    threshold: float,
+    lang: str,
+    exclude: Sequence[str] = (),
+    bird: bool = False,
+) -> list[GroupDecision]:
+    """`decide_group` of each group, bit for bit, with the softmax of every pool done in a few array operations:
+    a season is 100,000 pools, and one at a time their Python and NumPy overhead is most of a re-decision.
+
+    Every number goes through the very same float32 steps as `pooled_softmax` (elementwise, so stacking pools
+    changes none); pools whose score is not finite (exp overflowed) and anything out of the ordinary go
+    through `decide_group` itself.  tests/test_decisions.py compares both on random pools."""
+    if not groups:
+        return []
+    labels = classes.labels(lang)
+    keys = class_keys(classes)
+    bird_idx = keys.index(classes.bird_class) if classes.bird_class in keys else None
+    if bird and (classes.bird_names is None or bird_idx is None):
+        raise ValueError(f"model {classes.version} has no bird head; run without the bird option")
+    fixed: dict[str, GroupDecision] = {}
+
+    def fixed_one(kind: str, category: int) -> GroupDecision:
+        if kind not in fixed:
+            fixed[kind] = _fixed(kind, category, classes, lang)
+        return fixed[kind]
+
+    out: list[GroupDecision | None] = [None] * len(groups)
+    pools: dict[int, list[tuple[int, list[RawResult]]]] = defaultdict(list)  # animal rows -> (group, rows)
+    for g, group in enumerate(groups):
+        if not group:
+            raise ValueError("decide_group needs at least one row")
+        rows = frame_rows(group)
+        ok = [r for r in rows if r.failure is None]
+        if not ok:
+            out[g] = _failed()
+            continue
+        animals = [r for r in ok if r.category == ANIMAL]
+        if animals:
+            pools[len(animals)].append((g, animals))
+        elif all(r.category == EMPTY for r in ok):
+            out[g] = fixed_one("empty", EMPTY)
+        else:
+            humans = sum(r.category == PERSON for r in ok)
+            vehicles = sum(r.category == VEHICLE for r in ok)
+            out[g] = fixed_one("human", PERSON) if humans >= vehicles else fixed_one("vehicle", VEHICLE)
+    if pools:
+        undefined_label = classes.non_animal_label(UNDEFINED, lang)
+        limit = np.float32(threshold)
+        width = classes.num_classes
+        dropped = set(excluded_indices(classes, exclude, lang))
+        kept = np.array([i for i in range(width) if i not in dropped], dtype=np.intp)
+        if not kept.size:
+            raise ValueError("every species is excluded")
+        slow: list[int] = []
+        for n, members in pools.items():
+            temperature = classes.temperature_single if n == 1 else classes.temperature_multi
+            stack = _stack([r for _, rows in members for r in rows], "logits", width).reshape(len(members), n, width)
+            local, scores = _pooled_batch(stack[:, :, kept], temperature)
+            best = kept[local]
+            finite = np.isfinite(scores)
+            birdy = np.zeros(len(members), dtype=bool)
+            if bird and classes.bird_names is not None:
+                birdy = (best == bird_idx) & finite
+            sub = bird_scores = None
+            asked = birdy & (scores >= limit)
+            if asked.any():
+                bird_keys = list(classes.bird_names.get(_KEY_LANG) or next(iter(classes.bird_names.values())))
+                if lang not in classes.bird_names:
+                    raise ValueError(f"language {lang!r} has no bird labels for model {classes.version}")
+                bird_labels = list(classes.bird_names[lang])
+                where = np.flatnonzero(asked)
+                heads = _stack([r for k in where for r in members[k][1]], "bird_logits", len(bird_keys))
+                sub_local, sub_scores = _pooled_batch(heads.reshape(len(where), n, len(bird_keys)),
+                                                      classes.temperature_bird)
+                sub = dict(zip(where.tolist(), sub_local.tolist()))
+                bird_scores = dict(zip(where.tolist(), sub_scores))
+            raw_scores = scores.tolist()
+            reported = _truncated2(scores)
+            for k, (g, _) in enumerate(members):
+                if not finite[k]:
+                    slow.append(g)
+                    continue
+                b = int(best[k])
+                score, raw_score, shown = scores[k], raw_scores[k], reported[k]
+                top1_key, top1 = keys[b], labels[b]
+                if birdy[k]:
+                    top1_key, top1 = f"{keys[b]} {UNDEFINED}", f"{labels[b]} {undefined_label}"
+                    if bird_scores is not None and k in bird_scores:
+                        bird_score = bird_scores[k]
+                        if not np.isfinite(bird_score):
+                            slow.append(g)
+                            continue
+                        if bird_score >= limit:
+                            score, raw_score, shown = bird_score, float(bird_score), truncate2(bird_score)
+                            top1_key, top1 = f"{keys[b]} {bird_keys[sub[k]]}", f"{labels[b]} {bird_labels[sub[k]]}"
+                if score < limit:
+                    out[g] = GroupDecision(UNDEFINED, undefined_label, shown, top1_key, top1, ANIMAL, raw_score)
+                else:
+                    out[g] = GroupDecision(top1_key, top1, shown, top1_key, top1, ANIMAL, raw_score)
+        for g in slow:  # exp overflowed: decide_group's own float64 way round it
+            out[g] = decide_group(groups[g], classes, threshold, lang, exclude, bird)
+    return out  # type: ignore[return-value]
+
+
+def _pooled_batch(stack: np.ndarray, temperature: float) -> tuple[np.ndarray, np.ndarray]:
+    """`pooled_softmax` of each pool of a (pools, rows, classes) float32 stack: the same float32 mean, division,
+    exp, left-to-right sum over the classes and division, done for all pools at once (the scores of pools whose
+    exp overflowed are not finite here: `decide_group` redoes those)."""
+    mean = np.mean(stack, axis=1)  # float32 accumulation, row after row, as over axis 0 of one pool
+    scaled = mean / np.float32(temperature)
+    best = np.argmax(scaled, axis=1)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        exps = np.exp(scaled)
+        total = np.zeros(len(exps), dtype=np.float32)
+        for column in range(exps.shape[1]):  # Python's sum() of one pool: left to right, float32 each step
+            total = total + exps[:, column]
+        scores = exps[np.arange(len(exps)), best] / total
+    return best, scores
+
+
+def _truncated2(scores: np.ndarray) -> list[float]:
+    """`truncate2` of every (finite) score: the float32 product, truncated toward zero, over 100."""
+    with np.errstate(invalid="ignore"):
+        hundredths = np.where(np.isfinite(scores), scores * np.float32(100), 0).astype(np.float32).astype(np.int64)
+    return [int(h) / 100.0 for h in hundredths.tolist()]
+
+
 def frame_rows(rows: Sequence[RawResult]) -> list[RawResult]:
     """The rows a pool sees: a video's frames in place of the video."""
     return [frame for row in rows for frame in (row.frames or [row])]
@@ -220,13 +349,19 @@ def decide_run(
         first_seqnum,
     )
 
-    def decide(group: Sequence[RawResult]) -> GroupDecision:
-        return decide_group(group, classes, settings.threshold, settings.lang, settings.exclude, settings.bird)
+    def decide(groups: Sequence[Sequence[RawResult]]) -> list[GroupDecision]:
+        return decide_groups(groups, classes, settings.threshold, settings.lang, settings.exclude, settings.bird)
 
     members: dict[int, list[RawResult]] = defaultdict(list)
     for seqnum, raw in zip(seqnums, rows):
         members[seqnum].append(raw)
-    per_sequence = {seqnum: decide(group) for seqnum, group in members.items()}
+    alone = [raw for raw in rows if raw.failure is None]
+    own = dict(zip(map(id, alone), decide([[raw] for raw in alone])))  # each image's own answer, once
+    # a sequence of one image is that image's own pool: the same answer, not computed twice
+    per_sequence = {seqnum: own[id(group[0])] for seqnum, group in members.items()
+                    if len(group) == 1 and id(group[0]) in own}
+    pooled = [seqnum for seqnum in members if seqnum not in per_sequence]
+    per_sequence.update(zip(pooled, decide([members[seqnum] for seqnum in pooled])))
 
     decisions = []
     for item, raw, seqnum in zip(items, rows, seqnums):
@@ -238,7 +373,7 @@ def decide_run(
                 predictionbase_key=FAILED,
             ))
             continue
-        base, seq = decide([raw]), per_sequence[seqnum]
+        base, seq = own[id(raw)], per_sequence[seqnum]
         selected = raw.selected_detection
         decisions.append(Decision(
             relpath=item.relpath, date=raw.date, seqnum=seqnum,

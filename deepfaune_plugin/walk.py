@@ -40,11 +40,15 @@ def _walked_folder(name: str) -> bool:
 def _media_files(root: Path, dirpath: str, filenames: list[str], suffixes: frozenset[str], report
                  ) -> Iterator[tuple[Path, str]]:
     """The media among one folder's file names, sorted, with what is wrong with them reported."""
-    names = [n for n in sorted(filenames) if not n.startswith(".") and Path(n).suffix.lower() in suffixes]
+    # (os.path.splitext: Path(n).suffix for any name kept, without a Path per name; a season is 100,000 names)
+    names = [n for n in sorted(filenames) if not n.startswith(".") and os.path.splitext(n)[1].lower() in suffixes]
     taken = set(names)  # an escaped name must not pass for a real one (a file may be named "a\\xe9.jpg")
+    folder = Path(dirpath)
+    prefix = folder.relative_to(root).as_posix()  # the folder's part of every relpath, worked out once
+    prefix = "" if prefix == "." else prefix + "/"
     for name in names:
-        path = Path(dirpath) / name
-        true_rel = path.relative_to(root).as_posix()
+        path = folder / name
+        true_rel = prefix + name
         rel = printable(true_rel)
         why = not_regular(path)
         if why == "no such file" and path.is_symlink():
@@ -109,9 +113,10 @@ def iter_media_blocks(root: Path, suffixes: frozenset[str] = MEDIA_SUFFIXES, pro
         folders = [e for e in entries if e.is_dir() and _walked_folder(e.name)]  # as os.walk does
         media = sorted(_media_files(root, str(directory), [e.name for e in entries if not e.is_dir()],
                                     suffixes, report), key=lambda m: m[1])
-        images = [m for m in media if m[0].suffix.lower() not in VIDEO_SUFFIXES]
-        units: list[tuple[str, list[tuple[Path, str]] | os.DirEntry[str]]] = [(rel, [(path, rel)]) for path, rel in media
-                                           if path.suffix.lower() in VIDEO_SUFFIXES]
+        videos = [m[0].suffix.lower() in VIDEO_SUFFIXES for m in media]
+        images = [m for m, video in zip(media, videos) if not video]
+        units: list[tuple[str, list[tuple[Path, str]] | os.DirEntry[str]]] = [
+            (rel, [(path, rel)]) for (path, rel), video in zip(media, videos) if video]
         if images:
             units.append((images[0][1], images))
         for entry in folders:

@@ -78,7 +78,8 @@ class FolderWriter:
 
 def _blocks(root: Path, problems: list[Problem]) -> Iterator[list[MediaItem]]:
     for block in iter_media_blocks(root, MEDIA_SUFFIXES, problems=problems):
-        yield [MediaItem(path=path, relpath=rel, group=str(Path(rel).parent.as_posix())) for path, rel in block]
+        # the relpath's folder ("." at the root): Path(rel).parent.as_posix() of a walked relpath, without a Path each
+        yield [MediaItem(path=path, relpath=rel, group=rel.rpartition("/")[0] or ".") for path, rel in block]
 
 
 @hookimpl

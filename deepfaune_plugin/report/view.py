@@ -9,6 +9,7 @@ import math
 from array import array
 from collections import Counter, defaultdict
 from datetime import date, datetime, timedelta
+from functools import lru_cache
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -40,8 +41,18 @@ def station_of(item: MediaItem | None, relpath: str) -> str:
     """The host's station when it knows one, else the top-level folder ("" for files at the root)."""
     if item is not None and item.station:
         return str(item.station)
+    folder, _, name = relpath.rpartition("/")
+    if folder and name not in ("", ".") and not relpath.startswith("/"):
+        return _top_folder(folder)  # a file in a folder: the folder's first part
     parts = PurePosixPath(relpath).parts
     return parts[0] if len(parts) > 1 else ""
+
+
+@lru_cache(maxsize=4096)
+def _top_folder(folder: str) -> str:
+    """The first part of a file's folder, parsed once per folder (a season: a few folders, 100,000 files)."""
+    parts = PurePosixPath(folder).parts
+    return parts[0] if parts else ""
 
 
 def review_reason(d: Decision, threshold: float) -> str | None:
