@@ -1,6 +1,7 @@
 """How `deepfaune review` scales: a season of N small JPEGs (default 100,000) run once with a stand-in backend
 whose outputs go to a result store, then the review opened on it: the time to open (reading every file once to
-know its content, the store lookups, deciding, the queue), one page, one label given, and the memory it holds.
+know its content, the store lookups, deciding, the queue), one page, one label given, the batch filter over every sequence, a
+batch of `--batch` files labelled then undone, and the memory it holds.
 The review is opened `--opens` times (default 2): the first reads every file whose content the store has not
 seen at that path; the second, with nothing changed, only stats them.  `--rerun` also times `deepfaune run`
 again on the season (a re-decision: everything comes from the store); `--evaluate` times `deepfaune evaluate` on
@@ -46,6 +47,7 @@ def main() -> None:
     ap.add_argument("--files", type=int, default=100_000)
     ap.add_argument("--work", type=Path, default=Path("/tmp/bench-review"))
     ap.add_argument("--opens", type=int, default=2, help="times the review is opened (the last one is measured)")
+    ap.add_argument("--batch", type=int, default=10_000, help="files one batch labels (then undone)")
     ap.add_argument("--rerun", action="store_true", help="also time a second `run` (re-decision from the store)")
     ap.add_argument("--evaluate", action="store_true", help="also time `deepfaune evaluate` after the label")
     args = ap.parse_args()
@@ -88,6 +90,19 @@ def main() -> None:
     t = time.perf_counter()
     session.thumbnail(page["sequences"][0]["files"][0]["id"])
     thumb = time.perf_counter() - t
+    t = time.perf_counter()
+    everything = session.select({})  # the batch filter over every sequence of the season
+    selected = time.perf_counter() - t
+    rels = [rel for seq in session.sequences for rel in session._labellable(seq)][:args.batch]
+    t = time.perf_counter()
+    done = session._apply_batch([(rel, "badger") for rel in rels], 0, 0, "badger")  # what batch_label writes
+    batched = time.perf_counter() - t
+    t = time.perf_counter()
+    undone = session.undo()
+    undid = time.perf_counter() - t
+    assert done["files"] == undone["restored"] == len(rels)
+    print(f"batch filter over {everything['sequences']} sequences {selected * 1000:.0f} ms, a batch of {len(rels)} "
+          f"files {batched:.2f} s, its undo {undid:.2f} s")
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"{len(session.items)} files, {len(session.sequences)} sequences, {session.summary()['queue']} queued: "
           f"open {' then '.join(f'{o:.1f}' for o in opens)} s, page {paged * 1000:.0f} ms, label {labelled * 1000:.0f} ms, "

@@ -260,10 +260,12 @@ def decide_groups(
             sub = bird_scores = None
             asked = birdy & (scores >= limit)
             if asked.any():
-                bird_keys = list(classes.bird_names.get(_KEY_LANG) or next(iter(classes.bird_names.values())))
-                if lang not in classes.bird_names:
+                names = classes.bird_names
+                assert names is not None  # asked only where the model has a bird head (birdy)
+                bird_keys = list(names.get(_KEY_LANG) or next(iter(names.values())))
+                if lang not in names:
                     raise ValueError(f"language {lang!r} has no bird labels for model {classes.version}")
-                bird_labels = list(classes.bird_names[lang])
+                bird_labels = list(names[lang])
                 where = np.flatnonzero(asked)
                 heads = _stack([r for k in where for r in members[k][1]], "bird_logits", len(bird_keys))
                 sub_local, sub_scores = _pooled_batch(heads.reshape(len(where), n, len(bird_keys)),
@@ -281,7 +283,7 @@ def decide_groups(
                 top1_key, top1 = keys[b], labels[b]
                 if birdy[k]:
                     top1_key, top1 = f"{keys[b]} {UNDEFINED}", f"{labels[b]} {undefined_label}"
-                    if bird_scores is not None and k in bird_scores:
+                    if bird_scores is not None and sub is not None and k in bird_scores:
                         bird_score = bird_scores[k]
                         if not np.isfinite(bird_score):
                             slow.append(g)

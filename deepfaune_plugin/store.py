@@ -433,16 +433,35 @@ class ResultStore:
     def put_human(self, labels: Iterable[tuple[MediaItem, HumanLabel]]) -> int:
         """Keep labels as given (their reviewer, date and fields: an import), replacing that reviewer's label of
         each file, all in one transaction (a refusal keeps none). Returns how many."""
-        rows = []
-        for item, h in labels:
-            ident = self._ident(item)
-            rows.append((ident.content, ident.size, item.relpath, h.key, h.reviewer,
-                         h.at.isoformat(timespec="seconds"), *astuple(h.fields)))
+        rows = self._human_rows(labels)
         with self.db:
             self.db.execute("BEGIN")
             self.db.executemany(f"INSERT OR REPLACE INTO human ({', '.join(_HUMAN_ROW)}) "
                                 f"VALUES ({', '.join('?' * len(_HUMAN_ROW))})", rows)
         return len(rows)
+
+    def restore_human(self, reviewer: str, previous: Iterable[tuple[MediaItem, HumanLabel | None]]) -> int:
+        """Put `reviewer`'s labels of these files back as they were (the review's undo of a batch): each
+        HumanLabel as it was (its date and fields), None where the file had no label of theirs; one
+        transaction (a file that cannot be read now refuses all, ValueError naming it). Returns how many."""
+        previous = list(previous)
+        rows = self._human_rows((item, h) for item, h in previous if h is not None)
+        gone = [(ident.content, ident.size, reviewer)
+                for ident in (self._ident(item) for item, h in previous if h is None)]
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.executemany("DELETE FROM human WHERE content=? AND size=? AND reviewer=?", gone)
+            self.db.executemany(f"INSERT OR REPLACE INTO human ({', '.join(_HUMAN_ROW)}) "
+                                f"VALUES ({', '.join('?' * len(_HUMAN_ROW))})", rows)
+        return len(rows) + len(gone)
+
+    def _human_rows(self, labels: Iterable[tuple[MediaItem, HumanLabel]]) -> list[tuple]:
+        rows = []
+        for item, h in labels:
+            ident = self._ident(item)
+            rows.append((ident.content, ident.size, item.relpath, h.key, h.reviewer,
+                         h.at.isoformat(timespec="seconds"), *astuple(h.fields)))
+        return rows
 
 
     # -- the boxes people drew (`deepfaune review`): beside their labels, by content, one record per reviewer

@@ -35,6 +35,7 @@
   }
 
   function showSummary(s) {
+    state.summary = s;
     $("standin").hidden = !s.standin;
     $("summary").textContent = `${s.source} (${s.host}, model ${s.model}, threshold ${s.threshold}): ` +
       `${s.queue} of ${s.sequences} sequences to review, ${s.reviewed} reviewed` +
@@ -55,6 +56,7 @@
   function render() {
     const q = $("queue");
     q.replaceChildren();
+    if (!state.seqs.length) showEmpty(q);
     state.seqs.forEach((seq, i) => {
       const box = el("section", "seq" + (i === state.cur ? " current" : "") + (seq.reviewed ? " reviewed" : ""));
       box.dataset.seq = seq.id;
@@ -79,6 +81,7 @@
           cap.append(el("span", "machine", ` · DeepFaune: ${f.machine.label} ${f.machine.score.toFixed(2)}`));
         }
         cap.append(el("br"), el("span", "machine", `${f.f}${f.date ? " · " + f.date : ""}`));
+        showRecorded(cap, f);
         fig.append(cap);
         files.append(fig);
       });
@@ -107,6 +110,7 @@
       state.selected.clear();
       showSummary(res.summary);
       await load(state.page, true);
+      await showConflicts();
       if (whole && state.cur < state.seqs.length - 1) { state.cur += 1; state.pic = 0; render(); }
       // said last: whoever waits for this line finds the page already showing the change
       say(key === null ? `forgot the label of ${files.length} file(s)` :
@@ -133,22 +137,39 @@
   }
 
   // -- the label picker: search as you type, in any language of the model card
-  function openPicker() {
+  // (issue 33.5) the server finds the labels a text names (any language, scientific names, accents aside):
+  // one rule, in Python; the page shows the latest answer and Enter waits for it
+  const search = { asked: 0, found: [], pending: Promise.resolve() };
+
+  function openPicker(forBatch) {
+    state.pickFor = forBatch ? "batch" : null;
     $("picker").hidden = false;
     $("search").value = "";
     state.choice = 0;
-    filter();
+    runSearch();
     $("search").focus();
   }
 
   function closePicker() {
     $("picker").hidden = true;
     $("search").blur();
+    if (state.pickFor === "batch") $("b-pick").focus();
+  }
+
+  function runSearch() {
+    const text = $("search").value;
+    const asked = ++search.asked;
+    search.pending = api("/api/search?q=" + encodeURIComponent(text)).then((found) => {
+      if (asked !== search.asked) return;  // a later keystroke asked again
+      search.found = found;
+      state.choice = 0;
+      filter();
+    }).catch((err) => say(err.message, true));
+    return search.pending;
   }
 
   function matches() {
-    const text = $("search").value.trim().toLowerCase();
-    return state.labels.filter((l) => !text || l.names.some((n) => n.toLowerCase().includes(text)));
+    return search.found;
   }
 
   function filter() {
@@ -157,21 +178,30 @@
     const found = matches();
     state.choice = Math.min(state.choice, Math.max(0, found.length - 1));
     found.forEach((l, i) => {
-      const li = el("li", i === state.choice ? "active" : "", l.label);
+      const li = el("li", i === state.choice ? "active" : "", l.label + (l.name ? ` (${l.name})` : ""));
       li.dataset.key = l.key;
       list.append(li);
     });
+    if (!found.length) list.append(el("li", "nomatch", `no match for “${$("search").value.trim()}”`));
+  }
+
+  function chosen(key) {  // a label picked: for the current sequence, or for the batch the filter selects
+    const forBatch = state.pickFor === "batch";
+    closePicker();
+    state.pickFor = null;
+    if (forBatch) batchLabel(key); else label(key);
   }
 
   function pickerKey(ev) {
     const found = matches();
-    if (ev.key === "Escape") { closePicker(); }
+    if (ev.key === "Escape") { closePicker(); state.pickFor = null; }
     else if (ev.key === "ArrowDown") { state.choice = Math.min(found.length - 1, state.choice + 1); filter(); }
     else if (ev.key === "ArrowUp") { state.choice = Math.max(0, state.choice - 1); filter(); }
     else if (ev.key === "Enter") {
-      const l = found[state.choice];
-      closePicker();
-      if (l) label(l.key);
+      search.pending.then(() => {
+        const l = matches()[state.choice];
+        if (l) chosen(l.key); else say(`no match for “${$("search").value.trim()}”`, true);
+      });
     } else { return; }
     ev.preventDefault();
   }
@@ -210,6 +240,201 @@
     openBoxes(f);
   }
 
+  // == the empty queue (issue 33.5): why, and how to see everything, from the server ==
+  function showEmpty(q) {
+    const s = state.summary || {};
+    const p = el("p", "empty", s.empty || "no sequence on this page");
+    p.id = "empty";
+    q.append(p);
+  }
+
+  // == what ecologists record (issue 33.1): count, sex, life stage, behaviour, individual, comment ==
+  const FIELDS = ["count", "sex", "life_stage", "behaviour", "individual", "comment"];
+
+  function recordedText(fields) {
+    return FIELDS.filter((n) => fields && fields[n] !== undefined && fields[n] !== "")
+      .map((n) => (n === "comment" ? `“${fields[n]}”` : n === "count" ? `count ${fields[n]}` : String(fields[n])))
+      .join(" · ");
+  }
+
+  function showRecorded(cap, f) {
+    if (!f.human) return;
+    const text = recordedText(f.human.fields);
+    if (text) cap.append(el("br"), el("span", "recorded", text));
+    if (f.human.others && f.human.others.length) {  // two reviewers disagree: each label side by side
+      const row = el("span", "conflict");
+      [{ by: f.human.by, label: f.label, fields: f.human.fields }, ...f.human.others].forEach((h) => {
+        const text = recordedText(h.fields);
+        row.append(el("span", "by", `${h.by}: ${h.label}${text ? " (" + text + ")" : ""}`));
+      });
+      cap.append(el("br"), row);
+    }
+  }
+
+  function openFields() {
+    const seq = state.seqs[state.cur];
+    const files = targets();
+    if (!seq || !files.length) return;
+    const shown = seq.files.filter((f) => files.includes(f.f));
+    FIELDS.forEach((n) => {
+      const values = new Set(shown.map((f) => (f.human && f.human.fields[n] !== undefined ? String(f.human.fields[n]) : "")));
+      const input = $("fd-" + n);
+      input.value = values.size === 1 ? [...values][0] : "";
+      input.dataset.initial = input.value;
+      if ("placeholder" in input && input.tagName === "INPUT") input.placeholder = values.size > 1 ? "(several)" : "";
+    });
+    $("fields-for").textContent = `${files.length} file(s) of #${seq.id}`;
+    $("fields").hidden = false;
+    $("fd-count").focus();
+  }
+
+  function closeFields() {
+    $("fields").hidden = true;
+    if (document.activeElement) document.activeElement.blur();
+  }
+
+  async function saveFields() {
+    const seq = state.seqs[state.cur];
+    const files = targets();
+    const values = {};
+    FIELDS.forEach((n) => {
+      const input = $("fd-" + n);
+      if (input.value !== input.dataset.initial) values[n] = input.value;
+    });
+    if (!seq || !files.length || !Object.keys(values).length) { closeFields(); return; }
+    try {
+      const res = await api("/api/fields", { files, values });
+      closeFields();
+      state.selected.clear();
+      showSummary(res.summary);
+      await load(state.page, true);
+      showConflicts();
+      say(`fields of ${files.length} file(s) of #${seq.id}: ` +
+          Object.entries(values).map(([n, v]) => `${n.replace("_", " ")} ${v === "" ? "forgotten" : v}`).join(", "));
+    } catch (err) {
+      say(err.message, true);
+    }
+  }
+
+  async function showConflicts() {
+    let found;
+    try { found = await api("/api/conflicts"); } catch (err) { say(err.message, true); return; }
+    const box = $("conflicts");
+    box.replaceChildren();
+    box.hidden = !found.length;
+    if (!found.length) return;
+    box.append(el("h2", null, `${found.length} file(s) labelled differently by several reviewers ` +
+                                "(the latest label is written; none is overwritten)"));
+    const table = el("table");
+    found.forEach((c) => {
+      const tr = el("tr");
+      tr.append(el("td", null, `#${c.seq}`), el("td", null, c.f));
+      c.labels.forEach((h) => {
+        const text = recordedText(h.fields);
+        tr.append(el("td", "by", `${h.by}: ${h.label}${text ? " (" + text + ")" : ""}`));
+      });
+      table.append(tr);
+    });
+    box.append(table);
+  }
+
+  // == many at once (issue 33.2): a filter the server runs over every sequence, one label for all, one undo ==
+  let previewTimer = null;
+
+  function batchFilter() {
+    const reviewed = $("b-reviewed").value;
+    return { label: $("b-label").value, score_from: $("b-from").value, score_below: $("b-below").value,
+             station: $("b-station").value, date_from: $("b-date-from").value, date_to: $("b-date-to").value,
+             reviewed: reviewed === "" ? null : reviewed, queue: $("b-queue").checked };
+  }
+
+  async function openBatch() {
+    $("batch").hidden = false;
+    $("b-label").focus();
+    if (!$("stations").children.length) {
+      try {
+        (await api("/api/stations")).forEach((s) => { const o = el("option"); o.value = s; $("stations").append(o); });
+      } catch (err) { say(err.message, true); }
+    }
+    preview();
+  }
+
+  function closeBatch() {
+    $("batch").hidden = true;
+    if (document.activeElement) document.activeElement.blur();
+  }
+
+  async function preview() {
+    try {
+      const res = await api("/api/select", { filter: batchFilter() });
+      $("b-count").className = "";
+      $("b-count").textContent = `${res.sequences} sequence(s), ${res.files} file(s) match` +
+        (res.outside_queue ? `, ${res.outside_queue} of them outside the queue` : "") +
+        (res.files > res.max_files ? ` (at most ${res.max_files} files at once: narrow the filter)` : "");
+    } catch (err) {
+      $("b-count").className = "error";
+      $("b-count").textContent = err.message;
+    }
+  }
+
+  async function afterBatch(res, text) {
+    showSummary(res.summary);
+    await load(state.page, true);
+    showConflicts();
+    await preview();
+    $("b-undo").disabled = !res.undo;
+    say(text);  // said last: the page already shows the change
+  }
+
+  async function batchLabel(key) {
+    try {
+      const res = await api("/api/batch/label", { filter: batchFilter(), key });
+      await afterBatch(res, res.files ? `${res.what}: ${res.sequences} sequence(s), ${res.files} file(s) ` +
+                                        "labelled (U undoes the batch)" : "no sequence matches the filter");
+    } catch (err) {
+      say(err.message, true);
+    }
+  }
+
+  async function batchAccept() {
+    try {
+      const res = await api("/api/batch/accept", { filter: batchFilter() });
+      await afterBatch(res, (res.files ? `DeepFaune's label accepted: ${res.sequences} sequence(s), ${res.files} ` +
+                                         "file(s) (U undoes the batch)" : "no sequence with a DeepFaune label matches") +
+                            (res.skipped ? `; ${res.skipped} sequence(s) DeepFaune left undefined skipped` : ""));
+    } catch (err) {
+      say(err.message, true);
+    }
+  }
+
+  async function undoBatch() {
+    try {
+      const res = await api("/api/undo", {});
+      await afterBatch(res, `undid the batch (${res.what}): ${res.restored} file(s) as they were before it`);
+    } catch (err) {
+      say(err.message, true);
+    }
+  }
+
+  function inPanel(ev) {  // keys typed in a form are the form's; Escape leaves it
+    const form = ev.target && ev.target.closest && ev.target.closest("#batch, #fields");
+    if (!form) return false;
+    if (ev.key === "Escape") { ev.preventDefault(); if (form.id === "batch") closeBatch(); else closeFields(); }
+    return true;
+  }
+
+  function wirePanels() {
+    $("batch").addEventListener("submit", (ev) => { ev.preventDefault(); preview(); });
+    $("batch").addEventListener("input", () => { clearTimeout(previewTimer); previewTimer = setTimeout(preview, 150); });
+    $("b-pick").addEventListener("click", () => openPicker(true));
+    $("b-accept").addEventListener("click", batchAccept);
+    $("b-undo").addEventListener("click", undoBatch);
+    $("b-close").addEventListener("click", closeBatch);
+    $("open-batch").addEventListener("click", openBatch);
+    $("fields").addEventListener("submit", (ev) => { ev.preventDefault(); saveFields(); });
+    $("fd-cancel").addEventListener("click", closeFields);
+  }
+
   function onKey(ev) {
     if (!$("picker").hidden) { pickerKey(ev); return; }
     if (!$("viewer").hidden) {  // the arrows go through the sequence's pictures enlarged; any other key closes
@@ -226,6 +451,7 @@
       ev.preventDefault();
       return;
     }
+    if (inPanel(ev)) return;
     if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
     const seq = state.seqs[state.cur];
     switch (ev.key) {
@@ -247,6 +473,9 @@
       case "n": if (state.page < state.pages - 1) load(state.page + 1); break;
       case "p": if (state.page > 0) load(state.page - 1); break;
       case "W": exportAll(); break;
+      case "b": openBatch(); break;
+      case "U": undoBatch(); break;
+      case "f": openFields(); break;
       default: return;
     }
     ev.preventDefault();
@@ -431,19 +660,21 @@
   document.addEventListener("mouseup", boxUp);
 
   document.addEventListener("keydown", onKey);
-  $("search").addEventListener("input", () => { state.choice = 0; filter(); });
+  $("search").addEventListener("input", () => { runSearch(); });
   $("export").addEventListener("click", exportAll);
   $("next").addEventListener("click", () => { if (state.page < state.pages - 1) load(state.page + 1); });
   $("prev").addEventListener("click", () => { if (state.page > 0) load(state.page - 1); });
   $("choices").addEventListener("click", (ev) => {
     const key = ev.target.dataset && ev.target.dataset.key;
-    if (key) { closePicker(); label(key); }
+    if (key) chosen(key);
   });
+  wirePanels();
 
   Promise.all([api("/api/summary"), api("/api/labels")]).then(([summary, labels]) => {
     showSummary(summary);
     state.labels = labels;
     document.body.dataset.ready = "1";
+    showConflicts();
     return load(0);
   }).then(() => { document.body.dataset.loaded = "1"; }).catch((err) => say(err.message, true));
 })();

@@ -76,6 +76,14 @@ class ReviewApp:
             Rule("/api/labels", endpoint="labels", methods=["GET"]),
             Rule("/api/label", endpoint="label", methods=["POST"]),
             Rule("/api/export", endpoint="export", methods=["POST"]),
+            Rule("/api/fields", endpoint="fields", methods=["POST"]),
+            Rule("/api/conflicts", endpoint="conflicts", methods=["GET"]),
+            Rule("/api/search", endpoint="search", methods=["GET"]),
+            Rule("/api/stations", endpoint="stations", methods=["GET"]),
+            Rule("/api/select", endpoint="select", methods=["POST"]),
+            Rule("/api/batch/label", endpoint="batch_label", methods=["POST"]),
+            Rule("/api/batch/accept", endpoint="batch_accept", methods=["POST"]),
+            Rule("/api/undo", endpoint="undo", methods=["POST"]),
             Rule("/thumb/<ident>.jpg", endpoint="thumb", methods=["GET"]),
             Rule("/large/<ident>.jpg", endpoint="large", methods=["GET"]),
             Rule("/plain/<ident>.jpg", endpoint="plain", methods=["GET"]),
@@ -164,6 +172,51 @@ class ReviewApp:
             raise BadRequest("expects {\"files\": [relpath, ...], \"key\": label or null}")
         with self.session.lock:
             return self._json(self.session.set_labels(files, key))
+
+    # -- what ecologists record (issue 33.1), many at once and search (33.2, 33.5)
+
+    def on_fields(self, request: Request) -> Response:
+        body = self._body(request)
+        files, values = body.get("files"), body.get("values")
+        if not isinstance(files, list) or not all(isinstance(f, str) for f in files) or not isinstance(
+                values, dict) or not all(v is None or isinstance(v, (str, int)) for v in values.values()):
+            raise BadRequest("expects {\"files\": [relpath, ...], \"values\": {field: text, number or null}}")
+        with self.session.lock:
+            return self._json(self.session.set_fields(files, values))
+
+    def on_conflicts(self, request: Request) -> Response:
+        with self.session.lock:
+            return self._json(self.session.conflicts())
+
+    def on_search(self, request: Request) -> Response:
+        with self.session.lock:
+            return self._json(self.session.search(request.args.get("q", "")))
+
+    def on_stations(self, request: Request) -> Response:
+        with self.session.lock:
+            return self._json(self.session.stations())
+
+    def on_select(self, request: Request) -> Response:
+        body = self._body(request)
+        with self.session.lock:
+            return self._json(self.session.select(body.get("filter")))
+
+    def on_batch_label(self, request: Request) -> Response:
+        body = self._body(request)
+        if not isinstance(body.get("key"), str):
+            raise BadRequest("expects {\"filter\": {...}, \"key\": label}")
+        with self.session.lock:
+            return self._json(self.session.batch_label(body.get("filter"), body["key"]))
+
+    def on_batch_accept(self, request: Request) -> Response:
+        body = self._body(request)
+        with self.session.lock:
+            return self._json(self.session.batch_accept(body.get("filter")))
+
+    def on_undo(self, request: Request) -> Response:
+        self._body(request)
+        with self.session.lock:
+            return self._json(self.session.undo())
 
     def on_export(self, request: Request) -> Response:
         if self.export is None:

@@ -25,8 +25,13 @@ from ..pipeline import read_to_look
 from ..report.thumbs import Job, ThumbCache
 from ..report.view import review_reason, station_of
 from ..store import MAX_HUMAN_BOXES, ResultStore
-from ..types import ANIMAL, FAILED, FILE_DATE, PERSON, UNDEFINED, VEHICLE, Decision, HumanFields, HumanLabel, MediaItem, RawResult
+from ..taxonomy import fold
+from ..types import (ANIMAL, FAILED, FILE_DATE, PERSON, UNDEFINED, VEHICLE, Decision, HumanFields, HumanLabel,
+                     MediaItem, RawResult)
+from .batch import MAX_BATCH_FILES, BatchFilter, FilterError
+from .search import LabelSearch
 
+MAX_UNDO = 20  # batches one undo after another can take back
 PAGE_SEQUENCES = 20  # sequences per page: what one screen shows without scrolling far
 MAX_PAGE_SEQUENCES = 200
 #: Why a sequence is in the queue, in the order the page shows them.
@@ -96,6 +101,8 @@ class ReviewSession:
     boxes: dict = field(default_factory=dict)  # relpath -> HumanBoxes: the boxes people drew, as kept in the store
     shown: dict = field(default_factory=dict)  # relpath -> RawResult with those boxes over the detector's
     box_edits: dict = field(default_factory=dict)  # relpath -> boxes saved this session (the pictures' URL version)
+    batches: list = field(default_factory=list)  # undo of the batches: (what, [(relpath, own label or None)])
+    _search: Any = None  # LabelSearch, made on the first search
 
     # -- building
 
@@ -203,7 +210,19 @@ class ReviewSession:
                 "files": len(self.items), "sequences": len(self.sequences), "queue": len(queued),
                 "reviewed": reviewed, "missing": len(self.missing),
                 "pages": max(1, -(-len(queued) // PAGE_SEQUENCES)), "page_size": PAGE_SEQUENCES,
-                "by_reviewer": dict(sorted(by_reviewer.items())), "standin": self.standin}
+                "by_reviewer": dict(sorted(by_reviewer.items())), "standin": self.standin,
+                "empty": None if queued else self.empty_reason()}
+
+    def empty_reason(self) -> str:
+        """Why the queue is empty, and how to see every sequence (issue 33.5: never a blank page)."""
+        return (f"Nothing to review: none of the {len(self.sequences)} sequences of {self.source} is undefined, "
+                f"near the threshold ({self.settings.threshold} to {self.settings.threshold + 0.1:.2f}), has "
+                "images that disagree or a suspect date. To see every sequence, start "
+                f"`deepfaune review {self.source} --all`; \"Many at once\" (b) also selects outside the queue.")
+
+    def stations(self) -> list[str]:
+        """The stations (cameras, folders) of the review's sequences, for the batch filter's choices."""
+        return sorted({seq.station for seq in self.sequences if seq.station})
 
     def page(self, number: int, size: int = PAGE_SEQUENCES) -> dict[str, Any]:
         size = max(1, min(int(size), MAX_PAGE_SEQUENCES))
@@ -260,18 +279,25 @@ class ReviewSession:
         unknown = [rel for rel in relpaths if rel not in self.items]
         if unknown or not relpaths:
             raise ReviewError(f"not a file of this review: {unknown[0] if unknown else '(none given)'}")
-        if _identity(self.store.path) != self.store_file:  # `deepfaune store clear`, or a store put back
-            raise ReviewError(f"result store {self.store.path} was removed or replaced while this review was open: "
-                              "the label is not kept (it would be lost); start `deepfaune review` again")
+        self._check_store()
         try:
             changed = self.store.set_human([(self.items[rel], key) for rel in relpaths], self.reviewer)
         except ValueError as err:  # a file that cannot be read now
             raise ReviewError(str(err)) from None
+        self._reread(relpaths)
+        return {"changed": changed, "summary": self.summary()}
+
+    def _check_store(self) -> None:
+        if _identity(self.store.path) != self.store_file:  # `deepfaune store clear`, or a store put back
+            raise ReviewError(f"result store {self.store.path} was removed or replaced while this review was open: "
+                              "the label is not kept (it would be lost); start `deepfaune review` again")
+
+    def _reread(self, relpaths: Sequence[str]) -> None:
+        """The people's labels of `relpaths` read again from the store, and their sequences laid over anew."""
         for rel in relpaths:  # another reviewer's label of the file, if any, shows again
             self.human.pop(rel, None)
         self.human.update(self.store.human_labels([self.items[rel] for rel in relpaths]))
         self._relabel(relpaths)
-        return {"changed": changed, "summary": self.summary()}
 
     def set_fields(self, relpaths: Sequence[str], values: Mapping[str, Any]) -> dict[str, Any]:
         """Keep what the reviewer recorded besides the label for these files (a picture, or a sequence's):
@@ -318,6 +344,118 @@ class ReviewSession:
         return {"key": h.key, "label": label_text(self.classes, h.key, self.settings.lang), "by": h.reviewer,
                 "at": h.at.isoformat(timespec="seconds"),
                 "fields": {name: getattr(h.fields, name) for name in h.fields.given()}}
+
+    # -- many at once (issue 33.2): a filter over every sequence, one label (or DeepFaune's) for all, one undo
+
+    def select(self, data: Any) -> dict[str, Any]:
+        """What a filter takes, before anything is changed: how many sequences and files, how many of them
+        outside the queue, and the first few sequences' numbers."""
+        chosen = self._selected(data)
+        queued = set(self.queue)
+        return {"sequences": len(chosen), "files": sum(len(self._labellable(self.sequences[i])) for i in chosen),
+                "outside_queue": sum(i not in queued for i in chosen),
+                "first": [self.sequences[i].seqnum for i in chosen[:10]], "max_files": MAX_BATCH_FILES}
+
+    def batch_label(self, data: Any, key: str) -> dict[str, Any]:
+        """`key` for every file (failed ones aside) of every sequence the filter takes: one store transaction,
+        one undo."""
+        if key not in set(label_choices(self.classes)):
+            raise ReviewError(f"{key!r} is no label of model {self.classes.version}")
+        chosen = self._selected(data)
+        entries = [(rel, key) for i in chosen for rel in self._labellable(self.sequences[i])]
+        return self._apply_batch(entries, len(chosen), 0, label_text(self.classes, key, self.settings.lang))
+
+    def batch_accept(self, data: Any) -> dict[str, Any]:
+        """DeepFaune's own label of each sequence the filter takes, for its files; a sequence DeepFaune left
+        undefined is skipped (counted: a person must pick its label)."""
+        entries, taken, skipped = [], 0, 0
+        choices = set(label_choices(self.classes))
+        for i in self._selected(data):
+            seq = self.sequences[i]
+            key = (seq.decisions[0].machine or seq.decisions[0]).prediction_key
+            if key not in choices:  # undefined, failed
+                skipped += 1
+                continue
+            taken += 1
+            entries += [(rel, key) for rel in self._labellable(seq)]
+        return self._apply_batch(entries, taken, skipped, "DeepFaune's label")
+
+    def undo(self) -> dict[str, Any]:
+        """The last batch taken back: this reviewer's labels of its files exactly as they were before it (no
+        label where there was none), in one transaction."""
+        if not self.batches:
+            raise ReviewError("no batch to undo")
+        self._check_store()
+        what, previous = self.batches[-1]
+        try:
+            restored = self.store.restore_human(self.reviewer, [(self.items[rel], h) for rel, h in previous])
+        except ValueError as err:  # a file that cannot be read now: the batch stays undoable
+            raise ReviewError(str(err)) from None
+        self.batches.pop()
+        self._reread([rel for rel, _ in previous])
+        return {"restored": restored, "what": what, "undo": len(self.batches), "summary": self.summary()}
+
+    def _selected(self, data: Any) -> list[int]:
+        try:
+            chosen = BatchFilter.parse(data, self._filter_label)
+        except FilterError as err:
+            raise ReviewError(str(err)) from None
+        queued = set(self.queue) if chosen.queue else ()
+        return [i for i, seq in enumerate(self.sequences) if chosen.matches(seq, i in queued)]
+
+    def _filter_label(self, text: str) -> str:
+        """A label typed in the filter, as a key: any name the label search finds exactly, or undefined."""
+        if fold(text) in {fold(UNDEFINED), *(fold(t) for t in self.classes.non_animal.get(UNDEFINED, {}).values())}:
+            return UNDEFINED
+        index = self.search_index()
+        key = index.reader.key(text)
+        if key in set(label_choices(self.classes)):
+            return key
+        found = index.search(text)  # the start of one label's name
+        if len(found) == 1:
+            return found[0]["key"]
+        if not found:
+            raise FilterError(f"filter label {text!r}: no label of model {self.classes.version} is called so")
+        raise FilterError(f"filter label {text!r}: several labels are called so ("
+                          f"{', '.join(f['label'] for f in found[:4])}{', …' if len(found) > 4 else ''}): type more")
+
+    @staticmethod
+    def _labellable(seq: ReviewSequence) -> list[str]:
+        return [d.relpath for d in seq.decisions if d.failure is None and d.prediction_key != FAILED]
+
+    def _apply_batch(self, entries: list[tuple[str, str]], sequences: int, skipped: int, what: str
+                     ) -> dict[str, Any]:
+        if len(entries) > MAX_BATCH_FILES:
+            raise ReviewError(f"the filter takes {len(entries):,} files; at most {MAX_BATCH_FILES:,} are labelled at "
+                              "once: narrow it (a station, a date range) and label them in parts")
+        if not entries:
+            return {"changed": 0, "sequences": 0, "files": 0, "skipped": skipped, "undo": len(self.batches),
+                    "summary": self.summary()}
+        self._check_store()
+        rels = [rel for rel, _ in entries]
+        before = self.store.human_records([self.items[rel] for rel in rels])
+        previous = [(rel, next((h for h in before.get(rel, ()) if h.reviewer == self.reviewer), None))
+                    for rel in rels]
+        try:
+            changed = self.store.set_human([(self.items[rel], key) for rel, key in entries], self.reviewer)
+        except ValueError as err:  # a file that cannot be read now: nothing of the batch is kept
+            raise ReviewError(str(err)) from None
+        self.batches.append((what, previous))
+        del self.batches[:-MAX_UNDO]
+        self._reread(rels)
+        return {"changed": changed, "sequences": sequences, "files": len(entries), "skipped": skipped,
+                "what": what, "undo": len(self.batches), "summary": self.summary()}
+
+    # -- search (issue 33.5): one rule, here, for the page's type-ahead and the batch filter's label
+
+    def search_index(self) -> LabelSearch:
+        if self._search is None:
+            self._search = LabelSearch(self.classes, self.settings.lang)
+        return self._search
+
+    def search(self, text: str) -> list[dict[str, Any]]:
+        """The labels a person's text names, best first ([]: no match); see review.search."""
+        return self.search_index().search(text)
 
     def thumbnail(self, ident: str, large: bool = False, plain: bool = False) -> Path | None:
         """The file's thumbnail, or (`large`) the picture a person enlarges; made once, then from the cache."""

@@ -86,13 +86,22 @@ class Browser:
     def key(self, key: str) -> None:
         """One key press as a person makes it (keydown with its text, then keyup)."""
         special = {"Enter": (13, "\r"), "Escape": (27, ""), "ArrowDown": (40, ""), "ArrowUp": (38, ""),
-                   "ArrowRight": (39, ""), "ArrowLeft": (37, "")}
+                   "ArrowRight": (39, ""), "ArrowLeft": (37, ""), "Tab": (9, ""), "Backspace": (8, ""),
+                   ".": (190, ".")}  # not 46: that is the Delete key's code
         code, text = special[key] if key in special else (ord(key.upper()), key)
         down = {"type": "keyDown", "key": key, "windowsVirtualKeyCode": code}
         if text:
             down["text"] = text
         self.send("Input.dispatchKeyEvent", **down)
         self.send("Input.dispatchKeyEvent", type="keyUp", key=key, windowsVirtualKeyCode=code)
+
+    def click(self, selector: str) -> None:
+        """A mouse click in the middle of the element `selector` names, as a person makes it."""
+        box = self.evaluate(f"(() => {{ const e = document.querySelector({selector!r}); "
+                            "e.scrollIntoView({block: 'center'}); const r = e.getBoundingClientRect(); "
+                            "return [r.x + r.width / 2, r.y + r.height / 2]; })()")
+        for kind in ("mouseMoved", "mousePressed", "mouseReleased"):
+            self.send("Input.dispatchMouseEvent", type=kind, x=box[0], y=box[1], button="left", clickCount=1)
 
     def type(self, text: str) -> None:
         for ch in text:

@@ -84,7 +84,7 @@ def test_three_sequences_corrected_with_the_keyboard_then_written_back(season, t
         browser.key("/")
         browser.wait_for("!document.getElementById('picker').hidden")
         browser.type("blaireau")
-        assert browser.evaluate("document.querySelector('#choices li.active').dataset.key") == "badger"
+        browser.wait_for("document.querySelector('#choices li.active')?.dataset.key === 'badger'")  # the server's answer
         keep(browser.screenshot(tmp_path / "review-search.png"))
         browser.key("Enter")
         browser.wait_for("document.getElementById('status').textContent.includes('badger')")
