@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .types import ANIMAL, PERSON, KnownBox, MediaItem, RawResult
+from .types import ANIMAL, PERSON, REPEAT_RESTORE, KnownBox, MediaItem, RawResult, RepeatDecision
 
 #: How the review page and the record name a station made of a host's station and camera ids.
 _SEP = " / "
@@ -54,7 +54,8 @@ class RepeatGroup:
 
     `box` is the representative box as fractions (x1, y1, x2, y2) of `relpath`'s image (`width` x `height`
     pixels, read from `path`; `people`: its person boxes in pixels, which a page with blurring blurs); `files`
-    are the images where a box of this place was set aside (`images` of them).
+    are the images where a box of this place was set aside (`images` of them); `members`: those boxes, as
+    (relpath, index into its detections), what a person's restore gives back (`Repeats.honour`).
     """
 
     station: str
@@ -65,6 +66,7 @@ class RepeatGroup:
     height: int
     files: tuple[str, ...]
     people: tuple[tuple[float, float, float, float], ...] = ()
+    members: tuple[tuple[str, int], ...] = field(default=(), compare=False, repr=False)
 
     @property
     def images(self) -> int:
@@ -139,8 +141,9 @@ class RepeatSurvey:
             members = np.union1d(members, [rep])
             relpath, path, width, height, people = station.images[image[rep]]
             files = tuple(sorted({station.images[image[b]][0] for b in members}))
+            boxes_of = tuple(sorted((station.images[image[b]][0], station.index[b]) for b in members))
             groups.append(RepeatGroup(station.name, tuple(float(v) for v in boxes[rep]), relpath, path,  # type: ignore[arg-type]
-                                      width, height, files, people))
+                                      width, height, files, people, boxes_of))
             taken = set(members.tolist())
             left = [b for b in left if b not in taken]
         return groups
@@ -192,6 +195,22 @@ class Repeats:
     def boxes(self) -> int:
         return sum(len(indices) for indices in self.aside.values())
 
+    def honour(self, decisions: list[RepeatDecision], threshold: float) -> tuple["Repeats", list[RepeatGroup]]:
+        """These repeats with the places people restored given back (their boxes count again, and the file's
+        box is chosen and classified as DeepFaune would), and the restored places.  A place confirmed, or not
+        looked at, stays aside."""
+        restored = [g for g in self.groups if (d := decision_for(g, decisions, threshold)) is not None
+                    and d.decision == REPEAT_RESTORE]
+        if not restored:
+            return self, []
+        aside = {rel: set(indices) for rel, indices in self.aside.items()}
+        for group in restored:
+            for rel, index in group.members:
+                aside.get(rel, set()).discard(index)
+        taken = {id(g) for g in restored}
+        return Repeats({rel: s for rel, s in aside.items() if s},
+                       [g for g in self.groups if id(g) not in taken]), restored
+
     def set_aside(self, raw: RawResult) -> tuple[RawResult, int | None]:
         """`raw` without its repeats, and the index (into the new detections) of an animal box left to classify
         when the box DeepFaune classified was a repeat (its logits are then None), else None.
@@ -213,6 +232,17 @@ class Repeats:
         if out.selected is not None and kept[out.selected].category == ANIMAL:
             return out, out.selected
         return out, None
+
+
+def decision_for(group: RepeatGroup, decisions: list[RepeatDecision], threshold: float) -> RepeatDecision | None:
+    """The decision that holds for `group`'s place: of its station's decisions whose box lies at the place (the
+    run's own overlap rule, so a season that gained images still finds it), the latest."""
+    here = [d for d in decisions if d.station == group.station]
+    if not here:
+        return None
+    overlap = iou(np.asarray(group.box, dtype=np.float64), np.asarray([d.box for d in here], dtype=np.float64))
+    found = [d for d, o in zip(here, overlap) if o >= threshold - 1e-9]
+    return max(found, key=lambda d: (d.at, d.reviewer), default=None)
 
 
 def _best(detections, any_category: bool) -> int | None:
@@ -264,6 +294,11 @@ class RepeatRun:
                     self.held[item.relpath] = raw
             seen.append(chunk)
         self.repeats = survey.finish()
+        if self.store is not None:  # the places a person restored in `deepfaune review` count again
+            self.repeats, restored = self.repeats.honour(self.store.repeat_decisions(), self.settings.repeat_iou)
+            if restored:
+                self.log(f"--drop-repeats: {len(restored)} place(s) restored in `deepfaune review` count again "
+                         f"({sum(len(g.members) for g in restored)} animal boxes)")
         self.inference.unload()  # the second pass reads the store; the boxes left load the models they need
         self.log(f"--drop-repeats: {self.repeats.boxes} animal boxes set aside as repeats, at "
                  f"{len(self.repeats.groups)} places (IoU >= {self.settings.repeat_iou:g} in at least "

@@ -35,7 +35,8 @@ from .errors import DeepfauneError
 from .known_files import FileIdentity, KnownFiles, forget_unused
 from .known_files import content_hash as content_hash  # its name here since it was written (RESULTS.md)
 from .types import (ANIMAL, CONTAINER_DATE, EXIF_DATE, FILE_DATE, HUMAN_FIELDS, PERSON, VEHICLE, AnimalLogits,
-                    Detection, HumanBoxes, HumanFields, HumanLabel, MediaItem, RawResult)
+                    REPEAT_CONFIRM, REPEAT_RESTORE, Detection, HumanBoxes, HumanFields, HumanLabel, MediaItem,
+                    RawResult, RepeatDecision)
 
 SCHEMA_VERSION = 2
 #: PRAGMA application_id of a result store ("DFrs"): what tells our file from any other SQLite database.
@@ -206,6 +207,12 @@ _HUMAN_ROW = ("content", "size", "relpath", "label", "reviewer", "at", *HUMAN_FI
 HUMAN_BOXES_TABLE = """CREATE TABLE IF NOT EXISTS human_boxes (
     content TEXT NOT NULL, size INTEGER NOT NULL, relpath TEXT NOT NULL, reviewer TEXT NOT NULL, at TEXT NOT NULL,
     boxes TEXT NOT NULL, PRIMARY KEY (content, size, reviewer));"""
+#: What people decided about the places `--drop-repeats` set aside (issue 32): one record per place and reviewer,
+#: the place named by its station and its box (a JSON [x1, y1, x2, y2], fractions of the image).
+REPEAT_DECISIONS_TABLE = """CREATE TABLE IF NOT EXISTS repeat_decisions (
+    station TEXT NOT NULL, box TEXT NOT NULL, reviewer TEXT NOT NULL, at TEXT NOT NULL, decision TEXT NOT NULL,
+    PRIMARY KEY (station, box, reviewer));"""
+MAX_REPEAT_DECISIONS = 100_000  # far more places than a season has: a store holding more was not made by us
 MAX_HUMAN_BOXES = 200  # boxes one person may draw on one file: far more than any picture holds
 
 
@@ -273,6 +280,7 @@ class ResultStore:
         self.db.executescript(HUMAN_TABLE.format(name="human", exists="IF NOT EXISTS "))
         _migrate_human(self.db)
         self.db.executescript(HUMAN_BOXES_TABLE)
+        self.db.executescript(REPEAT_DECISIONS_TABLE)
         self.db.execute(f"PRAGMA application_id={APPLICATION_ID}")
         if row is None:
             self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
@@ -506,6 +514,58 @@ class ResultStore:
                              datetime.now().isoformat(timespec="seconds"), text))
 
 
+    # -- what people decided about the places set aside as repeats (issue 32): by station and place
+
+    def repeat_decisions(self) -> list[RepeatDecision]:
+        """Every reviewer's decision on every place (a small table: one row per place a person looked at)."""
+        rows = self.db.execute("SELECT station, box, reviewer, at, decision FROM repeat_decisions "
+                               "ORDER BY station, box, reviewer LIMIT ?", (MAX_REPEAT_DECISIONS + 1,)).fetchall()
+        if len(rows) > MAX_REPEAT_DECISIONS:
+            raise StoreError(f"result store {self.path}: over {MAX_REPEAT_DECISIONS:,} decisions on repeats (was "
+                             "the store edited?)")
+        out = []
+        for station, box, reviewer, at, decision in rows:
+            where = f"the repeat decision at station {station!r}"
+            if decision not in (REPEAT_CONFIRM, REPEAT_RESTORE):
+                raise StoreError(f"result store {self.path}: {where} is {decision!r}, neither {REPEAT_CONFIRM!r} "
+                                 f"nor {REPEAT_RESTORE!r} (was the store edited?)")
+            out.append(RepeatDecision(str(station), _place_from_text(self.path, where, box), decision, str(reviewer),
+                                      self._label_date(where, decision, at)))
+        return out
+
+    def set_repeat_decision(self, station: str, box: Sequence[float], decision: str | None, reviewer: str) -> None:
+        """Keep `reviewer`'s decision on one place (None: forget it; the run's own rule decides again)."""
+        if decision not in (REPEAT_CONFIRM, REPEAT_RESTORE, None):
+            raise ValueError(f"a repeat decision is {REPEAT_CONFIRM!r} or {REPEAT_RESTORE!r}, not {decision!r}")
+        key = place_text(box)
+        with self.db:
+            self.db.execute("BEGIN")
+            if decision is None:
+                self.db.execute("DELETE FROM repeat_decisions WHERE station=? AND box=? AND reviewer=?",
+                                (station, key, reviewer))
+                return
+            self.db.execute("INSERT INTO repeat_decisions (station, box, reviewer, at, decision) VALUES "
+                            "(?, ?, ?, ?, ?) ON CONFLICT (station, box, reviewer) DO UPDATE SET at=excluded.at, "
+                            "decision=excluded.decision",
+                            (station, key, reviewer, datetime.now().isoformat(timespec="seconds"), decision))
+
+
+def place_text(box: Sequence[float]) -> str:
+    """A place's box as the store keys it: four fractions, 5 decimals (a place, not a pixel)."""
+    return json.dumps([round(float(v), 5) for v in box])
+
+
+def _place_from_text(path: Path, where: str, text: str) -> tuple[float, float, float, float]:
+    try:
+        data = json.loads(text)
+        if not (isinstance(data, list) and len(data) == 4 and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 <= v <= 1.0 for v in data)):
+            raise ValueError(f"{text[:60]!r} is not four fractions of the image")
+    except (ValueError, TypeError) as err:
+        raise StoreError(f"result store {path}: {where} has a malformed box ({err}; was the store edited?)") from None
+    return (float(data[0]), float(data[1]), float(data[2]), float(data[3]))
+
+
 def _boxes_from_text(path: Path, relpath: str, text: str) -> tuple[tuple[int, tuple[float, float, float, float]], ...]:
     """A human_boxes record read back; one not as written (an edited store) is refused by name, never guessed."""
     try:
@@ -584,6 +644,8 @@ def store_info(path: Path) -> StoreInfo:
         labels = db.execute("SELECT count(*) FROM human").fetchone()[0] if has_human else 0
         if db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='human_boxes'").fetchone():
             labels += db.execute("SELECT count(*) FROM human_boxes").fetchone()[0]  # people's boxes: kept alike
+        if db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='repeat_decisions'").fetchone():
+            labels += db.execute("SELECT count(*) FROM repeat_decisions").fetchone()[0]  # their word on repeats
         feats = {fp: (n, int(b or 0)) for fp, n, b in db.execute(
             "SELECT fingerprint, count(*), sum(length(data)) FROM features GROUP BY fingerprint")} \
             if _has_features(db) else {}

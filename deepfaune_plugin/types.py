@@ -417,6 +417,31 @@ class HumanBoxes:
     at: datetime
 
 
+#: What a person decided about a place set aside as a repeat (`deepfaune run --drop-repeats`, issue 32).
+REPEAT_CONFIRM, REPEAT_RESTORE = "confirm", "restore"
+
+
+@dataclass(frozen=True)
+class RepeatDecision:
+    """A person's word on one place set aside as a repeat, in `deepfaune review`: `confirm` (a branch, a rock:
+    it stays aside) or `restore` (an animal after all: its boxes count again when the season is decided).
+
+    Attributes:
+        station: The station as `repeats.station_name` names it.
+        box: The place, (x1, y1, x2, y2) as fractions of the image; a season decided again matches it to its
+            place by the run's own overlap rule (`RunSettings.repeat_iou`).
+        decision: `REPEAT_CONFIRM` or `REPEAT_RESTORE`.
+        reviewer: Who decided.
+        at: When.
+    """
+
+    station: str
+    box: tuple[float, float, float, float]
+    decision: str
+    reviewer: str
+    at: datetime
+
+
 @dataclass(frozen=True)
 class ClassTable:
     """The labels and decision constants of a classifier, as a model card states them.

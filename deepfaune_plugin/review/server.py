@@ -89,6 +89,8 @@ class ReviewApp:
             Rule("/plain/<ident>.jpg", endpoint="plain", methods=["GET"]),
             Rule("/api/boxes", endpoint="boxes", methods=["POST"]),
             Rule("/media/<ident>", endpoint="media", methods=["GET"]),
+            Rule("/api/repeats", endpoint="repeats", methods=["GET"]),
+            Rule("/api/repeat", endpoint="repeat", methods=["POST"]),
         ])
 
     # -- who may ask
@@ -272,6 +274,20 @@ class ReviewApp:
         return send_file(path, request.environ, mimetype=VIDEO_TYPES.get(path.suffix.lower(),
                                                                           "application/octet-stream"),
                          conditional=True, etag=False, last_modified=status.st_mtime)
+
+    # -- the places --drop-repeats set aside, confirmed or restored (issue 32)
+
+    def on_repeats(self, request: Request) -> Response:
+        with self.session.lock:
+            return self._json(self.session.repeats())
+
+    def on_repeat(self, request: Request) -> Response:
+        body = self._body(request)
+        place, decision = body.get("place"), body.get("decision")
+        if not isinstance(place, str) or decision not in ("confirm", "restore", None):
+            raise BadRequest('expects {"place": id, "decision": "confirm", "restore" or null}')
+        with self.session.lock:
+            return self._json(self.session.set_repeat(place, decision))
 
     @staticmethod
     def _body(request: Request) -> dict[str, Any]:

@@ -103,6 +103,7 @@ class ReviewSession:
     box_edits: dict = field(default_factory=dict)  # relpath -> boxes saved this session (the pictures' URL version)
     batches: list = field(default_factory=list)  # undo of the batches: (what, [(relpath, own label or None)])
     _search: Any = None  # LabelSearch, made on the first search
+    repeat_groups: list = field(default_factory=list)  # --drop-repeats: every place set aside (repeats.RepeatGroup)
 
     # -- building
 
@@ -140,6 +141,8 @@ class ReviewSession:
                       thumbs=ThumbCache(thumbs_dir, blur=blur_humans), reviewer=reviewer, show_all=show_all,
                       missing=missing, standin=standin, store_file=_identity(store.path))
         session.ids = {file_id(rel): rel for rel in session.items}
+        if settings.drop_repeats:
+            session.repeat_groups = survey_repeats(kept, raws, settings)
         session.thumbs.folder.mkdir(parents=True, exist_ok=True)
         session.refresh()
         return session
@@ -446,6 +449,40 @@ class ReviewSession:
         return {"changed": changed, "sequences": sequences, "files": len(entries), "skipped": skipped,
                 "what": what, "undo": len(self.batches), "summary": self.summary()}
 
+    # -- repeats (issue 32): the places `--drop-repeats` set aside, confirmed or restored by a person
+
+    def repeats(self) -> dict[str, Any]:
+        """Every place set aside, by station, with the decision that holds for it (the latest reviewer's) and
+        this reviewer's own; `on`: whether the run set repeats aside at all (without it the page shows nothing)."""
+        from ..repeats import decision_for
+
+        decisions = self.store.repeat_decisions() if self.repeat_groups else []
+        out = []
+        for group in self.repeat_groups:
+            held = decision_for(group, decisions, self.settings.repeat_iou)
+            mine = decision_for(group, [d for d in decisions if d.reviewer == self.reviewer],
+                                self.settings.repeat_iou)
+            out.append({"id": place_id(group.station, group.box), "station": group.station, "f": group.relpath,
+                        "fid": file_id(group.relpath) if group.relpath in self.items else None,
+                        "b": [round(v, 5) for v in group.box], "n": group.images, "files": list(group.files[:50]),
+                        "decision": held.decision if held else None, "by": held.reviewer if held else None,
+                        "mine": mine.decision if mine else None})
+        return {"on": bool(self.settings.drop_repeats), "iou": self.settings.repeat_iou,
+                "min_images": self.settings.repeat_min_images, "groups": out}
+
+    def set_repeat(self, ident: str, decision: str | None) -> dict[str, Any]:
+        """Keep this reviewer's decision on one place (`confirm`, `restore`, None: forget it); the next run or
+        write back honours it (`repeats.Repeats.honour`)."""
+        group = next((g for g in self.repeat_groups if place_id(g.station, g.box) == ident), None)
+        if group is None:
+            raise ReviewError(f"no place set aside as a repeat is called {ident!r} in this review")
+        self._check_store()
+        try:
+            self.store.set_repeat_decision(group.station, group.box, decision, self.reviewer)
+        except ValueError as err:
+            raise ReviewError(str(err)) from None
+        return self.repeats()
+
     # -- search (issue 33.5): one rule, here, for the page's type-ahead and the batch filter's label
 
     def search_index(self) -> LabelSearch:
@@ -548,6 +585,23 @@ def _identity(path: Path) -> tuple[int, int] | None:
     except OSError:
         return None
     return st.st_dev, st.st_ino
+
+
+def survey_repeats(items: Sequence[MediaItem], raws: Sequence[RawResult], settings: RunSettings) -> list:
+    """The places `--drop-repeats` sets aside in these stored outputs, found by the run's own rule (repeats.py)."""
+    from ..repeats import RepeatSurvey
+
+    survey = RepeatSurvey(settings.repeat_iou, settings.repeat_min_images)
+    for item, raw in zip(items, raws):
+        survey.add(item, raw)
+    return survey.finish().groups
+
+
+def place_id(station: str, box: Sequence[float]) -> str:
+    """A URL-safe name of a place set aside as a repeat: its station and its box, as the store keys them."""
+    from ..store import place_text
+
+    return hashlib.blake2b(f"{station}\n{place_text(box)}".encode("utf-8"), digest_size=9).hexdigest()
 
 
 def file_id(relpath: str) -> str:
