@@ -89,6 +89,7 @@
       q.append(box);
     });
     $("pageinfo").textContent = `page ${state.page + 1} of ${state.pages}`;
+    drawAnimals();  // issue 32: every animal box with its own label, where the run classified each
     const current = q.children[state.cur];
     if (current) current.scrollIntoView({ block: "nearest" });
   }
@@ -238,6 +239,7 @@
     $("large-caption").textContent = `${f.f} · ${f.label}` + (f.date ? ` · ${f.date}` : "");
     $("viewer").hidden = false;
     openBoxes(f);
+    animalsInView(f);
   }
 
   // == the empty queue (issue 33.5): why, and how to see everything, from the server ==
@@ -655,6 +657,149 @@
     }
   }
 
+  // == every animal in the picture (issue 32): each animal box with its own label and score, where the run
+  // classified every box (--every-animal); "too small" boxes marked, DeepFaune's own box distinct. What each box
+  // says comes from the server (`animals`, its `df` flag, the "too small" label): no rule of its own here. ==
+  const TOO_SMALL = "too small";  // the label the server gives a box too small to classify
+  const THUMB = { w: 164, h: 123 };  // a thumbnail's frame (app.css): the picture letterboxed inside it
+
+  function animalLayer(list) {
+    const out = el("div", "animals");
+    out.dataset.boxes = String(list.length);
+    list.forEach((a) => {
+      const small = a.k === TOO_SMALL;
+      const box = el("div", "abox" + (small ? " small" : "") + (a.df ? " deepfaune" : "") + (a.b[1] < 0.15 ? " below" : ""));
+      box.style.left = `${100 * a.b[0]}%`;
+      box.style.top = `${100 * a.b[1]}%`;
+      box.style.width = `${100 * a.b[2]}%`;
+      box.style.height = `${100 * a.b[3]}%`;
+      const text = small ? a.l : `${a.l} ${a.s.toFixed(2)}`;
+      box.dataset.label = a.l;
+      box.title = text + (a.df ? " (DeepFaune's box for the image)" : "");
+      box.append(el("span", "alabel", text));
+      out.append(box);
+    });
+    return out;
+  }
+
+  function drawAnimals() {
+    document.querySelectorAll("#queue figure[data-file]").forEach((fig) => {
+      const f = findFile(fig.dataset.file);
+      if (!f || !f.animals || !f.animals.length || !f.ar) return;
+      let w = THUMB.w, h = THUMB.h;
+      if (f.ar > w / h) h = w / f.ar; else w = h * f.ar;
+      const layer = animalLayer(f.animals);
+      layer.style.left = `${(THUMB.w - w) / 2 + 2}px`;  // inside the figure's 2px border
+      layer.style.top = `${(THUMB.h - h) / 2 + 2}px`;
+      layer.style.width = `${w}px`;
+      layer.style.height = `${h}px`;
+      fig.classList.add("has-animals");
+      fig.append(layer);
+    });
+  }
+
+  function findFile(rel) {
+    for (const seq of state.seqs) {
+      const f = seq.files.find((x) => x.f === rel);
+      if (f) return f;
+    }
+    return null;
+  }
+
+  function animalsInView(f) {  // over the enlarged picture while its boxes are the detector's
+    const old = $("frame").querySelector(".animals");
+    if (old) old.remove();
+    if (!f.animals || !f.animals.length || f.video || f.drawn_by) return;
+    $("frame").insertBefore(animalLayer(f.animals), $("boxlayer"));
+  }
+
+  // == repeats (issue 32): the places --drop-repeats set aside, per station (one picture with the place's box, how
+  // many images), each to Confirm (it stays aside) or Restore (its boxes count again at the next write back) ==
+  const DECIDED = { confirm: "confirmed: stays aside", restore: "restored: counts again at write back" };
+
+  async function showRepeats() {
+    let data;
+    try { data = await api("/api/repeats"); } catch (err) { say(err.message, true); return; }
+    let section = $("repeats");
+    if (!data.on || !data.groups.length) { if (section) section.remove(); return; }
+    if (!section) {
+      section = el("details");
+      section.id = "repeats";
+      section.open = true;
+      $("queue").parentNode.insertBefore(section, $("queue"));
+    }
+    section.replaceChildren();
+    const undecided = data.groups.filter((g) => !g.decision).length;
+    section.append(el("summary", null, `Set aside as repeats: ${data.groups.length} place(s), ${undecided} not decided yet`),
+      el("p", "muted", "Animal boxes at the same place in many images of one station (a branch, a rock, a post: overlap " +
+        `at least ${data.iou} in at least ${data.min_images} images) no longer count. Confirm keeps them aside; ` +
+        "Restore gives them back to the animals (DeepFaune classifies them) when you write back."));
+    const stations = [...new Set(data.groups.map((g) => g.station))];
+    stations.forEach((st) => {
+      const groups = data.groups.filter((g) => g.station === st);
+      section.append(el("h3", null, `station ${st || "(top folder)"} — ${groups.length} place(s)`));
+      const strip = el("div", "files");
+      groups.forEach((g) => strip.append(repeatCard(g)));
+      section.append(strip);
+    });
+  }
+
+  function repeatCard(g) {
+    const fig = el("figure", "repeat" + (g.decision ? " " + g.decision : ""));
+    fig.dataset.place = g.id;
+    fig.dataset.file = g.f;
+    fig.dataset.n = String(g.n);
+    const frame = el("div", "rframe");
+    if (g.fid) {
+      const img = el("img");
+      img.alt = g.f;
+      img.loading = "lazy";
+      img.src = `/plain/${g.fid}.jpg`;
+      frame.append(img);
+      let w = THUMB.w, h = THUMB.h;
+      if (g.ar > w / h) h = w / g.ar; else w = h * g.ar;
+      const layer = el("div", "animals");
+      layer.style.left = `${(THUMB.w - w) / 2}px`;
+      layer.style.top = `${(THUMB.h - h) / 2}px`;
+      layer.style.width = `${w}px`;
+      layer.style.height = `${h}px`;
+      const box = el("div", "abox rbox");
+      box.style.left = `${100 * g.b[0]}%`;
+      box.style.top = `${100 * g.b[1]}%`;
+      box.style.width = `${100 * (g.b[2] - g.b[0])}%`;
+      box.style.height = `${100 * (g.b[3] - g.b[1])}%`;
+      layer.append(box);
+      frame.append(layer);
+    }
+    fig.append(frame);
+    const cap = el("figcaption");
+    cap.append(el("b", null, `${g.n} image(s)`), el("span", "machine", ` · ${g.f}`));
+    cap.append(el("br"), el("span", g.decision ? "human" : "machine",
+      g.decision ? `${DECIDED[g.decision]} (${g.by})` : "not decided yet"));
+    const confirm = el("button", "r-confirm", "Confirm");
+    confirm.type = "button";
+    confirm.title = "a branch, a rock: keep these boxes aside";
+    confirm.addEventListener("click", () => decideRepeat(g, g.mine === "confirm" ? null : "confirm"));
+    const restore = el("button", "r-restore", "Restore");
+    restore.type = "button";
+    restore.title = "an animal after all: its boxes count again at write back";
+    restore.addEventListener("click", () => decideRepeat(g, g.mine === "restore" ? null : "restore"));
+    if (g.mine) (g.mine === "confirm" ? confirm : restore).classList.add("on");
+    cap.append(el("br"), confirm, restore);
+    fig.append(cap);
+    return fig;
+  }
+
+  async function decideRepeat(g, decision) {
+    try {
+      await api("/api/repeat", { place: g.id, decision });
+      await showRepeats();
+      say(`station ${g.station || "(top folder)"}, ${g.n} image(s): ` + (decision ? DECIDED[decision] : "decision forgotten"));
+    } catch (err) {
+      say(err.message, true);
+    }
+  }
+
   $("boxlayer").addEventListener("mousedown", boxDown);
   document.addEventListener("mousemove", boxMove);
   document.addEventListener("mouseup", boxUp);
@@ -675,6 +820,7 @@
     state.labels = labels;
     document.body.dataset.ready = "1";
     showConflicts();
+    showRepeats();
     return load(0);
   }).then(() => { document.body.dataset.loaded = "1"; }).catch((err) => say(err.message, true));
 })();

@@ -45,9 +45,9 @@ _BRACKETS = re.compile(rb"[\[\]{}]")
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; media-src 'self'; connect-src 'self'; "
        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 ASSETS = {"app.js": "text/javascript; charset=utf-8", "app.css": "text/css; charset=utf-8",
-          "report.css": "text/css; charset=utf-8"}
+          "report.css": "text/css; charset=utf-8", "animals.css": "text/css; charset=utf-8"}
 #: Served from the report's package: the report's stylesheet is the review's too (one visual language).
-SHARED_ASSETS = {"report.css": "deepfaune_plugin.report"}
+SHARED_ASSETS = {"report.css": "deepfaune_plugin.report", "animals.css": "deepfaune_plugin.report"}
 VIDEO_TYPES = {".mp4": "video/mp4", ".m4v": "video/mp4", ".mov": "video/quicktime", ".webm": "video/webm",
                ".mkv": "video/x-matroska", ".avi": "video/x-msvideo"}
 
@@ -71,6 +71,7 @@ class ReviewApp:
             Rule("/app.js", endpoint="asset", methods=["GET"]),
             Rule("/app.css", endpoint="asset", methods=["GET"]),
             Rule("/report.css", endpoint="asset", methods=["GET"]),
+            Rule("/animals.css", endpoint="asset", methods=["GET"]),
             Rule("/api/summary", endpoint="summary", methods=["GET"]),
             Rule("/api/page/<int:number>", endpoint="page", methods=["GET"]),
             Rule("/api/labels", endpoint="labels", methods=["GET"]),

@@ -266,7 +266,7 @@ class ReviewSession:
         if raw is None or raw.animals is None or raw.failure is not None or not raw.width or not raw.height:
             return {}
         rows = [decide_box(raw, animal, d.seqnum, self.classes, self.settings) for animal in raw.animals]
-        return {"animals": box_entries(rows)}
+        return {"animals": box_entries(rows), "ar": round(raw.width / raw.height, 5)}  # to place them letterboxed
 
     def labels(self) -> list[dict[str, Any]]:
         """Every label a person may give, with its name in each language of the card (search as you type)."""
@@ -464,7 +464,8 @@ class ReviewSession:
                                 self.settings.repeat_iou)
             out.append({"id": place_id(group.station, group.box), "station": group.station, "f": group.relpath,
                         "fid": file_id(group.relpath) if group.relpath in self.items else None,
-                        "b": [round(v, 5) for v in group.box], "n": group.images, "files": list(group.files[:50]),
+                        "b": [round(v, 5) for v in group.box], "ar": round(group.width / group.height, 5),
+                        "n": group.images, "files": list(group.files[:50]),
                         "decision": held.decision if held else None, "by": held.reviewer if held else None,
                         "mine": mine.decision if mine else None})
         return {"on": bool(self.settings.drop_repeats), "iou": self.settings.repeat_iou,
