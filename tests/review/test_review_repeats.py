@@ -145,3 +145,54 @@ def test_a_malformed_decision_in_the_store_is_refused_by_name(tmp_path):
             store.set_repeat_decision("st1", (0.1, 0.1, 0.2, 0.2), "maybe", "Ana")
     finally:
         store.close()
+
+
+def test_a_restored_place_beside_a_confirmed_one_is_classified_as_deepfaune_would(tmp_path):
+    """The branch (DeepFaune's box) confirmed, a second fixed box ("the rock") restored: the rock is the box left,
+    which no output classified yet; the export classifies it in detector mode "existing" (the label of the box
+    there), never a label taken from the branch."""
+    from deepfaune_plugin.api import EXISTING_DETECTIONS
+
+    src = tmp_path / "src"
+    scenes = _station(src, IMAGES, DEER)
+    for entries in scenes.values():
+        entries.append(((40.0, 40.0, 56.0, 56.0), 0.8, "chamois"))
+    backend = BoxesBackend(scenes)
+    registry = registry_with(backends=[backend])
+    store = tmp_path / "results.sqlite"
+    assert run_cli(["run", src, "--backend", "boxes", "--store", store, "-q", "--no-report", "--lang", "en",
+                    *DROP], registry).code == 0
+    session = open_review(src, registry, store, backend, tmp_path)
+    try:
+        places = {tuple(g["b"]): g["id"] for g in session.repeats()["groups"]}
+        assert sorted(places) == [(0.125, 0.125, 0.375, 0.375), (0.625, 0.625, 0.875, 0.875)]
+        session.set_repeat(places[(0.125, 0.125, 0.375, 0.375)], "confirm")
+        session.set_repeat(places[(0.625, 0.625, 0.875, 0.875)], "restore")
+    finally:
+        session.store.close()
+    backend.opened.clear()
+    rows = export(src, registry, store)
+    assert EXISTING_DETECTIONS in backend.opened  # the rock's box went through the classifier on its own
+    for k in range(IMAGES):
+        row = rows[f"st1/img{k:02d}.jpg"]
+        assert (row["predictionbase"], row["warning"], row["bbox_x"]) == (
+            "chamois", "1 animal box set aside as a repeat", "0.625"), row
+
+
+def test_decisions_are_people_s_data_counted_and_kept_by_store_clear(tmp_path):
+    from deepfaune_plugin.store import clear_results, store_info
+
+    path = tmp_path / "s.sqlite"
+    store = ResultStore(path)
+    try:
+        store.set_repeat_decision("st1", (0.125, 0.125, 0.375, 0.375), "confirm", "Ana")
+        store.set_repeat_decision("st1", (0.125, 0.125, 0.375, 0.375), "restore", "Ana")  # her own, replaced
+        store.set_repeat_decision("st1", (0.125, 0.125, 0.375, 0.375), "confirm", "Ben")
+        assert store_info(path).labels == 2
+        clear_results(store)
+        assert sorted((d.reviewer, d.decision, d.box) for d in store.repeat_decisions()) == [
+            ("Ana", "restore", (0.125, 0.125, 0.375, 0.375)), ("Ben", "confirm", (0.125, 0.125, 0.375, 0.375))]
+        store.set_repeat_decision("st1", (0.125, 0.125, 0.375, 0.375), None, "Ben")
+        assert [d.reviewer for d in store.repeat_decisions()] == ["Ana"]
+    finally:
+        store.close()
