@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -195,6 +196,24 @@ class Repeats:
     def boxes(self) -> int:
         return sum(len(indices) for indices in self.aside.values())
 
+    def apply(self, items: list[MediaItem], raws: list[RawResult],
+              classify: Callable[[list[MediaItem]], list[RawResult | None]]) -> list[RawResult]:
+        """`raws` (of `items`, in order) with the repeats set aside; the boxes left to classify go to `classify`
+        at once, as items with that box given (`known_box`), which answers each (None: no output)."""
+        out: list[RawResult] = []
+        pending: list[tuple[int, MediaItem, int]] = []
+        for item, raw in zip(items, raws):
+            kept, index = self.set_aside(raw)
+            if index is not None:
+                pending.append((len(out), item, index))
+            out.append(kept)
+        if pending:
+            classified = classify([replace(item, known_boxes=(known_box(out[n], index),))
+                                   for n, item, index in pending])
+            for (n, item, index), result in zip(pending, classified):
+                out[n] = with_box_classified(out[n], index, result)
+        return out
+
     def honour(self, decisions: list[RepeatDecision], threshold: float) -> tuple["Repeats", list[RepeatGroup]]:
         """These repeats with the places people restored given back (their boxes count again, and the file's
         box is chosen and classified as DeepFaune would), and the restored places.  A place confirmed, or not
@@ -312,21 +331,9 @@ class RepeatRun:
         missing = [item for item in chunk if item.relpath not in found]  # changed since the first pass
         if missing:
             found.update(zip((item.relpath for item in missing), self.inference.raws(missing)))
-        out: list[RawResult] = []
-        pending: list[tuple[int, MediaItem, int]] = []
-        for item in chunk:
-            raw, index = self.repeats.set_aside(found[item.relpath])
-            if index is not None:
-                pending.append((len(out), item, index))
-            out.append(raw)
-        if pending:
-            classified = self._classify([replace(item, known_boxes=(known_box(out[n], index),))
-                                         for n, item, index in pending])
-            for (n, item, index), result in zip(pending, classified):
-                out[n] = with_box_classified(out[n], index, result)
-        return out
+        return self.repeats.apply(chunk, [found[item.relpath] for item in chunk], self._classify)
 
-    def _classify(self, items: list[MediaItem]) -> list[RawResult]:
+    def _classify(self, items: list[MediaItem]) -> list[RawResult | None]:
         from .contracts import EXISTING_DETECTIONS
         from .inference import Inference
 

@@ -135,14 +135,16 @@ class ReviewSession:
         classes = inference.description.classes
         standin = bool(inference.description.info.get("standin"))
         raws = [found[item.relpath] for item in kept]
+        groups: list = []
+        if settings.drop_repeats:  # the season as the run decides it: the repeats aside, the restored ones back
+            raws, groups = repeats_aside(kept, raws, backend, settings, store, log)
         session = cls(source=source, host=host, settings=settings, store=store,
                       items={item.relpath: item for item in kept}, raws={r.relpath: r for r in raws},
                       classes=classes, machine=decide_run(kept, raws, classes, settings),
                       thumbs=ThumbCache(thumbs_dir, blur=blur_humans), reviewer=reviewer, show_all=show_all,
                       missing=missing, standin=standin, store_file=_identity(store.path))
         session.ids = {file_id(rel): rel for rel in session.items}
-        if settings.drop_repeats:
-            session.repeat_groups = survey_repeats(kept, raws, settings)
+        session.repeat_groups = groups
         session.thumbs.folder.mkdir(parents=True, exist_ok=True)
         session.refresh()
         return session
@@ -588,14 +590,31 @@ def _identity(path: Path) -> tuple[int, int] | None:
     return st.st_dev, st.st_ino
 
 
-def survey_repeats(items: Sequence[MediaItem], raws: Sequence[RawResult], settings: RunSettings) -> list:
-    """The places `--drop-repeats` sets aside in these stored outputs, found by the run's own rule (repeats.py)."""
+def repeats_aside(items: Sequence[MediaItem], raws: Sequence[RawResult], backend, settings: RunSettings,
+                  store: ResultStore, log: Callable[[str], None]) -> tuple[list[RawResult], list]:
+    """These stored outputs as `deepfaune run --drop-repeats` decides them (repeats.py, the run's own rule and
+    the places people restored), and every place found (restored ones included, for the page to show). A box
+    left to classify is read from the store, where the run put its outputs (detector mode "existing"); nothing
+    is computed here: one the store lacks makes the file fail with the reason, as in the run."""
+    from ..contracts import EXISTING_DETECTIONS
     from ..repeats import RepeatSurvey
 
     survey = RepeatSurvey(settings.repeat_iou, settings.repeat_min_images)
     for item, raw in zip(items, raws):
         survey.add(item, raw)
-    return survey.finish().groups
+    found = survey.finish()
+    honoured, _ = found.honour(store.repeat_decisions(), settings.repeat_iou)
+
+    def classified(boxed: list[MediaItem]) -> list[RawResult | None]:
+        boxes = Inference(backend, replace(settings, detector_mode=EXISTING_DETECTIONS), store, None, False, log)
+        try:
+            got = boxes.stored(boxed)
+        finally:
+            boxes.close()
+        return [got.get(item.relpath) for item in boxed]
+
+    out = honoured.apply(list(items), list(raws), classified)
+    return out, found.groups
 
 
 def place_id(station: str, box: Sequence[float]) -> str:

@@ -196,3 +196,25 @@ def test_decisions_are_people_s_data_counted_and_kept_by_store_clear(tmp_path):
         assert [d.reviewer for d in store.repeat_decisions()] == ["Ana"]
     finally:
         store.close()
+
+
+def _shown(session: ReviewSession) -> dict[str, str]:
+    return {f["f"]: f["machine"]["label"] for s in session.page(0, size=200)["sequences"] for f in s["files"]}
+
+
+def test_the_review_shows_the_season_as_the_run_decided_it_repeats_aside_then_restored(tmp_path):
+    src, registry, store, backend = season(tmp_path, *DROP)
+    table = export(src, registry, store)
+    session = open_review(src, registry, store, backend, tmp_path)
+    try:  # the branch aside, the deer's box (classified by the run in detector mode "existing") read back
+        assert _shown(session) == {rel: row["predictionbase"] for rel, row in table.items()}
+        assert _shown(session)["st1/img05.jpg"] == "red deer" and _shown(session)["st1/img00.jpg"] == "empty"
+        session.set_repeat(session.repeats()["groups"][0]["id"], "restore")
+    finally:
+        session.store.close()
+    again = open_review(src, registry, store, backend, tmp_path)
+    try:
+        assert set(_shown(again).values()) == {"wild boar"}
+        assert again.repeats()["groups"][0]["decision"] == "restore"  # still listed, to be confirmed instead
+    finally:
+        again.store.close()
