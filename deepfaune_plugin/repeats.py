@@ -243,6 +243,9 @@ class Repeats:
             return raw, None
         kept = [d for i, d in enumerate(raw.detections) if i not in indices]
         out = replace(raw, detections=kept, warnings=[*raw.warnings, repeat_note(len(indices))])
+        if raw.animals is not None:  # --every-animal: each box's outputs follow it to its new index
+            moved = {old: new for new, old in enumerate(i for i in range(len(raw.detections)) if i not in indices)}
+            out.animals = [replace(a, index=moved[a.index]) for a in raw.animals if a.index in moved]
         if raw.selected is not None and raw.selected not in indices:
             out.selected = raw.selected - sum(1 for i in indices if i < raw.selected)
             return out, None

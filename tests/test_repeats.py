@@ -233,3 +233,18 @@ def test_the_command_line_sets_them(tmp_path: Path):
     res = run_cli(["run", tmp_path / "src", "--backend", "boxes", "--no-store", "-q", "-o", out,
                    "--drop-repeats", "--repeat-min-images", "1"], registry)
     assert res.code != 0 and "repeat minimum images must be a whole number >= 2, got 1" in res.stderr
+
+
+def test_every_animal_outputs_follow_their_box_when_a_repeat_before_them_is_set_aside():
+    """--every-animal with --drop-repeats: each box's own outputs point into the detections; once a box before
+    it is set aside they must point at the same box again (before: the badger's box took the fox's outputs, and
+    the last index pointed past the list)."""
+    from deepfaune_plugin.api import AnimalLogits
+
+    fox, badger = (np.asarray(logits_for("1.4", name), dtype=np.float32) for name in ("fox", "badger"))
+    raw = RawResult("a.jpg", W, H, [Detection(STATIC, 0.9, ANIMAL), Detection((30.0, 30.0, 50.0, 50.0), 0.8, ANIMAL)],
+                    0, fox, animals=[AnimalLogits(0, fox), AnimalLogits(1, badger)])
+    out, index = Repeats({"a.jpg": {0}}, []).set_aside(raw)
+    assert index == 0 and out.detections[0].box == (30.0, 30.0, 50.0, 50.0)
+    [left] = out.animals
+    assert left.index == 0 and np.array_equal(left.logits, badger)
