@@ -651,6 +651,7 @@
       if (j >= 0) seq.files[j] = res.file;
       render();
       openBoxes(res.file);
+      animalsInView(res.file);  // issue 32: the labels go with the detector's boxes
       say(list === null ? `${f.f}: the detector's boxes again` : `${f.f}: ${list.length} box(es) saved`);
     } catch (err) {
       say(err.message, true);
