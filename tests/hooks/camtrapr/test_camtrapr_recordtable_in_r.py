@@ -242,3 +242,19 @@ def test_a_name_twice_in_a_species_folder_is_the_placed_name_in_camtrapr(tmp_pat
     assert [r["FileName"] for r in theirs] == ["IMG_0001.jpg", "IMG_0001.jpg", "IMG_0001_2.jpg"]
     cols = [c for c in COMPARED if c != "FileName"]
     assert [{c: r[c] for c in cols} for r in theirs] == [{c: r[c] for c in cols} for r in ours]
+
+
+def test_station_folders_with_any_name_are_the_same_stations_in_camtrapr(tmp_path: Path):
+    """Station folder names that Windows would refuse, or hidden ones, are stations as they are: recordTable()
+    over the species tree gives the record table's Station (the tree keeps the names; camtrapR lists '.hidden')."""
+    root, species, table = tmp_path / "inDir", tmp_path / "species", tmp_path / "deepfaune_recordTable.csv"
+    outcomes = {}
+    for n, station in enumerate(["Site:1", ".hidden", "Zulu?"]):
+        make_jpeg(root / station / "a.jpg", width=64, height=48, date=_minutes(n), seed=n)
+        outcomes[f"{station}/a.jpg"] = "fox+badger"
+    _deepfaune(root, outcomes, table, species, every=True)
+    ours = _ours(table)
+    _agree(_camtrapr(tmp_path, species, 0, "lastIndependentRecord", "none"), ours, species)
+    assert [(r["Station"], r["Species"]) for r in ours] == [
+        (".hidden", "badger"), (".hidden", "fox"), ("Site:1", "badger"), ("Site:1", "fox"), ("Zulu?", "badger"),
+        ("Zulu?", "fox")]
