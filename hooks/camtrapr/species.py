@@ -27,7 +27,7 @@ import shutil
 import stat
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Iterable
 
 from deepfaune_plugin.api import (STANDIN_MARK, STANDIN_VALUE, FolderLock, HostError, file_sha256, parse_json,
@@ -301,6 +301,7 @@ def _fill(work: Path, out: Path, plan: _Plan, images: Iterable) -> None:
         if image.item.camera is not None:
             folder = folder / _named(report, "camera", image.item.camera)
         folder = folder / _named(report, "species", image.species)
+        _no_link_above(work, folder, out, image.item.path.name)
         folder.mkdir(parents=True, exist_ok=True)
         target = unique_target(folder, image.item.path.name)
         kind = place_file(image.item.path, target)
@@ -309,6 +310,18 @@ def _fill(work: Path, out: Path, plan: _Plan, images: Iterable) -> None:
     manifest.folders = {p.relative_to(work).as_posix() for p in work.rglob("*") if p.is_dir()
                         and not p.is_symlink()} - plan.folders
     (work / MANIFEST).write_bytes(manifest.dump())
+
+
+def _no_link_above(work: Path, folder: Path, out: Path, name: str) -> None:
+    """A person's link carried into the tree is never a way out of it: placing a file through a link at a
+    station's, camera's or species' folder would write into whatever the link points at."""
+    rel = folder.relative_to(work)
+    for depth in range(1, len(rel.parts) + 1):
+        if work.joinpath(*rel.parts[:depth]).is_symlink():
+            linked = PurePosixPath(*rel.parts[:depth])
+            raise SpeciesFoldersError(f"--species-folders {out}: {linked} is a link of yours where "
+                                      f"{PurePosixPath(*rel.parts, name)} would be placed; nothing was changed "
+                                      "(move the link away and run again)")
 
 
 def _named(report: TreeReport, what: str, name: str) -> str:

@@ -22,6 +22,9 @@ from killpoints import FORK_ONLY, fork_run
 from test_camtrapr_host import go, jpeg, registry, tree, write_r_csv  # noqa: F401 (fixtures)
 
 
+POSIX_LINKS = pytest.mark.skipif(os.name == "nt", reason="symbolic links need privileges on Windows")
+
+
 def listing(root: Path) -> list[str]:
     """Every file, link and empty folder (with a trailing /), the manifest left out."""
     return sorted(p.relative_to(root).as_posix() + ("/" if p.is_dir() else "") for p in root.rglob("*")
@@ -119,6 +122,23 @@ def test_item15_4_a_fifo_in_the_tree_stops_the_rebuild(tree: Path, registry, out
     with pytest.raises(DeepfauneError, match="StationA/pipe.jpg is not a file, link or folder"):
         go(tree, registry, lang="en", species_folders=str(out))
     assert listing(out) == before and leftovers(out) == []
+
+
+@POSIX_LINKS
+def test_a_link_of_yours_where_a_station_goes_stops_the_rebuild(tree: Path, registry, out: Path,  # noqa: F811
+                                                               tmp_path: Path):
+    """A link a person made is theirs and stays, but the rebuild never places files through it: a link at a
+    station's (or camera's, species') folder would put them outside the tree, into whatever it points at."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.rmtree(out / "StationB")
+    os.symlink(elsewhere, out / "StationB")
+    jpeg(tree / "StationB" / "Cam1" / "reddeer_3.jpg", 86400 + 300)  # new since: placed under StationB
+    before = listing(out)
+    with pytest.raises(DeepfauneError, match="StationB is a link of yours where StationB/Cam1/cerf/reddeer_3.jpg "
+                                             "would be placed"):
+        go(tree, registry, species_folders=str(out))
+    assert listing(out) == before and leftovers(out) == [] and list(elsewhere.iterdir()) == []
 
 
 def test_item15_4_a_rebuild_killed_between_its_renames_is_undone(tree: Path, registry, out: Path,  # noqa: F811
