@@ -27,7 +27,7 @@ import shutil
 import stat
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Iterable
 
 from deepfaune_plugin.api import (STANDIN_MARK, STANDIN_VALUE, FolderLock, HostError, file_sha256, parse_json,
@@ -84,6 +84,8 @@ class TreeReport:
     kept: int = 0  # a person's own files, links and folders carried over
     left_out: int = 0  # images a person removed from the tree, not placed again
     reviewed_kept: int = 0  # images labelled in deepfaune review that stay where a person moved (or removed) them
+    #: (what, name) -> its folder, for the names that are no folder name as written (`folder_name`)
+    renamed: dict[tuple[str, str], str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     def describe(self, out: Path) -> str | None:
@@ -97,7 +99,22 @@ class TreeReport:
         if self.reviewed_kept:
             parts.append(f"{self.reviewed_kept} of them labelled in deepfaune review too: the tree keeps them where "
                          "you put them, not under that label")
+        parts += [f"{what} {name!r} is the folder {folder!r} (not a folder name as written): recordTable() "
+                  f"over this tree calls it {folder!r}" for (what, name), folder in self.renamed.items()]
         return f"--species-folders {out}: " + "; ".join(parts) if parts else None
+
+
+def folder_name(name: str) -> str:
+    """A station, camera or species as its folder in the tree: the name itself wherever it can be one folder
+    name here (a station tree's own folder names always can), because recordTable(IDfrom = "directory") names
+    stations, cameras and species after these folders and must read back the record table's; else (a record
+    table's "A/B" or "..", or Windows' refused characters) `safe_folder_name`'s."""
+    if os.name == "nt" or not name or name in (".", "..") or "/" in name or "\0" in name:
+        return safe_folder_name(name)
+    try:
+        return name if len(os.fsencode(name)) <= 255 else safe_folder_name(name)
+    except UnicodeError:
+        return safe_folder_name(name)
 
 
 def _load_manifest(out: Path) -> Manifest:
@@ -280,10 +297,11 @@ def _fill(work: Path, out: Path, plan: _Plan, images: Iterable) -> None:
             if getattr(getattr(image, "decision", None), "human", None) is not None:
                 report.reviewed_kept += 1
             continue
-        folder = work / safe_folder_name(image.item.station or NA)
+        folder = work / _named(report, "station", image.item.station or NA)
         if image.item.camera is not None:
-            folder = folder / safe_folder_name(image.item.camera)
-        folder = folder / safe_folder_name(image.species)
+            folder = folder / _named(report, "camera", image.item.camera)
+        folder = folder / _named(report, "species", image.species)
+        _no_link_above(work, folder, out, image.item.path.name)
         folder.mkdir(parents=True, exist_ok=True)
         target = unique_target(folder, image.item.path.name)
         kind = place_file(image.item.path, target)
@@ -292,6 +310,25 @@ def _fill(work: Path, out: Path, plan: _Plan, images: Iterable) -> None:
     manifest.folders = {p.relative_to(work).as_posix() for p in work.rglob("*") if p.is_dir()
                         and not p.is_symlink()} - plan.folders
     (work / MANIFEST).write_bytes(manifest.dump())
+
+
+def _no_link_above(work: Path, folder: Path, out: Path, name: str) -> None:
+    """A person's link carried into the tree is never a way out of it: placing a file through a link at a
+    station's, camera's or species' folder would write into whatever the link points at."""
+    rel = folder.relative_to(work)
+    for depth in range(1, len(rel.parts) + 1):
+        if work.joinpath(*rel.parts[:depth]).is_symlink():
+            linked = PurePosixPath(*rel.parts[:depth])
+            raise SpeciesFoldersError(f"--species-folders {out}: {linked} is a link of yours where "
+                                      f"{PurePosixPath(*rel.parts, name)} would be placed; nothing was changed "
+                                      "(move the link away and run again)")
+
+
+def _named(report: TreeReport, what: str, name: str) -> str:
+    folder = folder_name(name)
+    if folder != name:
+        report.renamed[(what, name)] = folder
+    return folder
 
 
 def _swap_in(work: Path, out: Path, scan: _Scan, notes: list[str]) -> None:

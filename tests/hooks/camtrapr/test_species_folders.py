@@ -5,6 +5,7 @@ the tree fixture is camtrapR's: StationA with fox_1..3, person_1, empty_1; Stati
 """
 from __future__ import annotations
 
+import csv
 import json
 import os
 import sys
@@ -18,7 +19,10 @@ from deepfaune_plugin.hooks.camtrapr import host as camtrapr_host
 from deepfaune_plugin.hooks.camtrapr import species as camtrapr_species
 from deepfaune_plugin.hooks.camtrapr.species import LEGACY_MARKER, MANIFEST
 from killpoints import FORK_ONLY, fork_run
-from test_camtrapr_host import go, registry, tree  # noqa: F401 (fixtures)
+from test_camtrapr_host import go, jpeg, registry, tree, write_r_csv  # noqa: F401 (fixtures)
+
+
+POSIX_LINKS = pytest.mark.skipif(os.name == "nt", reason="symbolic links need privileges on Windows")
 
 
 def listing(root: Path) -> list[str]:
@@ -120,6 +124,23 @@ def test_item15_4_a_fifo_in_the_tree_stops_the_rebuild(tree: Path, registry, out
     assert listing(out) == before and leftovers(out) == []
 
 
+@POSIX_LINKS
+def test_a_link_of_yours_where_a_station_goes_stops_the_rebuild(tree: Path, registry, out: Path,  # noqa: F811
+                                                               tmp_path: Path):
+    """A link a person made is theirs and stays, but the rebuild never places files through it: a link at a
+    station's (or camera's, species') folder would put them outside the tree, into whatever it points at."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.rmtree(out / "StationB")
+    os.symlink(elsewhere, out / "StationB")
+    jpeg(tree / "StationB" / "Cam1" / "reddeer_3.jpg", 86400 + 300)  # new since: placed under StationB
+    before = listing(out)
+    with pytest.raises(DeepfauneError, match="StationB is a link of yours where StationB/Cam1/cerf/reddeer_3.jpg "
+                                             "would be placed"):
+        go(tree, registry, species_folders=str(out))
+    assert listing(out) == before and leftovers(out) == [] and list(elsewhere.iterdir()) == []
+
+
 def test_item15_4_a_rebuild_killed_between_its_renames_is_undone(tree: Path, registry, out: Path,  # noqa: F811
                                                                  capsys):
     (out / "StationA/renard/notes.txt").write_text("keep")
@@ -193,3 +214,43 @@ def _kill_loop(tree: Path, registry, out: Path) -> tuple[int, int, int]:  # noqa
 def test_item15_4_a_rebuild_killed_anywhere_keeps_the_users_changes(tree: Path, registry, out: Path):  # noqa: F811
     total, old, new = _kill_loop(tree, registry, out)  # 61 steps: 38 leave the old tree, 23 the new
     assert old + new == total and old > 5 and new > 5
+
+
+POSIX_ONLY = pytest.mark.skipif(os.name == "nt", reason="folder names Windows refuses")
+
+
+@POSIX_ONLY
+def test_station_and_camera_folders_keep_the_trees_names(tmp_path: Path, registry, capsys):  # noqa: F811
+    """camtrapR's recordTable() over the species tree names each station and camera after its folder there: the
+    tree's own names, kept as they are (':', '?', a leading '.', a trailing '.' included), so that its Station and
+    Camera are the record table's (and the camera table's)."""
+    root, out = tmp_path / "inDir", tmp_path / "species"
+    jpeg(root / "Site:1" / "fox_1.jpg", 0)
+    jpeg(root / ".hidden" / "fox_2.jpg", 0)
+    jpeg(root / "Zulu?" / "Cam 1." / "fox_3.jpg", 0)
+    go(root, registry, tmp_path / "rt.csv", lang="en", log=SAY, species_folders=str(out))
+    rows = camtrapr_host_rows(tmp_path / "rt.csv")
+    assert rows == [(".hidden", "NA"), ("Site:1", "NA"), ("Zulu?", "Cam 1.")]
+    assert listing(out) == [".hidden/fox/fox_2.jpg", "Site:1/fox/fox_1.jpg", "Zulu?/Cam 1./fox/fox_3.jpg"]
+    assert "not a folder name" not in capsys.readouterr().err
+
+
+def test_a_record_tables_station_that_is_no_folder_name_is_said(tmp_path: Path, registry, capsys):  # noqa: F811
+    """A record table's Station is any text: one that cannot be a folder name ("A/B", "..") is placed under
+    safe_folder_name's, and the run says so: recordTable() over the tree will call that station by its folder."""
+    base = tmp_path / "survey"
+    jpeg(base / "img" / "fox_1.jpg", 0)
+    jpeg(base / "img" / "fox_2.jpg", 60)
+    img = (base / "img").as_posix()
+    table = write_r_csv(base / "record_table.csv", [["A/B", "UNID", "NA", img, "fox_1.jpg"],
+                                                    ["..", "UNID", "NA", img, "fox_2.jpg"]])
+    out = tmp_path / "species"
+    go(table, registry, tmp_path / "rt.csv", lang="en", log=SAY, species_folders=str(out))
+    assert listing(out) == ["A_B/fox/fox_1.jpg", "_/fox/fox_2.jpg"]
+    err = capsys.readouterr().err
+    assert "station 'A/B' is the folder 'A_B'" in err and "station '..' is the folder '_'" in err, err
+
+
+def camtrapr_host_rows(path: Path) -> list[tuple[str, str]]:
+    with open(path, encoding="utf-8", newline="") as fh:
+        return [(r["Station"], r.get("Camera", "")) for r in csv.DictReader(fh)]
