@@ -34,12 +34,18 @@ def _unit(values: np.ndarray) -> np.ndarray:
 
 def projection(sample: np.ndarray, dims: int = DIMS) -> np.ndarray | None:
     """[width, dims] float32: the `dims` leading right singular vectors of `sample` (unit rows); None where the
-    features are no wider than `dims` (kept as they are)."""
-    if sample.shape[1] <= dims:
+    features are no wider than `dims` (kept as they are). Found by a randomised range finder (two power
+    iterations over the sample's Gram matrix, a fixed seed: the same sample gives the same projection), which costs
+    a fraction of a full eigendecomposition of the width x width matrix."""
+    width = sample.shape[1]
+    if width <= dims:
         return None
     gram = sample.T.astype(np.float64) @ sample.astype(np.float64)
-    _, vectors = np.linalg.eigh(gram)  # ascending eigenvalues
-    return np.ascontiguousarray(vectors[:, ::-1][:, :dims], dtype=np.float32)
+    probe = np.random.default_rng(0).normal(size=(width, min(width, dims + 32)))
+    for _ in range(3):
+        probe, _ = np.linalg.qr(gram @ probe)
+    values, vectors = np.linalg.eigh(probe.T @ gram @ probe)  # ascending eigenvalues
+    return np.ascontiguousarray((probe @ vectors)[:, ::-1][:, :dims], dtype=np.float32)
 
 
 @dataclass
@@ -51,6 +57,7 @@ class FeatureIndex:
     unit: np.ndarray  # float32 [pictures, k], rows of length 1
     width: int = 0  # the stored features' width
     basis: np.ndarray | None = None  # [width, k] projection, None when kept as stored
+    _listed: tuple | None = field(default=None, repr=False)  # (relpaths, their rows), made on the first query
 
     @property
     def nbytes(self) -> int:
@@ -82,10 +89,8 @@ class FeatureIndex:
                     continue  # another model's width cannot share the space: left without features
                 if basis is not None:
                     crops = crops @ basis
-                names, which = np.unique(np.array(got.content), return_inverse=True)
-                pooled = np.zeros((len(names), crops.shape[1]), np.float32)
-                np.add.at(pooled, which, crops)
-                parts.append(_unit(pooled))
+                names, starts = np.unique(np.array(got.content), return_index=True)  # rows come sorted by content
+                parts.append(_unit(np.add.reduceat(crops, np.sort(starts), axis=0)))
                 for i, content in enumerate(names):
                     for rel in by_key[(fingerprint, str(content))]:
                         rows[rel] = total + i
@@ -107,12 +112,18 @@ class FeatureIndex:
         first, `rel` itself and its byte-identical copies aside; [] when `rel` has no features."""
         if rel not in self.rows:
             return []
-        names = [r for r in (self.rows if among is None else among) if r in self.rows]
+        if among is None:  # every picture: the names and rows listed once per index, one product per query
+            if self._listed is None:
+                self._listed = (list(self.rows), np.fromiter(self.rows.values(), np.int64, len(self.rows)))
+            names, index = self._listed
+        else:
+            names = [r for r in among if r in self.rows]
+            index = np.fromiter((self.rows[r] for r in names), np.int64, len(names))
         if not names:
             return []
-        index = np.fromiter((self.rows[r] for r in names), np.int64, len(names))
         own = self.rows[rel]
-        scores = self.unit[index] @ self.unit[own]  # [len(names)]: one product, no [n, n] matrix
+        scores = self.unit[index] @ self.unit[own] if among is not None or len(index) != len(self.unit) else \
+            (self.unit @ self.unit[own])[index]  # [len(names)]: one product, no [n, n] matrix
         scores[index == own] = -np.inf
         n = max(0, min(n, len(names)))
         top = np.argpartition(-scores, n - 1)[:n] if 0 < n < len(names) else np.arange(len(names))
