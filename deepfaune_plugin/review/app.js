@@ -758,6 +758,14 @@
     return true;
   }
 
+  api("/api/summary").then((s) => {  // --order learn: said once (which sequences lack features does not change)
+    if (s.order !== "learn") return;
+    $("order-note").hidden = false;
+    $("order-note").textContent = "Ordered so each label teaches the most (--order learn): DeepFaune least sure " +
+      "first, then the least like what people labelled" +
+      (s.without_features ? `; ${s.without_features} sequence(s) without stored features come last` : "");
+  }).catch((err) => say(err.message, true));
+
   $("similar-files").addEventListener("click", (ev) => {
     const fig = ev.target.closest && ev.target.closest("figure");
     if (fig) { similar.at = Number(fig.dataset.index); toggleSimilar(similar.at); }

@@ -120,6 +120,8 @@ class ReviewSession:
              log: Callable[[str], None] = print, blur_humans: bool = False, order: str = "queue"
              ) -> "ReviewSession":
         """Reads the source through its host (writing nothing) and its stored outputs (no model runs)."""
+        if order not in ORDERS:
+            raise ReviewError(f"order {order!r}: one of {', '.join(ORDERS)} is expected")
         inference = Inference(backend, settings, store, None, False, log)
         try:
             if inference.description is None:

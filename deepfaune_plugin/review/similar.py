@@ -5,7 +5,8 @@ pictures most like one (`FeatureIndex.similar`) and to order the queue so each l
 Memory stays bounded on a season: the features (float16, 1024 wide for DeepFaune's ViT-L) are read from the result
 store in chunks of `CHUNK` files and each picture is kept as one float32 vector of `DIMS` numbers (100,000
 pictures: 100,000 x 128 x 4 bytes = 51 MB, where the stored crops would take 200 MB as float16). The `DIMS`
-directions are the leading right singular vectors of a sample of the pictures' unit features (an uncentred PCA):
+directions are the leading right singular vectors of the first chunk's unit features (up to SAMPLE crops of 4,096
+files in content-key order: content keys are hashes, so a fair sample of the season; an uncentred PCA):
 the projection that keeps their inner products best in the least-squares sense, so cosine similarities change
 little (benchmarks/RESULTS.md). Features `DIMS` wide or narrower are kept as they are.
 """
@@ -77,6 +78,7 @@ class FeatureIndex:
         basis: np.ndarray | None = None
         width, chosen, total = 0, False, 0
         for fingerprint, contents in sorted(groups.items()):
+            contents.sort()  # content keys are hashes: the first chunk, which chooses the projection, is a fair sample
             for start in range(0, len(contents), CHUNK):
                 got = read_features(store, fingerprint, contents[start:start + CHUNK])
                 if not len(got):

@@ -207,3 +207,8 @@ def test_the_api_finds_and_labels_similar_pictures_with_the_token(clusters, tmp_
     finally:
         server.stop()
         session.store.close()
+
+
+def test_an_unknown_order_is_refused_before_anything_is_read(clusters, tmp_path):
+    with pytest.raises(ReviewError, match="order 'best': one of queue, learn is expected"):
+        open_session(clusters, tmp_path, order="best")

@@ -27,6 +27,9 @@ def test_similar_pictures_labelled_in_one_go_then_written_back(clusters, tmp_pat
         # DeepFaune least sure first (s1: fox 0.55, cluster A), then s8 (0.65); s9 has no features: last
         order = browser.evaluate("[...document.querySelectorAll('section.seq')].map(s => s.dataset.seq)")
         assert order[:2] == ["2", "9"] and order[-1] == "10"
+        browser.wait_for("!document.getElementById('order-note').hidden")
+        assert browser.evaluate("document.getElementById('order-note').textContent").endswith(
+            "; 1 sequence(s) without stored features come last")
         browser.key("s")
         browser.wait_for("!document.getElementById('similar').hidden")
         shown = browser.evaluate(SHOWN)
