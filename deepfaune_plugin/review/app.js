@@ -752,7 +752,7 @@
         break;
       case "/": case "l": openPicker(); state.pickFor = "similar"; break;
       case "e": similarLabel("empty"); break;
-      case "U": return false;  // the last batch undone, as in the queue
+      case "U": closeSimilar(); return false;  // the last batch undone, as in the queue (which shows it)
       default: return ev.key.length > 1 ? "pass" : true;  // Tab, Enter on a button: theirs; no queue key meanwhile
     }
     return true;

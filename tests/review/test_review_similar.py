@@ -212,3 +212,29 @@ def test_the_api_finds_and_labels_similar_pictures_with_the_token(clusters, tmp_
 def test_an_unknown_order_is_refused_before_anything_is_read(clusters, tmp_path):
     with pytest.raises(ReviewError, match="order 'best': one of queue, learn is expected"):
         open_session(clusters, tmp_path, order="best")
+
+
+def test_a_stand_in_run_keeps_features_the_review_finds(tmp_path, standin_models):
+    """The features a real run keeps (stand-in ONNX models, the default backend) are the ones the review reads:
+    the same fingerprint and content keys. Nine photos, three with an animal (a red blob): each of those three
+    finds the other two; a photo without an animal has none."""
+    from deepfaune_plugin.pipeline import run
+    from deepfaune_plugin.plugins import default_registry
+    from test_store_features import _season
+
+    src = _season(tmp_path / "src", 9)
+    store = tmp_path / "store.sqlite"
+    settings = RunSettings(models_dir=standin_models, lang="en")
+    run(src, settings, output=tmp_path / "a.csv", store=store, progress=False)
+    registry = default_registry()
+    session = ReviewSession.open(src, resolve_host(registry, "auto", src), registry.backend(settings.backend), settings,
+                                 ResultStore(store, shared=True), {"output": None}, tmp_path / "thumbs", "Ana",
+                                 show_all=True, log=lambda msg: None, order="learn")
+    try:
+        animals = ["cam0/IMG_0000.JPG", "cam1/IMG_0003.JPG", "cam0/IMG_0006.JPG"]
+        assert sorted(session.features().rows) == sorted(animals)
+        got = session.similar(session._file_json(session.sequences[session.where[animals[0]]].decisions[0])["id"])
+        assert sorted(f["f"] for f in got["similar"]) == sorted(animals[1:])
+        assert session.summary()["without_features"] == len(session.queue) - len({session.where[a] for a in animals})
+    finally:
+        session.store.close()
