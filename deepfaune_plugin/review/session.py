@@ -14,6 +14,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+import numpy as np
+
 from ..animals import box_entries, decide_box
 from ..api import Host, RunSettings
 from ..corrections import label_choices, label_text, overlay, overlay_boxes
@@ -496,7 +498,7 @@ class ReviewSession:
         if self.order != "learn":
             return {}
         learn = self._learn_order()
-        return {"order": "learn", "without_features": int(sum(not learn.has[i] for i in self.queue))}
+        return {"order": "learn", "without_features": int((~learn.has[np.asarray(self.queue, np.int64)]).sum())}
 
     def similar(self, ident: str, n: int = SIMILAR) -> dict[str, Any]:
         """The `n` pictures of the review most like the file `ident` names (cosine on the classifier's features),

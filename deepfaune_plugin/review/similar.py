@@ -187,8 +187,9 @@ class LearnOrder:
         self.taught |= set(new)
 
     def order(self, queue: Sequence[int], reviewed: Sequence[bool]) -> list[int]:
-        """`queue` (indexes of sequences) most teaching first; sequences every file of which a person labelled
-        after the others (they taught already), then those without features; ties keep the queue's order."""
+        """`queue` (indexes of sequences) most teaching first, then those without features, and last those every
+        file of which a person labelled (`reviewed`, aligned with `queue`: they taught already); ties keep the
+        queue's order."""
         def key(pos_i: tuple[int, int]) -> tuple:
             pos, i = pos_i
             return (bool(reviewed[pos]), not self.has[i], int(self.margin[i] // BIN) if self.has[i] else 0,

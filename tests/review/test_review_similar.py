@@ -238,3 +238,17 @@ def test_a_stand_in_run_keeps_features_the_review_finds(tmp_path, standin_models
         assert session.summary()["without_features"] == len(session.queue) - len({session.where[a] for a in animals})
     finally:
         session.store.close()
+
+
+def test_a_store_without_features_keeps_the_queue_order_and_says_so(tmp_path):
+    from reviewkit import make_season
+
+    season = make_season(tmp_path)  # StoredLogitsBackend keeps no features
+    session = open_session(season, tmp_path)
+    try:
+        assert [s["id"] for s in session.page(0)["sequences"]] == [1, 2, 3, 4, 5, 6]  # --all: every one, as before
+        assert session.summary()["without_features"] == 6
+        with pytest.raises(ReviewError, match="a/IMG_0001.JPG: no features are kept for it"):
+            session.similar(session._file_json(session.sequences[0].decisions[0])["id"])
+    finally:
+        session.store.close()
