@@ -296,6 +296,12 @@ class ResultStore:
         """The identity found by the last lookup, else known now (a stat, and a read only if it changed)."""
         return self._last.get(str(item.path)) or self.known.identity(item)
 
+    def contents(self, items: Sequence[MediaItem]) -> dict[str, str]:
+        """relpath -> the content key of each readable item (what `read_features` and the labels are keyed by);
+        from memory where the file is as it was when last read."""
+        return {item.relpath: ident.content for item, ident in zip(items, self.known.identities(items))
+                if ident is not None}
+
     def take_edited(self) -> list[str]:
         """Files found with other bytes than this store last read at their path (each said once)."""
         return self.known.take_edited()

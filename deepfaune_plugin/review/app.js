@@ -187,6 +187,7 @@
   }
 
   function chosen(key) {  // a label picked: for the current sequence, or for the batch the filter selects
+    if (state.pickFor === "similar") { closePicker(); state.pickFor = null; similarLabel(key); return; }
     const forBatch = state.pickFor === "batch";
     closePicker();
     state.pickFor = null;
@@ -455,6 +456,8 @@
     }
     if (inPanel(ev)) return;
     if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
+    const bySimilar = similarKey(ev);
+    if (bySimilar) { if (bySimilar === true) ev.preventDefault(); return; }
     const seq = state.seqs[state.cur];
     switch (ev.key) {
       case "j": case "ArrowDown": move(1); break;
@@ -478,6 +481,7 @@
       case "b": openBatch(); break;
       case "U": undoBatch(); break;
       case "f": openFields(); break;
+      case "s": openSimilar(); break;
       default: return;
     }
     ev.preventDefault();
@@ -804,6 +808,116 @@
   $("boxlayer").addEventListener("mousedown", boxDown);
   document.addEventListener("mousemove", boxMove);
   document.addEventListener("mouseup", boxUp);
+
+  // == pictures like this one (issue 34.5): the review's pictures nearest the current one by cosine on the
+  // classifier's features, in place of the queue; all selected at first, one label for the selected, one undo ==
+  const similar = { open: false, files: [], chosen: new Set(), at: 0 };
+
+  async function openSimilar() {
+    const seq = state.seqs[state.cur];
+    const f = seq && seq.files[state.pic];
+    if (!f) return;
+    try {
+      const res = await api(`/api/similar/${f.id}?n=24`);
+      similar.files = [{ ...f, seq: seq.id, cosine: 1 }, ...res.similar];
+      similar.chosen = new Set(similar.files.filter((x) => !x.failed).map((x) => x.f));
+      similar.at = 0;
+      similar.open = true;
+      $("queue").hidden = true;
+      $("similar").hidden = false;
+      $("similar-for").textContent = f.f;
+      renderSimilar();
+      say(`${res.similar.length} picture(s) like ${f.f}`);
+    } catch (err) {
+      say(err.message, true);
+    }
+  }
+
+  function closeSimilar() {
+    similar.open = false;
+    $("similar").hidden = true;
+    $("queue").hidden = false;
+  }
+
+  function renderSimilar() {
+    const grid = $("similar-files");
+    grid.replaceChildren();
+    similar.files.forEach((f, i) => {
+      const fig = el("figure", (i === similar.at ? "pic" : "") + (similar.chosen.has(f.f) ? " selected" : ""));
+      fig.dataset.file = f.f;
+      fig.dataset.index = String(i);
+      const img = el("img");
+      img.alt = f.f;
+      img.loading = "lazy";
+      img.src = `/thumb/${f.id}.jpg` + (f.v ? `?v=${f.v}` : "");
+      fig.append(img);
+      const cap = el("figcaption");
+      cap.append(el("span", f.human ? "human" : "", f.label + (f.human ? ` ✓ ${f.human.by}` : "")));
+      cap.append(el("span", "machine", i ? ` · cosine ${f.cosine.toFixed(2)}` : " · this picture"));
+      cap.append(el("br"), el("span", "machine", `#${f.seq} · ${f.f}`));
+      fig.append(cap);
+      grid.append(fig);
+    });
+    $("similar-count").textContent = `${similar.chosen.size} of ${similar.files.length} selected`;
+  }
+
+  function toggleSimilar(i) {
+    const f = similar.files[i];
+    if (!f || f.failed) return;
+    if (similar.chosen.has(f.f)) similar.chosen.delete(f.f); else similar.chosen.add(f.f);
+    renderSimilar();
+  }
+
+  async function similarLabel(key) {
+    const files = similar.files.filter((f) => similar.chosen.has(f.f)).map((f) => f.f);
+    if (!files.length) { say("no picture selected", true); return; }
+    try {
+      const res = await api("/api/similar/label", { files, key });
+      showSummary(res.summary);
+      closeSimilar();
+      await load(state.page, true);
+      showConflicts();
+      $("b-undo").disabled = !res.undo;
+      say(`${res.what}: ${res.files} similar picture(s) of ${res.sequences} sequence(s) labelled (U undoes them)`);
+    } catch (err) {
+      say(err.message, true);
+    }
+  }
+
+  function similarKey(ev) {  // true: the key was the similar pictures' (while they are shown)
+    if (!similar.open) return false;
+    const n = similar.files.length;
+    switch (ev.key) {
+      case "Escape": case "s": closeSimilar(); break;
+      case "ArrowRight": case "j": similar.at = Math.min(n - 1, similar.at + 1); renderSimilar(); break;
+      case "ArrowLeft": case "k": similar.at = Math.max(0, similar.at - 1); renderSimilar(); break;
+      case "x": toggleSimilar(similar.at); break;
+      case "A":
+        similar.chosen = similar.chosen.size ? new Set() : new Set(similar.files.filter((f) => !f.failed).map((f) => f.f));
+        renderSimilar();
+        break;
+      case "/": case "l": openPicker(); state.pickFor = "similar"; break;
+      case "e": similarLabel("empty"); break;
+      case "U": closeSimilar(); return false;  // the last batch undone, as in the queue (which shows it)
+      default: return ev.key.length > 1 ? "pass" : true;  // Tab, Enter on a button: theirs; no queue key meanwhile
+    }
+    return true;
+  }
+
+  api("/api/summary").then((s) => {  // --order learn: said once (which sequences lack features does not change)
+    if (s.order !== "learn") return;
+    $("order-note").hidden = false;
+    $("order-note").textContent = "Ordered so each label teaches the most (--order learn): DeepFaune least sure " +
+      "first, then the least like what people labelled" +
+      (s.without_features ? `; ${s.without_features} sequence(s) without stored features come last` : "");
+  }).catch((err) => say(err.message, true));
+
+  $("similar-files").addEventListener("click", (ev) => {
+    const fig = ev.target.closest && ev.target.closest("figure");
+    if (fig) { similar.at = Number(fig.dataset.index); toggleSimilar(similar.at); }
+  });
+  $("similar-label").addEventListener("click", () => { openPicker(); state.pickFor = "similar"; });
+  $("similar-close").addEventListener("click", closeSimilar);
 
   document.addEventListener("keydown", onKey);
   $("search").addEventListener("input", () => { runSearch(); });

@@ -41,6 +41,11 @@ def add_review_parser(sub, registry: Registry) -> None:
     group.add_argument("--no-browser", action="store_true", help="print the link instead of opening the browser")
     group.add_argument("--all", dest="show_all", action="store_true",
                        help="show every sequence, not only those that need a look")
+    group.add_argument("--order", choices=("queue", "learn"), default="queue",
+                       help="queue: the sequences in their order (default); learn: those whose label teaches the "
+                            "most first: DeepFaune least sure, and among as unsure, least like what people "
+                            "labelled (cosine on the classifier's features kept in the result store); "
+                            "ordered again as labels come, for the pages not shown yet")
     group.add_argument("--export", action="store_true",
                        help="write the labels given so far into the source's files and exit (no web app)")
     group.add_argument("--import", dest="import_csv", type=Path, default=None, metavar="CSV",
@@ -133,9 +138,13 @@ def run_review_command(args: argparse.Namespace, registry: Registry, ready=None)
     try:
         options = dict(host_options, output=args.output)
         session = ReviewSession.open(args.source, host, backend, settings, store, options, thumbs, reviewer,
-                                     args.show_all, log, blur_humans=args.blur_humans)
+                                     args.show_all, log, blur_humans=args.blur_humans, order=args.order)
         server = ReviewServer(ReviewApp(session, new_token(), export), args.port)
-        log(f"{session.summary()['queue']} sequences to review; open {server.url}")
+        summary = session.summary()
+        log(f"{summary['queue']} sequences to review; open {server.url}")
+        if summary.get("without_features"):
+            log(f"--order learn: {summary['without_features']} of them have no stored features (empty, failed, run "
+                "with --no-features or by models that give none): they come last")
         log("(this link opens the review once; Ctrl-C stops it; labels are kept as you give them)")
         if ready is not None:
             ready(server)

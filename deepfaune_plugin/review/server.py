@@ -85,6 +85,8 @@ class ReviewApp:
             Rule("/api/batch/label", endpoint="batch_label", methods=["POST"]),
             Rule("/api/batch/accept", endpoint="batch_accept", methods=["POST"]),
             Rule("/api/undo", endpoint="undo", methods=["POST"]),
+            Rule("/api/similar/<ident>", endpoint="similar", methods=["GET"]),
+            Rule("/api/similar/label", endpoint="similar_label", methods=["POST"]),
             Rule("/thumb/<ident>.jpg", endpoint="thumb", methods=["GET"]),
             Rule("/large/<ident>.jpg", endpoint="large", methods=["GET"]),
             Rule("/plain/<ident>.jpg", endpoint="plain", methods=["GET"]),
@@ -220,6 +222,24 @@ class ReviewApp:
         self._body(request)
         with self.session.lock:
             return self._json(self.session.undo())
+
+    # -- the pictures like one (issue 34.5), labelled at once as a batch
+
+    def on_similar(self, request: Request, ident: str) -> Response:
+        try:
+            n = int(request.args.get("n", "24"))
+        except ValueError:
+            raise BadRequest("n: a number of pictures is expected") from None
+        with self.session.lock:
+            return self._json(self.session.similar(ident, n))
+
+    def on_similar_label(self, request: Request) -> Response:
+        body = self._body(request)
+        files, key = body.get("files"), body.get("key")
+        if not isinstance(files, list) or not all(isinstance(f, str) for f in files) or not isinstance(key, str):
+            raise BadRequest("expects {\"files\": [relpath, ...], \"key\": label}")
+        with self.session.lock:
+            return self._json(self.session.label_files(files, key))
 
     def on_export(self, request: Request) -> Response:
         if self.export is None:

@@ -14,13 +14,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+import numpy as np
+
 from ..animals import box_entries, decide_box
 from ..api import Host, RunSettings
 from ..corrections import label_choices, label_text, overlay, overlay_boxes
 from ..decisions import decide_run
 from ..errors import DeepfauneError
 from ..exifdate import suspect_date
-from ..inference import Inference
+from ..inference import Inference, item_fingerprint
 from ..pipeline import read_to_look
 from ..report.thumbs import Job, ThumbCache
 from ..report.view import review_reason, station_of
@@ -30,10 +32,13 @@ from ..types import (ANIMAL, FAILED, FILE_DATE, PERSON, UNDEFINED, VEHICLE, Deci
                      MediaItem, RawResult)
 from .batch import MAX_BATCH_FILES, BatchFilter, FilterError
 from .search import LabelSearch
+from .similar import MAX_SIMILAR, FeatureIndex, LearnOrder, margin_of
 
 MAX_UNDO = 20  # batches one undo after another can take back
 PAGE_SEQUENCES = 20  # sequences per page: what one screen shows without scrolling far
 MAX_PAGE_SEQUENCES = 200
+SIMILAR = 24  # pictures like the current one the page shows (issue 34.5)
+ORDERS = ("queue", "learn")
 #: Why a sequence is in the queue, in the order the page shows them.
 REASONS = ("undefined", "near", "disagree", "date")
 
@@ -104,14 +109,22 @@ class ReviewSession:
     batches: list = field(default_factory=list)  # undo of the batches: (what, [(relpath, own label or None)])
     _search: Any = None  # LabelSearch, made on the first search
     repeat_groups: list = field(default_factory=list)  # --drop-repeats: every place set aside (repeats.RepeatGroup)
+    order: str = "queue"  # "learn": the queue ordered by how much a label teaches (issue 34.5)
+    features_of: dict = field(default_factory=dict)  # relpath -> (models fingerprint, content key) in the store
+    _features: Any = None  # similar.FeatureIndex, read on first use
+    _learn: Any = None  # similar.LearnOrder, with order "learn"
+    _frozen: int = 0  # queue positions already shown: a new order never moves them (order "learn")
 
     # -- building
 
     @classmethod
     def open(cls, source: Path, host: Host, backend, settings: RunSettings, store: ResultStore,
              options: Mapping[str, Any], thumbs_dir: Path, reviewer: str, show_all: bool = False,
-             log: Callable[[str], None] = print, blur_humans: bool = False) -> "ReviewSession":
+             log: Callable[[str], None] = print, blur_humans: bool = False, order: str = "queue"
+             ) -> "ReviewSession":
         """Reads the source through its host (writing nothing) and its stored outputs (no model runs)."""
+        if order not in ORDERS:
+            raise ReviewError(f"order {order!r}: one of {', '.join(ORDERS)} is expected")
         inference = Inference(backend, settings, store, None, False, log)
         try:
             if inference.description is None:
@@ -122,6 +135,7 @@ class ReviewSession:
             log(f"{source}: {len(items)} files; finding their results in {store.path} (a file is read only "
                 "when the store has not seen it as it is now)")
             found = inference.stored(items)
+            fingerprint = inference.fingerprint
         finally:
             inference.close()
         kept = [item for item in items if item.relpath in found]
@@ -142,7 +156,10 @@ class ReviewSession:
                       items={item.relpath: item for item in kept}, raws={r.relpath: r for r in raws},
                       classes=classes, machine=decide_run(kept, raws, classes, settings),
                       thumbs=ThumbCache(thumbs_dir, blur=blur_humans), reviewer=reviewer, show_all=show_all,
-                      missing=missing, standin=standin, store_file=_identity(store.path))
+                      missing=missing, standin=standin, store_file=_identity(store.path), order=order)
+        contents = store.contents(kept)  # known since the lookup: no file is read again
+        session.features_of = {item.relpath: (item_fingerprint(fingerprint, item), contents[item.relpath])
+                               for item in kept if item.relpath in contents}
         session.ids = {file_id(rel): rel for rel in session.items}
         session.repeat_groups = groups
         session.thumbs.folder.mkdir(parents=True, exist_ok=True)
@@ -170,6 +187,7 @@ class ReviewSession:
             self.sequences.append(ReviewSequence(seqnum, decisions, self._reasons(decisions),
                                             station_of(self.items.get(head.relpath), head.relpath)))
         self.queue = [i for i, s in enumerate(self.sequences) if self.show_all or s.reasons]
+        self._frozen, self._learn = 0, None
 
     def _relabel(self, relpaths: Sequence[str]) -> None:
         """Lay the people's labels again over the sequences of `relpaths` only: a keypress costs a sequence,
@@ -216,7 +234,7 @@ class ReviewSession:
                 "reviewed": reviewed, "missing": len(self.missing),
                 "pages": max(1, -(-len(queued) // PAGE_SEQUENCES)), "page_size": PAGE_SEQUENCES,
                 "by_reviewer": dict(sorted(by_reviewer.items())), "standin": self.standin,
-                "empty": None if queued else self.empty_reason()}
+                "empty": None if queued else self.empty_reason(), **self._learn_summary()}
 
     def empty_reason(self) -> str:
         """Why the queue is empty, and how to see every sequence (issue 33.5: never a blank page)."""
@@ -233,6 +251,9 @@ class ReviewSession:
         size = max(1, min(int(size), MAX_PAGE_SEQUENCES))
         pages = max(1, -(-len(self.queue) // size))
         number = max(0, min(int(number), pages - 1))
+        if self.order == "learn" and number * size >= self._frozen:  # the pages not yet shown, ordered anew
+            self._reorder()
+            self._frozen = (number + 1) * size
         chosen = self.queue[number * size:(number + 1) * size]
         return {"page": number, "pages": pages, "total": len(self.queue),
                 "sequences": [self._sequence_json(self.sequences[i]) for i in chosen]}
@@ -486,6 +507,70 @@ class ReviewSession:
             raise ReviewError(str(err)) from None
         return self.repeats()
 
+    # -- a review that learns (issue 34.5): the queue ordered by what a label teaches; the pictures like this one
+
+    def features(self) -> "FeatureIndex":
+        """The review's pictures as unit vectors of their stored features (review.similar), read once."""
+        if self._features is None:
+            self._features = FeatureIndex.read(self.store.path, self.features_of)
+        return self._features
+
+    def _learn_order(self) -> "LearnOrder":
+        if self._learn is None:
+            margins = []
+            for seq in self.sequences:
+                logits = [x for d in seq.decisions for x in _crop_logits(self.raws.get(d.relpath))]
+                found = margin_of(logits, self.classes.temperature_single, self.classes.temperature_multi)
+                margins.append(float((seq.decisions[0].machine or seq.decisions[0]).score) if found is None
+                               else found)
+            self._learn = LearnOrder.of(self.features(), [[d.relpath for d in seq.decisions]
+                                                          for seq in self.sequences], margins)
+        return self._learn
+
+    def _reorder(self) -> None:
+        """The queue's positions from `_frozen` on (those not shown yet) ordered by what a label teaches now."""
+        learn = self._learn_order()
+        learn.learn({rel for rel, h in self.human.items() if h is not None})
+        tail = self.queue[self._frozen:]
+        self.queue[self._frozen:] = learn.order(tail, [self.sequences[i].reviewed for i in tail])
+
+    def _learn_summary(self) -> dict[str, Any]:
+        if self.order != "learn":
+            return {}
+        learn = self._learn_order()
+        return {"order": "learn", "without_features": int((~learn.has[np.asarray(self.queue, np.int64)]).sum())}
+
+    def similar(self, ident: str, n: int = SIMILAR) -> dict[str, Any]:
+        """The `n` pictures of the review most like the file `ident` names (cosine on the classifier's features),
+        most alike first, each with its label as shown and its sequence."""
+        rel = self.ids.get(ident)
+        if rel is None:
+            raise ReviewError(f"no file of this review has the id {str(ident)[:20]!r}")
+        n = max(1, min(int(n), MAX_SIMILAR))
+        index = self.features()
+        if rel not in index.rows:
+            raise ReviewError(f"{rel}: no features are kept for it (empty, failed, or run with --no-features, or "
+                              "by models that give none): nothing to compare it with")
+        out = []
+        for other, cosine in index.similar(rel, n):
+            seq = self.sequences[self.where[other]]
+            d = next(x for x in seq.decisions if x.relpath == other)
+            out.append({**self._file_json(d), "seq": seq.seqnum, "cosine": round(cosine, 3)})
+        return {"file": rel, "similar": out}
+
+    def label_files(self, relpaths: Sequence[str], key: str) -> dict[str, Any]:
+        """`key` for the files given (the pictures like one, picked): one store transaction, one undo, as a batch."""
+        if key not in set(label_choices(self.classes)):
+            raise ReviewError(f"{key!r} is no label of model {self.classes.version}")
+        unknown = [rel for rel in relpaths if rel not in self.items]
+        if unknown or not relpaths:
+            raise ReviewError(f"not a file of this review: {unknown[0] if unknown else '(none given)'}")
+        rels = list(dict.fromkeys(relpaths))
+        labellable = {rel for i in {self.where[r] for r in rels} for rel in self._labellable(self.sequences[i])}
+        entries = [(rel, key) for rel in rels if rel in labellable]
+        return self._apply_batch(entries, len({self.where[r] for r, _ in entries}), len(rels) - len(entries),
+                                 label_text(self.classes, key, self.settings.lang))
+
     # -- search (issue 33.5): one rule, here, for the page's type-ahead and the batch filter's label
 
     def search_index(self) -> LabelSearch:
@@ -580,6 +665,15 @@ def _box_of(rel: str, b: Any) -> tuple[int, tuple[float, float, float, float]]:
     if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0 and MIN_BOX <= w <= 1.0 - x + 1e-9 and MIN_BOX <= h <= 1.0 - y + 1e-9):
         raise ReviewError(f"{rel}: box x={x} y={y} w={w} h={h} is not inside the image")
     return BOX_CATEGORIES[b["c"]], (x, y, min(w, 1.0 - x), min(h, 1.0 - y))
+
+
+def _crop_logits(raw: RawResult | None) -> list:
+    """The classifier's logits of a result's classified crops: an image's one, a video's frames'."""
+    if raw is None or raw.failure is not None:
+        return []
+    if raw.frames:
+        return [f.logits for f in raw.frames if f.failure is None and f.logits is not None]
+    return [raw.logits] if raw.logits is not None else []
 
 
 def _identity(path: Path) -> tuple[int, int] | None:
