@@ -211,6 +211,7 @@ class ReviewSession:
                 "reviewed": reviewed, "missing": len(self.missing),
                 "pages": max(1, -(-len(queued) // PAGE_SEQUENCES)), "page_size": PAGE_SEQUENCES,
                 "by_reviewer": dict(sorted(by_reviewer.items())), "standin": self.standin,
+                "conflicts": sum(1 for h in self.human.values() if h.others),
                 "empty": None if queued else self.empty_reason()}
 
     def empty_reason(self) -> str:
