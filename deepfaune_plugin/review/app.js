@@ -248,11 +248,12 @@
   }
 
   // == what ecologists record (issue 33.1): count, sex, life stage, behaviour, individual, comment ==
-  const FIELDS = ["count", "sex", "life_stage", "behaviour", "individual", "comment"];
+  const FIELDS = ["count", "sex", "life_stage", "behaviour", "individual", "comment", "species_counts"];
 
   function recordedText(fields) {
     return FIELDS.filter((n) => fields && fields[n] !== undefined && fields[n] !== "")
-      .map((n) => (n === "comment" ? `“${fields[n]}”` : n === "count" ? `count ${fields[n]}` : String(fields[n])))
+      .map((n) => (n === "comment" ? `“${fields[n]}”` : n === "count" ? `count ${fields[n]}` :
+        n === "species_counts" ? speciesText(fields[n]) : String(fields[n])))
       .join(" · ");
   }
 
@@ -652,6 +653,11 @@
     } catch (err) {
       say(err.message, true);
     }
+  }
+
+  // == counts per species (issue 33.1): "fox:2;badger:1" as kept, shown "fox 2 + badger 1"
+  function speciesText(text) {
+    return String(text).split(";").map((part) => part.replace(/:(\d+)$/, " $1")).join(" + ");
   }
 
   // == the head's cards (issue 33.8): the report's cards (report.css .cards/.card/.num/.lbl) for the review's

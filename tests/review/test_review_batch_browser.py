@@ -133,10 +133,15 @@ def test_search_and_a_batch_by_keyboard_and_mouse_then_written_back(tmp_path):
         browser.key("Tab")
         browser.key("Tab")
         browser.type("digging")
+        for _ in range(3):  # individual, comment, count per species
+            browser.key("Tab")
+        assert browser.evaluate("document.activeElement.id") == "fd-species_counts"
+        browser.type("renard:2;blaireau")  # a count per species, in French: read by the one label rule
         browser.key("Enter")
-        status_is(browser, "fields of 1 file(s) of #3: count 2, sex male, behaviour digging")
+        status_is(browser, "fields of 1 file(s) of #3: count 2, sex male, behaviour digging, "
+                           "species counts renard:2;blaireau")
         assert browser.evaluate("document.querySelector('section.seq[data-seq=\"3\"] .recorded').textContent") == (
-            "count 2 · male · digging")
+            "count 2 · male · digging · fox 2 + badger 1")
 
         browser.key("W")
         browser.wait_for(f"{STATUS}.startsWith('wrote ')", timeout=120)
@@ -152,7 +157,7 @@ def test_search_and_a_batch_by_keyboard_and_mouse_then_written_back(tmp_path):
         "e/IMG_0001.JPG": ("undefined", ""), "e/IMG_0002.JPG": ("undefined", ""),
         "f/IMG_0001.JPG": ("fox", "Ana Lopez")}
     c = rows["c/IMG_0001.JPG"]
-    assert (c["count"], c["sex"], c["behaviour"]) == ("2", "male", "digging")
+    assert (c["count"], c["sex"], c["behaviour"], c["species_counts"]) == ("2", "male", "digging", "fox:2;badger:1")
 
 
 def test_an_empty_queue_says_why_and_how_to_see_everything(tmp_path):
