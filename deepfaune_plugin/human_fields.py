@@ -8,31 +8,39 @@ of at least 1), the strictest host: a value every host can hold, so nothing acce
 from __future__ import annotations
 
 from dataclasses import fields as dataclass_fields
-from typing import Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from .errors import DeepfauneError
 from .types import HUMAN_FIELDS, Decision, HumanFields
+
+if TYPE_CHECKING:
+    from .taxonomy import LabelReader
 
 SEXES = ("female", "male")
 LIFE_STAGES = ("adult", "subadult", "juvenile")
 MAX_COUNT = 100_000  # animals in one picture: a herd or a flock, never more
 MAX_TEXT = 1_000  # characters of a behaviour, an individual's name or a comment
+MAX_SPECIES = 50  # species counted in one picture
 #: How each field is called in a CSV header, any case, besides its own name.
 ALIASES = {"count": ("count", "n"), "sex": ("sex",), "life_stage": ("life_stage", "lifestage", "life stage", "age"),
            "behaviour": ("behaviour", "behavior"), "individual": ("individual", "individualid", "individual_id"),
-           "comment": ("comment", "comments", "observationcomments")}
+           "comment": ("comment", "comments", "observationcomments"),
+           "species_counts": ("species_counts", "species counts", "counts")}
 
 
 class FieldValueError(DeepfauneError, ValueError):
     """A value a person gave that the field cannot take; the message names the field and the values allowed."""
 
 
-def field_value(name: str, text: object) -> int | str | None:
-    """`text` as field `name` keeps it (None / "" for nothing given), or FieldValueError saying why not."""
+def field_value(name: str, text: object, labels: LabelReader | None = None) -> int | str | None:
+    """`text` as field `name` keeps it (None / "" for nothing given), or FieldValueError saying why not.
+    `labels`: the one label rule of the model, which reads the names of `species_counts`."""
     if name not in HUMAN_FIELDS:
         raise FieldValueError(f"{name!r} is no field a person records; fields: {', '.join(HUMAN_FIELDS)}")
     if text is None or (isinstance(text, str) and not text.strip()):
         return None if name == "count" else ""
+    if name == "species_counts":
+        return species_counts_value(str(text), labels)
     if name == "count":
         value = text if isinstance(text, int) and not isinstance(text, bool) else str(text).strip()
         if isinstance(value, str):
@@ -54,18 +62,34 @@ def field_value(name: str, text: object) -> int | str | None:
     return words
 
 
-def parse_fields(values: Mapping[str, object]) -> HumanFields:
+def species_counts_value(text: str, labels: LabelReader | None) -> str:
+    """A count per species ("fox:2;renard:1 | blaireau", any language of the model or a scientific name, by the
+    one label rule): the keys with their counts as kept, "fox:3;badger:1" (a species named twice adds up)."""
+    if labels is None:
+        raise FieldValueError("species counts are read by the model's labels, which are not known here")
+    counts, unknown = labels.species_list(text)
+    if unknown:
+        raise FieldValueError(f"species counts {unknown[0][:60]!r}: a label of the model and a whole number of "
+                              "animals from 1 are expected (fox:2;badger:1)")
+    if "empty" in counts:
+        raise FieldValueError("species counts: 'empty' counts no animal")
+    if len(counts) > MAX_SPECIES:
+        raise FieldValueError(f"species counts: {len(counts)} species; at most {MAX_SPECIES} in one picture")
+    return ";".join(f"{key}:{n}" for key, n in counts.items())
+
+
+def parse_fields(values: Mapping[str, object], labels: LabelReader | None = None) -> HumanFields:
     """HumanFields from `values` (field name -> text or number; missing names are not recorded)."""
     unknown = sorted(set(values) - set(HUMAN_FIELDS))
     if unknown:
         raise FieldValueError(f"{unknown[0]!r} is no field a person records; fields: {', '.join(HUMAN_FIELDS)}")
-    checked: dict[str, Any] = {name: field_value(name, values[name]) for name in values}
+    checked: dict[str, Any] = {name: field_value(name, values[name], labels) for name in values}
     return HumanFields(**checked)
 
 
-def merged(old: HumanFields, new: Mapping[str, object]) -> HumanFields:
+def merged(old: HumanFields, new: Mapping[str, object], labels: LabelReader | None = None) -> HumanFields:
     """`old` with the fields named in `new` replaced (a value "" or None forgets that field)."""
-    given = parse_fields(new)
+    given = parse_fields(new, labels)
     return HumanFields(**{f.name: getattr(given if f.name in new else old, f.name) for f in dataclass_fields(old)})
 
 

@@ -200,7 +200,7 @@ HUMAN_TABLE = """CREATE TABLE {exists}{name} (
     label TEXT NOT NULL, reviewer TEXT NOT NULL, at TEXT NOT NULL,
     count INTEGER, sex TEXT NOT NULL DEFAULT '', life_stage TEXT NOT NULL DEFAULT '',
     behaviour TEXT NOT NULL DEFAULT '', individual TEXT NOT NULL DEFAULT '', comment TEXT NOT NULL DEFAULT '',
-    PRIMARY KEY (content, size, reviewer));"""
+    species_counts TEXT NOT NULL DEFAULT '', PRIMARY KEY (content, size, reviewer));"""
 _HUMAN_ROW = ("content", "size", "relpath", "label", "reviewer", "at", *HUMAN_FIELDS)
 #: The boxes people drew in `deepfaune review`, one record per file and reviewer (a JSON list of
 #: [category, x, y, w, h], fractions of the image): people's data like their labels, kept by content.
@@ -222,8 +222,14 @@ def _columns(db: sqlite3.Connection, table: str) -> list[str]:
 
 def _migrate_human(db: sqlite3.Connection) -> None:
     """A store of before people's fields (one label per file, whoever gave it) takes the new table, every label
-    kept as it was, in one transaction: a crash leaves the old table whole."""
+    kept as it was, in one transaction: a crash leaves the old table whole. A store of before counts per species
+    gains that column (empty: not recorded), its rows untouched."""
     if "count" in _columns(db, "human"):
+        if "species_counts" not in _columns(db, "human"):
+            with db:
+                db.execute("BEGIN IMMEDIATE")
+                if "species_counts" not in _columns(db, "human"):  # another process may have added it meanwhile
+                    db.execute("ALTER TABLE human ADD COLUMN species_counts TEXT NOT NULL DEFAULT ''")
         return
     with db:
         db.execute("BEGIN IMMEDIATE")

@@ -34,7 +34,7 @@ EXTRA_COLUMNS = [
 ]
 #: What a person recorded besides the label and count (a count given replaces `count`), after everything else,
 #: only in a table where some file has such a value: a table without them stays byte for byte as before.
-PEOPLE_COLUMNS = ("sex", "life_stage", "behaviour", "individual", "comment")
+PEOPLE_COLUMNS = ("sex", "life_stage", "behaviour", "individual", "comment", "species_counts")
 DATE_FORMAT = EXIF_DATE_FORMAT  # EXIF's own format, which DeepFaune writes back unchanged
 
 

@@ -341,7 +341,7 @@ class RawResult:
 
 
 #: What a person may record besides a label (`HumanFields`), in the order tables and messages give them.
-HUMAN_FIELDS = ("count", "sex", "life_stage", "behaviour", "individual", "comment")
+HUMAN_FIELDS = ("count", "sex", "life_stage", "behaviour", "individual", "comment", "species_counts")
 
 
 @dataclass(frozen=True)
@@ -357,6 +357,9 @@ class HumanFields:
         behaviour: What they do, free text ("grazing").
         individual: Which known individual, free text ("RD-7").
         comment: Free text.
+        species_counts: How many animals of each species a picture showing several holds (`--every-animal`),
+            as label keys with their counts, "fox:2;badger:1" (each key once, in the order given); a host writes
+            one observation (record) per species from it.
     """
 
     count: int | None = None
@@ -365,6 +368,16 @@ class HumanFields:
     behaviour: str = ""
     individual: str = ""
     comment: str = ""
+    species_counts: str = ""
+
+    def species(self) -> dict[str, int]:
+        """`species_counts` as {label key: how many}, in the order given; {} when not recorded."""
+        out: dict[str, int] = {}
+        for part in self.species_counts.split(";"):
+            key, _, n = part.rpartition(":")
+            if key and n.isdigit():
+                out[key] = int(n)
+        return out
 
     def given(self) -> tuple[str, ...]:
         """The names (HUMAN_FIELDS) of the fields recorded."""

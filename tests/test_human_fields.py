@@ -248,7 +248,8 @@ def test_folder_table_widened_when_a_later_chunk_brings_fields(tmp_path: Path, m
     assert table["behaviour"].to_dict() == {"fox_0.jpg": "", "fox_1.jpg": "", "fox_2.jpg": "digging"}
 
 
-def test_camtrapr_record_table_columns(tmp_path: Path):
+def camtrapr_season(tmp_path: Path):
+    """A camtrapR tree of two fox pictures 40 min apart (two records), run once: (tree, store, registry)."""
     tree = tmp_path / "inDir"
     make_jpeg(tree / "StationA" / "fox_1.jpg", 64, 48, date=T0, seed=1)
     make_jpeg(tree / "StationA" / "fox_2.jpg", 64, 48, date=T0 + timedelta(seconds=2400), seed=2)
@@ -256,6 +257,11 @@ def test_camtrapr_record_table_columns(tmp_path: Path):
     registry.hosts["camtrapr"] = Registered("camtrapr", CamtrapRHost(), "camtrapr", "tests")
     store = tmp_path / "store.sqlite"
     go(tree, store, registry, host="camtrapr")
+    return tree, store, registry
+
+
+def test_camtrapr_record_table_columns(tmp_path: Path):
+    tree, store, registry = camtrapr_season(tmp_path)
     db = ResultStore(store)
     db.put_human([(MediaItem(tree / "StationA" / "fox_2.jpg", "StationA/fox_2.jpg", ""),
                    HumanLabel("fox", "Ana", T0, HumanFields(count=2, sex="male", individual="F3")))])

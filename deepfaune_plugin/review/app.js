@@ -37,10 +37,9 @@
   function showSummary(s) {
     state.summary = s;
     $("standin").hidden = !s.standin;
-    $("summary").textContent = `${s.source} (${s.host}, model ${s.model}, threshold ${s.threshold}): ` +
-      `${s.queue} of ${s.sequences} sequences to review, ${s.reviewed} reviewed` +
-      (s.missing ? `; ${s.missing} files without stored results not shown` : "") + ` · reviewer ${s.reviewer}` +
-      Object.entries(s.by_reviewer || {}).map(([who, n]) => ` · ${who}: ${n} of ${s.queue} done`).join("");
+    $("summary").textContent = `${s.source} · ${s.host} · model ${s.model} · threshold ${s.threshold} · ` +
+      `reviewer ${s.reviewer}`;
+    showCards(s);
   }
 
   async function load(page, keep) {
@@ -252,11 +251,12 @@
   }
 
   // == what ecologists record (issue 33.1): count, sex, life stage, behaviour, individual, comment ==
-  const FIELDS = ["count", "sex", "life_stage", "behaviour", "individual", "comment"];
+  const FIELDS = ["count", "sex", "life_stage", "behaviour", "individual", "comment", "species_counts"];
 
   function recordedText(fields) {
     return FIELDS.filter((n) => fields && fields[n] !== undefined && fields[n] !== "")
-      .map((n) => (n === "comment" ? `“${fields[n]}”` : n === "count" ? `count ${fields[n]}` : String(fields[n])))
+      .map((n) => (n === "comment" ? `“${fields[n]}”` : n === "count" ? `count ${fields[n]}` :
+        n === "species_counts" ? speciesText(fields[n]) : String(fields[n])))
       .join(" · ");
   }
 
@@ -803,6 +803,30 @@
     } catch (err) {
       say(err.message, true);
     }
+  }
+
+  // == counts per species (issue 33.1): "fox:2;badger:1" as kept, shown "fox 2 + badger 1"
+  function speciesText(text) {
+    return String(text).split(";").map((part) => part.replace(/:(\d+)$/, " $1")).join(" + ");
+  }
+
+  // == the head's cards (issue 33.8): the report's cards (report.css .cards/.card/.num/.lbl) for the review's
+  // progress, so the two pages read alike; the numbers come from /api/summary only.
+  function card(id, num, text, cls) {
+    const c = el("div", "card" + (cls ? " " + cls : ""));
+    c.dataset.card = id;
+    c.append(el("div", "num", String(num)), el("div", "lbl", text));
+    return c;
+  }
+
+  function showCards(s) {
+    const cards = [card("queue", s.queue, `of ${s.sequences} sequences to review`, s.queue > s.reviewed ? "review" : ""),
+                   card("reviewed", s.reviewed, `of ${s.queue} reviewed`)];
+    Object.entries(s.by_reviewer || {}).forEach(([who, n]) => cards.push(card("by", n, `of ${s.queue} done by ${who}`)));
+    cards.push(card("conflicts", s.conflicts || 0, "files labelled differently by several reviewers",
+                    s.conflicts ? "warn" : ""));
+    if (s.missing) cards.push(card("missing", s.missing, "files without stored results (not shown)", "warn"));
+    $("cards").replaceChildren(...cards);
   }
 
   $("boxlayer").addEventListener("mousedown", boxDown);

@@ -121,7 +121,7 @@ def read_corrections(path: Path, items: Mapping[str, MediaItem], classes: ClassT
                 if key is None or key not in known:
                     raise FieldValueError(f"label {given[:60]!r} is no label of model {classes.version} "
                                           "(any language of the model, or a scientific name)")
-                values: dict[str, Any] = {name: field_value(name, row.get(col) or "")
+                values: dict[str, Any] = {name: field_value(name, row.get(col) or "", rule)
                                           for name, col in columns.items() if col is not None}
                 fields = HumanFields(**values)
                 named = (row.get(reviewer_col) or "").strip() if reviewer_col else ""

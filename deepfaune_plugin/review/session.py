@@ -234,6 +234,7 @@ class ReviewSession:
                 "reviewed": reviewed, "missing": len(self.missing),
                 "pages": max(1, -(-len(queued) // PAGE_SEQUENCES)), "page_size": PAGE_SEQUENCES,
                 "by_reviewer": dict(sorted(by_reviewer.items())), "standin": self.standin,
+                "conflicts": sum(1 for h in self.human.values() if h.others),
                 "empty": None if queued else self.empty_reason(), **self._learn_summary()}
 
     def empty_reason(self) -> str:
@@ -327,15 +328,17 @@ class ReviewSession:
 
     def set_fields(self, relpaths: Sequence[str], values: Mapping[str, Any]) -> dict[str, Any]:
         """Keep what the reviewer recorded besides the label for these files (a picture, or a sequence's):
-        `values` names the fields changed (count, sex, life_stage, behaviour, individual, comment; "" or None
-        forgets one). A file this reviewer has not labelled takes the label it shows (another reviewer's, or
+        `values` names the fields changed (count, sex, life_stage, behaviour, individual, comment, species_counts;
+        "" or None forgets one). A file this reviewer has not labelled takes the label it shows (another reviewer's, or
         DeepFaune's, as `Enter` accepts it); one that shows undefined or failed is refused: pick a label first."""
         from ..human_fields import FieldValueError, merged
+        from ..taxonomy import LabelReader
 
         unknown = [rel for rel in relpaths if rel not in self.items]
         if unknown or not relpaths:
             raise ReviewError(f"not a file of this review: {unknown[0] if unknown else '(none given)'}")
         mine = self.store.human_records([self.items[rel] for rel in relpaths])
+        labels = LabelReader(self.classes, self.settings.bird)  # the rule --import reads labels by
         entries = []
         for rel in relpaths:
             own = next((h for h in mine.get(rel, ()) if h.reviewer == self.reviewer), None)
@@ -345,7 +348,7 @@ class ReviewSession:
             if own is None and (d.failure is not None or key not in set(label_choices(self.classes))):
                 raise ReviewError(f"{rel}: give it a label first (it shows {d.prediction or key!r})")
             try:
-                entries.append((rel, key, merged(own.fields if own is not None else HumanFields(), values)))
+                entries.append((rel, key, merged(own.fields if own is not None else HumanFields(), values, labels)))
             except FieldValueError as err:
                 raise ReviewError(f"{rel}: {err}") from None
         changed = 0

@@ -286,9 +286,11 @@ def _fields_held(rows: list[dict[str, str]], header: Sequence[str], decisions: S
     """The human rows without the people's fields the observations table has no column for, and the lines
     saying which were written (count, sex, lifeStage, behavior, individualID, observationComments) and which not."""
     held = {name: column for name, column in FIELD_COLUMNS.items() if column in header}
+    if "count" in header:  # counts per species: one human observation per species, each with its count
+        held["species_counts"] = "one observation per species"
     for line in fields_note("camtrapdp", fields_given(decisions), held,
                             {name: f"the observations table has no {column} column"
-                             for name, column in FIELD_COLUMNS.items()}):
+                             for name, column in {**FIELD_COLUMNS, "species_counts": "count"}.items()}):
         say(line)
     dropped = {column for name, column in FIELD_COLUMNS.items() if name not in held}
     return [{k: v for k, v in row.items() if k not in dropped} if row.get("classificationMethod") == "human" else row

@@ -240,6 +240,7 @@ def build_rows(decisions: Sequence[Decision], media: Mapping[str, MediaInfo], ra
             if d.relpath in reviewed:
                 rows.append(with_drawn_box(human_row(reviewed[d.relpath], info, eid), reviewed[d.relpath],
                                            raws.get(d.relpath)))
+                rows.extend(species_rows(rows[-1], reviewed[d.relpath]))
     if standin:
         for row in rows:
             if row["classificationMethod"] == "machine":
@@ -262,8 +263,32 @@ def human_row(d: Decision, info: MediaInfo, eid: str) -> dict[str, str]:
     if t is not None:
         row["scientificName"] = t.scientific_name
     for name in human.fields.given():
-        row[FIELD_COLUMNS[name]] = human.fields.text(name)
+        if name in FIELD_COLUMNS:
+            row[FIELD_COLUMNS[name]] = human.fields.text(name)
+    counted = human.fields.species().get(human.key)
+    if counted is not None:  # the label's own species counted among several: that count is its row's
+        row["count"] = str(counted)
     return row
+
+
+def species_rows(label_row: Mapping[str, str], d: Decision) -> list[dict[str, str]]:
+    """One more human observation per other species a person counted in the file (HumanFields.species_counts),
+    `-<species>` after the label's observationID, with its count; what else they recorded (sex...) and the
+    drawn box stay the label's row's."""
+    rows = []
+    for key, n in d.human.fields.species().items():
+        if key == d.human.key:
+            continue
+        row = {k: label_row[k] for k in ("deploymentID", "mediaID", "eventID", "eventStart", "eventEnd",
+                                         "observationLevel", "classificationMethod", "classifiedBy",
+                                         "classificationTimestamp", "observationTags")}
+        row.update(observationID=f"{label_row['observationID']}-{_slug(key)}", observationType=observation_type(key),
+                   count=str(n))
+        t = taxon_for_key(key)
+        if t is not None:
+            row["scientificName"] = t.scientific_name
+        rows.append(row)
+    return rows
 
 
 def with_drawn_box(row: dict[str, str], d: Decision, raw: RawResult | None) -> dict[str, str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterator, Mapping
 
@@ -170,10 +170,13 @@ class CamtrapRHost(Host):
         species_of = scientific_namer() if opts.scientific_names else None
         items = {item.relpath: item for item in manifest.items}
         images, undated = [], []
-        for d, key, boxes in _records(results, opts.include):
+        for d, key, boxes, counted in _records(results, opts.include):
             name = species_of(key) if species_of else (
-                label_text(results.classes, key, results.settings.lang) if boxes else d.prediction)
-            image = self._image(items[d.relpath], d, name, state.source, boxes)
+                label_text(results.classes, key, results.settings.lang) if boxes or key != d.prediction_key
+                else d.prediction)
+            image = self._image(items[d.relpath], d, name, state.source, boxes, counted)
+            if counted is not None and key != d.prediction_key:
+                image = replace(image, other_species=True)
             (images if d.date is not None else undated).append(image)
         if undated:
             names = ", ".join(i.item.relpath for i in undated[:5]) + (", ..." if len(undated) > 5 else "")
@@ -204,30 +207,42 @@ class CamtrapRHost(Host):
         return written
 
     @staticmethod
-    def _image(item, decision: Decision, species: str, source: Path, boxes: tuple[AnimalDecision, ...] = ()) -> Image:
+    def _image(item, decision: Decision, species: str, source: Path, boxes: tuple[AnimalDecision, ...] = (),
+               counted: int | None = None) -> Image:
         if isinstance(item.host_key, TableKey):
-            return Image(item, decision, species, item.host_key.directory, item.host_key.filename, boxes)
-        return Image(item, decision, species, tree_directory(source, item.relpath), item.path.name, boxes)
+            return Image(item, decision, species, item.host_key.directory, item.host_key.filename, boxes, counted)
+        return Image(item, decision, species, tree_directory(source, item.relpath), item.path.name, boxes, counted)
 
 
-def _records(results: RunResults, include) -> Iterator[tuple[Decision, str, tuple[AnimalDecision, ...]]]:
-    """(decision, species key, its animal boxes) of each record: DeepFaune's one per selected file (its own
-    answer, no boxes); with --every-animal, a file with animal boxes has one per species they show instead
-    (`species_records`), and its own answer beside them only when that is a person or a vehicle."""
+def _records(results: RunResults, include
+             ) -> Iterator[tuple[Decision, str, tuple[AnimalDecision, ...], int | None]]:
+    """(decision, species key, its animal boxes, a person's count of it) of each record: DeepFaune's one per
+    selected file (its own answer, no boxes); with --every-animal, a file with animal boxes has one per species
+    they show instead (`species_records`), and its own answer beside them only when that is a person or a
+    vehicle. A file a person counted per species (HumanFields.species_counts) has one per species they counted
+    (and its label's, when that is not among them): theirs replace the boxes'."""
     boxes = animals_by_file(results.animals)
     selected = {id(d) for d in select(results.decisions, include)}
     for d in results.decisions:
+        counted = d.human.fields.species() if d.human is not None and id(d) in selected else {}
+        if counted:
+            if d.prediction_key not in counted:
+                yield d, d.prediction_key, (), None
+            for key, n in counted.items():
+                yield d, key, (), n
+            continue
         own = boxes.get(d.relpath)
         if id(d) in selected and (not own or d.prediction_key in BESIDE_BOXES):
-            yield d, d.prediction_key, ()
+            yield d, d.prediction_key, (), None
         for key, group in species_records(own or (), include).items():
-            yield d, key, group
+            yield d, key, group, None
 
 
 def _say_fields(decisions: list[Decision], recorded: set[int]) -> None:
     """Which people's fields the record table holds, and those of files that are no record of their own (the
     table keeps one record per independent event): said, never dropped without a word."""
     held = {name: f"{name} column" for name in HUMAN_FIELDS}
+    held["species_counts"] = "one record per species"
     for line in fields_note("camtrapR", fields_given(decisions), held):
         say(line)
     lost = [d.relpath for d in decisions if id(d) not in recorded and d.human is not None and d.human.fields.given()]

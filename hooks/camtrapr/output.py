@@ -28,7 +28,8 @@ CAMERA_TABLE_COLUMNS = ["Station", "Camera", "Setup_date", "Retrieval_date"]
 DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # how R writes a POSIXct, and camtrapR's recordDateTimeFormat
 NA = "NA"
 #: What a person recorded, as columns after DeepFaune's (a count they gave is in `count`).
-PEOPLE_COLUMNS = [name for name in HUMAN_FIELDS if name != "count"]
+#: (a count replaces `count`; counts per species are records of their own, one per species)
+PEOPLE_COLUMNS = [name for name in HUMAN_FIELDS if name not in ("count", "species_counts")]
 
 #: prediction keys that are not animals, and the --include value that lets each through
 NON_ANIMAL_KEYS = ("undefined", "empty", "human", "vehicle")
@@ -51,6 +52,11 @@ class Image:
     #: `--every-animal`: the image's animal boxes of this record's species (its count, score and top1), or ()
     #: for DeepFaune's own record of the image.
     animals: tuple[AnimalDecision, ...] = ()
+    #: A person's count of this record's species (HumanFields.species_counts), or None.
+    counted: int | None = None
+    #: A record of another species than the file's label, which a person counted: what else they recorded
+    #: (sex...) is the label's record's, not this one's.
+    other_species: bool = False
 
 
 #: The answers of a file's own that stay a record beside its species records (`--every-animal`): no animal's.
@@ -122,6 +128,8 @@ def record_rows(records: Sequence[IndependentRecord], has_camera: bool,
         if image.animals:  # one species' boxes in the image: its own count, its best box's score and top1
             best = max(image.animals, key=lambda a: a.raw_score)
             score, top1, count = best.score, best.top1, len(image.animals)
+        if image.counted is not None:
+            count = image.counted
         row = [ind.record.station]
         if has_camera:
             row.append(image.item.camera if image.item.camera is not None else NA)
@@ -130,7 +138,7 @@ def record_rows(records: Sequence[IndependentRecord], has_camera: bool,
             _num(ind.delta_secs), _num(ind.delta_mins), _num(ind.delta_hours), _num(ind.delta_days),
             image.directory, image.filename, _num(ind.n_images),
             _num(score), top1, _num(d.seqnum), d.predictionbase, _num(d.scorebase), _num(count),
-        ] + [d.human.fields.text(c) if d.human is not None else "" for c in people] \
+        ] + [d.human.fields.text(c) if d.human is not None and not image.other_species else "" for c in people] \
             + ([STANDIN_VALUE] if standin else [])
         rows.append(row)
     return header, rows

@@ -263,13 +263,14 @@ def test_fields_and_two_reviewers_side_by_side(season, tmp_path):
         ana.store.close()
     bob = open_session(season, tmp_path, reviewer="Bob")
     try:
-        bob.set_labels(["a/IMG_0001.JPG"], "wolf")
+        assert bob.set_labels(["a/IMG_0001.JPG"], "wolf")["summary"]["conflicts"] == 1  # the head's card
         found = bob.conflicts()
         assert [(c["f"], [(x["by"], x["key"]) for x in c["labels"]]) for c in found] == [
             ("a/IMG_0001.JPG", [("Bob", "wolf"), ("Ana", shown)])]
         assert found[0]["labels"][1]["fields"] == {"count": 2, "sex": "female"}
         bob.set_labels(["a/IMG_0001.JPG"], None)  # Bob withdraws his own: Ana's shows again
         assert bob.human["a/IMG_0001.JPG"].reviewer == "Ana" and bob.conflicts() == []
+        assert bob.summary()["conflicts"] == 0
     finally:
         bob.store.close()
 

@@ -32,6 +32,12 @@ def seq_label(browser: Browser, seq: int) -> str:
     return browser.evaluate(f"document.querySelector('section.seq[data-seq=\"{seq}\"] h2').firstChild.textContent")
 
 
+def cards(browser: Browser) -> list[str]:
+    """The head's cards as the report draws its own (report.css: .cards > .card > .num + .lbl), one text each."""
+    return browser.evaluate("[...document.querySelectorAll('.cards > .card')].map(c => c.className + ': ' + "
+                            "c.querySelector('.num').textContent + ' ' + c.querySelector('.lbl').textContent)")
+
+
 def test_search_and_a_batch_by_keyboard_and_mouse_then_written_back(tmp_path):
     src, registry, store, backend = make_season(tmp_path)
     people = ResultStore(store)  # another reviewer labelled b before: a wolf
@@ -49,6 +55,8 @@ def test_search_and_a_batch_by_keyboard_and_mouse_then_written_back(tmp_path):
         # the queue: #2 b (Bob's wolf), #3 c (fox 0.85), #5 e (undefined), #6 f (1980)
         assert browser.evaluate("[...document.querySelectorAll('section.seq')].map(s => s.dataset.seq)") == [
             "2", "3", "5", "6"]
+        assert cards(browser) == ["card review: 4 of 6 sequences to review", "card: 1 of 4 reviewed",
+                                  "card: 1 of 4 done by Bob", "card: 0 files labelled differently by several reviewers"]
 
         # search by keyboard: German without its umlaut finds the chamois; then no match, said
         browser.key("/")
@@ -74,6 +82,9 @@ def test_search_and_a_batch_by_keyboard_and_mouse_then_written_back(tmp_path):
             "#2b/IMG_0001.JPGAna Lopez: squirrelBob: wolf"]
         assert browser.evaluate("document.querySelector('section.seq[data-seq=\"2\"] .conflict').textContent") == (
             "Ana Lopez: squirrelBob: wolf")
+        assert cards(browser) == ["card review: 4 of 6 sequences to review", "card: 1 of 4 reviewed",
+                                  "card: 1 of 4 done by Ana Lopez",
+                                  "card warn: 1 files labelled differently by several reviewers"]
 
         # many at once, by keyboard: DeepFaune's score below 0.9 (b, c, e), labelled badger found by French name
         browser.key("b")
@@ -122,10 +133,15 @@ def test_search_and_a_batch_by_keyboard_and_mouse_then_written_back(tmp_path):
         browser.key("Tab")
         browser.key("Tab")
         browser.type("digging")
+        for _ in range(3):  # individual, comment, count per species
+            browser.key("Tab")
+        assert browser.evaluate("document.activeElement.id") == "fd-species_counts"
+        browser.type("renard:2;blaireau")  # a count per species, in French: read by the one label rule
         browser.key("Enter")
-        status_is(browser, "fields of 1 file(s) of #3: count 2, sex male, behaviour digging")
+        status_is(browser, "fields of 1 file(s) of #3: count 2, sex male, behaviour digging, "
+                           "species counts renard:2;blaireau")
         assert browser.evaluate("document.querySelector('section.seq[data-seq=\"3\"] .recorded').textContent") == (
-            "count 2 · male · digging")
+            "count 2 · male · digging · fox 2 + badger 1")
 
         browser.key("W")
         browser.wait_for(f"{STATUS}.startsWith('wrote ')", timeout=120)
@@ -141,7 +157,7 @@ def test_search_and_a_batch_by_keyboard_and_mouse_then_written_back(tmp_path):
         "e/IMG_0001.JPG": ("undefined", ""), "e/IMG_0002.JPG": ("undefined", ""),
         "f/IMG_0001.JPG": ("fox", "Ana Lopez")}
     c = rows["c/IMG_0001.JPG"]
-    assert (c["count"], c["sex"], c["behaviour"]) == ("2", "male", "digging")
+    assert (c["count"], c["sex"], c["behaviour"], c["species_counts"]) == ("2", "male", "digging", "fox:2;badger:1")
 
 
 def test_an_empty_queue_says_why_and_how_to_see_everything(tmp_path):
