@@ -108,6 +108,14 @@ class HeadDecider:
                 "prune --keep` then a run computes them again with their features")
 
 
+def decided_by(decider: HeadDecider, pairs: Sequence[tuple[MediaItem, RawResult | None]]
+               ) -> list[tuple[MediaItem, RawResult | None]]:
+    """A block of (item, stored raw output or None) with the stored outputs given the head's logits (evaluate)."""
+    stored = [(item, raw) for item, raw in pairs if raw is not None]
+    new = iter(decider.raws([item for item, _ in stored], [raw for _, raw in stored]))
+    return [(item, None if raw is None else next(new)) for item, raw in pairs]
+
+
 def crop_key(raw: RawResult, crop: RawResult) -> tuple[int, int]:
     """The (frame, box) a crop's features are stored under (store.feature_rows): `crop` is `raw` or a frame of it."""
     frame = -1 if not raw.frames else int(crop.frame_number if crop.frame_number is not None else -1)

@@ -164,3 +164,53 @@ def test_the_verdict_intervals_are_wilson_and_a_paired_bootstrap():
     assert (v.deepfaune.value, v.adapted.value) == (0.5, 0.9) and v.difference.value == pytest.approx(0.4)
     assert v.difference.low > 0 and v.helps
     assert not compare(truth, seq, base, base, 5).helps
+
+
+def _adapted_season(tmp_path: Path, models: Path, capsys, n: int = 24) -> tuple[Path, Path, list[str]]:
+    """A season run once (features kept), a head 'site1' fitted on its labels; (source, labels, common options)."""
+    src, labels = _season(tmp_path, n)
+    common = ["--models-dir", str(models), "--store", str(tmp_path / "store.sqlite")]
+    assert main(["run", str(src), "-o", str(tmp_path / "plain.csv"), "--no-report", "-q", *common]) == 0
+    assert main(["adapt", str(src), "--labels", str(labels), "--name", "site1", *common]) == 0
+    capsys.readouterr()
+    return src, labels, common
+
+
+def _count_opens(monkeypatch) -> list:
+    from deepfaune_plugin.hooks.deepfaune import DeepFauneBackend
+
+    opened: list = []
+    original = DeepFauneBackend.open
+    monkeypatch.setattr(DeepFauneBackend, "open", lambda self, s: opened.append(s) or original(self, s))
+    return opened
+
+
+def test_evaluate_adapted_scores_the_heads_decisions_from_the_store(tmp_path: Path, models: Path, capsys,
+                                                                    monkeypatch):
+    """evaluate --adapted scores what `run --adapted` decides, counted by hand from its table, and runs no model."""
+    src, labels, common = _adapted_season(tmp_path, models, capsys)
+    opened = _count_opens(monkeypatch)
+    assert main(["run", str(src), "-o", str(tmp_path / "adapted.csv"), "--no-report", "-q", "--adapted", "site1",
+                 "--lang", "en", *common]) == 0
+    truth = {r["file"]: {"renard": "fox", "Yeti": "yeti"}[r["label"]] for r in csv.DictReader(open(labels))}
+    with open(tmp_path / "adapted.csv", encoding="utf-8") as fh:
+        predicted = {r["filename"]: r["prediction"] for r in csv.DictReader(fh)}
+    covered = [rel for rel in truth if predicted[rel] != "undefined"]
+    right = sum(predicted[rel] == truth[rel] for rel in covered)
+    assert (len(covered), right) == (22, 22)  # the hand count: 2 foxes undefined, every other file right
+
+    capsys.readouterr()
+    out_dir = tmp_path / "eval"
+    assert main(["evaluate", str(src), "--labels", str(labels), "--adapted", "site1", "-o", str(out_dir),
+                 *common]) == 0
+    assert opened == []  # no model loaded, let alone run
+    out = capsys.readouterr().out
+    assert "24 labelled files of 24 evaluated (model 1.4, adapted head site1):" in out
+    with open(out_dir / "thresholds.csv", encoding="utf-8") as fh:
+        row = next(r for r in csv.DictReader(fh) if r["level"] == "image" and float(r["threshold"]) == 0.8)
+    assert (int(row["labelled"]), int(row["covered"]), int(row["correct"])) == (24, len(covered), right)
+    assert float(row["accuracy"]) == pytest.approx(right / len(covered))
+
+    assert main(["evaluate", str(src), "--labels", str(labels), "-o", str(tmp_path / "eval0"), *common]) == 0
+    plain = capsys.readouterr().out
+    assert "evaluated (model 1.4):" in plain and "adapted" not in plain
