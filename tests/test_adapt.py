@@ -214,3 +214,46 @@ def test_evaluate_adapted_scores_the_heads_decisions_from_the_store(tmp_path: Pa
     assert main(["evaluate", str(src), "--labels", str(labels), "-o", str(tmp_path / "eval0"), *common]) == 0
     plain = capsys.readouterr().out
     assert "evaluated (model 1.4):" in plain and "adapted" not in plain
+
+
+def test_every_hosts_output_names_the_head_only_with_adapted(tmp_path: Path, models: Path, capsys):
+    """The folder table and camtrapR's record table get a `head` column, Timelapse's recognition info and the
+    report's models the head's name, only with --adapted; without it each is byte for byte as before."""
+    import json
+
+    from deepfaune_plugin.hooks.timelapse.md_json import build_info
+
+    src, labels, common = _adapted_season(tmp_path, models, capsys, 8)
+    station = tmp_path / "ct" / "StationA"  # the same photos as a camtrapR station (the store knows them)
+    shutil.copytree(src, station)
+    outputs = {}
+    for tag, extra in (("plain", []), ("adapted", ["--adapted", "site1"])):
+        assert main(["run", str(src), "-o", str(tmp_path / f"{tag}-f.csv"), "-q", *extra, *common]) == 0
+        assert main(["run", str(tmp_path / "ct"), "--host", "camtrapr", "-o", str(tmp_path / f"{tag}-ct.csv"),
+                     "--no-report", "-q", *extra, *common]) == 0
+        outputs[tag] = {kind: (tmp_path / f"{tag}-{kind}.csv").read_bytes() for kind in ("f", "ct")}
+        outputs[tag]["report"] = next(tmp_path.glob(f"{tag}-f*.html")).read_bytes()
+    assert main(["run", str(src), "-o", str(tmp_path / "again-f.csv"), "-q", *common]) == 0
+    assert main(["run", str(tmp_path / "ct"), "--host", "camtrapr", "-o", str(tmp_path / "again-ct.csv"),
+                 "--no-report", "-q", *common]) == 0
+    assert (tmp_path / "again-f.csv").read_bytes() == (tmp_path / "plain-f.csv").read_bytes()
+    assert (tmp_path / "again-ct.csv").read_bytes() == (tmp_path / "plain-ct.csv").read_bytes()
+    for kind in ("f", "ct"):
+        plain = list(csv.DictReader(outputs["plain"][kind].decode().splitlines()))
+        adapted = list(csv.DictReader(outputs["adapted"][kind].decode().splitlines()))
+        assert "head" not in plain[0] and plain and adapted  # camtrapR: the independent records only
+        assert {r["head"] for r in adapted} == {"site1"} and len(adapted) == (8 if kind == "f" else len(adapted))
+        assert [c for c in adapted[0] if c != "head"] == list(plain[0])  # one column more, before the stand-in mark
+    assert b"adapted head" not in outputs["plain"]["report"] and b"site1" not in outputs["plain"]["report"]
+    assert b'"role": "adapted head", "file": "site1"' in outputs["adapted"]["report"].replace(b'":"', b'": "') \
+        .replace(b'","', b'", "')
+
+    summary = run(src, RunSettings(models_dir=str(models), lang="en"), store=tmp_path / "store.sqlite",
+                  output=tmp_path / "kept.csv", report=False, progress=False, adapted="site1")
+    results = summary.results
+    from dataclasses import replace
+
+    with_head, without = build_info(results), build_info(replace(results, head=None))
+    assert with_head["classifier"] == without["classifier"].replace(" [STAND-IN", "; adapted head site1 [STAND-IN")
+    assert with_head["deepfaune"]["adapted_head"] == "site1" and "adapted_head" not in without["deepfaune"]
+    assert "adapted" not in json.dumps(without)
