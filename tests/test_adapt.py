@@ -257,3 +257,39 @@ def test_every_hosts_output_names_the_head_only_with_adapted(tmp_path: Path, mod
     assert with_head["classifier"] == without["classifier"].replace(" [STAND-IN", "; adapted head site1 [STAND-IN")
     assert with_head["deepfaune"]["adapted_head"] == "site1" and "adapted_head" not in without["deepfaune"]
     assert "adapted" not in json.dumps(without)
+
+
+def test_review_adapted_decides_the_queue_and_the_export_with_the_head(tmp_path: Path, models: Path, capsys,
+                                                                       monkeypatch):
+    """The review's sequences and its export are the head's decisions (the export's table is `run --adapted`'s,
+    byte for byte, where nobody labelled); no model runs."""
+    from deepfaune_plugin.hooks.deepfaune import DeepFauneBackend
+    from deepfaune_plugin.pipeline import resolve_host
+    from deepfaune_plugin.plugins import default_registry
+    from deepfaune_plugin.review.session import ReviewSession
+    from deepfaune_plugin.store import ResultStore
+
+    src, labels, common = _adapted_season(tmp_path, models, capsys)
+    opened = _count_opens(monkeypatch)
+    assert main(["run", str(src), "-o", str(tmp_path / "adapted.csv"), "--no-report", "-q", "--adapted", "site1",
+                 "--lang", "en", *common]) == 0
+    assert main(["review", str(src), "--export", "-o", str(tmp_path / "export.csv"), "--no-report", "--adapted",
+                 "site1", "--lang", "en", *common]) == 0
+    assert (tmp_path / "export.csv").read_bytes() == (tmp_path / "adapted.csv").read_bytes()
+
+    registry = default_registry()
+    settings = RunSettings(models_dir=str(models), lang="en")
+    store = ResultStore(tmp_path / "store.sqlite", shared=True)
+    try:
+        shown = {}
+        for head in (None, "site1"):
+            session = ReviewSession.open(src, resolve_host(registry, "auto", src), DeepFauneBackend(), settings, store,
+                                         {"output": None}, tmp_path / "thumbs", "Ana", True, log=lambda m: None,
+                                         adapted=head)
+            shown[head] = [d.prediction_key for seq in session.sequences for d in seq.decisions]
+    finally:
+        store.close()
+    assert opened == []
+    with open(tmp_path / "adapted.csv", encoding="utf-8") as fh:
+        assert shown["site1"] == [r["prediction"] for r in csv.DictReader(fh)]
+    assert shown[None] == ["genet"] * 24 and shown["site1"].count("yeti") == 12

@@ -41,6 +41,9 @@ def add_review_parser(sub, registry: Registry) -> None:
     group.add_argument("--no-browser", action="store_true", help="print the link instead of opening the browser")
     group.add_argument("--all", dest="show_all", action="store_true",
                        help="show every sequence, not only those that need a look")
+    group.add_argument("--adapted", metavar="NAME", default=None,
+                       help="the site head NAME made by `deepfaune adapt` decides the queue and the export (from "
+                            "the stored features; no model runs); default: DeepFaune's head")
     group.add_argument("--export", action="store_true",
                        help="write the labels given so far into the source's files and exit (no web app)")
     group.add_argument("--import", dest="import_csv", type=Path, default=None, metavar="CSV",
@@ -103,7 +106,8 @@ def run_review_command(args: argparse.Namespace, registry: Registry, ready=None)
             raise ReviewCliError(f"write back to {args.source}: {unwritten}")
         summary = run(args.source, settings, host=args.host, host_options=host_options, output=args.output,
                       registry=registry, progress=False, store=store_path, report=args.report,
-                      blur_humans=args.blur_humans, command=["deepfaune", *args.argv], keep_results=False)
+                      blur_humans=args.blur_humans, command=["deepfaune", *args.argv], keep_results=False,
+                      adapted=args.adapted)
         print_summary(summary)
         return [str(p) for p in summary.written + summary.review_files]
 
@@ -133,7 +137,7 @@ def run_review_command(args: argparse.Namespace, registry: Registry, ready=None)
     try:
         options = dict(host_options, output=args.output)
         session = ReviewSession.open(args.source, host, backend, settings, store, options, thumbs, reviewer,
-                                     args.show_all, log, blur_humans=args.blur_humans)
+                                     args.show_all, log, blur_humans=args.blur_humans, adapted=args.adapted)
         server = ReviewServer(ReviewApp(session, new_token(), export), args.port)
         log(f"{session.summary()['queue']} sequences to review; open {server.url}")
         log("(this link opens the review once; Ctrl-C stops it; labels are kept as you give them)")

@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from ..adapted import open_decider
 from ..animals import box_entries, decide_box
 from ..api import Host, RunSettings
 from ..corrections import label_choices, label_text, overlay, overlay_boxes
@@ -109,8 +110,10 @@ class ReviewSession:
     @classmethod
     def open(cls, source: Path, host: Host, backend, settings: RunSettings, store: ResultStore,
              options: Mapping[str, Any], thumbs_dir: Path, reviewer: str, show_all: bool = False,
-             log: Callable[[str], None] = print, blur_humans: bool = False) -> "ReviewSession":
-        """Reads the source through its host (writing nothing) and its stored outputs (no model runs)."""
+             log: Callable[[str], None] = print, blur_humans: bool = False,
+             adapted: str | None = None) -> "ReviewSession":
+        """Reads the source through its host (writing nothing) and its stored outputs (no model runs); `adapted`:
+        the site head that decides instead of DeepFaune's (`review --adapted NAME`, from the stored features)."""
         inference = Inference(backend, settings, store, None, False, log)
         try:
             if inference.description is None:
@@ -121,6 +124,7 @@ class ReviewSession:
             log(f"{source}: {len(items)} files; finding their results in {store.path} (a file is read only "
                 "when the store has not seen it as it is now)")
             found = inference.stored(items)
+            decider = None if adapted is None else open_decider(adapted, inference, store, settings)
         finally:
             inference.close()
         kept = [item for item in items if item.relpath in found]
@@ -134,6 +138,10 @@ class ReviewSession:
         classes = inference.description.classes
         standin = bool(inference.description.info.get("standin"))
         raws = [found[item.relpath] for item in kept]
+        if decider is not None:
+            raws, classes = decider.raws(kept, raws), decider.classes(classes)
+            if (note := decider.note()) is not None:
+                log(note)
         session = cls(source=source, host=host, settings=settings, store=store,
                       items={item.relpath: item for item in kept}, raws={r.relpath: r for r in raws},
                       classes=classes, machine=decide_run(kept, raws, classes, settings),
