@@ -175,7 +175,7 @@ def run_adapt_command(args: argparse.Namespace, registry: Registry) -> int:
     head = AdaptedHead(name=name, classes=all_keys, weight=weight, bias=bias, model_version=classes.version,
                        classifier_sha256=sha, base_classes=classes.num_classes, counts=counts,
                        created=datetime.now().isoformat(timespec="seconds"), strength=args.strength,
-                       verdict=verdict.as_dict(), source=str(args.source))
+                       verdict=verdict.as_dict(), source=str(Path(args.source).resolve()))
     try:
         written = save_head(models_dir, head)
     except HeadError as err:

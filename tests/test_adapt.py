@@ -83,6 +83,7 @@ def test_adapt_learns_a_new_class_proves_it_and_run_decides_with_it_from_the_sto
     listed = capsys.readouterr().out
     assert "head site1  model 1.4" in listed and "39 classes (1 new: yeti)" in listed
     assert "cross-validated accuracy 0.0% -> 91.7%: helps" in listed and "labelled crops: fox 12, yeti 12" in listed
+    assert f"helps (offered for {src.resolve()})" in listed
 
     from deepfaune_plugin.hooks.deepfaune import DeepFauneBackend
 
@@ -92,8 +93,16 @@ def test_adapt_learns_a_new_class_proves_it_and_run_decides_with_it_from_the_sto
     assert main(["run", str(src), "-o", str(tmp_path / "adapted.csv"), "--no-report", "-q", "--adapted", "site1",
                  "--lang", "en", *common]) == 0
     assert opened == []  # every file from the store: no model loaded, let alone run
+    capsys.readouterr()
     assert main(["run", str(src), "-o", str(tmp_path / "again.csv"), "--no-report", "-q", *common]) == 0
     assert (tmp_path / "again.csv").read_bytes() == (tmp_path / "plain.csv").read_bytes()
+    hint = ("an adapted head site1 helps for this source (+91.7 points of accuracy in cross-validation): "
+            "--adapted site1")
+    assert hint in capsys.readouterr().err  # offered, never used unasked
+    other = tmp_path / "other"  # the same photos elsewhere: the head was not proved there
+    shutil.copytree(src, other)
+    assert main(["run", str(other), "-o", str(tmp_path / "other.csv"), "--no-report", "-q", *common]) == 0
+    assert "adapted head" not in capsys.readouterr().err
     with open(tmp_path / "plain.csv", encoding="utf-8") as a, open(tmp_path / "adapted.csv", encoding="utf-8") as b:
         plain, adapted = list(csv.DictReader(a)), list(csv.DictReader(b))
     assert [r["prediction"] for r in plain] == ["genette"] * 24
@@ -119,6 +128,10 @@ def test_a_head_that_does_not_help_says_so(tmp_path: Path, models: Path, capsys)
     assert "difference +0.0% [+0.0%, +0.0%]" in out
     assert "verdict: the adapted head does NOT help on these labels" in out
     assert not load_head(models, "same").helps
+    assert main(["run", str(src), "-o", str(tmp_path / "b.csv"), "--no-report", "-q", *common]) == 0
+    assert "adapted head" not in capsys.readouterr().err  # a head that does not help is never offered
+    assert main(["models", "list", "--models-dir", str(models)]) == 0
+    assert "does NOT help (not offered)" in capsys.readouterr().out
 
 
 def test_run_adapted_without_stored_features_falls_back_to_deepfaune_and_says_how_many(tmp_path: Path,
@@ -281,10 +294,11 @@ def test_review_adapted_decides_the_queue_and_the_export_with_the_head(tmp_path:
     settings = RunSettings(models_dir=str(models), lang="en")
     store = ResultStore(tmp_path / "store.sqlite", shared=True)
     try:
-        shown = {}
+        shown, said = {}, {}
         for head in (None, "site1"):
+            said[head] = []
             session = ReviewSession.open(src, resolve_host(registry, "auto", src), DeepFauneBackend(), settings, store,
-                                         {"output": None}, tmp_path / "thumbs", "Ana", True, log=lambda m: None,
+                                         {"output": None}, tmp_path / "thumbs", "Ana", True, log=said[head].append,
                                          adapted=head)
             shown[head] = [d.prediction_key for seq in session.sequences for d in seq.decisions]
     finally:
@@ -293,3 +307,5 @@ def test_review_adapted_decides_the_queue_and_the_export_with_the_head(tmp_path:
     with open(tmp_path / "adapted.csv", encoding="utf-8") as fh:
         assert shown["site1"] == [r["prediction"] for r in csv.DictReader(fh)]
     assert shown[None] == ["genet"] * 24 and shown["site1"].count("yeti") == 12
+    offers = [m for m in said[None] if m.startswith("an adapted head site1 helps for this source")]
+    assert len(offers) == 1 and not any("helps for this source" in m for m in said["site1"])

@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from ..adapted import open_decider
+from ..adapted import offer_for, open_decider
 from ..animals import box_entries, decide_box
 from ..api import Host, RunSettings
 from ..corrections import label_choices, label_text, overlay, overlay_boxes
@@ -125,6 +125,8 @@ class ReviewSession:
                 "when the store has not seen it as it is now)")
             found = inference.stored(items)
             decider = None if adapted is None else open_decider(adapted, inference, store, settings)
+            if decider is None and (offer := offer_for(inference, settings, source)) is not None:
+                log(offer)
         finally:
             inference.close()
         kept = [item for item in items if item.relpath in found]
