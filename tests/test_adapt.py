@@ -309,3 +309,33 @@ def test_review_adapted_decides_the_queue_and_the_export_with_the_head(tmp_path:
     assert shown[None] == ["genet"] * 24 and shown["site1"].count("yeti") == 12
     offers = [m for m in said[None] if m.startswith("an adapted head site1 helps for this source")]
     assert len(offers) == 1 and not any("helps for this source" in m for m in said["site1"])
+
+
+def test_a_fold_started_from_the_full_fit_reaches_the_same_head_in_fewer_steps(monkeypatch):
+    """The objective is strictly convex: started from the head fitted on all labels, a fold's fit ends at the
+    same head as from DeepFaune's (every probability within 2e-3, the same best class), in fewer evaluations."""
+    from deepfaune_plugin import adapt
+
+    rng = np.random.default_rng(1)
+    n, d, k = 600, 32, 6
+    means = rng.normal(size=(k, d)).astype(np.float32)
+    y = rng.integers(0, k, n)
+    x = (means[y] * 0.5 + rng.normal(size=(n, d))).astype(np.float32)
+    w0, b0 = (rng.normal(size=(k, d)) * 0.1).astype(np.float32), np.zeros(k, np.float32)
+    full = fit_head(x, y, w0, b0)
+    part = np.arange(n) % 5 != 0
+    calls = []
+    original = adapt.lbfgs
+    monkeypatch.setattr(adapt, "lbfgs", lambda f, z, **kw: original(lambda v: calls.append(1) or f(v), z, **kw))
+    cold = fit_head(x[part], y[part], w0, b0)
+    cold_calls, calls[:] = len(calls), []
+    warm = fit_head(x[part], y[part], w0, b0, start=full)
+
+    def probs(head):
+        logits = x @ head[0].T + head[1]
+        e = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    assert np.abs(probs(cold) - probs(warm)).max() < 2e-3
+    assert (probs(cold).argmax(axis=1) == probs(warm).argmax(axis=1)).all()
+    assert len(calls) < cold_calls
