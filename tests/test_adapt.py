@@ -270,6 +270,12 @@ def test_every_hosts_output_names_the_head_only_with_adapted(tmp_path: Path, mod
     assert with_head["classifier"] == without["classifier"].replace(" [STAND-IN", "; adapted head site1 [STAND-IN")
     assert with_head["deepfaune"]["adapted_head"] == "site1" and "adapted_head" not in without["deepfaune"]
     assert "adapted" not in json.dumps(without)
+    from deepfaune_plugin.hooks.timelapse.recognitions import _info_from_file, merge_info
+
+    # the .ddb's Info row, as the import writes it over a run's Info: the head named, and gone after a plain run
+    adapted_info = merge_info(_info_from_file(without), _info_from_file(with_head))
+    assert adapted_info["classifier"] == with_head["classifier"] and "adapted head site1" in with_head["classifier"]
+    assert merge_info(adapted_info, _info_from_file(without))["classifier"] == without["classifier"]
 
 
 def test_review_adapted_decides_the_queue_and_the_export_with_the_head(tmp_path: Path, models: Path, capsys,
