@@ -154,7 +154,9 @@ def run_adapt_command(args: argparse.Namespace, registry: Registry) -> int:
     if folds < 2:
         raise AdaptError(f"{where}: the labelled files make one sequence; cross-validation needs two or more")
     fold_by_seq = fold_of([sequence_of[rel] for rel in truth], folds)
-    heads = fit_per_fold(x, y, np.array([fold_by_seq[s] for s in seqs]), w0, b0, folds, args.strength)
+    weight, bias = fit_head(x, y, w0, b0, args.strength)  # first: each fold's fit starts from it
+    heads = fit_per_fold(x, y, np.array([fold_by_seq[s] for s in seqs]), w0, b0, folds, args.strength,
+                         start=(weight, bias))
     adapted_raws = []
     for item, raw in zip(items, raws):
         f = fold_by_seq.get(sequence_of[item.relpath])
@@ -171,11 +173,10 @@ def run_adapt_command(args: argparse.Namespace, registry: Registry) -> int:
     adapted_decisions = decide_run(items, adapted_raws, table, settings)
     verdict = compare(truth, sequence_of, {d.relpath: d.prediction_key for d in base_decisions},
                       {d.relpath: d.prediction_key for d in adapted_decisions}, folds)
-    weight, bias = fit_head(x, y, w0, b0, args.strength)
     head = AdaptedHead(name=name, classes=all_keys, weight=weight, bias=bias, model_version=classes.version,
                        classifier_sha256=sha, base_classes=classes.num_classes, counts=counts,
                        created=datetime.now().isoformat(timespec="seconds"), strength=args.strength,
-                       verdict=verdict.as_dict(), source=str(args.source))
+                       verdict=verdict.as_dict(), source=str(Path(args.source).resolve()))
     try:
         written = save_head(models_dir, head)
     except HeadError as err:

@@ -14,7 +14,7 @@ import numpy as np
 from .adapt import relabel
 from .errors import RunError
 from .inference import by_fingerprint
-from .models.heads import AdaptedHead, HeadError, load_head
+from .models.heads import AdaptedHead, HeadError, list_heads, load_head
 from .store import ResultStore, read_features
 from .types import ClassTable, MediaItem, RawResult
 
@@ -59,6 +59,50 @@ def open_decider(name: str, inference, store: ResultStore | None, settings) -> "
         inference.log(f"note: adapted head {name!r} did not help in its cross-validation ({head.source}); deciding "
                       "with it as asked")
     return HeadDecider(head, store, inference.fingerprint)
+
+
+def same_source(head: AdaptedHead, source: Path) -> bool:
+    """Whether `head` was fitted on `source` (`deepfaune adapt` records the source's absolute path)."""
+    recorded = Path(head.source) if head.source else None
+    if recorded is None or not recorded.is_absolute():
+        return False
+    try:
+        return recorded.resolve() == Path(source).resolve()
+    except OSError:
+        return False
+
+
+def offered_head(models_dir: Path, source: Path, classifier_sha256: str) -> str | None:
+    """The one line a run or review of `source` without --adapted prints when a site head fitted on that source,
+    for this classifier, was shown better by its cross-validation (the best difference when several are); None
+    otherwise, and always for a head that does not help: it is never offered."""
+    try:
+        heads, _ = list_heads(models_dir)
+    except OSError:
+        return None
+    good = [h for h in heads if h.helps and h.classifier_sha256 == classifier_sha256 and same_source(h, source)]
+    if not good:
+        return None
+    best = max(good, key=lambda h: (gain(h), h.created))
+    return (f"an adapted head {best.name} helps for this source ({gain(best) * 100:+.1f} points of accuracy in "
+            f"cross-validation): --adapted {best.name}")
+
+
+def gain(head: AdaptedHead) -> float:
+    """The cross-validated accuracy difference, adapted minus DeepFaune (0 where the verdict does not say)."""
+    difference = head.verdict.get("difference")
+    value = difference.get("value") if isinstance(difference, dict) else None
+    return float(value) if isinstance(value, (int, float)) else 0.0
+
+
+def offer_for(inference, settings, source: Path) -> str | None:
+    """`offered_head` for a run or review of `source` with these settings' classifier (none without one)."""
+    from .models.installed import default_models_dir
+
+    sha = ((inference.info.get("files") or {}).get("classifier") or {}).get("sha256", "")
+    if not sha or inference.description is None:
+        return None
+    return offered_head(Path(settings.models_dir or default_models_dir()), source, sha)
 
 
 @dataclass
@@ -106,6 +150,14 @@ class HeadDecider:
         return (f"{self.without_features} file(s) have no stored features (stored by a run with --no-features, or "
                 f"before issue 34): DeepFaune's own head decided them, not {self.head.name!r}; `deepfaune store "
                 "prune --keep` then a run computes them again with their features")
+
+
+def decided_by(decider: HeadDecider, pairs: Sequence[tuple[MediaItem, RawResult | None]]
+               ) -> list[tuple[MediaItem, RawResult | None]]:
+    """A block of (item, stored raw output or None) with the stored outputs given the head's logits (evaluate)."""
+    stored = [(item, raw) for item, raw in pairs if raw is not None]
+    new = iter(decider.raws([item for item, _ in stored], [raw for _, raw in stored]))
+    return [(item, None if raw is None else next(new)) for item, raw in pairs]
 
 
 def crop_key(raw: RawResult, crop: RawResult) -> tuple[int, int]:

@@ -15,7 +15,7 @@ from .atomic import StagedFile, atomic_output, staging_dir, write_bytes_atomic
 from .boxes import normalised_box
 # adopt_backend, adopt_host: importable here as before (the registry's wrappers), outside `__all__`
 from .contracts import (DETECTOR_MODES, EXISTING_DETECTIONS, MAX_THREADS, MODEL_DETECTOR_MODES, OPTION_COMMANDS,
-                        STANDIN_COLUMN, STANDIN_MARK, STANDIN_VALUE, Backend, BackendDescription, Command, Host,
+                        HEAD_COLUMN, STANDIN_COLUMN, STANDIN_MARK, STANDIN_VALUE, Backend, BackendDescription, Command, Host,
                         HostOption, Predictor, ResultWriter, RunResults, RunSettings, adopt_backend, adopt_host)
 from .corrections import label_text
 from .dates import date_for
@@ -99,6 +99,9 @@ __all__ = [
     # stand-in runs: STANDIN_MARK, what every file of a run on stand-in models (random weights) says of its labels
     # (`RunResults.standin`); STANDIN_COLUMN/STANDIN_VALUE, the column a stand-in run's tables get, and its value
     "STANDIN_MARK", "STANDIN_COLUMN", "STANDIN_VALUE",
+    # HEAD_COLUMN, the column a table gets when an adapted head decided (`RunResults.head`, `run --adapted NAME`):
+    # the head's name in every row; never there without --adapted
+    "HEAD_COLUMN",
     # label_text(classes, key, lang): a decision key in one of the model card's languages
     "label_text",
     # what people record besides a label (`deepfaune review`, `--import`): HumanLabel (Decision.human), its

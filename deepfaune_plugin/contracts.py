@@ -256,6 +256,9 @@ STANDIN_MARK = "STAND-IN MODELS, random weights: the labels are meaningless"
 #: The column a table of a stand-in run gets, and its value in every row.  Only a stand-in run's tables have it:
 #: a table of real models stays byte for byte what it was (and what DeepFaune writes).
 STANDIN_COLUMN, STANDIN_VALUE = "models", "stand-in"
+#: The column a table of a run decided by an adapted head gets (`RunResults.head`, `run --adapted NAME`), the
+#: head's name in every row.  Only those tables have it: without --adapted a table stays byte for byte as before.
+HEAD_COLUMN = "head"
 
 
 @dataclass

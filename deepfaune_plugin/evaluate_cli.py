@@ -5,7 +5,7 @@ with the host options that join `evaluate`, e.g. the data field that holds them)
 
 It reads the source through its host (nothing of the user's is written) and the raw outputs a previous
 `deepfaune run` left in the result store (no model is loaded), then re-decides them at every threshold
-from 0.50 to 0.95. Files without stored outputs for these settings are named and left out.
+from 0.50 to 0.95 (with --adapted NAME, by the site head NAME from the stored features: adapted.py). Files without stored outputs for these settings are named and left out.
 """
 from __future__ import annotations
 
@@ -49,6 +49,9 @@ def add_evaluate_parser(sub, registry: Registry) -> list[str]:
                    help="an accuracy to reach (e.g. 0.95): says the lowest threshold that reaches it per sequence")
     p.add_argument("--output", "-o", type=Path, default=Path("deepfaune-evaluation"),
                    help="folder for the CSV files (default: ./deepfaune-evaluation)")
+    p.add_argument("--adapted", metavar="NAME", default=None,
+                   help="score the decisions of the site head NAME made by `deepfaune adapt` (from the stored "
+                        "features; no model runs) instead of DeepFaune's head")
     return add_stored_options(p, registry, "evaluate")
 
 
@@ -71,6 +74,7 @@ def add_stored_options(p, registry: Registry, command: str) -> list[str]:
 
 
 def run_evaluate_command(args: argparse.Namespace, registry: Registry) -> int:
+    from .adapted import decided_by, open_decider
     from .inference import Inference, open_store
     from .pipeline import resolve_host
     from .recorded import take_run_options
@@ -106,10 +110,17 @@ def run_evaluate_command(args: argparse.Namespace, registry: Registry) -> int:
     try:
         blocks, held = _stored(inference, host, args.source, log, chosen)
         reviewed = store.human_labels([item for block in blocks for item, _ in block])  # `deepfaune review`'s
+        decider = None if args.adapted is None else open_decider(args.adapted, inference, store, settings)
+        if decider is not None:  # the site head's logits, from the stored features, before the store closes
+            blocks = [decided_by(decider, block) for block in blocks]
     finally:
         inference.close()
         store.close()
     classes = inference.class_table()  # described (`_stored` refused a backend that cannot say)
+    if decider is not None:
+        classes = decider.classes(classes)
+        if (note := decider.note()) is not None:
+            log(note)
     outputs = [pair for block in blocks for pair in block]
     kept = [(item, raw) for item, raw in outputs if raw is not None]
     missing = [item.relpath for item, raw in outputs if raw is None]
@@ -162,7 +173,8 @@ def run_evaluate_command(args: argparse.Namespace, registry: Registry) -> int:
                    for (h, p), n in sorted(confusions[level].items())]),
     ]
     if truth:
-        print(f"{len(truth)} labelled files of {len(kept)} evaluated (model {classes.version}):")
+        head = "" if decider is None else f", adapted head {decider.head.name}"
+        print(f"{len(truth)} labelled files of {len(kept)} evaluated (model {classes.version}{head}):")
         print("threshold  coverage(image)  accuracy(image)  coverage(sequence)  accuracy(sequence)")
     by = {(s.level, s.threshold): s for s in scores}
     for t in sorted({s.threshold for s in scores}) if truth else ():

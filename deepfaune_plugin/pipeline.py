@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from .adapted import open_decider
+from .adapted import offer_for, open_decider
 from .animals import decide_animals
 from .api import Host, RunResults, RunSettings
 from .corrections import check_labels, conflict_note, conflicts, overlay, overlay_boxes
@@ -117,6 +117,8 @@ def run(
             inference = Inference(backend, settings, result_store, manifest.size, progress, log)
             try:
                 decider = None if adapted is None else open_decider(adapted, inference, result_store, settings)
+                if decider is None and (offer := offer_for(inference, settings, source)) is not None:
+                    log(offer)  # a site head shown to help here: said, never used unasked
                 outputs = open_output(adapter, manifest, host_options, result_store)
                 writers = [outputs, Counting(tally), *([kept] if keep_results else []),
                            *([ReviewPage(outputs.out_dir, settings, blur_humans, log, manifest.human_labels)]

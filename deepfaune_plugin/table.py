@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .contracts import STANDIN_COLUMN, STANDIN_VALUE, RunResults
+from .contracts import HEAD_COLUMN, STANDIN_COLUMN, STANDIN_VALUE, RunResults
 from .atomic import StagedFile, atomic_output
 from .boxes import normalised_box
 from .errors import HostError
@@ -38,10 +38,10 @@ PEOPLE_COLUMNS = ("sex", "life_stage", "behaviour", "individual", "comment", "sp
 DATE_FORMAT = EXIF_DATE_FORMAT  # EXIF's own format, which DeepFaune writes back unchanged
 
 
-def table_columns(standin: bool = False) -> list[str]:
-    """The result table's columns; a stand-in run's end with STANDIN_COLUMN (only theirs: a real run's table
-    stays DeepFaune's, byte for byte)."""
-    return DEEPFAUNE_COLUMNS + EXTRA_COLUMNS + ([STANDIN_COLUMN] if standin else [])
+def table_columns(standin: bool = False, head: str | None = None) -> list[str]:
+    """The result table's columns; a run decided by an adapted head (`head`) has HEAD_COLUMN, a stand-in run's
+    end with STANDIN_COLUMN (only theirs: a real run's table stays DeepFaune's, byte for byte)."""
+    return DEEPFAUNE_COLUMNS + EXTRA_COLUMNS + ([HEAD_COLUMN] if head else []) + ([STANDIN_COLUMN] if standin else [])
 
 
 def people_columns(decisions) -> list[str]:
@@ -76,6 +76,7 @@ def result_table(results: RunResults, columns: list[str] | None = None) -> pd.Da
             "warning": "; ".join(raw.warnings) if raw is not None else "",
             "date_source": raw.date_source if raw is not None and d.date else "",
             "reviewed": d.human.reviewer if d.human is not None else "",
+            HEAD_COLUMN: results.head or "",
             STANDIN_COLUMN: STANDIN_VALUE,
             **{c: d.human.fields.text(c) if d.human is not None else "" for c in recorded},
         }
@@ -89,7 +90,7 @@ def result_table(results: RunResults, columns: list[str] | None = None) -> pd.Da
                       for det in raw.detections if det.category == PERSON]
             row["person_boxes"] = ";".join(",".join(f"{v:.6f}" for v in b) for b in people)
         rows.append(row)
-    return pd.DataFrame(rows, columns=table_columns(results.standin) + recorded)
+    return pd.DataFrame(rows, columns=table_columns(results.standin, results.head) + recorded)
 
 
 #: The result table's file types, by suffix.
@@ -223,11 +224,11 @@ class TableWriter:
     def close(self, results: RunResults) -> list[Path]:
         if self.sheet is not None:
             if self.rows == 0:
-                self.sheet.add(_empty_table(results.standin))
+                self.sheet.add(_empty_table(results.standin, results.head))
             self.sheet.close()
         elif self.out is not None:
             if self.rows == 0:
-                _empty_table(results.standin).to_csv(self.out, index=False)
+                _empty_table(results.standin, results.head).to_csv(self.out, index=False)
             self.out.close()
         staged, self.staged = self.staged, None
         assert staged is not None, "close() after close() or abort()"
@@ -245,8 +246,8 @@ class TableWriter:
             self.staged = None
 
 
-def _empty_table(standin: bool = False) -> pd.DataFrame:
-    return pd.DataFrame([], columns=table_columns(standin))
+def _empty_table(standin: bool = False, head: str | None = None) -> pd.DataFrame:
+    return pd.DataFrame([], columns=table_columns(standin, head))
 
 
 def read_table(path: Path) -> pd.DataFrame:
@@ -257,7 +258,7 @@ def read_table(path: Path) -> pd.DataFrame:
         return read_xlsx(path)
     table = pd.read_csv(path, keep_default_na=False, dtype={"filename": str, "person_boxes": str, "failure": str,
                                                              "warning": str, "date_source": str,
-                                                             "reviewed": str, STANDIN_COLUMN: str,
+                                                             "reviewed": str, STANDIN_COLUMN: str, HEAD_COLUMN: str,
                                                              **dict.fromkeys(PEOPLE_COLUMNS, str)})
     for column in _text_columns(table):
         table[column] = table[column].map(unescape_formula)

@@ -154,7 +154,8 @@ def _list_heads(root) -> int:
     for head in heads:
         v = head.verdict
         verdict = ("" if not v else f"; cross-validated accuracy {v['deepfaune']['value']:.1%} -> "
-                   f"{v['adapted']['value']:.1%}: " + ("helps" if head.helps else "does NOT help (not offered)"))
+                   f"{v['adapted']['value']:.1%}: " + (f"helps (offered for {head.source})" if head.helps
+                                                           else "does NOT help (not offered)"))
         counts = ", ".join(f"{k} {n}" for k, n in sorted(head.counts.items(), key=lambda kv: -kv[1])[:8])
         print(f"head {head.name}  model {head.model_version} ({head.classifier_sha256[:12]}), {len(head.classes)} "
               f"classes ({len(head.new_classes)} new{': ' + ', '.join(head.new_classes[:5]) if head.new_classes else ''}"

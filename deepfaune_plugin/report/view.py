@@ -371,6 +371,8 @@ class ViewBuilder:
                                   self.per_station)
         models = [{"role": role, "file": f.get("file", ""), "sha256": f.get("sha256", "")}
                   for role, f in sorted((info.get("files") or {}).items())]
+        if results.head:  # `run --adapted`: the site head decided, from the classifier's features
+            models.append({"role": "adapted head", "file": results.head, "sha256": ""})
         view = {
             "source": str(manifest.root),
             "host": manifest.host,

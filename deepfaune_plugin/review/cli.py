@@ -46,6 +46,9 @@ def add_review_parser(sub, registry: Registry) -> None:
                             "most first: DeepFaune least sure, and among as unsure, least like what people "
                             "labelled (cosine on the classifier's features kept in the result store); "
                             "ordered again as labels come, for the pages not shown yet")
+    group.add_argument("--adapted", metavar="NAME", default=None,
+                       help="the site head NAME made by `deepfaune adapt` decides the queue and the export (from "
+                            "the stored features; no model runs); default: DeepFaune's head")
     group.add_argument("--export", action="store_true",
                        help="write the labels given so far into the source's files and exit (no web app)")
     group.add_argument("--import", dest="import_csv", type=Path, default=None, metavar="CSV",
@@ -108,7 +111,8 @@ def run_review_command(args: argparse.Namespace, registry: Registry, ready=None)
             raise ReviewCliError(f"write back to {args.source}: {unwritten}")
         summary = run(args.source, settings, host=args.host, host_options=host_options, output=args.output,
                       registry=registry, progress=False, store=store_path, report=args.report,
-                      blur_humans=args.blur_humans, command=["deepfaune", *args.argv], keep_results=False)
+                      blur_humans=args.blur_humans, command=["deepfaune", *args.argv], keep_results=False,
+                      adapted=args.adapted)
         print_summary(summary)
         return [str(p) for p in summary.written + summary.review_files]
 
@@ -138,7 +142,8 @@ def run_review_command(args: argparse.Namespace, registry: Registry, ready=None)
     try:
         options = dict(host_options, output=args.output)
         session = ReviewSession.open(args.source, host, backend, settings, store, options, thumbs, reviewer,
-                                     args.show_all, log, blur_humans=args.blur_humans, order=args.order)
+                                     args.show_all, log, blur_humans=args.blur_humans, order=args.order,
+                                     adapted=args.adapted)
         server = ReviewServer(ReviewApp(session, new_token(), export), args.port)
         summary = session.summary()
         log(f"{summary['queue']} sequences to review; open {server.url}")

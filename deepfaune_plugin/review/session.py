@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
+from ..adapted import offer_for, open_decider
 
 from ..animals import box_entries, decide_box
 from ..api import Host, RunSettings
@@ -120,9 +121,10 @@ class ReviewSession:
     @classmethod
     def open(cls, source: Path, host: Host, backend, settings: RunSettings, store: ResultStore,
              options: Mapping[str, Any], thumbs_dir: Path, reviewer: str, show_all: bool = False,
-             log: Callable[[str], None] = print, blur_humans: bool = False, order: str = "queue"
-             ) -> "ReviewSession":
-        """Reads the source through its host (writing nothing) and its stored outputs (no model runs)."""
+             log: Callable[[str], None] = print, blur_humans: bool = False, order: str = "queue",
+             adapted: str | None = None) -> "ReviewSession":
+        """Reads the source through its host (writing nothing) and its stored outputs (no model runs); `adapted`:
+        the site head that decides instead of DeepFaune's (`review --adapted NAME`, from the stored features)."""
         if order not in ORDERS:
             raise ReviewError(f"order {order!r}: one of {', '.join(ORDERS)} is expected")
         inference = Inference(backend, settings, store, None, False, log)
@@ -136,6 +138,9 @@ class ReviewSession:
                 "when the store has not seen it as it is now)")
             found = inference.stored(items)
             fingerprint = inference.fingerprint
+            decider = None if adapted is None else open_decider(adapted, inference, store, settings)
+            if decider is None and (offer := offer_for(inference, settings, source)) is not None:
+                log(offer)
         finally:
             inference.close()
         kept = [item for item in items if item.relpath in found]
@@ -152,6 +157,10 @@ class ReviewSession:
         groups: list = []
         if settings.drop_repeats:  # the season as the run decides it: the repeats aside, the restored ones back
             raws, groups = repeats_aside(kept, raws, backend, settings, store, log)
+        if decider is not None:
+            raws, classes = decider.raws(kept, raws), decider.classes(classes)
+            if (note := decider.note()) is not None:
+                log(note)
         session = cls(source=source, host=host, settings=settings, store=store,
                       items={item.relpath: item for item in kept}, raws={r.relpath: r for r in raws},
                       classes=classes, machine=decide_run(kept, raws, classes, settings),

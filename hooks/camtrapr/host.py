@@ -190,7 +190,7 @@ class CamtrapRHost(Host):
 
         independent = assess([to_record(i) for i in images], opts.min_delta_time, opts.compared_to,
                              opts.cameras_independent and state.has_camera)
-        written = [write_csv(target, *record_rows(independent, state.has_camera, results.standin))]
+        written = [write_csv(target, *record_rows(independent, state.has_camera, results.standin, results.head))]
         _say_fields([i.decision for i in images], {id(ind.record.payload.decision) for ind in independent})
 
         if opts.camera_table:

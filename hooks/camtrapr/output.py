@@ -12,9 +12,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from deepfaune_plugin.api import (HUMAN_FIELDS, STANDIN_COLUMN, STANDIN_VALUE, TOO_SMALL, UNDEFINED, AnimalDecision,
-                                  Decision, HostError, MediaItem, atomic_output, escape_formula, format_date,
-                                  species_in_file)
+from deepfaune_plugin.api import (HEAD_COLUMN, HUMAN_FIELDS, STANDIN_COLUMN, STANDIN_VALUE, TOO_SMALL, UNDEFINED,
+                                  AnimalDecision, Decision, HostError, MediaItem, atomic_output, escape_formula,
+                                  format_date, species_in_file)
 
 from deepfaune_plugin.hooks.camtrapr.independence import IndependentRecord, Record, r_collation_key
 
@@ -113,13 +113,14 @@ def people_columns(records: Sequence[IndependentRecord]) -> list[str]:
 
 
 def record_rows(records: Sequence[IndependentRecord], has_camera: bool,
-                standin: bool = False) -> tuple[list[str], list[list[str]]]:
+                standin: bool = False, head: str | None = None) -> tuple[list[str], list[list[str]]]:
     """The record table; a stand-in run's (RunResults.standin) ends with a STANDIN_COLUMN saying so in every row
-    (only theirs: a real run's table keeps recordTable()'s columns and DeepFaune's). The people's columns
+    (only theirs: a real run's table keeps recordTable()'s columns and DeepFaune's), after HEAD_COLUMN, the
+    adapted head that decided (RunResults.head, `run --adapted`; only then). The people's columns
     (`people_columns`) follow DeepFaune's, the record's own file's values."""
     people = people_columns(records)
     header = [c for c in RECORD_COLUMNS if has_camera or c != "Camera"] + DEEPFAUNE_COLUMNS + people \
-        + ([STANDIN_COLUMN] if standin else [])
+        + ([HEAD_COLUMN] if head else []) + ([STANDIN_COLUMN] if standin else [])
     rows = []
     for ind in records:
         image: Image = ind.record.payload
@@ -139,7 +140,7 @@ def record_rows(records: Sequence[IndependentRecord], has_camera: bool,
             image.directory, image.filename, _num(ind.n_images),
             _num(score), top1, _num(d.seqnum), d.predictionbase, _num(d.scorebase), _num(count),
         ] + [d.human.fields.text(c) if d.human is not None and not image.other_species else "" for c in people] \
-            + ([STANDIN_VALUE] if standin else [])
+            + ([head] if head else []) + ([STANDIN_VALUE] if standin else [])
         rows.append(row)
     return header, rows
 

@@ -137,6 +137,7 @@ def build_info(results: RunResults, completed: datetime | None = None) -> dict[s
     detector_files = ", ".join(v.get("file", "") for k, v in sorted(files.items()) if k.startswith("detector"))
     classifier_file = (files.get("classifier") or {}).get("file", "")
     standin = f" [{STANDIN_MARK}]" if results.standin else ""
+    head = f"; adapted head {results.head}" if results.head else ""  # `run --adapted`: Info.classifier says it
     when = (completed or results.finished or datetime.now()).strftime(TIME_FORMAT)
     typical, conservative = detection_thresholds(version, mode)
     return {
@@ -145,7 +146,7 @@ def build_info(results: RunResults, completed: datetime | None = None) -> dict[s
                     + standin,
         "detection_completion_time": when,
         "classifier": f"DeepFaune {version} classifier" + (f" ({classifier_file})" if classifier_file else "")
-                      + standin,
+                      + head + standin,
         "classification_completion_time": when,
         "detector_metadata": {
             "megadetector_version": f"deepfaune-{version}-{mode}",
@@ -164,6 +165,7 @@ def build_info(results: RunResults, completed: datetime | None = None) -> dict[s
             "exclude": list(s.exclude),
             "bird": s.bird,
             "files": files,
+            **({"adapted_head": results.head} if results.head else {}),
         },
     }
 

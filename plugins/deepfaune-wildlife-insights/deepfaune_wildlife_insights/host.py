@@ -135,6 +135,8 @@ class WildlifeInsightsHost(Host):
     def write(self, manifest: Manifest, results: RunResults, options: Mapping[str, Any]) -> list[Path]:
         state = manifest.host_state
         version = results.classes.version
+        if results.head:  # `run --adapted NAME`: the site head decided; identified_by says so
+            version = f"{version}, adapted head {results.head}"
         if results.standin:  # random weights: every identification says so, and a later real run replaces it
             version = f"{version} ({STANDIN_MARK})"
         if isinstance(state, bulk.TreeState):

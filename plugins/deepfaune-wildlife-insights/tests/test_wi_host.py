@@ -286,3 +286,35 @@ def test_evaluate_compares_with_what_people_identified_in_the_export(tmp_path):
     assert "3 labelled files of 5 evaluated (model 1.4)" in evaluated.stdout
     assert "  0.80      100.0%            66.7%" in evaluated.stdout
     assert (tmp_path / "evaluation" / "confusion.csv").is_file()
+
+
+def test_a_run_decided_by_an_adapted_head_names_it_in_identified_by(tmp_path, standin_models):
+    """`deepfaune run EXPORT --adapted NAME`: DeepFaune's rows say which head decided (and are still DeepFaune's
+    own: a later run replaces them); without --adapted they are as before."""
+    import shutil
+
+    from PIL import Image, ImageDraw
+
+    models = Path(shutil.copytree(standin_models, tmp_path / "models"))  # the head is written into it
+    export = make_export(tmp_path)
+    for n, name in enumerate(("DEP1/a.jpg", "DEP1/b.jpg", "DEP2/d.jpg", "DEP2/e.jpg")):
+        image = Image.new("RGB", (640, 480), (90, 120, 60))  # a red shape: an animal to the stand-in detector
+        ImageDraw.Draw(image).rectangle((100 + 20 * n, 100, 300 + 20 * n, 300), fill=(255 - 50 * (n % 2), 0, 0))
+        image.save(export / name, "JPEG")
+    registry = registry_with(wi_host)
+    common = ["--host", "wildlife-insights", "--models-dir", str(models), "--store", str(tmp_path / "s.sqlite")]
+    assert run_cli(["run", export, *common, "-q", "--no-report"], registry).code == 0
+    plain = (export / "deepfaune_images.csv").read_bytes()
+    labels = tmp_path / "labels.csv"
+    labels.write_text("file,label\nDEP1/a.jpg,fox\nDEP1/b.jpg,badger\nDEP2/d.jpg,fox\nDEP2/e.jpg,badger\n",
+                      encoding="utf-8")
+    adapted = run_cli(["adapt", export, *common, "--labels", labels, "--name", "site1"], registry)
+    assert adapted.code == 0, adapted.stderr
+    assert run_cli(["run", export, *common, "-q", "--no-report", "--adapted", "site1"], registry).code == 0
+    out = _by_id(export / "deepfaune_images.csv")
+    mark = "(STAND-IN MODELS, random weights: the labels are meaningless)"
+    assert {out[i]["identified_by"] for i in ("img-a", "img-b", "img-d", "img-e")} == {
+        f"DeepFaune 1.4, adapted head site1 {mark}"}
+    assert out["img-c"]["identified_by"] == "Elildo Carvalho"
+    assert run_cli(["run", export, *common, "-q", "--no-report"], registry).code == 0
+    assert (export / "deepfaune_images.csv").read_bytes() == plain
