@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
-from ..adapted import offer_for, open_decider
 
+from ..adapted import offer_for, open_decider
 from ..animals import box_entries, decide_box
 from ..api import Host, RunSettings
 from ..corrections import label_choices, label_text, overlay, overlay_boxes
