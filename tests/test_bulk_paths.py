@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from deepfaune_plugin import walk
-from deepfaune_plugin.bulk import without_gc
+from deepfaune_plugin.bulk import kept_for_the_block, without_gc
 from deepfaune_plugin.known_files import path_key, path_keys
 from deepfaune_plugin.types import MediaItem
 
@@ -78,3 +78,12 @@ def test_without_gc_pauses_and_restores():
         assert not gc.isenabled()  # someone else's choice stays
     finally:
         gc.enable()
+
+
+def test_kept_for_the_block_sets_the_living_aside_then_hands_them_back():
+    before = gc.get_freeze_count()
+    alive = [[i] for i in range(1000)]
+    with kept_for_the_block():
+        assert gc.get_freeze_count() >= before + len(alive)
+    assert gc.get_freeze_count() == 0
+    assert gc.isenabled()
