@@ -93,12 +93,8 @@ def path_keys(items: Sequence[MediaItem]) -> list[str]:
     for item in items:
         head, name = os.path.split(os.fspath(item.path))
         if head not in folders:
-            folder = os.path.abspath(head or os.curdir)
-            try:
-                folder.encode("utf-8")
-                folders[head] = folder
-            except UnicodeEncodeError:
-                folders[head] = None
+            absolute = os.path.abspath(head or os.curdir)
+            folders[head] = absolute if _utf8(absolute) else None
         folder = folders[head]
         if folder is None or name in ("", os.curdir, os.pardir) or not _utf8(name):
             keys.append(path_key(item))
