@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from deepfaune_plugin.api import RunSettings
+from deepfaune_plugin.bulk import kept_for_the_block
 from deepfaune_plugin.pipeline import resolve_host, run
 from deepfaune_plugin.review.session import ReviewSession
 from deepfaune_plugin.store import ResultStore
@@ -80,6 +81,8 @@ def main() -> None:
                                      {"output": None}, args.work / "thumbs", "bench", log=lambda m: None)
         opens.append(time.perf_counter() - t)
     opened = opens[-1]
+    served = kept_for_the_block()  # as `deepfaune review` serves the session (review/cli.py)
+    served.__enter__()
     t = time.perf_counter()
     page = session.page(0)
     paged = time.perf_counter() - t
@@ -107,6 +110,7 @@ def main() -> None:
     print(f"{len(session.items)} files, {len(session.sequences)} sequences, {session.summary()['queue']} queued: "
           f"open {' then '.join(f'{o:.1f}' for o in opens)} s, page {paged * 1000:.0f} ms, label {labelled * 1000:.0f} ms, "
           f"first thumbnail {thumb * 1000:.0f} ms, peak RSS {rss:.0f} MB")
+    served.__exit__(None, None, None)
     session.store.close()
     if args.evaluate:
         t = time.perf_counter()

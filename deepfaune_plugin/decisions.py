@@ -35,6 +35,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .bulk import without_gc
 from .contracts import RunSettings
 from .sequences import assign_sequences, sequence_unit
 from .types import ANIMAL, EMPTY, FAILED, PERSON, UNDEFINED, VEHICLE, ClassTable, Decision, MediaItem, RawResult
@@ -328,6 +329,7 @@ def frame_rows(rows: Sequence[RawResult]) -> list[RawResult]:
     return [frame for row in rows for frame in (row.frames or [row])]
 
 
+@without_gc()  # a chunk, or a whole season, of decisions at once (bulk.py)
 def decide_run(
     items: Sequence[MediaItem],
     raws: Sequence[RawResult],

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from .api import DETECTOR_MODES, RunSettings
+from .bulk import without_gc
 from .cli_shared import DEFAULTS, add_host_options, host_options, split_list
 from .errors import DeepfauneError
 from .evaluate import LEVELS, THRESHOLDS, Evaluation, read_labels, threshold_for, truth_keys, write_csv
@@ -73,6 +74,7 @@ def add_stored_options(p, registry: Registry, command: str) -> list[str]:
     return add_host_options(p, registry, command)
 
 
+@without_gc()  # a season's items, outputs and decisions at once (bulk.py)
 def run_evaluate_command(args: argparse.Namespace, registry: Registry) -> int:
     from .adapted import decided_by, open_decider
     from .inference import Inference, open_store

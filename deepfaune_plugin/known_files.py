@@ -82,6 +82,35 @@ def path_key(item: MediaItem) -> str:
     return path
 
 
+def path_keys(items: Sequence[MediaItem]) -> list[str]:
+    """`path_key` of each item; on POSIX the folder's part made absolute once per folder, not once per file (a
+    season is 100,000 files in a few hundred folders).  The same keys: a plain name ("." and ".." aside) joined to
+    a normalised absolute folder is already normal."""
+    if os.name != "posix":
+        return [path_key(item) for item in items]
+    folders: dict[str, str | None] = {}
+    keys = []
+    for item in items:
+        head, name = os.path.split(os.fspath(item.path))
+        if head not in folders:
+            absolute = os.path.abspath(head or os.curdir)
+            folders[head] = absolute if _utf8(absolute) else None
+        folder = folders[head]
+        if folder is None or name in ("", os.curdir, os.pardir) or not _utf8(name):
+            keys.append(path_key(item))
+        else:
+            keys.append(os.path.join(folder, name))
+    return keys
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
 class KnownFiles:
     """The store's memory of the files it has read: path -> (status, content key).  Only a cache: dropping it
     costs one read of each file, never a result or a label."""
@@ -96,9 +125,9 @@ class KnownFiles:
         """The content key of each item, in their order (None: unreadable now): from memory where the file's
         status is the one it had when it was read, else read now (and remembered)."""
         status: list[tuple[str, os.stat_result] | None] = []
-        for item in items:
+        for item, key in zip(items, path_keys(items)):
             try:
-                status.append((path_key(item), os.stat(item.path)))
+                status.append((key, os.stat(item.path)))
             except OSError:
                 status.append(None)
         known = self._remembered([s[0] for s in status if s is not None])

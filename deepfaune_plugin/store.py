@@ -32,6 +32,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from .errors import DeepfauneError
+from .bulk import without_gc
 from .known_files import FileIdentity, KnownFiles, forget_unused
 from .known_files import content_hash as content_hash  # its name here since it was written (RESULTS.md)
 from .types import (ANIMAL, CONTAINER_DATE, EXIF_DATE, FILE_DATE, HUMAN_FIELDS, PERSON, VEHICLE, AnimalLogits,
@@ -312,6 +313,7 @@ class ResultStore:
         """Files found with other bytes than this store last read at their path (each said once)."""
         return self.known.take_edited()
 
+    @without_gc()  # a chunk, or a whole season, of stored results at once (bulk.py)
     def lookup(self, fingerprint: str, items: Sequence[MediaItem]) -> dict[str, RawResult]:
         """Stored results of the files whose content is known; the others must be computed.
 

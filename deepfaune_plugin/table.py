@@ -9,6 +9,7 @@ import pandas as pd
 from .contracts import HEAD_COLUMN, STANDIN_COLUMN, STANDIN_VALUE, RunResults
 from .atomic import StagedFile, atomic_output
 from .boxes import normalised_box
+from .bulk import without_gc
 from .errors import HostError
 from .exifdate import EXIF_DATE_FORMAT, format_date
 from .human_fields import fields_given, fields_note
@@ -50,6 +51,7 @@ def people_columns(decisions) -> list[str]:
     return [c for c in PEOPLE_COLUMNS if c in given]
 
 
+@without_gc()  # a chunk's rows at once (bulk.py)
 def result_table(results: RunResults, columns: list[str] | None = None) -> pd.DataFrame:
     """DeepFaune's result table for `results`: one row per decision, DeepFaune's columns first (filename,
     date, seqnum, predictionbase, scorebase, prediction, score, top1, count, humancount), then ours (boxes,

@@ -14,6 +14,7 @@ import tempfile
 import webbrowser
 from pathlib import Path
 
+from ..bulk import kept_for_the_block
 from ..cli_shared import EXIT_CODES_HELP, EXIT_INCOMPLETE, EXIT_OK, add_run_options, print_summary, run_settings
 from ..errors import DeepfauneError
 from ..plugins import PluginError, Registry
@@ -157,7 +158,8 @@ def run_review_command(args: argparse.Namespace, registry: Registry, ready=None)
             launcher = _launcher(server.url)  # the link never appears on a command line (`ps`)
             webbrowser.open(launcher.as_uri())
         try:
-            server.serve_forever()
+            with kept_for_the_block():  # the session lives as long as the server (bulk.py)
+                server.serve_forever()
         except KeyboardInterrupt:
             log("stopped; the labels are kept in the result store: `deepfaune review --export` writes them")
         finally:

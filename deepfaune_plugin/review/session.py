@@ -19,6 +19,7 @@ import numpy as np
 from ..adapted import offer_for, open_decider
 from ..animals import box_entries, decide_box
 from ..api import Host, RunSettings
+from ..bulk import without_gc
 from ..corrections import label_choices, label_text, overlay, overlay_boxes
 from ..decisions import decide_run
 from ..errors import DeepfauneError
@@ -119,6 +120,7 @@ class ReviewSession:
     # -- building
 
     @classmethod
+    @without_gc()  # a season's items, outputs and decisions at once (bulk.py)
     def open(cls, source: Path, host: Host, backend, settings: RunSettings, store: ResultStore,
              options: Mapping[str, Any], thumbs_dir: Path, reviewer: str, show_all: bool = False,
              log: Callable[[str], None] = print, blur_humans: bool = False, order: str = "queue",
