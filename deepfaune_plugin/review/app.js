@@ -52,6 +52,19 @@
     render();
   }
 
+  // one picture's thumbnail (its URL versioned once a person's boxes changed it) and its label as shown
+  function thumbImage(f) {
+    const img = el("img");
+    img.alt = f.f;
+    img.loading = "lazy";
+    img.src = `/thumb/${f.id}.jpg` + (f.v ? `?v=${f.v}` : "");
+    return img;
+  }
+
+  function labelSpan(f) {
+    return el("span", f.human ? "human" : "", f.label + (f.human ? ` ✓ ${f.human.by}` : ""));
+  }
+
   function render() {
     const q = $("queue");
     q.replaceChildren();
@@ -69,13 +82,9 @@
         if (i === state.cur && j === state.pic) fig.classList.add("pic");
         if (i === state.cur && state.selected.has(j)) fig.classList.add("selected");
         fig.dataset.file = f.f;
-        const img = el("img");
-        img.alt = f.f;
-        img.loading = "lazy";
-        img.src = `/thumb/${f.id}.jpg` + (f.v ? `?v=${f.v}` : "");
-        fig.append(img);
+        fig.append(thumbImage(f));
         const cap = el("figcaption");
-        cap.append(el("span", f.human ? "human" : "", f.label + (f.human ? ` ✓ ${f.human.by}` : "")));
+        cap.append(labelSpan(f));
         if (f.human || f.machine.key !== f.key) {  // what DeepFaune said of this picture alone
           cap.append(el("span", "machine", ` · DeepFaune: ${f.machine.label} ${f.machine.score.toFixed(2)}`));
         }
@@ -870,13 +879,9 @@
       const fig = el("figure", (i === similar.at ? "pic" : "") + (similar.chosen.has(f.f) ? " selected" : ""));
       fig.dataset.file = f.f;
       fig.dataset.index = String(i);
-      const img = el("img");
-      img.alt = f.f;
-      img.loading = "lazy";
-      img.src = `/thumb/${f.id}.jpg` + (f.v ? `?v=${f.v}` : "");
-      fig.append(img);
+      fig.append(thumbImage(f));
       const cap = el("figcaption");
-      cap.append(el("span", f.human ? "human" : "", f.label + (f.human ? ` ✓ ${f.human.by}` : "")));
+      cap.append(labelSpan(f));
       cap.append(el("span", "machine", i ? ` · cosine ${f.cosine.toFixed(2)}` : " · this picture"));
       cap.append(el("br"), el("span", "machine", `#${f.seq} · ${f.f}`));
       fig.append(cap);
