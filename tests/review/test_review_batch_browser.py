@@ -28,8 +28,29 @@ def status_is(browser: Browser, text: str) -> None:
         raise AssertionError(f"status {browser.evaluate(STATUS)!r}, not {text!r}") from None
 
 
+SEQ_LABEL = "document.querySelector('section.seq[data-seq=\"{seq}\"] h2')?.firstChild.textContent"
+
+
 def seq_label(browser: Browser, seq: int) -> str:
-    return browser.evaluate(f"document.querySelector('section.seq[data-seq=\"{seq}\"] h2').firstChild.textContent")
+    return browser.evaluate(SEQ_LABEL.format(seq=seq))
+
+
+def seq_labels_are(browser: Browser, seqs: tuple[int, ...], texts: list[str]) -> None:
+    """Several sequences' headings once the page has drawn them again (see `seq_label_is`)."""
+    js = "[" + ", ".join(SEQ_LABEL.format(seq=n) for n in seqs) + "]"
+    try:
+        browser.wait_for(f"JSON.stringify({js}) === {json.dumps(json.dumps(texts, separators=(',', ':'), ensure_ascii=False))}")
+    except TimeoutError:
+        raise AssertionError(f"{[seq_label(browser, n) for n in seqs]!r}, not {texts!r}") from None
+
+
+def seq_label_is(browser: Browser, seq: int, text: str) -> None:
+    """The sequence's heading once the page has drawn it again (the status line is set before the page is
+    fetched and redrawn: reading the heading at once raced with that redraw on a loaded machine)."""
+    try:
+        browser.wait_for(f"{SEQ_LABEL.format(seq=seq)} === {json.dumps(text)}")
+    except TimeoutError:
+        raise AssertionError(f"#{seq} reads {seq_label(browser, seq)!r}, not {text!r}") from None
 
 
 def cards(browser: Browser) -> list[str]:
@@ -75,7 +96,7 @@ def test_search_and_a_batch_by_keyboard_and_mouse_then_written_back(tmp_path):
         keep(browser.screenshot(tmp_path / "review-search-any-language.png"))
         browser.click("#choices li.active")
         status_is(browser, "1 file(s) of #2: squirrel")
-        assert seq_label(browser, 2) == "#2 b · squirrel"
+        seq_label_is(browser, 2, "#2 b · squirrel")
         # two reviewers' labels of b side by side, nothing overwritten
         browser.wait_for("document.querySelector('#conflicts td.by') !== null")
         assert browser.evaluate("[...document.querySelectorAll('#conflicts tr')].map(r => r.textContent)") == [
@@ -102,14 +123,14 @@ def test_search_and_a_batch_by_keyboard_and_mouse_then_written_back(tmp_path):
         browser.type("blaireau")
         browser.key("Enter")
         status_is(browser, "badger: 3 sequence(s), 4 file(s) labelled (U undoes the batch)")
-        assert [seq_label(browser, n) for n in (2, 3, 5, 6)] == [
-            "#2 b · badger", "#3 c · badger", "#5 e · badger", "#6 f · fox"]
+        seq_labels_are(browser, (2, 3, 5, 6), [
+            "#2 b · badger", "#3 c · badger", "#5 e · badger", "#6 f · fox"])
         keep(browser.screenshot(tmp_path / "review-batch.png"))
         # undo by mouse: the whole batch, b back to Ana's squirrel, c and e to no label of hers
         browser.click("#b-undo")
         status_is(browser, "undid the batch (badger): 4 file(s) as they were before it")
-        assert [seq_label(browser, n) for n in (2, 3, 5, 6)] == [
-            "#2 b · squirrel", "#3 c · fox", "#5 e · undefined", "#6 f · fox"]
+        seq_labels_are(browser, (2, 3, 5, 6), [
+            "#2 b · squirrel", "#3 c · fox", "#5 e · undefined", "#6 f · fox"])
         # accept DeepFaune's label above a score, by mouse: a, d and f are outside the queue
         browser.click("#b-below")
         for _ in range(3):
