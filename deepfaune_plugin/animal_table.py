@@ -14,6 +14,7 @@ from typing import Sequence
 import pandas as pd
 
 from .atomic import StagedFile
+from .contracts import STANDIN_COLUMN, STANDIN_VALUE
 from .table import csv_safe
 from .types import AnimalDecision
 
@@ -29,7 +30,8 @@ def animals_path(output: Path) -> Path:
     return output.with_name(f"{output.stem}-animals.csv")
 
 
-def animal_table(animals: Sequence[AnimalDecision]) -> pd.DataFrame:
+def animal_table(animals: Sequence[AnimalDecision], standin: bool = False) -> pd.DataFrame:
+    """The rows; a stand-in run's (`standin`, RunResults.standin) end with STANDIN_COLUMN, as its result table."""
     rows = [{
         "filename": a.relpath, "seqnum": a.seqnum,
         **dict(zip(("x1", "y1", "x2", "y2"), (round(float(v), 2) for v in a.box))),
@@ -37,8 +39,9 @@ def animal_table(animals: Sequence[AnimalDecision]) -> pd.DataFrame:
         "bbox_conf": round(a.conf, 4), "detector": a.source,
         "label": a.label, "score": a.score, "top1": a.top1,
         "deepfaune_box": int(a.selected), "seq_maxn": a.maxn, "seq_images": a.images,
+        **({STANDIN_COLUMN: STANDIN_VALUE} if standin else {}),
     } for a in animals]
-    return pd.DataFrame(rows, columns=ANIMAL_COLUMNS)
+    return pd.DataFrame(rows, columns=ANIMAL_COLUMNS + ([STANDIN_COLUMN] if standin else []))
 
 
 class AnimalTableWriter:
@@ -50,14 +53,14 @@ class AnimalTableWriter:
         self.out = self.staged.open_text()
         self.rows = 0
 
-    def add(self, animals: Sequence[AnimalDecision]) -> None:
+    def add(self, animals: Sequence[AnimalDecision], standin: bool = False) -> None:
         if animals:
-            csv_safe(animal_table(animals)).to_csv(self.out, header=self.rows == 0, index=False)
+            csv_safe(animal_table(animals, standin)).to_csv(self.out, header=self.rows == 0, index=False)
             self.rows += len(animals)
 
-    def close(self) -> list[Path]:
+    def close(self, standin: bool = False) -> list[Path]:
         if self.rows == 0:  # the header alone: a run without any animal box
-            animal_table([]).to_csv(self.out, index=False)
+            animal_table([], standin).to_csv(self.out, index=False)
         self.out.close()
         staged, self.staged = self.staged, None
         assert staged is not None, "closed twice"

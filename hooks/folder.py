@@ -40,8 +40,8 @@ class FolderHost(Host):
         written = [write_table(result_table(results), target)]
         if results.animals is not None:
             animals = AnimalTableWriter(animals_path(target))
-            animals.add(results.animals)
-            written += animals.close()
+            animals.add(results.animals, results.standin)
+            written += animals.close(results.standin)
         return written
 
 
@@ -57,7 +57,7 @@ class FolderWriter:
     def add(self, batch: RunResults) -> None:
         self.table.add(batch)
         if batch.animals is not None:
-            self._animals().add(batch.animals)
+            self._animals().add(batch.animals, batch.standin)
 
     def _animals(self) -> AnimalTableWriter:
         if self.animals is None:
@@ -68,7 +68,7 @@ class FolderWriter:
         if results.settings.every_animal:
             self._animals()  # a run without any file still writes the header
         written = self.table.close(results)
-        return written + (self.animals.close() if self.animals is not None else [])
+        return written + (self.animals.close(results.standin) if self.animals is not None else [])
 
     def abort(self) -> None:
         self.table.abort()

@@ -206,7 +206,8 @@ def test_every_animal_writes_one_row_per_animal_and_leaves_deepfaunes_table_as_i
     animals = pd.read_csv(tmp_path / "every" / "out-animals.csv", keep_default_na=False)
     assert list(animals.columns) == [
         "filename", "seqnum", "x1", "y1", "x2", "y2", "bbox_x", "bbox_y", "bbox_width", "bbox_height", "bbox_conf",
-        "detector", "label", "score", "top1", "deepfaune_box", "seq_maxn", "seq_images"]
+        "detector", "label", "score", "top1", "deepfaune_box", "seq_maxn", "seq_images", "models"]
+    assert set(animals["models"]) == {"stand-in"}  # a stand-in run's every file says so (issue 30.9), this one too
     table = pd.read_csv(plain, keep_default_na=False)
     assert animals["filename"].tolist() == ["cam/many.jpg"] * 4 + ["cam/one.jpg"]
     assert animals[["x1", "y1", "x2", "y2"]].values.tolist() == [
