@@ -381,23 +381,25 @@ class ResultStore:
     def human_records(self, items: Sequence[MediaItem]) -> dict[str, list[HumanLabel]]:
         """Every reviewer's label of each labelled file of `items`, by relpath, the latest first."""
         found: dict[str, list[HumanLabel]] = {}
+        written: dict[int, int] = {}  # id of a label -> its row's rowid: the order labels were written in
         if not self._has_human():
             return found
         wanted = self._by_content(items)
         keys_all = list(wanted)
         for start in range(0, len(keys_all), LOOKUP_BATCH):
             keys = [k for k, _ in keys_all[start:start + LOOKUP_BATCH]]
-            rows = self.db.execute(f"SELECT content, size, label, reviewer, at, {', '.join(HUMAN_FIELDS)} FROM human "
-                                   f"WHERE content IN ({','.join('?' * len(keys))})", keys)
-            for content, size, label, reviewer, at, *values in rows.fetchall():
+            rows = self.db.execute(f"SELECT rowid, content, size, label, reviewer, at, {', '.join(HUMAN_FIELDS)} "
+                                   f"FROM human WHERE content IN ({','.join('?' * len(keys))})", keys)
+            for order, content, size, label, reviewer, at, *values in rows.fetchall():
                 for item in wanted.get((content, size), ()):
                     given: dict[str, Any] = {n: v if v is not None or n == "count" else ""
                                              for n, v in zip(HUMAN_FIELDS, values)}
                     fields = HumanFields(**given)
                     found.setdefault(item.relpath, []).append(
                         HumanLabel(label, reviewer, self._label_date(item.relpath, label, at), fields))
-        for labels in found.values():
-            labels.sort(key=lambda h: (h.at, h.reviewer), reverse=True)
+                    written[id(found[item.relpath][-1])] = order
+        for labels in found.values():  # the latest given first; within one second, the one written last
+            labels.sort(key=lambda h: (h.at, written[id(h)]), reverse=True)
         return found
 
     def _by_content(self, items: Sequence[MediaItem]) -> dict[tuple[str, int], list[MediaItem]]:
@@ -445,6 +447,8 @@ class ResultStore:
                              *(() if fields is None else astuple(fields))))
         names = _HUMAN_ROW[:6] + (HUMAN_FIELDS if fields is not None else ())
         update = ", ".join(f"{n}=excluded.{n}" for n in names if n not in ("content", "size", "reviewer"))
+        # a label changed now is the latest even within the second `at` records: its row moves last (rowid)
+        update += ", rowid=(SELECT max(rowid) + 1 FROM human)"
         with self.db:
             self.db.execute("BEGIN")
             self.db.executemany(f"INSERT INTO human ({', '.join(names)}) VALUES ({', '.join('?' * len(names))}) "

@@ -271,3 +271,31 @@ def test_camtrapr_record_table_columns(tmp_path: Path):
         rows = {r["FileName"]: r for r in csv.DictReader(fh)}
     assert [(r["count"], r["sex"], r["individual"]) for r in (rows["fox_1.jpg"], rows["fox_2.jpg"])] == [
         ("1", "", ""), ("2", "male", "F3")]
+
+
+@pytest.mark.parametrize("last", ["Ana", "Zoe"])
+def test_of_two_labels_given_in_the_same_second_the_one_written_last_decides(tmp_path: Path, monkeypatch, last):
+    """`at` keeps seconds: two reviewers labelling one file within a second tied, and the name sorting last won
+    (Bob over Ana: .ci/run on a fast machine read wolf where Ana had just said squirrel). The label written last
+    decides, whoever gave it; and a reviewer changing their own label makes it the latest again."""
+    import deepfaune_plugin.store as store_module
+
+    class Frozen(datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return datetime(2026, 12, 7, 12, 0, 0)
+
+    monkeypatch.setattr(store_module, "datetime", Frozen)
+    photo = tmp_path / "a.jpg"
+    make_jpeg(photo, 160, 120, date=T0, seed=1)
+    item = MediaItem(path=photo, relpath="a.jpg", group=".")
+    store = ResultStore(tmp_path / "s.sqlite")
+    first = "Bob" if last != "Bob" else "Ana"
+    store.set_human([(item, "wolf")], first)
+    store.set_human([(item, "squirrel")], last)
+    labels = store.human_records([item])["a.jpg"]
+    assert [(h.reviewer, h.key) for h in labels] == [(last, "squirrel"), (first, "wolf")]
+    store.set_human([(item, "badger")], first)  # the first reviewer changes their mind: now the latest
+    assert [(h.reviewer, h.key) for h in store.human_records([item])["a.jpg"]] == [(first, "badger"),
+                                                                                  (last, "squirrel")]
+    store.close()
