@@ -203,6 +203,11 @@ class HostOption:
         multiple: May be given several times; the value is then a list (`default` when never given).
         commands: The commands that offer it (of `OPTION_COMMANDS`, default run and review): add "evaluate"
             for an option that changes what `read` finds, e.g. where the source keeps people's labels.
+        from_record: Whether a later `review`/`evaluate` of the source may take this option's value from the
+            run's record (deepfaune-run.json) when its own command line does not give it. Only for an option
+            that chooses what the host writes into the source's own files (a field, a flag, a rule); never for
+            one naming another file or folder, an address or the network: the record lies in a folder anyone
+            may have sent. Default False.
     """
 
     name: str  # long option without dashes, e.g. "write-ddb"
@@ -213,6 +218,8 @@ class HostOption:
     #: The commands that offer it (of `OPTION_COMMANDS`): add "evaluate" for an option that changes what `read`
     #: finds, e.g. where the source keeps people's labels.
     commands: tuple[str, ...] = ("run", "review")
+    #: A later review/evaluate may take it from the run's record (never an option naming a path or an address).
+    from_record: bool = False
 
     def __post_init__(self) -> None:
         unknown = [c for c in self.commands if c not in OPTION_COMMANDS] if not isinstance(self.commands, str) \

@@ -16,7 +16,11 @@ from typing import Any, Callable, Iterable, Sequence
 from .plugins import Registry
 
 MAX_RECORD = 16 << 20  # a record lists every failure and output: 16 MiB is far past a real one
-NOT_TAKEN = frozenset({"source", "quiet", "argv", "command"})  # what a later command decides for itself
+#: What a later command decides for itself, and what a record (a file in a folder anyone may have sent) never
+#: chooses: where outputs, stores and models are, and where inference is sent. A host's options are taken only
+#: when the host says so (`HostOption.from_record`).
+NOT_TAKEN = frozenset({"source", "quiet", "argv", "command", "output", "store", "no_store", "models_dir",
+                       "scheduler"})
 
 
 class _Parser(argparse.ArgumentParser):
@@ -94,8 +98,9 @@ def run_options(source: Path, output: Path | None,
         raise ValueError(f"{path}: cannot read the run's options from it ({err}); give them on the command line "
                          "or remove the file") from None
     given = _given(command[2:], parser)
+    hosts = {f"host_{o.dest}": o.from_record for reg in registry.hosts.values() for o in reg.obj.options}
     return path, {dest: (getattr(parsed, dest), tokens) for dest, tokens in sorted(given.items())
-                  if dest not in NOT_TAKEN}
+                  if dest not in NOT_TAKEN and hosts.get(dest, not dest.startswith("host_"))}
 
 
 def take_run_options(args: argparse.Namespace, registry: Registry, skip: Iterable[str] = (),

@@ -324,7 +324,8 @@ class TaggedHost(Host):
     description = "a folder holding tagged.txt (test plugin)"
     priority = 50
     labels_held = "give every file one label with --label-all LABEL"
-    options = (HostOption("label-all", "the label a person gave every file", commands=("run", "evaluate")),
+    options = (HostOption("label-all", "the label a person gave every file", commands=("run", "evaluate"),
+                          from_record=True),
                HostOption("tag-note", "a note for the run only"))
 
     def __init__(self):

@@ -114,23 +114,24 @@ class CamtrapRHost(Host):
     labels_held = "a station tree sorted into species folders needs --species-from-folders"
     options: tuple[HostOption, ...] = (
         HostOption("min-delta-time", "minutes between independent records of a species at a station "
-                   "(camtrapR's minDeltaTime; default 0: every record)", default=0),
+                   "(camtrapR's minDeltaTime; default 0: every record)", default=0, from_record=True),
         HostOption("delta-time-compared-to", "lastIndependentRecord (default) or lastRecord "
-                   "(camtrapR's deltaTimeComparedTo)", default=LAST_INDEPENDENT),
+                   "(camtrapR's deltaTimeComparedTo)", default=LAST_INDEPENDENT, from_record=True),
         HostOption("include", "also write these non-animal records: undefined, empty, human, vehicle "
-                   "(repeat, or comma-separated)", multiple=True),
+                   "(repeat, or comma-separated)", multiple=True, from_record=True),
         HostOption("cameras-independent", "records at different cameras of a station are independent "
-                   "(camtrapR's camerasIndependent)", flag=True),
-        HostOption("scientific-names", "Species as scientific names instead of labels in --lang", flag=True),
+                   "(camtrapR's camerasIndependent)", flag=True, from_record=True),
+        HostOption("scientific-names", "Species as scientific names instead of labels in --lang", flag=True,
+                   from_record=True),
         HostOption("species-folders", "also build OUTDIR/Station/[Camera/]Species/files (hard links, else "
                    "copies) for recordTable(IDfrom = \"directory\")"),
         HostOption("species-from-folders", "station tree: the last folder level is the species a person sorted "
                                            "the files into (Station/[Camera/]Species/files, recordTable(IDfrom = "
                                            "\"directory\")): what deepfaune evaluate and the review page's "
                                            "evaluation compare DeepFaune's labels with", flag=True,
-                   commands=("run", "review", "evaluate")),
+                   commands=("run", "review", "evaluate"), from_record=True),
         HostOption("file-formats", "station tree: the extensions to read, as recordTable(video = list(file_formats "
-                   "= ...)) (default jpg, camtrapR's default; e.g. jpg,mp4)"),
+                   "= ...)) (default jpg, camtrapR's default; e.g. jpg,mp4)", from_record=True),
         HostOption("camera-table", "also write a camera-trap table (Station, [Camera,] Setup_date, "
                    "Retrieval_date from the first and last image)", flag=True),
     )

@@ -77,28 +77,31 @@ class TimelapseHost(Host):
     labels_held = "name the data field holding them with --labels-field"
     options: tuple[HostOption, ...] = (
         HostOption("write-ddb", "also store the recognitions in the .ddb as Timelapse's import would "
-                                "(backup in Backups/ first; one transaction)", flag=True, default=False),
+                                "(backup in Backups/ first; one transaction)", flag=True, default=False,
+                   from_record=True),
         HostOption("field", "with --write-ddb: put each file's sequence-level label in this data field "
                             "(a Note, or a FixedChoice whose choices hold the labels; a scientificName or latin-name "
-                            "field gets scientific names); only empty or template-default values are filled"),
+                            "field gets scientific names); only empty or template-default values are filled",
+                   from_record=True),
         HostOption("reviewed-field", "with --write-ddb: the Flag field set to true on the files a person labelled "
                                      "in deepfaune review (back to false when the label is withdrawn; a flag a "
                                      "person set in Timelapse is kept); default: the template's Flag field named "
-                                     "Reviewed, if any"),
+                                     "Reviewed, if any", from_record=True),
         HostOption("labels-field", "the data field holding people's species labels (e.g. Species): what "
                                    "deepfaune evaluate and the review page's evaluation compare DeepFaune's labels "
                                    "with (labels in any language of the model, or scientific names)",
-                   commands=("run", "review", "evaluate")),
+                   commands=("run", "review", "evaluate"), from_record=True),
         *(HostOption(option, f"with --write-ddb: the data field that gets the {name.replace('_', ' ')} a person "
                              "recorded in deepfaune review (or --import); only empty or template-default values "
-                             "are filled", commands=("run", "review")) for name, option in PEOPLE_OPTIONS.items()),
+                             "are filled", commands=("run", "review"), from_record=True)
+          for name, option in PEOPLE_OPTIONS.items()),
         HostOption("per-image", "label each box with its own image's answer instead of its sequence's",
-                   flag=True, default=False),
+                   flag=True, default=False, from_record=True),
         HostOption("ddb", "the .ddb file to use when the folder holds several"),
         HostOption("ddb-wait", f"seconds to wait for a locked .ddb (default {DEFAULT_WAIT:g})"),
         HostOption("use-existing-detections", "classify the boxes of the recognitions already in the .ddb (e.g. "
                                               "MegaDetector's) instead of running a detector (detector mode "
-                                              "'existing')", flag=True, default=False),
+                                              "'existing')", flag=True, default=False, from_record=True),
     )
 
     def detect(self, source: Path) -> bool:

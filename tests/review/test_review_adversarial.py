@@ -347,3 +347,29 @@ def test_a_video_is_served_by_id_with_ranges_and_never_through_a_link(serve, mon
     clip.unlink()
     clip.symlink_to(secret)
     assert client.request("GET", "/media/v1", headers=_cookie(client))[0] == 404
+
+
+def test_a_record_in_the_source_never_chooses_outputs_stores_or_the_network(season, tmp_path):
+    """30.8's rule has a limit: the run record lies in the source, a folder anyone may have sent. A record naming
+    an output elsewhere, another store, a Dask scheduler or `--fetch-remote --fetch-allow-private` made a later
+    `review --export` write there, read there or fetch from private addresses unasked; only what decides labels
+    (settings, and host options the host marks `from_record`) is taken."""
+    import json
+
+    from deepfaune_plugin.recorded import run_options
+
+    src, registry, store, _ = season
+    record = next(src.glob("*run.json"))
+    data = json.loads(record.read_text())
+    elsewhere = tmp_path / "elsewhere"
+    data["command"] = ["deepfaune", "run", str(src), "--backend", "logits", "--lang", "en", "--output", str(elsewhere / "t.csv"),
+                       "--store", str(elsewhere / "s.sqlite"), "--scheduler", "tcp://203.0.113.9:8786",
+                       "--models-dir", str(elsewhere), "--fetch-remote", "--fetch-allow-private",
+                       "--media-cache", str(elsewhere)]
+    record.write_text(json.dumps(data))
+    _, taken = run_options(src, None, registry)
+    assert sorted(taken) == ["backend", "lang"]
+    ran = run_cli(["review", src, "--export", "--store", store], registry)
+    assert ran.code == 0, ran.stderr
+    assert "lang=en" in ran.stderr and "elsewhere" not in ran.stderr and "fetch" not in ran.stderr
+    assert not elsewhere.exists()
